@@ -1,0 +1,121 @@
+// PCI: the function base class every PCI device derives from, and the host
+// side (config mechanism 1 at 0xcf8/0xcfc, BAR mapping onto the PIO and MMIO
+// buses, INTx routing). Device models (std-vga, PIIX IDE, virtio-pci...)
+// only use PciFunction; the board owns the PciHost.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bus/bus.h"
+#include "bus/device.h"
+
+namespace vireo::pci {
+
+// Standard config-space offsets (PCI Local Bus Spec 3.0, 6.1).
+constexpr uint32_t kVendorId = 0x00, kDeviceId = 0x02, kCommand = 0x04, kStatus = 0x06,
+                   kRevision = 0x08, kClassProg = 0x09, kHeaderType = 0x0e, kBar0 = 0x10,
+                   kSubsysVendor = 0x2c, kSubsysId = 0x2e, kRomBar = 0x30, kCapPtr = 0x34,
+                   kIntLine = 0x3c, kIntPin = 0x3d;
+constexpr uint16_t kCmdIo = 1 << 0, kCmdMem = 1 << 1, kCmdMaster = 1 << 2, kCmdIntxDisable = 1 << 10;
+constexpr uint16_t kStatusCapList = 1 << 4, kStatusIntx = 1 << 3;
+
+enum class BarKind { Io, Mem32, Mem64, Mem32Prefetch, Mem64Prefetch };
+
+class PciHost;
+
+class PciFunction {
+public:
+  virtual ~PciFunction() = default;
+
+  // Config-space access, offset within this function's 256-byte space.
+  // Defaults implement the type-0 header: read-only IDs, write masks, BAR
+  // sizing (write all-ones, read back ~(size-1)), command-register decode
+  // enable/disable mapping the BARs, interrupt line/pin, capability list.
+  virtual uint32_t config_read(uint32_t offset, int size);
+  virtual void config_write(uint32_t offset, int size, uint32_t value);
+
+  // Called after a BAR was mapped at `addr` (or unmapped: addr == 0 and mapped == false).
+  virtual void bar_mapped(int bar, uint64_t addr, bool mapped) {}
+  // Guest reset of the whole machine.
+  virtual void reset() {}
+
+  // ---- set-up helpers for derived classes (call in the constructor) ----
+  void set_ids(uint16_t vendor, uint16_t device, uint32_t class_code /*24-bit: class<<16|sub<<8|prog*/,
+               uint8_t revision = 0, uint16_t subsys_vendor = 0x1af4, uint16_t subsys_id = 0x1100);
+  // BAR `index` (0..5; a 64-bit BAR takes index and index+1) of `size` bytes
+  // (power of two; I/O >= 4, memory >= 16), handled by `handler` at offsets
+  // relative to the BAR base.
+  void add_bar(int index, uint64_t size, BarKind kind, std::shared_ptr<IoDevice> handler);
+  // Expansion ROM BAR (offset 0x30) with its image. Reads through the ROM BAR return the image.
+  void set_rom(std::vector<uint8_t> image);
+  void set_interrupt_pin(uint8_t pin /*1 = INTA..4 = INTD, 0 = none*/);
+  // Append a capability with `len` bytes (including the 2-byte header); returns its offset.
+  uint8_t add_capability(uint8_t cap_id, uint8_t len);
+
+  // Raise/lower this function's INTx line (honours Command.INTx-disable and sets Status.INTx).
+  void set_intx(bool level);
+  // Bus-master enabled? (DMA engines must check before touching guest memory.)
+  bool bus_master() const;
+
+  // Raw config bytes and per-byte writable masks; derived classes may poke these.
+  std::array<uint8_t, 256> cfg{};
+  std::array<uint8_t, 256> wmask{};
+  std::array<uint8_t, 256> w1cmask{};  // write-1-to-clear bits (e.g. status)
+
+  uint32_t cfg_get(uint32_t off, int size) const;
+  void cfg_set(uint32_t off, int size, uint32_t v);
+
+  struct BarInfo {
+    uint64_t size = 0;
+    BarKind kind = BarKind::Mem32;
+    std::shared_ptr<IoDevice> handler;
+    uint64_t mapped_at = 0;
+    bool mapped = false;
+  };
+  const BarInfo& bar(int i) const { return bars_[i]; }
+  uint64_t bar_address(int i) const;  // as programmed in config space
+
+  std::string name = "pci";
+
+protected:
+  friend class PciHost;
+  PciHost* host_ = nullptr;
+  int devfn_ = -1;
+  std::array<BarInfo, 7> bars_{};  // 6 = expansion ROM
+  std::vector<uint8_t> rom_;
+  uint8_t last_cap_ = 0;
+  void update_mappings();
+};
+
+// The host bridge side: config mechanism #1 and BAR placement onto buses.
+class PciHost {
+public:
+  PciHost(Bus& pio, Bus& mmio) : pio_(pio), mmio_(mmio) {}
+  // Attach at device `slot` (0..31), function `fn` (0..7).
+  void attach(int slot, int fn, std::shared_ptr<PciFunction> f);
+  std::shared_ptr<PciFunction> function(int slot, int fn) const;
+
+  // The 0xcf8..0xcff port handler; register it on the PIO bus at 0xcf8, len 8.
+  std::shared_ptr<IoDevice> config_port();
+
+  // INTx routing: called with (slot, pin 1..4, level). The board installs the
+  // PIIX3 PIRQ router here; swizzle is (slot + pin - 1) & 3 -> PIRQA..D.
+  std::function<void(int slot, int pin, bool level)> route_intx;
+
+  void reset_all();
+
+  Bus& pio() { return pio_; }
+  Bus& mmio() { return mmio_; }
+
+private:
+  Bus& pio_;
+  Bus& mmio_;
+  std::array<std::shared_ptr<PciFunction>, 256> fns_{};
+};
+
+}  // namespace vireo::pci
