@@ -30,6 +30,9 @@ class PciHost;
 
 class PciFunction {
 public:
+  // Sets the type-0 header defaults: write masks for Command, cache line,
+  // latency timer, interrupt line; write-1-to-clear Status error bits.
+  PciFunction();
   virtual ~PciFunction() = default;
 
   // Config-space access, offset within this function's 256-byte space.
@@ -76,9 +79,17 @@ public:
     std::shared_ptr<IoDevice> handler;
     uint64_t mapped_at = 0;
     bool mapped = false;
+    bool upper_half = false;  // this index is the high dword of the 64-bit BAR below it
   };
   const BarInfo& bar(int i) const { return bars_[i]; }
   uint64_t bar_address(int i) const;  // as programmed in config space
+
+  // Back to power-on config state (Command 0, BARs unprogrammed, INTx low,
+  // interrupt line 0); called by PciHost::reset_all before reset().
+  void reset_config();
+  // Current INTx input level as set by the device (before INTx-disable).
+  bool intx_level() const { return intx_level_; }
+  int devfn() const { return devfn_; }
 
   std::string name = "pci";
 
@@ -89,7 +100,16 @@ protected:
   std::array<BarInfo, 7> bars_{};  // 6 = expansion ROM
   std::vector<uint8_t> rom_;
   uint8_t last_cap_ = 0;
+  uint8_t next_cap_off_ = 0x40;
+  bool intx_level_ = false;     // device's request
+  bool intx_asserted_ = false;  // what was last sent to route_intx
+  // Guards cfg and BAR state: config accesses (from the 0xcf8 port) and
+  // set_intx (from a BAR handler on another vCPU) may race. Recursive so
+  // derived overrides may call the base and bar_mapped may call set_intx.
+  mutable std::recursive_mutex cfg_mu_;
   void update_mappings();
+  void update_intx();
+  void map_bar(int i, bool want, uint64_t addr);
 };
 
 // The host bridge side: config mechanism #1 and BAR placement onto buses.
@@ -107,6 +127,15 @@ public:
   // PIIX3 PIRQ router here; swizzle is (slot + pin - 1) & 3 -> PIRQA..D.
   std::function<void(int slot, int pin, bool level)> route_intx;
 
+  // Accesses at 0xcf8..0xcfb that are not a dword at 0xcf8 (the address
+  // register) are forwarded here with offset 0..3 (offset 1 = port 0xcf9, the
+  // PIIX3 reset control register). Unset: reads all-ones, writes ignored.
+  std::shared_ptr<IoDevice> cf8_other;
+
+  // Mechanism #1 in code form (what the port handler does), for tests and the board.
+  uint32_t config_read(int bus, int slot, int fn, uint32_t reg, int size);
+  void config_write(int bus, int slot, int fn, uint32_t reg, int size, uint32_t value);
+
   void reset_all();
 
   Bus& pio() { return pio_; }
@@ -116,6 +145,8 @@ private:
   Bus& pio_;
   Bus& mmio_;
   std::array<std::shared_ptr<PciFunction>, 256> fns_{};
+  std::shared_ptr<IoDevice> config_port_;
+  mutable std::mutex fns_mu_;
 };
 
 }  // namespace vireo::pci
