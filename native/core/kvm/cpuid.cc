@@ -1,0 +1,65 @@
+#include "kvm/cpuid.h"
+
+#include <algorithm>
+#include <cstdint>
+
+namespace vireo::kvm {
+
+namespace {
+// Leaf 1 ECX bits.
+constexpr uint32_t kEcxFma = 1u << 12, kEcxCx16 = 1u << 13, kEcxPcid = 1u << 17, kEcxX2apic = 1u << 21,
+                   kEcxMovbe = 1u << 22, kEcxXsave = 1u << 26, kEcxOsxsave = 1u << 27, kEcxAvx = 1u << 28,
+                   kEcxF16c = 1u << 29, kEcxHypervisor = 1u << 31;
+// Leaf 7.0 EBX bits: AVX2 (5), and the AVX-512 family (16, 17, 21, 26, 27, 28, 30, 31).
+constexpr uint32_t kEbx7Avx2 = 1u << 5;
+constexpr uint32_t kEbx7Avx512 = (1u << 16) | (1u << 17) | (1u << 21) | (1u << 26) | (1u << 27) | (1u << 28) |
+                                 (1u << 30) | (1u << 31);
+}  // namespace
+
+std::vector<kvm_cpuid_entry2> build_cpuid(std::vector<kvm_cpuid_entry2> t, const CpuidOptions& o) {
+  const uint32_t apic_id = uint32_t(o.vcpu_id);
+  for (auto& e : t) {
+    switch (e.function) {
+      case 1:
+        // EBX[31:24] initial APIC ID, EBX[23:16] logical processor count.
+        e.ebx = (e.ebx & 0x0000ffffu) | (apic_id << 24) | (uint32_t(std::min(o.vcpu_count, 255)) << 16);
+        if (o.vcpu_count > 1) e.edx |= 1u << 28;  // HTT: more than one logical CPU in the package
+        e.ecx |= kEcxHypervisor;
+        if (o.pvm_host) {
+          // kvm_pvm runs guest ring-0 code in KVM's x86 emulator. It has no
+          // CMPXCHG16B (Linux uses it unconditionally once CX16 is set), no
+          // XSAVE/XRSTOR (so no OSXSAVE and nothing that needs XSAVE state:
+          // AVX, FMA, F16C), and no MOVBE. Hiding them keeps guests on paths
+          // the emulator can run. On VT-x/AMD-V hosts nothing is masked.
+          e.ecx &= ~(kEcxCx16 | kEcxXsave | kEcxOsxsave | kEcxAvx | kEcxFma | kEcxF16c | kEcxMovbe | kEcxPcid);
+        }
+        break;
+      case 4:
+        // Cache topology: EAX[31:26] = cores per package - 1.
+        e.eax = (e.eax & 0x03ffffffu) | (uint32_t(std::max(o.vcpu_count - 1, 0) & 0x3f) << 26);
+        break;
+      case 7:
+        if (e.index == 0 && o.pvm_host) {
+          // AVX2 and AVX-512 need XSAVE-managed state the emulator cannot restore.
+          e.ebx &= ~(kEbx7Avx2 | kEbx7Avx512);
+          e.ecx &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14));  // AVX512 VBMI/VBMI2/VNNI/BITALG/VPOPCNTDQ
+          e.edx &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 23));                // AVX512 4VNNIW/4FMAPS/VP2INTERSECT, AVX512_FP16
+        }
+        break;
+      case 0xb:
+      case 0x1f:
+        e.edx = apic_id;  // x2APIC ID
+        break;
+      default:
+        break;
+    }
+  }
+  if (o.pvm_host) {
+    // Leaf 0xd describes XSAVE state components; without XSAVE it must not exist.
+    t.erase(std::remove_if(t.begin(), t.end(), [](const kvm_cpuid_entry2& e) { return e.function == 0xd; }), t.end());
+  }
+  (void)kEcxX2apic;
+  return t;
+}
+
+}  // namespace vireo::kvm

@@ -1,0 +1,228 @@
+#include "kvm/kvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace vireo::kvm {
+
+void Fd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+static std::string errstr(int e) { return std::strerror(e); }
+
+std::string kvm_problem(const char* path) {
+  struct stat st;
+  if (::stat(path, &st) != 0) {
+    return std::string(path) +
+           " does not exist: KVM is not available. Enable virtualization (VT-x/AMD-V) in the "
+           "firmware settings and load the module (sudo modprobe kvm_intel, or kvm_amd).";
+  }
+  int fd = ::open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    int e = errno;
+    if (e == EACCES || e == EPERM) {
+      return "no permission to open " + std::string(path) +
+             ": add your user to the 'kvm' group (sudo usermod -aG kvm $USER), then log out and "
+             "back in.";
+    }
+    return "cannot open " + std::string(path) + ": " + errstr(e);
+  }
+  int ver = ::ioctl(fd, KVM_GET_API_VERSION, 0);
+  ::close(fd);
+  if (ver != KVM_API_VERSION) {
+    return std::string(path) + " speaks KVM API version " + std::to_string(ver) + ", expected " +
+           std::to_string(KVM_API_VERSION);
+  }
+  return {};
+}
+
+bool host_is_pvm() {
+  // The kvm_pvm module registers itself as a vendor module next to kvm; on a
+  // VT-x/AMD-V host kvm_intel or kvm_amd is loaded instead.
+  struct stat st;
+  bool pvm = ::stat("/sys/module/kvm_pvm", &st) == 0;
+  bool hw = ::stat("/sys/module/kvm_intel", &st) == 0 || ::stat("/sys/module/kvm_amd", &st) == 0;
+  if (const char* force = getenv("VIREO_ASSUME_PVM")) return force[0] == '1';
+  return pvm && !hw;
+}
+
+KvmSystem::KvmSystem() {
+  std::string p = kvm_problem();
+  if (!p.empty()) throw KvmError(p);
+  fd_ = Fd(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
+  if (!fd_) throw KvmError("cannot open /dev/kvm: " + errstr(errno), errno);
+  mmap_size_ = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (mmap_size_ <= 0) throw KvmError("KVM_GET_VCPU_MMAP_SIZE failed: " + errstr(errno), errno);
+  for (long cap : {KVM_CAP_IRQCHIP, KVM_CAP_USER_MEMORY, KVM_CAP_PIT2, KVM_CAP_EXT_CPUID}) {
+    if (check_extension(cap) <= 0) {
+      throw KvmError("this kernel's KVM lacks a required capability (" + std::to_string(cap) + ")");
+    }
+  }
+}
+
+int KvmSystem::check_extension(long cap) const { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap); }
+
+std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
+  int n = 128;
+  for (;;) {
+    std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
+    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+    c->nent = n;
+    if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, c) == 0) {
+      return std::vector<kvm_cpuid_entry2>(c->entries, c->entries + c->nent);
+    }
+    if (errno != E2BIG || n > 4096) throw KvmError("KVM_GET_SUPPORTED_CPUID failed: " + errstr(errno), errno);
+    n *= 2;
+  }
+}
+
+KvmVm::KvmVm(KvmSystem& sys) : sys_(sys) {
+  int fd;
+  do {
+    fd = ::ioctl(sys.fd(), KVM_CREATE_VM, 0);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) throw KvmError("KVM_CREATE_VM failed: " + errstr(errno), errno);
+  fd_ = Fd(fd);
+  // Addresses for Intel's real-mode TSS and identity map, just below the BIOS
+  // ROM at the top of 4 GiB (the range QEMU uses; unused by guests).
+  ::ioctl(fd_.get(), KVM_SET_TSS_ADDR, 0xfffbd000ul);
+  uint64_t idmap = 0xfffbc000ull;
+  ::ioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &idmap);
+}
+
+void KvmVm::set_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, uint32_t flags) {
+  kvm_userspace_memory_region r{};
+  r.slot = slot;
+  r.flags = flags;
+  r.guest_phys_addr = gpa;
+  r.memory_size = size;
+  r.userspace_addr = reinterpret_cast<uint64_t>(host);
+  if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+    throw KvmError("KVM_SET_USER_MEMORY_REGION slot " + std::to_string(slot) + " failed: " + errstr(errno), errno);
+  }
+}
+
+void KvmVm::create_irqchip() {
+  if (::ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0) < 0) throw KvmError("KVM_CREATE_IRQCHIP failed: " + errstr(errno), errno);
+}
+
+void KvmVm::create_pit() {
+  kvm_pit_config cfg{};
+  cfg.flags = KVM_PIT_SPEAKER_DUMMY;
+  if (::ioctl(fd_.get(), KVM_CREATE_PIT2, &cfg) < 0) throw KvmError("KVM_CREATE_PIT2 failed: " + errstr(errno), errno);
+}
+
+void KvmVm::irq_line(uint32_t irq, bool level) {
+  kvm_irq_level l{};
+  l.irq = irq;
+  l.level = level ? 1 : 0;
+  ::ioctl(fd_.get(), KVM_IRQ_LINE, &l);
+}
+
+void KvmVm::dirty_log(uint32_t slot, uint64_t* bitmap) {
+  kvm_dirty_log d{};
+  d.slot = slot;
+  d.dirty_bitmap = bitmap;
+  if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &d) < 0) throw KvmError("KVM_GET_DIRTY_LOG failed: " + errstr(errno), errno);
+}
+
+int KvmVm::register_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match, uint64_t match) {
+  kvm_ioeventfd io{};
+  io.addr = addr;
+  io.len = len;
+  io.fd = efd;
+  io.datamatch = match;
+  io.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (has_match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0);
+  return ::ioctl(fd_.get(), KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int KvmVm::register_irqfd(int efd, uint32_t gsi, bool deassign) {
+  kvm_irqfd f{};
+  f.fd = efd;
+  f.gsi = gsi;
+  f.flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0;
+  return ::ioctl(fd_.get(), KVM_IRQFD, &f) < 0 ? -errno : 0;
+}
+
+KvmVcpu::KvmVcpu(KvmVm& vm, int id) : id_(id) {
+  int fd = ::ioctl(vm.fd(), KVM_CREATE_VCPU, id);
+  if (fd < 0) throw KvmError("KVM_CREATE_VCPU " + std::to_string(id) + " failed: " + errstr(errno), errno);
+  fd_ = Fd(fd);
+  run_size_ = size_t(vm.system().vcpu_mmap_size());
+  void* p = ::mmap(nullptr, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) throw KvmError("mmap of the vCPU run page failed: " + errstr(errno), errno);
+  run_ = static_cast<kvm_run*>(p);
+}
+
+KvmVcpu::~KvmVcpu() {
+  if (run_) ::munmap(run_, run_size_);
+}
+
+int KvmVcpu::run() { return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? -errno : 0; }
+
+kvm_regs KvmVcpu::regs() const {
+  kvm_regs r{};
+  if (::ioctl(fd_.get(), KVM_GET_REGS, &r) < 0) throw KvmError("KVM_GET_REGS failed: " + errstr(errno), errno);
+  return r;
+}
+void KvmVcpu::set_regs(const kvm_regs& r) {
+  if (::ioctl(fd_.get(), KVM_SET_REGS, &r) < 0) throw KvmError("KVM_SET_REGS failed: " + errstr(errno), errno);
+}
+kvm_sregs KvmVcpu::sregs() const {
+  kvm_sregs s{};
+  if (::ioctl(fd_.get(), KVM_GET_SREGS, &s) < 0) throw KvmError("KVM_GET_SREGS failed: " + errstr(errno), errno);
+  return s;
+}
+void KvmVcpu::set_sregs(const kvm_sregs& s) {
+  if (::ioctl(fd_.get(), KVM_SET_SREGS, &s) < 0) throw KvmError("KVM_SET_SREGS failed: " + errstr(errno), errno);
+}
+
+void KvmVcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
+  std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
+  auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
+  c->nent = uint32_t(entries.size());
+  std::memcpy(c->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+  if (::ioctl(fd_.get(), KVM_SET_CPUID2, c) < 0) throw KvmError("KVM_SET_CPUID2 failed: " + errstr(errno), errno);
+}
+
+void KvmVcpu::set_fpu_defaults() {
+  kvm_fpu f{};
+  f.fcw = 0x37f;
+  f.mxcsr = 0x1f80;
+  ::ioctl(fd_.get(), KVM_SET_FPU, &f);
+}
+
+void KvmVcpu::set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs) {
+  std::vector<uint8_t> buf(sizeof(kvm_msrs) + msrs.size() * sizeof(kvm_msr_entry));
+  auto* m = reinterpret_cast<kvm_msrs*>(buf.data());
+  m->nmsrs = uint32_t(msrs.size());
+  for (size_t i = 0; i < msrs.size(); i++) {
+    m->entries[i].index = msrs[i].first;
+    m->entries[i].data = msrs[i].second;
+  }
+  ::ioctl(fd_.get(), KVM_SET_MSRS, m);
+}
+
+void KvmVcpu::set_mp_state_runnable() {
+  kvm_mp_state s{};
+  s.mp_state = KVM_MP_STATE_RUNNABLE;
+  ::ioctl(fd_.get(), KVM_SET_MP_STATE, &s);
+}
+
+bool KvmVcpu::translate(uint64_t gva, uint64_t& gpa) const {
+  kvm_translation t{};
+  t.linear_address = gva;
+  if (::ioctl(fd_.get(), KVM_TRANSLATE, &t) < 0 || !t.valid) return false;
+  gpa = t.physical_address;
+  return true;
+}
+
+}  // namespace vireo::kvm

@@ -1,0 +1,115 @@
+// The only place that calls ioctl() or mmap() on KVM file descriptors.
+// Thin RAII wrappers: KvmSystem (/dev/kvm), KvmVm (a VM fd), KvmVcpu (a vCPU fd
+// and its shared kvm_run page). Errors throw KvmError with a message that
+// says what to do.
+#pragma once
+#include <linux/kvm.h>
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace vireo::kvm {
+
+class KvmError : public std::runtime_error {
+public:
+  KvmError(const std::string& what, int err = 0) : std::runtime_error(what), err_(err) {}
+  int err() const { return err_; }
+
+private:
+  int err_;
+};
+
+class Fd {
+public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) { reset(); fd_ = o.fd_; o.fd_ = -1; }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset();
+
+private:
+  int fd_ = -1;
+};
+
+// Returns an empty string when /dev/kvm can be opened read-write, else one
+// message saying what is wrong and what to do about it.
+std::string kvm_problem(const char* path = "/dev/kvm");
+// True when the host's KVM is the kvm_pvm module: guest ring-0 code is run by
+// KVM's instruction emulator, which lacks several instructions (see cpuid.cc).
+bool host_is_pvm();
+
+class KvmSystem {
+public:
+  KvmSystem();  // opens /dev/kvm; throws KvmError with kvm_problem()'s text
+  int fd() const { return fd_.get(); }
+  int vcpu_mmap_size() const { return mmap_size_; }
+  int check_extension(long cap) const;
+  std::vector<kvm_cpuid_entry2> supported_cpuid() const;
+
+private:
+  Fd fd_;
+  int mmap_size_ = 0;
+};
+
+class KvmVcpu;
+
+class KvmVm {
+public:
+  explicit KvmVm(KvmSystem& sys);
+  int fd() const { return fd_.get(); }
+  KvmSystem& system() { return sys_; }
+  void set_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, uint32_t flags = 0);
+  void create_irqchip();  // in-kernel PIC + IOAPIC (+ LAPIC per vCPU)
+  void create_pit();      // KVM_CREATE_PIT2 with the speaker port left to userspace (dummy)
+  void irq_line(uint32_t irq, bool level);
+  // Copies the dirty bitmap of `slot` (1 bit per 4 KiB page) and clears it in KVM.
+  void dirty_log(uint32_t slot, uint64_t* bitmap);
+  int register_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match = false, uint64_t match = 0);
+  int register_irqfd(int efd, uint32_t gsi, bool deassign = false);
+
+private:
+  KvmSystem& sys_;
+  Fd fd_;
+};
+
+class KvmVcpu {
+public:
+  KvmVcpu(KvmVm& vm, int id);
+  ~KvmVcpu();
+  KvmVcpu(const KvmVcpu&) = delete;
+  KvmVcpu& operator=(const KvmVcpu&) = delete;
+  int id() const { return id_; }
+  int fd() const { return fd_.get(); }
+  kvm_run* run_page() const { return run_; }
+  // One KVM_RUN. Returns 0, or -errno (EINTR when kicked by a signal).
+  int run();
+  kvm_regs regs() const;
+  void set_regs(const kvm_regs& r);
+  kvm_sregs sregs() const;
+  void set_sregs(const kvm_sregs& s);
+  void set_cpuid(const std::vector<kvm_cpuid_entry2>& entries);
+  void set_fpu_defaults();
+  void set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs);
+  void set_mp_state_runnable();
+  // Translate a guest-virtual address with the vCPU's current paging; false if unmapped.
+  bool translate(uint64_t gva, uint64_t& gpa) const;
+
+private:
+  int id_;
+  Fd fd_;
+  kvm_run* run_ = nullptr;
+  size_t run_size_ = 0;
+};
+
+}  // namespace vireo::kvm

@@ -1,0 +1,73 @@
+// Direct kernel boot: multiboot v1 (ELF and a.out kludge), Linux bzImage
+// (32-bit boot protocol), PVH ELF (vmlinux), and a flat binary. Each loader
+// is a pure function over GuestMemory that returns the initial CPU state, so
+// the boot parameters are unit-tested without KVM.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "machine/guest_memory.h"
+
+namespace vireo::boot {
+
+class BootError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+struct E820Entry {
+  uint64_t addr, size;
+  uint32_t type;  // 1 RAM, 2 reserved, 3 ACPI, 4 NVS
+};
+
+// RAM below the PCI hole (from 0) and above 4 GiB, as laid out by the machine.
+struct RamLayout {
+  uint64_t low_end;    // RAM is [0, low_end)
+  uint64_t high_size;  // RAM is [4 GiB, 4 GiB + high_size)
+};
+RamLayout ram_layout(uint64_t mem_bytes);
+std::vector<E820Entry> e820_map(const RamLayout& r);
+
+struct CpuInit {
+  enum class Mode { Real, Protected32 } mode = Mode::Real;
+  uint64_t rip = 0;
+  uint64_t rsp = 0;
+  uint16_t real_cs = 0;  // real mode: CS selector (base = selector << 4)
+  uint32_t eax = 0, ebx = 0, esi = 0;
+};
+
+struct KernelInfo {
+  std::string format;  // "multiboot-elf", "multiboot-aout", "bzimage", "pvh", "flat"
+  uint64_t load_start = 0, load_end = 0;
+  uint64_t initrd_addr = 0, initrd_size = 0;
+  uint64_t info_addr = 0;  // multiboot info / zero page / PVH start info
+};
+
+struct BootResult {
+  CpuInit cpu;
+  KernelInfo info;
+};
+
+struct KernelBootOptions {
+  std::string kernel_path;
+  std::string initrd_path;
+  std::string cmdline;
+};
+
+// Detects the kernel's format and loads it. Throws BootError naming the file
+// when it is missing, unreadable, or not a kernel Vireo can boot.
+BootResult load_kernel(const GuestMemory& mem, const RamLayout& ram, const KernelBootOptions& o);
+// The same, from bytes already read (for tests).
+BootResult load_kernel_image(const GuestMemory& mem, const RamLayout& ram, const std::vector<uint8_t>& kernel,
+                             const std::vector<uint8_t>& initrd, const std::string& cmdline,
+                             const std::string& name = "kernel");
+BootResult load_flat(const GuestMemory& mem, const std::string& path, uint64_t addr);
+
+std::vector<uint8_t> read_file(const std::string& path, const char* what);
+
+// Writes the flat 32-bit GDT used for protected-mode entry at layout::kBootGdt.
+void write_boot_gdt(const GuestMemory& mem);
+
+}  // namespace vireo::boot

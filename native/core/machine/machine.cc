@@ -1,0 +1,497 @@
+#include "machine/machine.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <cstring>
+
+#include "devices/legacy/serial.h"
+#include "kvm/cpuid.h"
+#include "kvm/kvm.h"
+#include "machine/layout.h"
+#include "machine/pc_board.h"
+
+namespace vireo {
+
+const char* run_state_name(RunState s) {
+  switch (s) {
+    case RunState::Created: return "created";
+    case RunState::Running: return "running";
+    case RunState::Paused: return "paused";
+    case RunState::Stopped: return "stopped";
+    case RunState::Crashed: return "crashed";
+  }
+  return "?";
+}
+
+namespace {
+
+// vCPU threads are kicked out of KVM_RUN with this signal; its handler does
+// nothing, the point is the EINTR. A real-time signal, so nothing in Node,
+// libuv or Chromium already uses it.
+int kick_signal() { return SIGRTMIN + 5; }
+
+void install_kick_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa{};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+    sigaction(kick_signal(), &sa, nullptr);
+  });
+}
+
+// Port-I/O devices that are only a few lines each.
+struct DebugconDevice : IoDevice {
+  // SeaBIOS and QEMU's debugcon: reads return 0xe9 so guests can detect it.
+  void read(uint64_t, std::span<uint8_t> d) override {
+    for (auto& b : d) b = 0;
+    d[0] = 0xe9;
+  }
+  void write(uint64_t, std::span<const uint8_t> d) override {
+    if (getenv("VIREO_DEBUGCON")) fwrite(d.data(), 1, 1, stderr);
+  }
+};
+
+struct DebugExitDevice : IoDevice {
+  Machine* m;
+  explicit DebugExitDevice(Machine* m) : m(m) {}
+  void read(uint64_t, std::span<uint8_t> d) override { std::fill(d.begin(), d.end(), 0); }
+  void write(uint64_t, std::span<const uint8_t> d) override {
+    StopInfo info;
+    info.kind = "exit";
+    info.code = int(span_to_u64(d));
+    info.message = "guest wrote " + std::to_string(info.code) + " to the debug-exit port";
+    m->request_stop(info);
+  }
+};
+
+// Port 0x61 (PIT channel 2 gate / speaker) is left to userspace by
+// KVM_PIT_SPEAKER_DUMMY; reads toggle the refresh bit (bit 4) so delay loops
+// that poll it make progress.
+struct SpeakerPortDevice : IoDevice {
+  uint8_t v = 0;
+  void read(uint64_t, std::span<uint8_t> d) override {
+    v ^= 0x10;
+    std::fill(d.begin(), d.end(), 0);
+    d[0] = v;
+  }
+  void write(uint64_t, std::span<const uint8_t> d) override { v = (v & 0x10) | (d[0] & 0x0f); }
+};
+
+std::string hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", (unsigned long long)v);
+  return b;
+}
+
+}  // namespace
+
+Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
+  if (cfg_.cpus < 1 || cfg_.cpus > 64) throw MachineError("cpus must be between 1 and 64 (got " + std::to_string(cfg_.cpus) + ")");
+  if (cfg_.mem_bytes < (16ull << 20)) throw MachineError("memory must be at least 16 MiB");
+  if (cfg_.mem_bytes > (1ull << 40)) throw MachineError("memory must be at most 1 TiB");
+  int boots = !cfg_.kernel.empty() + !cfg_.flat.empty() + !cfg_.bios.empty();
+  if (boots == 0) throw MachineError("nothing to boot: give a kernel, a flat binary, or firmware (bios)");
+  if (!cfg_.kernel.empty() && !cfg_.flat.empty()) throw MachineError("give either a kernel or a flat binary, not both");
+
+  // Read the boot files before anything else so a bad path fails fast.
+  std::vector<uint8_t> kernel, initrd;
+  if (!cfg_.kernel.empty()) kernel = boot::read_file(cfg_.kernel, "kernel");
+  if (!cfg_.initrd.empty()) initrd = boot::read_file(cfg_.initrd, "initrd");
+  if (!cfg_.bios.empty()) {
+    bios_ = boot::read_file(cfg_.bios, "firmware");
+    if (bios_.size() < 0x10000 || bios_.size() > (16u << 20) || bios_.size() % 0x10000)
+      throw MachineError("firmware '" + cfg_.bios + "' must be a multiple of 64 KiB between 64 KiB and 16 MiB");
+  }
+
+  sys_ = std::make_unique<kvm::KvmSystem>();
+  vm_ = std::make_unique<kvm::KvmVm>(*sys_);
+  vm_->create_irqchip();
+  vm_->create_pit();
+  setup_memory();
+
+  if (!kernel.empty()) {
+    boot_ = boot::load_kernel_image(mem_, ram_layout_, kernel, initrd, cfg_.append, "kernel '" + cfg_.kernel + "'");
+  } else if (!cfg_.flat.empty()) {
+    boot_ = boot::load_flat(mem_, cfg_.flat, cfg_.flat_addr);
+  }
+  setup_devices();
+  for (int i = 0; i < cfg_.cpus; i++) {
+    vcpus_.push_back(std::make_unique<kvm::KvmVcpu>(*vm_, i));
+    setup_vcpu(*vcpus_.back(), i);
+  }
+}
+
+Machine::~Machine() {
+  stop();
+  vcpus_.clear();
+  vm_.reset();
+  if (ram_) ::munmap(ram_, ram_size_);
+  if (bios_map_) ::munmap(bios_map_, bios_.size());
+}
+
+void Machine::setup_memory() {
+  ram_layout_ = boot::ram_layout(cfg_.mem_bytes);
+  ram_size_ = cfg_.mem_bytes;
+  void* p = ::mmap(nullptr, ram_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw MachineError("cannot reserve " + std::to_string(ram_size_ >> 20) + " MiB of guest memory");
+  ram_ = static_cast<uint8_t*>(p);
+  ::madvise(ram_, ram_size_, MADV_MERGEABLE);
+  uint32_t slot = 0;
+  if (!cfg_.bios.empty()) {
+    // Firmware boot: the legacy VGA window 0xa0000-0xbffff is device memory,
+    // so low RAM is two slots around it.
+    vm_->set_memory(slot++, 0, layout::kVgaWindow, ram_);
+    mem_.add_region(0, layout::kVgaWindow, ram_);
+    uint64_t rest = ram_layout_.low_end - layout::kOptionRomBase;
+    vm_->set_memory(slot++, layout::kOptionRomBase, rest, ram_ + layout::kOptionRomBase);
+    mem_.add_region(layout::kOptionRomBase, rest, ram_ + layout::kOptionRomBase);
+  } else {
+    vm_->set_memory(slot++, 0, ram_layout_.low_end, ram_);
+    mem_.add_region(0, ram_layout_.low_end, ram_);
+  }
+  if (ram_layout_.high_size) {
+    vm_->set_memory(slot++, layout::k4GiB, ram_layout_.high_size, ram_ + ram_layout_.low_end);
+    mem_.add_region(layout::k4GiB, ram_layout_.high_size, ram_ + ram_layout_.low_end);
+  }
+  if (!bios_.empty()) {
+    // The firmware image sits at the top of 4 GiB (the reset vector is at
+    // 0xfffffff0) and its last 128 KiB are also visible at 0xe0000-0xfffff.
+    void* b = ::mmap(nullptr, bios_.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED) throw MachineError("cannot map the firmware image");
+    bios_map_ = static_cast<uint8_t*>(b);
+    std::memcpy(bios_map_, bios_.data(), bios_.size());
+    uint32_t flags = sys_->check_extension(KVM_CAP_READONLY_MEM) > 0 ? KVM_MEM_READONLY : 0;
+    vm_->set_memory(slot++, layout::k4GiB - bios_.size(), bios_.size(), bios_map_, flags);
+    size_t shadow = std::min<size_t>(bios_.size(), 0x20000);
+    std::memcpy(ram_ + layout::kBiosShadowTop - shadow, bios_.data() + bios_.size() - shadow, shadow);
+  }
+}
+
+void Machine::setup_devices() {
+  // COM1 and COM2 on their ISA interrupt lines through the in-kernel PIC/IOAPIC.
+  const uint16_t ports[2] = {layout::kCom1Port, layout::kCom2Port};
+  const uint8_t irqs[2] = {layout::kCom1Irq, layout::kCom2Irq};
+  for (int i = 0; i < 2; i++) {
+    kvm::KvmVm* vm = vm_.get();
+    uint8_t irq = irqs[i];
+    serial_[i] = std::make_shared<devices::Serial16550>(IrqLine([vm, irq](bool l) { vm->irq_line(irq, l); }),
+                                                        [this, i](uint8_t b) {
+                                                          bool was_empty;
+                                                          {
+                                                            std::lock_guard g(out_mu_);
+                                                            was_empty = out_[0].empty() && out_[1].empty();
+                                                            out_[i].push_back(b);
+                                                          }
+                                                          if (was_empty && on_serial_ready) on_serial_ready();
+                                                        });
+    pio_.insert(serial_[i], ports[i], 8, i == 0 ? "com1" : "com2");
+  }
+  pio_.insert(std::make_shared<DebugconDevice>(), layout::kDebugconPort, 1, "debugcon");
+  pio_.insert(std::make_shared<DebugExitDevice>(this), layout::kDebugExitPort, 1, "debug-exit");
+  pio_.insert(std::make_shared<SpeakerPortDevice>(), layout::kPitSpeakerPort, 1, "speaker");
+}
+
+void Machine::setup_vcpu(kvm::KvmVcpu& v, int id) {
+  kvm::CpuidOptions co;
+  co.vcpu_id = id;
+  co.vcpu_count = cfg_.cpus;
+  co.pvm_host = kvm::host_is_pvm();
+  v.set_cpuid(kvm::build_cpuid(sys_->supported_cpuid(), co));
+  v.set_fpu_defaults();
+  if (id != 0) return;  // APs wait for INIT/SIPI from the BSP in the in-kernel LAPIC
+  if (!cfg_.bios.empty() && cfg_.kernel.empty() && cfg_.flat.empty()) return;  // reset vector: firmware boot
+
+  kvm_sregs s = v.sregs();
+  kvm_regs r{};
+  r.rflags = 0x2;
+  const auto& cpu = boot_.cpu;
+  if (cpu.mode == boot::CpuInit::Mode::Protected32) {
+    auto seg = [](kvm_segment& sg, uint16_t sel, uint8_t type) {
+      sg.base = 0;
+      sg.limit = 0xffffffff;
+      sg.selector = sel;
+      sg.type = type;
+      sg.present = 1;
+      sg.dpl = 0;
+      sg.db = 1;
+      sg.s = 1;
+      sg.l = 0;
+      sg.g = 1;
+      sg.avl = 0;
+      sg.unusable = 0;
+    };
+    seg(s.cs, 0x10, 0xb);
+    seg(s.ds, 0x18, 0x3);
+    seg(s.es, 0x18, 0x3);
+    seg(s.fs, 0x18, 0x3);
+    seg(s.gs, 0x18, 0x3);
+    seg(s.ss, 0x18, 0x3);
+    s.gdt.base = layout::kBootGdt;
+    s.gdt.limit = 4 * 8 - 1;
+    s.cr0 = 0x11;  // PE | ET
+    s.cr4 = 0;
+    s.efer = 0;
+    r.rip = cpu.rip;
+    r.rax = cpu.eax;
+    r.rbx = cpu.ebx;
+    r.rsi = cpu.esi;
+    r.rsp = cpu.rsp;
+  } else {
+    auto seg = [](kvm_segment& sg, uint16_t sel) {
+      sg.selector = sel;
+      sg.base = uint64_t(sel) << 4;
+    };
+    seg(s.cs, cpu.real_cs);
+    seg(s.ds, 0);
+    seg(s.es, 0);
+    seg(s.ss, 0);
+    r.rip = cpu.rip;
+    r.rsp = cpu.rsp;
+  }
+  v.set_sregs(s);
+  v.set_regs(r);
+}
+
+void Machine::start() {
+  std::unique_lock g(mu_);
+  if (state_ != RunState::Created) throw MachineError(std::string("cannot start a machine that is ") + run_state_name(state_));
+  install_kick_handler();
+  state_ = RunState::Running;
+  live_threads_ = int(vcpus_.size());
+  for (size_t i = 0; i < vcpus_.size(); i++) threads_.emplace_back([this, i] { vcpu_loop(int(i)); });
+  g.unlock();
+  if (on_state) on_state(RunState::Running, {});
+}
+
+void Machine::kick_all() {
+  for (size_t i = 0; i < vcpus_.size(); i++) {
+    vcpus_[i]->run_page()->immediate_exit = 1;
+    if (i < threads_.size() && threads_[i].joinable()) pthread_kill(threads_[i].native_handle(), kick_signal());
+  }
+}
+
+void Machine::pause() {
+  std::unique_lock g(mu_);
+  if (state_ != RunState::Running) return;
+  pause_requested_ = true;
+  kick_all();
+  cv_.wait(g, [&] { return parked_ == live_threads_ || stop_requested_; });
+  if (stop_requested_) return;
+  state_ = RunState::Paused;
+  g.unlock();
+  if (on_state) on_state(RunState::Paused, {});
+}
+
+void Machine::resume() {
+  std::unique_lock g(mu_);
+  if (state_ != RunState::Paused) return;
+  pause_requested_ = false;
+  state_ = RunState::Running;
+  cv_.notify_all();
+  g.unlock();
+  if (on_state) on_state(RunState::Running, {});
+}
+
+void Machine::request_stop(StopInfo info, RunState final_state) {
+  std::unique_lock g(mu_);
+  if (stop_requested_) return;
+  stop_info_ = std::move(info);
+  final_state_ = final_state;
+  stop_requested_ = true;
+  cv_.notify_all();
+  kick_all();
+}
+
+void Machine::stop() {
+  {
+    std::unique_lock g(mu_);
+    if (state_ == RunState::Created) {
+      state_ = RunState::Stopped;
+      return;
+    }
+  }
+  StopInfo info;
+  info.kind = "stopped";
+  info.message = "stopped by the host";
+  request_stop(info);
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+RunState Machine::state() const {
+  std::lock_guard g(mu_);
+  return state_;
+}
+
+StopInfo Machine::stop_info() const {
+  std::lock_guard g(mu_);
+  return stop_info_;
+}
+
+void Machine::write_serial(int port, const uint8_t* data, size_t len) {
+  if (port < 0 || port > 1) return;
+  serial_[port]->queue_input({data, len});
+}
+
+std::vector<uint8_t> Machine::take_serial(int port) {
+  std::lock_guard g(out_mu_);
+  std::vector<uint8_t> v;
+  if (port >= 0 && port <= 1) v.swap(out_[port]);
+  return v;
+}
+
+void Machine::set_state(RunState s, const StopInfo& info) {
+  {
+    std::lock_guard g(mu_);
+    state_ = s;
+  }
+  if (on_state) on_state(s, info);
+}
+
+void Machine::fill_fault_info(kvm::KvmVcpu& v, StopInfo& info) {
+  info.vcpu = v.id();
+  try {
+    kvm_regs r = v.regs();
+    kvm_sregs s = v.sregs();
+    info.has_rip = true;
+    info.rip = r.rip;
+    uint64_t linear = s.cs.base + r.rip, gpa = linear;
+    if (!(s.cr0 & 0x80000000u) || v.translate(linear, gpa)) {
+      uint8_t b[16];
+      if (mem_.read(gpa, b, sizeof b)) info.bytes.assign(b, b + sizeof b);
+    }
+  } catch (...) {
+  }
+}
+
+bool Machine::handle_exit(kvm::KvmVcpu& v) {
+  kvm_run* run = v.run_page();
+  switch (run->exit_reason) {
+    case KVM_EXIT_IO: {
+      uint8_t* p = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+      for (uint32_t i = 0; i < run->io.count; i++, p += run->io.size) {
+        if (run->io.direction == KVM_EXIT_IO_OUT) {
+          pio_.write(run->io.port, {p, run->io.size});
+        } else {
+          pio_.read(run->io.port, {p, run->io.size});
+        }
+      }
+      return true;
+    }
+    case KVM_EXIT_MMIO:
+      if (run->mmio.is_write) {
+        mmio_.write(run->mmio.phys_addr, {run->mmio.data, run->mmio.len});
+      } else {
+        mmio_.read(run->mmio.phys_addr, {run->mmio.data, run->mmio.len});
+      }
+      return true;
+    case KVM_EXIT_HLT:
+    case KVM_EXIT_INTR:
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+      return true;
+    case KVM_EXIT_SHUTDOWN: {
+      StopInfo info;
+      info.kind = "triple-fault";
+      fill_fault_info(v, info);
+      info.message = "the guest triple-faulted (vCPU " + std::to_string(v.id()) + " shut down" +
+                     (info.has_rip ? " at RIP " + hex(info.rip) : std::string()) + ")";
+      request_stop(info, RunState::Crashed);
+      return false;
+    }
+    case KVM_EXIT_INTERNAL_ERROR: {
+      StopInfo info;
+      info.kind = "internal-error";
+      fill_fault_info(v, info);
+      const char* what = run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? "instruction emulation failed"
+                         : run->internal.suberror == KVM_INTERNAL_ERROR_SIMUL_EX ? "exception while delivering an exception"
+                         : run->internal.suberror == KVM_INTERNAL_ERROR_DELIVERY_EV ? "event delivery failed"
+                                                                                     : "internal error";
+      info.message = std::string("KVM internal error (") + what + ", suberror " + std::to_string(run->internal.suberror) +
+                     ") on vCPU " + std::to_string(v.id()) + (info.has_rip ? " at RIP " + hex(info.rip) : std::string());
+      if (kvm::host_is_pvm())
+        info.message += "; this host's KVM (kvm_pvm) emulates guest kernel code and cannot run every instruction";
+      request_stop(info, RunState::Crashed);
+      return false;
+    }
+    case KVM_EXIT_FAIL_ENTRY: {
+      StopInfo info;
+      info.kind = "entry-failure";
+      fill_fault_info(v, info);
+      info.message = "KVM could not enter the guest (hardware entry failure reason " +
+                     hex(run->fail_entry.hardware_entry_failure_reason) + ")";
+      request_stop(info, RunState::Crashed);
+      return false;
+    }
+    case KVM_EXIT_SYSTEM_EVENT: {
+      StopInfo info;
+      if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+        info.kind = "reset";
+        info.message = "the guest reset the machine";
+      } else {
+        info.kind = "poweroff";
+        info.message = "the guest powered off";
+      }
+      request_stop(info);
+      return false;
+    }
+    default: {
+      StopInfo info;
+      info.kind = "error";
+      fill_fault_info(v, info);
+      info.message = "unexpected KVM exit reason " + std::to_string(run->exit_reason);
+      request_stop(info, RunState::Crashed);
+      return false;
+    }
+  }
+}
+
+void Machine::vcpu_loop(int id) {
+  // Only this thread receives the kick signal's EINTR; keep it unblocked here.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, kick_signal());
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  kvm::KvmVcpu& v = *vcpus_[size_t(id)];
+  for (;;) {
+    if (stop_requested_) break;
+    if (pause_requested_) {
+      std::unique_lock g(mu_);
+      parked_++;
+      cv_.notify_all();
+      cv_.wait(g, [&] { return !pause_requested_ || stop_requested_; });
+      parked_--;
+      continue;
+    }
+    int r = v.run();
+    v.run_page()->immediate_exit = 0;
+    if (r == -EINTR || r == -EAGAIN) continue;
+    if (r < 0) {
+      StopInfo info;
+      info.kind = "error";
+      info.vcpu = id;
+      info.message = std::string("KVM_RUN failed on vCPU ") + std::to_string(id) + ": " + std::strerror(-r);
+      request_stop(info, RunState::Crashed);
+      break;
+    }
+    if (!handle_exit(v)) break;
+  }
+  // The last vCPU thread out reports the final state.
+  bool last;
+  RunState fs;
+  StopInfo info;
+  {
+    std::lock_guard g(mu_);
+    last = --live_threads_ == 0;
+    fs = final_state_;
+    info = stop_info_;
+    cv_.notify_all();
+  }
+  if (last) set_state(fs, info);
+}
+
+}  // namespace vireo

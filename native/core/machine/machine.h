@@ -1,0 +1,156 @@
+// A virtual machine: guest RAM, the KVM VM and vCPU threads, the buses and
+// devices of the board, and a small state machine (created → running ⇄ paused
+// → stopped | crashed). Knows nothing about N-API; events go out through
+// std::function callbacks that the binding turns into JS events.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bus/bus.h"
+#include "machine/boot.h"
+#include "machine/guest_memory.h"
+
+namespace vireo {
+
+namespace kvm {
+class KvmSystem;
+class KvmVm;
+class KvmVcpu;
+}  // namespace kvm
+namespace devices {
+class Serial16550;
+}
+
+struct DiskSpec {
+  std::string path;
+  std::string format;  // "" = probe
+  bool read_only = false;
+  bool cdrom = false;
+  bool virtio = false;
+  bool snapshot = false;
+};
+
+struct MachineConfig {
+  uint64_t mem_bytes = 256ull << 20;
+  int cpus = 1;
+  std::string kernel, initrd, append;
+  std::string flat;
+  uint64_t flat_addr = 0x7c00;
+  std::string bios, vga_bios;
+  std::vector<DiskSpec> disks;
+  std::string boot_order = "cdn";
+  bool boot_menu = false;
+};
+
+enum class RunState { Created, Running, Paused, Stopped, Crashed };
+const char* run_state_name(RunState s);
+
+struct StopInfo {
+  std::string kind;  // see electron/common/engine-api.ts StopReason.kind
+  int code = 0;
+  std::string message;
+  int vcpu = -1;
+  bool has_rip = false;
+  uint64_t rip = 0;
+  std::vector<uint8_t> bytes;
+};
+
+class MachineError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+class Board;  // the PC board's extra devices (firmware boot); see machine/pc_board.h
+
+class Machine {
+public:
+  // Validates the configuration (files exist and are readable, sizes sane),
+  // creates the VM and loads the kernel or firmware. Throws MachineError /
+  // kvm::KvmError / boot::BootError with a message for the user.
+  explicit Machine(MachineConfig cfg);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  void start();
+  void pause();
+  void resume();
+  // Stops the vCPUs and joins their threads. Idempotent; safe from any thread
+  // except a vCPU thread.
+  void stop();
+
+  RunState state() const;
+  StopInfo stop_info() const;
+
+  // Host → guest serial input on COM1 (port 0) or COM2 (port 1); never lost.
+  void write_serial(int port, const uint8_t* data, size_t len);
+  // Guest → host serial output is buffered; on_serial_ready fires (from a
+  // vCPU thread) when the buffer goes from empty to non-empty, and the
+  // consumer drains it with take_serial().
+  std::vector<uint8_t> take_serial(int port);
+
+  // Callbacks: set before start(). They run on vCPU threads or the caller of
+  // stop(); they must not call back into stop()/pause() synchronously.
+  std::function<void()> on_serial_ready;
+  std::function<void(RunState, const StopInfo&)> on_state;
+
+  GuestMemory& memory() { return mem_; }
+  Bus& pio() { return pio_; }
+  Bus& mmio() { return mmio_; }
+  const MachineConfig& config() const { return cfg_; }
+  const boot::BootResult& boot_result() const { return boot_; }
+  Board* board() { return board_.get(); }
+  kvm::KvmVm& vm() { return *vm_; }
+  // Asks every vCPU to stop with `info` (first caller wins). Used by devices
+  // (exit port, ACPI poweroff) from vCPU threads; does not join.
+  void request_stop(StopInfo info, RunState final_state = RunState::Stopped);
+
+private:
+  void setup_memory();
+  void setup_devices();
+  void setup_vcpu(kvm::KvmVcpu& v, int id);
+  void vcpu_loop(int id);
+  bool handle_exit(kvm::KvmVcpu& v);
+  void kick_all();
+  void set_state(RunState s, const StopInfo& info);
+  void fill_fault_info(kvm::KvmVcpu& v, StopInfo& info);
+
+  MachineConfig cfg_;
+  GuestMemory mem_;
+  Bus pio_, mmio_;
+  uint8_t* ram_ = nullptr;
+  uint64_t ram_size_ = 0;
+  boot::RamLayout ram_layout_{};
+  boot::BootResult boot_{};
+  std::vector<uint8_t> bios_;
+  uint8_t* bios_map_ = nullptr;
+
+  std::unique_ptr<kvm::KvmSystem> sys_;
+  std::unique_ptr<kvm::KvmVm> vm_;
+  std::vector<std::unique_ptr<kvm::KvmVcpu>> vcpus_;
+  std::vector<std::thread> threads_;
+  std::unique_ptr<Board> board_;
+
+  std::shared_ptr<devices::Serial16550> serial_[2];
+  std::mutex out_mu_;
+  std::vector<uint8_t> out_[2];
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  RunState state_ = RunState::Created;
+  StopInfo stop_info_;
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> pause_requested_{false};
+  int parked_ = 0;
+  int live_threads_ = 0;
+  RunState final_state_ = RunState::Stopped;
+};
+
+}  // namespace vireo
