@@ -1,0 +1,64 @@
+// `vireo serve`: the whole UI in a browser. Binds to 127.0.0.1 only and prints a
+// URL with a random token; anything without that token, or from another origin, is
+// refused. Also how the end-to-end tests drive the real UI in Chromium.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { appRoot, loadAddon } from '../engine-host/addon';
+import { VireoService } from '../services/app';
+import { nodeLauncher } from '../services/launcher-node';
+import { startBridge } from '../services/ws-bridge';
+
+const HELP = `usage: vireo serve [--port N] [--static DIR]
+
+Serves the Vireo manager to a browser on http://127.0.0.1 (never other
+interfaces). Open the printed URL: its token is the only key.
+  --port N      listen on port N (default: a free port)
+  --static DIR  the built renderer (default: dist/renderer)`;
+
+export function engineProblem(): { kvm: string | null; engine: string | null } {
+  try {
+    const addon = loadAddon();
+    return { kvm: addon.kvmProblem(), engine: null };
+  } catch (e) {
+    return { kvm: null, engine: (e as Error).message };
+  }
+}
+
+export async function run(args: string[]): Promise<number> {
+  let port = 0;
+  let staticDir = '';
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--help' || a === '-h') {
+      console.log(HELP);
+      return 0;
+    } else if (a === '--port') port = Number(args[++i]);
+    else if (a === '--static') staticDir = path.resolve(args[++i] ?? '');
+    else {
+      console.error(`vireo serve: unknown option '${a}'\n\n${HELP}`);
+      return 2;
+    }
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error('vireo serve: --port wants a number from 0 to 65535');
+    return 2;
+  }
+  staticDir ||= path.join(appRoot(), 'dist', 'renderer');
+  if (!fs.existsSync(path.join(staticDir, 'index.html'))) {
+    console.error(`vireo serve: the UI is not built (${staticDir}/index.html is missing): run \`npm run build\``);
+    return 2;
+  }
+  const service = await new VireoService({ launcher: nodeLauncher(), engineProblem }).init();
+  for (const b of service.store.broken) console.error(`vireo serve: skipped ${b.file}: ${b.problem}`);
+  const bridge = await startBridge({ service, staticDir, port });
+  console.log(`Vireo is serving on ${bridge.url}`);
+  console.log('Open that address in a browser on this machine. Press Ctrl+C to stop (running VMs are stopped too).');
+  return new Promise<number>((resolve) => {
+    const stop = () => {
+      service.shutdown();
+      void bridge.close().then(() => resolve(0));
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}

@@ -1,0 +1,70 @@
+// Control messages between the engine supervisor (app services) and one engine
+// host process (one per running VM). Fast console data is not here: it travels as
+// stream.ts bytes, inside 'stream' messages (child_process IPC) or on a MessagePort
+// handed to the host (Electron).
+import * as s from './schema';
+
+const DiskConfigSchema = s.object({
+  path: s.string(),
+  format: s.optional(s.string()),
+  readOnly: s.optional(s.boolean()),
+  bus: s.optional(s.enums(['ide', 'virtio'] as const)),
+  media: s.optional(s.enums(['disk', 'cdrom'] as const)),
+  snapshot: s.optional(s.boolean()),
+});
+
+/** Mirrors MachineConfig in engine-api.ts (checked against it at compile time in engine-host). */
+export const MachineConfigSchema = s.object({
+  memoryMiB: s.number({ int: true, min: 1 }),
+  cpus: s.number({ int: true, min: 1 }),
+  kernel: s.optional(s.string()),
+  initrd: s.optional(s.string()),
+  append: s.optional(s.string()),
+  flat: s.optional(s.string()),
+  flatAddress: s.optional(s.number()),
+  bios: s.optional(s.string()),
+  vgaBios: s.optional(s.string()),
+  disks: s.optional(s.array(DiskConfigSchema)),
+  bootOrder: s.optional(s.string()),
+  bootMenu: s.optional(s.boolean()),
+  serialFile: s.optional(s.string()),
+});
+
+const StopReasonSchema = s.object({
+  kind: s.enums(['exit', 'poweroff', 'reset', 'stopped', 'triple-fault', 'internal-error', 'entry-failure', 'error'] as const),
+  code: s.optional(s.number()),
+  message: s.string(),
+  vcpu: s.optional(s.number()),
+  rip: s.optional(s.string()),
+  bytes: s.optional(s.string()),
+});
+
+export const ToHostSchema = s.variant('t', {
+  start: s.object({ t: s.literal('start'), config: MachineConfigSchema }),
+  pause: s.object({ t: s.literal('pause') }),
+  resume: s.object({ t: s.literal('resume') }),
+  /** Reboot: stop the machine and start a fresh one with the same config, in this host. */
+  reboot: s.object({ t: s.literal('reboot') }),
+  stop: s.object({ t: s.literal('stop') }),
+  screenshot: s.object({ t: s.literal('screenshot'), reqId: s.number() }),
+  openStream: s.object({ t: s.literal('openStream'), sid: s.number({ int: true, min: 1 }) }),
+  closeStream: s.object({ t: s.literal('closeStream'), sid: s.number({ int: true, min: 1 }) }),
+  stream: s.object({ t: s.literal('stream'), sid: s.number({ int: true, min: 1 }), data: s.bytes(1 << 20) }),
+});
+export type ToHost = s.Infer<typeof ToHostSchema>;
+
+export const FromHostSchema = s.variant('t', {
+  ready: s.object({ t: s.literal('ready'), pid: s.number() }),
+  state: s.object({ t: s.literal('state'), state: s.string(), reason: s.optional(StopReasonSchema) }),
+  stats: s.object({ t: s.literal('stats'), cpuPercent: s.number(), memoryMiB: s.number() }),
+  screenshot: s.object({
+    t: s.literal('screenshot'),
+    reqId: s.number(),
+    png: s.optional(s.bytes()),
+    error: s.optional(s.string()),
+  }),
+  error: s.object({ t: s.literal('error'), message: s.string() }),
+  stream: s.object({ t: s.literal('stream'), sid: s.number(), data: s.bytes() }),
+});
+export type FromHost = s.Infer<typeof FromHostSchema>;
+export type StopReasonMsg = s.Infer<typeof StopReasonSchema>;

@@ -1,0 +1,245 @@
+// Fast data between a console and its engine host: framebuffer dirty rectangles
+// and serial bytes out, acks, keys, mouse and serial input back. A compact binary
+// format, the same bytes over a MessagePort (Electron) or a WebSocket (browser
+// mode); every message is decoded with bounds checks before use.
+//
+// Flow control: the engine host sends at most FRAME_WINDOW frames that are not yet
+// acked (a slow canvas gets fewer frames, never a backlog), and stops sending serial
+// bytes while SERIAL_HIGH_WATER bytes are unacked (the rest waits in the host; none
+// is dropped). Input travels the other way and never waits on output.
+
+export const FRAME_WINDOW = 2;
+export const SERIAL_HIGH_WATER = 256 * 1024;
+export const SERIAL_CHUNK = 16 * 1024;
+
+export const enum Op {
+  Frame = 0x01,
+  Serial = 0x02,
+  Info = 0x03,
+  AckFrame = 0x81,
+  AckSerial = 0x82,
+  SerialIn = 0x83,
+  Key = 0x84,
+  Combo = 0x85,
+  Mouse = 0x86,
+  FullFrame = 0x87,
+  Subscribe = 0x88,
+}
+
+export interface WireRect {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  data: Uint8Array; // BGRX, w*h*4 bytes
+}
+
+export type HostToUi =
+  | { op: 'frame'; width: number; height: number; modeChanged: boolean; rects: WireRect[] }
+  | { op: 'serial'; port: number; data: Uint8Array }
+  | { op: 'info'; info: StreamInfo };
+
+export interface StreamInfo {
+  state: string;
+  message?: string;
+}
+
+export type UiToHost =
+  | { op: 'ackFrame' }
+  | { op: 'ackSerial'; bytes: number }
+  | { op: 'serialIn'; port: number; data: Uint8Array }
+  | { op: 'key'; code: string; down: boolean }
+  | { op: 'combo'; name: string }
+  | { op: 'mouse'; dx: number; dy: number; dz: number; buttons: number }
+  | { op: 'fullFrame' }
+  | { op: 'subscribe'; frames: boolean; serial: boolean };
+
+export class StreamError extends Error {}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder('utf-8', { fatal: true });
+
+export const COMBOS = [
+  'ctrl-alt-del',
+  'ctrl-alt-backspace',
+  ...Array.from({ length: 12 }, (_, i) => `ctrl-alt-f${i + 1}`),
+] as const;
+const COMBO_SET = new Set<string>(COMBOS);
+const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
+
+export function encodeFrame(width: number, height: number, modeChanged: boolean, rects: WireRect[]): Uint8Array {
+  let size = 1 + 2 + 2 + 1 + 2;
+  for (const r of rects) size += 8 + r.data.byteLength;
+  const out = new Uint8Array(size);
+  const dv = new DataView(out.buffer);
+  out[0] = Op.Frame;
+  dv.setUint16(1, width, true);
+  dv.setUint16(3, height, true);
+  out[5] = modeChanged ? 1 : 0;
+  dv.setUint16(6, rects.length, true);
+  let o = 8;
+  for (const r of rects) {
+    if (r.data.byteLength !== r.w * r.h * 4) throw new StreamError('rect data size does not match w*h*4');
+    dv.setUint16(o, r.x, true);
+    dv.setUint16(o + 2, r.y, true);
+    dv.setUint16(o + 4, r.w, true);
+    dv.setUint16(o + 6, r.h, true);
+    out.set(r.data, o + 8);
+    o += 8 + r.data.byteLength;
+  }
+  return out;
+}
+
+export function encodeSerial(port: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(2 + data.byteLength);
+  out[0] = Op.Serial;
+  out[1] = port;
+  out.set(data, 2);
+  return out;
+}
+
+export function encodeInfo(info: StreamInfo): Uint8Array {
+  const body = enc.encode(JSON.stringify(info));
+  const out = new Uint8Array(1 + body.byteLength);
+  out[0] = Op.Info;
+  out.set(body, 1);
+  return out;
+}
+
+export function decodeHostToUi(buf: Uint8Array): HostToUi {
+  if (buf.byteLength < 1) throw new StreamError('empty message');
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  switch (buf[0]) {
+    case Op.Frame: {
+      if (buf.byteLength < 8) throw new StreamError('short frame header');
+      const width = dv.getUint16(1, true);
+      const height = dv.getUint16(3, true);
+      const modeChanged = buf[5] === 1;
+      const n = dv.getUint16(6, true);
+      const rects: WireRect[] = [];
+      let o = 8;
+      for (let i = 0; i < n; i++) {
+        if (o + 8 > buf.byteLength) throw new StreamError('short rect header');
+        const x = dv.getUint16(o, true);
+        const y = dv.getUint16(o + 2, true);
+        const w = dv.getUint16(o + 4, true);
+        const h = dv.getUint16(o + 6, true);
+        const len = w * h * 4;
+        if (x + w > width || y + h > height) throw new StreamError('rect outside the screen');
+        if (o + 8 + len > buf.byteLength) throw new StreamError('short rect data');
+        rects.push({ x, y, w, h, data: buf.subarray(o + 8, o + 8 + len) });
+        o += 8 + len;
+      }
+      if (o !== buf.byteLength) throw new StreamError('trailing bytes after frame');
+      return { op: 'frame', width, height, modeChanged, rects };
+    }
+    case Op.Serial:
+      if (buf.byteLength < 2) throw new StreamError('short serial message');
+      return { op: 'serial', port: buf[1]!, data: buf.subarray(2) };
+    case Op.Info: {
+      const v = JSON.parse(dec.decode(buf.subarray(1))) as unknown;
+      if (typeof v !== 'object' || v === null || typeof (v as StreamInfo).state !== 'string') {
+        throw new StreamError('bad info message');
+      }
+      const m = (v as StreamInfo).message;
+      return { op: 'info', info: { state: (v as StreamInfo).state, ...(typeof m === 'string' ? { message: m } : {}) } };
+    }
+    default:
+      throw new StreamError(`unknown host message 0x${buf[0]!.toString(16)}`);
+  }
+}
+
+export function encodeUiToHost(m: UiToHost): Uint8Array {
+  switch (m.op) {
+    case 'ackFrame':
+      return Uint8Array.of(Op.AckFrame);
+    case 'fullFrame':
+      return Uint8Array.of(Op.FullFrame);
+    case 'subscribe':
+      return Uint8Array.of(Op.Subscribe, (m.frames ? 1 : 0) | (m.serial ? 2 : 0));
+    case 'ackSerial': {
+      const out = new Uint8Array(5);
+      out[0] = Op.AckSerial;
+      new DataView(out.buffer).setUint32(1, m.bytes, true);
+      return out;
+    }
+    case 'serialIn': {
+      const out = new Uint8Array(2 + m.data.byteLength);
+      out[0] = Op.SerialIn;
+      out[1] = m.port;
+      out.set(m.data, 2);
+      return out;
+    }
+    case 'key': {
+      const code = enc.encode(m.code);
+      const out = new Uint8Array(2 + code.byteLength);
+      out[0] = Op.Key;
+      out[1] = m.down ? 1 : 0;
+      out.set(code, 2);
+      return out;
+    }
+    case 'combo': {
+      const name = enc.encode(m.name);
+      const out = new Uint8Array(1 + name.byteLength);
+      out[0] = Op.Combo;
+      out.set(name, 1);
+      return out;
+    }
+    case 'mouse': {
+      const out = new Uint8Array(7);
+      const dv = new DataView(out.buffer);
+      out[0] = Op.Mouse;
+      dv.setInt16(1, clamp(m.dx, -32768, 32767), true);
+      dv.setInt16(3, clamp(m.dy, -32768, 32767), true);
+      dv.setInt8(5, clamp(m.dz, -128, 127));
+      out[6] = m.buttons & 7;
+      return out;
+    }
+  }
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.max(lo, Math.min(hi, Math.trunc(v)));
+}
+
+export function decodeUiToHost(buf: Uint8Array): UiToHost {
+  if (buf.byteLength < 1) throw new StreamError('empty message');
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const need = (n: number) => {
+    if (buf.byteLength !== n) throw new StreamError(`message 0x${buf[0]!.toString(16)} must be ${n} bytes`);
+  };
+  switch (buf[0]) {
+    case Op.AckFrame:
+      need(1);
+      return { op: 'ackFrame' };
+    case Op.FullFrame:
+      need(1);
+      return { op: 'fullFrame' };
+    case Op.Subscribe:
+      need(2);
+      return { op: 'subscribe', frames: (buf[1]! & 1) !== 0, serial: (buf[1]! & 2) !== 0 };
+    case Op.AckSerial:
+      need(5);
+      return { op: 'ackSerial', bytes: dv.getUint32(1, true) };
+    case Op.SerialIn:
+      if (buf.byteLength < 2 || buf[1]! > 3) throw new StreamError('bad serial input');
+      return { op: 'serialIn', port: buf[1]!, data: buf.subarray(2) };
+    case Op.Key: {
+      if (buf.byteLength < 3 || buf[1]! > 1) throw new StreamError('bad key message');
+      const code = dec.decode(buf.subarray(2));
+      if (!KEY_CODE.test(code)) throw new StreamError('bad key code');
+      return { op: 'key', down: buf[1] === 1, code };
+    }
+    case Op.Combo: {
+      const name = dec.decode(buf.subarray(1));
+      if (!COMBO_SET.has(name)) throw new StreamError(`unknown key combination '${name}'`);
+      return { op: 'combo', name };
+    }
+    case Op.Mouse:
+      need(7);
+      if (buf[6]! > 7) throw new StreamError('bad mouse buttons');
+      return { op: 'mouse', dx: dv.getInt16(1, true), dy: dv.getInt16(3, true), dz: dv.getInt8(5), buttons: buf[6]! };
+    default:
+      throw new StreamError(`unknown console message 0x${buf[0]!.toString(16)}`);
+  }
+}

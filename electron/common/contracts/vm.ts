@@ -1,0 +1,146 @@
+// The VM definition (what is stored on disk, one file per VM) and the shapes the
+// UI sees. Declared once here; the store, the bridge and the renderer all parse
+// with these schemas.
+import * as s from './schema';
+
+/** virt-manager-like VM names: start with a letter or digit, then letters, digits, '.', '_', '-'. */
+export const VM_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const MAC_PATTERN = /^52:54:00(:[0-9a-f]{2}){3}$/;
+
+/** Why a name is not acceptable (syntax only; uniqueness is the store's job), or null. */
+export function nameProblem(name: string): string | null {
+  if (name.length === 0) return 'Enter a name.';
+  if (name.length > 63) return 'Names are at most 63 characters.';
+  if (!VM_NAME_PATTERN.test(name)) {
+    return 'Use letters, digits, ".", "_" and "-" only, starting with a letter or digit.';
+  }
+  return null;
+}
+
+export const DiskSchema = s.object({
+  path: s.string({ min: 1, max: 4096 }),
+  format: s.enums(['raw', 'qcow2'] as const),
+  media: s.enums(['disk', 'cdrom'] as const),
+  bus: s.enums(['ide', 'virtio'] as const),
+  readOnly: s.optional(s.boolean()),
+});
+export type Disk = s.Infer<typeof DiskSchema>;
+
+export const NicSchema = s.object({
+  mac: s.string({ pattern: MAC_PATTERN }),
+  network: s.enums(['user', 'isolated'] as const),
+  model: s.enums(['e1000', 'virtio'] as const),
+});
+export type Nic = s.Infer<typeof NicSchema>;
+
+export const BootSchema = s.variant('kind', {
+  /** Firmware (SeaBIOS) boot from the devices in `order` ('d' cdrom, 'c' disk). */
+  firmware: s.object({ kind: s.literal('firmware'), order: s.string({ pattern: /^[cdn]{1,3}$/ }) }),
+  /** Direct kernel boot: the engine loads the kernel itself (multiboot, bzImage, PVH, or a flat binary). */
+  kernel: s.object({
+    kind: s.literal('kernel'),
+    kernel: s.string({ min: 1, max: 4096 }),
+    initrd: s.optional(s.string({ max: 4096 })),
+    append: s.optional(s.string({ max: 4096 })),
+    /** A flat real-mode binary loaded at flatAddress instead of a kernel image. */
+    flatAddress: s.optional(s.number({ int: true, min: 0, max: 0xfffff })),
+  }),
+});
+export type Boot = s.Infer<typeof BootSchema>;
+
+export const VmDefinitionSchema = s.object({
+  version: s.literal(1),
+  uuid: s.string({ pattern: UUID_PATTERN }),
+  name: s.string({ pattern: VM_NAME_PATTERN }),
+  os: s.string({ min: 1, max: 64 }),
+  memoryMiB: s.number({ int: true, min: 16, max: 1024 * 1024 }),
+  cpus: s.number({ int: true, min: 1, max: 288 }),
+  boot: BootSchema,
+  disks: s.array(DiskSchema, { max: 16 }),
+  nics: s.array(NicSchema, { max: 8 }),
+  createdAt: s.string({ max: 64 }),
+});
+export type VmDefinition = s.Infer<typeof VmDefinitionSchema>;
+
+export const VmStateSchema = s.enums(['shutoff', 'starting', 'running', 'paused', 'crashed'] as const);
+export type VmState = s.Infer<typeof VmStateSchema>;
+
+/** How an engine host ended: the supervisor's typed exit reasons. */
+export const ExitReasonSchema = s.variant('kind', {
+  shutdown: s.object({ kind: s.literal('shutdown'), detail: s.string() }),
+  crashed: s.object({ kind: s.literal('crashed'), reason: s.string(), rip: s.optional(s.string()) }),
+  killed: s.object({ kind: s.literal('killed'), signal: s.string() }),
+});
+export type ExitReason = s.Infer<typeof ExitReasonSchema>;
+
+export const VmSummarySchema = s.object({
+  uuid: s.string({ pattern: UUID_PATTERN }),
+  name: s.string(),
+  os: s.string(),
+  memoryMiB: s.number(),
+  cpus: s.number(),
+  state: VmStateSchema,
+  lastExit: s.optional(ExitReasonSchema),
+  disks: s.array(DiskSchema),
+  boot: BootSchema,
+  nics: s.array(NicSchema),
+});
+export type VmSummary = s.Infer<typeof VmSummarySchema>;
+
+/** OS choices in the wizard (what they change: default memory, disk size, bus). */
+export const OS_CHOICES = [
+  { id: 'generic', label: 'Generic x86 (GRUB, DOS, other)', memoryMiB: 256, diskGiB: 2 },
+  { id: 'linux', label: 'Generic Linux', memoryMiB: 1024, diskGiB: 20 },
+  { id: 'debian12', label: 'Debian 12', memoryMiB: 2048, diskGiB: 20 },
+  { id: 'ubuntu24.04', label: 'Ubuntu 24.04', memoryMiB: 4096, diskGiB: 25 },
+  { id: 'fedora41', label: 'Fedora 41', memoryMiB: 2048, diskGiB: 20 },
+  { id: 'freedos', label: 'FreeDOS', memoryMiB: 64, diskGiB: 1 },
+] as const;
+
+/** A sensible default OS from a media path (virt-manager guesses from the ISO). */
+export function guessOs(mediaPath: string): string {
+  const p = mediaPath.toLowerCase();
+  if (p.includes('debian')) return 'debian12';
+  if (p.includes('ubuntu')) return 'ubuntu24.04';
+  if (p.includes('fedora')) return 'fedora41';
+  if (p.includes('freedos') || p.includes('fd1')) return 'freedos';
+  if (p.includes('vmlinuz') || p.includes('linux')) return 'linux';
+  return 'generic';
+}
+
+/** What the New VM wizard sends. */
+export const NewVmRequestSchema = s.object({
+  media: s.variant('kind', {
+    iso: s.object({ kind: s.literal('iso'), path: s.string({ max: 4096 }) }),
+    import: s.object({ kind: s.literal('import'), path: s.string({ max: 4096 }) }),
+    kernel: s.object({
+      kind: s.literal('kernel'),
+      kernel: s.string({ max: 4096 }),
+      initrd: s.optional(s.string({ max: 4096 })),
+      append: s.optional(s.string({ max: 4096 })),
+      flatAddress: s.optional(s.number({ int: true, min: 0, max: 0xfffff })),
+    }),
+  }),
+  os: s.string({ max: 64 }),
+  memoryMiB: s.number({ int: true }),
+  cpus: s.number({ int: true }),
+  storage: s.variant('kind', {
+    none: s.object({ kind: s.literal('none') }),
+    create: s.object({ kind: s.literal('create'), sizeGiB: s.number() }),
+  }),
+  name: s.string({ max: 256 }),
+  network: s.enums(['user', 'isolated', 'none'] as const),
+  customize: s.optional(s.boolean()),
+  /** Only check, write nothing. */
+  dryRun: s.optional(s.boolean()),
+});
+export type NewVmRequest = s.Infer<typeof NewVmRequestSchema>;
+
+/** A problem tied to one wizard field, shown next to that field. */
+export const FieldErrorSchema = s.object({
+  field: s.enums(['media', 'kernel', 'os', 'memory', 'cpus', 'storage', 'name', 'network'] as const),
+  message: s.string(),
+});
+export type FieldError = s.Infer<typeof FieldErrorSchema>;
+export type WizardField = FieldError['field'];

@@ -1,0 +1,328 @@
+// The engine host's logic, free of any process plumbing: it owns one native
+// Machine, answers control messages, and serves console streams with flow control
+// (frame credits, serial watermarks). main.ts wires it to child_process IPC or to
+// Electron's parentPort; unit tests drive it with a fake addon.
+import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../common/engine-api';
+import type { FromHost, ToHost } from '../common/contracts/engine-host';
+import {
+  FRAME_WINDOW,
+  SERIAL_CHUNK,
+  SERIAL_HIGH_WATER,
+  StreamError,
+  decodeUiToHost,
+  encodeFrame,
+  encodeInfo,
+  encodeSerial,
+} from '../common/contracts/stream';
+
+/** How often the display is polled while a console wants frames. */
+export const FRAME_INTERVAL_MS = 16;
+/** Serial output kept for a console that attaches late. */
+export const SERIAL_SCROLLBACK = 64 * 1024;
+/** A console that stops acking is dropped once this much serial output waits for it. */
+export const SERIAL_QUEUE_LIMIT = 256 * 1024 * 1024;
+
+export interface StreamSink {
+  send(data: Uint8Array): void;
+}
+
+interface ConsoleStream {
+  sid: number;
+  sink: StreamSink;
+  frames: boolean;
+  serial: boolean;
+  frameCredits: number;
+  wantFull: boolean;
+  serialUnacked: number;
+  serialQueue: Uint8Array[];
+  queuedBytes: number;
+}
+
+export interface HostCounters {
+  framesSent: number;
+  framePolls: number;
+  emptyPolls: number;
+  serialBytesOut: number;
+}
+
+export class EngineHost {
+  private machine: NativeMachine | undefined;
+  private config: MachineConfig | undefined;
+  private readonly streams = new Map<number, ConsoleStream>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private statsTimer: ReturnType<typeof setInterval> | undefined;
+  private scrollback: Uint8Array[] = [];
+  private scrollbackBytes = 0;
+  private lastCpu = process.cpuUsage();
+  private lastCpuAt = Date.now();
+  private rebooting = false;
+  readonly counters: HostCounters = { framesSent: 0, framePolls: 0, emptyPolls: 0, serialBytesOut: 0 };
+
+  constructor(
+    private readonly addon: NativeAddon,
+    private readonly post: (msg: FromHost) => void,
+    private readonly exit: (code: number) => void,
+  ) {}
+
+  handle(msg: ToHost): void {
+    try {
+      this.dispatch(msg);
+    } catch (e) {
+      this.post({ t: 'error', message: e instanceof Error ? e.message : String(e) });
+      if (msg.t === 'start') this.finish(3);
+    }
+  }
+
+  /** A stream that bypasses IPC (Electron MessagePort). */
+  attachStream(sid: number, sink: StreamSink): void {
+    this.streams.set(sid, {
+      sid,
+      sink,
+      frames: false,
+      serial: false,
+      frameCredits: FRAME_WINDOW,
+      wantFull: true,
+      serialUnacked: 0,
+      serialQueue: [],
+      queuedBytes: 0,
+    });
+    sink.send(encodeInfo({ state: this.machine?.state ?? 'created' }));
+  }
+
+  streamInput(sid: number, data: Uint8Array): void {
+    const s = this.streams.get(sid);
+    if (!s) return;
+    let m;
+    try {
+      m = decodeUiToHost(data);
+    } catch (e) {
+      if (e instanceof StreamError || e instanceof TypeError) {
+        this.post({ t: 'error', message: `console ${sid}: ${e.message}` });
+        return;
+      }
+      throw e;
+    }
+    const machine = this.machine;
+    switch (m.op) {
+      case 'subscribe':
+        s.frames = m.frames;
+        if (m.serial && !s.serial) {
+          s.serial = true;
+          for (const chunk of this.scrollback) this.queueSerial(s, chunk);
+        }
+        s.serial = m.serial;
+        s.wantFull = true;
+        this.pump(s);
+        this.schedule();
+        break;
+      case 'ackFrame':
+        s.frameCredits = Math.min(FRAME_WINDOW, s.frameCredits + 1);
+        this.schedule();
+        break;
+      case 'fullFrame':
+        s.wantFull = true;
+        this.schedule();
+        break;
+      case 'ackSerial':
+        s.serialUnacked = Math.max(0, s.serialUnacked - m.bytes);
+        this.pump(s);
+        break;
+      case 'serialIn':
+        machine?.writeSerial(m.port, m.data);
+        break;
+      case 'key':
+        machine?.sendKey(m.code, m.down);
+        break;
+      case 'combo':
+        machine?.sendCombo(m.name);
+        break;
+      case 'mouse':
+        machine?.sendMouse(m.dx, m.dy, m.dz, m.buttons);
+        break;
+    }
+  }
+
+  private dispatch(msg: ToHost): void {
+    switch (msg.t) {
+      case 'start':
+        if (this.machine) throw new Error('already started');
+        this.config = msg.config as MachineConfig;
+        this.boot();
+        this.statsTimer = setInterval(() => this.stats(), 1000);
+        this.statsTimer.unref?.();
+        break;
+      case 'pause':
+        this.need().pause();
+        this.post({ t: 'state', state: 'paused' });
+        this.broadcastInfo('paused');
+        break;
+      case 'resume':
+        this.need().resume();
+        this.post({ t: 'state', state: 'running' });
+        this.broadcastInfo('running');
+        break;
+      case 'reboot': {
+        const old = this.need();
+        this.rebooting = true;
+        try {
+          old.stop();
+        } finally {
+          this.rebooting = false;
+        }
+        this.machine = undefined;
+        this.boot();
+        for (const s of this.streams.values()) s.wantFull = true;
+        break;
+      }
+      case 'stop':
+        if (this.machine) this.machine.stop();
+        else this.finish(0);
+        break;
+      case 'screenshot':
+        try {
+          this.post({ t: 'screenshot', reqId: msg.reqId, png: new Uint8Array(this.need().screenshotPng()) });
+        } catch (e) {
+          this.post({ t: 'screenshot', reqId: msg.reqId, error: (e as Error).message });
+        }
+        break;
+      case 'openStream':
+        this.attachStream(msg.sid, { send: (data) => this.post({ t: 'stream', sid: msg.sid, data }) });
+        break;
+      case 'closeStream':
+        this.streams.delete(msg.sid);
+        break;
+      case 'stream':
+        this.streamInput(msg.sid, msg.data);
+        break;
+    }
+  }
+
+  private boot(): void {
+    const m = new this.addon.Machine(this.config!);
+    this.machine = m;
+    m.onSerial((port, data) => this.onSerial(port, data));
+    m.onState((ev) => this.onState(m, ev));
+    m.start();
+    if (m.state === 'running') this.post({ t: 'state', state: 'running' });
+  }
+
+  private onState(m: NativeMachine, ev: StateEvent): void {
+    if (m !== this.machine || this.rebooting) return;
+    this.post({ t: 'state', state: ev.state, ...(ev.reason ? { reason: ev.reason } : {}) });
+    this.broadcastInfo(ev.state, ev.reason?.message);
+    if (ev.state === 'stopped' || ev.state === 'crashed') {
+      this.finish(ev.state === 'crashed' ? 1 : 0);
+    }
+  }
+
+  private finish(code: number): void {
+    if (this.timer) clearInterval(this.timer);
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    this.timer = this.statsTimer = undefined;
+    // Let queued IPC flush before the process goes.
+    setTimeout(() => this.exit(code), 20);
+  }
+
+  private need(): NativeMachine {
+    if (!this.machine) throw new Error('the machine is not started');
+    return this.machine;
+  }
+
+  private onSerial(port: number, data: Uint8Array): void {
+    const copy = new Uint8Array(data); // the addon may reuse its buffer
+    if (port === 0) {
+      this.scrollback.push(copy);
+      this.scrollbackBytes += copy.byteLength;
+      while (this.scrollbackBytes > SERIAL_SCROLLBACK && this.scrollback.length > 1) {
+        this.scrollbackBytes -= this.scrollback.shift()!.byteLength;
+      }
+    }
+    for (const s of this.streams.values()) {
+      if (!s.serial) continue;
+      this.queueSerial(s, copy, port);
+      this.pump(s);
+    }
+  }
+
+  private queueSerial(s: ConsoleStream, data: Uint8Array, port = 0): void {
+    for (let o = 0; o < data.byteLength; o += SERIAL_CHUNK) {
+      const msg = encodeSerial(port, data.subarray(o, o + SERIAL_CHUNK));
+      s.serialQueue.push(msg);
+      s.queuedBytes += msg.byteLength - 2;
+    }
+    if (s.queuedBytes > SERIAL_QUEUE_LIMIT) {
+      s.sink.send(encodeInfo({ state: 'error', message: 'console too slow: serial output dropped' }));
+      this.streams.delete(s.sid);
+    }
+  }
+
+  private pump(s: ConsoleStream): void {
+    while (s.serialUnacked < SERIAL_HIGH_WATER && s.serialQueue.length) {
+      const msg = s.serialQueue.shift()!;
+      const n = msg.byteLength - 2;
+      s.queuedBytes -= n;
+      s.serialUnacked += n;
+      this.counters.serialBytesOut += n;
+      s.sink.send(msg);
+    }
+  }
+
+  private broadcastInfo(state: string, message?: string): void {
+    for (const s of this.streams.values()) s.sink.send(encodeInfo({ state, ...(message ? { message } : {}) }));
+  }
+
+  /** Runs the frame poll loop only while some console can take a frame. */
+  private schedule(): void {
+    const wanted = [...this.streams.values()].some((s) => s.frames && s.frameCredits > 0);
+    if (wanted && !this.timer && this.machine) {
+      this.timer = setInterval(() => this.pollFrames(), FRAME_INTERVAL_MS);
+    } else if (!wanted && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private pollFrames(): void {
+    const m = this.machine;
+    if (!m) return;
+    const ready = [...this.streams.values()].filter((s) => s.frames && s.frameCredits > 0);
+    if (!ready.length) return this.schedule();
+    const full = ready.some((s) => s.wantFull);
+    this.counters.framePolls++;
+    let upd: FrameUpdate | null;
+    try {
+      upd = m.pollFrame(full);
+    } catch (e) {
+      this.post({ t: 'error', message: `pollFrame: ${(e as Error).message}` });
+      return;
+    }
+    if (!upd) {
+      this.counters.emptyPolls++;
+      return;
+    }
+    if (upd.width === 0 || upd.height === 0) return;
+    const bytes = encodeFrame(upd.width, upd.height, upd.modeChanged || full, upd.rects);
+    for (const s of ready) {
+      // A stream that wanted a full frame and gets a partial one waits for the next full poll.
+      if (s.wantFull && !full) continue;
+      s.wantFull = false;
+      s.frameCredits--;
+      this.counters.framesSent++;
+      s.sink.send(bytes);
+    }
+    this.schedule();
+  }
+
+  private stats(): void {
+    const now = Date.now();
+    const cpu = process.cpuUsage(this.lastCpu);
+    const elapsedUs = Math.max(1, (now - this.lastCpuAt) * 1000);
+    this.lastCpu = process.cpuUsage();
+    this.lastCpuAt = now;
+    this.post({
+      t: 'stats',
+      cpuPercent: Math.round(((cpu.user + cpu.system) / elapsedUs) * 1000) / 10,
+      memoryMiB: Math.round(process.memoryUsage().rss / (1024 * 1024)),
+    });
+  }
+}

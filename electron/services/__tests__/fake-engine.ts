@@ -1,0 +1,107 @@
+// A fake native addon and an in-process launcher, for unit tests only. The fake
+// machine draws a 64x48 screen, echoes serial input, and stops on request.
+import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../../common/engine-api';
+import { EngineHost } from '../../engine-host/host-core';
+import type { HostChannel, Launcher } from '../supervisor';
+
+export class FakeMachine implements NativeMachine {
+  static last: FakeMachine | undefined;
+  state: NativeMachine['state'] = 'created';
+  keys: string[] = [];
+  private serialCb: (port: number, d: Uint8Array) => void = () => undefined;
+  private stateCb: (ev: StateEvent) => void = () => undefined;
+  dirty = true;
+  pixel = 0x20;
+  constructor(readonly config: MachineConfig) {
+    FakeMachine.last = this;
+  }
+  start() {
+    this.state = 'running';
+    this.stateCb({ state: 'running' });
+  }
+  pause() {
+    this.state = 'paused';
+  }
+  resume() {
+    this.state = 'running';
+  }
+  stop() {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.stateCb({ state: 'stopped', reason: { kind: 'stopped', message: 'stopped by host' } });
+  }
+  crash() {
+    this.state = 'crashed';
+    this.stateCb({ state: 'crashed', reason: { kind: 'triple-fault', message: 'triple fault', rip: '0xfff0' } });
+  }
+  writeSerial(port: number, data: Uint8Array) {
+    this.serialCb(port, data);
+  }
+  emitSerial(data: Uint8Array) {
+    this.serialCb(0, data);
+  }
+  onSerial(cb: (port: number, d: Uint8Array) => void) {
+    this.serialCb = cb;
+  }
+  onState(cb: (ev: StateEvent) => void) {
+    this.stateCb = cb;
+  }
+  sendKey(code: string, down: boolean) {
+    this.keys.push(`${code}:${down ? 'down' : 'up'}`);
+    this.pixel = (this.pixel + 1) & 0xff;
+    this.dirty = true;
+  }
+  sendCombo(name: string) {
+    this.keys.push(name);
+  }
+  sendMouse() {}
+  pollFrame(full?: boolean): FrameUpdate | null {
+    if (!this.dirty && !full) return null;
+    this.dirty = false;
+    const data = new Uint8Array(64 * 48 * 4).fill(this.pixel);
+    return { width: 64, height: 48, modeChanged: !!full, rects: [{ x: 0, y: 0, w: 64, h: 48, data }] };
+  }
+  screenshotPng(): Buffer {
+    return Buffer.from([0x89, 0x50, 0x4e, 0x47]);
+  }
+}
+
+export const fakeAddon: NativeAddon = {
+  Machine: FakeMachine,
+  kvmProblem: () => null,
+  kvmIsPvm: () => false,
+};
+
+/** Runs EngineHost in this process; messages go through structuredClone like real IPC. */
+export function inProcessLauncher(): Launcher & { hosts: Map<string, EngineHost> } {
+  const hosts = new Map<string, EngineHost>();
+  const launch = ((uuid: string) => {
+    let onMsg: (m: unknown) => void = () => undefined;
+    let onExit: (code: number | null, sig: string | null) => void = () => undefined;
+    let alive = true;
+    const host = new EngineHost(
+      fakeAddon,
+      (m) => queueMicrotask(() => alive && onMsg(structuredClone(m))),
+      (code) => {
+        if (!alive) return;
+        alive = false;
+        onExit(code, null);
+      },
+    );
+    hosts.set(uuid, host);
+    const ch: HostChannel = {
+      pid: 1234,
+      send: (m) => queueMicrotask(() => alive && host.handle(structuredClone(m))),
+      onMessage: (cb) => (onMsg = cb),
+      onExit: (cb) => (onExit = cb),
+      kill: (sig) => {
+        if (!alive) return;
+        alive = false;
+        setTimeout(() => onExit(null, sig), 1);
+      },
+    };
+    return ch;
+  }) as Launcher & { hosts: Map<string, EngineHost> };
+  launch.hosts = hosts;
+  return launch;
+}

@@ -1,0 +1,452 @@
+// The app services behind the contract: VM definitions, the storage pool, the engine
+// supervisor, clone and delete jobs. No Electron here: the same object serves the
+// Electron main process, `vireo serve` and the tests.
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { EventName, EventPayload, Params, Result, VireoApi } from '../common/contracts/api';
+import {
+  type Disk,
+  type ExitReason,
+  type FieldError,
+  type NewVmRequest,
+  type VmDefinition,
+  type VmState,
+  type VmSummary,
+  OS_CHOICES,
+  nameProblem,
+} from '../common/contracts/vm';
+import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-config';
+import { type VireoPaths, resolvePaths } from './paths';
+import { CopyCancelled, GiB, StoragePool, copySparse, exists } from './pool';
+import { type Launcher, type StreamHandle, Supervisor } from './supervisor';
+import { VmStore } from './vm-store';
+
+export const MAX_DISK_GIB = 16 * 1024;
+
+export interface ServiceOptions {
+  paths?: VireoPaths;
+  launcher: Launcher;
+  firmware?: FirmwarePaths;
+  /** Host limits the wizard is bounded by (tests make them small). */
+  host?: { cpus: number; memoryMiB: number };
+  /** Why the engine can't run here (addon missing, no /dev/kvm), or null. */
+  engineProblem?: () => { kvm: string | null; engine: string | null };
+  version?: string;
+}
+
+type Listener = <E extends EventName>(name: E, payload: EventPayload<E>) => void;
+
+export class UserError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UserError';
+  }
+}
+
+export class VireoService implements VireoApi {
+  readonly paths: VireoPaths;
+  readonly store: VmStore;
+  readonly pool: StoragePool;
+  readonly supervisor: Supervisor;
+  private readonly listeners = new Set<Listener>();
+  private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason }>();
+  private readonly jobs = new Map<string, AbortController>();
+  private readonly busy = new Set<string>();
+  private nextJob = 1;
+
+  constructor(private readonly opts: ServiceOptions) {
+    this.paths = opts.paths ?? resolvePaths();
+    this.store = new VmStore(this.paths.vms);
+    this.pool = new StoragePool(this.paths.pool);
+    this.supervisor = new Supervisor(opts.launcher, {
+      state: (uuid, state, exit) => {
+        const rt = this.runtime.get(uuid) ?? { state: 'shutoff' };
+        rt.state = state;
+        if (exit) rt.lastExit = exit;
+        this.runtime.set(uuid, rt);
+        if (exit) this.emit('vm.exited', { uuid, reason: exit });
+        this.changed(uuid);
+      },
+      stats: (uuid, cpuPercent, memoryMiB) => this.emit('vm.stats', { uuid, cpuPercent, memoryMiB }),
+    });
+  }
+
+  async init(): Promise<this> {
+    await this.store.load();
+    await this.pool.ensure();
+    return this;
+  }
+
+  onEvent(l: Listener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  private emit<E extends EventName>(name: E, payload: EventPayload<E>): void {
+    for (const l of this.listeners) l(name, payload);
+  }
+
+  private changed(uuid: string): void {
+    const def = this.store.get(uuid);
+    if (def) this.emit('vm.changed', { vm: this.summary(def) });
+  }
+
+  summary(def: VmDefinition): VmSummary {
+    const rt = this.runtime.get(def.uuid);
+    return {
+      uuid: def.uuid,
+      name: def.name,
+      os: def.os,
+      memoryMiB: def.memoryMiB,
+      cpus: def.cpus,
+      state: rt?.state ?? 'shutoff',
+      ...(rt?.lastExit ? { lastExit: rt.lastExit } : {}),
+      disks: def.disks,
+      boot: def.boot,
+      nics: def.nics,
+    };
+  }
+
+  hostLimits(): { cpus: number; memoryMiB: number } {
+    return this.opts.host ?? { cpus: os.cpus().length, memoryMiB: Math.floor(os.totalmem() / (1024 * 1024)) };
+  }
+
+  // ---- the contract ----
+
+  async 'host.info'(): Promise<Result<'host.info'>> {
+    const lim = this.hostLimits();
+    const p = this.opts.engineProblem?.() ?? { kvm: null, engine: null };
+    return {
+      cpus: lim.cpus,
+      memoryMiB: lim.memoryMiB,
+      kvmProblem: p.kvm,
+      engineProblem: p.engine,
+      poolPath: this.paths.pool,
+      configPath: this.paths.config,
+      version: this.opts.version ?? '0.1.0',
+    };
+  }
+
+  async 'vm.list'(): Promise<Result<'vm.list'>> {
+    return this.store.list().map((d) => this.summary(d));
+  }
+
+  async 'vm.get'({ uuid }: Params<'vm.get'>): Promise<Result<'vm.get'>> {
+    return this.need(uuid);
+  }
+
+  async 'fs.probe'({ path: p }: Params<'fs.probe'>): Promise<Result<'fs.probe'>> {
+    if (!path.isAbsolute(p)) return { exists: false, kind: 'missing', sizeBytes: 0 };
+    try {
+      const st = await fs.stat(p);
+      return { exists: true, kind: st.isFile() ? 'file' : st.isDirectory() ? 'directory' : 'other', sizeBytes: st.size };
+    } catch {
+      return { exists: false, kind: 'missing', sizeBytes: 0 };
+    }
+  }
+
+  /** Every problem with a wizard request, each tied to its field. Writes nothing. */
+  async validate(req: NewVmRequest): Promise<FieldError[]> {
+    const errors: FieldError[] = [];
+    const lim = this.hostLimits();
+    const file = async (field: FieldError['field'], p: string | undefined, what: string, optional = false) => {
+      if (!p) {
+        if (!optional) errors.push({ field, message: `Choose ${what}.` });
+        return;
+      }
+      if (!path.isAbsolute(p)) return void errors.push({ field, message: `Give the full path of ${what} (starting with /).` });
+      const st = await this['fs.probe']({ path: p });
+      if (!st.exists) errors.push({ field, message: `${p} does not exist.` });
+      else if (st.kind !== 'file') errors.push({ field, message: `${p} is not a file.` });
+    };
+    const m = req.media;
+    if (m.kind === 'iso') await file('media', m.path, 'an ISO image');
+    else if (m.kind === 'import') await file('media', m.path, 'a disk image');
+    else {
+      await file('kernel', m.kernel, 'a kernel');
+      await file('kernel', m.initrd, 'an initrd', true);
+    }
+    if (!OS_CHOICES.some((o) => o.id === req.os)) errors.push({ field: 'os', message: 'Choose an operating system.' });
+    if (!Number.isInteger(req.memoryMiB) || req.memoryMiB < 16 || req.memoryMiB > lim.memoryMiB) {
+      errors.push({ field: 'memory', message: `Memory must be between 16 and ${lim.memoryMiB} MiB.` });
+    }
+    if (!Number.isInteger(req.cpus) || req.cpus < 1 || req.cpus > lim.cpus) {
+      errors.push({ field: 'cpus', message: `CPUs must be between 1 and ${lim.cpus}.` });
+    }
+    if (req.storage.kind === 'create') {
+      const g = req.storage.sizeGiB;
+      if (!(g > 0) || g > MAX_DISK_GIB) errors.push({ field: 'storage', message: `Disk size must be between 0.1 and ${MAX_DISK_GIB} GiB.` });
+    }
+    const np = nameProblem(req.name);
+    if (np) errors.push({ field: 'name', message: np });
+    else if (this.store.byName(req.name)) errors.push({ field: 'name', message: `A VM named '${req.name}' already exists.` });
+    return errors;
+  }
+
+  async 'vm.create'(req: Params<'vm.create'>): Promise<Result<'vm.create'>> {
+    const errors = await this.validate(req);
+    if (errors.length || req.dryRun) return { errors };
+    if (this.busy.has(`name:${req.name.toLowerCase()}`)) return { errors: [{ field: 'name', message: `A VM named '${req.name}' is being created.` }] };
+    this.busy.add(`name:${req.name.toLowerCase()}`);
+    const created: string[] = [];
+    try {
+      const disks: Disk[] = [];
+      const m = req.media;
+      if (m.kind === 'iso') disks.push({ path: m.path, format: 'raw', media: 'cdrom', bus: 'ide', readOnly: true });
+      if (m.kind === 'import') disks.push({ path: m.path, format: await probeFormat(m.path), media: 'disk', bus: 'ide' });
+      if (req.storage.kind === 'create' && m.kind !== 'import') {
+        const p = await this.pool.freePath(req.name);
+        await this.pool.createRaw(p, Math.round(req.storage.sizeGiB * GiB));
+        created.push(p);
+        disks.unshift({ path: p, format: 'raw', media: 'disk', bus: 'ide' });
+      }
+      const def: VmDefinition = {
+        version: 1,
+        uuid: this.store.newUuid(),
+        name: req.name,
+        os: req.os,
+        memoryMiB: req.memoryMiB,
+        cpus: req.cpus,
+        boot:
+          m.kind === 'kernel'
+            ? {
+                kind: 'kernel',
+                kernel: m.kernel,
+                ...(m.initrd ? { initrd: m.initrd } : {}),
+                ...(m.append ? { append: m.append } : {}),
+                ...(m.flatAddress !== undefined ? { flatAddress: m.flatAddress } : {}),
+              }
+            : { kind: 'firmware', order: m.kind === 'iso' ? 'dc' : 'c' },
+        disks,
+        nics: req.network === 'none' ? [] : [{ mac: this.store.newMac(), network: req.network, model: 'e1000' }],
+        createdAt: new Date().toISOString(),
+      };
+      await this.store.save(def);
+      const vm = this.summary(def);
+      this.emit('vm.changed', { vm });
+      return { errors: [], vm };
+    } catch (e) {
+      for (const p of created) await fs.rm(p, { force: true });
+      throw e;
+    } finally {
+      this.busy.delete(`name:${req.name.toLowerCase()}`);
+    }
+  }
+
+  async 'vm.action'({ uuid, action }: Params<'vm.action'>): Promise<Result<'vm.action'>> {
+    const def = this.need(uuid);
+    const running = this.supervisor.isRunning(uuid);
+    switch (action) {
+      case 'start': {
+        if (running) throw new UserError(`${def.name} is already running.`);
+        if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
+        for (const d of def.disks) {
+          if (!(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
+        }
+        this.runtime.set(uuid, { state: 'starting' });
+        await this.supervisor.start(uuid, toMachineConfig(def, this.opts.firmware ?? firmwarePaths()));
+        break;
+      }
+      case 'pause':
+        this.needRunning(def).pause(uuid);
+        break;
+      case 'resume':
+        this.needRunning(def).resume(uuid);
+        break;
+      case 'reboot':
+        this.needRunning(def).reboot(uuid);
+        break;
+      case 'shutdown':
+        this.needRunning(def).stop(uuid);
+        break;
+      case 'forceoff':
+        this.needRunning(def).kill(uuid);
+        break;
+    }
+    return {};
+  }
+
+  async 'vm.screenshot'({ uuid }: Params<'vm.screenshot'>): Promise<Result<'vm.screenshot'>> {
+    const def = this.need(uuid);
+    const png = await this.needRunning(def).screenshot(uuid);
+    return { pngBase64: Buffer.from(png).toString('base64') };
+  }
+
+  openStream(uuid: string): StreamHandle {
+    return this.needRunning(this.need(uuid)).openStream(uuid);
+  }
+
+  private async diskPlans(def: VmDefinition) {
+    const out = [];
+    for (const d of def.disks) {
+      const sharedWith = this.store
+        .list()
+        .filter((o) => o.uuid !== def.uuid && o.disks.some((od) => path.resolve(od.path) === path.resolve(d.path)))
+        .map((o) => o.name);
+      const st = await this['fs.probe']({ path: d.path });
+      out.push({
+        path: d.path,
+        media: d.media,
+        sizeBytes: st.sizeBytes,
+        exists: st.exists,
+        sharedWith,
+        defaultChecked: d.media === 'disk' && !d.readOnly && sharedWith.length === 0 && st.exists,
+      });
+    }
+    return out;
+  }
+
+  private cloneBlocker(def: VmDefinition): string | null {
+    const st = this.runtime.get(def.uuid)?.state ?? 'shutoff';
+    if (this.busy.has(def.uuid)) return `${def.name} is busy with another clone or delete.`;
+    if (st !== 'shutoff' && st !== 'paused' && st !== 'crashed') return `${def.name} must be shut off or paused to be cloned.`;
+    return null;
+  }
+
+  suggestCloneName(name: string): string {
+    const base = `${name}-clone`.slice(0, 63);
+    if (!this.store.byName(base)) return base;
+    for (let i = 2; ; i++) {
+      const n = `${base.slice(0, 58)}${i}`;
+      if (!this.store.byName(n)) return n;
+    }
+  }
+
+  async 'vm.clonePlan'({ uuid }: Params<'vm.clonePlan'>): Promise<Result<'vm.clonePlan'>> {
+    const def = this.need(uuid);
+    return { suggestedName: this.suggestCloneName(def.name), disks: await this.diskPlans(def), blocker: this.cloneBlocker(def) };
+  }
+
+  async 'vm.clone'({ uuid, name }: Params<'vm.clone'>): Promise<Result<'vm.clone'>> {
+    const def = this.need(uuid);
+    const np = nameProblem(name) ?? (this.store.byName(name) ? `A VM named '${name}' already exists.` : null);
+    if (np) return { errors: [{ field: 'name', message: np }] };
+    const blocker = this.cloneBlocker(def);
+    if (blocker) throw new UserError(blocker);
+    const jobId = `job-${this.nextJob++}`;
+    const ac = new AbortController();
+    this.jobs.set(jobId, ac);
+    this.busy.add(uuid);
+    this.busy.add(`name:${name.toLowerCase()}`);
+    void this.runClone(jobId, def, name, ac.signal).finally(() => {
+      this.jobs.delete(jobId);
+      this.busy.delete(uuid);
+      this.busy.delete(`name:${name.toLowerCase()}`);
+    });
+    return { errors: [], jobId };
+  }
+
+  private async runClone(jobId: string, def: VmDefinition, name: string, signal: AbortSignal): Promise<void> {
+    const copies: Array<{ from: string; to: string; size: number }> = [];
+    const reserved = new Set<string>();
+    const made: string[] = [];
+    try {
+      const disks: Disk[] = [];
+      for (const d of def.disks) {
+        if (d.media === 'cdrom' || d.readOnly) {
+          disks.push(d); // install media and read-only disks are shared, not copied
+          continue;
+        }
+        const ext = path.extname(d.path) || '.img';
+        const to = await this.pool.freePath(name, ext, reserved);
+        reserved.add(to);
+        copies.push({ from: d.path, to, size: (await fs.stat(d.path)).size });
+        disks.push({ ...d, path: to });
+      }
+      const total = copies.reduce((a, c) => a + c.size, 0);
+      let before = 0;
+      this.emit('job.progress', { jobId, doneBytes: 0, totalBytes: total, label: `Cloning ${def.name}` });
+      for (const c of copies) {
+        made.push(c.to);
+        await copySparse(
+          c.from,
+          c.to,
+          (done) => this.emit('job.progress', { jobId, doneBytes: before + done, totalBytes: total, label: `Copying ${path.basename(c.from)}` }),
+          signal,
+        );
+        before += c.size;
+      }
+      if (signal.aborted) throw new CopyCancelled();
+      const taken = new Set<string>();
+      const clone: VmDefinition = {
+        ...def,
+        uuid: this.store.newUuid(),
+        name,
+        disks,
+        nics: def.nics.map((n) => {
+          const mac = this.store.newMac(taken);
+          taken.add(mac);
+          return { ...n, mac };
+        }),
+        createdAt: new Date().toISOString(),
+      };
+      await this.store.save(clone);
+      this.emit('vm.changed', { vm: this.summary(clone) });
+      this.emit('job.done', { jobId, ok: true, cancelled: false, vmUuid: clone.uuid });
+    } catch (e) {
+      for (const p of made) await fs.rm(p, { force: true });
+      const cancelled = e instanceof CopyCancelled;
+      this.emit('job.done', { jobId, ok: false, cancelled, ...(cancelled ? {} : { error: (e as Error).message }) });
+    }
+  }
+
+  async 'job.cancel'({ jobId }: Params<'job.cancel'>): Promise<Result<'job.cancel'>> {
+    this.jobs.get(jobId)?.abort();
+    return {};
+  }
+
+  async 'vm.deletePlan'({ uuid }: Params<'vm.deletePlan'>): Promise<Result<'vm.deletePlan'>> {
+    return { disks: await this.diskPlans(this.need(uuid)) };
+  }
+
+  async 'vm.delete'({ uuid, deleteDisks }: Params<'vm.delete'>): Promise<Result<'vm.delete'>> {
+    const def = this.need(uuid);
+    if (this.supervisor.isRunning(uuid)) throw new UserError(`${def.name} is running: shut it down or force it off first.`);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned.`);
+    const own = new Set(def.disks.map((d) => path.resolve(d.path)));
+    for (const p of deleteDisks) {
+      if (!own.has(path.resolve(p))) throw new UserError(`${p} is not a disk of ${def.name}.`);
+    }
+    await this.store.remove(uuid);
+    this.runtime.delete(uuid);
+    const deleted: string[] = [];
+    for (const p of deleteDisks) {
+      try {
+        await fs.rm(p);
+        deleted.push(p);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+    this.emit('vm.removed', { uuid });
+    return { deleted };
+  }
+
+  shutdown(): void {
+    for (const ac of this.jobs.values()) ac.abort();
+    this.supervisor.shutdownAll();
+  }
+
+  private need(uuid: string): VmDefinition {
+    const def = this.store.get(uuid);
+    if (!def) throw new UserError('No such VM (it may have been deleted).');
+    return def;
+  }
+
+  private needRunning(def: VmDefinition): Supervisor {
+    if (!this.supervisor.isRunning(def.uuid)) throw new UserError(`${def.name} is not running.`);
+    return this.supervisor;
+  }
+}
+
+async function probeFormat(p: string): Promise<'raw' | 'qcow2'> {
+  const fh = await fs.open(p, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    await fh.read(b, 0, 4, 0);
+    return b.toString('latin1') === 'QFI\xfb' ? 'qcow2' : 'raw';
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,42 @@
+// A VM definition becomes the engine's MachineConfig here, and only here.
+import type { MachineConfig } from '../common/engine-api';
+import type { VmDefinition } from '../common/contracts/vm';
+
+export interface FirmwarePaths {
+  bios: string;
+  vgaBios: string;
+}
+
+export function firmwarePaths(env: NodeJS.ProcessEnv = process.env): FirmwarePaths {
+  return {
+    bios: env.VIREO_BIOS ?? '/usr/share/seabios/bios.bin',
+    vgaBios: env.VIREO_VGABIOS ?? '/usr/share/seabios/vgabios-stdvga.bin',
+  };
+}
+
+export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwarePaths()): MachineConfig {
+  const cfg: MachineConfig = {
+    memoryMiB: def.memoryMiB,
+    cpus: def.cpus,
+    disks: def.disks.map((d) => ({
+      path: d.path,
+      format: d.format,
+      bus: d.bus,
+      media: d.media,
+      ...(d.readOnly || d.media === 'cdrom' ? { readOnly: true } : {}),
+    })),
+  };
+  if (def.boot.kind === 'firmware') {
+    cfg.bios = fw.bios;
+    cfg.vgaBios = fw.vgaBios;
+    cfg.bootOrder = def.boot.order;
+  } else if (def.boot.flatAddress !== undefined) {
+    cfg.flat = def.boot.kernel;
+    cfg.flatAddress = def.boot.flatAddress;
+  } else {
+    cfg.kernel = def.boot.kernel;
+    if (def.boot.initrd) cfg.initrd = def.boot.initrd;
+    if (def.boot.append) cfg.append = def.boot.append;
+  }
+  return cfg;
+}

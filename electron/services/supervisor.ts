@@ -1,0 +1,227 @@
+// The engine supervisor: one engine host process per running VM (like one QEMU per
+// domain). It starts hosts through a Launcher (child_process.fork under plain Node,
+// utilityProcess under Electron), relays control messages, and turns how a host
+// ended into a typed exit reason: shut down, crashed (with the engine's reason), or
+// killed (by a signal).
+import type { MachineConfig } from '../common/engine-api';
+import { type FromHost, FromHostSchema, type StopReasonMsg, type ToHost } from '../common/contracts/engine-host';
+import type { ExitReason } from '../common/contracts/vm';
+
+/** One running engine host, whatever started it. */
+export interface HostChannel {
+  readonly pid: number | undefined;
+  send(msg: ToHost): void;
+  onMessage(cb: (msg: unknown) => void): void;
+  onExit(cb: (code: number | null, signal: string | null) => void): void;
+  kill(signal: 'SIGTERM' | 'SIGKILL'): void;
+}
+
+export type Launcher = (vmUuid: string) => HostChannel;
+
+export type RunState = 'starting' | 'running' | 'paused';
+
+export interface SupervisorEvents {
+  state(uuid: string, state: RunState | 'shutoff' | 'crashed', exit?: ExitReason): void;
+  stats(uuid: string, cpuPercent: number, memoryMiB: number): void;
+}
+
+/** A console's view of a running VM: bytes in stream.ts format both ways. */
+export interface StreamHandle {
+  send(data: Uint8Array): void;
+  onData(cb: (data: Uint8Array) => void): void;
+  onClose(cb: (why: string) => void): void;
+  close(): void;
+}
+
+interface Running {
+  uuid: string;
+  host: HostChannel;
+  state: RunState;
+  lastStop?: StopReasonMsg;
+  lastError?: string;
+  startWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }>;
+  screenshots: Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>;
+  streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
+  killedByUs?: boolean;
+}
+
+export function exitReasonOf(code: number | null, signal: string | null, stop?: StopReasonMsg, lastError?: string): ExitReason {
+  if (stop) {
+    switch (stop.kind) {
+      case 'poweroff':
+        return { kind: 'shutdown', detail: 'the guest powered off' };
+      case 'stopped':
+        return { kind: 'shutdown', detail: 'shut down from Vireo' };
+      case 'exit':
+        return { kind: 'shutdown', detail: `the guest exited with code ${stop.code ?? 0}` };
+      case 'reset':
+        return { kind: 'shutdown', detail: 'the guest reset' };
+      default:
+        return { kind: 'crashed', reason: `${stop.kind}: ${stop.message}`, ...(stop.rip ? { rip: stop.rip } : {}) };
+    }
+  }
+  if (signal) return { kind: 'killed', signal };
+  if (code === 0) return { kind: 'shutdown', detail: 'the engine host exited' };
+  return { kind: 'crashed', reason: lastError ?? `the engine host exited with code ${code}` };
+}
+
+export class Supervisor {
+  private readonly running = new Map<string, Running>();
+  private nextId = 1;
+
+  constructor(
+    private readonly launch: Launcher,
+    private readonly events: SupervisorEvents,
+  ) {}
+
+  stateOf(uuid: string): RunState | undefined {
+    return this.running.get(uuid)?.state;
+  }
+
+  isRunning(uuid: string): boolean {
+    return this.running.has(uuid);
+  }
+
+  /** Starts a host and the machine in it; resolves once the machine runs. */
+  start(uuid: string, config: MachineConfig): Promise<void> {
+    if (this.running.has(uuid)) return Promise.reject(new Error('the VM is already running'));
+    const host = this.launch(uuid);
+    const r: Running = { uuid, host, state: 'starting', startWaiters: [], screenshots: new Map(), streams: new Map() };
+    this.running.set(uuid, r);
+    this.events.state(uuid, 'starting');
+    host.onMessage((raw) => this.onMessage(r, raw));
+    host.onExit((code, signal) => this.onExit(r, code, signal));
+    const started = new Promise<void>((resolve, reject) => r.startWaiters.push({ resolve, reject }));
+    host.send({ t: 'start', config });
+    return started;
+  }
+
+  pause(uuid: string): void {
+    this.need(uuid).host.send({ t: 'pause' });
+  }
+  resume(uuid: string): void {
+    this.need(uuid).host.send({ t: 'resume' });
+  }
+  reboot(uuid: string): void {
+    this.need(uuid).host.send({ t: 'reboot' });
+  }
+  /** Orderly stop: the machine stops, the host exits by itself. Escalates to SIGKILL after graceMs. */
+  stop(uuid: string, graceMs = 5000): void {
+    const r = this.need(uuid);
+    r.host.send({ t: 'stop' });
+    const timer = setTimeout(() => {
+      if (this.running.get(uuid) === r) r.host.kill('SIGKILL');
+    }, graceMs);
+    timer.unref?.();
+  }
+  /** Force off: kill the host process now. */
+  kill(uuid: string): void {
+    const r = this.need(uuid);
+    r.killedByUs = true;
+    r.host.kill('SIGKILL');
+  }
+
+  screenshot(uuid: string, timeoutMs = 10000): Promise<Uint8Array> {
+    const r = this.need(uuid);
+    const reqId = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        r.screenshots.delete(reqId);
+        reject(new Error('the engine did not answer the screenshot request'));
+      }, timeoutMs);
+      r.screenshots.set(reqId, {
+        resolve: (b) => (clearTimeout(timer), resolve(b)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      r.host.send({ t: 'screenshot', reqId });
+    });
+  }
+
+  openStream(uuid: string): StreamHandle {
+    const r = this.need(uuid);
+    const sid = this.nextId++;
+    let dataCb: (d: Uint8Array) => void = () => undefined;
+    let closeCb: (why: string) => void = () => undefined;
+    let open = true;
+    r.streams.set(sid, { data: (d) => dataCb(d), close: (why) => ((open = false), closeCb(why)) });
+    r.host.send({ t: 'openStream', sid });
+    return {
+      send: (data) => {
+        if (open && this.running.get(uuid) === r) r.host.send({ t: 'stream', sid, data });
+      },
+      onData: (cb) => (dataCb = cb),
+      onClose: (cb) => (closeCb = cb),
+      close: () => {
+        if (!open) return;
+        open = false;
+        r.streams.delete(sid);
+        if (this.running.get(uuid) === r) r.host.send({ t: 'closeStream', sid });
+      },
+    };
+  }
+
+  /** Kills every host (app quit). */
+  shutdownAll(): void {
+    for (const r of this.running.values()) {
+      r.killedByUs = true;
+      r.host.kill('SIGKILL');
+    }
+  }
+
+  private need(uuid: string): Running {
+    const r = this.running.get(uuid);
+    if (!r) throw new Error('the VM is not running');
+    return r;
+  }
+
+  private onMessage(r: Running, raw: unknown): void {
+    let msg: FromHost;
+    try {
+      msg = FromHostSchema.parse(raw, 'host message');
+    } catch (e) {
+      r.lastError = `bad message from the engine host: ${(e as Error).message}`;
+      r.host.kill('SIGKILL');
+      return;
+    }
+    switch (msg.t) {
+      case 'ready':
+        break;
+      case 'state':
+        if (msg.state === 'running' || msg.state === 'paused') {
+          r.state = msg.state;
+          for (const w of r.startWaiters.splice(0)) w.resolve();
+          this.events.state(r.uuid, msg.state);
+        } else if (msg.state === 'stopped' || msg.state === 'crashed') {
+          if (msg.reason) r.lastStop = msg.reason;
+        }
+        break;
+      case 'stats':
+        this.events.stats(r.uuid, msg.cpuPercent, msg.memoryMiB);
+        break;
+      case 'screenshot': {
+        const w = r.screenshots.get(msg.reqId);
+        r.screenshots.delete(msg.reqId);
+        if (w) msg.png ? w.resolve(msg.png) : w.reject(new Error(msg.error ?? 'no screenshot'));
+        break;
+      }
+      case 'error':
+        r.lastError = msg.message;
+        break;
+      case 'stream':
+        r.streams.get(msg.sid)?.data(msg.data);
+        break;
+    }
+  }
+
+  private onExit(r: Running, code: number | null, signal: string | null): void {
+    if (this.running.get(r.uuid) !== r) return;
+    this.running.delete(r.uuid);
+    const reason = exitReasonOf(code, signal, r.lastStop, r.lastError);
+    const err = new Error(reason.kind === 'crashed' ? reason.reason : reason.kind === 'killed' ? `killed by ${reason.signal}` : reason.detail);
+    for (const w of r.startWaiters.splice(0)) w.reject(err);
+    for (const w of r.screenshots.values()) w.reject(err);
+    for (const s of r.streams.values()) s.close(err.message);
+    r.streams.clear();
+    this.events.state(r.uuid, reason.kind === 'crashed' ? 'crashed' : 'shutoff', reason);
+  }
+}

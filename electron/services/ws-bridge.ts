@@ -1,0 +1,184 @@
+// The browser-mode transport: an HTTP server on 127.0.0.1 that serves the built
+// renderer and two WebSocket endpoints, /api (contract calls and events, JSON) and
+// /stream?vm=UUID (console bytes, stream.ts format). Every request must carry the
+// session token, a loopback Host header (no DNS rebinding) and, for WebSockets, an
+// Origin equal to this server's own.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import { WebSocket, WebSocketServer } from 'ws';
+import { type EventName, type ReplyEnvelope, events } from '../common/contracts/api';
+import type { VireoService } from './app';
+import { dispatch } from './dispatch';
+
+export interface BridgeOptions {
+  service: VireoService;
+  /** The built renderer (index.html + assets). */
+  staticDir: string;
+  port?: number;
+  token?: string;
+}
+
+export interface Bridge {
+  url: string;
+  port: number;
+  token: string;
+  close(): Promise<void>;
+}
+
+const MIME: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.woff2': 'font/woff2',
+  '.json': 'application/json',
+};
+
+export const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data: blob:",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+function tokenOk(expected: string, given: string | null): boolean {
+  if (!given) return false;
+  const a = Buffer.from(expected);
+  const b = Buffer.from(given);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
+  const token = opts.token ?? randomBytes(24).toString('base64url');
+  const service = opts.service;
+  let port = 0;
+  const allowedHosts = () => new Set([`127.0.0.1:${port}`, `localhost:${port}`]);
+  const allowedOrigins = () => new Set([`http://127.0.0.1:${port}`, `http://localhost:${port}`]);
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (!allowedHosts().has(req.headers.host ?? '')) {
+      res.writeHead(421).end('wrong host');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405).end();
+      return;
+    }
+    // The page itself needs the token; its static assets hold no secrets.
+    let rel = decodeURIComponent(url.pathname);
+    if (rel === '/' || rel === '/index.html') {
+      if (!tokenOk(token, url.searchParams.get('token'))) {
+        res.writeHead(403, { 'content-type': 'text/plain' }).end('Vireo: this address needs the token that `vireo serve` printed.');
+        return;
+      }
+      rel = '/index.html';
+    }
+    const file = path.normalize(path.join(opts.staticDir, rel));
+    if (!file.startsWith(path.normalize(opts.staticDir) + path.sep)) {
+      res.writeHead(404).end();
+      return;
+    }
+    fs.readFile(file, (err, data) => {
+      if (err) {
+        res.writeHead(404).end('not found');
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': MIME[path.extname(file)] ?? 'application/octet-stream',
+        'content-security-policy': CSP,
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+        'cache-control': 'no-store',
+      });
+      res.end(req.method === 'HEAD' ? undefined : data);
+    });
+  });
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 2 * 1024 * 1024 });
+  server.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const refuse = (code: number, why: string) => {
+      socket.end(`HTTP/1.1 ${code} ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (!allowedHosts().has(req.headers.host ?? '')) return refuse(421, 'Misdirected Request');
+    if (!allowedOrigins().has(req.headers.origin ?? '')) return refuse(403, 'Forbidden');
+    if (!tokenOk(token, url.searchParams.get('token'))) return refuse(403, 'Forbidden');
+    if (url.pathname === '/api') {
+      wss.handleUpgrade(req, socket, head, (ws) => serveApi(ws));
+    } else if (url.pathname === '/stream') {
+      const vm = url.searchParams.get('vm') ?? '';
+      wss.handleUpgrade(req, socket, head, (ws) => serveStream(ws, vm));
+    } else refuse(404, 'Not Found');
+  });
+
+  function serveApi(ws: WebSocket): void {
+    const off = service.onEvent((name: EventName, payload) => {
+      // Events are checked against the contract before they leave, too.
+      const checked = events[name].parse(payload, name);
+      send({ t: 'event', name, payload: checked });
+    });
+    const send = (m: ReplyEnvelope) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
+    };
+    ws.on('message', async (data, isBinary) => {
+      if (isBinary) return ws.close(1003, 'text only');
+      let raw: unknown;
+      try {
+        raw = JSON.parse(data.toString());
+      } catch {
+        return send({ t: 'error', id: -1, message: 'not JSON', code: 'bad-request' });
+      }
+      send(await dispatch(service, raw));
+    });
+    ws.on('close', off);
+  }
+
+  function serveStream(ws: WebSocket, vm: string): void {
+    let stream;
+    try {
+      stream = service.openStream(vm);
+    } catch (e) {
+      ws.close(4404, (e as Error).message.slice(0, 120));
+      return;
+    }
+    const st = stream;
+    st.onData((d) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(d, { binary: true });
+    });
+    st.onClose((why) => ws.close(4000, why.slice(0, 120)));
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) return ws.close(1003, 'binary only');
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      st.send(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+    });
+    ws.on('close', () => st.close());
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/?token=${token}`,
+    port,
+    token,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close();
+        server.close(() => resolve());
+        server.closeAllConnections?.();
+      }),
+  };
+}
