@@ -18,6 +18,18 @@ void Fd::reset() {
 
 static std::string errstr(int e) { return std::strerror(e); }
 
+// Linux's uapi headers declare kvm_cpuid2 and kvm_msrs with
+// __DECLARE_FLEX_ARRAY, which in C++ adds a one-byte empty struct: sizeof
+// becomes 12 instead of 8, so both the ioctl numbers (which encode the size)
+// and the offset of the entries are wrong when compiled as C++. Vireo spells
+// the numbers with the C layout's 8-byte header and lays the buffers out by hand.
+namespace {
+constexpr size_t kFlexHeader = 8;  // u32 count + u32 padding
+constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kFlexHeader);
+constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kFlexHeader);
+constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kFlexHeader);
+}  // namespace
+
 std::string kvm_problem(const char* path) {
   struct stat st;
   if (::stat(path, &st) != 0) {
@@ -73,11 +85,14 @@ int KvmSystem::check_extension(long cap) const { return ::ioctl(fd_.get(), KVM_C
 std::vector<kvm_cpuid_entry2> KvmSystem::supported_cpuid() const {
   int n = 128;
   for (;;) {
-    std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
-    auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
-    c->nent = n;
-    if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, c) == 0) {
-      return std::vector<kvm_cpuid_entry2>(c->entries, c->entries + c->nent);
+    std::vector<uint8_t> buf(kFlexHeader + n * sizeof(kvm_cpuid_entry2));
+    uint32_t nent = uint32_t(n);
+    std::memcpy(buf.data(), &nent, 4);
+    if (::ioctl(fd_.get(), kGetSupportedCpuid, buf.data()) == 0) {
+      std::memcpy(&nent, buf.data(), 4);
+      std::vector<kvm_cpuid_entry2> out(nent);
+      std::memcpy(out.data(), buf.data() + kFlexHeader, nent * sizeof(kvm_cpuid_entry2));
+      return out;
     }
     if (errno != E2BIG || n > 4096) throw KvmError("KVM_GET_SUPPORTED_CPUID failed: " + errstr(errno), errno);
     n *= 2;
@@ -186,11 +201,11 @@ void KvmVcpu::set_sregs(const kvm_sregs& s) {
 }
 
 void KvmVcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
-  std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
-  auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
-  c->nent = uint32_t(entries.size());
-  std::memcpy(c->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-  if (::ioctl(fd_.get(), KVM_SET_CPUID2, c) < 0) throw KvmError("KVM_SET_CPUID2 failed: " + errstr(errno), errno);
+  std::vector<uint8_t> buf(kFlexHeader + entries.size() * sizeof(kvm_cpuid_entry2));
+  uint32_t nent = uint32_t(entries.size());
+  std::memcpy(buf.data(), &nent, 4);
+  std::memcpy(buf.data() + kFlexHeader, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+  if (::ioctl(fd_.get(), kSetCpuid2, buf.data()) < 0) throw KvmError("KVM_SET_CPUID2 failed: " + errstr(errno), errno);
 }
 
 void KvmVcpu::set_fpu_defaults() {
@@ -201,14 +216,16 @@ void KvmVcpu::set_fpu_defaults() {
 }
 
 void KvmVcpu::set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs) {
-  std::vector<uint8_t> buf(sizeof(kvm_msrs) + msrs.size() * sizeof(kvm_msr_entry));
-  auto* m = reinterpret_cast<kvm_msrs*>(buf.data());
-  m->nmsrs = uint32_t(msrs.size());
+  std::vector<uint8_t> buf(kFlexHeader + msrs.size() * sizeof(kvm_msr_entry));
+  uint32_t n = uint32_t(msrs.size());
+  std::memcpy(buf.data(), &n, 4);
   for (size_t i = 0; i < msrs.size(); i++) {
-    m->entries[i].index = msrs[i].first;
-    m->entries[i].data = msrs[i].second;
+    kvm_msr_entry e{};
+    e.index = msrs[i].first;
+    e.data = msrs[i].second;
+    std::memcpy(buf.data() + kFlexHeader + i * sizeof e, &e, sizeof e);
   }
-  ::ioctl(fd_.get(), KVM_SET_MSRS, m);
+  ::ioctl(fd_.get(), kSetMsrs, buf.data());
 }
 
 void KvmVcpu::set_mp_state_runnable() {

@@ -66,7 +66,7 @@ bool parse_elf(const std::vector<uint8_t>& k, std::vector<ElfSeg>& segs, uint64_
       if (eh.e_phentsize < sizeof(Elf64_Phdr) || off + sizeof(Elf64_Phdr) > k.size()) throw bad();
       Elf64_Phdr ph;
       std::memcpy(&ph, k.data() + off, sizeof ph);
-      if (ph.p_offset + ph.p_filesz > k.size() || ph.p_filesz > ph.p_memsz) throw bad();
+      if (ph.p_offset + ph.p_filesz > k.size() || (ph.p_type == PT_LOAD && ph.p_filesz > ph.p_memsz)) throw bad();
       if (ph.p_type == PT_LOAD && ph.p_memsz) segs.push_back({ph.p_paddr, ph.p_filesz, ph.p_memsz, ph.p_offset});
       if (ph.p_type == PT_NOTE && notes) notes->push_back({ph.p_paddr, ph.p_filesz, ph.p_memsz, ph.p_offset});
     }
@@ -79,7 +79,7 @@ bool parse_elf(const std::vector<uint8_t>& k, std::vector<ElfSeg>& segs, uint64_
       if (eh.e_phentsize < sizeof(Elf32_Phdr) || off + sizeof(Elf32_Phdr) > k.size()) throw bad();
       Elf32_Phdr ph;
       std::memcpy(&ph, k.data() + off, sizeof ph);
-      if (uint64_t(ph.p_offset) + ph.p_filesz > k.size() || ph.p_filesz > ph.p_memsz) throw bad();
+      if (uint64_t(ph.p_offset) + ph.p_filesz > k.size() || (ph.p_type == PT_LOAD && ph.p_filesz > ph.p_memsz)) throw bad();
       if (ph.p_type == PT_LOAD && ph.p_memsz) segs.push_back({ph.p_paddr, ph.p_filesz, ph.p_memsz, ph.p_offset});
       if (ph.p_type == PT_NOTE && notes) notes->push_back({ph.p_paddr, ph.p_filesz, ph.p_memsz, ph.p_offset});
     }

@@ -1,0 +1,26 @@
+# Test guests built from source with nasm (and ld for the ELF one). Output:
+# ${CMAKE_BINARY_DIR}/guests/*.bin / *.elf
+find_program(NASM nasm)
+find_program(GNU_LD ld)
+set(GUEST_SRC ${CMAKE_CURRENT_LIST_DIR})
+set(GUEST_OUT ${CMAKE_BINARY_DIR}/guests)
+file(MAKE_DIRECTORY ${GUEST_OUT})
+if(NASM)
+  set(GUEST_FILES)
+  foreach(g hello echo flat16 crash)
+    add_custom_command(OUTPUT ${GUEST_OUT}/${g}.bin
+      COMMAND ${NASM} -f bin -I ${GUEST_SRC}/ -o ${GUEST_OUT}/${g}.bin ${GUEST_SRC}/${g}.asm
+      DEPENDS ${GUEST_SRC}/${g}.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/macros.inc)
+    list(APPEND GUEST_FILES ${GUEST_OUT}/${g}.bin)
+  endforeach()
+  if(GNU_LD)
+    add_custom_command(OUTPUT ${GUEST_OUT}/mbinfo.elf
+      COMMAND ${NASM} -f elf32 -I ${GUEST_SRC}/ -o ${GUEST_OUT}/mbinfo.o ${GUEST_SRC}/mbinfo.asm
+      COMMAND ${GNU_LD} --no-warn-rwx-segments -m elf_i386 -T ${GUEST_SRC}/mbinfo.ld -o ${GUEST_OUT}/mbinfo.elf ${GUEST_OUT}/mbinfo.o
+      DEPENDS ${GUEST_SRC}/mbinfo.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/mbinfo.ld)
+    list(APPEND GUEST_FILES ${GUEST_OUT}/mbinfo.elf)
+  endif()
+  add_custom_target(guests ALL DEPENDS ${GUEST_FILES})
+else()
+  message(WARNING "nasm not found: test guests are not built (apt-get install nasm)")
+endif()

@@ -1,0 +1,68 @@
+// Helpers for tests that boot guests under /dev/kvm.
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+
+#include "check.h"
+#include "kvm/kvm.h"
+#include "machine/machine.h"
+
+inline void require_kvm() {
+  std::string p = vireo::kvm::kvm_problem();
+  if (!p.empty()) SKIP("needs /dev/kvm: " + p);
+}
+
+inline std::string guest(const char* name) {
+  const char* d = std::getenv("VIREO_GUEST_DIR");
+  std::string path = std::string(d ? d : "guests") + "/" + name;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    std::fclose(f);
+    return path;
+  }
+  SKIP("test guest " + path + " is not built (needs nasm)");
+}
+
+// Runs a machine until it stops (or the timeout passes), collecting COM1 output.
+struct Run {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string serial;
+  bool done = false;
+  vireo::RunState final_state = vireo::RunState::Created;
+  vireo::StopInfo info;
+
+  void attach(vireo::Machine& m) {
+    m.on_serial_ready = [this, &m] {
+      auto b = m.take_serial(0);
+      std::lock_guard g(mu);
+      serial.append(b.begin(), b.end());
+      cv.notify_all();
+    };
+    m.on_state = [this](vireo::RunState s, const vireo::StopInfo& i) {
+      if (s == vireo::RunState::Stopped || s == vireo::RunState::Crashed) {
+        std::lock_guard g(mu);
+        done = true;
+        final_state = s;
+        info = i;
+        cv.notify_all();
+      }
+    };
+  }
+  bool wait_done(vireo::Machine& m, int seconds) {
+    std::unique_lock g(mu);
+    bool ok = cv.wait_for(g, std::chrono::seconds(seconds), [&] { return done; });
+    g.unlock();
+    auto b = m.take_serial(0);  // whatever came after the last notification
+    g.lock();
+    serial.append(b.begin(), b.end());
+    return ok;
+  }
+  bool wait_output(const std::string& needle, int seconds) {
+    std::unique_lock g(mu);
+    return cv.wait_for(g, std::chrono::seconds(seconds), [&] { return serial.find(needle) != std::string::npos || done; }) &&
+           serial.find(needle) != std::string::npos;
+  }
+};
