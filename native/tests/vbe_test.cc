@@ -1,0 +1,271 @@
+// Bochs dispi / VBE side of std-vga: ID negotiation, capabilities, mode set
+// through the 0x1ce/0x1cf ports and BAR2, VRAM rendering at every depth,
+// virtual width and offsets, banked window access, dirty-page tracking.
+#include <cstring>
+
+#include "check.h"
+#include "devices/vga/vga.h"
+
+using namespace vireo;
+using namespace vireo::vga;
+
+namespace {
+
+uint32_t px(const Frame& f, uint32_t x, uint32_t y) {
+  uint32_t v;
+  std::memcpy(&v, f.bgrx.data() + (size_t(y) * f.width + x) * 4, 4);
+  return v;
+}
+uint32_t rgb(uint8_t r, uint8_t g, uint8_t b) { return 0xff000000u | (r << 16) | (g << 8) | b; }
+
+// outw(0x1ce, index); outw(0x1cf, value) through the bus adapter.
+void dispi_out(IoDevice& p, uint16_t index, uint16_t v) {
+  uint8_t a[2] = {uint8_t(index), uint8_t(index >> 8)};
+  uint8_t b[2] = {uint8_t(v), uint8_t(v >> 8)};
+  p.write(0, a);
+  p.write(1, b);
+}
+uint16_t dispi_in(IoDevice& p, uint16_t index) {
+  uint8_t a[2] = {uint8_t(index), uint8_t(index >> 8)};
+  p.write(0, a);
+  uint8_t b[2];
+  p.read(1, b);
+  return uint16_t(b[0] | (b[1] << 8));
+}
+
+void set_mode(IoDevice& p, uint16_t w, uint16_t h, uint16_t bpp, uint16_t extra = 0) {
+  dispi_out(p, kDispiEnable, 0);
+  dispi_out(p, kDispiXres, w);
+  dispi_out(p, kDispiYres, h);
+  dispi_out(p, kDispiBpp, bpp);
+  dispi_out(p, kDispiEnable, kDispiEnabled | kDispiLfbEnabled | extra);
+}
+
+}  // namespace
+
+TEST(dispi_id_negotiation_and_caps) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  CHECK_EQ(dispi_in(*p, kDispiId), uint16_t(0xB0C5));
+  dispi_out(*p, kDispiId, 0xB0C0);
+  CHECK_EQ(dispi_in(*p, kDispiId), uint16_t(0xB0C0));
+  dispi_out(*p, kDispiId, 0x1234);  // not an interface version: ignored
+  CHECK_EQ(dispi_in(*p, kDispiId), uint16_t(0xB0C0));
+  dispi_out(*p, kDispiId, 0xB0C4);
+  CHECK_EQ(dispi_in(*p, kDispiId), uint16_t(0xB0C4));
+  CHECK_EQ(dispi_in(*p, kDispiVideoMemory64k), uint16_t(256));
+  dispi_out(*p, kDispiEnable, kDispiGetCaps);
+  CHECK_EQ(dispi_in(*p, kDispiXres), kDispiMaxXres);
+  CHECK_EQ(dispi_in(*p, kDispiYres), kDispiMaxYres);
+  CHECK_EQ(dispi_in(*p, kDispiBpp), uint16_t(32));
+  dispi_out(*p, kDispiEnable, 0);
+  CHECK_EQ(dispi_in(*p, kDispiXres), uint16_t(640));
+  // The 0x1d0 alias of the data port also works.
+  uint8_t a[2] = {kDispiBpp, 0};
+  p->write(0, a);
+  uint8_t b[2];
+  p->read(2, b);
+  CHECK_EQ(b[0], uint8_t(8));
+}
+
+TEST(vbe_32bpp_mode_set_renders_vram) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  std::memset(d->vram(), 0x77, 4096);
+  set_mode(*p, 800, 600, 32);
+  CHECK(d->mode() == DisplayMode::Vbe);
+  CHECK_EQ(d->vram()[0], uint8_t(0));  // cleared on enable
+  CHECK_EQ(dispi_in(*p, kDispiVirtWidth), uint16_t(800));
+  CHECK_EQ(dispi_in(*p, kDispiVirtHeight), uint16_t((16u << 20) / (800 * 4)));
+  uint8_t* v = d->vram() + (10 * 800 + 20) * 4;
+  v[0] = 0x11;  // B
+  v[1] = 0x22;  // G
+  v[2] = 0x33;  // R
+  Frame f = d->snapshot(0);
+  CHECK_EQ(f.width, 800u);
+  CHECK_EQ(f.height, 600u);
+  CHECK_EQ(px(f, 20, 10), rgb(0x33, 0x22, 0x11));
+  CHECK_EQ(px(f, 21, 10), rgb(0, 0, 0));
+}
+
+TEST(vbe_noclearmem_keeps_vram) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  d->vram()[0] = 0x5a;
+  set_mode(*p, 640, 480, 32, kDispiNoClearMem);
+  CHECK_EQ(d->vram()[0], uint8_t(0x5a));
+}
+
+TEST(vbe_24_16_15_and_8bpp) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  set_mode(*p, 640, 480, 24);
+  uint8_t* v = d->vram() + (2 * 640 + 3) * 3;
+  v[0] = 0x01;
+  v[1] = 0x02;
+  v[2] = 0x03;
+  CHECK_EQ(px(d->snapshot(0), 3, 2), rgb(3, 2, 1));
+
+  set_mode(*p, 640, 480, 16);
+  uint16_t c16 = uint16_t((31 << 11) | (0 << 5) | 31);  // magenta
+  std::memcpy(d->vram() + (5 * 640 + 6) * 2, &c16, 2);
+  c16 = uint16_t(63 << 5);  // full green
+  std::memcpy(d->vram() + (5 * 640 + 7) * 2, &c16, 2);
+  Frame f = d->snapshot(0);
+  CHECK_EQ(px(f, 6, 5), rgb(0xff, 0, 0xff));
+  CHECK_EQ(px(f, 7, 5), rgb(0, 0xff, 0));
+
+  set_mode(*p, 640, 480, 15);
+  uint16_t c15 = uint16_t(31 << 10);  // red
+  std::memcpy(d->vram() + (1 * 640 + 1) * 2, &c15, 2);
+  CHECK_EQ(px(d->snapshot(0), 1, 1), rgb(0xff, 0, 0));
+
+  set_mode(*p, 640, 480, 8);
+  d->port_write(0x3c8, 200);
+  d->port_write(0x3c9, 63);
+  d->port_write(0x3c9, 32);
+  d->port_write(0x3c9, 0);
+  d->vram()[479 * 640 + 639] = 200;
+  CHECK_EQ(px(d->snapshot(0), 639, 479), rgb(0xff, 0x82, 0));
+  // 8-bit DAC: palette values are used as written.
+  dispi_out(*p, kDispiEnable, kDispiEnabled | kDispiLfbEnabled | kDispi8BitDac | kDispiNoClearMem);
+  d->port_write(0x3c8, 200);
+  d->port_write(0x3c9, 0x80);
+  d->port_write(0x3c9, 0x40);
+  d->port_write(0x3c9, 0x20);
+  CHECK_EQ(px(d->snapshot(0), 639, 479), rgb(0x80, 0x40, 0x20));
+}
+
+TEST(vbe_virtual_width_and_offsets) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  set_mode(*p, 640, 480, 32);
+  dispi_out(*p, kDispiVirtWidth, 1024);
+  dispi_out(*p, kDispiXOffset, 10);
+  dispi_out(*p, kDispiYOffset, 5);
+  CHECK_EQ(dispi_in(*p, kDispiVirtWidth), uint16_t(1024));
+  uint32_t c = 0x00abcdef;
+  std::memcpy(d->vram() + (5 * 1024 + 10) * 4, &c, 4);
+  std::memcpy(d->vram() + (6 * 1024 + 12) * 4, &c, 4);
+  Frame f = d->snapshot(0);
+  CHECK_EQ(px(f, 0, 0), rgb(0xab, 0xcd, 0xef));
+  CHECK_EQ(px(f, 2, 1), rgb(0xab, 0xcd, 0xef));
+  CHECK_EQ(px(f, 1, 0), rgb(0, 0, 0));
+}
+
+TEST(vbe_banked_window_access) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  set_mode(*p, 640, 480, 8);
+  dispi_out(*p, kDispiBank, 3);
+  d->mem_write(0x10, 0x42);
+  CHECK_EQ(d->vram()[3 * 0x10000 + 0x10], uint8_t(0x42));
+  CHECK_EQ(d->mem_read(0x10), uint8_t(0x42));
+  dispi_out(*p, kDispiBank, 0);
+  CHECK_EQ(d->mem_read(0x10), uint8_t(0));
+}
+
+TEST(vbe_through_bar2_mmio) {
+  auto d = std::make_shared<VgaDevice>();
+  auto m = d->mmio_regs();
+  auto w16 = [&](uint64_t off, uint16_t v) {
+    uint8_t b[2] = {uint8_t(v), uint8_t(v >> 8)};
+    m->write(off, b);
+  };
+  w16(0x500 + 2 * kDispiXres, 1024);
+  w16(0x500 + 2 * kDispiYres, 768);
+  w16(0x500 + 2 * kDispiBpp, 32);
+  w16(0x500 + 2 * kDispiEnable, kDispiEnabled | kDispiLfbEnabled);
+  uint8_t b[2];
+  m->read(0x500 + 2 * kDispiXres, b);
+  CHECK_EQ(b[0] | (b[1] << 8), 1024);
+  CHECK(d->mode() == DisplayMode::Vbe);
+  // EDID header and checksum.
+  uint8_t e[128];
+  for (int i = 0; i < 128; i++) m->read(i, std::span<uint8_t>(e + i, 1));
+  CHECK_EQ(e[0], uint8_t(0));
+  CHECK_EQ(e[1], uint8_t(0xff));
+  CHECK_EQ(e[7], uint8_t(0));
+  uint8_t sum = 0;
+  for (uint8_t x : e) sum = uint8_t(sum + x);
+  CHECK_EQ(sum, uint8_t(0));
+  // Port mirror: DAC write index through 0x408 (= port 0x3c8).
+  uint8_t one = 0x33;
+  m->write(0x408, std::span<const uint8_t>(&one, 1));
+  CHECK_EQ(d->port_read(0x3c8), uint8_t(0x33));
+  uint8_t q[4];
+  m->read(0x604, q);
+  CHECK_EQ(q[0], uint8_t(0x1e));
+}
+
+TEST(vbe_poll_dirty_page_gives_one_small_rect) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  set_mode(*p, 1024, 768, 32);
+  auto first = d->poll(nullptr, 0, false);
+  CHECK(first.has_value());
+  CHECK(first->mode_changed);
+  CHECK_EQ(first->width, 1024u);
+  std::vector<uint64_t> bm((16u << 20) / 4096 / 64, 0);
+  CHECK(!d->poll(bm.data(), 1, false).has_value());
+  // Nothing changed even though every page is reported dirty: still nothing.
+  CHECK(!d->poll(nullptr, 2, false).has_value());
+  uint32_t c = 0x00ff0000;
+  size_t off = (size_t(300) * 1024 + 100) * 4;
+  std::memcpy(d->vram() + off, &c, 4);
+  std::memcpy(d->vram() + off + 4, &c, 4);
+  bm[(off / 4096) / 64] |= uint64_t(1) << ((off / 4096) % 64);
+  auto up = d->poll(bm.data(), 3, false);
+  CHECK(up.has_value());
+  CHECK(!up->mode_changed);
+  CHECK_EQ(up->rects.size(), size_t(1));
+  CHECK_EQ(up->rects[0].r.x, 100u);
+  CHECK_EQ(up->rects[0].r.y, 300u);
+  CHECK_EQ(up->rects[0].r.w, 2u);
+  CHECK_EQ(up->rects[0].r.h, 1u);
+  uint32_t got;
+  std::memcpy(&got, up->rects[0].bgrx.data(), 4);
+  CHECK_EQ(got, rgb(0xff, 0, 0));
+  // A write whose page is not reported is not seen until it is.
+  std::memcpy(d->vram() + 4 * 5, &c, 4);
+  std::fill(bm.begin(), bm.end(), 0);
+  CHECK(!d->poll(bm.data(), 4, false).has_value());
+  auto later = d->poll(nullptr, 5, false);
+  CHECK(later.has_value());
+  CHECK_EQ(later->rects[0].r.x, 5u);
+}
+
+TEST(vbe_poll_sees_banked_window_writes_without_bitmap_bits) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  set_mode(*p, 640, 480, 8);
+  d->port_write(0x3c8, 7);
+  d->port_write(0x3c9, 63);
+  d->port_write(0x3c9, 63);
+  d->port_write(0x3c9, 63);
+  std::vector<uint64_t> bm((16u << 20) / 4096 / 64, 0);
+  d->poll(nullptr, 0, false);
+  dispi_out(*p, kDispiBank, 1);  // register write: full compare next time
+  d->poll(bm.data(), 0, false);
+  d->mem_write(0x20, 7);  // byte 0x10020 = line 102, x 256
+  auto up = d->poll(bm.data(), 1, false);
+  CHECK(up.has_value());
+  CHECK_EQ(up->rects.size(), size_t(1));
+  CHECK_EQ(up->rects[0].r.y, 0x10020u / 640);
+  CHECK_EQ(up->rects[0].r.x, 0x10020u % 640);
+}
+
+TEST(vbe_disable_returns_to_legacy_and_mode_change_reported) {
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  set_mode(*p, 1024, 768, 32);
+  d->poll(nullptr, 0, false);
+  set_mode(*p, 800, 600, 32);
+  auto up = d->poll(nullptr, 0, false);
+  CHECK(up.has_value());
+  CHECK(up->mode_changed);
+  CHECK_EQ(up->width, 800u);
+  CHECK_EQ(up->height, 600u);
+  dispi_out(*p, kDispiEnable, 0);
+  CHECK(d->mode() != DisplayMode::Vbe);
+}
