@@ -379,3 +379,43 @@ TEST(planar16_640x480_pixel) {
   CHECK_EQ(px(f, 80, 479), rgb(0, 0xff, 0xff));
   CHECK_EQ(px(f, 81, 479), rgb(0, 0, 0));
 }
+
+#include "devices/vga/std_vga_pci.h"
+
+TEST(std_vga_pci_ids_bars_rom_and_lfb_callback) {
+  Bus pio, mmio;
+  pci::PciHost host(pio, mmio);
+  std::vector<uint8_t> rom(40000, 0);
+  rom[0] = 0x55;
+  rom[1] = 0xaa;
+  auto f = std::make_shared<StdVgaPci>(rom);
+  uint64_t lfb_at = 0;
+  bool lfb_on = false;
+  f->on_lfb_mapped = [&](uint64_t a, bool m) { lfb_at = a; lfb_on = m; };
+  host.attach(2, 0, f);
+  CHECK_EQ(host.config_read(0, 2, 0, 0x00, 4), 0x11111234u);
+  CHECK_EQ(host.config_read(0, 2, 0, 0x08, 4) >> 8, 0x030000u);
+  host.config_write(0, 2, 0, 0x10, 4, 0xffffffff);
+  CHECK_EQ(host.config_read(0, 2, 0, 0x10, 4), 0xff000008u);  // 16 MiB, prefetchable
+  host.config_write(0, 2, 0, 0x18, 4, 0xffffffff);
+  CHECK_EQ(host.config_read(0, 2, 0, 0x18, 4), 0xfffff000u);  // 4 KiB
+  host.config_write(0, 2, 0, 0x30, 4, 0xfffff800);
+  CHECK_EQ(host.config_read(0, 2, 0, 0x30, 4) & 0xfffff800u, 0xffff0000u);  // 64 KiB ROM
+  host.config_write(0, 2, 0, 0x10, 4, 0xfd000000);
+  host.config_write(0, 2, 0, 0x18, 4, 0xfebf0000);
+  host.config_write(0, 2, 0, 0x04, 2, 0x0003);
+  CHECK(lfb_on);
+  CHECK_EQ(lfb_at, 0xfd000000u);
+  uint8_t e[2];
+  CHECK(mmio.read(0xfebf0000, e));
+  CHECK_EQ(e[1], uint8_t(0xff));  // EDID header
+  // Dispi through BAR2, then the LFB fallback handler writes VRAM.
+  uint8_t v[2] = {0x40, 0x01};
+  mmio.write(0xfebf0500 + 2 * kDispiXres, v);
+  CHECK_EQ(f->vga()->dispi_read(kDispiXres), uint16_t(0x140));
+  uint8_t px4[4] = {1, 2, 3, 4};
+  mmio.write(0xfd000010, px4);
+  CHECK_EQ(f->vga()->vram()[0x13], uint8_t(4));
+  host.config_write(0, 2, 0, 0x04, 2, 0x0000);
+  CHECK(!lfb_on);
+}
