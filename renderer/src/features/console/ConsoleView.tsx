@@ -1,0 +1,267 @@
+// The console window: the guest display on a canvas (scale to fit, 1:1, fullscreen),
+// keyboard and mouse capture with a visible release key, a send-key menu, a
+// screenshot, and the serial console in a tab.
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { COMBOS } from '../../../../electron/common/contracts/stream';
+import type { VmSummary } from '../../../../electron/common/contracts/vm';
+import { type ConsoleStream, getClient } from '../../services/client';
+import { useVms } from '../../stores/vms';
+import { runAction } from '../manager/actions';
+import { paintRects } from './paint';
+import { type SerialSink, SerialTerminal } from './SerialTerminal';
+
+type Scale = 'fit' | '1:1';
+const COMBO_LABEL = (c: string) => c.split('-').map((p) => (p.length <= 3 && p !== 'del' ? p.toUpperCase() : p[0]!.toUpperCase() + p.slice(1))).join('+').replace('CTRL', 'Ctrl').replace('ALT', 'Alt').replace('Del', 'Del');
+export const RELEASE_HINT = 'Ctrl+Alt';
+
+export function ConsoleView({ uuid }: { uuid: string }) {
+  const vm = useVms((s) => s.vms[uuid]) as VmSummary | undefined;
+  const [tab, setTab] = useState<'display' | 'serial'>('display');
+  const [scale, setScale] = useState<Scale>('fit');
+  const [captured, setCaptured] = useState(false);
+  const [keysOpen, setKeysOpen] = useState(false);
+  const [size, setSize] = useState<{ w: number; h: number } | undefined>();
+  const [stream, setStream] = useState<ConsoleStream | undefined>();
+  const [note, setNote] = useState<string | undefined>();
+  const canvas = useRef<HTMLCanvasElement>(null);
+  const wrap = useRef<HTMLDivElement>(null);
+  const serialSink = useRef<SerialSink | undefined>(undefined);
+  const frames = useRef(0);
+  const pendingAck = useRef(false);
+  const live = vm && (vm.state === 'running' || vm.state === 'paused');
+
+  useEffect(() => {
+    document.title = vm ? `${vm.name} — Vireo console` : 'Vireo console';
+  }, [vm]);
+
+  // One stream per running VM: frames for the canvas, bytes for the terminal.
+  useEffect(() => {
+    if (!live) return;
+    const s = getClient().openStream(uuid);
+    const ctxOf = () => canvas.current?.getContext('2d', { alpha: false }) ?? null;
+    s.onMessage((m) => {
+      if (m.op === 'frame') {
+        const c = canvas.current;
+        if (!c) return;
+        if (c.width !== m.width || c.height !== m.height) {
+          c.width = m.width;
+          c.height = m.height;
+          setSize({ w: m.width, h: m.height });
+        }
+        const ctx = ctxOf();
+        if (ctx) paintRects(ctx, m.rects);
+        frames.current++;
+        c.dataset.frames = String(frames.current);
+        // Ack on the next animation frame: the engine never runs ahead of what we can show.
+        if (!pendingAck.current) {
+          pendingAck.current = true;
+          requestAnimationFrame(() => {
+            pendingAck.current = false;
+            s.send({ op: 'ackFrame' });
+          });
+        } else s.send({ op: 'ackFrame' });
+      } else if (m.op === 'serial') {
+        serialSink.current?.write(m.data);
+      } else if (m.op === 'info') {
+        if (m.info.message) setNote(m.info.message);
+      }
+    });
+    s.onClose((why) => why && why !== 'closed' && setNote(why));
+    s.send({ op: 'subscribe', frames: true, serial: true });
+    setStream(s);
+    return () => {
+      s.close();
+      setStream(undefined);
+    };
+  }, [uuid, live]);
+
+  useEffect(() => {
+    if (canvas.current) canvas.current.dataset.streaming = stream ? 'yes' : 'no';
+  }, [stream]);
+
+  const release = useCallback(() => {
+    setCaptured(false);
+    if (document.pointerLockElement) document.exitPointerLock();
+  }, []);
+
+  const onKey = (e: React.KeyboardEvent, down: boolean) => {
+    if (!captured || !stream) return;
+    e.preventDefault();
+    e.stopPropagation();
+    // The release key: Ctrl+Alt pressed together (virt-manager's default).
+    if (down && e.ctrlKey && e.altKey && (e.key === 'Control' || e.key === 'Alt')) {
+      stream.send({ op: 'key', code: 'ControlLeft', down: false });
+      stream.send({ op: 'key', code: 'AltLeft', down: false });
+      release();
+      return;
+    }
+    if (e.code) stream.send({ op: 'key', code: e.code, down });
+  };
+
+  const buttons = useRef(0);
+  const onMouse = (e: React.MouseEvent) => {
+    if (!captured || !stream) return;
+    e.preventDefault();
+    if (e.type === 'mousedown') buttons.current |= e.button === 0 ? 1 : e.button === 2 ? 2 : 4;
+    if (e.type === 'mouseup') buttons.current &= ~(e.button === 0 ? 1 : e.button === 2 ? 2 : 4);
+    stream.send({ op: 'mouse', dx: e.movementX, dy: e.movementY, dz: 0, buttons: buttons.current });
+  };
+
+  const screenshot = async () => {
+    try {
+      const { pngBase64 } = await getClient().call('vm.screenshot', { uuid });
+      const a = document.createElement('a');
+      a.href = `data:image/png;base64,${pngBase64}`;
+      a.download = `${vm?.name ?? 'vm'}-${new Date().toISOString().replace(/[:.]/g, '-')}.png`;
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+    } catch (e) {
+      setNote((e as Error).message);
+    }
+  };
+
+  const fullscreen = () => {
+    void wrap.current?.requestFullscreen?.().catch(() => undefined);
+  };
+
+  const style = useMemo<React.CSSProperties>(() => (scale === 'fit' ? { maxWidth: '100%', maxHeight: '100%', objectFit: 'contain', width: '100%', height: '100%' } : {}), [scale]);
+
+  if (!vm) return <div className="console-empty">Loading…</div>;
+  return (
+    <div className="console">
+      <header className="toolbar" role="toolbar" aria-label="Console">
+        <span className="brand">{vm.name}</span>
+        <span className={`badge ${vm.state}`} data-testid="console-state">
+          {vm.state}
+        </span>
+        <div role="tablist" aria-label="Console view" className="tabs">
+          <button role="tab" aria-selected={tab === 'display'} onClick={() => setTab('display')}>
+            Display
+          </button>
+          <button role="tab" aria-selected={tab === 'serial'} onClick={() => setTab('serial')}>
+            Serial
+          </button>
+        </div>
+        <span className="sep" />
+        {!live ? (
+          <button className="primary" onClick={() => runAction(uuid, 'start')}>
+            Run
+          </button>
+        ) : (
+          <>
+            <button onClick={() => runAction(uuid, vm.state === 'paused' ? 'resume' : 'pause')}>{vm.state === 'paused' ? 'Resume' : 'Pause'}</button>
+            <button onClick={() => runAction(uuid, 'shutdown')}>Shut Down</button>
+          </>
+        )}
+        <span className="sep" />
+        <label className="inline">
+          Scale{' '}
+          <select aria-label="Scale" value={scale} onChange={(e) => setScale(e.target.value as Scale)}>
+            <option value="fit">Scale to fit</option>
+            <option value="1:1">1:1</option>
+          </select>
+        </label>
+        <button onClick={fullscreen}>Fullscreen</button>
+        <div className="menuwrap">
+          <button aria-haspopup="menu" aria-expanded={keysOpen} disabled={!stream} onClick={() => setKeysOpen(!keysOpen)}>
+            Send Key ▾
+          </button>
+          {keysOpen && (
+            <ul className="menu dropdown" role="menu" aria-label="Send key">
+              {COMBOS.map((c) => (
+                <li
+                  key={c}
+                  role="menuitem"
+                  tabIndex={0}
+                  onClick={() => {
+                    stream?.send({ op: 'combo', name: c });
+                    setKeysOpen(false);
+                  }}
+                  onKeyDown={(e) => {
+                    if (e.key === 'Enter') {
+                      stream?.send({ op: 'combo', name: c });
+                      setKeysOpen(false);
+                    } else if (e.key === 'Escape') setKeysOpen(false);
+                  }}
+                >
+                  {COMBO_LABEL(c)}
+                </li>
+              ))}
+            </ul>
+          )}
+        </div>
+        <button disabled={!live} onClick={screenshot}>
+          Screenshot
+        </button>
+      </header>
+      {note && (
+        <div className="banner" role="status">
+          {note}
+          <button aria-label="Dismiss" onClick={() => setNote(undefined)}>
+            ×
+          </button>
+        </div>
+      )}
+      <div className="console-body">
+        <div ref={wrap} className={`display ${scale === 'fit' ? 'fit' : 'one'}`} hidden={tab !== 'display'}>
+          {!live && (
+            <div className="off">
+              {vm.name} is {vm.state === 'crashed' ? 'crashed' : 'not running'}.
+              {vm.lastExit && <div className="hint">{vm.lastExit.kind === 'crashed' ? vm.lastExit.reason : vm.lastExit.kind === 'killed' ? `Killed (${vm.lastExit.signal})` : vm.lastExit.detail}</div>}
+            </div>
+          )}
+          <canvas
+            ref={canvas}
+            width={640}
+            height={400}
+            hidden={!live}
+            style={style}
+            tabIndex={0}
+            aria-label={`${vm.name} display`}
+            data-frames="0"
+            className={captured ? 'captured' : ''}
+            onClick={() => {
+              if (!captured && stream) {
+                setCaptured(true);
+                canvas.current?.focus();
+                void Promise.resolve(canvas.current?.requestPointerLock?.()).catch(() => undefined);
+              }
+            }}
+            onKeyDown={(e) => onKey(e, true)}
+            onKeyUp={(e) => onKey(e, false)}
+            onBlur={release}
+            onMouseMove={onMouse}
+            onMouseDown={onMouse}
+            onMouseUp={onMouse}
+            onContextMenu={(e) => captured && e.preventDefault()}
+          />
+          {live && (
+            <div className={`capture-hint ${captured ? 'on' : ''}`} role="status" aria-live="polite">
+              {captured ? `Keyboard and mouse captured — press ${RELEASE_HINT} to release` : 'Click the display to capture keyboard and mouse'}
+              {size && ` · ${size.w}×${size.h}`}
+            </div>
+          )}
+        </div>
+        <div className="serialwrap" hidden={tab !== 'serial'}>
+          <SerialTerminal stream={stream} visible={tab === 'serial'} sinkRef={serialSink} />
+        </div>
+      </div>
+    </div>
+  );
+}
+
+export function useConsoleFeed(uuid: string) {
+  useEffect(() => {
+    const c = getClient();
+    const offs = [
+      c.on('vm.changed', ({ vm }) => vm.uuid === uuid && useVms.getState().upsert(vm)),
+      c.on('vm.removed', ({ uuid: u }) => u === uuid && useVms.getState().remove(u)),
+    ];
+    c.call('vm.list', {}).then((l) => {
+      useVms.getState().setAll(l);
+      document.documentElement.dataset.vireoReady = 'console';
+    }, (e) => useVms.getState().setError((e as Error).message));
+    return () => offs.forEach((o) => o());
+  }, [uuid]);
+}

@@ -1,0 +1,34 @@
+// Paints frame updates (BGRX dirty rectangles) onto a canvas. Kept free of React:
+// frames go straight from the stream to the canvas, never through component state.
+import type { WireRect } from '../../../../electron/common/contracts/stream';
+
+export function bgrxToRgba(src: Uint8Array, dst: Uint8ClampedArray): void {
+  const n = src.byteLength >> 2;
+  if (src.byteOffset % 4 === 0 && dst.byteOffset % 4 === 0) {
+    const s = new Uint32Array(src.buffer, src.byteOffset, n);
+    const d = new Uint32Array(dst.buffer, dst.byteOffset, n);
+    for (let i = 0; i < n; i++) {
+      const v = s[i]!;
+      d[i] = 0xff000000 | ((v & 0xff) << 16) | (v & 0xff00) | ((v >>> 16) & 0xff);
+    }
+  } else {
+    for (let i = 0, o = 0; i < n; i++, o += 4) {
+      dst[o] = src[o + 2]!;
+      dst[o + 1] = src[o + 1]!;
+      dst[o + 2] = src[o]!;
+      dst[o + 3] = 255;
+    }
+  }
+}
+
+export function paintRects(ctx: CanvasRenderingContext2D, rects: WireRect[]): number {
+  let pixels = 0;
+  for (const r of rects) {
+    if (!r.w || !r.h) continue;
+    const img = ctx.createImageData(r.w, r.h);
+    bgrxToRgba(r.data, img.data);
+    ctx.putImageData(img, r.x, r.y);
+    pixels += r.w * r.h;
+  }
+  return pixels;
+}

@@ -1,0 +1,277 @@
+// The New VM wizard, in virt-manager's five steps. Every step asks the service to
+// check the request (dryRun: nothing is written) and shows each problem on its field.
+import { useMemo, useState } from 'react';
+import { type FieldError, type NewVmRequest, type WizardField, OS_CHOICES, guessOs, nameProblem } from '../../../../electron/common/contracts/vm';
+import { getClient } from '../../services/client';
+import { useVms } from '../../stores/vms';
+import { Field, Modal } from '../dialogs/Modal';
+
+type MediaKind = 'iso' | 'import' | 'kernel';
+const STEPS = ['Install media', 'Operating system', 'Memory and CPUs', 'Storage', 'Name and review'] as const;
+const STEP_FIELDS: WizardField[][] = [['media', 'kernel'], ['os'], ['memory', 'cpus'], ['storage'], ['name', 'network']];
+
+function defaultName(path: string, os: string): string {
+  const base = path.split('/').pop()?.replace(/\.(iso|img|qcow2|raw|bin|elf)$/i, '') ?? '';
+  const clean = base.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 40);
+  return clean || os;
+}
+
+export function NewVmWizard({ onClose }: { onClose: () => void }) {
+  const host = useVms((s) => s.host);
+  const maxMem = host?.memoryMiB ?? 4096;
+  const maxCpus = host?.cpus ?? 1;
+  const [step, setStep] = useState(0);
+  const [busy, setBusy] = useState(false);
+  const [errors, setErrors] = useState<FieldError[]>([]);
+  const [media, setMedia] = useState<MediaKind>('iso');
+  const [isoPath, setIsoPath] = useState('');
+  const [diskPath, setDiskPath] = useState('');
+  const [kernel, setKernel] = useState('');
+  const [initrd, setInitrd] = useState('');
+  const [append, setAppend] = useState('');
+  const [os, setOs] = useState<string | undefined>();
+  const [memory, setMemory] = useState<number | undefined>();
+  const [cpus, setCpus] = useState(1);
+  const [createDisk, setCreateDisk] = useState(true);
+  const [sizeGiB, setSizeGiB] = useState<number | undefined>();
+  const [name, setName] = useState<string | undefined>();
+  const [network, setNetwork] = useState<'user' | 'isolated' | 'none'>('user');
+  const [customize, setCustomize] = useState(false);
+
+  const mediaPath = media === 'iso' ? isoPath : media === 'import' ? diskPath : kernel;
+  const osId = os ?? guessOs(mediaPath);
+  const osChoice = OS_CHOICES.find((o) => o.id === osId) ?? OS_CHOICES[0];
+  const memoryMiB = memory ?? Math.min(osChoice.memoryMiB, maxMem);
+  const disk = sizeGiB ?? osChoice.diskGiB;
+  const vmName = name ?? defaultName(mediaPath, osId);
+
+  const request = useMemo<NewVmRequest>(
+    () => ({
+      media:
+        media === 'iso'
+          ? { kind: 'iso', path: isoPath.trim() }
+          : media === 'import'
+            ? { kind: 'import', path: diskPath.trim() }
+            : { kind: 'kernel', kernel: kernel.trim(), ...(initrd.trim() ? { initrd: initrd.trim() } : {}), ...(append ? { append } : {}) },
+      os: osId,
+      memoryMiB: Math.round(memoryMiB),
+      cpus: Math.round(cpus),
+      storage: createDisk && media !== 'import' ? { kind: 'create', sizeGiB: disk } : { kind: 'none' },
+      name: vmName.trim(),
+      network,
+      customize,
+    }),
+    [media, isoPath, diskPath, kernel, initrd, append, osId, memoryMiB, cpus, createDisk, disk, vmName, network, customize],
+  );
+
+  const err = (f: WizardField) => errors.find((e) => e.field === f)?.message;
+
+  /** Checks with the service; keeps the errors of steps up to `upTo`; returns the first step with one. */
+  const check = async (upTo: number): Promise<number | undefined> => {
+    const local: FieldError[] = [];
+    const np = nameProblem(request.name);
+    if (upTo >= 4 && np) local.push({ field: 'name', message: np });
+    const res = await getClient().call('vm.create', { ...request, dryRun: true });
+    const fields = new Set(STEP_FIELDS.slice(0, upTo + 1).flat());
+    const all = [...local, ...res.errors.filter((e) => !local.some((l) => l.field === e.field))].filter((e) => fields.has(e.field));
+    setErrors(all);
+    const firstBad = STEP_FIELDS.findIndex((fs) => fs.some((f) => all.some((e) => e.field === f)));
+    return firstBad >= 0 ? firstBad : undefined;
+  };
+
+  const next = async () => {
+    setBusy(true);
+    try {
+      const bad = await check(step);
+      if (bad === undefined) setStep(step + 1);
+      else setStep(bad);
+    } catch (e) {
+      useVms.getState().setError((e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const finish = async () => {
+    setBusy(true);
+    try {
+      const bad = await check(4);
+      if (bad !== undefined) return setStep(bad);
+      const res = await getClient().call('vm.create', request);
+      if (res.errors.length) {
+        setErrors(res.errors);
+        const first = STEP_FIELDS.findIndex((fs) => fs.some((f) => res.errors.some((e) => e.field === f)));
+        return setStep(Math.max(0, first));
+      }
+      const vm = res.vm!;
+      useVms.getState().upsert(vm);
+      useVms.getState().select(vm.uuid);
+      onClose();
+      if (!customize) {
+        getClient().openConsole(vm.uuid);
+        try {
+          await getClient().call('vm.action', { uuid: vm.uuid, action: 'start' });
+        } catch (e) {
+          useVms.getState().setError(`${vm.name} was created but did not start: ${(e as Error).message}`);
+        }
+      }
+    } catch (e) {
+      useVms.getState().setError((e as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const footer = (
+    <>
+      <span className="steps" aria-label={`Step ${step + 1} of ${STEPS.length}`}>
+        Step {step + 1} of {STEPS.length}
+      </span>
+      <span className="grow" />
+      <button onClick={onClose}>Cancel</button>
+      <button disabled={step === 0 || busy} onClick={() => (setErrors([]), setStep(step - 1))}>
+        Back
+      </button>
+      {step < 4 ? (
+        <button className="primary" disabled={busy} onClick={next}>
+          Forward
+        </button>
+      ) : (
+        <button className="primary" disabled={busy} onClick={finish}>
+          Finish
+        </button>
+      )}
+    </>
+  );
+
+  return (
+    <Modal title="New VM" onClose={onClose} footer={footer} wide>
+      <ol className="wizard-steps" aria-label="Steps">
+        {STEPS.map((s, i) => (
+          <li key={s} className={i === step ? 'current' : i < step ? 'done' : ''} aria-current={i === step ? 'step' : undefined}>
+            {s}
+          </li>
+        ))}
+      </ol>
+      <form
+        className="wizard-page"
+        data-step={step + 1}
+        aria-label={STEPS[step]}
+        onSubmit={(e) => {
+          e.preventDefault();
+          void (step < 4 ? next() : finish());
+        }}
+      >
+        <h3>{STEPS[step]}</h3>
+        {step === 0 && (
+          <>
+            <fieldset>
+              <legend>How would you like to install the operating system?</legend>
+              {(
+                [
+                  ['iso', 'Local install media (ISO image)'],
+                  ['import', 'Import existing disk image'],
+                  ['kernel', 'Direct kernel boot'],
+                ] as const
+              ).map(([k, l]) => (
+                <label key={k} className="radio">
+                  <input type="radio" name="media" checked={media === k} onChange={() => (setMedia(k), setErrors([]))} /> {l}
+                </label>
+              ))}
+            </fieldset>
+            {media === 'iso' && (
+              <Field id="iso-path" label="ISO image path" error={err('media')} hint="A file on this computer, e.g. /usr/lib/grub-rescue/grub-rescue-cdrom.iso">
+                <input id="iso-path" value={isoPath} onChange={(e) => setIsoPath(e.target.value)} aria-invalid={!!err('media')} aria-describedby={err('media') ? 'iso-path-error' : undefined} spellCheck={false} />
+              </Field>
+            )}
+            {media === 'import' && (
+              <Field id="disk-path" label="Disk image path" error={err('media')} hint="A raw or qcow2 image; it is used in place, not copied.">
+                <input id="disk-path" value={diskPath} onChange={(e) => setDiskPath(e.target.value)} aria-invalid={!!err('media')} spellCheck={false} />
+              </Field>
+            )}
+            {media === 'kernel' && (
+              <>
+                <Field id="kernel-path" label="Kernel path" error={err('kernel')}>
+                  <input id="kernel-path" value={kernel} onChange={(e) => setKernel(e.target.value)} aria-invalid={!!err('kernel')} spellCheck={false} />
+                </Field>
+                <Field id="initrd-path" label="Initrd path (optional)">
+                  <input id="initrd-path" value={initrd} onChange={(e) => setInitrd(e.target.value)} spellCheck={false} />
+                </Field>
+                <Field id="kernel-args" label="Kernel arguments (optional)">
+                  <input id="kernel-args" value={append} onChange={(e) => setAppend(e.target.value)} spellCheck={false} />
+                </Field>
+              </>
+            )}
+          </>
+        )}
+        {step === 1 && (
+          <Field id="os" label="Operating system" error={err('os')} hint={os ? undefined : 'Detected from the install media; change it if it is wrong.'}>
+            <select id="os" value={osId} onChange={(e) => setOs(e.target.value)}>
+              {OS_CHOICES.map((o) => (
+                <option key={o.id} value={o.id}>
+                  {o.label}
+                </option>
+              ))}
+            </select>
+          </Field>
+        )}
+        {step === 2 && (
+          <>
+            <Field id="memory" label="Memory (MiB)" error={err('memory')} hint={`Up to ${maxMem} MiB available on this host.`}>
+              <input id="memory" type="number" min={16} max={maxMem} step={16} value={memoryMiB} onChange={(e) => setMemory(Number(e.target.value))} aria-invalid={!!err('memory')} />
+            </Field>
+            <Field id="cpus" label="CPUs" error={err('cpus')} hint={`Up to ${maxCpus} available.`}>
+              <input id="cpus" type="number" min={1} max={maxCpus} value={cpus} onChange={(e) => setCpus(Number(e.target.value))} aria-invalid={!!err('cpus')} />
+            </Field>
+          </>
+        )}
+        {step === 3 && (
+          <>
+            {media === 'import' ? (
+              <p className="hint">The imported disk image is the VM's storage: {diskPath}</p>
+            ) : (
+              <>
+                <label className="check">
+                  <input type="checkbox" checked={createDisk} onChange={(e) => setCreateDisk(e.target.checked)} /> Create a disk image for the virtual machine
+                </label>
+                <Field id="disk-size" label="Disk size (GiB)" error={err('storage')} hint={`Created sparse in ${host?.poolPath ?? 'the default pool'}: it takes space only as the guest writes.`}>
+                  <input id="disk-size" type="number" min={1} step={1} value={disk} disabled={!createDisk} onChange={(e) => setSizeGiB(Number(e.target.value))} aria-invalid={!!err('storage')} />
+                </Field>
+              </>
+            )}
+          </>
+        )}
+        {step === 4 && (
+          <>
+            <Field id="vm-name" label="Name" error={err('name')}>
+              <input id="vm-name" value={vmName} onChange={(e) => setName(e.target.value)} aria-invalid={!!err('name')} aria-describedby={err('name') ? 'vm-name-error' : undefined} spellCheck={false} />
+            </Field>
+            <Field id="network" label="Network" error={err('network')}>
+              <select id="network" value={network} onChange={(e) => setNetwork(e.target.value as typeof network)}>
+                <option value="user">User-mode NAT (default)</option>
+                <option value="isolated">Isolated network</option>
+                <option value="none">No network</option>
+              </select>
+            </Field>
+            <dl className="review" aria-label="Review">
+              <dt>Install</dt>
+              <dd>{media === 'iso' ? `ISO: ${isoPath}` : media === 'import' ? `Import: ${diskPath}` : `Kernel: ${kernel}`}</dd>
+              <dt>OS</dt>
+              <dd>{osChoice.label}</dd>
+              <dt>Memory</dt>
+              <dd>{memoryMiB} MiB</dd>
+              <dt>CPUs</dt>
+              <dd>{cpus}</dd>
+              <dt>Storage</dt>
+              <dd>{media === 'import' ? diskPath : createDisk ? `${disk} GiB new disk` : 'None'}</dd>
+            </dl>
+            <label className="check">
+              <input type="checkbox" checked={customize} onChange={(e) => setCustomize(e.target.checked)} /> Customize configuration before install
+            </label>
+          </>
+        )}
+        <button type="submit" hidden />
+      </form>
+    </Modal>
+  );
+}
