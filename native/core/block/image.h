@@ -1,0 +1,76 @@
+// Opening and creating disk images (raw, qcow2), snapshots and checks.
+// Additive to block.h: device models keep using BlockBackend; this header is
+// how a machine or tool gets one from a path.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/block.h"
+
+namespace vireo::block {
+
+struct OpenOptions {
+  std::string format;      // "" = probe (qcow2 magic, else raw), "raw" or "qcow2"
+  bool read_only = false;  // writes return -EROFS; the file is opened O_RDONLY
+  // Throwaway changes (like QEMU -snapshot): the image is opened read-only and
+  // a qcow2 overlay in $TMPDIR (unlinked right after open) takes every write.
+  bool snapshot = false;
+};
+
+// Opens `path` with its whole backing chain. On failure returns null and sets
+// *error to a message that names the file ("'a.qcow2': backing file 'b.qcow2'
+// ...: No such file or directory").
+std::unique_ptr<BlockBackend> open_block(const std::string& path, const OpenOptions& opts,
+                                         std::string* error);
+
+// "qcow2" or "raw"; "" and *error set when the file cannot be read.
+std::string probe_format(const std::string& path, std::string* error);
+
+// Creates a raw image (sparse) of `size` bytes. 0 or -errno.
+int create_raw(const std::string& path, uint64_t size, std::string* error);
+
+// Creates a qcow2 image. cluster_bits 9..21 (16 = 64 KiB is the usual),
+// version 2 (compat=0.10) or 3 (compat=1.1). `backing` may be relative: it is
+// stored as given and resolved against the new image's directory. When size
+// is 0 and there is a backing file, the backing file's size is used. 0 or -errno.
+int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
+                 const std::string& backing, const std::string& backing_fmt, int version,
+                 std::string* error);
+
+// Internal snapshots (qcow2 only): obtain with as_snapshots(backend).
+struct SnapshotInfo {
+  std::string id, name;
+  uint64_t vm_state_size = 0;
+  uint32_t date_sec = 0, date_nsec = 0;
+  uint64_t vm_clock_nsec = 0;
+  uint64_t disk_size = 0;
+  uint64_t icount = ~0ULL;  // ~0 = not recorded
+};
+
+class SnapshotTarget {
+public:
+  virtual ~SnapshotTarget() = default;
+  virtual std::vector<SnapshotInfo> snapshots() = 0;
+  // All return 0 or -errno and set *error. `name` matches a tag or an id.
+  virtual int snapshot_create(const std::string& name, std::string* error) = 0;
+  virtual int snapshot_apply(const std::string& name, std::string* error) = 0;
+  virtual int snapshot_delete(const std::string& name, std::string* error) = 0;
+};
+
+// Null when the backend has no internal snapshots (raw, memory).
+inline SnapshotTarget* as_snapshots(BlockBackend* b) { return dynamic_cast<SnapshotTarget*>(b); }
+
+// Result of a consistency check (see Qcow2Backend::check and vireo-img check).
+struct CheckResult {
+  bool completed = true;
+  uint64_t corruptions = 0, leaks = 0;
+  uint64_t corruptions_fixed = 0, leaks_fixed = 0;
+  uint64_t total_clusters = 0, allocated_clusters = 0, fragmented_clusters = 0,
+           compressed_clusters = 0;
+  uint64_t image_end_offset = 0;
+  std::vector<std::string> messages;  // one line each, like qemu-img check
+};
+
+}  // namespace vireo::block

@@ -1,0 +1,156 @@
+// qcow2 images (versions 2 and 3), written from the public qcow2 specification.
+//
+// Metadata is cached in memory (L1, L2 tables, refcount table and blocks) and
+// written back on flush() in crash-safe order:
+//   data clusters -> fdatasync -> refcount blocks (increments only) ->
+//   fdatasync -> L2 tables -> fdatasync -> L1 table, header -> fdatasync ->
+//   refcount decrements (clusters freed) -> fdatasync.
+// So a crash at any point leaves the image as of the last flush plus, at most,
+// leaked clusters. Freed clusters are reused only after their decrement is on
+// disk. Writes into already-allocated, unshared clusters go straight to disk.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "block/block.h"
+#include "block/image.h"
+
+namespace vireo::block {
+
+struct Qcow2OpenFlags {
+  bool read_only = false;
+  bool no_backing = false;  // info/check: do not open the backing file
+  bool allow_corrupt = false;  // check: open images marked corrupt (read-only)
+  bool no_repair = false;   // check: do not rebuild refcounts of a dirty image
+};
+
+class Qcow2Backend : public BlockBackend, public SnapshotTarget {
+public:
+  // `chain` holds the canonical paths already open above this image (loop check).
+  static std::unique_ptr<Qcow2Backend> open(const std::string& path, const Qcow2OpenFlags& flags,
+                                            std::vector<std::string>* chain, std::string* error);
+  ~Qcow2Backend() override;
+
+  uint64_t size() const override { return size_; }
+  bool read_only() const override { return ro_; }
+  int pread(void* buf, uint64_t len, uint64_t off) override;
+  int pwrite(const void* buf, uint64_t len, uint64_t off) override;
+  int flush() override;
+  int discard(uint64_t off, uint64_t len) override;
+  int write_zeroes(uint64_t off, uint64_t len) override;
+  std::string format() const override { return "qcow2"; }
+
+  std::vector<SnapshotInfo> snapshots() override;
+  int snapshot_create(const std::string& name, std::string* error) override;
+  int snapshot_apply(const std::string& name, std::string* error) override;
+  int snapshot_delete(const std::string& name, std::string* error) override;
+
+  // Grows the virtual disk (L1 table grows as needed). 0 or -errno.
+  int resize(uint64_t new_size);
+
+  struct Info {
+    uint32_t version = 0, cluster_bits = 0, refcount_bits = 0;
+    uint64_t size = 0;
+    std::string backing_file, backing_format, compression;
+    bool lazy_refcounts = false, corrupt = false, dirty = false, extended_l2 = false;
+  };
+  Info info() const;
+  BlockBackend* backing() const { return backing_.get(); }
+  // Walks all metadata and compares refcounts; with repair, rebuilds the
+  // refcount structures when anything is wrong (needs a writable image).
+  CheckResult check(bool repair);
+
+  struct L2Table {
+    std::vector<uint64_t> e;  // host-order entries (2 words each with extended L2)
+    bool dirty = false;
+  };
+  struct RefBlock {
+    std::vector<uint8_t> raw;  // on-disk bytes
+    bool dirty = false;
+  };
+  struct Snap {
+    uint64_t l1_offset = 0;
+    uint32_t l1_size = 0;
+    std::string id, name;
+    uint32_t date_sec = 0, date_nsec = 0;
+    uint64_t vm_clock_nsec = 0;
+    uint32_t vm_state_size = 0;
+    std::vector<uint8_t> extra;
+  };
+
+private:
+  Qcow2Backend() = default;
+  int parse(std::string* error, const Qcow2OpenFlags& flags);
+  // metadata access (mu_ held)
+  int get_l2(uint64_t off, L2Table** t);
+  int get_rb(uint64_t off, RefBlock** b);
+  int get_refcount(uint64_t cidx, uint64_t* rc);
+  int set_refcount(uint64_t cidx, uint64_t rc);
+  int alloc_clusters(uint64_t n, uint64_t* off);
+  int grow_refcount_table(uint64_t min_index);
+  int grow_l1(uint64_t min_entries);
+  void free_later(uint64_t off, uint64_t len);
+  void free_entry(uint64_t entry);
+  int flush_metadata();
+  int write_header_core();
+  int write_at(const void* buf, uint64_t len, uint64_t off);
+  int lookup(uint64_t off, uint64_t* entry, uint64_t* bitmap);
+  int read_in_cluster(uint64_t entry, uint64_t bitmap, uint8_t* p, uint64_t in, uint64_t n,
+                      uint64_t vbase);
+  int read_backing(uint8_t* p, uint64_t n, uint64_t off);
+  int read_compressed(uint64_t entry, uint8_t* out);
+  int l2_for_write(uint64_t off, L2Table** t, uint64_t* idx);
+  int write_chunk(const uint8_t* p, uint64_t len, uint64_t off);
+  int zero_range(uint64_t off, uint64_t len, bool discard);
+  int read_l1(uint64_t off, uint32_t n, std::vector<uint64_t>* l1);
+  int refcount_walk(const std::vector<uint64_t>& l1, int delta, bool later);
+  int fix_copied_flags();
+  int write_snapshot_table(const std::vector<Snap>& snaps);
+  int find_snapshot(const std::string& name) const;
+  void trim_caches();
+  struct Refs;
+  int count_refs(Refs* refs, CheckResult* res, bool include_refcount_structs);
+  int rebuild_refcounts(std::vector<uint64_t>& counts);
+  int do_check(CheckResult* res);
+  int rebuild_dirty();
+
+  mutable std::mutex mu_;
+  std::string path_;
+  int fd_ = -1;
+  bool ro_ = true;
+  uint32_t version_ = 3;
+  uint32_t cluster_bits_ = 16;
+  uint64_t cs_ = 65536;
+  uint64_t size_ = 0;
+  uint64_t file_end_ = 0;  // bytes in the file (grows as we write)
+  uint32_t header_length_ = 72;
+  uint64_t incompat_ = 0, compat_ = 0, autoclear_ = 0;
+  uint32_t refcount_order_ = 4;
+  uint32_t refbits_ = 16;
+  uint64_t rb_entries_ = 0;
+  uint8_t compression_type_ = 0;
+  bool ext_l2_ = false;
+  uint32_t l2_bits_ = 13;  // log2(entries per L2 table)
+  uint64_t l2_entries_ = 0;
+  std::vector<uint64_t> l1_;
+  uint64_t l1_offset_ = 0;
+  bool l1_dirty_ = false, header_dirty_ = false, rt_dirty_ = false;
+  std::vector<uint64_t> rt_;
+  uint64_t rt_offset_ = 0;
+  uint32_t rt_clusters_ = 0;
+  std::map<uint64_t, L2Table> l2_cache_;
+  std::map<uint64_t, RefBlock> rb_cache_;
+  std::vector<uint64_t> pending_free_;  // cluster indices to decrement after metadata
+  uint64_t free_hint_ = 0;
+  std::vector<Snap> snaps_;
+  uint64_t snapshots_offset_ = 0;
+  std::string backing_file_, backing_format_;
+  std::unique_ptr<BlockBackend> backing_;
+  uint64_t zc_host_ = ~0ULL;  // last decompressed cluster (L2 entry) and its data
+  std::vector<uint8_t> zc_data_;
+};
+
+}  // namespace vireo::block

@@ -1,0 +1,94 @@
+#include "block/raw.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace vireo::block {
+
+int pread_full(int fd, void* buf, uint64_t len, uint64_t off) {
+  auto* p = static_cast<uint8_t*>(buf);
+  while (len) {
+    ssize_t r = ::pread(fd, p, len, off);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) {  // past end of file: reads as zeros
+      std::memset(p, 0, len);
+      return 0;
+    }
+    p += r;
+    off += r;
+    len -= r;
+  }
+  return 0;
+}
+
+int pwrite_full(int fd, const void* buf, uint64_t len, uint64_t off) {
+  auto* p = static_cast<const uint8_t*>(buf);
+  while (len) {
+    ssize_t r = ::pwrite(fd, p, len, off);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    p += r;
+    off += r;
+    len -= r;
+  }
+  return 0;
+}
+
+std::unique_ptr<RawBackend> RawBackend::open(const std::string& path, bool read_only,
+                                             std::string* error) {
+  int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  if (fd < 0) {
+    if (error) *error = "could not open '" + path + "': " + std::strerror(errno);
+    return nullptr;
+  }
+  off_t end = ::lseek(fd, 0, SEEK_END);
+  if (end < 0) {
+    if (error) *error = "'" + path + "': cannot find size: " + std::strerror(errno);
+    ::close(fd);
+    return nullptr;
+  }
+  return std::unique_ptr<RawBackend>(new RawBackend(fd, uint64_t(end), read_only));
+}
+
+RawBackend::~RawBackend() { ::close(fd_); }
+
+int RawBackend::pread(void* buf, uint64_t len, uint64_t off) {
+  if (off > size_ || len > size_ - off) return -EIO;
+  return pread_full(fd_, buf, len, off);
+}
+
+int RawBackend::pwrite(const void* buf, uint64_t len, uint64_t off) {
+  if (ro_) return -EROFS;
+  if (off > size_ || len > size_ - off) return -EIO;
+  return pwrite_full(fd_, buf, len, off);
+}
+
+int RawBackend::flush() {
+  if (ro_) return 0;
+  return ::fdatasync(fd_) ? -errno : 0;
+}
+
+int RawBackend::discard(uint64_t off, uint64_t len) {
+  if (ro_) return -EROFS;
+  if (off > size_ || len > size_ - off) return -EIO;
+  if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0) return 0;
+  return 0;  // discard is advisory
+}
+
+int RawBackend::write_zeroes(uint64_t off, uint64_t len) {
+  if (ro_) return -EROFS;
+  if (off > size_ || len > size_ - off) return -EIO;
+  if (len == 0) return 0;
+  if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0) return 0;
+  if (::fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, off, len) == 0) return 0;
+  return BlockBackend::write_zeroes(off, len);
+}
+
+}  // namespace vireo::block

@@ -1,0 +1,3 @@
+# vireo-img: qemu-img-like image tool over the block layer (core/block).
+add_executable(vireo-img ${CMAKE_CURRENT_LIST_DIR}/vireo_img.cc)
+target_link_libraries(vireo-img PRIVATE vireo_core)
