@@ -156,7 +156,6 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
       <form
         className="wizard-page"
         data-step={step + 1}
-        aria-label={STEPS[step]}
         onSubmit={(e) => {
           e.preventDefault();
           void (step < 4 ? next() : finish());

@@ -1,0 +1,126 @@
+// E2E harness: a real `vireo serve` (compiled dist) in fresh XDG dirs, and Debian's
+// Chromium driven by playwright-core. Waits on app events (the printed URL, DOM
+// state the app sets), never on sleeps.
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type BrowserContext, type Page, chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(__dirname, '..');
+export const CHROMIUM = process.env.VIREO_CHROMIUM ?? '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+];
+
+export interface App {
+  dir: string;
+  env: NodeJS.ProcessEnv;
+  url: string;
+  token: string;
+  origin: string;
+  server: ChildProcess;
+  output: () => string;
+  context: BrowserContext;
+  page: Page;
+  configDir: string;
+  poolDir: string;
+  close(): Promise<void>;
+}
+
+export function distReady(): string | null {
+  for (const f of ['dist/electron/cli/main.js', 'dist/electron/engine-host/main.js', 'dist/renderer/index.html']) {
+    if (!fs.existsSync(path.join(ROOT, f))) return `${f} is missing: build first (npx tsc -p tsconfig.json && npx vite build --config renderer/vite.config.ts)`;
+  }
+  return null;
+}
+
+export async function startServe(extraEnv: NodeJS.ProcessEnv = {}): Promise<Omit<App, 'context' | 'page' | 'close'> & { stop(): Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-e2e-'));
+  const env = {
+    ...process.env,
+    HOME: dir,
+    XDG_CONFIG_HOME: path.join(dir, 'config'),
+    XDG_DATA_HOME: path.join(dir, 'data'),
+    ...extraEnv,
+  };
+  const server = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`vireo serve printed no URL:\n${out}`)), 20000);
+    const on = (d: Buffer) => {
+      out += d.toString();
+      const m = /Vireo is serving on (http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    server.stdout!.on('data', on);
+    server.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    server.on('exit', (code) => reject(new Error(`vireo serve exited with ${code}:\n${out}`)));
+  });
+  const u = new URL(url);
+  return {
+    dir,
+    env,
+    url,
+    token: u.searchParams.get('token')!,
+    origin: u.origin,
+    server,
+    output: () => out,
+    configDir: path.join(dir, 'config', 'vireo'),
+    poolDir: path.join(dir, 'data', 'vireo', 'images'),
+    stop: async () => {
+      if (server.exitCode === null) {
+        const gone = new Promise((r) => server.once('exit', r));
+        server.kill('SIGTERM');
+        await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+        if (server.exitCode === null) server.kill('SIGKILL');
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function launchApp(opts: { headless?: boolean; viewport?: { width: number; height: number }; env?: NodeJS.ProcessEnv } = {}): Promise<App> {
+  const srv = await startServe(opts.env);
+  const userDataDir = path.join(srv.dir, 'chromium');
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: opts.headless ?? true,
+    args: CHROMIUM_ARGS,
+    viewport: opts.viewport ?? { width: 1200, height: 760 },
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (e) => console.error('[page error]', e.message));
+  await page.goto(srv.url);
+  await page.waitForFunction(() => document.documentElement.dataset.vireoReady === 'manager');
+  return {
+    ...srv,
+    context,
+    page,
+    close: async () => {
+      await context.close().catch(() => undefined);
+      await srv.stop();
+    },
+  };
+}
+
+/** Tries to boot a configuration with the real engine; returns why it can't, or null. */
+export function engineCapability(): string | null {
+  const addon = path.join(ROOT, 'native', 'build', 'Release', 'vireo_native.node');
+  if (!fs.existsSync(addon)) return `the engine addon is not built (${addon})`;
+  if (!fs.existsSync('/dev/kvm')) return '/dev/kvm is missing';
+  return null;
+}
+
+export function skipReason(reason: string | null, what: string): string | null {
+  if (reason) console.log(`SKIP ${what}: ${reason}`);
+  return reason;
+}
