@@ -1,0 +1,256 @@
+#include "binding/machine_wrap.h"
+
+#include <cstdio>
+#include <mutex>
+#include <set>
+
+namespace vireo::binding {
+
+namespace {
+
+// Every live wrap, so that environment teardown (process exit, worker end)
+// stops vCPU threads before the addon is unloaded.
+std::mutex g_live_mu;
+std::set<MachineWrap*> g_live;
+
+struct StateMsg {
+  RunState state;
+  StopInfo info;
+};
+
+std::string hex64(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%llx", (unsigned long long)v);
+  return b;
+}
+
+std::string hex_bytes(const std::vector<uint8_t>& v) {
+  std::string s;
+  char b[4];
+  for (size_t i = 0; i < v.size(); i++) {
+    std::snprintf(b, sizeof b, i ? " %02x" : "%02x", v[i]);
+    s += b;
+  }
+  return s;
+}
+
+Napi::Object state_event(Napi::Env env, const StateMsg& m) {
+  auto o = Napi::Object::New(env);
+  o.Set("state", run_state_name(m.state));
+  if (m.state == RunState::Stopped || m.state == RunState::Crashed) {
+    auto r = Napi::Object::New(env);
+    r.Set("kind", m.info.kind);
+    r.Set("message", m.info.message);
+    if (m.info.kind == "exit") r.Set("code", m.info.code);
+    if (m.info.vcpu >= 0) r.Set("vcpu", m.info.vcpu);
+    if (m.info.has_rip) r.Set("rip", hex64(m.info.rip));
+    if (!m.info.bytes.empty()) r.Set("bytes", hex_bytes(m.info.bytes));
+    o.Set("reason", r);
+  }
+  return o;
+}
+
+std::string get_str(const Napi::Object& o, const char* k) {
+  auto v = o.Get(k);
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+
+MachineConfig parse_config(const Napi::Object& o) {
+  MachineConfig c;
+  auto mem = o.Get("memoryMiB");
+  if (mem.IsNumber()) c.mem_bytes = uint64_t(mem.As<Napi::Number>().Int64Value()) << 20;
+  auto cpus = o.Get("cpus");
+  if (cpus.IsNumber()) c.cpus = cpus.As<Napi::Number>().Int32Value();
+  c.kernel = get_str(o, "kernel");
+  c.initrd = get_str(o, "initrd");
+  c.append = get_str(o, "append");
+  c.flat = get_str(o, "flat");
+  auto fa = o.Get("flatAddress");
+  if (fa.IsNumber()) c.flat_addr = uint64_t(fa.As<Napi::Number>().Int64Value());
+  c.bios = get_str(o, "bios");
+  c.vga_bios = get_str(o, "vgaBios");
+  c.boot_order = get_str(o, "bootOrder");
+  if (c.boot_order.empty()) c.boot_order = "cdn";
+  c.boot_menu = o.Get("bootMenu").ToBoolean();
+  auto disks = o.Get("disks");
+  if (disks.IsArray()) {
+    auto a = disks.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      auto d = a.Get(i).As<Napi::Object>();
+      DiskSpec s;
+      s.path = get_str(d, "path");
+      s.format = get_str(d, "format");
+      s.read_only = d.Get("readOnly").ToBoolean();
+      s.cdrom = get_str(d, "media") == "cdrom";
+      s.virtio = get_str(d, "bus") == "virtio";
+      s.snapshot = d.Get("snapshot").ToBoolean();
+      c.disks.push_back(s);
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+Napi::Function MachineWrap::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "Machine",
+                                 {
+                                     InstanceMethod<&MachineWrap::Start>("start"),
+                                     InstanceMethod<&MachineWrap::Pause>("pause"),
+                                     InstanceMethod<&MachineWrap::Resume>("resume"),
+                                     InstanceMethod<&MachineWrap::Stop>("stop"),
+                                     InstanceAccessor<&MachineWrap::GetState>("state"),
+                                     InstanceMethod<&MachineWrap::WriteSerial>("writeSerial"),
+                                     InstanceMethod<&MachineWrap::OnSerial>("onSerial"),
+                                     InstanceMethod<&MachineWrap::OnState>("onState"),
+                                     InstanceMethod<&MachineWrap::SendKey>("sendKey"),
+                                     InstanceMethod<&MachineWrap::SendCombo>("sendCombo"),
+                                     InstanceMethod<&MachineWrap::SendMouse>("sendMouse"),
+                                     InstanceMethod<&MachineWrap::PollFrame>("pollFrame"),
+                                     InstanceMethod<&MachineWrap::ScreenshotPng>("screenshotPng"),
+                                 });
+  env.AddCleanupHook([] {
+    std::set<MachineWrap*> live;
+    {
+      std::lock_guard g(g_live_mu);
+      live = g_live;
+    }
+    for (auto* w : live) w->Shutdown();
+  });
+  return f;
+}
+
+MachineWrap::MachineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MachineWrap>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    Napi::TypeError::New(env, "Machine(config): config object required").ThrowAsJavaScriptException();
+    return;
+  }
+  try {
+    m_ = std::make_unique<Machine>(parse_config(info[0].As<Napi::Object>()));
+  } catch (std::exception& e) {
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+    return;
+  }
+  std::lock_guard g(g_live_mu);
+  g_live.insert(this);
+}
+
+MachineWrap::~MachineWrap() {
+  Shutdown();
+  std::lock_guard g(g_live_mu);
+  g_live.erase(this);
+}
+
+void MachineWrap::Shutdown() {
+  if (m_) {
+    m_->stop();  // joins vCPU threads; their last TSFN calls are queued, not blocking
+    m_->on_serial_ready = nullptr;
+    m_->on_state = nullptr;
+  }
+  ReleaseEvents();
+}
+
+void MachineWrap::ReleaseEvents() {
+  if (!events_live_) return;
+  events_live_ = false;
+  serial_tsfn_.Release();
+  state_tsfn_.Release();
+}
+
+void MachineWrap::DrainSerial(Napi::Env env) {
+  if (!m_) return;
+  for (int port = 0; port < 2; port++) {
+    auto bytes = m_->take_serial(port);
+    if (bytes.empty() || serial_cb_.IsEmpty()) continue;
+    auto buf = Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size());
+    serial_cb_.Call({Napi::Number::New(env, port), buf});
+  }
+}
+
+Napi::Value MachineWrap::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!m_) return env.Undefined();
+  // The thread-safe functions keep the event loop alive while the VM runs and
+  // are released once the final state has been delivered.
+  auto noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
+  serial_tsfn_ = Napi::ThreadSafeFunction::New(env, noop, "vireo-serial", 0, 1);
+  state_tsfn_ = Napi::ThreadSafeFunction::New(env, noop, "vireo-state", 0, 1);
+  events_live_ = true;
+  Napi::ThreadSafeFunction serial = serial_tsfn_, state = state_tsfn_;
+  m_->on_serial_ready = [this, serial]() mutable {
+    serial.NonBlockingCall([this](Napi::Env env, Napi::Function) { DrainSerial(env); });
+  };
+  m_->on_state = [this, state](RunState s, const StopInfo& i) mutable {
+    auto* msg = new StateMsg{s, i};
+    state.NonBlockingCall(msg, [this](Napi::Env env, Napi::Function, StateMsg* msg) {
+      std::unique_ptr<StateMsg> owned(msg);
+      DrainSerial(env);  // output written before the stop reaches JS first
+      if (!state_cb_.IsEmpty()) state_cb_.Call({state_event(env, *owned)});
+      if (owned->state == RunState::Stopped || owned->state == RunState::Crashed) ReleaseEvents();
+    });
+  };
+  try {
+    m_->start();
+  } catch (std::exception& e) {
+    ReleaseEvents();
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+Napi::Value MachineWrap::Pause(const Napi::CallbackInfo& info) {
+  if (m_) m_->pause();
+  return info.Env().Undefined();
+}
+
+Napi::Value MachineWrap::Resume(const Napi::CallbackInfo& info) {
+  if (m_) m_->resume();
+  return info.Env().Undefined();
+}
+
+Napi::Value MachineWrap::Stop(const Napi::CallbackInfo& info) {
+  if (m_) m_->stop();
+  return info.Env().Undefined();
+}
+
+Napi::Value MachineWrap::GetState(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), m_ ? run_state_name(m_->state()) : "stopped");
+}
+
+Napi::Value MachineWrap::WriteSerial(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
+    Napi::TypeError::New(env, "writeSerial(port, Uint8Array)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto a = info[1].As<Napi::Uint8Array>();
+  if (m_) m_->write_serial(info[0].As<Napi::Number>().Int32Value(), a.Data(), a.ByteLength());
+  return env.Undefined();
+}
+
+Napi::Value MachineWrap::OnSerial(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsFunction()) serial_cb_ = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Value MachineWrap::OnState(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsFunction()) state_cb_ = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+static Napi::Value no_board(const Napi::CallbackInfo& info, const char* what) {
+  Napi::Error::New(info.Env(), std::string(what) +
+                                   " needs the PC board (firmware boot with a display and PS/2); "
+                                   "this machine boots a kernel directly and has only serial ports")
+      .ThrowAsJavaScriptException();
+  return info.Env().Undefined();
+}
+
+Napi::Value MachineWrap::SendKey(const Napi::CallbackInfo& info) { return no_board(info, "sendKey"); }
+Napi::Value MachineWrap::SendCombo(const Napi::CallbackInfo& info) { return no_board(info, "sendCombo"); }
+Napi::Value MachineWrap::SendMouse(const Napi::CallbackInfo& info) { return no_board(info, "sendMouse"); }
+Napi::Value MachineWrap::PollFrame(const Napi::CallbackInfo& info) { return info.Env().Null(); }
+Napi::Value MachineWrap::ScreenshotPng(const Napi::CallbackInfo& info) { return no_board(info, "screenshotPng"); }
+
+}  // namespace vireo::binding

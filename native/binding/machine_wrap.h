@@ -1,0 +1,45 @@
+// N-API face of a core Machine. Converts at the edge, delivers events through
+// thread-safe functions (never calling JS from a vCPU thread), and never
+// holds a core lock while calling JS.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "machine/machine.h"
+
+namespace vireo::binding {
+
+class MachineWrap : public Napi::ObjectWrap<MachineWrap> {
+public:
+  static Napi::Function Init(Napi::Env env);
+  explicit MachineWrap(const Napi::CallbackInfo& info);
+  ~MachineWrap() override;
+  // Stops the machine and drops the event functions (env teardown, finalizer).
+  void Shutdown();
+
+private:
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Pause(const Napi::CallbackInfo& info);
+  Napi::Value Resume(const Napi::CallbackInfo& info);
+  Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value GetState(const Napi::CallbackInfo& info);
+  Napi::Value WriteSerial(const Napi::CallbackInfo& info);
+  Napi::Value OnSerial(const Napi::CallbackInfo& info);
+  Napi::Value OnState(const Napi::CallbackInfo& info);
+  Napi::Value SendKey(const Napi::CallbackInfo& info);
+  Napi::Value SendCombo(const Napi::CallbackInfo& info);
+  Napi::Value SendMouse(const Napi::CallbackInfo& info);
+  Napi::Value PollFrame(const Napi::CallbackInfo& info);
+  Napi::Value ScreenshotPng(const Napi::CallbackInfo& info);
+
+  void DrainSerial(Napi::Env env);
+  void ReleaseEvents();
+
+  std::unique_ptr<Machine> m_;
+  Napi::FunctionReference serial_cb_, state_cb_;
+  Napi::ThreadSafeFunction serial_tsfn_, state_tsfn_;
+  bool events_live_ = false;
+};
+
+}  // namespace vireo::binding
