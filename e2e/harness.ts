@@ -1,7 +1,7 @@
 // E2E harness: a real `vireo serve` (compiled dist) in fresh XDG dirs, and Debian's
 // Chromium driven by playwright-core. Waits on app events (the printed URL, DOM
 // state the app sets), never on sleeps.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -114,7 +114,7 @@ export async function launchApp(opts: { headless?: boolean; viewport?: { width: 
 
 /** Tries to boot a configuration with the real engine; returns why it can't, or null. */
 export function engineCapability(): string | null {
-  const addon = path.join(ROOT, 'native', 'build', 'Release', 'vireo_native.node');
+  const addon = process.env.VIREO_ADDON ?? path.join(ROOT, 'native', 'build', 'Release', 'vireo_native.node');
   if (!fs.existsSync(addon)) return `the engine addon is not built (${addon})`;
   if (!fs.existsSync('/dev/kvm')) return '/dev/kvm is missing';
   return null;
@@ -123,4 +123,79 @@ export function engineCapability(): string | null {
 export function skipReason(reason: string | null, what: string): string | null {
   if (reason) console.log(`SKIP ${what}: ${reason}`);
   return reason;
+}
+
+export interface WizardInput {
+  media: 'iso' | 'kernel';
+  path: string;
+  diskGiB?: number; // omitted: no disk
+  name: string;
+  memoryMiB?: number;
+  /** Leave the VM shut off after Finish ("customize before install"). */
+  customize?: boolean;
+}
+
+/** Walks the New VM wizard like a user. */
+export async function createViaWizard(page: Page, w: WizardInput): Promise<void> {
+  await page.getByRole('button', { name: 'New VM' }).click();
+  const dlg = page.getByRole('dialog', { name: 'New VM' });
+  const forward = () => dlg.getByRole('button', { name: 'Forward' }).click();
+  if (w.media === 'iso') await dlg.getByLabel('ISO image path').fill(w.path);
+  else {
+    await dlg.getByLabel('Direct kernel boot').check();
+    await dlg.getByLabel('Kernel path').fill(w.path);
+  }
+  await forward();
+  await dlg.locator('form[data-step="2"]').waitFor();
+  await forward();
+  await dlg.locator('form[data-step="3"]').waitFor();
+  if (w.memoryMiB) await dlg.getByLabel('Memory (MiB)').fill(String(w.memoryMiB));
+  await forward();
+  await dlg.locator('form[data-step="4"]').waitFor();
+  const create = dlg.getByLabel('Create a disk image for the virtual machine');
+  if (w.diskGiB) {
+    await create.check();
+    await dlg.getByLabel('Disk size (GiB)').fill(String(w.diskGiB));
+  } else await create.uncheck();
+  await forward();
+  await dlg.locator('form[data-step="5"]').waitFor();
+  await dlg.getByLabel('Name', { exact: true }).fill(w.name);
+  if (w.customize) await dlg.getByLabel('Customize configuration before install').check();
+  await dlg.getByRole('button', { name: 'Finish' }).click();
+  await dlg.waitFor({ state: 'detached' });
+  await page.getByRole('option', { name: w.name, exact: true }).waitFor();
+}
+
+export async function contextMenu(page: Page, vmName: string, item: string): Promise<void> {
+  await page.getByRole('option', { name: vmName, exact: true }).click({ button: 'right' });
+  await page.getByRole('menu').getByRole('menuitem', { name: item, exact: true }).click();
+}
+
+export async function waitVmState(page: Page, vmName: string, states: string[], timeout = 60000): Promise<string> {
+  const row = page.getByRole('option', { name: vmName, exact: true });
+  const sel = states.map((s) => `[data-state="${s}"]`).join(',');
+  await row.and(page.locator(sel)).waitFor({ timeout });
+  return (await row.getAttribute('data-state'))!;
+}
+
+/** Opens the console window of a VM from the context menu. */
+export async function openConsole(app: App, vmName: string): Promise<Page> {
+  const popup = app.context.waitForEvent('page');
+  await contextMenu(app.page, vmName, 'Open');
+  const con = await popup;
+  con.on('pageerror', (e) => console.error('[console page error]', e.message));
+  await con.waitForFunction(() => document.documentElement.dataset.vireoReady === 'console');
+  return con;
+}
+
+/** Builds native/guests/<name>.asm with nasm into dir; null when nasm is missing. */
+export function buildGuest(name: string, dir: string): string | null {
+  const out = path.join(dir, `${name}.bin`);
+  const src = path.join(ROOT, 'native', 'guests');
+  const r = spawnSync('nasm', ['-f', 'bin', '-I', src + '/', '-o', out, path.join(src, `${name}.asm`)]);
+  return r.status === 0 ? out : null;
+}
+
+export async function terminalText(con: Page): Promise<string> {
+  return (await con.locator('.xterm-rows').textContent()) ?? '';
 }
