@@ -124,7 +124,8 @@ public:
   std::shared_ptr<IoDevice> config_port();
 
   // INTx routing: called with (slot, pin 1..4, level). The board installs the
-  // PIIX3 PIRQ router here; swizzle is (slot + pin - 1) & 3 -> PIRQA..D.
+  // PIIX3 PIRQ router here; the i440FX swizzle (QEMU, SeaBIOS' DSDT _PRT) is
+  // PIRQ = (slot - 1 + pin - 1) & 3 -> PIRQA..D, so slot 1 INTA is PIRQA.
   std::function<void(int slot, int pin, bool level)> route_intx;
 
   // Accesses at 0xcf8..0xcfb that are not a dword at 0xcf8 (the address
