@@ -1,0 +1,64 @@
+// Runs the suites one after another and adds up their cases.
+//   native: ctest over native/out/core (each test binary prints "N passed, N failed, N skipped")
+//   unit:   vitest (electron/**, renderer/src/**)
+//   e2e:    vitest with e2e/vitest.config.mts (real `vireo serve`, real engine, Chromium)
+// `node scripts/run-tests.mjs native unit` runs a subset.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const want = process.argv.slice(2);
+const total = { passed: 0, failed: 0, skipped: 0 };
+const broken = [];
+
+function run(name, cmd, args, opts = {}) {
+  if (want.length && !want.includes(name)) return null;
+  console.log(`\n==== ${name}: ${cmd} ${args.join(' ')}`);
+  const t0 = Date.now();
+  const r = spawnSync(cmd, args, { cwd: root, stdio: opts.capture ? ['ignore', 'pipe', 'inherit'] : 'inherit', encoding: 'utf8', maxBuffer: 1 << 28, env: { ...process.env, ...opts.env } });
+  if (opts.capture) process.stdout.write(r.stdout ?? '');
+  console.log(`==== ${name}: exit ${r.status} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return r;
+}
+
+// ---- native ----
+{
+  const r = run('native', 'ctest', ['--test-dir', 'native/out/core', '-V', '--timeout', '600'], { capture: true });
+  if (r) {
+    let seen = 0;
+    for (const m of (r.stdout ?? '').matchAll(/^\d+: (\d+) passed, (\d+) failed, (\d+) skipped$/gm)) {
+      total.passed += +m[1];
+      total.failed += +m[2];
+      total.skipped += +m[3];
+      seen++;
+    }
+    if (r.status !== 0) broken.push('native');
+    if (seen === 0) broken.push('native (no results)');
+  }
+}
+
+function vitest(name, extra) {
+  const out = path.join(os.tmpdir(), `vireo-${name}-${process.pid}.json`);
+  const r = run(name, 'npx', ['--no-install', 'vitest', 'run', ...extra, '--reporter=default', '--reporter=json', `--outputFile=${out}`]);
+  if (!r) return;
+  try {
+    const j = JSON.parse(fs.readFileSync(out, 'utf8'));
+    total.passed += j.numPassedTests;
+    total.failed += j.numFailedTests;
+    total.skipped += j.numPendingTests + (j.numTodoTests ?? 0);
+    fs.rmSync(out, { force: true });
+  } catch {
+    broken.push(`${name} (no results)`);
+  }
+  if (r.status !== 0) broken.push(name);
+}
+
+vitest('unit', []);
+if (fs.existsSync(path.join(root, 'e2e/vitest.config.mts'))) vitest('e2e', ['--config', 'e2e/vitest.config.mts']);
+
+console.log('');
+if (broken.length) console.log(`suites that failed: ${broken.join(', ')}`);
+console.log(`${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped`);
+process.exit(broken.length || total.failed ? 1 : 0);

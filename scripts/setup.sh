@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs and builds what Vireo needs; a quick no-op when everything is in
+# place. Called by the README's two commands (npm start, npm test).
+#   1. Debian packages (when root; otherwise says which to install)
+#   2. npm dependencies (npm ci; Electron's binary download is skipped)
+#   3. the native engine (cmake: core library, unit tests, test guests) and
+#      the N-API addon (node-gyp)
+#   4. TypeScript (tsc -> dist/) and the renderer (vite -> dist/renderer/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# ---- 1. Debian packages ----
+PKGS=(g++ make cmake nasm binutils pkg-config zlib1g-dev libzstd-dev liburing-dev libslirp-dev
+      seabios grub-rescue-pc grub-invaders xorriso mtools qemu-system-x86 qemu-utils
+      chromium xvfb x11-apps imagemagick tesseract-ocr netpbm)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    log "missing Debian packages: ${missing[*]}"
+    log "install them with: sudo apt-get install ${missing[*]}"
+    for p in g++ cmake make; do command -v "$p" >/dev/null || { log "cannot build without $p"; exit 1; }; done
+  fi
+fi
+
+# ---- 2. npm ----
+stamp=node_modules/.vireo-npm-stamp
+if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
+  log "installing npm dependencies"
+  export ELECTRON_SKIP_BINARY_DOWNLOAD=1
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  touch "$stamp"
+fi
+
+# ---- 3. native engine ----
+JOBS=$(nproc 2>/dev/null || echo 2)
+if [ ! -f native/out/core/CMakeCache.txt ]; then
+  log "configuring the native engine"
+  cmake -S native -B native/out/core -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
+log "building the native engine"
+cmake --build native/out/core -j"$JOBS" 2>&1 | grep -E "error|warning: unused|Error" || true
+cmake --build native/out/core -j"$JOBS" >/dev/null   # fails loudly if the line above hid an error
+addon=native/build/Release/vireo_native.node
+if [ ! -f "$addon" ] || [ native/out/core/libvireo_core.a -nt "$addon" ] || [ -n "$(find native/binding native/binding.gyp -newer "$addon" 2>/dev/null)" ]; then
+  log "building the N-API addon"
+  (cd native && npx --no-install node-gyp rebuild --loglevel=error -j "$JOBS" >/dev/null)
+fi
+
+# ---- 4. TypeScript and renderer ----
+newest_src() { find "$@" -type f \( -name '*.ts' -o -name '*.tsx' -o -name '*.css' -o -name '*.html' \) -newer "$1.stamp" 2>/dev/null | head -1; }
+if [ ! -f dist/.tsc-stamp ] || [ -n "$(find electron tsconfig.json -newer dist/.tsc-stamp -type f | head -1)" ]; then
+  log "compiling TypeScript"
+  npx --no-install tsc -p tsconfig.json
+  touch dist/.tsc-stamp
+fi
+if [ -f renderer/vite.config.ts ]; then
+  if [ ! -f dist/renderer/index.html ] || [ -n "$(find renderer electron/common -newer dist/renderer/index.html -type f | head -1)" ]; then
+    log "building the renderer"
+    npx --no-install vite build --config renderer/vite.config.ts --logLevel error
+  fi
+fi
+log "ready"
