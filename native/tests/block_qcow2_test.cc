@@ -1,6 +1,7 @@
 // qcow2 unit tests: our own reader/writer against a raw shadow copy, metadata
 // growth, zero clusters, backing chains, snapshots, bad input. No qemu needed.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <random>
@@ -435,6 +436,7 @@ TEST(qcow2_check_repairs_leaks) {
   std::string p = d / "leak.qcow2";
   CHECK_EQ(create_qcow2(p, 4 << 20, 16, "", "", 3, nullptr), 0);
   // mark cluster 20 as used although nothing references it
+  CHECK_EQ(truncate(p.c_str(), 2 << 20), 0);
   blocktest::poke(p, 2 * 65536 + 40, "\x00\x01", 2);
   auto res = check_file(p);
   CHECK_EQ(res.leaks, uint64_t(1));

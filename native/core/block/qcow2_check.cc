@@ -133,10 +133,10 @@ int Qcow2Backend::do_check(CheckResult* res) {
     return r;
   }
   auto& cnt = refs.counts;
-  uint64_t last = 0, covered = 0;
-  for (size_t ti = 0; ti < rt_.size(); ti++)
-    if (rt_[ti]) covered = (ti + 1) * rb_entries_;
-  uint64_t n = std::max<uint64_t>(cnt.size(), covered);
+  // Like qemu-img, refcounts of clusters past the end of the file are not
+  // checked (a crash may leave them for clusters never written).
+  uint64_t last = 0;
+  uint64_t n = std::max<uint64_t>(cnt.size(), div_up(file_end_, cs_));
   for (uint64_t c = 0; c < n; c++) {
     uint64_t rc;
     if (int r = get_refcount(c, &rc)) {
