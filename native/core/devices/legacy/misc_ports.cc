@@ -1,0 +1,66 @@
+#include "devices/legacy/misc_ports.h"
+
+#include <algorithm>
+
+namespace vireo {
+
+namespace {
+class RangeHandler : public IoDevice {
+public:
+  RangeHandler(MiscPorts& m, const MiscPorts::Range& r) : m_(m), r_(r) {}
+  void read(uint64_t off, std::span<uint8_t> d) override { m_.on_read(r_, off, d); }
+  void write(uint64_t off, std::span<const uint8_t> d) override { m_.on_write(r_, off, d); }
+
+private:
+  MiscPorts& m_;
+  MiscPorts::Range r_;
+};
+}  // namespace
+
+MiscPorts::MiscPorts(std::function<void(uint8_t)> debug_out) : debug_out_(std::move(debug_out)) {}
+
+std::shared_ptr<IoDevice> MiscPorts::handler(const Range& r) { return std::make_shared<RangeHandler>(*this, r); }
+
+std::vector<std::string> MiscPorts::register_all(Bus& pio) {
+  std::vector<std::string> skipped;
+  for (const Range& r : kAll) {
+    if (!pio.insert(handler(r), r.base, r.len, r.name)) skipped.push_back(r.name);
+  }
+  return skipped;
+}
+
+void MiscPorts::on_read(const Range& r, uint64_t off, std::span<uint8_t> d) {
+  std::lock_guard g(mu_);
+  uint8_t v = r.read_value;
+  if (r.kind == Kind::Post) v = s.post_code;
+  std::fill(d.begin(), d.end(), v);
+}
+
+void MiscPorts::on_write(const Range& r, uint64_t off, std::span<const uint8_t> d) {
+  if (d.empty()) return;
+  if (r.kind == Kind::DebugCon) {
+    if (debug_out_) {
+      for (uint8_t b : d) debug_out_(b);
+    }
+    return;
+  }
+  std::lock_guard g(mu_);
+  if (r.kind == Kind::Post) {
+    s.post_code = d[0];
+    s.post_writes++;
+  } else {
+    s.dummy_writes++;
+  }
+}
+
+uint8_t MiscPorts::post_code() const {
+  std::lock_guard g(mu_);
+  return s.post_code;
+}
+
+MiscPorts::State MiscPorts::snapshot() const {
+  std::lock_guard g(mu_);
+  return s;
+}
+
+}  // namespace vireo
