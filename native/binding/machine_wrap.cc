@@ -1,6 +1,10 @@
 #include "binding/machine_wrap.h"
 
+#include <chrono>
 #include <cstdio>
+
+#include "devices/vga/vga.h"
+#include "machine/pc_board.h"
 #include <mutex>
 #include <set>
 
@@ -239,18 +243,82 @@ Napi::Value MachineWrap::OnState(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-static Napi::Value no_board(const Napi::CallbackInfo& info, const char* what) {
-  Napi::Error::New(info.Env(), std::string(what) +
-                                   " needs the PC board (firmware boot with a display and PS/2); "
-                                   "this machine boots a kernel directly and has only serial ports")
-      .ThrowAsJavaScriptException();
-  return info.Env().Undefined();
+static PcBoard* pc(const std::unique_ptr<Machine>& m, const Napi::CallbackInfo& info, const char* what) {
+  PcBoard* b = m ? dynamic_cast<PcBoard*>(m->board()) : nullptr;
+  if (!b) {
+    Napi::Error::New(info.Env(), std::string(what) +
+                                     " needs the PC board (firmware boot with a display and PS/2); this machine "
+                                     "boots a kernel directly and has only serial ports")
+        .ThrowAsJavaScriptException();
+  }
+  return b;
 }
 
-Napi::Value MachineWrap::SendKey(const Napi::CallbackInfo& info) { return no_board(info, "sendKey"); }
-Napi::Value MachineWrap::SendCombo(const Napi::CallbackInfo& info) { return no_board(info, "sendCombo"); }
-Napi::Value MachineWrap::SendMouse(const Napi::CallbackInfo& info) { return no_board(info, "sendMouse"); }
-Napi::Value MachineWrap::PollFrame(const Napi::CallbackInfo& info) { return info.Env().Null(); }
-Napi::Value MachineWrap::ScreenshotPng(const Napi::CallbackInfo& info) { return no_board(info, "screenshotPng"); }
+Napi::Value MachineWrap::SendKey(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = pc(m_, info, "sendKey");
+  if (!b) return env.Undefined();
+  if (info.Length() < 2 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "sendKey(code: string, down: boolean)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string code = info[0].As<Napi::String>().Utf8Value();
+  if (!b->key(code, info[1].ToBoolean())) {
+    Napi::Error::New(env, "unknown key code '" + code + "'").ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+Napi::Value MachineWrap::SendCombo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = pc(m_, info, "sendCombo");
+  if (!b) return env.Undefined();
+  std::string name = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (!b->combo(name)) Napi::Error::New(env, "unknown key combination '" + name + "'").ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value MachineWrap::SendMouse(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = pc(m_, info, "sendMouse");
+  if (!b) return env.Undefined();
+  auto num = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : 0; };
+  b->mouse(num(0), num(1), num(2), uint8_t(num(3) & 7));
+  return env.Undefined();
+}
+
+Napi::Value MachineWrap::PollFrame(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
+  if (!b) return env.Null();
+  bool full = info.Length() > 0 && info[0].ToBoolean();
+  auto up = b->poll(full);
+  if (!up) return env.Null();
+  auto o = Napi::Object::New(env);
+  o.Set("width", up->width);
+  o.Set("height", up->height);
+  o.Set("modeChanged", up->mode_changed);
+  auto rects = Napi::Array::New(env, up->rects.size());
+  for (size_t i = 0; i < up->rects.size(); i++) {
+    auto& r = up->rects[i];
+    auto ro = Napi::Object::New(env);
+    ro.Set("x", r.r.x);
+    ro.Set("y", r.r.y);
+    ro.Set("w", r.r.w);
+    ro.Set("h", r.r.h);
+    ro.Set("data", Napi::Buffer<uint8_t>::Copy(env, r.bgrx.data(), r.bgrx.size()));
+    rects.Set(uint32_t(i), ro);
+  }
+  o.Set("rects", rects);
+  return o;
+}
+
+Napi::Value MachineWrap::ScreenshotPng(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = pc(m_, info, "screenshotPng");
+  if (!b) return env.Undefined();
+  auto png = b->screenshot_png();
+  return Napi::Buffer<uint8_t>::Copy(env, png.data(), png.size());
+}
 
 }  // namespace vireo::binding

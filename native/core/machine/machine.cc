@@ -119,6 +119,7 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
     boot_ = boot::load_flat(mem_, cfg_.flat, cfg_.flat_addr);
   }
   setup_devices();
+  if (!cfg_.bios.empty()) board_ = std::make_unique<PcBoard>(*this, *vm_);
   for (int i = 0; i < cfg_.cpus; i++) {
     vcpus_.push_back(std::make_unique<kvm::KvmVcpu>(*vm_, i));
     setup_vcpu(*vcpus_.back(), i);
@@ -127,6 +128,7 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
 
 Machine::~Machine() {
   stop();
+  board_.reset();
   vcpus_.clear();
   vm_.reset();
   if (ram_) ::munmap(ram_, ram_size_);

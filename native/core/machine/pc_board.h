@@ -1,14 +1,95 @@
-// The PC board: the chipset, firmware interface and display/disk devices that
-// a firmware (SeaBIOS) boot needs on top of the base machine's serial ports.
+// The PC board: an i440FX/PIIX3 machine as SeaBIOS expects it, wired on top of
+// the base Machine (RAM, vCPUs, COM1/COM2, debug ports):
+//   00:00.0 i440FX host bridge        00:01.0 PIIX3 ISA bridge (PIRQ, ELCR, 0xcf9, 0x92)
+//   00:01.1 PIIX3 IDE (0x1f0/0x3f6 IRQ14, 0x170/0x376 IRQ15, bus-master BAR4)
+//   00:02.0 std-vga 1234:1111 (LFB as a dirty-logged KVM slot, legacy VGA, dispi)
+//   ISA: i8042 0x60/0x64 (IRQ1, IRQ12), CMOS/RTC 0x70 (IRQ8), fw_cfg 0x510, POST 0x80
+// Every port and IRQ number is a named constant in machine/layout.h or the
+// device's header.
 #pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace vireo {
 
 class Machine;
+struct MachineConfig;
+namespace kvm {
+class KvmVm;
+}
+namespace vga {
+class StdVgaPci;
+struct FrameUpdate;
+}  // namespace vga
+namespace pci {
+class PciHost;
+class Piix3;
+class I440fx;
+}  // namespace pci
+namespace ide {
+class PiixIde;
+}
+class I8042;
+class CmosRtc;
+class FwCfg;
+namespace block {
+class BlockBackend;
+}
 
 class Board {
 public:
   virtual ~Board() = default;
+};
+
+class PcBoard : public Board {
+public:
+  // KVM memory slot for the std-vga linear framebuffer (the Machine uses 0..3).
+  static constexpr uint32_t kLfbSlot = 8;
+
+  // Builds and registers every device. Throws MachineError naming a disk or
+  // ISO that cannot be opened.
+  PcBoard(Machine& m, kvm::KvmVm& vm);
+  ~PcBoard() override;
+
+  // Input (DOM KeyboardEvent.code names; see devices/legacy/i8042.h).
+  bool key(const std::string& code, bool down);
+  bool combo(const std::string& name);
+  void mouse(int dx, int dy, int dz, uint8_t buttons);
+
+  // Display: what changed since the last poll (nothing while the screen is still).
+  std::optional<vga::FrameUpdate> poll(bool force_full);
+  std::vector<uint8_t> screenshot_png();
+
+  // Puts every device back in its power-on state (guest reset).
+  void reset_devices();
+  // CD-ROM: eject, or insert another ISO (empty path = eject).
+  void change_cdrom(const std::string& path);
+
+private:
+  void wire_ide();
+  void configure_firmware();
+
+  Machine& m_;
+  kvm::KvmVm& vm_;
+  std::unique_ptr<pci::PciHost> host_;
+  std::shared_ptr<pci::I440fx> i440fx_;
+  std::shared_ptr<pci::Piix3> piix3_;
+  std::shared_ptr<ide::PiixIde> ide_;
+  std::shared_ptr<vga::StdVgaPci> vga_;
+  std::shared_ptr<I8042> kbd_;
+  std::shared_ptr<CmosRtc> rtc_;
+  std::shared_ptr<FwCfg> fw_;
+  int cdrom_channel_ = -1, cdrom_unit_ = -1;
+  std::vector<std::string> boot_paths_disk_, boot_paths_cdrom_;
+
+  std::mutex lfb_mu_;
+  uint64_t lfb_gpa_ = 0;
+  bool lfb_mapped_ = false;
+  std::vector<uint64_t> dirty_;
 };
 
 }  // namespace vireo

@@ -1,0 +1,244 @@
+#include "machine/pc_board.h"
+
+#include <sys/mman.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "block/image.h"
+#include "devices/fw_cfg.h"
+#include "devices/ide/piix_ide.h"
+#include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/i8042.h"
+#include "devices/pci/i440fx.h"
+#include "devices/pci/pci.h"
+#include "devices/pci/piix3.h"
+#include "devices/vga/std_vga_pci.h"
+#include "devices/vga/vga.h"
+#include "kvm/kvm.h"
+#include "machine/boot.h"
+#include "machine/layout.h"
+#include "machine/machine.h"
+
+namespace vireo {
+
+namespace {
+
+// ISA ports and IRQs of the PC/AT (IBM PC AT Technical Reference).
+constexpr uint16_t kPciConfigPort = 0xcf8, kPciConfigLen = 8;  // mechanism #1 (+0xcf9 reset control)
+constexpr uint16_t kKbdDataPort = 0x60, kKbdCmdPort = 0x64;
+constexpr uint16_t kRtcPort = 0x70, kRtcLen = 2;
+constexpr uint16_t kPostPort = 0x80;
+constexpr uint16_t kIdePrimaryCmd = 0x1f0, kIdePrimaryCtl = 0x3f6, kIdeSecondaryCmd = 0x170, kIdeSecondaryCtl = 0x376;
+constexpr uint16_t kVgaLegacyPorts = 0x3b0, kVgaLegacyLen = 0x30, kDispiPort = 0x1ce, kDispiLen = 3;
+constexpr uint8_t kIrqKbd = 1, kIrqRtc = 8, kIrqMouse = 12, kIrqIdePrimary = 14, kIrqIdeSecondary = 15;
+// PCI slots of QEMU's "pc" machine, which SeaBIOS and guests' drivers know.
+constexpr int kIdeSlot = 1, kIdeFn = 1, kVgaSlot = 2;
+
+int64_t mono_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// POST codes (port 0x80) are kept for diagnostics; everything else there is a delay write.
+struct PostPort : IoDevice {
+  uint8_t last = 0;
+  void read(uint64_t, std::span<uint8_t> d) override {
+    std::fill(d.begin(), d.end(), 0);
+    d[0] = last;
+  }
+  void write(uint64_t, std::span<const uint8_t> d) override { last = d[0]; }
+};
+
+StopInfo reset_info(const char* how) {
+  StopInfo i;
+  i.kind = "reset";
+  i.message = std::string("the guest reset the machine (") + how + ")";
+  return i;
+}
+
+}  // namespace
+
+PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
+  const MachineConfig& cfg = m.config();
+  Bus& pio = m.pio();
+  Bus& mmio = m.mmio();
+  auto isa_irq = [&vm](uint8_t irq) { return IrqLine([&vm, irq](bool l) { vm.irq_line(irq, l); }); };
+
+  host_ = std::make_unique<pci::PciHost>(pio, mmio);
+  pio.insert(host_->config_port(), kPciConfigPort, kPciConfigLen, "pci-config");
+
+  i440fx_ = std::make_shared<pci::I440fx>();
+  host_->attach(pci::I440fx::kSlot, pci::I440fx::kFn, i440fx_);
+
+  pci::Piix3::Callbacks pcb;
+  pcb.set_isa_irq = [&vm](int irq, bool level) { vm.irq_line(uint32_t(irq), level); };
+  pcb.reset = [&m] { m.request_stop(reset_info("reset control register 0xcf9 / port 0x92")); };
+  piix3_ = std::make_shared<pci::Piix3>(*host_, pcb);
+  host_->attach(pci::Piix3::kSlot, pci::Piix3::kFn, piix3_);
+  pio.insert(piix3_->port92(), pci::Piix3::kPort92, 1, "port92");
+
+  ide_ = std::make_shared<ide::PiixIde>(&m.memory(), isa_irq(kIrqIdePrimary), isa_irq(kIrqIdeSecondary));
+  host_->attach(kIdeSlot, kIdeFn, ide_);
+  pio.insert(ide_->channel(0)->cmd_block(), kIdePrimaryCmd, 8, "ide0-cmd");
+  pio.insert(ide_->channel(0)->ctl_block(), kIdePrimaryCtl, 1, "ide0-ctl");
+  pio.insert(ide_->channel(1)->cmd_block(), kIdeSecondaryCmd, 8, "ide1-cmd");
+  pio.insert(ide_->channel(1)->ctl_block(), kIdeSecondaryCtl, 1, "ide1-ctl");
+  wire_ide();
+
+  std::vector<uint8_t> vgabios;
+  if (!cfg.vga_bios.empty()) vgabios = boot::read_file(cfg.vga_bios, "VGA BIOS");
+  vga_ = std::make_shared<vga::StdVgaPci>(std::move(vgabios));
+  dirty_.assign(vga_->vga()->vram_size() / 4096 / 64 + 1, 0);
+  vga_->on_lfb_mapped = [this](uint64_t gpa, bool mapped) {
+    std::lock_guard g(lfb_mu_);
+    if (lfb_mapped_) vm_.set_memory(kLfbSlot, lfb_gpa_, 0, nullptr);  // size 0 deletes the slot
+    lfb_mapped_ = false;
+    if (mapped) {
+      vm_.set_memory(kLfbSlot, gpa, vga_->vga()->vram_size(), vga_->vga()->vram(), KVM_MEM_LOG_DIRTY_PAGES);
+      lfb_gpa_ = gpa;
+      lfb_mapped_ = true;
+    }
+  };
+  host_->attach(kVgaSlot, 0, vga_);
+  pio.insert(vga_->vga()->legacy_ports(), kVgaLegacyPorts, kVgaLegacyLen, "vga");
+  pio.insert(vga_->vga()->dispi_ports(), kDispiPort, kDispiLen, "vbe-dispi");
+  mmio.insert(vga_->vga()->legacy_memory(), layout::kVgaWindow, layout::kVgaWindowSize, "vga-window");
+
+  I8042::Callbacks kcb;
+  kcb.reset = [&m] { m.request_stop(reset_info("keyboard controller reset line")); };
+  kbd_ = std::make_shared<I8042>(isa_irq(kIrqKbd), isa_irq(kIrqMouse), kcb);
+  pio.insert(kbd_->data_port(), kKbdDataPort, 1, "i8042-data");
+  pio.insert(kbd_->command_port(), kKbdCmdPort, 1, "i8042-cmd");
+
+  rtc_ = std::make_shared<CmosRtc>(isa_irq(kIrqRtc), mono_ns, wall_ns());
+  pio.insert(rtc_, kRtcPort, kRtcLen, "rtc");
+  pio.insert(std::make_shared<PostPort>(), kPostPort, 1, "post");
+
+  fw_ = std::make_shared<FwCfg>(&m.memory());
+  pio.insert(fw_, FwCfg::kPortBase, FwCfg::kPortLen, "fw_cfg");
+  configure_firmware();
+  rtc_->start_thread();
+}
+
+PcBoard::~PcBoard() {
+  if (rtc_) rtc_->stop_thread();
+}
+
+void PcBoard::wire_ide() {
+  const MachineConfig& cfg = m_.config();
+  // Disks fill the primary channel first; CD-ROMs start at the secondary
+  // master, as QEMU places -hda and -cdrom.
+  bool used[2][2] = {};
+  auto place = [&](bool cdrom, int& ch, int& unit) {
+    const int order[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+    const int cd_order[4][2] = {{1, 0}, {1, 1}, {0, 1}, {0, 0}};
+    for (auto& p : cdrom ? cd_order : order) {
+      if (!used[p[0]][p[1]]) {
+        ch = p[0];
+        unit = p[1];
+        used[ch][unit] = true;
+        return true;
+      }
+    }
+    return false;
+  };
+  for (const DiskSpec& d : cfg.disks) {
+    if (d.virtio) throw MachineError("disk '" + d.path + "': virtio-blk is not available on this board yet; use the IDE bus");
+    block::OpenOptions o;
+    o.format = d.format;
+    o.read_only = d.read_only || d.cdrom;
+    o.snapshot = d.snapshot && !d.cdrom;
+    std::string err;
+    auto be = block::open_block(d.path, o, &err);
+    if (!be) throw MachineError((d.cdrom ? "CD-ROM image " : "disk image ") + err);
+    int ch, unit;
+    if (!place(d.cdrom, ch, unit)) throw MachineError("too many IDE devices: at most four disks and CD-ROMs");
+    std::shared_ptr<block::BlockBackend> shared(std::move(be));
+    std::string path = fwcfg::ide_path(kIdeSlot, kIdeFn, ch, unit);
+    if (d.cdrom) {
+      ide_->channel(ch)->attach_cdrom(unit, shared);
+      boot_paths_cdrom_.push_back(path);
+      if (cdrom_channel_ < 0) {
+        cdrom_channel_ = ch;
+        cdrom_unit_ = unit;
+      }
+    } else {
+      ide_->channel(ch)->attach_disk(unit, shared);
+      boot_paths_disk_.push_back(path);
+    }
+  }
+}
+
+void PcBoard::configure_firmware() {
+  const MachineConfig& cfg = m_.config();
+  boot::RamLayout ram = boot::ram_layout(cfg.mem_bytes);
+  fwcfg::SeabiosConfig sc;
+  sc.cpus = uint16_t(cfg.cpus);
+  sc.max_cpus = uint16_t(cfg.cpus);
+  sc.ram_size = cfg.mem_bytes;
+  sc.e820.push_back({0, ram.low_end, fwcfg::kE820Ram});
+  if (ram.high_size) sc.e820.push_back({layout::k4GiB, ram.high_size, fwcfg::kE820Ram});
+  for (char c : cfg.boot_order) {
+    const auto& paths = c == 'd' ? boot_paths_cdrom_ : c == 'c' ? boot_paths_disk_ : std::vector<std::string>{};
+    sc.boot_order.insert(sc.boot_order.end(), paths.begin(), paths.end());
+  }
+  sc.boot_menu = cfg.boot_menu;
+  fwcfg::configure_seabios(*fw_, sc);
+
+  rtc_->set_memory(ram.low_end, ram.high_size);
+  rtc_->set_smp_count(cfg.cpus);
+  std::vector<int> legacy;
+  for (char c : cfg.boot_order) legacy.push_back(c == 'd' ? 3 : c == 'c' ? 2 : 4);
+  if (legacy.size() > 3) legacy.resize(3);
+  rtc_->set_boot_order(legacy);
+}
+
+bool PcBoard::key(const std::string& code, bool down) { return kbd_->key(code, down); }
+bool PcBoard::combo(const std::string& name) { return kbd_->combo(name); }
+void PcBoard::mouse(int dx, int dy, int dz, uint8_t buttons) { kbd_->mouse(dx, dy, dz, buttons); }
+
+std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
+  const uint64_t* bitmap = nullptr;
+  {
+    std::lock_guard g(lfb_mu_);
+    if (lfb_mapped_) {
+      std::fill(dirty_.begin(), dirty_.end(), 0);
+      vm_.dirty_log(kLfbSlot, dirty_.data());
+      bitmap = dirty_.data();
+    }
+  }
+  // Without an LFB slot nothing reaches VRAM behind the device's back.
+  std::vector<uint64_t> empty;
+  if (!bitmap) {
+    empty.assign(dirty_.size(), 0);
+    bitmap = empty.data();
+  }
+  return vga_->vga()->poll(bitmap, uint64_t(mono_ns()), force_full);
+}
+
+std::vector<uint8_t> PcBoard::screenshot_png() { return vga_->vga()->screenshot_png(uint64_t(mono_ns())); }
+
+void PcBoard::reset_devices() {
+  host_->reset_all();
+  kbd_->reset();
+}
+
+void PcBoard::change_cdrom(const std::string& path) {
+  if (cdrom_channel_ < 0) throw MachineError("this machine has no CD-ROM drive");
+  std::shared_ptr<block::BlockBackend> media;
+  if (!path.empty()) {
+    block::OpenOptions o;
+    o.read_only = true;
+    o.format = "raw";
+    std::string err;
+    auto be = block::open_block(path, o, &err);
+    if (!be) throw MachineError("CD-ROM image " + err);
+    media = std::move(be);
+  }
+  ide_->channel(cdrom_channel_)->change_media(cdrom_unit_, media);
+}
+
+}  // namespace vireo
