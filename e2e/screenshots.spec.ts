@@ -1,0 +1,142 @@
+// Screenshots of the real app in a real (headful) Chromium window under Xvfb,
+// captured from the X server (xwd), not from the page. Writes docs/screenshots/
+// when VIREO_UPDATE_SCREENSHOTS=1, else a temp dir; either way checks each picture
+// shows the window (OCR finds the expected words).
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { chromium } from 'playwright-core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, buildGuest, contextMenu, createViaWizard, distReady, engineCapability, startServe, terminalText, waitVmState } from './harness';
+
+const missing = ['/usr/bin/Xvfb', '/usr/bin/xwd', '/usr/bin/convert'].find((f) => !fs.existsSync(f));
+const why = distReady() ?? (missing ? `${missing} is missing (apt-get install xvfb x11-apps imagemagick)` : null);
+if (why) console.log(`SKIP screenshots: ${why}`);
+
+const W = 1280;
+const H = 800;
+let xvfb: ChildProcess | undefined;
+
+afterAll(() => {
+  xvfb?.kill('SIGTERM');
+});
+
+async function startXvfb(): Promise<string> {
+  for (let n = 90 + Math.floor(Math.random() * 60); ; n++) {
+    if (fs.existsSync(`/tmp/.X11-unix/X${n}`) || fs.existsSync(`/tmp/.X${n}-lock`)) continue;
+    const p = spawn('/usr/bin/Xvfb', [`:${n}`, '-screen', '0', `${W}x${H}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' });
+    for (let i = 0; i < 100; i++) {
+      if (fs.existsSync(`/tmp/.X11-unix/X${n}`)) {
+        xvfb = p;
+        return `:${n}`;
+      }
+      await new Promise((r) => setTimeout(r, 50)); // polling for the X socket to appear
+    }
+    p.kill();
+  }
+}
+
+function grab(display: string, file: string): void {
+  const xwd = spawnSync('/usr/bin/xwd', ['-root', '-silent', '-display', display], { maxBuffer: 64 << 20 });
+  if (xwd.status !== 0) throw new Error(`xwd failed: ${xwd.stderr}`);
+  const cv = spawnSync('/usr/bin/convert', ['xwd:-', file], { input: xwd.stdout });
+  if (cv.status !== 0) throw new Error(`convert failed: ${cv.stderr}`);
+}
+
+function ocr(file: string): string {
+  const r = spawnSync('tesseract', [file, 'stdout'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout : '';
+}
+
+describe.skipIf(!!why)('screenshots', () => {
+  it('captures the manager, each wizard step, the dialogs and the console from a real window', async () => {
+    const outDir = process.env.VIREO_UPDATE_SCREENSHOTS === '1' ? path.join(ROOT, 'docs', 'screenshots') : fs.mkdtempSync('/tmp/vireo-shots-');
+    fs.mkdirSync(outDir, { recursive: true });
+    const display = await startXvfb();
+    const srv = await startServe();
+    const ctx = await chromium.launchPersistentContext(path.join(srv.dir, 'chromium'), {
+      executablePath: CHROMIUM,
+      headless: false,
+      args: [...CHROMIUM_ARGS, '--test-type', `--window-size=${W},${H}`, '--window-position=0,0', `--app=${srv.url}`],
+      viewport: null,
+      env: { ...process.env, DISPLAY: display },
+    });
+    const shots: Array<[string, RegExp]> = [];
+    try {
+      const page = ctx.pages()[0] ?? (await ctx.waitForEvent('page'));
+      await page.waitForFunction(() => document.documentElement.dataset.vireoReady === 'manager');
+      const shot = async (name: string, expectText: RegExp) => {
+        await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+        const f = path.join(outDir, `${name}.png`);
+        grab(display, f);
+        shots.push([f, expectText]);
+      };
+      const iso = '/usr/lib/grub-rescue/grub-rescue-cdrom.iso';
+      // A few VMs so the list looks like a list.
+      const echo = buildGuest('echo', srv.dir);
+      await createViaWizard(page, { media: 'iso', path: iso, diskGiB: 2, name: 'grub-rescue', memoryMiB: 256, customize: true });
+      await createViaWizard(page, { media: 'iso', path: iso, diskGiB: 20, name: 'debian-12', memoryMiB: 2048, customize: true });
+      if (echo) await createViaWizard(page, { media: 'kernel', path: echo, name: 'echo-guest', memoryMiB: 32, customize: true });
+
+      // The wizard, step by step.
+      await page.getByRole('button', { name: 'New VM' }).click();
+      const dlg = page.getByRole('dialog', { name: 'New VM' });
+      await dlg.getByLabel('ISO image path').fill(iso);
+      await shot('wizard-1-media', /install media/i);
+      for (let s = 2; s <= 5; s++) {
+        await dlg.getByRole('button', { name: 'Forward' }).click();
+        await dlg.locator(`form[data-step="${s}"]`).waitFor();
+        if (s === 5) await dlg.getByLabel('Name', { exact: true }).fill('grub-rescue');
+        await shot(`wizard-${s}-${['', '', 'os', 'memory', 'storage', 'name'][s]}`, [/./, /./, /Operating/i, /Memory/i, /Storage|disk/i, /Name/i][s]!);
+      }
+      await dlg.getByRole('button', { name: 'Finish' }).click();
+      await dlg.locator('#vm-name-error').waitFor();
+      await shot('wizard-error-duplicate-name', /Name and review/i);
+      await dlg.getByRole('button', { name: 'Cancel' }).click();
+
+      let consolePage;
+      if (echo && !engineCapability()) {
+        await contextMenu(page, 'echo-guest', 'Run');
+        await waitVmState(page, 'echo-guest', ['running', 'crashed', 'shutoff']);
+      }
+      await page.getByRole('option', { name: 'grub-rescue', exact: true }).click({ button: 'right' });
+      await page.getByRole('menu').waitFor();
+      await shot('manager-context-menu', /Open|Run|Delete/);
+      await page.keyboard.press('Escape');
+      await shot('manager', /Vireo/);
+      await contextMenu(page, 'grub-rescue', 'Clone…');
+      await page.getByRole('dialog').getByLabel('Name for the clone').waitFor();
+      await shot('clone', /Clone/);
+      await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+      await contextMenu(page, 'grub-rescue', 'Delete…');
+      await page.getByRole('dialog').getByRole('checkbox').first().waitFor();
+      await shot('delete', /Delete/);
+      await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+
+      if (echo && !engineCapability()) {
+        // The console window, serial tab: the echo guest's greeting.
+        await page.goto(`${srv.url}#/console/${await page.getByRole('option', { name: 'echo-guest', exact: true }).getAttribute('data-uuid')}`);
+        consolePage = page;
+        await page.waitForFunction(() => document.documentElement.dataset.vireoReady === 'console');
+        await page.getByRole('tab', { name: 'Serial' }).click();
+        if ((await page.getByTestId('console-state').textContent()) !== 'shutoff') {
+          await expect.poll(() => terminalText(page), { timeout: 20000 }).toContain('echo ready');
+        }
+        await shot('console-serial', /echo ready|Serial/);
+        await page.getByRole('tab', { name: 'Display' }).click();
+        await page.getByRole('button', { name: /Send Key/ }).click().catch(() => undefined);
+        await shot('console-display', /Ctrl|Display|Send Key/);
+      }
+      void consolePage;
+    } finally {
+      await ctx.close();
+      await srv.stop();
+    }
+    for (const [f, re] of shots) {
+      expect(fs.statSync(f).size, f).toBeGreaterThan(10000);
+      const text = ocr(f);
+      expect(text, `${path.basename(f)} should show ${re}`).toMatch(re);
+    }
+    console.log(`screenshots in ${outDir}: ${shots.map(([f]) => path.basename(f)).join(', ')}`);
+  });
+});
