@@ -1,5 +1,6 @@
 // std-vga legacy side: registers, memory window write/read modes, text mode
 // and mode 13h rendering, poll() change tracking. Driven without a vCPU.
+#include <algorithm>
 #include <cstring>
 
 #include "check.h"
@@ -418,4 +419,40 @@ TEST(std_vga_pci_ids_bars_rom_and_lfb_callback) {
   CHECK_EQ(f->vga()->vram()[0x13], uint8_t(4));
   host.config_write(0, 2, 0, 0x04, 2, 0x0000);
   CHECK(!lfb_on);
+}
+
+TEST(text_40x25_doubles_glyphs_and_80x50_uses_8_line_cells) {
+  auto d = text_device();
+  seq(*d, 1, 0x08);       // dot clock / 2
+  crtc(*d, 0x01, 0x27);   // 40 columns
+  crtc(*d, 0x13, 0x14);
+  put_cell(*d, 0, 1, 0x41, 0x0e);
+  Frame f = d->snapshot(400'000'000);
+  CHECK_EQ(f.width, 720u);
+  CHECK_EQ(f.height, 400u);
+  // Glyph column 0 of cell 1 covers pixels 18 and 19; column 1 is background.
+  CHECK_EQ(px(f, 18, 0), rgb(0xff, 0xff, 0));
+  CHECK_EQ(px(f, 19, 0), rgb(0xff, 0xff, 0));
+  CHECK_EQ(px(f, 20, 0), rgb(0, 0, 0));
+  seq(*d, 1, 0x00);
+  crtc(*d, 0x01, 0x4f);
+  crtc(*d, 0x13, 0x28);
+  crtc(*d, 0x09, 0x47);   // 8-line cells -> 50 rows in 400 lines
+  put_cell(*d, 49, 0, 0x41, 0x0e);
+  f = d->snapshot(400'000'000);
+  CHECK_EQ(f.height, 400u);
+  CHECK_EQ(px(f, 0, 49 * 8), rgb(0xff, 0xff, 0));
+  CHECK_EQ(px(f, 1, 49 * 8), rgb(0, 0, 0));
+}
+
+TEST(text_screen_returns_characters_in_text_mode_only) {
+  auto d = text_device();
+  const char* msg = "SeaBIOS";
+  for (int i = 0; msg[i]; i++) put_cell(*d, 2, 4 + i, uint8_t(msg[i]), 0x07);
+  put_cell(*d, 3, 0, 0xc4, 0x07);
+  std::string t = d->text_screen();
+  CHECK(t.find("\n\n    SeaBIOS\n-\n") != std::string::npos);
+  CHECK_EQ(std::count(t.begin(), t.end(), '\n'), 25);
+  d->dispi_write(kDispiEnable, kDispiEnabled);
+  CHECK(d->text_screen().empty());
 }

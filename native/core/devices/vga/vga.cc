@@ -971,4 +971,39 @@ std::optional<FrameUpdate> VgaDevice::poll(const uint64_t* lfb_dirty, uint64_t n
   return up;
 }
 
+std::string VgaDevice::text_screen() {
+  if (mode() != DisplayMode::Text) return {};
+  std::lock_guard g(mu_);
+  uint32_t cols = s_.crtc[1] + 1u;
+  uint32_t ch = (s_.crtc[9] & 0x1f) + 1u;
+  uint32_t vde = s_.crtc[0x12] | ((s_.crtc[7] & 0x02) << 7) | ((s_.crtc[7] & 0x40) << 3);
+  uint32_t rows = (vde + 1) / ch;
+  if (rows == 0 || rows > 100) rows = 25;
+  uint32_t start = (uint32_t(s_.crtc[0x0c]) << 8) | s_.crtc[0x0d];
+  uint32_t stride = s_.crtc[0x13] * 2u;
+  if (stride == 0) stride = cols;
+  size_t planar_words = vram_size_ / 4;
+  std::string out;
+  for (uint32_t r = 0; r < rows; r++) {
+    std::string line;
+    for (uint32_t c = 0; c < cols; c++) {
+      uint32_t a = (start + r * stride + c) & 0xffff;
+      if (a >= planar_words) a = 0;
+      uint8_t chr = vram_[size_t(a) * 4];
+      char o;
+      if (chr >= 0x20 && chr < 0x7f) o = char(chr);
+      else if (chr == 0 ) o = ' ';
+      else if (chr == 0xb3 || chr == 0xba) o = '|';
+      else if (chr == 0xc4 || chr == 0xcd) o = '-';
+      else if ((chr >= 0xb4 && chr <= 0xda)) o = '+';
+      else o = '?';
+      line.push_back(o);
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line;
+    out.push_back('\n');
+  }
+  return out;
+}
+
 }  // namespace vireo::vga

@@ -145,6 +145,10 @@ public:
   std::vector<uint8_t> screenshot_png(uint64_t now_ns);
   // Current mode, for diagnostics and tests.
   DisplayMode mode();
+  // In text mode: the characters on screen, one line per row (trailing
+  // spaces trimmed), CP437 box drawing shown as +, -, | and other non-ASCII
+  // bytes as '?'. Empty in graphics modes. For tests and accessibility.
+  std::string text_screen();
 
   void reset();
   VgaState save();
