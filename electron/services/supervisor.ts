@@ -14,6 +14,8 @@ export interface HostChannel {
   onMessage(cb: (msg: unknown) => void): void;
   onExit(cb: (code: number | null, signal: string | null) => void): void;
   kill(signal: 'SIGTERM' | 'SIGKILL'): void;
+  /** Electron: hand a MessagePort to the host so console bytes skip the main process. */
+  attachPort?(sid: number, port: unknown): void;
 }
 
 export type Launcher = (vmUuid: string) => HostChannel;
@@ -158,6 +160,14 @@ export class Supervisor {
         if (this.running.get(uuid) === r) r.host.send({ t: 'closeStream', sid });
       },
     };
+  }
+
+  /** Gives the engine host one end of a MessagePort for a console (Electron only). */
+  attachPort(uuid: string, port: unknown): boolean {
+    const r = this.need(uuid);
+    if (!r.host.attachPort) return false;
+    r.host.attachPort(this.nextId++, port);
+    return true;
   }
 
   /** Kills every host (app quit). */

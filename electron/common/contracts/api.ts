@@ -81,6 +81,8 @@ export type Params<M extends Method> = s.Infer<Api[M]['params']>;
 export type Result<M extends Method> = s.Infer<Api[M]['result']>;
 
 export const events = {
+  /** The app menu's File → New VM… (Electron). */
+  'ui.newVm': s.object({}),
   'vm.changed': s.object({ vm: VmSummarySchema }),
   'vm.removed': s.object({ uuid: id }),
   'vm.stats': s.object({ uuid: id, cpuPercent: s.number(), memoryMiB: s.number() }),

@@ -61,6 +61,9 @@ export class FakeMachine implements NativeMachine {
     const data = new Uint8Array(64 * 48 * 4).fill(this.pixel);
     return { width: 64, height: 48, modeChanged: !!full, rects: [{ x: 0, y: 0, w: 64, h: 48, data }] };
   }
+  screenText(): string {
+    return '';
+  }
   screenshotPng(): Buffer {
     return Buffer.from([0x89, 0x50, 0x4e, 0x47]);
   }

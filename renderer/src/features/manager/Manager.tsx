@@ -58,6 +58,7 @@ export function Manager() {
   const [menu, setMenu] = useState<{ vm: VmSummary; x: number; y: number } | undefined>();
   const [dialog, setDialog] = useState<Dialog>();
   const listRef = useRef<HTMLUListElement>(null);
+  useEffect(() => getClient().on('ui.newVm', () => setDialog({ kind: 'new' })), []);
   const sel = selected ? vmsMap[selected] : undefined;
 
   const command = (vm: VmSummary, cmd: MenuCommand) => {
