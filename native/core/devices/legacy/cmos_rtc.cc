@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <ctime>
 
 namespace vireo {
@@ -62,9 +63,8 @@ CmosRtc::CmosRtc(IrqLine irq8, Clock mono_ns, int64_t initial_wall_ns)
   s.cmos[kBaseMemHigh] = 640 >> 8;
   s.cmos[kEquipment] = 0x02;  // math coprocessor; no floppies; EGA/VGA
   int64_t now = clock_();
-  s.base_mono_ns = now;
-  s.base_wall_ns = initial_wall_ns;
-  s.last_update_sec = floor_div(initial_wall_ns, kNsPerSec);
+  int64_t sec0 = floor_div(initial_wall_ns, kNsPerSec);
+  set_base(sec0, initial_wall_ns - sec0 * kNsPerSec, now);
   time_to_regs(s.last_update_sec);
 }
 
@@ -123,7 +123,21 @@ int64_t CmosRtc::regs_to_time() const {
   return days_from_civil(year, month, day) * 86400 + int64_t(hour) * 3600 + min * 60 + sec;
 }
 
-int64_t CmosRtc::guest_ns(int64_t now) const { return s.base_wall_ns + (now - s.base_mono_ns); }
+int64_t CmosRtc::guest_sec(int64_t now) const {
+  return s.base_wall_sec + floor_div(s.base_wall_sub_ns + (now - s.base_mono_ns), kNsPerSec);
+}
+
+int64_t CmosRtc::guest_sub_ns(int64_t now) const {
+  int64_t t = s.base_wall_sub_ns + (now - s.base_mono_ns);
+  return t - floor_div(t, kNsPerSec) * kNsPerSec;
+}
+
+void CmosRtc::set_base(int64_t sec, int64_t sub_ns, int64_t now) {
+  s.base_wall_sec = sec;
+  s.base_wall_sub_ns = sub_ns;
+  s.base_mono_ns = now;
+  s.last_update_sec = sec;
+}
 
 bool CmosRtc::running() const { return (s.cmos[kRegA] & kADividerMask) == kADividerNormal; }
 
@@ -144,7 +158,7 @@ void CmosRtc::rearm_periodic(int64_t now) {
 
 void CmosRtc::advance(int64_t now) {
   if (running() && !s.frozen) {
-    int64_t sec = floor_div(guest_ns(now), kNsPerSec);
+    int64_t sec = guest_sec(now);
     if (sec > s.last_update_sec) {
       // Every second boundary crossed since the last look is an update; the
       // alarm is checked against each of them (at most a day's worth: the
@@ -202,8 +216,7 @@ int64_t CmosRtc::next_event_ns() {
   int64_t next = now + kNsPerSec;
   if ((s.cmos[kRegB] & kBPie) && s.next_periodic_ns) next = std::min(next, s.next_periodic_ns);
   if ((s.cmos[kRegB] & (kBUie | kBAie)) && running() && !s.frozen) {
-    int64_t g_ns = guest_ns(now);
-    int64_t to_next = (floor_div(g_ns, kNsPerSec) + 1) * kNsPerSec - g_ns;
+    int64_t to_next = kNsPerSec - guest_sub_ns(now);
     next = std::min(next, now + to_next);
   }
   return next;
@@ -251,8 +264,7 @@ void CmosRtc::read(uint64_t offset, std::span<uint8_t> data) {
     case kRegA: {
       v = s.cmos[kRegA] & uint8_t(~kAUip);
       if (running() && !s.frozen) {
-        int64_t g_ns = guest_ns(now);
-        int64_t into = g_ns - floor_div(g_ns, kNsPerSec) * kNsPerSec;
+        int64_t into = guest_sub_ns(now);
         if (kNsPerSec - into <= kUipNs) v |= kAUip;
       }
       break;
@@ -290,10 +302,7 @@ void CmosRtc::write(uint64_t offset, std::span<const uint8_t> data) {
       s.cmos[kRegA] = uint8_t((v & ~kAUip) | (s.cmos[kRegA] & kAUip));
       if (!was && running() && !s.frozen) {
         // Leaving divider reset: the first update comes 500 ms later.
-        int64_t t = floor_div(guest_ns(now), kNsPerSec);
-        s.base_wall_ns = t * kNsPerSec + kNsPerSec / 2;
-        s.base_mono_ns = now;
-        s.last_update_sec = t;
+        set_base(guest_sec(now), kNsPerSec / 2, now);
       }
       rearm_periodic(now);
       break;
@@ -301,19 +310,16 @@ void CmosRtc::write(uint64_t offset, std::span<const uint8_t> data) {
     case kRegB: {
       uint8_t old = s.cmos[kRegB];
       if ((v & kBSet) && !(old & kBSet)) {
-        time_to_regs(floor_div(guest_ns(now), kNsPerSec));
+        time_to_regs(guest_sec(now));
         s.frozen = true;
         v &= uint8_t(~kBUie);  // datasheet: setting SET clears UIE
       }
       s.cmos[kRegB] = v;
       if (!(v & kBSet) && (old & kBSet)) {
         s.frozen = false;
-        int64_t t = regs_to_time();
-        s.base_wall_ns = t * kNsPerSec;
-        s.base_mono_ns = now;
-        s.last_update_sec = t;
+        set_base(regs_to_time(), 0, now);
       }
-      if (!s.frozen && ((old ^ v) & (kBBinary | kB24h))) time_to_regs(floor_div(guest_ns(now), kNsPerSec));
+      if (!s.frozen && ((old ^ v) & (kBBinary | kB24h))) time_to_regs(guest_sec(now));
       if ((old ^ v) & kBPie) rearm_periodic(now);
       break;
     }
@@ -322,15 +328,11 @@ void CmosRtc::write(uint64_t offset, std::span<const uint8_t> data) {
       break;  // read-only
     default:
       if (is_time_reg(i) && !s.frozen) {
-        int64_t g_ns = guest_ns(now);
-        int64_t sec = floor_div(g_ns, kNsPerSec);
-        int64_t sub = g_ns - sec * kNsPerSec;
-        time_to_regs(sec);
+        int64_t sub = guest_sub_ns(now);
+        time_to_regs(guest_sec(now));
         s.cmos[i] = v;
         int64_t t = regs_to_time();
-        s.base_wall_ns = t * kNsPerSec + sub;
-        s.base_mono_ns = now;
-        s.last_update_sec = t;
+        set_base(t, sub, now);
         time_to_regs(t);
       } else {
         s.cmos[i] = v;
@@ -386,16 +388,20 @@ uint8_t CmosRtc::byte(uint8_t index) {
 
 void CmosRtc::set_wall_ns(int64_t wall_ns) {
   std::lock_guard g(mu_);
-  s.base_wall_ns = wall_ns;
-  s.base_mono_ns = clock_();
-  s.last_update_sec = floor_div(wall_ns, kNsPerSec);
+  int64_t sec = floor_div(wall_ns, kNsPerSec);
+  set_base(sec, wall_ns - sec * kNsPerSec, clock_());
   if (!s.frozen) time_to_regs(s.last_update_sec);
 }
 
 int64_t CmosRtc::wall_ns() {
   std::lock_guard g(mu_);
-  if (s.frozen) return regs_to_time() * kNsPerSec;
-  return guest_ns(clock_());
+  // Saturates outside the int64 nanosecond range (years before 1678 or after 2262).
+  constexpr int64_t kMaxSec = INT64_MAX / kNsPerSec - 1;
+  int64_t now = clock_();
+  int64_t sec = s.frozen ? regs_to_time() : guest_sec(now);
+  int64_t sub = s.frozen ? 0 : guest_sub_ns(now);
+  sec = std::clamp(sec, -kMaxSec, kMaxSec);
+  return sec * kNsPerSec + sub;
 }
 
 CmosRtc::State CmosRtc::snapshot() {

@@ -52,8 +52,10 @@ public:
     uint8_t cmos[128]{};
     uint8_t index = 0;
     bool nmi_disabled = false;
-    // Guest wall time (ns since 1970-01-01 in the guest's zone) at monotonic instant base_mono_ns.
-    int64_t base_wall_ns = 0;
+    // Guest wall time (since 1970-01-01 in the guest's zone) at monotonic instant
+    // base_mono_ns, as seconds + nanoseconds so any year 1900-9999 fits.
+    int64_t base_wall_sec = 0;
+    int64_t base_wall_sub_ns = 0;
     int64_t base_mono_ns = 0;
     bool frozen = false;           // SET bit: registers hold the time, clock stopped
     int64_t next_periodic_ns = 0;  // monotonic; 0 = not armed
@@ -105,7 +107,9 @@ private:
   int64_t period_ns() const;
   bool running() const;
   void rearm_periodic(int64_t now);
-  int64_t guest_ns(int64_t now) const;
+  int64_t guest_sec(int64_t now) const;
+  int64_t guest_sub_ns(int64_t now) const;  // 0..999999999 within guest_sec
+  void set_base(int64_t sec, int64_t sub_ns, int64_t now);
 
   State s;
   IrqLine irq_;
