@@ -45,7 +45,10 @@ export const useVms = create<VmsState>((set) => ({
   error: undefined,
   loaded: false,
   setHost: (host) => set({ host }),
-  setAll: (list) => set({ vms: Object.fromEntries(list.map((v) => [v.uuid, v])), loaded: true }),
+  setAll: (list) => {
+    performance.mark('vireo:list-received');
+    set({ vms: Object.fromEntries(list.map((v) => [v.uuid, v])), loaded: true });
+  },
   upsert: (vm) => set((s) => ({ vms: { ...s.vms, [vm.uuid]: vm } })),
   remove: (uuid) =>
     set((s) => {

@@ -35,6 +35,9 @@ export function SerialTerminal({ stream, visible, sinkRef }: { stream: ConsoleSt
     fit.current = f;
     const enc = new TextEncoder();
     let received = 0;
+    // Adler-32 of everything received, for the no-byte-lost check (bench/app, e2e).
+    let a = 1;
+    let b = 0;
     t.onData((s) => streamRef.current?.send({ op: 'serialIn', port: 0, data: enc.encode(s) }));
     t.onBinary((s) => streamRef.current?.send({ op: 'serialIn', port: 0, data: Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff) }));
     // Copy / paste: Ctrl+Shift+C / Ctrl+Shift+V (Ctrl+C goes to the guest).
@@ -52,9 +55,14 @@ export function SerialTerminal({ stream, visible, sinkRef }: { stream: ConsoleSt
     });
     sinkRef.current = {
       write: (data) => {
+        for (let i = 0; i < data.length; i++) {
+          a = (a + data[i]!) % 65521;
+          b = (b + a) % 65521;
+        }
         t.write(data, () => {
           received += data.byteLength;
           el.current?.setAttribute('data-bytes', String(received));
+          el.current?.setAttribute('data-adler32', String(((b << 16) | a) >>> 0));
           streamRef.current?.send({ op: 'ackSerial', bytes: data.byteLength });
         });
       },

@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useRef, useState } from 'react';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import type { VmSummary } from '../../../../electron/common/contracts/vm';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
@@ -59,6 +59,14 @@ export function Manager() {
   const [dialog, setDialog] = useState<Dialog>();
   const listRef = useRef<HTMLUListElement>(null);
   useEffect(() => getClient().on('ui.newVm', () => setDialog({ kind: 'new' })), []);
+  // For bench/app: when the list first commits to the DOM.
+  const marked = useRef(false);
+  useLayoutEffect(() => {
+    if (!marked.current && vms.length > 0) {
+      marked.current = true;
+      performance.mark('vireo:list-rendered');
+    }
+  }, [vms.length]);
   const sel = selected ? vmsMap[selected] : undefined;
 
   const command = (vm: VmSummary, cmd: MenuCommand) => {

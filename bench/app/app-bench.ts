@@ -1,0 +1,215 @@
+// bench/app: the UI's budgets, measured in Debian's Chromium against `vireo serve`.
+//   1. the manager with 200 VMs renders in < 200 ms (vm.list reply -> rows committed -> painted)
+//   2. the serial console takes 10 MB of guest output without losing a byte or blocking input
+//   3. engine -> canvas frame rate for full-screen changes, and frames sent while idle
+// Run: npx tsc -p tsconfig.json && npx vite build --config renderer/vite.config.ts && node dist/bench/app/app-bench.js
+// Benches 2 and 3 use bench/app/synthetic-addon.cjs in place of the engine (see there).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type BrowserContext, type Page, chromium } from 'playwright-core';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'];
+
+interface Served {
+  dir: string;
+  url: string;
+  proc: ChildProcess;
+  ctx: BrowserContext;
+  page: Page;
+  close(): Promise<void>;
+}
+
+function defFile(dir: string, name: string, boot: object, i: number): string {
+  const uuid = randomUUID();
+  const mac = `52:54:00:${[i >> 16, (i >> 8) & 255, i & 255].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
+  const def = { version: 1, uuid, name, os: 'generic', memoryMiB: 256, cpus: 1, boot, disks: [], nics: [{ mac, network: 'user', model: 'e1000' }], createdAt: new Date().toISOString() };
+  fs.writeFileSync(path.join(dir, `${uuid}.json`), JSON.stringify(def));
+  return uuid;
+}
+
+async function serve(setup: (vmsDir: string) => void, env: NodeJS.ProcessEnv = {}): Promise<Served> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-bench-'));
+  const vmsDir = path.join(dir, 'config', 'vireo', 'vms');
+  fs.mkdirSync(vmsDir, { recursive: true });
+  setup(vmsDir);
+  const proc = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), 'serve'], {
+    env: { ...process.env, HOME: dir, XDG_CONFIG_HOME: path.join(dir, 'config'), XDG_DATA_HOME: path.join(dir, 'data'), ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /(http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    proc.on('exit', (c) => reject(new Error(`vireo serve exited ${c}: ${out}`)));
+  });
+  const ctx = await chromium.launchPersistentContext(path.join(dir, 'chromium'), {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ARGS,
+    viewport: { width: 1280, height: 800 },
+  });
+  const page = ctx.pages()[0] ?? (await ctx.newPage());
+  return {
+    dir,
+    url,
+    proc,
+    ctx,
+    page,
+    close: async () => {
+      await ctx.close();
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- page functions run in the browser; this file has no DOM lib */
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function benchManager(): Promise<Record<string, number>> {
+  const s = await serve((d) => {
+    for (let i = 0; i < 200; i++) defFile(d, `vm-${String(i).padStart(3, '0')}`, { kind: 'firmware', order: 'dc' }, i);
+  });
+  const render: number[] = [];
+  const load: number[] = [];
+  try {
+    for (let run = 0; run < 5; run++) {
+      await s.page.goto(s.url);
+      await s.page.waitForFunction(() => (globalThis as any).document.querySelectorAll('[role=option]').length === 200);
+      // Wait for the paint after the commit, then read the marks.
+      const r = await s.page.evaluate(
+        () =>
+          new Promise<{ render: number; load: number }>((resolve) =>
+            (globalThis as any).requestAnimationFrame(() =>
+              setTimeout(() => {
+                const got = performance.getEntriesByName('vireo:list-received')[0]!.startTime;
+                const done = performance.getEntriesByName('vireo:list-rendered')[0]!.startTime;
+                resolve({ render: done - got, load: performance.now() });
+              }),
+            ),
+          ),
+      );
+      render.push(r.render);
+      load.push(r.load);
+    }
+  } finally {
+    await s.close();
+  }
+  return { vms: 200, renderMsMedian: +median(render).toFixed(1), renderMsMax: +Math.max(...render).toFixed(1), pageLoadToPaintedMsMedian: +median(load).toFixed(0) };
+}
+
+function adler32(total: number): number {
+  let a = 1;
+  let b = 0;
+  for (let k = 0; k < total; k++) {
+    const v = k % 81 === 80 ? 10 : 33 + (k % 94);
+    a = (a + v) % 65521;
+    b = (b + a) % 65521;
+  }
+  return ((b << 16) | a) >>> 0;
+}
+
+async function openConsole(s: Served, uuid: string, tab: 'Serial' | 'Display'): Promise<void> {
+  await s.page.goto(`${s.url}#/console/${uuid}`);
+  await s.page.waitForFunction(() => (globalThis as any).document.documentElement.dataset.vireoReady === 'console');
+  await s.page.getByRole('tab', { name: tab }).click();
+  await s.page.getByRole('button', { name: 'Run', exact: true }).click();
+}
+
+async function benchSerial(): Promise<Record<string, number | boolean>> {
+  const total = 10 * 1024 * 1024;
+  const log = path.join(os.tmpdir(), `vireo-bench-serial-${process.pid}.log`);
+  fs.writeFileSync(log, '');
+  let uuid = '';
+  const s = await serve((d) => (uuid = defFile(d, 'chatty', { kind: 'kernel', kernel: '/dev/null' }, 1)), {
+    VIREO_ADDON: path.join(ROOT, 'bench', 'app', 'synthetic-addon.cjs'),
+    VIREO_BENCH_MODE: 'serial',
+    VIREO_BENCH_LOG: log,
+    VIREO_BENCH_BYTES: String(total),
+  });
+  try {
+    await openConsole(s, uuid, 'Serial');
+    await s.page.waitForFunction(() => Number((globalThis as any).document.querySelector('.serial')?.getAttribute('data-bytes')) > 0, undefined, { timeout: 30000 });
+    const t0 = Date.now();
+    // Type while the guest floods: each key's trip from the page to the engine is timed.
+    const sentAt: number[] = [];
+    await s.page.locator('.xterm-helper-textarea').focus();
+    for (;;) {
+      const got = Number(await s.page.locator('.serial').getAttribute('data-bytes'));
+      if (got >= total) break;
+      if (Date.now() - t0 > 300000) throw new Error(`only ${got} bytes after 300 s`);
+      if (sentAt.length < 20) {
+        sentAt.push(Date.now());
+        await s.page.keyboard.insertText('k');
+      }
+      await s.page.waitForTimeout(100); // the bench's sampling interval (this is a measurement, not a test wait)
+    }
+    const secs = (Date.now() - t0) / 1000;
+    const adler = Number(await s.page.locator('.serial').getAttribute('data-adler32'));
+    const inputs = fs
+      .readFileSync(log, 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('input '))
+      .map((l) => Number(l.split(' ')[1]));
+    const lat = inputs.map((t, i) => t - (sentAt[i] ?? t));
+    return {
+      bytes: Number(await s.page.locator('.serial').getAttribute('data-bytes')),
+      seconds: +secs.toFixed(2),
+      MBps: +(total / 1048576 / secs).toFixed(2),
+      noByteLost: adler === adler32(total),
+      keysTyped: sentAt.length,
+      keysReachedEngine: inputs.length,
+      inputLatencyMsMedian: inputs.length ? median(lat) : -1,
+      inputLatencyMsMax: inputs.length ? Math.max(...lat) : -1,
+    };
+  } finally {
+    await s.close();
+    fs.rmSync(log, { force: true });
+  }
+}
+
+async function benchFrames(mode: 'full' | 'idle'): Promise<Record<string, number>> {
+  let uuid = '';
+  const s = await serve((d) => (uuid = defFile(d, 'display', { kind: 'kernel', kernel: '/dev/null' }, 2)), {
+    VIREO_ADDON: path.join(ROOT, 'bench', 'app', 'synthetic-addon.cjs'),
+    VIREO_BENCH_MODE: mode,
+  });
+  try {
+    await openConsole(s, uuid, 'Display');
+    await s.page.waitForFunction(() => Number((globalThis as any).document.querySelector('canvas')?.dataset.frames) > 0, undefined, { timeout: 30000 });
+    await s.page.waitForTimeout(500); // settle (measurement window, not a test wait)
+    const f0 = Number(await s.page.locator('canvas').getAttribute('data-frames'));
+    const t0 = Date.now();
+    await s.page.waitForTimeout(5000);
+    const f1 = Number(await s.page.locator('canvas').getAttribute('data-frames'));
+    const secs = (Date.now() - t0) / 1000;
+    return mode === 'full'
+      ? { width: 1024, height: 768, fps: +((f1 - f0) / secs).toFixed(1), MBpsPixels: +(((f1 - f0) * 1024 * 768 * 4) / 1048576 / secs).toFixed(1) }
+      : { idleSeconds: +secs.toFixed(1), idleFramesPainted: f1 - f0 };
+  } finally {
+    await s.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const results = {
+    host: `${os.cpus().length} CPUs, ${os.cpus()[0]?.model}, Node ${process.version}, Debian Chromium (headless)`,
+    manager200: await benchManager(),
+    serial10MB: await benchSerial(),
+    framesFullScreen: await benchFrames('full'),
+    framesIdle: await benchFrames('idle'),
+  };
+  console.log(JSON.stringify(results, null, 2));
+  const budget = results.manager200.renderMsMedian < 200 && results.serial10MB.noByteLost === true;
+  process.exitCode = budget ? 0 : 1;
+}
+
+void main();
