@@ -4,7 +4,8 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 
 export const GiB = 1024 * 1024 * 1024;
-const CHUNK = 1024 * 1024;
+const CHUNK = 4 * 1024 * 1024;
+const HOLE_GRAIN = 64 * 1024;
 
 export class StoragePool {
   constructor(readonly dir: string) {}
@@ -67,8 +68,17 @@ export async function copySparse(src: string, dst: string, onProgress: CopyProgr
       if (signal?.aborted) throw new CopyCancelled();
       const { bytesRead } = await inp.read(buf, 0, Math.min(CHUNK, size - pos), pos);
       if (bytesRead === 0) break;
-      const chunk = buf.subarray(0, bytesRead);
-      if (!isZero(chunk)) await out.write(chunk, 0, bytesRead, pos);
+      // Write only the runs of non-zero 64 KiB blocks: holes stay holes at that grain.
+      let runStart = -1;
+      for (let o = 0; o < bytesRead; o += HOLE_GRAIN) {
+        const zero = isZero(buf.subarray(o, Math.min(o + HOLE_GRAIN, bytesRead)));
+        if (!zero && runStart < 0) runStart = o;
+        if (zero && runStart >= 0) {
+          await out.write(buf, runStart, o - runStart, pos + runStart);
+          runStart = -1;
+        }
+      }
+      if (runStart >= 0) await out.write(buf, runStart, bytesRead - runStart, pos + runStart);
       pos += bytesRead;
       const now = Date.now();
       if (now - lastReport > 50 || pos >= size) {
