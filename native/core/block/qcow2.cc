@@ -651,7 +651,7 @@ int Qcow2Backend::read_backing(uint8_t* p, uint64_t n, uint64_t off) {
 }
 
 int Qcow2Backend::read_compressed(uint64_t e, uint8_t* out) {
-  if (zc_host_ == e) {
+  if (zc_host_ == e && zc_data_.size() == cs_) {
     std::memcpy(out, zc_data_.data(), cs_);
     return 0;
   }

@@ -49,10 +49,10 @@ int Qcow2Backend::count_refs(Refs* refs, CheckResult* res, bool include_refcount
   auto add = [&](uint64_t off, uint64_t len) {
     if (!len) return;
     for (uint64_t c = off / cs_; c <= (off + len - 1) / cs_; c++) {
-      if (c >= cnt.size()) {
+      if (c >= cnt.size()) {  // never size a table from a pointer we cannot trust
         res->corruptions++;
         res->messages.push_back(fmt("ERROR cluster %" PRIu64 " is referenced but lies beyond the end of the image", c));
-        cnt.resize(c + 1, 0);
+        return;
       }
       cnt[c]++;
     }
