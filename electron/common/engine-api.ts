@@ -100,6 +100,8 @@ export interface NativeMachine {
   /** Polls the display; returns null when nothing changed since the last call. */
   pollFrame(full?: boolean): FrameUpdate | null;
   screenshotPng(): Buffer;
+  /** Text-mode screen contents, one line per row; '' in graphics modes or without a display. */
+  screenText(): string;
 }
 
 export interface NativeAddon {

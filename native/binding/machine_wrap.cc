@@ -112,6 +112,7 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::SendMouse>("sendMouse"),
                                      InstanceMethod<&MachineWrap::PollFrame>("pollFrame"),
                                      InstanceMethod<&MachineWrap::ScreenshotPng>("screenshotPng"),
+                                     InstanceMethod<&MachineWrap::ScreenText>("screenText"),
                                  });
   env.AddCleanupHook([] {
     std::set<MachineWrap*> live;
@@ -319,6 +320,12 @@ Napi::Value MachineWrap::ScreenshotPng(const Napi::CallbackInfo& info) {
   if (!b) return env.Undefined();
   auto png = b->screenshot_png();
   return Napi::Buffer<uint8_t>::Copy(env, png.data(), png.size());
+}
+
+Napi::Value MachineWrap::ScreenText(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
+  return Napi::String::New(env, b ? b->screen_text() : std::string());
 }
 
 }  // namespace vireo::binding

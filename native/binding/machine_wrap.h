@@ -32,6 +32,7 @@ private:
   Napi::Value SendMouse(const Napi::CallbackInfo& info);
   Napi::Value PollFrame(const Napi::CallbackInfo& info);
   Napi::Value ScreenshotPng(const Napi::CallbackInfo& info);
+  Napi::Value ScreenText(const Napi::CallbackInfo& info);
 
   void DrainSerial(Napi::Env env);
   void ReleaseEvents();

@@ -10,6 +10,8 @@
 #include "devices/ide/piix_ide.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/i8042.h"
+#include "devices/legacy/misc_ports.h"
+#include "devices/pci/piix4_pm.h"
 #include "devices/pci/i440fx.h"
 #include "devices/pci/pci.h"
 #include "devices/pci/piix3.h"
@@ -31,6 +33,7 @@ constexpr uint16_t kRtcPort = 0x70, kRtcLen = 2;
 constexpr uint16_t kPostPort = 0x80;
 constexpr uint16_t kIdePrimaryCmd = 0x1f0, kIdePrimaryCtl = 0x3f6, kIdeSecondaryCmd = 0x170, kIdeSecondaryCtl = 0x376;
 constexpr uint16_t kVgaLegacyPorts = 0x3b0, kVgaLegacyLen = 0x30, kDispiPort = 0x1ce, kDispiLen = 3;
+constexpr uint8_t kIrqSci = 9;  // ACPI SCI, as SeaBIOS's FADT declares
 constexpr uint8_t kIrqKbd = 1, kIrqRtc = 8, kIrqMouse = 12, kIrqIdePrimary = 14, kIrqIdeSecondary = 15;
 // PCI slots of QEMU's "pc" machine, which SeaBIOS and guests' drivers know.
 constexpr int kIdeSlot = 1, kIdeFn = 1, kVgaSlot = 2;
@@ -80,6 +83,19 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   host_->attach(pci::Piix3::kSlot, pci::Piix3::kFn, piix3_);
   pio.insert(piix3_->port92(), pci::Piix3::kPort92, 1, "port92");
 
+  pci::Piix4Pm::Callbacks pmcb;
+  pmcb.poweroff = [&m] {
+    StopInfo i;
+    i.kind = "poweroff";
+    i.message = "the guest powered off (ACPI S5)";
+    m.request_stop(i);
+  };
+  pm_ = std::make_shared<pci::Piix4Pm>(
+      IrqLine([this](bool l) { piix3_->external_irq(kIrqSci, pci::Piix3::kSrcSci, l); }), mono_ns, pmcb);
+  host_->attach(pci::Piix4Pm::kSlot, pci::Piix4Pm::kFn, pm_);
+  pio.insert(pm_->gpe_port(), pci::Piix4Pm::kGpePort, pci::Piix4Pm::kGpeLen, "acpi-gpe0");
+  pio.insert(pm_->apm_port(), pci::Piix4Pm::kApmPort, pci::Piix4Pm::kApmLen, "apm");
+
   ide_ = std::make_shared<ide::PiixIde>(&m.memory(), isa_irq(kIrqIdePrimary), isa_irq(kIrqIdeSecondary));
   host_->attach(kIdeSlot, kIdeFn, ide_);
   pio.insert(ide_->channel(0)->cmd_block(), kIdePrimaryCmd, 8, "ide0-cmd");
@@ -120,6 +136,10 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   fw_ = std::make_shared<FwCfg>(&m.memory());
   pio.insert(fw_, FwCfg::kPortBase, FwCfg::kPortLen, "fw_cfg");
   configure_firmware();
+  // Last: dummy handlers for the legacy ports nothing above claimed (DMA
+  // controllers, LPT, floppy...), so no guest access is left unanswered.
+  misc_ = std::make_shared<MiscPorts>();
+  misc_->register_all(pio);
   rtc_->start_thread();
 }
 
@@ -220,6 +240,10 @@ std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
 }
 
 std::vector<uint8_t> PcBoard::screenshot_png() { return vga_->vga()->screenshot_png(uint64_t(mono_ns())); }
+
+bool PcBoard::press_power_button() { return pm_->press_power_button(); }
+
+std::string PcBoard::screen_text() { return vga_->vga()->text_screen(); }
 
 void PcBoard::reset_devices() {
   host_->reset_all();

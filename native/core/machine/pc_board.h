@@ -3,6 +3,7 @@
 //   00:00.0 i440FX host bridge        00:01.0 PIIX3 ISA bridge (PIRQ, ELCR, 0xcf9, 0x92)
 //   00:01.1 PIIX3 IDE (0x1f0/0x3f6 IRQ14, 0x170/0x376 IRQ15, bus-master BAR4)
 //   00:02.0 std-vga 1234:1111 (LFB as a dirty-logged KVM slot, legacy VGA, dispi)
+//   00:01.3 PIIX4 PM (ACPI: SCI on IRQ 9 through PIIX3, PM timer, power button, S5 poweroff)
 //   ISA: i8042 0x60/0x64 (IRQ1, IRQ12), CMOS/RTC 0x70 (IRQ8), fw_cfg 0x510, POST 0x80
 // Every port and IRQ number is a named constant in machine/layout.h or the
 // device's header.
@@ -29,6 +30,7 @@ namespace pci {
 class PciHost;
 class Piix3;
 class I440fx;
+class Piix4Pm;
 }  // namespace pci
 namespace ide {
 class PiixIde;
@@ -36,6 +38,7 @@ class PiixIde;
 class I8042;
 class CmosRtc;
 class FwCfg;
+class MiscPorts;
 namespace block {
 class BlockBackend;
 }
@@ -63,6 +66,12 @@ public:
   // Display: what changed since the last poll (nothing while the screen is still).
   std::optional<vga::FrameUpdate> poll(bool force_full);
   std::vector<uint8_t> screenshot_png();
+  // Text-mode screen contents (empty in graphics modes); see VgaDevice::text_screen.
+  std::string screen_text();
+
+  // ACPI power button (a polite shutdown request). False when the guest has
+  // not enabled the power-button event (no ACPI-aware OS running).
+  bool press_power_button();
 
   // Puts every device back in its power-on state (guest reset).
   void reset_devices();
@@ -78,6 +87,8 @@ private:
   std::unique_ptr<pci::PciHost> host_;
   std::shared_ptr<pci::I440fx> i440fx_;
   std::shared_ptr<pci::Piix3> piix3_;
+  std::shared_ptr<pci::Piix4Pm> pm_;
+  std::shared_ptr<MiscPorts> misc_;
   std::shared_ptr<ide::PiixIde> ide_;
   std::shared_ptr<vga::StdVgaPci> vga_;
   std::shared_ptr<I8042> kbd_;
