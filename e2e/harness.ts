@@ -199,3 +199,27 @@ export function buildGuest(name: string, dir: string): string | null {
 export async function terminalText(con: Page): Promise<string> {
   return (await con.locator('.xterm-rows').textContent()) ?? '';
 }
+
+/** Calls the contract from the test itself, as a client holding the token (like a second browser tab). */
+export async function apiCall(app: { url: string; token: string; origin: string }, method: string, params: unknown): Promise<any> {
+  const WebSocket = (await import('ws')).default;
+  const u = new URL(app.url);
+  const ws = new WebSocket(`ws://${u.host}/api?token=${app.token}`, { origin: app.origin });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return await new Promise((resolve, reject) => {
+      ws.on('message', (d) => {
+        const m = JSON.parse(String(d));
+        if (m.id !== 1) return;
+        if (m.t === 'result') resolve(m.value);
+        else reject(new Error(m.message));
+      });
+      ws.send(JSON.stringify({ t: 'call', id: 1, method, params }));
+    });
+  } finally {
+    ws.close();
+  }
+}
