@@ -1,0 +1,80 @@
+#include "devices/virtio/notify_thread.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+namespace vireo::virtio {
+
+NotifyThread::NotifyThread(int queues, Bind bind) : bind_(std::move(bind)), slots_(size_t(queues)) {
+  for (auto& s : slots_) s.efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  stop_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+void NotifyThread::start(std::function<void(int q)> kick) {
+  if (thread_.joinable()) return;
+  kick_ = std::move(kick);
+  thread_ = std::thread([this] { run(); });
+}
+
+NotifyThread::~NotifyThread() {
+  uint64_t one = 1;
+  if (stop_fd_ >= 0 && ::write(stop_fd_, &one, sizeof one) < 0) {
+    // Cannot happen for an eventfd below its maximum; the join below would hang, so say so.
+    std::perror("virtio notify thread: stop eventfd write");
+  }
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard g(mu_);
+  for (auto& s : slots_) {
+    if (s.bound) bind_(s.gpa, s.efd, false);
+    if (s.efd >= 0) ::close(s.efd);
+  }
+  if (stop_fd_ >= 0) ::close(stop_fd_);
+}
+
+void NotifyThread::mapped(int q, uint64_t gpa, bool mapped) {
+  std::lock_guard g(mu_);
+  if (q < 0 || size_t(q) >= slots_.size()) return;
+  Slot& s = slots_[size_t(q)];
+  if (s.efd < 0) return;
+  if (s.bound) {
+    bind_(s.gpa, s.efd, false);
+    s.bound = false;
+  }
+  if (mapped) {
+    s.gpa = gpa;
+    s.bound = bind_(gpa, s.efd, true) == 0;
+  }
+}
+
+bool NotifyThread::bound(int q) const {
+  std::lock_guard g(mu_);
+  return q >= 0 && size_t(q) < slots_.size() && slots_[size_t(q)].bound;
+}
+
+void NotifyThread::run() {
+  std::vector<pollfd> fds;
+  for (auto& s : slots_) fds.push_back({s.efd, POLLIN, 0});
+  fds.push_back({stop_fd_, POLLIN, 0});
+  for (;;) {
+    int n = ::poll(fds.data(), fds.size(), -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds.back().revents) return;
+    for (size_t i = 0; i + 1 < fds.size(); i++) {
+      if (!(fds[i].revents & POLLIN)) continue;
+      uint64_t v;
+      if (::read(fds[i].fd, &v, sizeof v) == sizeof v) {
+        kicks_++;
+        kick_(int(i));
+      }
+    }
+  }
+}
+
+}  // namespace vireo::virtio
