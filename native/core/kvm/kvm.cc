@@ -149,6 +149,26 @@ void KvmVm::dirty_log(uint32_t slot, uint64_t* bitmap) {
   if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &d) < 0) throw KvmError("KVM_GET_DIRTY_LOG failed: " + errstr(errno), errno);
 }
 
+kvm_irqchip KvmVm::irqchip(uint32_t chip_id) const {
+  kvm_irqchip c{};
+  c.chip_id = chip_id;
+  if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &c) < 0) throw KvmError("KVM_GET_IRQCHIP failed: " + errstr(errno), errno);
+  return c;
+}
+void KvmVm::set_irqchip(const kvm_irqchip& c) {
+  kvm_irqchip copy = c;
+  if (::ioctl(fd_.get(), KVM_SET_IRQCHIP, &copy) < 0) throw KvmError("KVM_SET_IRQCHIP failed: " + errstr(errno), errno);
+}
+kvm_pit_state2 KvmVm::pit() const {
+  kvm_pit_state2 p{};
+  if (::ioctl(fd_.get(), KVM_GET_PIT2, &p) < 0) throw KvmError("KVM_GET_PIT2 failed: " + errstr(errno), errno);
+  return p;
+}
+void KvmVm::set_pit(const kvm_pit_state2& p) {
+  kvm_pit_state2 copy = p;
+  if (::ioctl(fd_.get(), KVM_SET_PIT2, &copy) < 0) throw KvmError("KVM_SET_PIT2 failed: " + errstr(errno), errno);
+}
+
 int KvmVm::register_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match, uint64_t match) {
   kvm_ioeventfd io{};
   io.addr = addr;
@@ -157,6 +177,25 @@ int KvmVm::register_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bo
   io.datamatch = match;
   io.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (has_match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0);
   return ::ioctl(fd_.get(), KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int KvmVm::unregister_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match, uint64_t match) {
+  kvm_ioeventfd io{};
+  io.addr = addr;
+  io.len = len;
+  io.fd = efd;
+  io.datamatch = match;
+  io.flags = KVM_IOEVENTFD_FLAG_DEASSIGN | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (has_match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0);
+  return ::ioctl(fd_.get(), KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+int KvmVm::signal_msi(uint64_t addr, uint32_t data) {
+  kvm_msi m{};
+  m.address_lo = uint32_t(addr);
+  m.address_hi = uint32_t(addr >> 32);
+  m.data = data;
+  int r = ::ioctl(fd_.get(), KVM_SIGNAL_MSI, &m);
+  return r < 0 ? -errno : r;
 }
 
 int KvmVm::register_irqfd(int efd, uint32_t gsi, bool deassign) {
@@ -232,6 +271,34 @@ void KvmVcpu::set_mp_state_runnable() {
   kvm_mp_state s{};
   s.mp_state = KVM_MP_STATE_RUNNABLE;
   ::ioctl(fd_.get(), KVM_SET_MP_STATE, &s);
+}
+
+kvm_mp_state KvmVcpu::mp_state() const {
+  kvm_mp_state s{};
+  if (::ioctl(fd_.get(), KVM_GET_MP_STATE, &s) < 0) throw KvmError("KVM_GET_MP_STATE failed: " + errstr(errno), errno);
+  return s;
+}
+void KvmVcpu::set_mp_state(const kvm_mp_state& s) {
+  kvm_mp_state copy = s;
+  if (::ioctl(fd_.get(), KVM_SET_MP_STATE, &copy) < 0) throw KvmError("KVM_SET_MP_STATE failed: " + errstr(errno), errno);
+}
+kvm_lapic_state KvmVcpu::lapic() const {
+  kvm_lapic_state l{};
+  if (::ioctl(fd_.get(), KVM_GET_LAPIC, &l) < 0) throw KvmError("KVM_GET_LAPIC failed: " + errstr(errno), errno);
+  return l;
+}
+void KvmVcpu::set_lapic(const kvm_lapic_state& l) {
+  kvm_lapic_state copy = l;
+  if (::ioctl(fd_.get(), KVM_SET_LAPIC, &copy) < 0) throw KvmError("KVM_SET_LAPIC failed: " + errstr(errno), errno);
+}
+kvm_fpu KvmVcpu::fpu() const {
+  kvm_fpu f{};
+  if (::ioctl(fd_.get(), KVM_GET_FPU, &f) < 0) throw KvmError("KVM_GET_FPU failed: " + errstr(errno), errno);
+  return f;
+}
+void KvmVcpu::set_fpu(const kvm_fpu& f) {
+  kvm_fpu copy = f;
+  if (::ioctl(fd_.get(), KVM_SET_FPU, &copy) < 0) throw KvmError("KVM_SET_FPU failed: " + errstr(errno), errno);
 }
 
 bool KvmVcpu::translate(uint64_t gva, uint64_t& gpa) const {

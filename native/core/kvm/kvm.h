@@ -75,8 +75,18 @@ public:
   void irq_line(uint32_t irq, bool level);
   // Copies the dirty bitmap of `slot` (1 bit per 4 KiB page) and clears it in KVM.
   void dirty_log(uint32_t slot, uint64_t* bitmap);
+  // Whole in-kernel interrupt controller / PIT state (save at power-on, put back on reset).
+  kvm_irqchip irqchip(uint32_t chip_id) const;
+  void set_irqchip(const kvm_irqchip& c);
+  kvm_pit_state2 pit() const;
+  void set_pit(const kvm_pit_state2& p);
   int register_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match = false, uint64_t match = 0);
   int register_irqfd(int efd, uint32_t gsi, bool deassign = false);
+  // Removes an ioeventfd registered with the same arguments.
+  int unregister_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match = false, uint64_t match = 0);
+  // Injects one MSI (KVM_SIGNAL_MSI). Returns > 0 delivered, 0 blocked by the
+  // guest, -errno on failure (e.g. no in-kernel irqchip).
+  int signal_msi(uint64_t addr, uint32_t data);
 
 private:
   KvmSystem& sys_;
@@ -102,6 +112,12 @@ public:
   void set_fpu_defaults();
   void set_msrs(const std::vector<std::pair<uint32_t, uint64_t>>& msrs);
   void set_mp_state_runnable();
+  kvm_mp_state mp_state() const;
+  void set_mp_state(const kvm_mp_state& s);
+  kvm_lapic_state lapic() const;
+  void set_lapic(const kvm_lapic_state& l);
+  kvm_fpu fpu() const;
+  void set_fpu(const kvm_fpu& f);
   // Translate a guest-virtual address with the vCPU's current paging; false if unmapped.
   bool translate(uint64_t gva, uint64_t& gpa) const;
 

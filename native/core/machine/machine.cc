@@ -89,6 +89,16 @@ std::string hex(uint64_t v) {
 
 }  // namespace
 
+struct Machine::PowerOn {
+  std::vector<kvm_regs> regs;
+  std::vector<kvm_sregs> sregs;
+  std::vector<kvm_fpu> fpu;
+  std::vector<kvm_lapic_state> lapic;
+  std::vector<kvm_mp_state> mp;
+  kvm_irqchip chips[3];
+  kvm_pit_state2 pit;
+};
+
 Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.cpus < 1 || cfg_.cpus > 64) throw MachineError("cpus must be between 1 and 64 (got " + std::to_string(cfg_.cpus) + ")");
   if (cfg_.mem_bytes < (16ull << 20)) throw MachineError("memory must be at least 16 MiB");
@@ -124,6 +134,78 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
     vcpus_.push_back(std::make_unique<kvm::KvmVcpu>(*vm_, i));
     setup_vcpu(*vcpus_.back(), i);
   }
+  if (board_) capture_power_on_state();
+}
+
+void Machine::capture_power_on_state() {
+  power_on_ = std::make_unique<PowerOn>();
+  for (auto& v : vcpus_) {
+    power_on_->regs.push_back(v->regs());
+    power_on_->sregs.push_back(v->sregs());
+    power_on_->fpu.push_back(v->fpu());
+    power_on_->lapic.push_back(v->lapic());
+    power_on_->mp.push_back(v->mp_state());
+  }
+  for (uint32_t i = 0; i < 3; i++) power_on_->chips[i] = vm_->irqchip(i);  // master PIC, slave PIC, IOAPIC
+  power_on_->pit = vm_->pit();
+}
+
+void Machine::request_reset(const std::string& why) {
+  if (!board_ || !power_on_) {
+    StopInfo info;
+    info.kind = "reset";
+    info.message = "the guest reset the machine (" + why + ")";
+    request_stop(info);
+    return;
+  }
+  std::unique_lock g(mu_);
+  if (stop_requested_ || reset_requested_) return;
+  reset_why_ = why;
+  reset_requested_ = true;
+  pause_requested_ = true;
+  cv_.notify_all();
+  kick_all();
+}
+
+// Runs on vCPU 0's thread once every other vCPU is parked: puts the board,
+// the interrupt controllers and every vCPU back to their power-on state and
+// the firmware's shadow copy back to the ROM image, then lets them run.
+void Machine::do_reset() {
+  {
+    std::unique_lock g(mu_);
+    cv_.wait(g, [&] { return parked_ >= live_threads_ - 1 || stop_requested_; });
+    if (stop_requested_) return;
+  }
+  try {
+    board_->reset_devices();
+    size_t shadow = std::min<size_t>(bios_.size(), 0x20000);
+    std::memcpy(ram_ + layout::kBiosShadowTop - shadow, bios_.data() + bios_.size() - shadow, shadow);
+    for (uint32_t i = 0; i < 3; i++) vm_->set_irqchip(power_on_->chips[i]);
+    vm_->set_pit(power_on_->pit);
+    for (size_t i = 0; i < vcpus_.size(); i++) {
+      auto& v = *vcpus_[i];
+      v.set_sregs(power_on_->sregs[i]);
+      v.set_regs(power_on_->regs[i]);
+      v.set_fpu(power_on_->fpu[i]);
+      v.set_lapic(power_on_->lapic[i]);
+      v.set_mp_state(power_on_->mp[i]);
+    }
+  } catch (std::exception& e) {
+    StopInfo info;
+    info.kind = "error";
+    info.message = std::string("reset failed: ") + e.what();
+    {
+      std::lock_guard g(mu_);
+      reset_requested_ = false;
+    }
+    request_stop(info, RunState::Crashed);
+    return;
+  }
+  reset_count_++;
+  std::lock_guard g(mu_);
+  reset_requested_ = false;
+  pause_requested_ = false;
+  cv_.notify_all();
 }
 
 Machine::~Machine() {
@@ -276,6 +358,14 @@ void Machine::kick_all() {
   }
 }
 
+void Machine::nudge_vcpus() {
+  std::lock_guard g(mu_);
+  if (state_ != RunState::Running) return;
+  for (size_t i = 0; i < threads_.size(); i++) {
+    if (threads_[i].joinable()) pthread_kill(threads_[i].native_handle(), kick_signal());
+  }
+}
+
 void Machine::pause() {
   std::unique_lock g(mu_);
   if (state_ != RunState::Running) return;
@@ -397,6 +487,11 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
     case KVM_EXIT_IRQ_WINDOW_OPEN:
       return true;
     case KVM_EXIT_SHUTDOWN: {
+      if (board_) {
+        // A PC resets on a triple fault; the firmware starts over.
+        request_reset("triple fault on vCPU " + std::to_string(v.id()));
+        return true;
+      }
       StopInfo info;
       info.kind = "triple-fault";
       fill_fault_info(v, info);
@@ -432,6 +527,10 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
     case KVM_EXIT_SYSTEM_EVENT: {
       StopInfo info;
       if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
+        if (board_) {
+          request_reset("system reset event");
+          return true;
+        }
         info.kind = "reset";
         info.message = "the guest reset the machine";
       } else {
@@ -461,11 +560,15 @@ void Machine::vcpu_loop(int id) {
   kvm::KvmVcpu& v = *vcpus_[size_t(id)];
   for (;;) {
     if (stop_requested_) break;
+    if (reset_requested_ && id == 0) {
+      do_reset();
+      continue;
+    }
     if (pause_requested_) {
       std::unique_lock g(mu_);
       parked_++;
       cv_.notify_all();
-      cv_.wait(g, [&] { return !pause_requested_ || stop_requested_; });
+      cv_.wait(g, [&] { return !pause_requested_ || stop_requested_ || (id == 0 && reset_requested_); });
       parked_--;
       continue;
     }

@@ -111,6 +111,16 @@ public:
   // Asks every vCPU to stop with `info` (first caller wins). Used by devices
   // (exit port, ACPI poweroff) from vCPU threads; does not join.
   void request_stop(StopInfo info, RunState final_state = RunState::Stopped);
+  // A guest-initiated reset (0xcf9, keyboard controller, triple fault in
+  // firmware boot): with the PC board the machine reboots, as a PC does;
+  // without one (direct kernel boot) it stops with kind "reset".
+  void request_reset(const std::string& why);
+  // Interrupts every running vCPU's KVM_RUN once (they re-enter at once).
+  // Used on kvm_pvm hosts, where a pending interrupt is only injected at an
+  // exit that finds the guest with interrupts enabled; see PcBoard's nudger.
+  void nudge_vcpus();
+  // How many times the guest has rebooted.
+  int reset_count() const { return reset_count_.load(); }
 
 private:
   void setup_memory();
@@ -121,6 +131,8 @@ private:
   void kick_all();
   void set_state(RunState s, const StopInfo& info);
   void fill_fault_info(kvm::KvmVcpu& v, StopInfo& info);
+  void do_reset();
+  void capture_power_on_state();
 
   MachineConfig cfg_;
   GuestMemory mem_;
@@ -148,6 +160,11 @@ private:
   StopInfo stop_info_;
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> pause_requested_{false};
+  std::atomic<bool> reset_requested_{false};
+  std::atomic<int> reset_count_{0};
+  std::string reset_why_;
+  struct PowerOn;  // register and interrupt-controller state at power-on
+  std::unique_ptr<PowerOn> power_on_;
   int parked_ = 0;
   int live_threads_ = 0;
   RunState final_state_ = RunState::Stopped;

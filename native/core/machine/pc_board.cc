@@ -17,6 +17,9 @@
 #include "devices/pci/piix3.h"
 #include "devices/vga/std_vga_pci.h"
 #include "devices/vga/vga.h"
+#include "devices/virtio/blk/device.h"
+#include "devices/virtio/notify_thread.h"
+#include "devices/virtio/pci_transport.h"
 #include "kvm/kvm.h"
 #include "machine/boot.h"
 #include "machine/layout.h"
@@ -55,12 +58,6 @@ struct PostPort : IoDevice {
   void write(uint64_t, std::span<const uint8_t> d) override { last = d[0]; }
 };
 
-StopInfo reset_info(const char* how) {
-  StopInfo i;
-  i.kind = "reset";
-  i.message = std::string("the guest reset the machine (") + how + ")";
-  return i;
-}
 
 }  // namespace
 
@@ -78,7 +75,7 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
 
   pci::Piix3::Callbacks pcb;
   pcb.set_isa_irq = [&vm](int irq, bool level) { vm.irq_line(uint32_t(irq), level); };
-  pcb.reset = [&m] { m.request_stop(reset_info("reset control register 0xcf9 / port 0x92")); };
+  pcb.reset = [&m] { m.request_reset("reset control register 0xcf9 / port 0x92"); };
   piix3_ = std::make_shared<pci::Piix3>(*host_, pcb);
   host_->attach(pci::Piix3::kSlot, pci::Piix3::kFn, piix3_);
   pio.insert(piix3_->port92(), pci::Piix3::kPort92, 1, "port92");
@@ -124,7 +121,7 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   mmio.insert(vga_->vga()->legacy_memory(), layout::kVgaWindow, layout::kVgaWindowSize, "vga-window");
 
   I8042::Callbacks kcb;
-  kcb.reset = [&m] { m.request_stop(reset_info("keyboard controller reset line")); };
+  kcb.reset = [&m] { m.request_reset("keyboard controller reset line"); };
   kbd_ = std::make_shared<I8042>(isa_irq(kIrqKbd), isa_irq(kIrqMouse), kcb);
   pio.insert(kbd_->data_port(), kKbdDataPort, 1, "i8042-data");
   pio.insert(kbd_->command_port(), kKbdCmdPort, 1, "i8042-cmd");
@@ -141,10 +138,49 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   misc_ = std::make_shared<MiscPorts>();
   misc_->register_all(pio);
   rtc_->start_thread();
+  pvm_host_ = kvm::host_is_pvm();
+  if (pvm_host_) nudger_ = std::thread([this] { nudger_loop(); });
 }
 
 PcBoard::~PcBoard() {
   if (rtc_) rtc_->stop_thread();
+  if (nudger_.joinable()) {
+    {
+      std::lock_guard g(nudge_mu_);
+      nudger_quit_ = true;
+    }
+    nudge_cv_.notify_all();
+    nudger_.join();
+  }
+}
+
+void PcBoard::start_nudging() {
+  if (!pvm_host_) return;
+  {
+    std::lock_guard g(nudge_mu_);
+    nudge_until_ns_ = mono_ns() + 5'000'000'000;  // give up after 5 s: the guest may simply not read input
+  }
+  nudge_cv_.notify_all();
+}
+
+void PcBoard::nudger_loop() {
+  std::unique_lock g(nudge_mu_);
+  while (!nudger_quit_) {
+    if (mono_ns() >= nudge_until_ns_) {
+      nudge_cv_.wait(g, [&] { return nudger_quit_ || mono_ns() < nudge_until_ns_; });
+      continue;
+    }
+    g.unlock();
+    auto st = kbd_->snapshot();
+    bool pending = (st.status & 0x01) || st.kbd_q.count || st.aux_q.count;
+    if (pending) m_.nudge_vcpus();
+    g.lock();
+    if (!pending) {
+      nudge_until_ns_ = 0;
+      continue;
+    }
+    nudge_cv_.wait_for(g, std::chrono::microseconds(300));
+  }
 }
 
 void PcBoard::wire_ide() {
@@ -166,7 +202,10 @@ void PcBoard::wire_ide() {
     return false;
   };
   for (const DiskSpec& d : cfg.disks) {
-    if (d.virtio) throw MachineError("disk '" + d.path + "': virtio-blk is not available on this board yet; use the IDE bus");
+    if (d.virtio) {
+      wire_virtio_blk(d);
+      continue;
+    }
     block::OpenOptions o;
     o.format = d.format;
     o.read_only = d.read_only || d.cdrom;
@@ -190,6 +229,54 @@ void PcBoard::wire_ide() {
       boot_paths_disk_.push_back(path);
     }
   }
+}
+
+void PcBoard::wire_virtio_blk(const DiskSpec& d) {
+  // QEMU's "pc" machine puts the first -device virtio-blk-pci at slot 5 when
+  // slots 3 and 4 are taken by a NIC and others; guests do not care, SeaBIOS
+  // boots it by the slot named in the bootorder path.
+  constexpr int kVirtioFirstSlot = 5, kLastSlot = 31;
+  if (d.cdrom) throw MachineError("disk '" + d.path + "': a CD-ROM cannot be a virtio-blk device here; use the IDE bus");
+  int slot = kVirtioFirstSlot;
+  while (slot <= kLastSlot && host_->function(slot, 0)) slot++;
+  if (slot > kLastSlot) throw MachineError("disk '" + d.path + "': no free PCI slot for another virtio-blk device");
+  block::OpenOptions o;
+  o.format = d.format;
+  o.read_only = d.read_only;
+  o.snapshot = d.snapshot;
+  std::string err;
+  auto be = block::open_block(d.path, o, &err);
+  if (!be) throw MachineError("disk image " + err);
+  virtio::VirtioBlk::Options bo;
+  bo.read_only = d.read_only;
+  auto dev = std::make_shared<virtio::VirtioBlk>(std::shared_ptr<block::BlockBackend>(std::move(be)), bo);
+
+  // Notifications: an ioeventfd per queue where KVM takes it (else the
+  // notify write exits as MMIO); interrupts as MSI-X messages or INTA#.
+  auto* vm = &vm_;
+  auto notify = std::make_unique<virtio::NotifyThread>(
+      dev->num_queues(),
+      [vm](uint64_t gpa, int efd, bool assign) {
+        // Any write length where KVM supports it (len 0), else the 16-bit
+        // write drivers use for the queue index.
+        if (!assign) {
+          int r = vm->unregister_ioeventfd(gpa, 0, efd, false);
+          return r == 0 ? 0 : vm->unregister_ioeventfd(gpa, 2, efd, false);
+        }
+        int r = vm->register_ioeventfd(gpa, 0, efd, false);
+        return r == 0 ? 0 : vm->register_ioeventfd(gpa, 2, efd, false);
+      });
+  virtio::VirtioPci::Hooks hooks;
+  hooks.msi = [vm](uint64_t addr, uint32_t data) { vm->signal_msi(addr, data); };
+  auto* n = notify.get();
+  hooks.notify_mapped = [n](int q, uint64_t gpa, bool mapped) { n->mapped(q, gpa, mapped); };
+  auto fn = std::make_shared<virtio::VirtioPci>(dev, &m_.memory(), hooks);
+  fn->name = "virtio-blk@" + std::to_string(slot);
+  n->start([t = fn.get()](int q) { t->notify(q); });
+  host_->attach(slot, 0, fn);
+  virtio_blk_.push_back(fn);
+  virtio_notify_.push_back(std::move(notify));
+  boot_paths_disk_.push_back(fwcfg::pci_device_path("scsi", slot) + "/disk@0,0");
 }
 
 void PcBoard::configure_firmware() {
@@ -216,9 +303,20 @@ void PcBoard::configure_firmware() {
   rtc_->set_boot_order(legacy);
 }
 
-bool PcBoard::key(const std::string& code, bool down) { return kbd_->key(code, down); }
-bool PcBoard::combo(const std::string& name) { return kbd_->combo(name); }
-void PcBoard::mouse(int dx, int dy, int dz, uint8_t buttons) { kbd_->mouse(dx, dy, dz, buttons); }
+bool PcBoard::key(const std::string& code, bool down) {
+  bool ok = kbd_->key(code, down);
+  start_nudging();
+  return ok;
+}
+bool PcBoard::combo(const std::string& name) {
+  bool ok = kbd_->combo(name);
+  start_nudging();
+  return ok;
+}
+void PcBoard::mouse(int dx, int dy, int dz, uint8_t buttons) {
+  kbd_->mouse(dx, dy, dz, buttons);
+  start_nudging();
+}
 
 std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
   const uint64_t* bitmap = nullptr;
@@ -241,13 +339,27 @@ std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
 
 std::vector<uint8_t> PcBoard::screenshot_png() { return vga_->vga()->screenshot_png(uint64_t(mono_ns())); }
 
+std::string PcBoard::input_debug() {
+  auto st = kbd_->snapshot();
+  auto pic = vm_.irqchip(KVM_IRQCHIP_PIC_MASTER).chip.pic;
+  char b[200];
+  std::snprintf(b, sizeof b, "i8042 status=%02x ctr=%02x out=%02x kbdq=%u ctrlq=%u | pic irr=%02x imr=%02x isr=%02x",
+                st.status, st.ctr, st.out, unsigned(st.kbd_q.count), unsigned(st.ctrl_q.count), pic.irr, pic.imr, pic.isr);
+  return b;
+}
+
 bool PcBoard::press_power_button() { return pm_->press_power_button(); }
 
 std::string PcBoard::screen_text() { return vga_->vga()->text_screen(); }
 
 void PcBoard::reset_devices() {
-  host_->reset_all();
+  host_->reset_all();  // every PCI function: config space, BARs, IDE channels, VGA, PM
   kbd_->reset();
+  {
+    std::lock_guard g(lfb_mu_);
+    if (lfb_mapped_) vm_.set_memory(kLfbSlot, lfb_gpa_, 0, nullptr);
+    lfb_mapped_ = false;
+  }
 }
 
 void PcBoard::change_cdrom(const std::string& path) {

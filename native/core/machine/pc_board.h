@@ -12,6 +12,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <condition_variable>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,11 @@ class Piix4Pm;
 namespace ide {
 class PiixIde;
 }
+namespace virtio {
+class VirtioPci;
+class NotifyThread;
+}  // namespace virtio
+struct DiskSpec;
 class I8042;
 class CmosRtc;
 class FwCfg;
@@ -46,6 +53,8 @@ class BlockBackend;
 class Board {
 public:
   virtual ~Board() = default;
+  // Puts every device back in its power-on state (guest reset).
+  virtual void reset_devices() = 0;
 };
 
 class PcBoard : public Board {
@@ -72,14 +81,21 @@ public:
   // ACPI power button (a polite shutdown request). False when the guest has
   // not enabled the power-button event (no ACPI-aware OS running).
   bool press_power_button();
+  // One line on the keyboard path (controller status, queued bytes, the
+  // master PIC's IRR/IMR/ISR) for diagnosing lost input.
+  std::string input_debug();
 
-  // Puts every device back in its power-on state (guest reset).
-  void reset_devices();
+  void reset_devices() override;
   // CD-ROM: eject, or insert another ISO (empty path = eject).
   void change_cdrom(const std::string& path);
 
 private:
   void wire_ide();
+  void start_nudging();
+  void nudger_loop();
+  // A DiskSpec with virtio = true: a virtio-blk PCI function at the next
+  // free slot from 5 (QEMU's first slot for -device virtio-blk-pci).
+  void wire_virtio_blk(const DiskSpec& d);
   void configure_firmware();
 
   Machine& m_;
@@ -97,10 +113,28 @@ private:
   int cdrom_channel_ = -1, cdrom_unit_ = -1;
   std::vector<std::string> boot_paths_disk_, boot_paths_cdrom_;
 
+  // kvm_pvm hosts run guest ring-0 code in KVM's emulator in batches and only
+  // inject a pending interrupt at an exit that finds interrupts enabled. A
+  // BIOS that polls for keys with "sti; nop; cli" can then wait a long time
+  // for IRQ 1. While input is waiting in the controller, the nudger kicks
+  // the vCPUs out of KVM_RUN every few hundred microseconds, so the guest
+  // is entered again at many different points and the interrupt gets in.
+  bool pvm_host_ = false;
+  std::thread nudger_;
+  std::mutex nudge_mu_;
+  std::condition_variable nudge_cv_;
+  int64_t nudge_until_ns_ = 0;
+  bool nudger_quit_ = false;
+
   std::mutex lfb_mu_;
   uint64_t lfb_gpa_ = 0;
   bool lfb_mapped_ = false;
   std::vector<uint64_t> dirty_;
+
+  // virtio-blk functions and their ioeventfd threads (declared last so the
+  // threads stop before anything they kick goes away).
+  std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_blk_;
+  std::vector<std::unique_ptr<virtio::NotifyThread>> virtio_notify_;
 };
 
 }  // namespace vireo
