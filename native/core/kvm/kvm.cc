@@ -198,25 +198,6 @@ int KvmVm::signal_msi(uint64_t addr, uint32_t data) {
   return r < 0 ? -errno : r;
 }
 
-int KvmVm::unregister_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match, uint64_t match) {
-  kvm_ioeventfd io{};
-  io.addr = addr;
-  io.len = len;
-  io.fd = efd;
-  io.datamatch = match;
-  io.flags = KVM_IOEVENTFD_FLAG_DEASSIGN | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (has_match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0);
-  return ::ioctl(fd_.get(), KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
-}
-
-int KvmVm::signal_msi(uint64_t addr, uint32_t data) {
-  kvm_msi m{};
-  m.address_lo = uint32_t(addr);
-  m.address_hi = uint32_t(addr >> 32);
-  m.data = data;
-  int r = ::ioctl(fd_.get(), KVM_SIGNAL_MSI, &m);
-  return r < 0 ? -errno : r;
-}
-
 int KvmVm::register_irqfd(int efd, uint32_t gsi, bool deassign) {
   kvm_irqfd f{};
   f.fd = efd;

@@ -87,11 +87,6 @@ public:
   // Injects one MSI (KVM_SIGNAL_MSI). Returns > 0 delivered, 0 blocked by the
   // guest, -errno on failure (e.g. no in-kernel irqchip).
   int signal_msi(uint64_t addr, uint32_t data);
-  // Removes an ioeventfd registered with the same arguments.
-  int unregister_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match = false, uint64_t match = 0);
-  // Injects one MSI (KVM_SIGNAL_MSI). Returns > 0 delivered, 0 blocked by the
-  // guest, -errno on failure (e.g. no in-kernel irqchip).
-  int signal_msi(uint64_t addr, uint32_t data);
 
 private:
   KvmSystem& sys_;

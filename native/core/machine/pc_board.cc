@@ -1,0 +1,380 @@
+#include "machine/pc_board.h"
+
+#include <sys/mman.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "block/image.h"
+#include "devices/fw_cfg.h"
+#include "devices/ide/piix_ide.h"
+#include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/misc_ports.h"
+#include "devices/pci/piix4_pm.h"
+#include "devices/pci/i440fx.h"
+#include "devices/pci/pci.h"
+#include "devices/pci/piix3.h"
+#include "devices/vga/std_vga_pci.h"
+#include "devices/vga/vga.h"
+#include "devices/virtio/blk/device.h"
+#include "devices/virtio/notify_thread.h"
+#include "devices/virtio/pci_transport.h"
+#include "kvm/kvm.h"
+#include "machine/boot.h"
+#include "machine/layout.h"
+#include "machine/machine.h"
+
+namespace vireo {
+
+namespace {
+
+// ISA ports and IRQs of the PC/AT (IBM PC AT Technical Reference).
+constexpr uint16_t kPciConfigPort = 0xcf8, kPciConfigLen = 8;  // mechanism #1 (+0xcf9 reset control)
+constexpr uint16_t kKbdDataPort = 0x60, kKbdCmdPort = 0x64;
+constexpr uint16_t kRtcPort = 0x70, kRtcLen = 2;
+constexpr uint16_t kPostPort = 0x80;
+constexpr uint16_t kIdePrimaryCmd = 0x1f0, kIdePrimaryCtl = 0x3f6, kIdeSecondaryCmd = 0x170, kIdeSecondaryCtl = 0x376;
+constexpr uint16_t kVgaLegacyPorts = 0x3b0, kVgaLegacyLen = 0x30, kDispiPort = 0x1ce, kDispiLen = 3;
+constexpr uint8_t kIrqSci = 9;  // ACPI SCI, as SeaBIOS's FADT declares
+constexpr uint8_t kIrqKbd = 1, kIrqRtc = 8, kIrqMouse = 12, kIrqIdePrimary = 14, kIrqIdeSecondary = 15;
+// PCI slots of QEMU's "pc" machine, which SeaBIOS and guests' drivers know.
+constexpr int kIdeSlot = 1, kIdeFn = 1, kVgaSlot = 2;
+
+int64_t mono_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// POST codes (port 0x80) are kept for diagnostics; everything else there is a delay write.
+struct PostPort : IoDevice {
+  uint8_t last = 0;
+  void read(uint64_t, std::span<uint8_t> d) override {
+    std::fill(d.begin(), d.end(), 0);
+    d[0] = last;
+  }
+  void write(uint64_t, std::span<const uint8_t> d) override { last = d[0]; }
+};
+
+
+}  // namespace
+
+PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
+  const MachineConfig& cfg = m.config();
+  Bus& pio = m.pio();
+  Bus& mmio = m.mmio();
+  auto isa_irq = [&vm](uint8_t irq) { return IrqLine([&vm, irq](bool l) { vm.irq_line(irq, l); }); };
+
+  host_ = std::make_unique<pci::PciHost>(pio, mmio);
+  pio.insert(host_->config_port(), kPciConfigPort, kPciConfigLen, "pci-config");
+
+  i440fx_ = std::make_shared<pci::I440fx>();
+  host_->attach(pci::I440fx::kSlot, pci::I440fx::kFn, i440fx_);
+
+  pci::Piix3::Callbacks pcb;
+  pcb.set_isa_irq = [&vm](int irq, bool level) { vm.irq_line(uint32_t(irq), level); };
+  pcb.reset = [&m] { m.request_reset("reset control register 0xcf9 / port 0x92"); };
+  piix3_ = std::make_shared<pci::Piix3>(*host_, pcb);
+  host_->attach(pci::Piix3::kSlot, pci::Piix3::kFn, piix3_);
+  pio.insert(piix3_->port92(), pci::Piix3::kPort92, 1, "port92");
+
+  pci::Piix4Pm::Callbacks pmcb;
+  pmcb.poweroff = [&m] {
+    StopInfo i;
+    i.kind = "poweroff";
+    i.message = "the guest powered off (ACPI S5)";
+    m.request_stop(i);
+  };
+  pm_ = std::make_shared<pci::Piix4Pm>(
+      IrqLine([this](bool l) { piix3_->external_irq(kIrqSci, pci::Piix3::kSrcSci, l); }), mono_ns, pmcb);
+  host_->attach(pci::Piix4Pm::kSlot, pci::Piix4Pm::kFn, pm_);
+  pio.insert(pm_->gpe_port(), pci::Piix4Pm::kGpePort, pci::Piix4Pm::kGpeLen, "acpi-gpe0");
+  pio.insert(pm_->apm_port(), pci::Piix4Pm::kApmPort, pci::Piix4Pm::kApmLen, "apm");
+
+  ide_ = std::make_shared<ide::PiixIde>(&m.memory(), isa_irq(kIrqIdePrimary), isa_irq(kIrqIdeSecondary));
+  host_->attach(kIdeSlot, kIdeFn, ide_);
+  pio.insert(ide_->channel(0)->cmd_block(), kIdePrimaryCmd, 8, "ide0-cmd");
+  pio.insert(ide_->channel(0)->ctl_block(), kIdePrimaryCtl, 1, "ide0-ctl");
+  pio.insert(ide_->channel(1)->cmd_block(), kIdeSecondaryCmd, 8, "ide1-cmd");
+  pio.insert(ide_->channel(1)->ctl_block(), kIdeSecondaryCtl, 1, "ide1-ctl");
+  wire_ide();
+
+  std::vector<uint8_t> vgabios;
+  if (!cfg.vga_bios.empty()) vgabios = boot::read_file(cfg.vga_bios, "VGA BIOS");
+  vga_ = std::make_shared<vga::StdVgaPci>(std::move(vgabios));
+  dirty_.assign(vga_->vga()->vram_size() / 4096 / 64 + 1, 0);
+  vga_->on_lfb_mapped = [this](uint64_t gpa, bool mapped) {
+    std::lock_guard g(lfb_mu_);
+    if (lfb_mapped_) vm_.set_memory(kLfbSlot, lfb_gpa_, 0, nullptr);  // size 0 deletes the slot
+    lfb_mapped_ = false;
+    if (mapped) {
+      vm_.set_memory(kLfbSlot, gpa, vga_->vga()->vram_size(), vga_->vga()->vram(), KVM_MEM_LOG_DIRTY_PAGES);
+      lfb_gpa_ = gpa;
+      lfb_mapped_ = true;
+    }
+  };
+  host_->attach(kVgaSlot, 0, vga_);
+  pio.insert(vga_->vga()->legacy_ports(), kVgaLegacyPorts, kVgaLegacyLen, "vga");
+  pio.insert(vga_->vga()->dispi_ports(), kDispiPort, kDispiLen, "vbe-dispi");
+  mmio.insert(vga_->vga()->legacy_memory(), layout::kVgaWindow, layout::kVgaWindowSize, "vga-window");
+
+  I8042::Callbacks kcb;
+  kcb.reset = [&m] { m.request_reset("keyboard controller reset line"); };
+  kbd_ = std::make_shared<I8042>(isa_irq(kIrqKbd), isa_irq(kIrqMouse), kcb);
+  pio.insert(kbd_->data_port(), kKbdDataPort, 1, "i8042-data");
+  pio.insert(kbd_->command_port(), kKbdCmdPort, 1, "i8042-cmd");
+
+  rtc_ = std::make_shared<CmosRtc>(isa_irq(kIrqRtc), mono_ns, wall_ns());
+  pio.insert(rtc_, kRtcPort, kRtcLen, "rtc");
+  pio.insert(std::make_shared<PostPort>(), kPostPort, 1, "post");
+
+  fw_ = std::make_shared<FwCfg>(&m.memory());
+  pio.insert(fw_, FwCfg::kPortBase, FwCfg::kPortLen, "fw_cfg");
+  configure_firmware();
+  // Last: dummy handlers for the legacy ports nothing above claimed (DMA
+  // controllers, LPT, floppy...), so no guest access is left unanswered.
+  misc_ = std::make_shared<MiscPorts>();
+  misc_->register_all(pio);
+  rtc_->start_thread();
+  pvm_host_ = kvm::host_is_pvm();
+  if (pvm_host_) nudger_ = std::thread([this] { nudger_loop(); });
+}
+
+PcBoard::~PcBoard() {
+  if (rtc_) rtc_->stop_thread();
+  if (nudger_.joinable()) {
+    {
+      std::lock_guard g(nudge_mu_);
+      nudger_quit_ = true;
+    }
+    nudge_cv_.notify_all();
+    nudger_.join();
+  }
+}
+
+void PcBoard::start_nudging() {
+  if (!pvm_host_) return;
+  {
+    std::lock_guard g(nudge_mu_);
+    nudge_until_ns_ = mono_ns() + 5'000'000'000;  // give up after 5 s: the guest may simply not read input
+  }
+  nudge_cv_.notify_all();
+}
+
+void PcBoard::nudger_loop() {
+  std::unique_lock g(nudge_mu_);
+  while (!nudger_quit_) {
+    if (mono_ns() >= nudge_until_ns_) {
+      nudge_cv_.wait(g, [&] { return nudger_quit_ || mono_ns() < nudge_until_ns_; });
+      continue;
+    }
+    g.unlock();
+    auto st = kbd_->snapshot();
+    bool pending = (st.status & 0x01) || st.kbd_q.count || st.aux_q.count;
+    if (pending) m_.nudge_vcpus();
+    g.lock();
+    if (!pending) {
+      nudge_until_ns_ = 0;
+      continue;
+    }
+    nudge_cv_.wait_for(g, std::chrono::microseconds(300));
+  }
+}
+
+void PcBoard::wire_ide() {
+  const MachineConfig& cfg = m_.config();
+  // Disks fill the primary channel first; CD-ROMs start at the secondary
+  // master, as QEMU places -hda and -cdrom.
+  bool used[2][2] = {};
+  auto place = [&](bool cdrom, int& ch, int& unit) {
+    const int order[4][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
+    const int cd_order[4][2] = {{1, 0}, {1, 1}, {0, 1}, {0, 0}};
+    for (auto& p : cdrom ? cd_order : order) {
+      if (!used[p[0]][p[1]]) {
+        ch = p[0];
+        unit = p[1];
+        used[ch][unit] = true;
+        return true;
+      }
+    }
+    return false;
+  };
+  for (const DiskSpec& d : cfg.disks) {
+    if (d.virtio) {
+      wire_virtio_blk(d);
+      continue;
+    }
+    block::OpenOptions o;
+    o.format = d.format;
+    o.read_only = d.read_only || d.cdrom;
+    o.snapshot = d.snapshot && !d.cdrom;
+    std::string err;
+    auto be = block::open_block(d.path, o, &err);
+    if (!be) throw MachineError((d.cdrom ? "CD-ROM image " : "disk image ") + err);
+    int ch, unit;
+    if (!place(d.cdrom, ch, unit)) throw MachineError("too many IDE devices: at most four disks and CD-ROMs");
+    std::shared_ptr<block::BlockBackend> shared(std::move(be));
+    std::string path = fwcfg::ide_path(kIdeSlot, kIdeFn, ch, unit);
+    if (d.cdrom) {
+      ide_->channel(ch)->attach_cdrom(unit, shared);
+      boot_paths_cdrom_.push_back(path);
+      if (cdrom_channel_ < 0) {
+        cdrom_channel_ = ch;
+        cdrom_unit_ = unit;
+      }
+    } else {
+      ide_->channel(ch)->attach_disk(unit, shared);
+      boot_paths_disk_.push_back(path);
+    }
+  }
+}
+
+void PcBoard::wire_virtio_blk(const DiskSpec& d) {
+  // QEMU's "pc" machine puts the first -device virtio-blk-pci at slot 5 when
+  // slots 3 and 4 are taken by a NIC and others; guests do not care, SeaBIOS
+  // boots it by the slot named in the bootorder path.
+  constexpr int kVirtioFirstSlot = 5, kLastSlot = 31;
+  if (d.cdrom) throw MachineError("disk '" + d.path + "': a CD-ROM cannot be a virtio-blk device here; use the IDE bus");
+  int slot = kVirtioFirstSlot;
+  while (slot <= kLastSlot && host_->function(slot, 0)) slot++;
+  if (slot > kLastSlot) throw MachineError("disk '" + d.path + "': no free PCI slot for another virtio-blk device");
+  block::OpenOptions o;
+  o.format = d.format;
+  o.read_only = d.read_only;
+  o.snapshot = d.snapshot;
+  std::string err;
+  auto be = block::open_block(d.path, o, &err);
+  if (!be) throw MachineError("disk image " + err);
+  virtio::VirtioBlk::Options bo;
+  bo.read_only = d.read_only;
+  auto dev = std::make_shared<virtio::VirtioBlk>(std::shared_ptr<block::BlockBackend>(std::move(be)), bo);
+
+  // Notifications: an ioeventfd per queue where KVM takes it (else the
+  // notify write exits as MMIO); interrupts as MSI-X messages or INTA#.
+  auto* vm = &vm_;
+  auto notify = std::make_unique<virtio::NotifyThread>(
+      dev->num_queues(),
+      [vm](uint64_t gpa, int efd, bool assign) {
+        // Any write length where KVM supports it (len 0), else the 16-bit
+        // write drivers use for the queue index.
+        if (!assign) {
+          int r = vm->unregister_ioeventfd(gpa, 0, efd, false);
+          return r == 0 ? 0 : vm->unregister_ioeventfd(gpa, 2, efd, false);
+        }
+        int r = vm->register_ioeventfd(gpa, 0, efd, false);
+        return r == 0 ? 0 : vm->register_ioeventfd(gpa, 2, efd, false);
+      });
+  virtio::VirtioPci::Hooks hooks;
+  hooks.msi = [vm](uint64_t addr, uint32_t data) { vm->signal_msi(addr, data); };
+  auto* n = notify.get();
+  hooks.notify_mapped = [n](int q, uint64_t gpa, bool mapped) { n->mapped(q, gpa, mapped); };
+  auto fn = std::make_shared<virtio::VirtioPci>(dev, &m_.memory(), hooks);
+  fn->name = "virtio-blk@" + std::to_string(slot);
+  n->start([t = fn.get()](int q) { t->notify(q); });
+  host_->attach(slot, 0, fn);
+  virtio_blk_.push_back(fn);
+  virtio_notify_.push_back(std::move(notify));
+  boot_paths_disk_.push_back(fwcfg::pci_device_path("scsi", slot) + "/disk@0,0");
+}
+
+void PcBoard::configure_firmware() {
+  const MachineConfig& cfg = m_.config();
+  boot::RamLayout ram = boot::ram_layout(cfg.mem_bytes);
+  fwcfg::SeabiosConfig sc;
+  sc.cpus = uint16_t(cfg.cpus);
+  sc.max_cpus = uint16_t(cfg.cpus);
+  sc.ram_size = cfg.mem_bytes;
+  sc.e820.push_back({0, ram.low_end, fwcfg::kE820Ram});
+  if (ram.high_size) sc.e820.push_back({layout::k4GiB, ram.high_size, fwcfg::kE820Ram});
+  for (char c : cfg.boot_order) {
+    const auto& paths = c == 'd' ? boot_paths_cdrom_ : c == 'c' ? boot_paths_disk_ : std::vector<std::string>{};
+    sc.boot_order.insert(sc.boot_order.end(), paths.begin(), paths.end());
+  }
+  sc.boot_menu = cfg.boot_menu;
+  fwcfg::configure_seabios(*fw_, sc);
+
+  rtc_->set_memory(ram.low_end, ram.high_size);
+  rtc_->set_smp_count(cfg.cpus);
+  std::vector<int> legacy;
+  for (char c : cfg.boot_order) legacy.push_back(c == 'd' ? 3 : c == 'c' ? 2 : 4);
+  if (legacy.size() > 3) legacy.resize(3);
+  rtc_->set_boot_order(legacy);
+}
+
+bool PcBoard::key(const std::string& code, bool down) {
+  bool ok = kbd_->key(code, down);
+  start_nudging();
+  return ok;
+}
+bool PcBoard::combo(const std::string& name) {
+  bool ok = kbd_->combo(name);
+  start_nudging();
+  return ok;
+}
+void PcBoard::mouse(int dx, int dy, int dz, uint8_t buttons) {
+  kbd_->mouse(dx, dy, dz, buttons);
+  start_nudging();
+}
+
+std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
+  const uint64_t* bitmap = nullptr;
+  {
+    std::lock_guard g(lfb_mu_);
+    if (lfb_mapped_) {
+      std::fill(dirty_.begin(), dirty_.end(), 0);
+      vm_.dirty_log(kLfbSlot, dirty_.data());
+      bitmap = dirty_.data();
+    }
+  }
+  // Without an LFB slot nothing reaches VRAM behind the device's back.
+  std::vector<uint64_t> empty;
+  if (!bitmap) {
+    empty.assign(dirty_.size(), 0);
+    bitmap = empty.data();
+  }
+  return vga_->vga()->poll(bitmap, uint64_t(mono_ns()), force_full);
+}
+
+std::vector<uint8_t> PcBoard::screenshot_png() { return vga_->vga()->screenshot_png(uint64_t(mono_ns())); }
+
+std::string PcBoard::input_debug() {
+  auto st = kbd_->snapshot();
+  auto pic = vm_.irqchip(KVM_IRQCHIP_PIC_MASTER).chip.pic;
+  char b[200];
+  std::snprintf(b, sizeof b, "i8042 status=%02x ctr=%02x out=%02x kbdq=%u ctrlq=%u | pic irr=%02x imr=%02x isr=%02x",
+                st.status, st.ctr, st.out, unsigned(st.kbd_q.count), unsigned(st.ctrl_q.count), pic.irr, pic.imr, pic.isr);
+  return b;
+}
+
+bool PcBoard::press_power_button() { return pm_->press_power_button(); }
+
+std::string PcBoard::screen_text() { return vga_->vga()->text_screen(); }
+
+void PcBoard::reset_devices() {
+  host_->reset_all();  // every PCI function: config space, BARs, IDE channels, VGA, PM
+  kbd_->reset();
+  {
+    std::lock_guard g(lfb_mu_);
+    if (lfb_mapped_) vm_.set_memory(kLfbSlot, lfb_gpa_, 0, nullptr);
+    lfb_mapped_ = false;
+  }
+}
+
+void PcBoard::change_cdrom(const std::string& path) {
+  if (cdrom_channel_ < 0) throw MachineError("this machine has no CD-ROM drive");
+  std::shared_ptr<block::BlockBackend> media;
+  if (!path.empty()) {
+    block::OpenOptions o;
+    o.read_only = true;
+    o.format = "raw";
+    std::string err;
+    auto be = block::open_block(path, o, &err);
+    if (!be) throw MachineError("CD-ROM image " + err);
+    media = std::move(be);
+  }
+  ide_->channel(cdrom_channel_)->change_media(cdrom_unit_, media);
+}
+
+}  // namespace vireo

@@ -42,11 +42,6 @@ class VirtioPci;
 class NotifyThread;
 }  // namespace virtio
 struct DiskSpec;
-namespace virtio {
-class VirtioPci;
-class NotifyThread;
-}  // namespace virtio
-struct DiskSpec;
 class I8042;
 class CmosRtc;
 class FwCfg;
@@ -96,9 +91,6 @@ public:
 
 private:
   void wire_ide();
-  // A DiskSpec with virtio = true: a virtio-blk PCI function at the next
-  // free slot from 5 (QEMU's first slot for -device virtio-blk-pci).
-  void wire_virtio_blk(const DiskSpec& d);
   void start_nudging();
   void nudger_loop();
   // A DiskSpec with virtio = true: a virtio-blk PCI function at the next
@@ -138,11 +130,6 @@ private:
   uint64_t lfb_gpa_ = 0;
   bool lfb_mapped_ = false;
   std::vector<uint64_t> dirty_;
-
-  // virtio-blk functions and their ioeventfd threads (declared last so the
-  // threads stop before anything they kick goes away).
-  std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_blk_;
-  std::vector<std::unique_ptr<virtio::NotifyThread>> virtio_notify_;
 
   // virtio-blk functions and their ioeventfd threads (declared last so the
   // threads stop before anything they kick goes away).
