@@ -97,14 +97,32 @@ uart_isr:
     mov al, 0x20
     out 0x20, al
     popa
-    iret
+    ; Return from the interrupt without IRET: kvm_pvm hosts run this ring-0
+    ; code in KVM's instruction emulator, which fails on protected-mode IRET
+    ; (KVM_EXIT_INTERNAL_ERROR). The frame is EIP, CS, EFLAGS; the interrupted
+    ; code always ran with IF=1 (the idle loop), so restore that with STI,
+    ; whose one-instruction shadow keeps the next interrupt out until the JMP
+    ; has used ret_eip.
+    push eax
+    mov eax, [esp + 4]
+    mov [ret_eip], eax
+    pop eax
+    add esp, 12
+    sti
+    jmp [ret_eip]
 .bye:
     mov esi, bye
     call puts
     EXIT 0x10
 
 spurious:
-    iret
+    push eax
+    mov eax, [esp + 4]
+    mov [ret_eip], eax
+    pop eax
+    add esp, 12
+    sti
+    jmp [ret_eip]
 
 unexpected:
     mov esi, oops
@@ -115,6 +133,7 @@ unexpected:
 ready: db "echo ready", 13, 10, 0
 bye: db 13, 10, "bye", 13, 10, 0
 oops: db "unexpected interrupt", 13, 10, 0
+ret_eip: dd 0
 align 8
 gdt:
     dq 0
