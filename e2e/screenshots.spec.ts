@@ -131,7 +131,7 @@ describe.skipIf(!!why)('screenshots', () => {
       }
       void consolePage;
 
-      if (!engineCapability() && process.env.VIREO_SCREENSHOT_GRUB !== '0') {
+      if (!engineCapability() && process.env.VIREO_UPDATE_SCREENSHOTS === '1' && process.env.VIREO_SCREENSHOT_GRUB !== '0') {
         // The graphical console: the GRUB rescue CD's menu (about 35 s to boot on a kvm_pvm host).
         await page.goto(srv.url);
         await page.waitForFunction(() => document.documentElement.dataset.vireoReady === 'manager');
