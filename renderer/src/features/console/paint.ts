@@ -21,11 +21,26 @@ export function bgrxToRgba(src: Uint8Array, dst: Uint8ClampedArray): void {
   }
 }
 
+// One reusable ImageData per rectangle size: full-screen updates repeat the same size,
+// and a fresh 3 MB buffer per frame is garbage the collector would have to chase.
+const images = new Map<string, ImageData>();
+
+function imageFor(ctx: CanvasRenderingContext2D, w: number, h: number): ImageData {
+  const key = `${w}x${h}`;
+  let img = images.get(key);
+  if (!img) {
+    if (images.size > 32) images.clear();
+    img = ctx.createImageData(w, h);
+    images.set(key, img);
+  }
+  return img;
+}
+
 export function paintRects(ctx: CanvasRenderingContext2D, rects: WireRect[]): number {
   let pixels = 0;
   for (const r of rects) {
     if (!r.w || !r.h) continue;
-    const img = ctx.createImageData(r.w, r.h);
+    const img = imageFor(ctx, r.w, r.h);
     bgrxToRgba(r.data, img.data);
     ctx.putImageData(img, r.x, r.y);
     pixels += r.w * r.h;
