@@ -122,7 +122,17 @@ def md_rows(suite, key, min_cells):
         if not line.startswith("|") or len(cells) < min_cells or set(cells[0]) <= set("-: "): continue
         if header is None or cells[0] in ("workload", "engine") or cells[0].startswith("copy"):
             header = cells; continue
-        rows.append((suite, cells[0], cells[1], cells[2] if len(cells) > 3 else "", cells[-1], ""))
+        if header[0] == "engine":  # pc: engine | "GNU GRUB" shows | menu with countdown | Vireo / this
+            fig = f"menu {cells[2]} (GRUB {cells[1]})"
+            v = cells[0].startswith("Vireo")
+            rows.append((suite, "start->GRUB menu, " + cells[0], fig if v else "", "" if v else fig,
+                         "" if v else f"{cells[3]} Vireo/this", ""))
+        elif "seconds" in header:  # block's copy table: name | seconds | MB/s | vs cp
+            fig = f"{cells[1]} s ({cells[2]} MB/s)"
+            q = "qemu" in cells[0]
+            rows.append((suite, cells[0], "" if q else fig, fig if q else "", f"{cells[3]}x cp speed", ""))
+        else:
+            rows.append((suite, cells[0], cells[1], cells[2] if len(cells) > 3 else "", cells[-1], ""))
 md_rows("block", "block", 4)
 md_rows("pc", "pc", 4)
 if failed("app"): fail_row("app", "app")
