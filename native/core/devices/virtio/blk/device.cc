@@ -154,6 +154,7 @@ void VirtioBlk::start(int q, SplitQueue::Chain& chain) {
       for (const auto& s : r->segs) {
         if (s.writable && !mem.ptr(s.gpa, s.len)) return done_now(kBlkSIoErr);
       }
+      if (in_len == 0) return done_now(kBlkSOk);  // nothing to read: no backend call
       r->buf.resize(in_len);
       r->used_len = uint32_t(in_len + 1);
       io_->read(r->buf.data(), in_len, sector * kSector, cb);
@@ -162,6 +163,7 @@ void VirtioBlk::start(int q, SplitQueue::Chain& chain) {
     case kBlkTOut: {
       if (opt_.read_only) return done_now(kBlkSIoErr);  // 5.2.6.2: VIRTIO_BLK_F_RO
       if (out_len % kSector || out_len > kMaxRequestBytes || !in_range(sector, out_len)) return done_now(kBlkSIoErr);
+      if (out_len == 0) return done_now(kBlkSOk);
       r->buf.resize(out_len);
       if (!copy_segments(mem, r->segs, false, kHeaderLen, r->buf.data(), out_len, false)) return done_now(kBlkSIoErr);
       io_->write(r->buf.data(), out_len, sector * kSector, cb);
