@@ -58,7 +58,7 @@ fi
 
 # ---- 4. TypeScript and renderer ----
 newest_src() { find "$@" -type f \( -name '*.ts' -o -name '*.tsx' -o -name '*.css' -o -name '*.html' \) -newer "$1.stamp" 2>/dev/null | head -1; }
-if [ ! -f dist/.tsc-stamp ] || [ -n "$(find electron tsconfig.json -newer dist/.tsc-stamp -type f | head -1)" ]; then
+if [ ! -f dist/.tsc-stamp ] || [ -n "$(find electron bench tsconfig.json -newer dist/.tsc-stamp -type f -name "*.ts" -o -newer dist/.tsc-stamp -name tsconfig.json | head -1)" ]; then
   log "compiling TypeScript"
   npx --no-install tsc -p tsconfig.json
   touch dist/.tsc-stamp

@@ -102,6 +102,12 @@ export interface NativeMachine {
   screenshotPng(): Buffer;
   /** Text-mode screen contents, one line per row; '' in graphics modes or without a display. */
   screenText(): string;
+  /**
+   * Presses the ACPI power button (a polite shutdown request). Returns false when the
+   * guest has not enabled the power-button event (no ACPI-aware OS running) or the
+   * machine has no PC board; then only a forced stop ends it.
+   */
+  powerButton(): boolean;
 }
 
 export interface NativeAddon {

@@ -175,8 +175,12 @@ export class EngineHost {
         break;
       }
       case 'stop':
-        if (this.machine) this.machine.stop();
-        else this.finish(0);
+        // Shut Down: press the ACPI power button like virt-manager does; a guest
+        // that has not enabled ACPI (firmware, boot loaders, bare test guests)
+        // cannot react to it, so it is stopped from the host at once.
+        if (this.machine) {
+          if (!this.machine.powerButton()) this.machine.stop();
+        } else this.finish(0);
         break;
       case 'screenshot':
         try {

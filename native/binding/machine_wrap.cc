@@ -113,6 +113,7 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::PollFrame>("pollFrame"),
                                      InstanceMethod<&MachineWrap::ScreenshotPng>("screenshotPng"),
                                      InstanceMethod<&MachineWrap::ScreenText>("screenText"),
+                                     InstanceMethod<&MachineWrap::PowerButton>("powerButton"),
                                  });
   env.AddCleanupHook([] {
     std::set<MachineWrap*> live;
@@ -326,6 +327,12 @@ Napi::Value MachineWrap::ScreenText(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
   return Napi::String::New(env, b ? b->screen_text() : std::string());
+}
+
+Napi::Value MachineWrap::PowerButton(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
+  return Napi::Boolean::New(env, b ? b->press_power_button() : false);
 }
 
 }  // namespace vireo::binding

@@ -33,6 +33,7 @@ private:
   Napi::Value PollFrame(const Napi::CallbackInfo& info);
   Napi::Value ScreenshotPng(const Napi::CallbackInfo& info);
   Napi::Value ScreenText(const Napi::CallbackInfo& info);
+  Napi::Value PowerButton(const Napi::CallbackInfo& info);
 
   void DrainSerial(Napi::Env env);
   void ReleaseEvents();

@@ -102,3 +102,33 @@ TEST(grub_rescue_iso_boots_from_atapi_to_menu_and_takes_keys) {
   CHECK(wait_text(*b, r, "echo hello\nhello\n", 120, &screen));
   m.stop();
 }
+
+TEST(unbootable_cdrom_is_reported_by_seabios_on_screen) {
+  require_kvm();
+  require_file(kBios, "seabios");
+  char path[] = "/tmp/vireo-notboot-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  std::string junk(1 << 20, 'x');
+  CHECK_EQ(write(fd, junk.data(), junk.size()), ssize_t(junk.size()));
+  close(fd);
+  MachineConfig c;
+  c.bios = kBios;
+  c.vga_bios = kVgaBios;
+  c.mem_bytes = 64 << 20;
+  c.boot_order = "d";
+  c.disks.push_back({path, "raw", true, true, false, false});
+  Machine m(c);
+  Run r;
+  r.attach(m);
+  m.start();
+  auto* b = dynamic_cast<PcBoard*>(m.board());
+  std::string screen;
+  bool said = wait_text(*b, r, "No bootable device", 120, &screen);
+  m.stop();
+  unlink(path);
+  if (!said) std::printf("screen:\n%s\n", screen.c_str());
+  CHECK(said);
+  CHECK(screen.find("Boot failed") != std::string::npos);
+  CHECK(m.stop_info().kind == "stopped");  // still running until we stopped it: no crash
+}

@@ -30,6 +30,11 @@ constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kFlexHeader);
 constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kFlexHeader);
 }  // namespace
 
+const char* kvm_device_path() {
+  const char* p = getenv("VIREO_KVM_DEVICE");
+  return p && *p ? p : "/dev/kvm";
+}
+
 std::string kvm_problem(const char* path) {
   struct stat st;
   if (::stat(path, &st) != 0) {
@@ -69,8 +74,8 @@ bool host_is_pvm() {
 KvmSystem::KvmSystem() {
   std::string p = kvm_problem();
   if (!p.empty()) throw KvmError(p);
-  fd_ = Fd(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
-  if (!fd_) throw KvmError("cannot open /dev/kvm: " + errstr(errno), errno);
+  fd_ = Fd(::open(kvm_device_path(), O_RDWR | O_CLOEXEC));
+  if (!fd_) throw KvmError(std::string("cannot open ") + kvm_device_path() + ": " + errstr(errno), errno);
   mmap_size_ = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
   if (mmap_size_ <= 0) throw KvmError("KVM_GET_VCPU_MMAP_SIZE failed: " + errstr(errno), errno);
   for (long cap : {KVM_CAP_IRQCHIP, KVM_CAP_USER_MEMORY, KVM_CAP_PIT2, KVM_CAP_EXT_CPUID}) {

@@ -44,7 +44,10 @@ private:
 
 // Returns an empty string when /dev/kvm can be opened read-write, else one
 // message saying what is wrong and what to do about it.
-std::string kvm_problem(const char* path = "/dev/kvm");
+// The device node: /dev/kvm, or $VIREO_KVM_DEVICE (lets tests and users
+// point Vireo elsewhere, e.g. to see the message for a missing device).
+const char* kvm_device_path();
+std::string kvm_problem(const char* path = kvm_device_path());
 // True when the host's KVM is the kvm_pvm module: guest ring-0 code is run by
 // KVM's instruction emulator, which lacks several instructions (see cpuid.cc).
 bool host_is_pvm();
