@@ -48,6 +48,11 @@ function parseAt(flag: string, v: string): { atS: number; rest: string } {
 const DEFAULT_BIOS = '/usr/share/seabios/bios.bin';
 const DEFAULT_VGA_BIOS = '/usr/share/seabios/vgabios-stdvga.bin';
 
+const VALUE_FLAGS = new Set([
+  '--kernel', '--initrd', '--append', '--flat', '--flat-address', '--memory', '-m', '--cpus', '--smp', '--serial',
+  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at',
+]);
+
 export function parseBootArgs(args: string[]): BootOptions {
   const config: MachineConfig = { memoryMiB: 256, cpus: 1, disks: [] };
   const o: BootOptions = { config, serial: { kind: 'stdio' }, screenshots: [], keys: [] };
@@ -56,6 +61,7 @@ export function parseBootArgs(args: string[]): BootOptions {
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
     const flag = eq > 0 ? a.slice(0, eq) : a;
     const takesValue = !['--boot-menu', '--help', '-h'].includes(flag);
+    if (takesValue && !VALUE_FLAGS.has(flag)) throw new UsageError(`unknown option '${a}'`);
     let v = '';
     if (takesValue) {
       if (eq > 0 && flag !== '--boot') v = a.slice(eq + 1);
