@@ -17,6 +17,7 @@ const METHODS: Record<Method, true> = {
   'vm.list': true,
   'vm.get': true,
   'vm.create': true,
+  'vm.update': true,
   'vm.action': true,
   'vm.clonePlan': true,
   'vm.clone': true,

@@ -20,6 +20,7 @@ import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-co
 import { type VireoPaths, resolvePaths } from './paths';
 import { CopyCancelled, GiB, StoragePool, copySparse, exists } from './pool';
 import { type Launcher, type StreamHandle, Supervisor } from './supervisor';
+import { checkEdit } from './vm-edit';
 import { VmStore } from './vm-store';
 
 export const MAX_DISK_GIB = 16 * 1024;
@@ -234,6 +235,23 @@ export class VireoService implements VireoApi {
     }
   }
 
+  /** The details editor: checks every field, then writes the definition atomically. */
+  async 'vm.update'({ uuid, edit, dryRun }: Params<'vm.update'>): Promise<Result<'vm.update'>> {
+    const def = this.need(uuid);
+    const nextBoot = this.supervisor.isRunning(uuid);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
+    const { errors, next } = await checkEdit(def, edit, { store: this.store, host: this.hostLimits() });
+    if (errors.length || dryRun || !next) return { errors, nextBoot };
+    if (next.name.toLowerCase() !== def.name.toLowerCase() && this.busy.has(`name:${next.name.toLowerCase()}`)) {
+      return { errors: [{ field: 'name', message: `A VM named '${next.name}' is being created.` }], nextBoot };
+    }
+    if (this.store.get(uuid) !== def) throw new UserError(`${def.name} changed while saving: try again.`);
+    await this.store.save(next);
+    const vm = this.summary(next);
+    this.emit('vm.changed', { vm });
+    return { errors: [], vm, nextBoot };
+  }
+
   async 'vm.action'({ uuid, action }: Params<'vm.action'>): Promise<Result<'vm.action'>> {
     const def = this.need(uuid);
     const running = this.supervisor.isRunning(uuid);
@@ -242,7 +260,7 @@ export class VireoService implements VireoApi {
         if (running) throw new UserError(`${def.name} is already running.`);
         if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
         for (const d of def.disks) {
-          if (!(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
+          if (d.path && !(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
         }
         this.runtime.set(uuid, { state: 'starting' });
         await this.supervisor.start(uuid, toMachineConfig(def, this.opts.firmware ?? firmwarePaths()));

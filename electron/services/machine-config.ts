@@ -18,7 +18,8 @@ export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwareP
   const cfg: MachineConfig = {
     memoryMiB: def.memoryMiB,
     cpus: def.cpus,
-    disks: def.disks.map((d) => ({
+    // A CD-ROM drive with no disc is left out (the engine has no empty drive yet).
+    disks: def.disks.filter((d) => d.path !== '').map((d) => ({
       path: d.path,
       format: d.format,
       bus: d.bus,
@@ -26,10 +27,12 @@ export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwareP
       ...(d.readOnly || d.media === 'cdrom' ? { readOnly: true } : {}),
     })),
   };
+  if (def.serial?.logFile) cfg.serialFile = def.serial.logFile;
   if (def.boot.kind === 'firmware') {
     cfg.bios = fw.bios;
     cfg.vgaBios = fw.vgaBios;
     cfg.bootOrder = def.boot.order;
+    if (def.boot.menu) cfg.bootMenu = true;
   } else if (def.boot.flatAddress !== undefined) {
     cfg.flat = def.boot.kernel;
     cfg.flatAddress = def.boot.flatAddress;

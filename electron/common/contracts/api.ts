@@ -3,11 +3,13 @@
 // the WebSocket bridge) validate every message against this table, on both ends.
 import * as s from './schema';
 import {
+  DetailsFieldErrorSchema,
   ExitReasonSchema,
   FieldErrorSchema,
   NewVmRequestSchema,
   VmDefinitionSchema,
   VmStateSchema,
+  VmEditSchema,
   VmSummarySchema,
 } from './vm';
 
@@ -50,6 +52,15 @@ export const api = {
   'vm.create': {
     params: NewVmRequestSchema,
     result: s.object({ errors: s.array(FieldErrorSchema), vm: s.optional(VmSummarySchema) }),
+  },
+  /**
+   * The hardware details editor saves here (or only checks, with dryRun). Field problems
+   * come back as data. On a running VM the definition changes at once and the machine
+   * picks it up the next time it starts: `nextBoot` says so.
+   */
+  'vm.update': {
+    params: s.object({ uuid: id, edit: VmEditSchema, dryRun: s.optional(s.boolean()) }),
+    result: s.object({ errors: s.array(DetailsFieldErrorSchema), vm: s.optional(VmSummarySchema), nextBoot: s.boolean() }),
   },
   'vm.action': { params: s.object({ uuid: id, action: s.enums(VM_ACTIONS) }), result: ok },
   'vm.clonePlan': {

@@ -19,7 +19,8 @@ export function nameProblem(name: string): string | null {
 }
 
 export const DiskSchema = s.object({
-  path: s.string({ min: 1, max: 4096 }),
+  /** '' only for a CD-ROM drive with no disc in it (ejected in Details). */
+  path: s.string({ max: 4096 }),
   format: s.enums(['raw', 'qcow2'] as const),
   media: s.enums(['disk', 'cdrom'] as const),
   bus: s.enums(['ide', 'virtio'] as const),
@@ -36,7 +37,12 @@ export type Nic = s.Infer<typeof NicSchema>;
 
 export const BootSchema = s.variant('kind', {
   /** Firmware (SeaBIOS) boot from the devices in `order` ('d' cdrom, 'c' disk). */
-  firmware: s.object({ kind: s.literal('firmware'), order: s.string({ pattern: /^[cdn]{1,3}$/ }) }),
+  firmware: s.object({
+    kind: s.literal('firmware'),
+    order: s.string({ pattern: /^[cdn]{1,3}$/ }),
+    /** SeaBIOS's boot menu (Esc at power-on). */
+    menu: s.optional(s.boolean()),
+  }),
   /** Direct kernel boot: the engine loads the kernel itself (multiboot, bzImage, PVH, or a flat binary). */
   kernel: s.object({
     kind: s.literal('kernel'),
@@ -49,6 +55,9 @@ export const BootSchema = s.variant('kind', {
 });
 export type Boot = s.Infer<typeof BootSchema>;
 
+export const SerialSchema = s.object({ logFile: s.optional(s.string({ max: 4096 })) });
+export type Serial = s.Infer<typeof SerialSchema>;
+
 export const VmDefinitionSchema = s.object({
   version: s.literal(1),
   uuid: s.string({ pattern: UUID_PATTERN }),
@@ -60,6 +69,8 @@ export const VmDefinitionSchema = s.object({
   disks: s.array(DiskSchema, { max: 16 }),
   nics: s.array(NicSchema, { max: 8 }),
   createdAt: s.string({ max: 64 }),
+  /** COM1 is always the serial console; it can also be logged to a host file. */
+  serial: s.optional(SerialSchema),
 });
 export type VmDefinition = s.Infer<typeof VmDefinitionSchema>;
 
@@ -144,3 +155,62 @@ export const FieldErrorSchema = s.object({
 });
 export type FieldError = s.Infer<typeof FieldErrorSchema>;
 export type WizardField = FieldError['field'];
+
+/**
+ * What the hardware details editor sends: the editable part of a definition. Loosely
+ * typed on purpose (numbers need not be integers, paths need not exist): the service
+ * checks every field and answers with DetailsFieldErrors tied to them.
+ */
+export const VmEditSchema = s.object({
+  name: s.string({ max: 256 }),
+  os: s.string({ max: 64 }),
+  memoryMiB: s.number(),
+  cpus: s.number(),
+  boot: s.variant('kind', {
+    firmware: s.object({ kind: s.literal('firmware'), order: s.string({ max: 8 }), menu: s.optional(s.boolean()) }),
+    kernel: s.object({
+      kind: s.literal('kernel'),
+      kernel: s.string({ max: 4096 }),
+      initrd: s.optional(s.string({ max: 4096 })),
+      append: s.optional(s.string({ max: 4096 })),
+      flatAddress: s.optional(s.number({ int: true, min: 0, max: 0xfffff })),
+    }),
+  }),
+  disks: s.array(
+    s.object({
+      path: s.string({ max: 4096 }),
+      format: s.enums(['raw', 'qcow2'] as const),
+      media: s.enums(['disk', 'cdrom'] as const),
+      bus: s.enums(['ide', 'virtio'] as const),
+      readOnly: s.optional(s.boolean()),
+    }),
+    { max: 32 },
+  ),
+  nics: s.array(s.object({ mac: s.string({ max: 64 }), network: s.enums(['user', 'isolated'] as const), model: s.enums(['e1000', 'virtio'] as const) }), {
+    max: 16,
+  }),
+  serial: s.object({ logFile: s.optional(s.string({ max: 4096 })) }),
+});
+export type VmEdit = s.Infer<typeof VmEditSchema>;
+
+/**
+ * A problem tied to one field of the details editor: 'name', 'os', 'memory', 'cpus',
+ * 'boot.order', 'boot.kernel', 'boot.initrd', 'disks', 'disks.<i>.path', 'disks.<i>.format',
+ * 'disks.<i>.bus', 'nics.<i>.mac', 'serial.logFile'.
+ */
+export const DetailsFieldErrorSchema = s.object({ field: s.string({ max: 64 }), message: s.string() });
+export type DetailsFieldError = s.Infer<typeof DetailsFieldErrorSchema>;
+
+/** The editable part of a definition, as the details editor starts from it. */
+export function editOf(def: VmDefinition): VmEdit {
+  return {
+    name: def.name,
+    os: def.os,
+    memoryMiB: def.memoryMiB,
+    cpus: def.cpus,
+    boot: def.boot,
+    disks: def.disks,
+    nics: def.nics,
+    serial: def.serial ?? {},
+  };
+}
