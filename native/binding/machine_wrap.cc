@@ -149,12 +149,21 @@ MachineWrap::~MachineWrap() {
 }
 
 void MachineWrap::Shutdown() {
-  if (m_) {
-    m_->stop();  // joins vCPU threads; their last TSFN calls are queued, not blocking
-    m_->on_serial_ready = nullptr;
-    m_->on_state = nullptr;
-  }
+  Release();
   ReleaseEvents();
+}
+
+void MachineWrap::Release() {
+  if (!m_) return;
+  m_->stop();  // joins vCPU threads; their last TSFN calls are queued, not blocking
+  m_->on_serial_ready = nullptr;
+  m_->on_state = nullptr;
+  final_state_ = run_state_name(m_->state());
+  for (int port = 0; port < 2; port++) {
+    auto b = m_->take_serial(port);
+    leftover_[port].insert(leftover_[port].end(), b.begin(), b.end());
+  }
+  m_.reset();
 }
 
 void MachineWrap::ReleaseEvents() {
@@ -165,9 +174,13 @@ void MachineWrap::ReleaseEvents() {
 }
 
 void MachineWrap::DrainSerial(Napi::Env env) {
-  if (!m_) return;
   for (int port = 0; port < 2; port++) {
-    auto bytes = m_->take_serial(port);
+    std::vector<uint8_t> bytes;
+    bytes.swap(leftover_[port]);
+    if (m_) {
+      auto more = m_->take_serial(port);
+      bytes.insert(bytes.end(), more.begin(), more.end());
+    }
     if (bytes.empty() || serial_cb_.IsEmpty()) continue;
     auto buf = Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size());
     serial_cb_.Call({Napi::Number::New(env, port), buf});
@@ -176,7 +189,10 @@ void MachineWrap::DrainSerial(Napi::Env env) {
 
 Napi::Value MachineWrap::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!m_) return env.Undefined();
+  if (!m_) {
+    Napi::Error::New(env, "cannot start a machine that is " + final_state_ + "; create a new one").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   // The thread-safe functions keep the event loop alive while the VM runs and
   // are released once the final state has been delivered.
   auto noop = Napi::Function::New(env, [](const Napi::CallbackInfo&) {});
@@ -216,12 +232,12 @@ Napi::Value MachineWrap::Resume(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value MachineWrap::Stop(const Napi::CallbackInfo& info) {
-  if (m_) m_->stop();
+  Release();
   return info.Env().Undefined();
 }
 
 Napi::Value MachineWrap::GetState(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), m_ ? run_state_name(m_->state()) : "stopped");
+  return Napi::String::New(info.Env(), m_ ? run_state_name(m_->state()) : final_state_);
 }
 
 Napi::Value MachineWrap::WriteSerial(const Napi::CallbackInfo& info) {

@@ -37,6 +37,12 @@ private:
 
   void DrainSerial(Napi::Env env);
   void ReleaseEvents();
+  // After stop(): keeps what JS may still ask for, then destroys the core
+  // Machine so its KVM fds and guest memory go now, not at garbage collection.
+  void Release();
+
+  std::string final_state_ = "stopped";
+  std::vector<uint8_t> leftover_[2];
 
   std::unique_ptr<Machine> m_;
   Napi::FunctionReference serial_cb_, state_cb_;

@@ -1,0 +1,77 @@
+// The native addon through its one loader: events arrive off the vCPU
+// threads, and dropping machines leaves no fds or threads behind.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { NativeMachine, StateEvent } from '../common/engine-api';
+import { addonPath, appRoot, loadAddon } from './addon';
+
+const guests = path.join(appRoot(), 'native', 'out', 'core', 'guests');
+const why = !fs.existsSync(addonPath())
+  ? 'the addon is not built (run scripts/setup.sh)'
+  : !fs.existsSync(path.join(guests, 'hello.bin'))
+    ? 'test guests are not built (needs nasm)'
+    : (loadAddon().kvmProblem() ?? '');
+if (why) console.log(`SKIP native addon tests: ${why}`);
+
+function runToEnd(m: NativeMachine): Promise<{ out: string; ev: StateEvent }> {
+  return new Promise((resolve) => {
+    let out = '';
+    m.onSerial((port, data) => {
+      if (port === 0) out += Buffer.from(data).toString('latin1');
+    });
+    m.onState((ev) => {
+      if (ev.state === 'stopped' || ev.state === 'crashed') resolve({ out, ev });
+    });
+    m.start();
+  });
+}
+
+const count = (dir: string) => fs.readdirSync(dir).length;
+
+describe.skipIf(!!why)('native addon', () => {
+  it('boots a guest and reports serial output, then the exit', async () => {
+    const { Machine } = loadAddon();
+    const m = new Machine({ memoryMiB: 64, cpus: 1, kernel: path.join(guests, 'hello.bin') });
+    const { out, ev } = await runToEnd(m);
+    expect(out).toBe('Hello from a Vireo test guest\r\n');
+    expect(ev.state).toBe('stopped');
+    expect(ev.reason).toMatchObject({ kind: 'exit', code: 0x21 });
+    expect(m.state).toBe('stopped');
+    m.stop();
+    expect(m.state).toBe('stopped');
+    expect(() => m.start()).toThrow(/cannot start a machine that is stopped/);
+  });
+
+  it('rejects a bad configuration with a clear error', () => {
+    const { Machine } = loadAddon();
+    expect(() => new Machine({ memoryMiB: 64, cpus: 1, kernel: '/nonexistent/k' })).toThrow(/\/nonexistent\/k.*No such file/);
+    expect(() => new Machine({ memoryMiB: 64, cpus: 0, kernel: path.join(guests, 'hello.bin') })).toThrow(/cpus must be between/);
+  });
+
+  it('machines without a PC board say so for display calls', () => {
+    const { Machine } = loadAddon();
+    const m = new Machine({ memoryMiB: 32, cpus: 1, kernel: path.join(guests, 'hello.bin') });
+    expect(m.pollFrame()).toBeNull();
+    expect(m.screenText()).toBe('');
+    expect(m.powerButton()).toBe(false);
+    expect(() => m.sendKey('KeyA', true)).toThrow(/needs the PC board/);
+    m.stop();
+  });
+
+  it('50 machines started and stopped leave no fds or threads', async () => {
+    const { Machine } = loadAddon();
+    const once = async (i: number) => {
+      const m = new Machine({ memoryMiB: 32, cpus: 1 + (i % 2), kernel: path.join(guests, i % 3 ? 'hello.bin' : 'echo.bin') });
+      if (i % 3) await runToEnd(m);
+      else m.start();
+      m.stop();
+    };
+    await once(1); // warm-up: process-wide lazy resources count as baseline
+    const fds = count('/proc/self/fd');
+    const tasks = count('/proc/self/task');
+    for (let i = 0; i < 50; i++) await once(i);
+    expect(count('/proc/self/fd')).toBe(fds);
+    expect(count('/proc/self/task')).toBe(tasks);
+  });
+});
