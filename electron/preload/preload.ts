@@ -26,6 +26,13 @@ const METHODS: Record<Method, true> = {
   'vm.delete': true,
   'vm.screenshot': true,
   'fs.probe': true,
+  'storage.pools': true,
+  'storage.poolDefine': true,
+  'storage.poolUndefine': true,
+  'storage.volumes': true,
+  'storage.volumeCreate': true,
+  'storage.volumeResize': true,
+  'storage.volumeDelete': true,
 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let nextId = 1;

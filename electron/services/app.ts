@@ -18,8 +18,10 @@ import {
 } from '../common/contracts/vm';
 import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-config';
 import { type VireoPaths, resolvePaths } from './paths';
-import { CopyCancelled, GiB, StoragePool, copySparse, exists } from './pool';
+import { CopyCancelled, GiB, StoragePool, exists } from './pool';
 import { type Launcher, type StreamHandle, Supervisor } from './supervisor';
+import { copyDisk } from './storage/copy';
+import { StorageError, StorageService } from './storage/storage';
 import { checkEdit } from './vm-edit';
 import { VmStore } from './vm-store';
 
@@ -50,6 +52,7 @@ export class VireoService implements VireoApi {
   readonly store: VmStore;
   readonly pool: StoragePool;
   readonly supervisor: Supervisor;
+  readonly storage: StorageService;
   private readonly listeners = new Set<Listener>();
   private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason }>();
   private readonly jobs = new Map<string, AbortController>();
@@ -71,11 +74,18 @@ export class VireoService implements VireoApi {
       },
       stats: (uuid, cpuPercent, memoryMiB) => this.emit('vm.stats', { uuid, cpuPercent, memoryMiB }),
     });
+    this.storage = new StorageService({
+      defsDir: path.join(this.paths.config, 'pools'),
+      defaultPath: this.paths.pool,
+      usage: () => this.store.list().map((d) => ({ name: d.name, running: this.supervisor.isRunning(d.uuid), paths: d.disks.map((x) => x.path).filter(Boolean) })),
+      onChanged: (pool) => this.emit('storage.changed', { pool }),
+    });
   }
 
   async init(): Promise<this> {
     await this.store.load();
     await this.pool.ensure();
+    await this.storage.init();
     return this;
   }
 
@@ -178,6 +188,11 @@ export class VireoService implements VireoApi {
     if (req.storage.kind === 'create') {
       const g = req.storage.sizeGiB;
       if (!(g > 0) || g > MAX_DISK_GIB) errors.push({ field: 'storage', message: `Disk size must be between 0.1 and ${MAX_DISK_GIB} GiB.` });
+      const b = req.storage.backing;
+      if (b !== undefined) {
+        if (req.storage.format === 'raw') errors.push({ field: 'storage', message: 'A disk based on another image must be qcow2.' });
+        else await file('storage', b, 'the image to base the disk on');
+      }
     }
     const np = nameProblem(req.name);
     if (np) errors.push({ field: 'name', message: np });
@@ -197,10 +212,15 @@ export class VireoService implements VireoApi {
       if (m.kind === 'iso') disks.push({ path: m.path, format: 'raw', media: 'cdrom', bus: 'ide', readOnly: true });
       if (m.kind === 'import') disks.push({ path: m.path, format: await probeFormat(m.path), media: 'disk', bus: 'ide' });
       if (req.storage.kind === 'create' && m.kind !== 'import') {
-        const p = await this.pool.freePath(req.name);
-        await this.pool.createRaw(p, Math.round(req.storage.sizeGiB * GiB));
+        const st = req.storage;
+        const format = st.backing ? 'qcow2' : (st.format ?? 'raw');
+        const p = await this.pool.freePath(req.name, format === 'qcow2' ? '.qcow2' : '.img');
+        if (st.backing) await this.storage.createOverlay(p, st.backing);
+        else if (format === 'qcow2') await this.storage.createImage(p, 'qcow2', Math.round(st.sizeGiB * GiB));
+        else await this.pool.createRaw(p, Math.round(st.sizeGiB * GiB));
         created.push(p);
-        disks.unshift({ path: p, format: 'raw', media: 'disk', bus: 'ide' });
+        disks.unshift({ path: p, format, media: 'disk', bus: st.bus ?? 'ide' });
+        this.emit('storage.changed', { pool: 'default' });
       }
       const def: VmDefinition = {
         version: 1,
@@ -262,6 +282,16 @@ export class VireoService implements VireoApi {
         for (const d of def.disks) {
           if (d.path && !(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
         }
+        const idx = await this.storage.backingIndex();
+        for (const d of def.disks) {
+          if (d.media !== 'disk' || d.readOnly || !d.path) continue;
+          const backs = idx.get(path.resolve(d.path));
+          if (backs?.length) {
+            throw new UserError(
+              `${def.name} can't start: its disk ${path.basename(d.path)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}, and writing to it would corrupt ${backs.length === 1 ? 'that linked clone' : 'those linked clones'}. Delete the linked clones, or run a full clone instead.`,
+            );
+          }
+        }
         this.runtime.set(uuid, { state: 'starting' });
         await this.supervisor.start(uuid, toMachineConfig(def, this.opts.firmware ?? firmwarePaths()));
         break;
@@ -297,11 +327,17 @@ export class VireoService implements VireoApi {
 
   private async diskPlans(def: VmDefinition) {
     const out = [];
+    const idx = await this.storage.backingIndex();
     for (const d of def.disks) {
       const sharedWith = this.store
         .list()
         .filter((o) => o.uuid !== def.uuid && o.disks.some((od) => path.resolve(od.path) === path.resolve(d.path)))
         .map((o) => o.name);
+      // Linked clones read this disk through their overlay: they use it too.
+      for (const img of idx.get(path.resolve(d.path)) ?? []) {
+        const users = this.storage.usedBy(img).map((u) => u.name).filter((n) => n !== def.name);
+        for (const n of users.length ? users : [path.basename(img)]) if (!sharedWith.includes(n)) sharedWith.push(n);
+      }
       const st = await this['fs.probe']({ path: d.path });
       out.push({
         path: d.path,
@@ -336,18 +372,21 @@ export class VireoService implements VireoApi {
     return { suggestedName: this.suggestCloneName(def.name), disks: await this.diskPlans(def), blocker: this.cloneBlocker(def) };
   }
 
-  async 'vm.clone'({ uuid, name }: Params<'vm.clone'>): Promise<Result<'vm.clone'>> {
+  async 'vm.clone'({ uuid, name, mode }: Params<'vm.clone'>): Promise<Result<'vm.clone'>> {
     const def = this.need(uuid);
     const np = nameProblem(name) ?? (this.store.byName(name) ? `A VM named '${name}' already exists.` : null);
     if (np) return { errors: [{ field: 'name', message: np }] };
     const blocker = this.cloneBlocker(def);
     if (blocker) throw new UserError(blocker);
+    if (mode === 'linked' && this.supervisor.isRunning(uuid)) {
+      throw new UserError(`${def.name} must be shut off for a linked clone: its disks become the clone's read-only base.`);
+    }
     const jobId = `job-${this.nextJob++}`;
     const ac = new AbortController();
     this.jobs.set(jobId, ac);
     this.busy.add(uuid);
     this.busy.add(`name:${name.toLowerCase()}`);
-    void this.runClone(jobId, def, name, ac.signal).finally(() => {
+    void this.runClone(jobId, def, name, ac.signal, mode ?? 'full').finally(() => {
       this.jobs.delete(jobId);
       this.busy.delete(uuid);
       this.busy.delete(`name:${name.toLowerCase()}`);
@@ -355,8 +394,8 @@ export class VireoService implements VireoApi {
     return { errors: [], jobId };
   }
 
-  private async runClone(jobId: string, def: VmDefinition, name: string, signal: AbortSignal): Promise<void> {
-    const copies: Array<{ from: string; to: string; size: number }> = [];
+  private async runClone(jobId: string, def: VmDefinition, name: string, signal: AbortSignal, mode: 'full' | 'linked' = 'full'): Promise<void> {
+    const copies: Array<{ from: string; to: string; size: number; format: Disk['format'] }> = [];
     const reserved = new Set<string>();
     const made: string[] = [];
     try {
@@ -366,18 +405,27 @@ export class VireoService implements VireoApi {
           disks.push(d); // install media and read-only disks are shared, not copied
           continue;
         }
-        const ext = path.extname(d.path) || '.img';
+        const ext = mode === 'linked' ? '.qcow2' : path.extname(d.path) || '.img';
         const to = await this.pool.freePath(name, ext, reserved);
         reserved.add(to);
-        copies.push({ from: d.path, to, size: (await fs.stat(d.path)).size });
-        disks.push({ ...d, path: to });
+        copies.push({ from: d.path, to, size: (await fs.stat(d.path)).size, format: d.format });
+        disks.push({ ...d, path: to, ...(mode === 'linked' ? { format: 'qcow2' as const } : {}) });
       }
       const total = copies.reduce((a, c) => a + c.size, 0);
       let before = 0;
       this.emit('job.progress', { jobId, doneBytes: 0, totalBytes: total, label: `Cloning ${def.name}` });
       for (const c of copies) {
+        if (signal.aborted) throw new CopyCancelled();
+        if (mode === 'linked') {
+          // A qcow2 overlay whose backing file is the source disk (absolute path): no data copied.
+          await this.storage.createOverlay(c.to, path.resolve(c.from), c.format);
+          made.push(c.to);
+          before += c.size;
+          this.emit('job.progress', { jobId, doneBytes: before, totalBytes: total, label: `Linked ${path.basename(c.to)} to ${path.basename(c.from)}` });
+          continue;
+        }
         made.push(c.to);
-        await copySparse(
+        await copyDisk(
           c.from,
           c.to,
           (done) => this.emit('job.progress', { jobId, doneBytes: before + done, totalBytes: total, label: `Copying ${path.basename(c.from)}` }),
@@ -401,6 +449,7 @@ export class VireoService implements VireoApi {
       };
       await this.store.save(clone);
       this.emit('vm.changed', { vm: this.summary(clone) });
+      if (copies.length) this.emit('storage.changed', { pool: 'default' });
       this.emit('job.done', { jobId, ok: true, cancelled: false, vmUuid: clone.uuid });
     } catch (e) {
       for (const p of made) await fs.rm(p, { force: true });
@@ -426,6 +475,15 @@ export class VireoService implements VireoApi {
     for (const p of deleteDisks) {
       if (!own.has(path.resolve(p))) throw new UserError(`${p} is not a disk of ${def.name}.`);
     }
+    if (deleteDisks.length) {
+      const idx = await this.storage.backingIndex();
+      for (const p of deleteDisks) {
+        const backs = (idx.get(path.resolve(p)) ?? []).filter((b) => !deleteDisks.some((x) => path.resolve(x) === b));
+        if (backs.length) {
+          throw new UserError(`${path.basename(p)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}: keep it, or delete ${backs.length === 1 ? 'that linked clone' : 'those linked clones'} first.`);
+        }
+      }
+    }
     await this.store.remove(uuid);
     this.runtime.delete(uuid);
     const deleted: string[] = [];
@@ -438,7 +496,47 @@ export class VireoService implements VireoApi {
       }
     }
     this.emit('vm.removed', { uuid });
+    if (deleted.length) this.emit('storage.changed', { pool: 'default' });
     return { deleted };
+  }
+
+  // ---- storage pools and volumes (electron/services/storage) ----
+
+  private async storageCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof StorageError) throw new UserError(e.message);
+      throw e;
+    }
+  }
+
+  async 'storage.pools'(): Promise<Result<'storage.pools'>> {
+    return this.storageCall(() => this.storage.listPools());
+  }
+
+  async 'storage.poolDefine'({ name, path: p }: Params<'storage.poolDefine'>): Promise<Result<'storage.poolDefine'>> {
+    return this.storageCall(() => this.storage.definePool(name, p));
+  }
+
+  async 'storage.poolUndefine'({ name }: Params<'storage.poolUndefine'>): Promise<Result<'storage.poolUndefine'>> {
+    return this.storageCall(async () => (await this.storage.undefinePool(name), {}));
+  }
+
+  async 'storage.volumes'({ pool }: Params<'storage.volumes'>): Promise<Result<'storage.volumes'>> {
+    return this.storageCall(() => this.storage.listVolumes(pool));
+  }
+
+  async 'storage.volumeCreate'(p: Params<'storage.volumeCreate'>): Promise<Result<'storage.volumeCreate'>> {
+    return this.storageCall(() => this.storage.createVolume(p));
+  }
+
+  async 'storage.volumeResize'(p: Params<'storage.volumeResize'>): Promise<Result<'storage.volumeResize'>> {
+    return this.storageCall(() => this.storage.resizeVolume(p));
+  }
+
+  async 'storage.volumeDelete'(p: Params<'storage.volumeDelete'>): Promise<Result<'storage.volumeDelete'>> {
+    return this.storageCall(async () => (await this.storage.deleteVolume(p), {}));
   }
 
   shutdown(): void {

@@ -12,6 +12,7 @@ import {
   VmEditSchema,
   VmSummarySchema,
 } from './vm';
+import { storageApi, storageEvents } from './storage';
 
 const id = s.string({ min: 1, max: 64 });
 const empty = s.object({});
@@ -69,7 +70,12 @@ export const api = {
   },
   /** Starts a clone job; progress comes as job.progress events, the end as job.done. */
   'vm.clone': {
-    params: s.object({ uuid: id, name: s.string({ max: 256 }) }),
+    params: s.object({
+      uuid: id,
+      name: s.string({ max: 256 }),
+      /** 'full' (default): copy each disk (reflink when the file system can); 'linked': a qcow2 overlay backed by each source disk. */
+      mode: s.optional(s.enums(['full', 'linked'] as const)),
+    }),
     result: s.object({ errors: s.array(FieldErrorSchema), jobId: s.optional(s.string()) }),
   },
   'job.cancel': { params: s.object({ jobId: id }), result: ok },
@@ -84,6 +90,7 @@ export const api = {
     params: s.object({ path: s.string({ max: 4096 }) }),
     result: s.object({ exists: s.boolean(), kind: s.enums(['file', 'directory', 'other', 'missing'] as const), sizeBytes: s.number() }),
   },
+  ...storageApi,
 } as const;
 
 export type Api = typeof api;
@@ -106,6 +113,7 @@ export const events = {
     error: s.optional(s.string()),
     vmUuid: s.optional(s.string()),
   }),
+  ...storageEvents,
 } as const;
 
 export type Events = typeof events;

@@ -138,7 +138,15 @@ export const NewVmRequestSchema = s.object({
   cpus: s.number({ int: true }),
   storage: s.variant('kind', {
     none: s.object({ kind: s.literal('none') }),
-    create: s.object({ kind: s.literal('create'), sizeGiB: s.number() }),
+    create: s.object({
+      kind: s.literal('create'),
+      sizeGiB: s.number(),
+      /** Omitted: raw (what older clients meant). The wizard sends qcow2 by default. */
+      format: s.optional(s.enums(['qcow2', 'raw'] as const)),
+      /** Base the new disk on this image (absolute path): a qcow2 overlay, linked to it. */
+      backing: s.optional(s.string({ max: 4096 })),
+      bus: s.optional(s.enums(['ide', 'virtio'] as const)),
+    }),
   }),
   name: s.string({ max: 256 }),
   network: s.enums(['user', 'isolated', 'none'] as const),
