@@ -131,8 +131,10 @@ export interface WizardInput {
   diskGiB?: number; // omitted: no disk
   name: string;
   memoryMiB?: number;
-  /** Leave the VM shut off after Finish ("customize before install"). */
+  /** Leave the VM shut off after Finish ("customize before install"); its Details dialog opens and is closed again. */
   customize?: boolean;
+  /** With customize: leave the Details dialog open. */
+  keepDetails?: boolean;
 }
 
 /** Walks the New VM wizard like a user. */
@@ -164,6 +166,11 @@ export async function createViaWizard(page: Page, w: WizardInput): Promise<void>
   await dlg.getByRole('button', { name: 'Finish' }).click();
   await dlg.waitFor({ state: 'detached' });
   await page.getByRole('option', { name: w.name, exact: true }).waitFor();
+  if (w.customize && !w.keepDetails) {
+    const details = page.getByRole('dialog', { name: `Details of ${w.name}` });
+    await details.getByRole('button', { name: 'Close', exact: true }).click();
+    await details.waitFor({ state: 'detached' });
+  }
 }
 
 export async function contextMenu(page: Page, vmName: string, item: string): Promise<void> {

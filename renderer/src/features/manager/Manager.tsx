@@ -4,6 +4,7 @@ import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { CloneDialog } from '../dialogs/CloneDialog';
 import { DeleteDialog } from '../dialogs/DeleteDialog';
+import { DetailsView } from '../details/DetailsView';
 import { NewVmWizard } from '../wizard/NewVmWizard';
 import { type MenuCommand, type MenuItem, menuFor, runAction } from './actions';
 import { ContextMenu } from './ContextMenu';
@@ -43,7 +44,7 @@ export function useManagerFeed() {
   }, []);
 }
 
-type Dialog = { kind: 'new' } | { kind: 'clone'; vm: VmSummary } | { kind: 'delete'; vm: VmSummary } | undefined;
+type Dialog = { kind: 'new' } | { kind: 'details'; uuid: string; customizing?: boolean } | { kind: 'clone'; vm: VmSummary } | { kind: 'delete'; vm: VmSummary } | undefined;
 
 export function Manager() {
   useManagerFeed();
@@ -72,6 +73,7 @@ export function Manager() {
   const command = (vm: VmSummary, cmd: MenuCommand) => {
     setMenu(undefined);
     if (cmd === 'open') getClient().openConsole(vm.uuid);
+    else if (cmd === 'details') setDialog({ kind: 'details', uuid: vm.uuid });
     else if (cmd === 'clone') setDialog({ kind: 'clone', vm });
     else if (cmd === 'delete') setDialog({ kind: 'delete', vm });
     else void runAction(vm.uuid, cmd);
@@ -113,6 +115,9 @@ export function Manager() {
         <span className="sep" />
         <button disabled={!sel} onClick={() => sel && getClient().openConsole(sel.uuid)}>
           Open
+        </button>
+        <button disabled={!sel} onClick={() => sel && setDialog({ kind: 'details', uuid: sel.uuid })}>
+          Details
         </button>
         <button disabled={!sel || !menuFor(sel).find((m) => m.cmd === 'start')!.enabled} onClick={() => sel && runAction(sel.uuid, 'start')}>
           Run
@@ -202,7 +207,10 @@ export function Manager() {
           onPick={(it: MenuItem) => command(menu.vm, it.cmd)}
         />
       )}
-      {dialog?.kind === 'new' && <NewVmWizard onClose={() => setDialog(undefined)} />}
+      {dialog?.kind === 'new' && (
+        <NewVmWizard onClose={() => setDialog(undefined)} onCustomize={(uuid) => setDialog({ kind: 'details', uuid, customizing: true })} />
+      )}
+      {dialog?.kind === 'details' && <DetailsView uuid={dialog.uuid} customizing={!!dialog.customizing} onClose={() => setDialog(undefined)} />}
       {dialog?.kind === 'clone' && <CloneDialog vm={dialog.vm} onClose={() => setDialog(undefined)} />}
       {dialog?.kind === 'delete' && <DeleteDialog vm={dialog.vm} onClose={() => setDialog(undefined)} />}
     </div>

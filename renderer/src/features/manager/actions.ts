@@ -3,7 +3,7 @@ import type { VmSummary } from '../../../../electron/common/contracts/vm';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 
-export type MenuCommand = 'open' | VmAction | 'clone' | 'delete';
+export type MenuCommand = 'open' | 'details' | VmAction | 'clone' | 'delete';
 
 export interface MenuItem {
   cmd: MenuCommand;
@@ -17,6 +17,7 @@ export function menuFor(vm: VmSummary): MenuItem[] {
   const on = s === 'running' || s === 'paused' || s === 'starting';
   return [
     { cmd: 'open', label: 'Open', enabled: true },
+    { cmd: 'details', label: 'Details', enabled: true },
     { cmd: 'start', label: 'Run', enabled: !on },
     s === 'paused' ? { cmd: 'resume', label: 'Resume', enabled: true } : { cmd: 'pause', label: 'Pause', enabled: s === 'running' },
     { cmd: 'shutdown', label: 'Shut Down', enabled: s === 'running' || s === 'paused' },

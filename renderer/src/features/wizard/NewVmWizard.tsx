@@ -16,7 +16,7 @@ function defaultName(path: string, os: string): string {
   return clean || os;
 }
 
-export function NewVmWizard({ onClose }: { onClose: () => void }) {
+export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onCustomize?: (uuid: string) => void }) {
   const host = useVms((s) => s.host);
   const maxMem = host?.memoryMiB ?? 4096;
   const maxCpus = host?.cpus ?? 1;
@@ -107,7 +107,8 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
       useVms.getState().upsert(vm);
       useVms.getState().select(vm.uuid);
       onClose();
-      if (!customize) {
+      if (customize) onCustomize?.(vm.uuid); // the hardware details editor, with Begin Installation
+      else {
         getClient().openConsole(vm.uuid);
         try {
           await getClient().call('vm.action', { uuid: vm.uuid, action: 'start' });
