@@ -108,6 +108,10 @@ export interface NativeMachine {
    * machine has no PC board; then only a forced stop ends it.
    */
   powerButton(): boolean;
+  /** Inserts another ISO in the CD-ROM drive (the guest sees a media change). Throws naming a bad file. */
+  changeCdrom(path: string): void;
+  /** Ejects the CD; false when the guest has locked the tray (it is told an eject was requested). */
+  ejectCdrom(): boolean;
 }
 
 export interface NativeAddon {

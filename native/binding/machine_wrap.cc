@@ -114,6 +114,8 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::ScreenshotPng>("screenshotPng"),
                                      InstanceMethod<&MachineWrap::ScreenText>("screenText"),
                                      InstanceMethod<&MachineWrap::PowerButton>("powerButton"),
+                                     InstanceMethod<&MachineWrap::ChangeCdrom>("changeCdrom"),
+                                     InstanceMethod<&MachineWrap::EjectCdrom>("ejectCdrom"),
                                  });
   env.AddCleanupHook([] {
     std::set<MachineWrap*> live;
@@ -349,6 +351,34 @@ Napi::Value MachineWrap::PowerButton(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
   return Napi::Boolean::New(env, b ? b->press_power_button() : false);
+}
+
+Napi::Value MachineWrap::ChangeCdrom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = pc(m_, info, "changeCdrom");
+  if (!b) return env.Undefined();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "changeCdrom(path: string)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  try {
+    b->change_cdrom(info[0].As<Napi::String>().Utf8Value());
+  } catch (std::exception& e) {
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+Napi::Value MachineWrap::EjectCdrom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = pc(m_, info, "ejectCdrom");
+  if (!b) return env.Undefined();
+  try {
+    return Napi::Boolean::New(env, b->eject_cdrom());
+  } catch (std::exception& e) {
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
 }
 
 }  // namespace vireo::binding

@@ -34,6 +34,8 @@ private:
   Napi::Value ScreenshotPng(const Napi::CallbackInfo& info);
   Napi::Value ScreenText(const Napi::CallbackInfo& info);
   Napi::Value PowerButton(const Napi::CallbackInfo& info);
+  Napi::Value ChangeCdrom(const Napi::CallbackInfo& info);
+  Napi::Value EjectCdrom(const Napi::CallbackInfo& info);
 
   void DrainSerial(Napi::Env env);
   void ReleaseEvents();

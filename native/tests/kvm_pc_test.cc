@@ -132,3 +132,37 @@ TEST(unbootable_cdrom_is_reported_by_seabios_on_screen) {
   CHECK(screen.find("Boot failed") != std::string::npos);
   CHECK(m.stop_info().kind == "stopped");  // still running until we stopped it: no crash
 }
+
+TEST(cdrom_change_and_eject_from_the_host) {
+  require_kvm();
+  require_file(kBios, "seabios");
+  require_file(kGrubIso, "grub-rescue-pc");
+  MachineConfig c;
+  c.bios = kBios;
+  c.vga_bios = kVgaBios;
+  c.mem_bytes = 64 << 20;
+  c.disks.push_back({kGrubIso, "raw", true, true, false, false});
+  Machine m(c);
+  auto* b = dynamic_cast<PcBoard*>(m.board());
+  m.start();
+  try {
+    b->change_cdrom("/nonexistent/other.iso");
+    CHECK(false);
+  } catch (MachineError& e) {
+    CHECK(std::string(e.what()).find("/nonexistent/other.iso") != std::string::npos);
+  }
+  CHECK(b->eject_cdrom());  // SeaBIOS does not lock the tray
+  b->change_cdrom(kGrubIso);
+  m.stop();
+  MachineConfig nocd;
+  nocd.bios = kBios;
+  nocd.vga_bios = kVgaBios;
+  nocd.mem_bytes = 64 << 20;
+  Machine m2(nocd);
+  try {
+    dynamic_cast<PcBoard*>(m2.board())->eject_cdrom();
+    CHECK(false);
+  } catch (MachineError& e) {
+    CHECK(std::string(e.what()).find("no CD-ROM drive") != std::string::npos);
+  }
+}

@@ -61,6 +61,14 @@ export class FakeMachine implements NativeMachine {
     const data = new Uint8Array(64 * 48 * 4).fill(this.pixel);
     return { width: 64, height: 48, modeChanged: !!full, rects: [{ x: 0, y: 0, w: 64, h: 48, data }] };
   }
+  cdrom: string | null = null;
+  changeCdrom(path: string): void {
+    this.cdrom = path;
+  }
+  ejectCdrom(): boolean {
+    this.cdrom = null;
+    return true;
+  }
   powerButtonPresses = 0;
   powerButton(): boolean {
     this.powerButtonPresses++;

@@ -364,17 +364,18 @@ void PcBoard::reset_devices() {
 
 void PcBoard::change_cdrom(const std::string& path) {
   if (cdrom_channel_ < 0) throw MachineError("this machine has no CD-ROM drive");
-  std::shared_ptr<block::BlockBackend> media;
-  if (!path.empty()) {
-    block::OpenOptions o;
-    o.read_only = true;
-    o.format = "raw";
-    std::string err;
-    auto be = block::open_block(path, o, &err);
-    if (!be) throw MachineError("CD-ROM image " + err);
-    media = std::move(be);
-  }
-  ide_->channel(cdrom_channel_)->change_media(cdrom_unit_, media);
+  block::OpenOptions o;
+  o.read_only = true;
+  o.format = "raw";
+  std::string err;
+  auto be = block::open_block(path, o, &err);
+  if (!be) throw MachineError("CD-ROM image " + err);
+  ide_->channel(cdrom_channel_)->change_media(cdrom_unit_, std::shared_ptr<block::BlockBackend>(std::move(be)));
+}
+
+bool PcBoard::eject_cdrom() {
+  if (cdrom_channel_ < 0) throw MachineError("this machine has no CD-ROM drive");
+  return ide_->channel(cdrom_channel_)->eject(cdrom_unit_);
 }
 
 }  // namespace vireo

@@ -86,8 +86,13 @@ public:
   std::string input_debug();
 
   void reset_devices() override;
-  // CD-ROM: eject, or insert another ISO (empty path = eject).
+  // CD-ROM: insert another ISO (the guest sees a media change). Throws
+  // MachineError naming an ISO that cannot be opened, or when there is no drive.
   void change_cdrom(const std::string& path);
+  // Ejects the CD. False when the guest has locked the tray (PREVENT MEDIUM
+  // REMOVAL); the guest is then told an eject was requested, as a real drive's
+  // button does.
+  bool eject_cdrom();
 
 private:
   void wire_ide();
