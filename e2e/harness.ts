@@ -129,6 +129,8 @@ export interface WizardInput {
   media: 'iso' | 'kernel';
   path: string;
   diskGiB?: number; // omitted: no disk
+  /** The new disk's format; default raw here (the wizard's own default is qcow2) so older specs keep their .img files. */
+  diskFormat?: 'qcow2' | 'raw';
   name: string;
   memoryMiB?: number;
   /** Leave the VM shut off after Finish ("customize before install"); its Details dialog opens and is closed again. */
@@ -158,6 +160,7 @@ export async function createViaWizard(page: Page, w: WizardInput): Promise<void>
   if (w.diskGiB) {
     await create.check();
     await dlg.getByLabel('Disk size (GiB)').fill(String(w.diskGiB));
+    await dlg.getByLabel('Disk format').selectOption(w.diskFormat ?? 'raw');
   } else await create.uncheck();
   await forward();
   await dlg.locator('form[data-step="5"]').waitFor();

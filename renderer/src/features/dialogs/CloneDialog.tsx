@@ -11,6 +11,7 @@ export function CloneDialog({ vm, onClose }: { vm: VmSummary; onClose: () => voi
   const [blocker, setBlocker] = useState<string | null>(null);
   const [error, setError] = useState<string | undefined>();
   const [jobId, setJobId] = useState<string | undefined>();
+  const [mode, setMode] = useState<'full' | 'linked'>('full');
   const job = useVms((s) => (jobId ? s.jobs[jobId] : undefined));
 
   useEffect(() => {
@@ -31,7 +32,7 @@ export function CloneDialog({ vm, onClose }: { vm: VmSummary; onClose: () => voi
     const np = nameProblem(name.trim());
     if (np) return setError(np);
     try {
-      const r = await getClient().call('vm.clone', { uuid: vm.uuid, name: name.trim() });
+      const r = await getClient().call('vm.clone', { uuid: vm.uuid, name: name.trim(), mode });
       if (r.errors.length) return setError(r.errors[0]!.message);
       setError(undefined);
       setJobId(r.jobId);
@@ -72,11 +73,22 @@ export function CloneDialog({ vm, onClose }: { vm: VmSummary; onClose: () => voi
           <input id="clone-name" value={name} disabled={!!running} onChange={(e) => setName(e.target.value)} aria-invalid={!!error} spellCheck={false} />
         </Field>
       </form>
-      <p className="hint">A new UUID and new MAC addresses are made. Storage:</p>
+      <fieldset disabled={!!running}>
+        <legend>Storage</legend>
+        <label className="radio">
+          <input type="radio" name="clone-mode" checked={mode === 'full'} onChange={() => setMode('full')} /> Full copy
+          <small className="hint">independent disks (reflinked where the file system can, else a sparse copy)</small>
+        </label>
+        <label className="radio">
+          <input type="radio" name="clone-mode" checked={mode === 'linked'} onChange={() => setMode('linked')} /> Linked (qcow2 overlay)
+          <small className="hint">instant; reads {vm.name}'s disks, which then must stay and can't be written by {vm.name}</small>
+        </label>
+      </fieldset>
+      <p className="hint">A new UUID and new MAC addresses are made. Disks:</p>
       <ul className="disks">
         {disks.map((d) => (
           <li key={d.path}>
-            <code>{d.path}</code> — {d.media === 'cdrom' ? 'shared (install media)' : `copied (${(d.sizeBytes / 2 ** 30).toFixed(1)} GiB, holes kept)`}
+            <code>{d.path}</code> — {d.media === 'cdrom' ? 'shared (install media)' : mode === 'linked' ? 'new qcow2 overlay backed by this disk' : `copied (${(d.sizeBytes / 2 ** 30).toFixed(1)} GiB, holes kept)`}
           </li>
         ))}
       </ul>

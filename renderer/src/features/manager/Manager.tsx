@@ -6,6 +6,7 @@ import { CloneDialog } from '../dialogs/CloneDialog';
 import { DeleteDialog } from '../dialogs/DeleteDialog';
 import { DetailsView } from '../details/DetailsView';
 import { NewVmWizard } from '../wizard/NewVmWizard';
+import { StorageButton } from '../storage/StorageView';
 import { type MenuCommand, type MenuItem, menuFor, runAction } from './actions';
 import { ContextMenu } from './ContextMenu';
 import { Sparkline } from './Sparkline';
@@ -131,6 +132,8 @@ export function Manager() {
         <button disabled={!sel || (sel.state !== 'running' && sel.state !== 'paused')} onClick={() => sel && runAction(sel.uuid, 'shutdown')}>
           Shut Down
         </button>
+        <span className="sep" />
+        <StorageButton />
         <span className="grow" />
         {host && (
           <span className="hostinfo" title={`Pool: ${host.poolPath}`}>

@@ -34,6 +34,10 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
   const [cpus, setCpus] = useState(1);
   const [createDisk, setCreateDisk] = useState(true);
   const [sizeGiB, setSizeGiB] = useState<number | undefined>();
+  const [diskFormat, setDiskFormat] = useState<'qcow2' | 'raw'>('qcow2');
+  const [diskBus, setDiskBus] = useState<'ide' | 'virtio'>('ide');
+  const [linked, setLinked] = useState(false);
+  const [basePath, setBasePath] = useState('');
   const [name, setName] = useState<string | undefined>();
   const [network, setNetwork] = useState<'user' | 'isolated' | 'none'>('user');
   const [customize, setCustomize] = useState(false);
@@ -56,12 +60,15 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
       os: osId,
       memoryMiB: Math.round(memoryMiB),
       cpus: Math.round(cpus),
-      storage: createDisk && media !== 'import' ? { kind: 'create', sizeGiB: disk } : { kind: 'none' },
+      storage:
+        createDisk && media !== 'import'
+          ? { kind: 'create', sizeGiB: disk, format: linked ? 'qcow2' : diskFormat, bus: diskBus, ...(linked ? { backing: basePath.trim() } : {}) }
+          : { kind: 'none' },
       name: vmName.trim(),
       network,
       customize,
     }),
-    [media, isoPath, diskPath, kernel, initrd, append, osId, memoryMiB, cpus, createDisk, disk, vmName, network, customize],
+    [media, isoPath, diskPath, kernel, initrd, append, osId, memoryMiB, cpus, createDisk, disk, diskFormat, diskBus, linked, basePath, vmName, network, customize],
   );
 
   const err = (f: WizardField) => errors.find((e) => e.field === f)?.message;
@@ -235,8 +242,30 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
                   <input type="checkbox" checked={createDisk} onChange={(e) => setCreateDisk(e.target.checked)} /> Create a disk image for the virtual machine
                 </label>
                 <Field id="disk-size" label="Disk size (GiB)" error={err('storage')} hint={`Created sparse in ${host?.poolPath ?? 'the default pool'}: it takes space only as the guest writes.`}>
-                  <input id="disk-size" type="number" min={1} step={1} value={disk} disabled={!createDisk} onChange={(e) => setSizeGiB(Number(e.target.value))} aria-invalid={!!err('storage')} />
+                  <input id="disk-size" type="number" min={1} step={1} value={disk} disabled={!createDisk || linked} onChange={(e) => setSizeGiB(Number(e.target.value))} aria-invalid={!!err('storage')} />
                 </Field>
+                <div className="row2">
+                  <Field id="disk-format" label="Disk format">
+                    <select id="disk-format" value={linked ? 'qcow2' : diskFormat} disabled={!createDisk || linked} onChange={(e) => setDiskFormat(e.target.value as 'qcow2' | 'raw')}>
+                      <option value="qcow2">qcow2 (default)</option>
+                      <option value="raw">raw</option>
+                    </select>
+                  </Field>
+                  <Field id="disk-bus" label="Disk bus">
+                    <select id="disk-bus" value={diskBus} disabled={!createDisk} onChange={(e) => setDiskBus(e.target.value as 'ide' | 'virtio')}>
+                      <option value="ide">IDE</option>
+                      <option value="virtio">VirtIO (virtio-blk)</option>
+                    </select>
+                  </Field>
+                </div>
+                <label className="check">
+                  <input type="checkbox" checked={linked} disabled={!createDisk} onChange={(e) => setLinked(e.target.checked)} /> Based on an existing image (linked)
+                </label>
+                {linked && (
+                  <Field id="disk-base" label="Base image path" hint="The new qcow2 disk reads this image and keeps only its own changes; the image must stay and not be written to.">
+                    <input id="disk-base" value={basePath} onChange={(e) => setBasePath(e.target.value)} spellCheck={false} />
+                  </Field>
+                )}
               </>
             )}
           </>
@@ -263,7 +292,7 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
               <dt>CPUs</dt>
               <dd>{cpus}</dd>
               <dt>Storage</dt>
-              <dd>{media === 'import' ? diskPath : createDisk ? `${disk} GiB new disk` : 'None'}</dd>
+              <dd>{media === 'import' ? diskPath : createDisk ? (linked ? `new qcow2 disk based on ${basePath} (${diskBus})` : `${disk} GiB new ${diskFormat} disk (${diskBus})`) : 'None'}</dd>
             </dl>
             <label className="check">
               <input type="checkbox" checked={customize} onChange={(e) => setCustomize(e.target.checked)} /> Customize configuration before install
