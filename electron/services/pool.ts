@@ -105,15 +105,13 @@ export class CopyCancelled extends Error {
   }
 }
 
+const ZEROS = Buffer.alloc(HOLE_GRAIN);
+
 function isZero(b: Buffer): boolean {
-  // Compare 8 bytes at a time where aligned; a disk image is mostly holes or data.
-  const words = Math.floor(b.byteLength / 8);
-  if (b.byteOffset % 8 === 0) {
-    const w = new BigUint64Array(b.buffer, b.byteOffset, words);
-    for (let i = 0; i < words; i++) if (w[i] !== 0n) return false;
-  } else {
-    for (let i = 0; i < words * 8; i++) if (b[i] !== 0) return false;
+  // memcmp against a zero block (native): a disk image is mostly holes or data.
+  for (let o = 0; o < b.byteLength; o += HOLE_GRAIN) {
+    const n = Math.min(HOLE_GRAIN, b.byteLength - o);
+    if (ZEROS.compare(b, o, o + n, 0, n) !== 0) return false;
   }
-  for (let i = words * 8; i < b.byteLength; i++) if (b[i] !== 0) return false;
   return true;
 }
