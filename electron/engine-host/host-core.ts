@@ -2,6 +2,7 @@
 // Machine, answers control messages, and serves console streams with flow control
 // (frame credits, serial watermarks). main.ts wires it to child_process IPC or to
 // Electron's parentPort; unit tests drive it with a fake addon.
+import * as fs from 'node:fs';
 import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../common/engine-api';
 import type { FromHost, ToHost } from '../common/contracts/engine-host';
 import {
@@ -51,6 +52,8 @@ export class EngineHost {
   private readonly streams = new Map<number, ConsoleStream>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private statsTimer: ReturnType<typeof setInterval> | undefined;
+  /** COM1 log file (MachineConfig.serialFile; the engine itself has no file sink). */
+  private serialLog: number | undefined;
   private scrollback: Uint8Array[] = [];
   private scrollbackBytes = 0;
   private lastCpu = process.cpuUsage();
@@ -147,6 +150,13 @@ export class EngineHost {
       case 'start':
         if (this.machine) throw new Error('already started');
         this.config = msg.config as MachineConfig;
+        if (this.config.serialFile) {
+          try {
+            this.serialLog = fs.openSync(this.config.serialFile, 'a', 0o600);
+          } catch {
+            this.serialLog = undefined; // a log that can't be opened never stops the VM
+          }
+        }
         this.boot();
         this.statsTimer = setInterval(() => this.stats(), 1000);
         this.statsTimer.unref?.();
@@ -234,6 +244,13 @@ export class EngineHost {
 
   private onSerial(port: number, data: Uint8Array): void {
     const copy = new Uint8Array(data); // the addon may reuse its buffer
+    if (port === 0 && this.serialLog !== undefined) {
+      try {
+        fs.writeSync(this.serialLog, copy);
+      } catch {
+        this.serialLog = undefined;
+      }
+    }
     if (port === 0) {
       this.scrollback.push(copy);
       this.scrollbackBytes += copy.byteLength;

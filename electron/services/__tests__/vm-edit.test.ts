@@ -164,6 +164,16 @@ describe('vm.update (hardware details)', () => {
     await svc['vm.action']({ uuid: vm.uuid, action: 'forceoff' });
   });
 
+  it('the serial log file gets COM1 output of the running VM', async () => {
+    const { vm, edit } = await created({ storage: { kind: 'none' } });
+    const log = path.join(tmp, 'com1.log');
+    expect((await svc['vm.update']({ uuid: vm.uuid, edit: { ...edit, serial: { logFile: log } } })).errors).toEqual([]);
+    await svc['vm.action']({ uuid: vm.uuid, action: 'start' });
+    FakeMachine.last!.emitSerial(new TextEncoder().encode('hello from COM1\n'));
+    expect(fs.readFileSync(log, 'utf8')).toBe('hello from COM1\n');
+    await svc['vm.action']({ uuid: vm.uuid, action: 'forceoff' });
+  });
+
   it('kernel boot paths are checked and the contract rejects off-schema edits', async () => {
     const { vm, edit } = await created({ media: { kind: 'kernel', kernel: iso }, storage: { kind: 'none' } });
     expect(edit.boot.kind).toBe('kernel');
