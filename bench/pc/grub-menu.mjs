@@ -149,10 +149,11 @@ async function main() {
   } else {
     console.error('qemu-system-x86_64 not found: Vireo column only');
   }
-  const results = {};
-  for (const [name, fn] of columns) {
-    results[name] = [];
-    for (let i = 0; i < runs; i++) {
+  // Runs interleaved, so that a noisy neighbour hits every column alike.
+  const load0 = os.loadavg()[0];
+  const results = Object.fromEntries(columns.map(([name]) => [name, []]));
+  for (let i = 0; i < runs; i++) {
+    for (const [name, fn] of columns) {
       const r = await fn();
       console.error(`${name} run ${i + 1}: "GNU GRUB" at ${fmt(r.grub)}, menu countdown at ${fmt(r.menu)}`);
       results[name].push(r);
@@ -166,11 +167,14 @@ async function main() {
     const v = med('Vireo (KVM)', key), k = med('QEMU -enable-kvm', key), t = med('QEMU -accel tcg', key);
     table += `| ${label} | ${fmt(v)} | ${fmt(k)} | ${fmt(t)} | ${k ? (v / k).toFixed(2) + '×' : '-'} |\n`;
   }
+  const perRun = columns.map(([name]) => `${name} ${results[name].map((r) => r.menu.toFixed(1)).join(' / ')} s`).join('; ');
+  const load = `load average ${load0.toFixed(1)} at the start, ${os.loadavg()[0].toFixed(1)} at the end`;
   console.log(table);
-  if (writeDocs) writeSection(table, host);
+  console.log(`menu with countdown, run by run: ${perRun} (${load})`);
+  if (writeDocs) writeSection(table, host, perRun, load);
 }
 
-function writeSection(table, host) {
+function writeSection(table, host, perRun, load) {
   const file = path.join(root, 'docs', 'benchmarks.md');
   const heading = '## PC: start → GRUB menu';
   const kvm = fs.existsSync('/sys/module/kvm_pvm') ? 'a kvm_pvm host (guest ring-0 code, i.e. SeaBIOS and GRUB, is emulated instruction by instruction)' : 'a host with hardware KVM';
@@ -179,12 +183,19 @@ function writeSection(table, host) {
 Debian's GRUB rescue CD (\`/usr/lib/grub-rescue/grub-rescue-cdrom.iso\`), 256 MiB,
 booted by SeaBIOS from the ATAPI CD-ROM, from process start until GRUB's menu
 shows its countdown on the VGA text screen (median of ${runs} run${runs > 1 ? 's' : ''};
-screens polled every 100 ms). Measured on ${kvm}: ${host},
+runs interleaved; screens polled every 100 ms). Measured on ${kvm}: ${host},
 ${new Date().toISOString().slice(0, 10)}, with \`node bench/pc/grub-menu.mjs --runs ${runs} --write-docs\`.
 QEMU-KVM runs \`-enable-kvm -cpu qemu64,-cx16,-xsave\` (the CPU model this host's
 KVM can run); QEMU TCG (\`-accel tcg\`, no KVM) is an extra column for scale.
+Vireo runs through the native addon in a plain Node process (\`new Machine()\`,
+\`screenText()\` polled), as the app's engine host runs it; QEMU's screen is read
+through QMP (\`pmemsave\` of 0xb8000).
 
 ${table}
+Menu with countdown, run by run: ${perRun}. The host was shared (${load} on
+2 cores), so single runs spread widely; the medians of interleaved runs are
+what to compare.
+
 On a kvm_pvm host every ring-0 instruction of the firmware and of GRUB is
 emulated, so both KVM columns measure that emulation rather than the engines;
 the ratio against QEMU-KVM is the comparable figure. On hardware VT-x/AMD-V
