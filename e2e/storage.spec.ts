@@ -3,13 +3,15 @@
 // what was written. Waits on DOM state the app sets (rows, data-* attributes,
 // dialogs detaching), never on sleeps.
 import { createHash } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Page } from 'playwright-core';
+import { type Page, chromium } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type App,
+  CHROMIUM,
+  CHROMIUM_ARGS,
   ROOT,
   buildGuest,
   contextMenu,
@@ -18,6 +20,7 @@ import {
   engineCapability,
   launchApp,
   openConsole,
+  startServe,
   terminalText,
   waitVmState,
 } from './harness';
@@ -182,5 +185,61 @@ describe.skipIf(!!why)('storage', () => {
     await expect.poll(() => del.getByRole('alert').textContent()).toMatch(/echo\.qcow2 is the backing file of echo-clone\.qcow2 \(echo-clone\)/);
     expect(fs.existsSync(src)).toBe(true);
     expect(sha256(src)).toBe(hash);
+  });
+});
+
+// docs/screenshots/storage.png: a real (headful) Chromium window under Xvfb, grabbed
+// with xwd like e2e/screenshots.spec.ts (written to docs/ when VIREO_UPDATE_SCREENSHOTS=1).
+const noX = ['/usr/bin/Xvfb', '/usr/bin/xwd', '/usr/bin/convert'].find((f) => !fs.existsSync(f));
+describe.skipIf(!!why || !!noX)('storage screenshot', () => {
+  it('captures the Storage window with pools, volumes and a linked overlay', async () => {
+    const W = 1280;
+    const H = 800;
+    let xvfb: ChildProcess | undefined;
+    let display = '';
+    for (let n = 160 + Math.floor(Math.random() * 60); !display; n++) {
+      if (fs.existsSync(`/tmp/.X11-unix/X${n}`) || fs.existsSync(`/tmp/.X${n}-lock`)) continue;
+      const p = spawn('/usr/bin/Xvfb', [`:${n}`, '-screen', '0', `${W}x${H}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' });
+      for (let i = 0; i < 100 && !display; i++) {
+        if (fs.existsSync(`/tmp/.X11-unix/X${n}`)) display = `:${n}`;
+        else await new Promise((r) => setTimeout(r, 50)); // polling for the X socket to appear
+      }
+      if (display) xvfb = p;
+      else p.kill();
+    }
+    const srv = await startServe();
+    const ctx = await chromium.launchPersistentContext(path.join(srv.dir, 'chromium'), {
+      executablePath: CHROMIUM,
+      headless: false,
+      args: [...CHROMIUM_ARGS, '--test-type', `--window-size=${W},${H}`, '--window-position=0,0', `--app=${srv.url}`],
+      viewport: null,
+      env: { ...process.env, DISPLAY: display },
+    });
+    try {
+      const page = ctx.pages()[0] ?? (await ctx.waitForEvent('page'));
+      await page.waitForFunction(() => document.documentElement.dataset.vireoReady === 'manager');
+      const iso = '/usr/lib/grub-rescue/grub-rescue-cdrom.iso';
+      await createViaWizard(page, { media: 'iso', path: iso, diskGiB: 20, diskFormat: 'qcow2', name: 'debian-12', customize: true });
+      const win = await openStorage(page);
+      await newVolume(page, { name: 'data', format: 'raw', sizeGiB: 4 });
+      await newVolume(page, { name: 'debian-12-test', basedOn: path.join(srv.poolDir, 'debian-12.qcow2') });
+      await row(page, 'debian-12-test.qcow2').click();
+      await win.locator('table[data-loaded="yes"] tbody tr').nth(2).waitFor();
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      const outDir = process.env.VIREO_UPDATE_SCREENSHOTS === '1' ? path.join(ROOT, 'docs', 'screenshots') : fs.mkdtempSync('/tmp/vireo-shots-');
+      const f = path.join(outDir, 'storage.png');
+      const xwd = spawnSync('/usr/bin/xwd', ['-root', '-silent', '-display', display], { maxBuffer: 64 << 20 });
+      expect(xwd.status).toBe(0);
+      expect(spawnSync('/usr/bin/convert', ['xwd:-', f], { input: xwd.stdout }).status).toBe(0);
+      const png = fs.readFileSync(f);
+      expect(png.subarray(1, 4).toString()).toBe('PNG');
+      expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([W, H]);
+      const ocr = spawnSync('tesseract', [f, 'stdout'], { encoding: 'utf8' });
+      if (ocr.status === 0) expect(ocr.stdout).toMatch(/Volumes|Storage/);
+    } finally {
+      await ctx.close().catch(() => undefined);
+      await srv.stop();
+      xvfb?.kill('SIGTERM');
+    }
   });
 });
