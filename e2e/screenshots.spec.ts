@@ -114,6 +114,13 @@ describe.skipIf(!!why)('screenshots', () => {
       await page.getByRole('dialog').getByRole('checkbox').first().waitFor();
       await shot('delete', /Delete/);
       await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+      // The hardware details editor, on its Disks section (a disk and the install CD).
+      await contextMenu(page, 'grub-rescue', 'Details');
+      const details = page.getByRole('dialog', { name: 'Details of grub-rescue' });
+      await details.getByRole('tab', { name: 'Disks' }).click();
+      await details.getByRole('group', { name: 'CD-ROM 2' }).waitFor();
+      await shot('details', /Details|Disks|CD-ROM/);
+      await details.getByRole('button', { name: 'Close', exact: true }).click();
 
       if (echo && !engineCapability()) {
         // The console window, serial tab: the echo guest's greeting.
