@@ -5,6 +5,8 @@
 //
 //   vireo-run --kernel FILE [--initrd FILE] [--append STR] [--memory 256M] [--cpus N]
 //
+// stdin is forwarded to COM1 byte for byte; the terminal is not put in raw
+// mode (this is for pipes: a terminal's line discipline still applies).
 // Exit status: a guest write of V to the debug-exit port 0xf4 exits with
 // (V<<1)|1 (like QEMU's isa-debug-exit); power-off/reset exit 0; a crash
 // prints why and exits 2; bad arguments exit 1.
