@@ -3,11 +3,12 @@
 # suite (npm test never calls it): it takes minutes and its figures depend on
 # the machine.
 #
-#   bash bench/run.sh [--quick] [--skip engine,block,pc,app]
+#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app]
 #
 # engine  bench/engine/*.py        start -> first serial byte, memory, display frames (vs QEMU)
 # block   bench/block/bench.sh     block layer vs qemu-io, image copy vs qemu-img/cp
 # pc      bench/pc/grub-menu.mjs   start -> GRUB menu (SeaBIOS, ATAPI) vs QEMU
+# storage bench/storage/*.ts       linked clone time, full clone copy vs cp
 # app     bench/app/app-bench.ts   UI budgets in Chromium (no QEMU peer)
 # Each suite runs only if its files are present; a failing suite is reported
 # in the table and the others still run. Logs stay in $BENCH_OUT (a temp dir).
@@ -60,6 +61,12 @@ fi
 if want pc && [ -f bench/pc/grub-menu.mjs ]; then
   log "pc: start -> GRUB menu ($PC_RUNS runs each; minutes on a kvm_pvm host)"
   node bench/pc/grub-menu.mjs --runs "$PC_RUNS" >"$OUT/pc.txt" 2>"$OUT/pc.err"; status pc $?
+fi
+if want storage && [ -f bench/storage/linked-clone.ts ]; then
+  log "storage: clones (bench/storage)"
+  [ -f dist/bench/storage/linked-clone.js ] && [ dist/bench/storage/linked-clone.js -nt bench/storage/linked-clone.ts ] ||
+    npx tsc -p tsconfig.json >"$OUT/storage.build.log" 2>&1
+  node dist/bench/storage/linked-clone.js >"$OUT/storage.txt" 2>&1; status storage $?
 fi
 if want app && [ -f bench/app/app-bench.ts ]; then
   log "app: building and running bench/app"
@@ -143,6 +150,22 @@ def md_rows(suite, key, min_cells):
             rows.append((suite, cells[0], cells[1], cells[2] if len(cells) > 3 else "", cells[-1], ""))
 md_rows("block", "block", 4)
 md_rows("pc", "pc", 4)
+
+def generic_rows(suite, key):
+    """Any markdown tables: first cell is the measurement, the rest 'column: value'."""
+    if failed(key): return fail_row(suite, key)
+    p = os.path.join(out, key + ".txt")
+    if not os.path.exists(p): return
+    header = None
+    for line in open(p):
+        if not line.startswith("|"):
+            header = None; continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if set("".join(cells)) <= set("-: "): continue
+        if header is None:
+            header = cells; continue
+        rows.append((suite, f"{header[0]}: {cells[0]}", "; ".join(f"{h}: {c}" for h, c in zip(header[1:], cells[1:])), "n/a", "", ""))
+generic_rows("storage", "storage")
 if failed("app"): fail_row("app", "app")
 elif os.path.exists(os.path.join(out, "app.txt")):
     t = open(os.path.join(out, "app.txt")).read()
