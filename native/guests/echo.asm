@@ -3,6 +3,22 @@
 ; with value 0x10 (VMM status 33).
 bits 32
 %include "macros.inc"
+
+; Return from an interrupt without IRET: kvm_pvm hosts run this ring-0 code
+; in KVM's instruction emulator, which fails on protected-mode IRET
+; (KVM_EXIT_INTERNAL_ERROR). The frame is EIP, CS, EFLAGS; the interrupted
+; code always runs with IF=1 (the idle loop), so restore that with STI, whose
+; one-instruction shadow keeps the next interrupt out until the JMP has used
+; ret_eip.
+%macro IRET_FREE_RETURN 0
+    push eax
+    mov eax, [esp + 4]
+    mov [ret_eip], eax
+    pop eax
+    add esp, 12
+    sti
+    jmp [ret_eip]
+%endmacro
 %define LOAD_ADDR 0x100000
 org LOAD_ADDR
     MULTIBOOT_AOUT start
@@ -97,32 +113,14 @@ uart_isr:
     mov al, 0x20
     out 0x20, al
     popa
-    ; Return from the interrupt without IRET: kvm_pvm hosts run this ring-0
-    ; code in KVM's instruction emulator, which fails on protected-mode IRET
-    ; (KVM_EXIT_INTERNAL_ERROR). The frame is EIP, CS, EFLAGS; the interrupted
-    ; code always ran with IF=1 (the idle loop), so restore that with STI,
-    ; whose one-instruction shadow keeps the next interrupt out until the JMP
-    ; has used ret_eip.
-    push eax
-    mov eax, [esp + 4]
-    mov [ret_eip], eax
-    pop eax
-    add esp, 12
-    sti
-    jmp [ret_eip]
+    IRET_FREE_RETURN
 .bye:
     mov esi, bye
     call puts
     EXIT 0x10
 
 spurious:
-    push eax
-    mov eax, [esp + 4]
-    mov [ret_eip], eax
-    pop eax
-    add esp, 12
-    sti
-    jmp [ret_eip]
+    IRET_FREE_RETURN
 
 unexpected:
     mov esi, oops

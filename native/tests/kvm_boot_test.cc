@@ -9,6 +9,14 @@
 
 using namespace vireo;
 
+// Starts `m`, waits for the guest to stop by itself, and joins it.
+static void run_to_end(Machine& m, Run& r, int seconds = 60) {
+  r.attach(m);
+  m.start();
+  CHECK(r.wait_done(m, seconds));
+  m.stop();
+}
+
 TEST(hello_prints_and_exits_through_debug_exit_port) {
   require_kvm();
   MachineConfig c;
@@ -16,10 +24,7 @@ TEST(hello_prints_and_exits_through_debug_exit_port) {
   c.mem_bytes = 64 << 20;
   Machine m(c);
   Run r;
-  r.attach(m);
-  m.start();
-  CHECK(r.wait_done(m, 60));
-  m.stop();
+  run_to_end(m, r);
   CHECK_EQ(r.serial, std::string("Hello from a Vireo test guest\r\n"));
   CHECK(r.final_state == RunState::Stopped);
   CHECK_EQ(r.info.kind, std::string("exit"));
@@ -58,10 +63,7 @@ TEST(multiboot_elf_gets_memory_map_and_cmdline) {
   c.append = "console=ttyS0 vireo=yes";
   Machine m(c);
   Run r;
-  r.attach(m);
-  m.start();
-  CHECK(r.wait_done(m, 60));
-  m.stop();
+  run_to_end(m, r);
   CHECK_EQ(m.boot_result().info.format, std::string("multiboot-elf"));
   CHECK_EQ(r.info.code, 0x05);
   CHECK(r.serial.find("magic 2badb002\r\n") != std::string::npos);
@@ -83,10 +85,7 @@ TEST(flat_real_mode_binary_runs_at_its_address) {
   c.mem_bytes = 32 << 20;
   Machine m(c);
   Run r;
-  r.attach(m);
-  m.start();
-  CHECK(r.wait_done(m, 60));
-  m.stop();
+  run_to_end(m, r);
   CHECK_EQ(r.serial, std::string("real mode flat binary ok\r\n"));
   CHECK_EQ(r.info.code, 0x03);
 }
@@ -98,10 +97,7 @@ TEST(crashing_guest_stops_with_reason_and_rip) {
   c.mem_bytes = 32 << 20;
   Machine m(c);
   Run r;
-  r.attach(m);
-  m.start();
-  CHECK(r.wait_done(m, 60));
-  m.stop();
+  run_to_end(m, r);
   CHECK(r.serial.find("about to crash") != std::string::npos);
   CHECK(r.final_state == RunState::Crashed);
   CHECK(r.info.kind == "triple-fault" || r.info.kind == "internal-error");
@@ -121,10 +117,7 @@ TEST(smp_guest_starts_with_four_vcpus) {
   c.mem_bytes = 64 << 20;
   Machine m(c);
   Run r;
-  r.attach(m);
-  m.start();
-  CHECK(r.wait_done(m, 60));
-  m.stop();
+  run_to_end(m, r);
   CHECK_EQ(r.info.code, 0x21);
 }
 

@@ -51,8 +51,10 @@ struct DebugconDevice : IoDevice {
     d[0] = 0xe9;
   }
   void write(uint64_t, std::span<const uint8_t> d) override {
-    if (getenv("VIREO_DEBUGCON")) fwrite(d.data(), 1, 1, stderr);
+    if (to_stderr) fwrite(d.data(), 1, 1, stderr);
   }
+  // VIREO_DEBUGCON=1 copies the firmware's debug log (SeaBIOS writes it here) to stderr.
+  const bool to_stderr = getenv("VIREO_DEBUGCON") != nullptr;
 };
 
 struct DebugExitDevice : IoDevice {
