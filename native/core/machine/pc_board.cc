@@ -36,6 +36,7 @@ constexpr uint16_t kRtcPort = 0x70, kRtcLen = 2;
 constexpr uint16_t kPostPort = 0x80;
 constexpr uint16_t kIdePrimaryCmd = 0x1f0, kIdePrimaryCtl = 0x3f6, kIdeSecondaryCmd = 0x170, kIdeSecondaryCtl = 0x376;
 constexpr uint16_t kVgaLegacyPorts = 0x3b0, kVgaLegacyLen = 0x30, kDispiPort = 0x1ce, kDispiLen = 3;
+constexpr int kNudgeIntervalUs = 100;  // see PcBoard's nudger (kvm_pvm hosts only)
 constexpr uint8_t kIrqSci = 9;  // ACPI SCI, as SeaBIOS's FADT declares
 constexpr uint8_t kIrqKbd = 1, kIrqRtc = 8, kIrqMouse = 12, kIrqIdePrimary = 14, kIrqIdeSecondary = 15;
 // PCI slots of QEMU's "pc" machine, which SeaBIOS and guests' drivers know.
@@ -165,6 +166,7 @@ void PcBoard::start_nudging() {
 
 void PcBoard::nudger_loop() {
   std::unique_lock g(nudge_mu_);
+  size_t last_backlog = 0;
   while (!nudger_quit_) {
     if (mono_ns() >= nudge_until_ns_) {
       nudge_cv_.wait(g, [&] { return nudger_quit_ || mono_ns() < nudge_until_ns_; });
@@ -172,14 +174,18 @@ void PcBoard::nudger_loop() {
     }
     g.unlock();
     auto st = kbd_->snapshot();
-    bool pending = (st.status & 0x01) || st.kbd_q.count || st.aux_q.count;
-    if (pending) m_.nudge_vcpus();
+    size_t backlog = size_t(st.status & 0x01) + st.kbd_q.count + st.aux_q.count + st.ctrl_q.count;
+    if (backlog) m_.nudge_vcpus();
     g.lock();
-    if (!pending) {
+    if (!backlog) {
       nudge_until_ns_ = 0;
       continue;
     }
-    nudge_cv_.wait_for(g, std::chrono::microseconds(300));
+    // Keep going while the guest is taking the input; give up 5 s after it
+    // last took a byte (it may simply not be reading the keyboard).
+    if (backlog < last_backlog) nudge_until_ns_ = std::max(nudge_until_ns_, mono_ns() + 5'000'000'000);
+    last_backlog = backlog;
+    nudge_cv_.wait_for(g, std::chrono::microseconds(kNudgeIntervalUs));
   }
 }
 
