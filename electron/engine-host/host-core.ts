@@ -199,6 +199,9 @@ export class EngineHost {
           this.post({ t: 'screenshot', reqId: msg.reqId, error: (e as Error).message });
         }
         break;
+      case 'media':
+        this.media(msg.reqId, msg.path);
+        break;
       case 'openStream':
         this.attachStream(msg.sid, { send: (data) => this.post({ t: 'stream', sid: msg.sid, data }) });
         break;
@@ -211,8 +214,30 @@ export class EngineHost {
     }
   }
 
+  /** Live CD change; the config follows, so a Reboot in this host keeps the new disc. */
+  private media(reqId: number, path: string | null): void {
+    let ejected: boolean | undefined;
+    try {
+      const m = this.need();
+      if (path === null) ejected = m.ejectCdrom();
+      else m.changeCdrom(path);
+    } catch (e) {
+      this.post({ t: 'media', reqId, error: e instanceof Error ? e.message : String(e) });
+      return;
+    }
+    if (path !== null || ejected) {
+      // The drive stays in the config with no disc ('' is left out at boot).
+      const disks = this.config?.disks ?? [];
+      const i = disks.findIndex((d) => d.media === 'cdrom');
+      if (i >= 0) disks[i] = { ...disks[i]!, path: path ?? '' };
+    }
+    this.post({ t: 'media', reqId, ...(ejected !== undefined ? { ejected } : {}) });
+  }
+
   private boot(): void {
-    const m = new this.addon.Machine(this.config!);
+    const cfg = this.config!;
+    // An ejected CD drive has path '': the engine has no empty drive, so it is left out.
+    const m = new this.addon.Machine(cfg.disks?.some((d) => d.path === '') ? { ...cfg, disks: cfg.disks.filter((d) => d.path !== '') } : cfg);
     this.machine = m;
     m.onSerial((port, data) => this.onSerial(port, data));
     m.onState((ev) => this.onState(m, ev));

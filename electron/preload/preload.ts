@@ -19,6 +19,7 @@ const METHODS: Record<Method, true> = {
   'vm.create': true,
   'vm.update': true,
   'vm.action': true,
+  'vm.changeMedia': true,
   'vm.clonePlan': true,
   'vm.clone': true,
   'job.cancel': true,

@@ -272,6 +272,46 @@ export class VireoService implements VireoApi {
     return { errors: [], vm, nextBoot };
   }
 
+  /**
+   * CD-ROM Connect/Disconnect: on a running VM the engine inserts or ejects the disc now;
+   * then the definition's first CD-ROM drive (the engine's one drive) gets the new path,
+   * written atomically, so a restart keeps it. A locked tray changes nothing.
+   */
+  async 'vm.changeMedia'({ uuid, path: p }: Params<'vm.changeMedia'>): Promise<Result<'vm.changeMedia'>> {
+    const def = this.need(uuid);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
+    if (!def.disks.some((d) => d.media === 'cdrom')) throw new UserError(`${def.name} has no CD-ROM drive: add one under Disks.`);
+    if (p !== null) {
+      if (!path.isAbsolute(p)) throw new UserError('Give the full path of the ISO image (starting with /).');
+      const st = await this['fs.probe']({ path: p });
+      if (!st.exists) throw new UserError(`${p} does not exist.`);
+      if (st.kind !== 'file') throw new UserError(`${p} is not a file.`);
+    }
+    const live = this.supervisor.isRunning(uuid);
+    let ejected: boolean | undefined;
+    if (live) {
+      try {
+        ({ ejected } = await this.supervisor.changeMedia(uuid, p));
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (/no CD-ROM drive/.test(msg)) {
+          throw new UserError(`${def.name} started with an empty CD-ROM drive, which the engine leaves out: shut it down, choose the disc, and start it again.`);
+        }
+        throw new UserError(`The disc was not changed: ${msg}`);
+      }
+      if (ejected === false) return { live, ejected: false, locked: true };
+    }
+    // Re-read: the definition may have been edited while the engine worked.
+    const cur = this.need(uuid);
+    const i = cur.disks.findIndex((d) => d.media === 'cdrom');
+    if (i < 0) throw new UserError(`${cur.name} no longer has a CD-ROM drive in its definition.`);
+    const next: VmDefinition = { ...cur, disks: cur.disks.map((d, j) => (j === i ? { ...d, path: p ?? '' } : d)) };
+    await this.store.save(next);
+    const vm = this.summary(next);
+    this.emit('vm.changed', { vm });
+    return { live, ...(ejected !== undefined ? { ejected } : {}), vm };
+  }
+
   async 'vm.action'({ uuid, action }: Params<'vm.action'>): Promise<Result<'vm.action'>> {
     const def = this.need(uuid);
     const running = this.supervisor.isRunning(uuid);

@@ -43,6 +43,7 @@ interface Running {
   lastError?: string;
   startWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }>;
   screenshots: Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>;
+  media: Map<number, { resolve: (r: { ejected?: boolean }) => void; reject: (e: Error) => void }>;
   streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
   killedByUs?: boolean;
 }
@@ -88,7 +89,7 @@ export class Supervisor {
   start(uuid: string, config: MachineConfig): Promise<void> {
     if (this.running.has(uuid)) return Promise.reject(new Error('the VM is already running'));
     const host = this.launch(uuid);
-    const r: Running = { uuid, host, state: 'starting', startWaiters: [], screenshots: new Map(), streams: new Map() };
+    const r: Running = { uuid, host, state: 'starting', startWaiters: [], screenshots: new Map(), media: new Map(), streams: new Map() };
     this.running.set(uuid, r);
     this.events.state(uuid, 'starting');
     host.onMessage((raw) => this.onMessage(r, raw));
@@ -136,6 +137,26 @@ export class Supervisor {
         reject: (e) => (clearTimeout(timer), reject(e)),
       });
       r.host.send({ t: 'screenshot', reqId });
+    });
+  }
+
+  /**
+   * Live CD change in the running machine: insert the ISO at path, or eject (null).
+   * Resolves with `ejected` (false: the guest locked the tray); rejects with the engine's error.
+   */
+  changeMedia(uuid: string, path: string | null, timeoutMs = 10000): Promise<{ ejected?: boolean }> {
+    const r = this.need(uuid);
+    const reqId = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        r.media.delete(reqId);
+        reject(new Error('the engine did not answer the media change'));
+      }, timeoutMs);
+      r.media.set(reqId, {
+        resolve: (v) => (clearTimeout(timer), resolve(v)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      r.host.send({ t: 'media', reqId, path });
     });
   }
 
@@ -214,6 +235,12 @@ export class Supervisor {
         if (w) msg.png ? w.resolve(msg.png) : w.reject(new Error(msg.error ?? 'no screenshot'));
         break;
       }
+      case 'media': {
+        const w = r.media.get(msg.reqId);
+        r.media.delete(msg.reqId);
+        if (w) msg.error !== undefined ? w.reject(new Error(msg.error)) : w.resolve(msg.ejected !== undefined ? { ejected: msg.ejected } : {});
+        break;
+      }
       case 'error':
         r.lastError = msg.message;
         break;
@@ -230,6 +257,7 @@ export class Supervisor {
     const err = new Error(reason.kind === 'crashed' ? reason.reason : reason.kind === 'killed' ? `killed by ${reason.signal}` : reason.detail);
     for (const w of r.startWaiters.splice(0)) w.reject(err);
     for (const w of r.screenshots.values()) w.reject(err);
+    for (const w of r.media.values()) w.reject(err);
     for (const s of r.streams.values()) s.close(err.message);
     r.streams.clear();
     this.events.state(r.uuid, reason.kind === 'crashed' ? 'crashed' : 'shutoff', reason);

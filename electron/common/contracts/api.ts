@@ -63,6 +63,17 @@ export const api = {
     params: s.object({ uuid: id, edit: VmEditSchema, dryRun: s.optional(s.boolean()) }),
     result: s.object({ errors: s.array(DetailsFieldErrorSchema), vm: s.optional(VmSummarySchema), nextBoot: s.boolean() }),
   },
+  /**
+   * Inserts another ISO in the VM's CD-ROM drive (path) or ejects the disc (null), like
+   * virt-manager's CDROM Connect/Disconnect. On a running VM the engine changes the disc
+   * now (`live`); either way the definition's first CD-ROM drive is updated atomically so
+   * the change survives a restart. `locked`: the guest has locked the tray, nothing changed.
+   * A missing ISO, a VM without a CD-ROM drive or an engine refusal is a thrown error.
+   */
+  'vm.changeMedia': {
+    params: s.object({ uuid: id, path: s.nullable(s.string({ min: 1, max: 4096 })) }),
+    result: s.object({ live: s.boolean(), ejected: s.optional(s.boolean()), locked: s.optional(s.boolean()), vm: s.optional(VmSummarySchema) }),
+  },
   'vm.action': { params: s.object({ uuid: id, action: s.enums(VM_ACTIONS) }), result: ok },
   'vm.clonePlan': {
     params: s.object({ uuid: id }),

@@ -47,6 +47,8 @@ export const ToHostSchema = s.variant('t', {
   reboot: s.object({ t: s.literal('reboot') }),
   stop: s.object({ t: s.literal('stop') }),
   screenshot: s.object({ t: s.literal('screenshot'), reqId: s.number() }),
+  /** Live CD change: insert the ISO at path, or eject the disc (null). */
+  media: s.object({ t: s.literal('media'), reqId: s.number(), path: s.nullable(s.string({ min: 1, max: 4096 })) }),
   openStream: s.object({ t: s.literal('openStream'), sid: s.number({ int: true, min: 1 }) }),
   closeStream: s.object({ t: s.literal('closeStream'), sid: s.number({ int: true, min: 1 }) }),
   stream: s.object({ t: s.literal('stream'), sid: s.number({ int: true, min: 1 }), data: s.bytes(1 << 20) }),
@@ -63,6 +65,8 @@ export const FromHostSchema = s.variant('t', {
     png: s.optional(s.bytes()),
     error: s.optional(s.string()),
   }),
+  /** Reply to 'media': ok (with ejected=false when the guest locked the tray), or the engine's error. */
+  media: s.object({ t: s.literal('media'), reqId: s.number(), ejected: s.optional(s.boolean()), error: s.optional(s.string()) }),
   error: s.object({ t: s.literal('error'), message: s.string() }),
   stream: s.object({ t: s.literal('stream'), sid: s.number(), data: s.bytes() }),
 });

@@ -1,5 +1,6 @@
 // A fake native addon and an in-process launcher, for unit tests only. The fake
 // machine draws a 64x48 screen, echoes serial input, and stops on request.
+import * as fs from 'node:fs';
 import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../../common/engine-api';
 import { EngineHost } from '../../engine-host/host-core';
 import type { HostChannel, Launcher } from '../supervisor';
@@ -14,6 +15,8 @@ export class FakeMachine implements NativeMachine {
   pixel = 0x20;
   constructor(readonly config: MachineConfig) {
     FakeMachine.last = this;
+    this.cdrom = config.disks?.find((d) => d.media === 'cdrom')?.path ?? null;
+    this.hasCdrom = this.cdrom !== null;
   }
   start() {
     this.state = 'running';
@@ -61,11 +64,19 @@ export class FakeMachine implements NativeMachine {
     const data = new Uint8Array(64 * 48 * 4).fill(this.pixel);
     return { width: 64, height: 48, modeChanged: !!full, rects: [{ x: 0, y: 0, w: 64, h: 48, data }] };
   }
-  cdrom: string | null = null;
+  /** Like the PC board: the first CD-ROM of the config is the drive; none, no drive. */
+  cdrom: string | null;
+  readonly hasCdrom: boolean;
+  /** The guest has locked the tray (ejectCdrom answers false). */
+  trayLocked = false;
   changeCdrom(path: string): void {
+    if (!this.hasCdrom) throw new Error('this machine has no CD-ROM drive');
+    if (!fs.existsSync(path)) throw new Error(`CD-ROM image ${path}: No such file or directory`);
     this.cdrom = path;
   }
   ejectCdrom(): boolean {
+    if (!this.hasCdrom) throw new Error('this machine has no CD-ROM drive');
+    if (this.trayLocked) return false;
     this.cdrom = null;
     return true;
   }

@@ -1,7 +1,8 @@
 // The hardware details editor (virt-manager's VM details): Overview, CPUs, Memory, Boot
 // options, Disks, Display, Serial, NIC. It edits a copy of the definition; Apply sends it
 // to vm.update, which checks every field and writes atomically. Problems come back tied
-// to fields and are shown on them. On a running VM the changes wait for the next start.
+// to fields and are shown on them. On a running VM the changes wait for the next start,
+// except the first CD-ROM drive: Eject and Change… apply now (vm.changeMedia).
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { DetailsFieldError, VmDefinition, VmEdit } from '../../../../electron/common/contracts/vm';
 import { OS_CHOICES, editOf } from '../../../../electron/common/contracts/vm';
@@ -46,6 +47,9 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
   const [addPath, setAddPath] = useState('');
   const [addMedia, setAddMedia] = useState<'disk' | 'cdrom'>('disk');
   const [addBus, setAddBus] = useState<'ide' | 'virtio'>('ide');
+  /** Live CD change of a running VM: the Change… field, and what the last change did. */
+  const [cdChange, setCdChange] = useState<string | undefined>();
+  const [cdLive, setCdLive] = useState<{ kind: 'ok' | 'error'; text: string } | undefined>();
   const ref = useRef<HTMLDivElement>(null);
   const navRef = useRef<HTMLUListElement>(null);
 
@@ -106,6 +110,30 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
     } catch (e) {
       setStatus({ kind: 'error', text: (e as Error).message });
       return false;
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  /** Eject (null) or insert an ISO now, in the running VM; the definition follows (vm.changeMedia). */
+  const changeMedia = async (i: number, path: string | null) => {
+    setBusy(true);
+    setCdLive(undefined);
+    try {
+      const r = await getClient().call('vm.changeMedia', { uuid, path });
+      if (r.locked) {
+        setCdLive({ kind: 'error', text: 'The guest has locked the tray: it was asked to eject the disc. Try again once it lets go.' });
+        return;
+      }
+      if (r.vm) useVms.getState().upsert(r.vm);
+      const p = path ?? '';
+      const cd = (ds: Disk[]) => ds.map((d, j) => (j === i ? { ...d, path: p } : d));
+      setDef((d) => (d ? { ...d, disks: cd(d.disks) } : d));
+      setEdit((e) => (e ? { ...e, disks: cd(e.disks) } : e));
+      setCdChange(undefined);
+      setCdLive({ kind: 'ok', text: r.live ? (path ? 'Inserted now' : 'Ejected now') : 'Saved' });
+    } catch (e) {
+      setCdLive({ kind: 'error', text: (e as Error).message });
     } finally {
       setBusy(false);
     }
@@ -258,17 +286,26 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
             {edit.disks.length === 0 && <p className="hint">No disks or CD-ROM drives.</p>}
             {edit.disks.map((d, i) => {
               const label = d.media === 'cdrom' ? `CD-ROM ${i + 1}` : `Disk ${i + 1}`;
+              // The engine's one drive: the definition's first CD-ROM, changed live while the VM runs.
+              const live = running && d.media === 'cdrom' && i === def.disks.findIndex((x) => x.media === 'cdrom') && def.disks[i]?.path === d.path;
               return (
                 <div className="details-row" key={i} role="group" aria-label={label} data-media={d.media}>
                   <div className="row-head">
                     <strong>{label}{d.media === 'cdrom' && !d.path ? ' (empty)' : ''}</strong>
-                    {d.media === 'cdrom' && d.path && <button onClick={() => setDisk(i, { path: '' })}>Eject</button>}
+                    {live ? (
+                      <>
+                        {d.path && <button disabled={busy} onClick={() => void changeMedia(i, null)}>Eject</button>}
+                        <button disabled={busy} onClick={() => (setCdChange(cdChange === undefined ? '' : undefined), setCdLive(undefined))}>Change…</button>
+                      </>
+                    ) : (
+                      d.media === 'cdrom' && d.path && <button onClick={() => setDisk(i, { path: '' })}>Eject</button>
+                    )}
                     <button onClick={() => set({ disks: edit.disks.filter((_, j) => j !== i) })}>Remove</button>
                   </div>
                   <div className="row-fields">
                     <Field id={`d-disk-${i}-path`} label={d.media === 'cdrom' ? 'ISO image' : 'Path'} error={err(`disks.${i}.path`)}>
-                      <input id={`d-disk-${i}-path`} value={d.path} placeholder={d.media === 'cdrom' ? 'No disc: type an ISO path to insert one' : ''}
-                        aria-invalid={!!err(`disks.${i}.path`)} onChange={(e) => setDisk(i, { path: e.target.value })} />
+                      <input id={`d-disk-${i}-path`} value={d.path} placeholder={live ? 'No disc: Change… inserts one now' : d.media === 'cdrom' ? 'No disc: type an ISO path to insert one' : ''}
+                        readOnly={live} aria-invalid={!!err(`disks.${i}.path`)} onChange={(e) => setDisk(i, { path: e.target.value })} />
                     </Field>
                     <Field id={`d-disk-${i}-format`} label="Format" error={err(`disks.${i}.format`)}>
                       <select id={`d-disk-${i}-format`} value={d.format} disabled={d.media === 'cdrom'} onChange={(e) => setDisk(i, { format: e.target.value as Disk['format'] })}>
@@ -287,7 +324,27 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
                     <input type="checkbox" checked={d.media === 'cdrom' || !!d.readOnly} disabled={d.media === 'cdrom'} onChange={(e) => setDisk(i, { readOnly: e.target.checked })} />
                     Read-only
                   </label>
-                  {d.media === 'cdrom' && running && <div className="hint">Changing the disc of a running VM applies on its next boot (no live media change in the engine yet).</div>}
+                  {live && cdChange !== undefined && (
+                    <form className="cd-change" onSubmit={(e) => (e.preventDefault(), void changeMedia(i, cdChange.trim()))}>
+                      <Field id={`d-disk-${i}-change`} label="Insert this ISO image now" error={cdLive?.kind === 'error' ? cdLive.text : undefined}>
+                        <input id={`d-disk-${i}-change`} value={cdChange} placeholder="/path/to/image.iso" autoFocus aria-invalid={cdLive?.kind === 'error'}
+                          onChange={(e) => (setCdChange(e.target.value), setCdLive(undefined))} />
+                      </Field>
+                      <button type="submit" className="primary" disabled={busy || !cdChange.trim()}>Insert</button>
+                      <button type="button" onClick={() => (setCdChange(undefined), setCdLive(undefined))}>Cancel</button>
+                    </form>
+                  )}
+                  {live && (() => {
+                    // An error of Change… shows on its field; anything else here.
+                    const shown = cdLive && !(cdLive.kind === 'error' && cdChange !== undefined) ? cdLive : undefined;
+                    return (
+                      <div className={shown?.kind === 'error' ? 'field-error' : shown ? 'hint live-ok' : 'hint'} role={shown?.kind === 'error' ? 'alert' : 'status'}
+                        data-testid="cdrom-live-status" data-kind={shown?.kind ?? ''}>
+                        {shown?.text ?? 'Eject and Change… apply to the running VM now and are saved for its next start.'}
+                      </div>
+                    );
+                  })()}
+                  {d.media === 'cdrom' && running && !live && <div className="hint">Changing this disc applies on the VM's next boot (the engine changes its first CD-ROM drive live).</div>}
                 </div>
               );
             })}
