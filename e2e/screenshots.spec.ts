@@ -152,7 +152,8 @@ describe.skipIf(!!why)('screenshots', () => {
           const png = Buffer.from((await apiCall(srv, 'vm.screenshot', { uuid: grubUuid })).pngBase64, 'base64');
           const f = path.join(srv.dir, 'grub.png');
           fs.writeFileSync(f, png);
-          if (/GNU GRUB/.test(ocr(f)) || Date.now() > deadline) break;
+          // Wait for the whole menu (its help text is drawn last), not the first line.
+          if (/Use the|automatically/.test(ocr(f)) || Date.now() > deadline) break;
           const n = Number(await page.locator('canvas').getAttribute('data-frames'));
           await page.waitForFunction((k) => Number(document.querySelector('canvas')!.dataset.frames) > k, n, { timeout: 60000 });
         }
