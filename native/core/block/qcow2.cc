@@ -223,6 +223,13 @@ int Qcow2Backend::grow_refcount_table(uint64_t min_index) {
       if (int r = write_at(blk.raw.data(), cs_, o)) return r;
       blk.dirty = false;
     }
+  if (int r = install_refcount_table(start, rt_cl)) return r;
+  free_later(old_off, old_cl * cs_);
+  rt_dirty_ = false;
+  return 0;
+}
+
+int Qcow2Backend::install_refcount_table(uint64_t start, uint64_t rt_cl) {
   std::vector<uint8_t> buf(rt_cl * cs_);
   for (size_t i = 0; i < rt_.size(); i++) st64(&buf[i * 8], rt_[i]);
   if (int r = write_at(buf.data(), buf.size(), start * cs_)) return r;
@@ -234,8 +241,6 @@ int Qcow2Backend::grow_refcount_table(uint64_t min_index) {
   st32(h + 8, rt_clusters_);
   if (int r = write_at(h, 12, 48)) return r;
   if (::fdatasync(fd_)) return -errno;
-  free_later(old_off, old_cl * cs_);
-  rt_dirty_ = false;
   return 0;
 }
 

@@ -91,6 +91,9 @@ private:
   int set_refcount(uint64_t cidx, uint64_t rc);
   int alloc_clusters(uint64_t n, uint64_t* off);
   int grow_refcount_table(uint64_t min_index);
+  // Writes rt_ as the refcount table at cluster `start` (rt_cl clusters), then
+  // points the header at it, with a flush after each step.
+  int install_refcount_table(uint64_t start, uint64_t rt_cl);
   int grow_l1(uint64_t min_entries);
   void free_later(uint64_t off, uint64_t len);
   void free_entry(uint64_t entry);

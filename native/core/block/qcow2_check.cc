@@ -229,17 +229,7 @@ int Qcow2Backend::rebuild_refcounts(std::vector<uint64_t>& counts) {
     if (int r = write_at(b.raw.data(), cs_, o)) return r;
     b.dirty = false;
   }
-  std::vector<uint8_t> tb(rt_cl * cs_);
-  for (size_t i = 0; i < rt_.size(); i++) st64(&tb[i * 8], rt_[i]);
-  if (int r = write_at(tb.data(), tb.size(), start * cs_)) return r;
-  if (::fdatasync(fd_)) return -errno;
-  rt_offset_ = start * cs_;
-  rt_clusters_ = uint32_t(rt_cl);
-  uint8_t h[12];
-  st64(h, rt_offset_);
-  st32(h + 8, rt_clusters_);
-  if (int r = write_at(h, 12, 48)) return r;
-  if (::fdatasync(fd_)) return -errno;
+  if (int r = install_refcount_table(start, rt_cl)) return r;
   pending_free_.clear();
   free_hint_ = 0;
   if (int r = fix_copied_flags()) return r;
