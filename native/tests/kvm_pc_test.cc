@@ -133,7 +133,7 @@ TEST(grub_rescue_iso_boots_from_atapi_to_menu_and_takes_keys) {
     CHECK(false);
   }
   type(*b, "echo hello\n");
-  CHECK(wait_text(*b, r, "echo hello\nhello\n", 240, &screen));
+  CHECK(wait_text(*b, r, "echo hello\nhello\n", 420, &screen));
   m.stop();
 }
 

@@ -36,7 +36,7 @@ constexpr uint16_t kRtcPort = 0x70, kRtcLen = 2;
 constexpr uint16_t kPostPort = 0x80;
 constexpr uint16_t kIdePrimaryCmd = 0x1f0, kIdePrimaryCtl = 0x3f6, kIdeSecondaryCmd = 0x170, kIdeSecondaryCtl = 0x376;
 constexpr uint16_t kVgaLegacyPorts = 0x3b0, kVgaLegacyLen = 0x30, kDispiPort = 0x1ce, kDispiLen = 3;
-constexpr int kNudgeIntervalUs = 100;  // see PcBoard's nudger (kvm_pvm hosts only)
+constexpr int kNudgeIntervalUs = 250;  // see PcBoard's nudger (kvm_pvm hosts only)
 constexpr uint8_t kIrqSci = 9;  // ACPI SCI, as SeaBIOS's FADT declares
 constexpr uint8_t kIrqKbd = 1, kIrqRtc = 8, kIrqMouse = 12, kIrqIdePrimary = 14, kIrqIdeSecondary = 15;
 // PCI slots of QEMU's "pc" machine, which SeaBIOS and guests' drivers know.
@@ -159,7 +159,7 @@ void PcBoard::start_nudging() {
   if (!pvm_host_) return;
   {
     std::lock_guard g(nudge_mu_);
-    nudge_until_ns_ = mono_ns() + 5'000'000'000;  // give up after 5 s: the guest may simply not read input
+    nudge_until_ns_ = mono_ns() + 10'000'000'000;  // give up after 10 s: the guest may simply not read input
   }
   nudge_cv_.notify_all();
 }
@@ -181,9 +181,9 @@ void PcBoard::nudger_loop() {
       nudge_until_ns_ = 0;
       continue;
     }
-    // Keep going while the guest is taking the input; give up 5 s after it
+    // Keep going while the guest is taking the input; give up 10 s after it
     // last took a byte (it may simply not be reading the keyboard).
-    if (backlog < last_backlog) nudge_until_ns_ = std::max(nudge_until_ns_, mono_ns() + 5'000'000'000);
+    if (backlog < last_backlog) nudge_until_ns_ = std::max(nudge_until_ns_, mono_ns() + 10'000'000'000);
     last_backlog = backlog;
     nudge_cv_.wait_for(g, std::chrono::microseconds(kNudgeIntervalUs));
   }

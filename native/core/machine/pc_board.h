@@ -122,7 +122,7 @@ private:
   // inject a pending interrupt at an exit that finds interrupts enabled. A
   // BIOS that polls for keys with "sti; nop; cli" can then wait a long time
   // for IRQ 1. While input is waiting in the controller, the nudger kicks
-  // the vCPUs out of KVM_RUN every 100 µs, so the guest
+  // the vCPUs out of KVM_RUN every 250 µs, so the guest
   // is entered again at many different points and the interrupt gets in.
   bool pvm_host_ = false;
   std::thread nudger_;
