@@ -345,6 +345,11 @@ std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
 
 std::vector<uint8_t> PcBoard::screenshot_png() { return vga_->vga()->screenshot_png(uint64_t(mono_ns())); }
 
+bool PcBoard::input_pending() {
+  auto st = kbd_->snapshot();
+  return (st.status & 0x01) || st.kbd_q.count || st.aux_q.count || st.ctrl_q.count;
+}
+
 std::string PcBoard::input_debug() {
   auto st = kbd_->snapshot();
   auto pic = vm_.irqchip(KVM_IRQCHIP_PIC_MASTER).chip.pic;

@@ -81,6 +81,8 @@ public:
   // ACPI power button (a polite shutdown request). False when the guest has
   // not enabled the power-button event (no ACPI-aware OS running).
   bool press_power_button();
+  // True while keyboard or mouse bytes wait in the controller for the guest.
+  bool input_pending();
   // One line on the keyboard path (controller status, queued bytes, the
   // master PIC's IRR/IMR/ISR) for diagnosing lost input.
   std::string input_debug();
