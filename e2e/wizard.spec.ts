@@ -53,8 +53,10 @@ describe.skipIf(!!notBuilt)('New VM wizard', () => {
     await dlg.getByLabel('Customize configuration before install').check();
     await dlg.getByRole('button', { name: 'Finish' }).click();
     await page.getByRole('option', { name: 'grub1' }).waitFor();
+    // "Customize before install" opens the Details view; close it.
+    await page.getByRole('dialog', { name: 'Details of grub1' }).getByRole('button', { name: 'Close' }).click();
     expect(listFiles(path.join(app.configDir, 'vms'))).toHaveLength(1);
-    expect(listFiles(app.poolDir)).toEqual(['grub1.img']);
+    expect(listFiles(app.poolDir)).toEqual(['grub1.qcow2']);  // the wizard's default format, as virt-manager's
 
     // The same name again (case-insensitively).
     const dlg2 = await fillToName(page, ISO);
@@ -64,7 +66,7 @@ describe.skipIf(!!notBuilt)('New VM wizard', () => {
     await dlg2.getByRole('button', { name: 'Finish' }).click();
     await expect.poll(() => dlg2.locator('#vm-name-error').textContent()).toContain('already exists');
     expect(listFiles(path.join(app.configDir, 'vms'))).toHaveLength(1);
-    expect(listFiles(app.poolDir)).toEqual(['grub1.img']);
+    expect(listFiles(app.poolDir)).toEqual(['grub1.qcow2']);  // the wizard's default format, as virt-manager's
   });
 
   it('walks the five steps with a sensible OS default and host-bounded memory', async () => {
@@ -90,9 +92,15 @@ describe.skipIf(!!notBuilt)('New VM wizard', () => {
     const defs = listFiles(path.join(app.configDir, 'vms'));
     const def = JSON.parse(fs.readFileSync(path.join(app.configDir, 'vms', defs[0]!), 'utf8'));
     expect(def).toMatchObject({ memoryMiB: 256, cpus: 1, os: 'generic', boot: { kind: 'firmware', order: 'dc' } });
-    const st = fs.statSync(path.join(app.poolDir, 'grub-rescue-cdrom.img'));
-    expect(st.size).toBe(1024 ** 3);
-    expect(st.blocks).toBeLessThan(64);
+    // A qcow2 disk (the default) of 1 GiB virtual size that takes almost no space yet.
+    const disk = path.join(app.poolDir, 'grub-rescue-cdrom.qcow2');
+    const header = fs.readFileSync(disk).subarray(0, 32);
+    expect(header.subarray(0, 4).toString('latin1')).toBe('QFI\xfb');
+    expect(header.readBigUInt64BE(24)).toBe(BigInt(1024 ** 3));
+    expect(fs.statSync(disk).size).toBeLessThan(1024 * 1024);
+    // "Customize before install" opened the Details view; close it.
+    const details = page.getByRole('dialog', { name: /Details of/ });
+    if (await details.isVisible()) await details.getByRole('button', { name: 'Close' }).click();
     // Keyboard: the context menu from the list (Shift+F10) has the accessible items.
     await row.click();
     await page.keyboard.press('Shift+F10');
