@@ -207,6 +207,34 @@ TEST(scanning_disabled_drops_keys) {
   CHECK_EQ(r.drain(), Bytes{0x30});
 }
 
+// A guest slower than the typist: more keys than the keyboard's 64-byte
+// buffer holds all arrive, in order, as the guest reads; a keyboard reset
+// forgets what was still waiting, as a real one does.
+TEST(keys_beyond_the_buffer_wait_on_the_host) {
+  Rig r;
+  const char* word[] = {"KeyH", "KeyE", "KeyL", "KeyL", "KeyO"};
+  Bytes want;
+  for (int i = 0; i < 40; i++) {  // 40 x (make + break) = 80 bytes set 1, 120 raw set 2
+    const char* k = word[i % 5];
+    r.k.key(k, true);
+    r.k.key(k, false);
+    Bytes mk = I8042::scancodes(k, true, 1), br = I8042::scancodes(k, false, 1);
+    want.insert(want.end(), mk.begin(), mk.end());
+    want.insert(want.end(), br.begin(), br.end());
+  }
+  CHECK(r.k.backlog() > 64);
+  Bytes got;
+  for (int i = 0; i < 1000 && (r.k.read_status() & I8042::kStOutFull); i++) got.push_back(r.k.read_data());
+  CHECK_EQ(got, want);
+  CHECK_EQ(r.k.backlog(), size_t(0));
+
+  for (int i = 0; i < 100; i++) r.k.key("KeyA", true);
+  CHECK(r.k.backlog() > 64);
+  r.data(0xff);  // keyboard reset: the byte already in the output buffer, then ACK, BAT OK and nothing older
+  CHECK_EQ(r.drain(), (Bytes{0x1e, 0xfa, 0xaa}));
+  CHECK_EQ(r.k.backlog(), size_t(0));
+}
+
 TEST(kbd_port_disabled_holds_data) {
   Rig r;
   r.cmd(0xad);

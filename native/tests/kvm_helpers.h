@@ -5,10 +5,33 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "check.h"
 #include "kvm/kvm.h"
 #include "machine/machine.h"
+
+// The DOM KeyboardEvent.code that types `c` on a US layout, and whether it
+// needs Shift. Covers what tests type into GRUB: letters, digits, space,
+// Enter, Backspace and - _ = . / ; :
+inline std::pair<std::string, bool> us_key(char c) {
+  if (c >= 'a' && c <= 'z') return {std::string("Key") + char(c - 'a' + 'A'), false};
+  if (c >= 'A' && c <= 'Z') return {std::string("Key") + c, true};
+  if (c >= '0' && c <= '9') return {std::string("Digit") + c, false};
+  switch (c) {
+    case ' ': return {"Space", false};
+    case '\n': return {"Enter", false};
+    case '\b': return {"Backspace", false};
+    case '-': return {"Minus", false};
+    case '_': return {"Minus", true};
+    case '=': return {"Equal", false};
+    case '.': return {"Period", false};
+    case '/': return {"Slash", false};
+    case ';': return {"Semicolon", false};
+    case ':': return {"Semicolon", true};
+  }
+  return {"", false};
+}
 
 inline void require_kvm() {
   std::string p = vireo::kvm::kvm_problem();

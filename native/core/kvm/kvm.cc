@@ -225,6 +225,13 @@ KvmVcpu::~KvmVcpu() {
   if (run_) ::munmap(run_, run_size_);
 }
 
+void KvmVcpu::set_single_step(bool on) {
+  kvm_guest_debug d{};
+  d.control = on ? (KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP) : 0;
+  if (::ioctl(fd_.get(), KVM_SET_GUEST_DEBUG, &d) < 0)
+    throw KvmError("KVM_SET_GUEST_DEBUG failed: " + errstr(errno), errno);
+}
+
 int KvmVcpu::run() { return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? -errno : 0; }
 
 kvm_regs KvmVcpu::regs() const {

@@ -121,6 +121,9 @@ public:
   void set_lapic(const kvm_lapic_state& l);
   kvm_fpu fpu() const;
   void set_fpu(const kvm_fpu& f);
+  // KVM_SET_GUEST_DEBUG single-step on/off: with it on, KVM_RUN returns
+  // KVM_EXIT_DEBUG after every guest instruction (TF stays hidden from the guest).
+  void set_single_step(bool on);
   // Translate a guest-virtual address with the vCPU's current paging; false if unmapped.
   bool translate(uint64_t gva, uint64_t& gpa) const;
 

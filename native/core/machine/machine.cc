@@ -162,6 +162,7 @@ void Machine::request_reset(const std::string& why) {
   }
   std::unique_lock g(mu_);
   if (stop_requested_ || reset_requested_) return;
+  if (std::getenv("VIREO_TRACE_STEP")) std::fprintf(stderr, "[vireo] guest reset: %s\n", why.c_str());
   reset_why_ = why;
   reset_requested_ = true;
   pause_requested_ = true;
@@ -360,9 +361,11 @@ void Machine::kick_all() {
   }
 }
 
-void Machine::nudge_vcpus() {
+void Machine::set_irq_window_stepping(bool on) {
+  if (step_wanted_.exchange(on) == on || !on) return;  // turning off: the next debug exit sees it
   std::lock_guard g(mu_);
   if (state_ != RunState::Running) return;
+  // Make each vCPU leave KVM_RUN once so it can switch single-stepping on.
   for (size_t i = 0; i < threads_.size(); i++) {
     if (threads_[i].joinable()) pthread_kill(threads_[i].native_handle(), kick_signal());
   }
@@ -484,6 +487,7 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
         mmio_.read(run->mmio.phys_addr, {run->mmio.data, run->mmio.len});
       }
       return true;
+    case KVM_EXIT_DEBUG:  // a single step (see set_irq_window_stepping)
     case KVM_EXIT_HLT:
     case KVM_EXIT_INTR:
     case KVM_EXIT_IRQ_WINDOW_OPEN:
@@ -560,6 +564,8 @@ void Machine::vcpu_loop(int id) {
   sigaddset(&set, kick_signal());
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   kvm::KvmVcpu& v = *vcpus_[size_t(id)];
+  bool stepping = false, at_boundary = true;
+  const bool trace_step = std::getenv("VIREO_TRACE_STEP") != nullptr;  // log single-step on/off to stderr
   for (;;) {
     if (stop_requested_) break;
     if (reset_requested_ && id == 0) {
@@ -574,8 +580,20 @@ void Machine::vcpu_loop(int id) {
       parked_--;
       continue;
     }
+    // Switch single-stepping only between whole instructions: never while an
+    // I/O or MMIO exit waits for KVM_RUN to complete the instruction.
+    if (bool want = step_wanted_.load(std::memory_order_relaxed); want != stepping && at_boundary) {
+      try {
+        v.set_single_step(want);
+        stepping = want;
+        if (trace_step) std::fprintf(stderr, "[vireo] vCPU %d single-step %s\n", id, want ? "on" : "off");
+      } catch (const kvm::KvmError&) {
+        step_wanted_ = false;  // this KVM cannot single-step: input stays as slow as before
+      }
+    }
     int r = v.run();
     v.run_page()->immediate_exit = 0;
+    at_boundary = r < 0 || (v.run_page()->exit_reason != KVM_EXIT_IO && v.run_page()->exit_reason != KVM_EXIT_MMIO);
     if (r == -EINTR || r == -EAGAIN) continue;
     if (r < 0) {
       StopInfo info;

@@ -115,10 +115,18 @@ public:
   // firmware boot): with the PC board the machine reboots, as a PC does;
   // without one (direct kernel boot) it stops with kind "reset".
   void request_reset(const std::string& why);
-  // Interrupts every running vCPU's KVM_RUN once (they re-enter at once).
-  // Used on kvm_pvm hosts, where a pending interrupt is only injected at an
-  // exit that finds the guest with interrupts enabled; see PcBoard's nudger.
-  void nudge_vcpus();
+  // kvm_pvm hosts: KVM injects a pending PIC interrupt only when it (re)enters
+  // the guest and finds IF=1, and its emulator runs ring-0 code in batches of
+  // up to ~1,000 instructions between entries. Firmware polls the keyboard
+  // with interrupts enabled for two or three instructions at a time (SeaBIOS:
+  // sti; nop; pause; cli), which a batch boundary almost never hits. While
+  // host input waits for the guest, the board turns on single-stepping
+  // (KVM_SET_GUEST_DEBUG): every instruction ends in an exit, so the interrupt
+  // goes in at the first instruction boundary with IF=1. The guest runs about
+  // ten times slower for those milliseconds. Not used with VT-x/AMD-V, whose
+  // interrupt-window exits do this in hardware.
+  void set_irq_window_stepping(bool on);
+  bool irq_window_stepping() const { return step_wanted_.load(std::memory_order_relaxed); }
   // How many times the guest has rebooted.
   int reset_count() const { return reset_count_.load(); }
 
@@ -162,6 +170,7 @@ private:
   std::atomic<bool> pause_requested_{false};
   std::atomic<bool> reset_requested_{false};
   std::atomic<int> reset_count_{0};
+  std::atomic<bool> step_wanted_{false};
   std::string reset_why_;
   struct PowerOn;  // register and interrupt-controller state at power-on
   std::unique_ptr<PowerOn> power_on_;

@@ -36,7 +36,7 @@ constexpr uint16_t kRtcPort = 0x70, kRtcLen = 2;
 constexpr uint16_t kPostPort = 0x80;
 constexpr uint16_t kIdePrimaryCmd = 0x1f0, kIdePrimaryCtl = 0x3f6, kIdeSecondaryCmd = 0x170, kIdeSecondaryCtl = 0x376;
 constexpr uint16_t kVgaLegacyPorts = 0x3b0, kVgaLegacyLen = 0x30, kDispiPort = 0x1ce, kDispiLen = 3;
-constexpr int kNudgeIntervalUs = 250;  // see PcBoard's nudger (kvm_pvm hosts only)
+constexpr int kInputWatchUs = 500;  // how often PcBoard's input watch looks (kvm_pvm hosts only)
 constexpr uint8_t kIrqSci = 9;  // ACPI SCI, as SeaBIOS's FADT declares
 constexpr uint8_t kIrqKbd = 1, kIrqRtc = 8, kIrqMouse = 12, kIrqIdePrimary = 14, kIrqIdeSecondary = 15;
 // PCI slots of QEMU's "pc" machine, which SeaBIOS and guests' drivers know.
@@ -140,53 +140,60 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   misc_->register_all(pio);
   rtc_->start_thread();
   pvm_host_ = kvm::host_is_pvm();
-  if (pvm_host_) nudger_ = std::thread([this] { nudger_loop(); });
+  if (pvm_host_) input_watch_ = std::thread([this] { input_watch_loop(); });
 }
 
 PcBoard::~PcBoard() {
   if (rtc_) rtc_->stop_thread();
-  if (nudger_.joinable()) {
+  if (input_watch_.joinable()) {
     {
-      std::lock_guard g(nudge_mu_);
-      nudger_quit_ = true;
+      std::lock_guard g(watch_mu_);
+      watch_quit_ = true;
     }
-    nudge_cv_.notify_all();
-    nudger_.join();
+    watch_cv_.notify_all();
+    input_watch_.join();
   }
 }
 
-void PcBoard::start_nudging() {
+void PcBoard::watch_input() {
   if (!pvm_host_) return;
   {
-    std::lock_guard g(nudge_mu_);
-    nudge_until_ns_ = mono_ns() + 10'000'000'000;  // give up after 10 s: the guest may simply not read input
+    std::lock_guard g(watch_mu_);
+    input_arrived_ = true;
   }
-  nudge_cv_.notify_all();
+  watch_cv_.notify_all();
 }
 
-void PcBoard::nudger_loop() {
-  std::unique_lock g(nudge_mu_);
+// While input waits: single-step, so the interrupt gets in at the guest's
+// next window. Stepping stays on while the guest takes bytes and stops 10 s
+// after it last took one (a guest that does not read its keyboard must not
+// run at a tenth of its speed for ever); new input starts it again.
+// (Switching stepping on and off in short bursts instead was tried: GRUB
+// then triple-faulted now and then on this host, so stepping changes as
+// rarely as possible.)
+void PcBoard::input_watch_loop() {
+  constexpr int64_t kGiveUpNs = 10'000'000'000;
+  std::unique_lock g(watch_mu_);
   size_t last_backlog = 0;
-  while (!nudger_quit_) {
-    if (mono_ns() >= nudge_until_ns_) {
-      nudge_cv_.wait(g, [&] { return nudger_quit_ || mono_ns() < nudge_until_ns_; });
-      continue;
-    }
+  int64_t until = 0;
+  while (!watch_quit_) {
+    bool arrived = input_arrived_;
+    input_arrived_ = false;
     g.unlock();
-    auto st = kbd_->snapshot();
-    size_t backlog = size_t(st.status & 0x01) + st.kbd_q.count + st.aux_q.count + st.ctrl_q.count;
-    if (backlog) m_.nudge_vcpus();
-    g.lock();
-    if (!backlog) {
-      nudge_until_ns_ = 0;
-      continue;
-    }
-    // Keep going while the guest is taking the input; give up 10 s after it
-    // last took a byte (it may simply not be reading the keyboard).
-    if (backlog < last_backlog) nudge_until_ns_ = std::max(nudge_until_ns_, mono_ns() + 10'000'000'000);
+    size_t backlog = kbd_->backlog();
+    int64_t now = mono_ns();
+    if (backlog && (arrived || backlog < last_backlog)) until = now + kGiveUpNs;
+    bool stepping = backlog && now < until;
+    m_.set_irq_window_stepping(stepping);
     last_backlog = backlog;
-    nudge_cv_.wait_for(g, std::chrono::microseconds(kNudgeIntervalUs));
+    g.lock();
+    if (!stepping)
+      watch_cv_.wait(g, [&] { return watch_quit_ || input_arrived_; });
+    else
+      watch_cv_.wait_for(g, std::chrono::microseconds(kInputWatchUs));
   }
+  g.unlock();
+  m_.set_irq_window_stepping(false);
 }
 
 void PcBoard::wire_ide() {
@@ -311,17 +318,17 @@ void PcBoard::configure_firmware() {
 
 bool PcBoard::key(const std::string& code, bool down) {
   bool ok = kbd_->key(code, down);
-  start_nudging();
+  watch_input();
   return ok;
 }
 bool PcBoard::combo(const std::string& name) {
   bool ok = kbd_->combo(name);
-  start_nudging();
+  watch_input();
   return ok;
 }
 void PcBoard::mouse(int dx, int dy, int dz, uint8_t buttons) {
   kbd_->mouse(dx, dy, dz, buttons);
-  start_nudging();
+  watch_input();
 }
 
 std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
@@ -344,11 +351,9 @@ std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
 }
 
 std::vector<uint8_t> PcBoard::screenshot_png() { return vga_->vga()->screenshot_png(uint64_t(mono_ns())); }
+vga::Frame PcBoard::frame() { return vga_->vga()->snapshot(uint64_t(mono_ns())); }
 
-bool PcBoard::input_pending() {
-  auto st = kbd_->snapshot();
-  return (st.status & 0x01) || st.kbd_q.count || st.aux_q.count || st.ctrl_q.count;
-}
+bool PcBoard::input_pending() { return kbd_->backlog() != 0; }
 
 std::string PcBoard::input_debug() {
   auto st = kbd_->snapshot();

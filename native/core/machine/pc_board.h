@@ -27,6 +27,7 @@ class KvmVm;
 namespace vga {
 class StdVgaPci;
 struct FrameUpdate;
+struct Frame;
 }  // namespace vga
 namespace pci {
 class PciHost;
@@ -75,6 +76,8 @@ public:
   // Display: what changed since the last poll (nothing while the screen is still).
   std::optional<vga::FrameUpdate> poll(bool force_full);
   std::vector<uint8_t> screenshot_png();
+  // The whole current screen, BGRX (what screenshot_png encodes).
+  vga::Frame frame();
   // Text-mode screen contents (empty in graphics modes); see VgaDevice::text_screen.
   std::string screen_text();
 
@@ -98,8 +101,8 @@ public:
 
 private:
   void wire_ide();
-  void start_nudging();
-  void nudger_loop();
+  void watch_input();
+  void input_watch_loop();
   // A DiskSpec with virtio = true: a virtio-blk PCI function at the next
   // free slot from 5 (QEMU's first slot for -device virtio-blk-pci).
   void wire_virtio_blk(const DiskSpec& d);
@@ -120,18 +123,17 @@ private:
   int cdrom_channel_ = -1, cdrom_unit_ = -1;
   std::vector<std::string> boot_paths_disk_, boot_paths_cdrom_;
 
-  // kvm_pvm hosts run guest ring-0 code in KVM's emulator in batches and only
-  // inject a pending interrupt at an exit that finds interrupts enabled. A
-  // BIOS that polls for keys with "sti; nop; cli" can then wait a long time
-  // for IRQ 1. While input is waiting in the controller, the nudger kicks
-  // the vCPUs out of KVM_RUN every 250 µs, so the guest
-  // is entered again at many different points and the interrupt gets in.
+  // kvm_pvm hosts only (see Machine::set_irq_window_stepping): while host
+  // input waits in the keyboard controller, this thread has the vCPUs
+  // single-step so IRQ 1/12 gets in at the guest's first interrupt window,
+  // and stops once the guest has taken everything (or 10 s after it last
+  // took a byte; see input_watch_loop).
   bool pvm_host_ = false;
-  std::thread nudger_;
-  std::mutex nudge_mu_;
-  std::condition_variable nudge_cv_;
-  int64_t nudge_until_ns_ = 0;
-  bool nudger_quit_ = false;
+  std::thread input_watch_;
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool input_arrived_ = false;
+  bool watch_quit_ = false;
 
   std::mutex lfb_mu_;
   uint64_t lfb_gpa_ = 0;

@@ -126,11 +126,49 @@ public:
   void send_key(const std::string& qcode) {
     command("{\"execute\":\"send-key\",\"arguments\":{\"keys\":[{\"type\":\"qcode\",\"data\":\"" + qcode + "\"}]}}");
   }
+  // Types `text` on a US layout: letters, digits, space, Enter and - _ = . / ; :
   void type(const std::string& text) {
     for (char c : text) {
-      send_key(c == ' ' ? "spc" : c == '\n' ? "ret" : std::string(1, c));
+      std::string k;
+      bool shift = (c >= 'A' && c <= 'Z') || c == '_' || c == ':';
+      if (c >= 'a' && c <= 'z') k = std::string(1, c);
+      else if (c >= 'A' && c <= 'Z') k = std::string(1, char(c - 'A' + 'a'));
+      else if (c >= '0' && c <= '9') k = std::string(1, c);
+      else if (c == ' ') k = "spc";
+      else if (c == '\n') k = "ret";
+      else if (c == '-' || c == '_') k = "minus";
+      else if (c == '=') k = "equal";
+      else if (c == '.') k = "dot";
+      else if (c == '/') k = "slash";
+      else if (c == ';' || c == ':') k = "semicolon";
+      else throw std::runtime_error(std::string("qemu_peer::type: no key for '") + c + "'");
+      std::string keys = "{\"type\":\"qcode\",\"data\":\"" + k + "\"}";
+      if (shift) keys = "{\"type\":\"qcode\",\"data\":\"shift\"}," + keys;
+      command("{\"execute\":\"send-key\",\"arguments\":{\"keys\":[" + keys + "]}}");
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+  }
+
+  // The screen as QEMU's display shows it (QMP screendump, a binary PPM).
+  struct Image {
+    uint32_t width = 0, height = 0;
+    std::vector<uint8_t> rgb;  // width*height*3
+  };
+  Image screendump() {
+    std::string file = dir_ + "/screen.ppm";
+    unlink(file.c_str());
+    command("{\"execute\":\"screendump\",\"arguments\":{\"filename\":\"" + file + "\"}}");
+    std::ifstream f(file, std::ios::binary);
+    std::string magic;
+    int maxval = 0;
+    Image img;
+    f >> magic >> img.width >> img.height >> maxval;
+    f.get();  // the single whitespace byte after the header
+    if (magic != "P6" || maxval != 255) throw std::runtime_error("screendump: not an 8-bit PPM: " + file);
+    img.rgb.resize(size_t(img.width) * img.height * 3);
+    f.read(reinterpret_cast<char*>(img.rgb.data()), std::streamsize(img.rgb.size()));
+    if (!f) throw std::runtime_error("screendump: short file " + file);
+    return img;
   }
 
   bool alive() {

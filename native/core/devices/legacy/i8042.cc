@@ -194,7 +194,21 @@ void I8042::update_irq() {
 }
 
 // Move the next byte into the output buffer if it is empty.
+void I8042::refill_keys() {
+  while (!host_keys_.empty()) {
+    if (!s.kbd_scan) {  // a keyboard that is not scanning reports nothing
+      host_keys_.clear();
+      return;
+    }
+    auto codes = scancodes(host_keys_.front().code, host_keys_.front().down, s.kbd_set == 1 ? 1 : 2);
+    if (s.kbd_q.space() < int(codes.size())) return;
+    for (uint8_t b : codes) s.kbd_q.push(b);
+    host_keys_.pop_front();
+  }
+}
+
 void I8042::pump() {
+  refill_keys();
   while (!(s.status & kStOutFull)) {
     if (s.ctrl_q.count) {
       uint16_t v = s.ctrl_q.pop();
@@ -398,6 +412,7 @@ void I8042::kbd_write(uint8_t v) {
       break;
     case kKbdEnable:
       s.kbd_q.clear();
+      host_keys_.clear();
       s.kbd_scan = true;
       kbd_queue(kAck);
       break;
@@ -415,6 +430,7 @@ void I8042::kbd_write(uint8_t v) {
       break;
     case kKbdReset:
       s.kbd_q.clear();
+      host_keys_.clear();
       kbd_reset_defaults();
       s.kbd_leds = 0;
       kbd_queue(kAck);
@@ -434,8 +450,11 @@ bool I8042::key(const std::string& code, bool down) {
   auto codes = scancodes(code, down, s.kbd_set == 1 ? 1 : 2);
   if (codes.empty()) return false;
   if (!s.kbd_scan) return true;
-  if (s.kbd_q.space() < int(codes.size())) return true;  // buffer overrun: drop the whole key
-  for (uint8_t b : codes) s.kbd_q.push(b);
+  if (host_keys_.empty() && s.kbd_q.space() >= int(codes.size())) {
+    for (uint8_t b : codes) s.kbd_q.push(b);
+  } else if (host_keys_.size() < kHostKeyCap) {
+    host_keys_.push_back({code, down});  // moves into the buffer as the guest reads (refill_keys)
+  }
   pump();
   return true;
 }
@@ -639,7 +658,13 @@ void I8042::mouse(int dx, int dy, int dz, uint8_t buttons) {
 void I8042::reset() {
   std::lock_guard g(mu_);
   s = State{};
+  host_keys_.clear();
   update_irq();
+}
+
+size_t I8042::backlog() const {
+  std::lock_guard g(mu_);
+  return size_t(s.status & kStOutFull) + s.ctrl_q.count + s.kbd_q.count + s.aux_q.count + host_keys_.size();
 }
 
 I8042::State I8042::snapshot() const {

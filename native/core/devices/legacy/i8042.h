@@ -15,6 +15,7 @@
 // this device); the reset and A20 callbacks run after it is released.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -107,7 +108,11 @@ public:
 
   // ---- host input ----
   // DOM KeyboardEvent.code ("KeyA", "Enter", "ArrowLeft", "NumpadAdd"...). False if unknown.
+  // When the keyboard's buffer is full (a guest slower than the typist, or a
+  // paste), the key waits in a host-side queue of up to kHostKeyCap keys and
+  // moves into the buffer as the guest reads; nothing is dropped short of that.
   bool key(const std::string& dom_code, bool down);
+  static constexpr size_t kHostKeyCap = 4096;
   // "ctrl-alt-del", "ctrl-alt-f1".."ctrl-alt-f12", "ctrl-alt-backspace" and any
   // dash-joined list of ctrl/alt/shift/meta + one key: press in order, release in reverse.
   bool combo(const std::string& name);
@@ -116,6 +121,9 @@ public:
   void mouse(int dx, int dy, int dz, uint8_t buttons);
 
   void reset();
+  // Bytes and keys the guest has not read yet: output buffer, controller,
+  // keyboard and mouse queues, and keys waiting on the host side.
+  size_t backlog() const;
   State snapshot() const;
   void restore(const State& st);
 
@@ -130,6 +138,7 @@ private:
     int a20 = -1;
   };
   void pump();
+  void refill_keys();
   void update_irq();
   void kbd_write(uint8_t v);
   void aux_write(uint8_t v, Deferred& d);
@@ -145,6 +154,11 @@ private:
   Callbacks cb_;
   mutable std::mutex mu_;
   State s;
+  struct HostKey {
+    std::string code;
+    bool down;
+  };
+  std::deque<HostKey> host_keys_;  // keys waiting for room in s.kbd_q
   std::shared_ptr<IoDevice> data_port_, cmd_port_;
 };
 

@@ -49,7 +49,9 @@ enum DispiIndex : uint16_t {
 constexpr uint16_t kDispiId0 = 0xB0C0, kDispiId5 = 0xB0C5;
 constexpr uint16_t kDispiEnabled = 0x01, kDispiGetCaps = 0x02, kDispi8BitDac = 0x20,
                    kDispiLfbEnabled = 0x40, kDispiNoClearMem = 0x80;
-constexpr uint16_t kDispiMaxXres = 2560, kDispiMaxYres = 1600, kDispiMaxBpp = 32;
+// The largest mode the renderer draws (vga.cc kMaxWidth/kMaxHeight). The VGA BIOS lists a
+// mode only when it fits these and VRAM: with 16 MiB, up to 3840x2160x16, as on QEMU.
+constexpr uint16_t kDispiMaxXres = 4096, kDispiMaxYres = 4096, kDispiMaxBpp = 32;
 
 // Every register of the device; VRAM is saved separately (vram()/vram_size()).
 struct VgaState {
