@@ -1,6 +1,7 @@
 // Typing into a PC guest from tests, as a person at the console does.
 #pragma once
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 
@@ -40,8 +41,12 @@ inline std::string last_line_starting(const std::string& screen, const std::stri
 inline bool type_command(vireo::PcBoard& b, const std::string& prompt, const std::string& line, int seconds) {
   type_keys(b, line);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (last_line_starting(b.screen_text(), prompt) != prompt + line) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
+  std::string t;
+  while (last_line_starting(t = b.screen_text(), prompt) != prompt + line) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::printf("typed \"%s\"; keyboard path: %s\nscreen:\n%s\n", line.c_str(), b.input_debug().c_str(), t.c_str());
+      return false;
+    }
     b.poll(false);
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

@@ -232,6 +232,13 @@ void KvmVcpu::set_single_step(bool on) {
     throw KvmError("KVM_SET_GUEST_DEBUG failed: " + errstr(errno), errno);
 }
 
+uint8_t KvmVcpu::interrupt_shadow() const {
+  kvm_vcpu_events e{};
+  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &e) < 0)
+    throw KvmError("KVM_GET_VCPU_EVENTS failed: " + errstr(errno), errno);
+  return e.interrupt.shadow;
+}
+
 int KvmVcpu::run() { return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? -errno : 0; }
 
 kvm_regs KvmVcpu::regs() const {

@@ -124,6 +124,8 @@ public:
   // KVM_SET_GUEST_DEBUG single-step on/off: with it on, KVM_RUN returns
   // KVM_EXIT_DEBUG after every guest instruction (TF stays hidden from the guest).
   void set_single_step(bool on);
+  // KVM_GET_VCPU_EVENTS' interrupt shadow (0, or STI / MOV SS blocking).
+  uint8_t interrupt_shadow() const;
   // Translate a guest-virtual address with the vCPU's current paging; false if unmapped.
   bool translate(uint64_t gva, uint64_t& gpa) const;
 

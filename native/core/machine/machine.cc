@@ -557,6 +557,22 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
   }
 }
 
+// kvm_pvm: single-stepping switched off while the guest runs real-mode code
+// leaves later `sti; hlt` waits halted for good (the vCPU stays halted with
+// an interrupt shadow, or halted at the wrong instruction; reproduced with a
+// 30-line real-mode guest). Switched off in protected mode, where GRUB and
+// SeaBIOS's 32-bit code spend most of their time, no such hang was seen. So
+// stepping stops only there, not halted and not in an interrupt shadow.
+bool Machine::safe_to_stop_stepping(kvm::KvmVcpu& v) {
+  try {
+    if (!(v.sregs().cr0 & 1)) return false;
+    if (v.mp_state().mp_state == KVM_MP_STATE_HALTED) return false;
+    return v.interrupt_shadow() == 0;
+  } catch (const kvm::KvmError&) {
+    return false;
+  }
+}
+
 void Machine::vcpu_loop(int id) {
   // Only this thread receives the kick signal's EINTR; keep it unblocked here.
   sigset_t set;
@@ -582,7 +598,8 @@ void Machine::vcpu_loop(int id) {
     }
     // Switch single-stepping only between whole instructions: never while an
     // I/O or MMIO exit waits for KVM_RUN to complete the instruction.
-    if (bool want = step_wanted_.load(std::memory_order_relaxed); want != stepping && at_boundary) {
+    if (bool want = step_wanted_.load(std::memory_order_relaxed); want != stepping && at_boundary &&
+                                                                   (want || safe_to_stop_stepping(v))) {
       try {
         v.set_single_step(want);
         stepping = want;

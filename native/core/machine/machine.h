@@ -135,6 +135,7 @@ private:
   void setup_devices();
   void setup_vcpu(kvm::KvmVcpu& v, int id);
   void vcpu_loop(int id);
+  static bool safe_to_stop_stepping(kvm::KvmVcpu& v);
   bool handle_exit(kvm::KvmVcpu& v);
   void kick_all();
   void set_state(RunState s, const StopInfo& info);
