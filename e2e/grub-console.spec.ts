@@ -117,20 +117,20 @@ describe.skipIf(!!why)('graphical console', () => {
     // GRUB says "Welcome to GRUB!" (about 16 s on a kvm_pvm host), then shows its menu with a countdown.
     const welcome = await waitScreen(/GRUB/, 150000);
     keep(welcome.png, 'grub-welcome.png');
-    // Capture the keyboard and press 'c' at once: it stops the menu countdown and opens GRUB's command line.
+    // Capture the keyboard; once the menu shows its countdown, press 'c' for GRUB's command line.
+    // (On a kvm_pvm host keys are let in by single-stepping the guest, and a key pressed while
+    // SeaBIOS waits for the CD with sti;hlt can leave the VM halted for good there; see
+    // docs/architecture.md. A person presses 'c' at the menu.)
     await con.locator('canvas').click();
     await con.getByText('press Ctrl+Alt to release').waitFor();
+    const menu = await waitScreen(/executed automatically|grub>/, 150000);
+    keep(menu.png, 'grub-menu.png');
     await con.keyboard.press('c');
-    let prompt = await waitScreen(/grub>|executed automatically|Booting\W+GNU/, 150000); // not 'Booting from DVD/CD'
-    if (!/grub>/.test(prompt.text) && /executed automatically/.test(prompt.text)) {
-      // The menu is up and the key may still be on its way: give it time before pressing again (a
-      // second 'c' that reached the prompt would be typed there).
-      prompt = await waitScreen(/grub>/, 20000).catch(async () => {
-        // It only stopped the countdown (GRUB was still drawing its menu): press it again.
-        await con.keyboard.press('c');
-        return waitScreen(/grub>|Booting\W+GNU/, 60000);
-      });
-    }
+    const prompt = await waitScreen(/grub>|Booting\W+GNU/, 30000).catch(async () => {
+      // It only stopped the countdown (GRUB was still drawing its menu): press it again.
+      await con.keyboard.press('c');
+      return waitScreen(/grub>|Booting\W+GNU/, 60000);
+    });
     keep(prompt.png, 'grub-prompt.png');
     expect(prompt.text, 'the key reached GRUB before its menu timed out').toMatch(/grub>/);
     // Typed keys change the screen: two glyphs' lit pixels (9x16 cells), ~60 pixels at 720x400.
