@@ -1,11 +1,13 @@
 // Helpers for tests that boot guests under /dev/kvm.
 #pragma once
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "check.h"
 #include "kvm/kvm.h"
@@ -31,6 +33,18 @@ inline std::pair<std::string, bool> us_key(char c) {
     case ':': return {"Semicolon", true};
   }
   return {"", false};
+}
+
+// Pixels with green > 0x80 in rows [y0, y1) of an image `bpp` bytes per pixel
+// (RGB: offset 1 is green; BGRX likewise). Rows past the image count nothing.
+inline size_t lit_rows(const std::vector<uint8_t>& px, int bpp, uint32_t width, uint32_t y0, uint32_t y1) {
+  size_t n = 0;
+  for (uint32_t y = y0; y < y1; y++)
+    for (uint32_t x = 0; x < width; x++) {
+      size_t i = (size_t(y) * width + x) * size_t(bpp) + 1;
+      if (i < px.size()) n += px[i] > 0x80;
+    }
+  return n;
 }
 
 inline void require_kvm() {

@@ -95,16 +95,6 @@ bool grub_prompt(PcBoard& b, Run& r, std::string& screen) {
   return false;
 }
 
-// What follows the last "grub>" on screen.
-std::string after_last_prompt(const std::string& t) {
-  size_t p = t.rfind("grub>");
-  if (p == std::string::npos) return {};
-  size_t nl = t.find('\n', p);
-  std::string line = t.substr(p + 5, nl == std::string::npos ? std::string::npos : nl - p - 5);
-  size_t first = line.find_first_not_of(' ');
-  return first == std::string::npos ? std::string() : line.substr(first);
-}
-
 TEST(grub_rescue_iso_boots_from_atapi_to_menu_and_takes_keys) {
   require_kvm();
   require_file(kBios, "seabios");
@@ -231,12 +221,7 @@ TEST(grub_videoinfo_and_gfxterm_vbe_graphics_mode) {
   for (int i = 0; i < 600 && !b->screen_text().empty(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(500));
   type_keys(*b, "echo hi\n");  // at gfxterm's prompt, in graphics
   vga::Frame f;
-  auto lit = [](const vga::Frame& fr, uint32_t y0, uint32_t y1) {
-    size_t n = 0;
-    for (uint32_t y = y0; y < y1 && y < fr.height; y++)
-      for (uint32_t x = 0; x < fr.width; x++) n += fr.bgrx[(size_t(y) * fr.width + x) * 4 + 1] > 0x80;
-    return n;
-  };
+  auto lit = [](const vga::Frame& fr, uint32_t y0, uint32_t y1) { return lit_rows(fr.bgrx, 4, fr.width, y0, y1); };
   bool drawn = false;
   for (int i = 0; i < 600 && !drawn; i++) {
     b->poll(false);

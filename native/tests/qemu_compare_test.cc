@@ -156,18 +156,6 @@ void tap(PcBoard& b, const std::string& code) {
   b.key(code, false);
 }
 
-// Pixels with green > 0x80 in rows [y0, y1) of an image `bpp` bytes per pixel
-// (RGB: offset 1 is green; BGRX likewise).
-size_t lit_rows(const std::vector<uint8_t>& px, int bpp, uint32_t width, uint32_t y0, uint32_t y1) {
-  size_t n = 0;
-  for (uint32_t y = y0; y < y1; y++)
-    for (uint32_t x = 0; x < width; x++) {
-      size_t i = (size_t(y) * width + x) * size_t(bpp) + 1;
-      if (i < px.size()) n += px[i] > 0x80;
-    }
-  return n;
-}
-
 }  // namespace
 
 TEST(grub_rescue_text_screens_match_qemu_tcg) {

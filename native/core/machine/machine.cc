@@ -365,10 +365,7 @@ void Machine::set_irq_window_stepping(bool on) {
   if (step_wanted_.exchange(on) == on || !on) return;  // turning off: the next debug exit sees it
   std::lock_guard g(mu_);
   if (state_ != RunState::Running) return;
-  // Make each vCPU leave KVM_RUN once so it can switch single-stepping on.
-  for (size_t i = 0; i < threads_.size(); i++) {
-    if (threads_[i].joinable()) pthread_kill(threads_[i].native_handle(), kick_signal());
-  }
+  kick_all();  // each vCPU leaves KVM_RUN once and switches single-stepping on
 }
 
 void Machine::pause() {

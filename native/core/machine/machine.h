@@ -126,7 +126,6 @@ public:
   // ten times slower for those milliseconds. Not used with VT-x/AMD-V, whose
   // interrupt-window exits do this in hardware.
   void set_irq_window_stepping(bool on);
-  bool irq_window_stepping() const { return step_wanted_.load(std::memory_order_relaxed); }
   // How many times the guest has rebooted.
   int reset_count() const { return reset_count_.load(); }
 

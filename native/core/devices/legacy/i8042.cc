@@ -193,7 +193,7 @@ void I8042::update_irq() {
   if (irq12_.level() != aux) irq12_.set(aux);
 }
 
-// Move the next byte into the output buffer if it is empty.
+// Move keys waiting on the host side into the keyboard's buffer while they fit.
 void I8042::refill_keys() {
   while (!host_keys_.empty()) {
     if (!s.kbd_scan) {  // a keyboard that is not scanning reports nothing
@@ -207,6 +207,7 @@ void I8042::refill_keys() {
   }
 }
 
+// Move the next byte into the output buffer if it is empty.
 void I8042::pump() {
   refill_keys();
   while (!(s.status & kStOutFull)) {
