@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../../common/engine-api';
 import { EngineHost } from '../../engine-host/host-core';
 import type { HostChannel, Launcher } from '../supervisor';
+import type { NewVmRequest } from '../../common/contracts/vm';
 
 export class FakeMachine implements NativeMachine {
   static last: FakeMachine | undefined;
@@ -133,3 +134,15 @@ export function inProcessLauncher(): Launcher & { hosts: Map<string, EngineHost>
   launch.hosts = hosts;
   return launch;
 }
+
+/** A New VM request from `iso` with small defaults (256 MiB, 1 CPU, a new 1 GiB disk, named "grub", user networking). */
+export const newVmRequest = (iso: string, over: Partial<NewVmRequest> = {}): NewVmRequest => ({
+  media: { kind: 'iso', path: iso },
+  os: 'generic',
+  memoryMiB: 256,
+  cpus: 1,
+  storage: { kind: 'create', sizeGiB: 1 },
+  name: 'grub',
+  network: 'user',
+  ...over,
+});

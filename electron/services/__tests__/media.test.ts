@@ -9,23 +9,14 @@ import type { NewVmRequest } from '../../common/contracts/vm';
 import { VireoService } from '../app';
 import { dispatch } from '../dispatch';
 import { resolvePaths } from '../paths';
-import { FakeMachine, inProcessLauncher } from './fake-engine';
+import { FakeMachine, inProcessLauncher, newVmRequest } from './fake-engine';
 
 let tmp: string;
 let svc: VireoService;
 let iso: string;
 let iso2: string;
 
-const req = (over: Partial<NewVmRequest> = {}): NewVmRequest => ({
-  media: { kind: 'iso', path: iso },
-  os: 'generic',
-  memoryMiB: 256,
-  cpus: 1,
-  storage: { kind: 'create', sizeGiB: 1 },
-  name: 'cd',
-  network: 'none',
-  ...over,
-});
+const req = (over: Partial<NewVmRequest> = {}): NewVmRequest => newVmRequest(iso, { name: 'cd', network: 'none', ...over });
 
 const onDisk = (uuid: string) => JSON.parse(fs.readFileSync(svc.store.fileOf(uuid), 'utf8'));
 const cdPath = (uuid: string) => onDisk(uuid).disks.find((d: any) => d.media === 'cdrom')?.path;

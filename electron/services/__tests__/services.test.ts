@@ -11,7 +11,7 @@ import { dispatch } from '../dispatch';
 import { resolvePaths } from '../paths';
 import { copySparse } from '../pool';
 import { exitReasonOf } from '../supervisor';
-import { FakeMachine, inProcessLauncher } from './fake-engine';
+import { FakeMachine, inProcessLauncher, newVmRequest } from './fake-engine';
 
 let tmp: string;
 let svc: VireoService;
@@ -33,16 +33,7 @@ function waitEvent(pred: (e: { name: EventName; payload: any }) => boolean, ms =
   });
 }
 
-const req = (over: Partial<NewVmRequest> = {}): NewVmRequest => ({
-  media: { kind: 'iso', path: iso },
-  os: 'generic',
-  memoryMiB: 256,
-  cpus: 1,
-  storage: { kind: 'create', sizeGiB: 1 },
-  name: 'grub',
-  network: 'user',
-  ...over,
-});
+const req = (over: Partial<NewVmRequest> = {}): NewVmRequest => newVmRequest(iso, over);
 
 beforeEach(async () => {
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vireo-svc-'));

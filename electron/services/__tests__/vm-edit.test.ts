@@ -10,22 +10,13 @@ import { VireoService } from '../app';
 import { dispatch } from '../dispatch';
 import { toMachineConfig } from '../machine-config';
 import { resolvePaths } from '../paths';
-import { FakeMachine, inProcessLauncher } from './fake-engine';
+import { FakeMachine, inProcessLauncher, newVmRequest } from './fake-engine';
 
 let tmp: string;
 let svc: VireoService;
 let iso: string;
 
-const req = (over: Partial<NewVmRequest> = {}): NewVmRequest => ({
-  media: { kind: 'iso', path: iso },
-  os: 'generic',
-  memoryMiB: 256,
-  cpus: 1,
-  storage: { kind: 'create', sizeGiB: 1 },
-  name: 'grub',
-  network: 'user',
-  ...over,
-});
+const req = (over: Partial<NewVmRequest> = {}): NewVmRequest => newVmRequest(iso, over);
 
 beforeEach(async () => {
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vireo-edit-'));
