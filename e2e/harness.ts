@@ -50,6 +50,10 @@ export async function startServe(extraEnv: NodeJS.ProcessEnv = {}): Promise<Omit
     ...extraEnv,
   };
   const server = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A test run that ends early (a timed-out hook) must not leave the server and its VMs running.
+  const killServer = () => server.exitCode === null && server.kill('SIGKILL');
+  process.once('exit', killServer);
+  server.once('exit', () => process.off('exit', killServer));
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`vireo serve printed no URL:\n${out}`)), 20000);
@@ -88,14 +92,41 @@ export async function startServe(extraEnv: NodeJS.ProcessEnv = {}): Promise<Omit
   };
 }
 
-export async function launchApp(opts: { headless?: boolean; viewport?: { width: number; height: number }; env?: NodeJS.ProcessEnv } = {}): Promise<App> {
+/** A private X server (Xvfb) for headful Chromium; stop() ends it. */
+export interface Xvfb {
+  display: string;
+  stop(): void;
+}
+
+export const XVFB = '/usr/bin/Xvfb';
+
+export async function startXvfb(width = 1280, height = 800): Promise<Xvfb> {
+  for (let n = 90 + Math.floor(Math.random() * 150); ; n++) {
+    if (fs.existsSync(`/tmp/.X11-unix/X${n}`) || fs.existsSync(`/tmp/.X${n}-lock`)) continue;
+    const p = spawn(XVFB, [`:${n}`, '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' });
+    for (let i = 0; i < 100; i++) {
+      if (fs.existsSync(`/tmp/.X11-unix/X${n}`)) {
+        const stop = () => p.kill('SIGTERM');
+        process.once('exit', stop);
+        return { display: `:${n}`, stop };
+      }
+      await new Promise((r) => setTimeout(r, 50)); // polling for the X socket to appear
+    }
+    p.kill();
+  }
+}
+
+export async function launchApp(
+  opts: { headless?: boolean; display?: string; viewport?: { width: number; height: number }; env?: NodeJS.ProcessEnv } = {},
+): Promise<App> {
   const srv = await startServe(opts.env);
   const userDataDir = path.join(srv.dir, 'chromium');
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
-    headless: opts.headless ?? true,
+    headless: opts.display ? false : (opts.headless ?? true),
     args: CHROMIUM_ARGS,
     viewport: opts.viewport ?? { width: 1200, height: 760 },
+    ...(opts.display ? { env: { ...process.env, DISPLAY: opts.display } } : {}),
   });
   const page = context.pages()[0] ?? (await context.newPage());
   page.on('pageerror', (e) => console.error('[page error]', e.message));
@@ -106,7 +137,8 @@ export async function launchApp(opts: { headless?: boolean; viewport?: { width: 
     context,
     page,
     close: async () => {
-      await context.close().catch(() => undefined);
+      // A page that no longer answers must not keep the server (and its VMs) alive.
+      await Promise.race([context.close().catch(() => undefined), new Promise((r) => setTimeout(r, 10000))]);
       await srv.stop();
     },
   };

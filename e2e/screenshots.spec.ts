@@ -2,12 +2,12 @@
 // captured from the X server (xwd), not from the page. Writes docs/screenshots/
 // when VIREO_UPDATE_SCREENSHOTS=1, else a temp dir; either way checks each picture
 // shows the window (OCR finds the expected words).
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT, apiCall, buildGuest, contextMenu, createViaWizard, distReady, engineCapability, startServe, terminalText, waitVmState } from './harness';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, type Xvfb, apiCall, buildGuest, contextMenu, createViaWizard, distReady, engineCapability, startServe, startXvfb, terminalText, waitVmState } from './harness';
 
 const missing = ['/usr/bin/Xvfb', '/usr/bin/xwd', '/usr/bin/convert'].find((f) => !fs.existsSync(f));
 const why = distReady() ?? (missing ? `${missing} is missing (apt-get install xvfb x11-apps imagemagick)` : null);
@@ -15,26 +15,11 @@ if (why) console.log(`SKIP screenshots: ${why}`);
 
 const W = 1280;
 const H = 800;
-let xvfb: ChildProcess | undefined;
+let xvfb: Xvfb | undefined;
 
 afterAll(() => {
-  xvfb?.kill('SIGTERM');
+  xvfb?.stop();
 });
-
-async function startXvfb(): Promise<string> {
-  for (let n = 90 + Math.floor(Math.random() * 60); ; n++) {
-    if (fs.existsSync(`/tmp/.X11-unix/X${n}`) || fs.existsSync(`/tmp/.X${n}-lock`)) continue;
-    const p = spawn('/usr/bin/Xvfb', [`:${n}`, '-screen', '0', `${W}x${H}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
-      if (fs.existsSync(`/tmp/.X11-unix/X${n}`)) {
-        xvfb = p;
-        return `:${n}`;
-      }
-      await new Promise((r) => setTimeout(r, 50)); // polling for the X socket to appear
-    }
-    p.kill();
-  }
-}
 
 function grab(display: string, file: string): void {
   const xwd = spawnSync('/usr/bin/xwd', ['-root', '-silent', '-display', display], { maxBuffer: 64 << 20 });
@@ -52,7 +37,8 @@ describe.skipIf(!!why)('screenshots', () => {
   it('captures the manager, each wizard step, the dialogs and the console from a real window', { timeout: 420000 }, async () => {
     const outDir = process.env.VIREO_UPDATE_SCREENSHOTS === '1' ? path.join(ROOT, 'docs', 'screenshots') : fs.mkdtempSync('/tmp/vireo-shots-');
     fs.mkdirSync(outDir, { recursive: true });
-    const display = await startXvfb();
+    xvfb = await startXvfb(W, H);
+    const { display } = xvfb;
     const srv = await startServe();
     const ctx = await chromium.launchPersistentContext(path.join(srv.dir, 'chromium'), {
       executablePath: CHROMIUM,

@@ -3,7 +3,7 @@
 // what was written. Waits on DOM state the app sets (rows, data-* attributes,
 // dialogs detaching), never on sleeps.
 import { createHash } from 'node:crypto';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Page, chromium } from 'playwright-core';
@@ -21,6 +21,7 @@ import {
   launchApp,
   openConsole,
   startServe,
+  startXvfb,
   terminalText,
   waitVmState,
 } from './harness';
@@ -195,18 +196,8 @@ describe.skipIf(!!why || !!noX)('storage screenshot', () => {
   it('captures the Storage window with pools, volumes and a linked overlay', async () => {
     const W = 1280;
     const H = 800;
-    let xvfb: ChildProcess | undefined;
-    let display = '';
-    for (let n = 160 + Math.floor(Math.random() * 60); !display; n++) {
-      if (fs.existsSync(`/tmp/.X11-unix/X${n}`) || fs.existsSync(`/tmp/.X${n}-lock`)) continue;
-      const p = spawn('/usr/bin/Xvfb', [`:${n}`, '-screen', '0', `${W}x${H}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' });
-      for (let i = 0; i < 100 && !display; i++) {
-        if (fs.existsSync(`/tmp/.X11-unix/X${n}`)) display = `:${n}`;
-        else await new Promise((r) => setTimeout(r, 50)); // polling for the X socket to appear
-      }
-      if (display) xvfb = p;
-      else p.kill();
-    }
+    const xvfb = await startXvfb(W, H);
+    const { display } = xvfb;
     const srv = await startServe();
     const ctx = await chromium.launchPersistentContext(path.join(srv.dir, 'chromium'), {
       executablePath: CHROMIUM,
@@ -239,7 +230,7 @@ describe.skipIf(!!why || !!noX)('storage screenshot', () => {
     } finally {
       await ctx.close().catch(() => undefined);
       await srv.stop();
-      xvfb?.kill('SIGTERM');
+      xvfb.stop();
     }
   });
 });

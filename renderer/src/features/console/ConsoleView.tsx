@@ -104,6 +104,8 @@ export function ConsoleView({ uuid }: { uuid: string }) {
     e.preventDefault();
     if (e.type === 'mousedown') buttons.current |= e.button === 0 ? 1 : e.button === 2 ? 2 : 4;
     if (e.type === 'mouseup') buttons.current &= ~(e.button === 0 ? 1 : e.button === 2 ? 2 : 4);
+    // A move that did not move (Chromium sends them while the pointer is locked) says nothing.
+    if (e.type === 'mousemove' && !e.movementX && !e.movementY) return;
     stream.send({ op: 'mouse', dx: e.movementX, dy: e.movementY, dz: 0, buttons: buttons.current });
   };
 
