@@ -4,7 +4,12 @@
 #include <signal.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
+#include <ctime>
+#include <memory>
+#include <unordered_map>
+#include <vector>
 
 #include "devices/legacy/serial.h"
 #include "kvm/cpuid.h"
@@ -42,6 +47,57 @@ void install_kick_handler() {
     sigaction(kick_signal(), &sa, nullptr);
   });
 }
+
+// VIREO_PROFILE_EXITS=1: each vCPU counts its exits by kind and port (or
+// MMIO page) with the time spent in KVM_RUN and in our handlers, and prints
+// the busiest at the end. A tool for the start-up benchmarks, off by default.
+class ExitProfile {
+public:
+  explicit ExitProfile(int vcpu) : vcpu_(vcpu) {}
+  static bool enabled() {
+    static const bool on = std::getenv("VIREO_PROFILE_EXITS") != nullptr;
+    return on;
+  }
+  static int64_t now() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  }
+  void add(const kvm_run* run, int64_t run_ns, int64_t handle_ns) {
+    uint64_t where = 0;
+    if (run->exit_reason == KVM_EXIT_IO) where = run->io.port;
+    else if (run->exit_reason == KVM_EXIT_MMIO) where = run->mmio.phys_addr & ~uint64_t(0xfff);
+    Entry& e = by_[(uint64_t(run->exit_reason) << 48) | where];
+    e.count++;
+    e.handle_ns += handle_ns;
+    total_run_ns_ += run_ns;
+    total_handle_ns_ += handle_ns;
+    exits_++;
+  }
+  void print() const {
+    std::vector<std::pair<uint64_t, Entry>> v(by_.begin(), by_.end());
+    std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second.count > b.second.count; });
+    std::fprintf(stderr, "[vireo] vCPU %d: %llu exits, %.3f s in KVM_RUN, %.3f s in exit handlers\n", vcpu_,
+                 (unsigned long long)exits_, double(total_run_ns_) / 1e9, double(total_handle_ns_) / 1e9);
+    for (size_t i = 0; i < v.size() && i < 25; i++) {
+      unsigned reason = unsigned(v[i].first >> 48);
+      uint64_t where = v[i].first & ((uint64_t(1) << 48) - 1);
+      const char* kind = reason == KVM_EXIT_IO ? "io" : reason == KVM_EXIT_MMIO ? "mmio" : "exit";
+      std::fprintf(stderr, "[vireo]   %-4s %-6u %#10llx %10llu exits %8.3f s handling\n", kind, reason, (unsigned long long)where,
+                   (unsigned long long)v[i].second.count, double(v[i].second.handle_ns) / 1e9);
+    }
+  }
+
+private:
+  struct Entry {
+    uint64_t count = 0;
+    int64_t handle_ns = 0;
+  };
+  int vcpu_;
+  std::unordered_map<uint64_t, Entry> by_;
+  int64_t total_run_ns_ = 0, total_handle_ns_ = 0;
+  uint64_t exits_ = 0;
+};
 
 // Port-I/O devices that are only a few lines each.
 struct DebugconDevice : IoDevice {
@@ -579,6 +635,7 @@ void Machine::vcpu_loop(int id) {
   kvm::KvmVcpu& v = *vcpus_[size_t(id)];
   bool stepping = false, at_boundary = true;
   const bool trace_step = std::getenv("VIREO_TRACE_STEP") != nullptr;  // log single-step on/off to stderr
+  std::unique_ptr<ExitProfile> profile = ExitProfile::enabled() ? std::make_unique<ExitProfile>(id) : nullptr;
   for (;;) {
     if (stop_requested_) break;
     if (reset_requested_ && id == 0) {
@@ -605,6 +662,7 @@ void Machine::vcpu_loop(int id) {
         step_wanted_ = false;  // this KVM cannot single-step: input stays as slow as before
       }
     }
+    const int64_t t0 = profile ? ExitProfile::now() : 0;
     int r = v.run();
     v.run_page()->immediate_exit = 0;
     at_boundary = r < 0 || (v.run_page()->exit_reason != KVM_EXIT_IO && v.run_page()->exit_reason != KVM_EXIT_MMIO);
@@ -617,8 +675,16 @@ void Machine::vcpu_loop(int id) {
       request_stop(info, RunState::Crashed);
       break;
     }
-    if (!handle_exit(v)) break;
+    if (!profile) {
+      if (!handle_exit(v)) break;
+      continue;
+    }
+    const int64_t t1 = ExitProfile::now();
+    const bool go_on = handle_exit(v);
+    profile->add(v.run_page(), t1 - t0, ExitProfile::now() - t1);
+    if (!go_on) break;
   }
+  if (profile) profile->print();
   // The last vCPU thread out reports the final state.
   bool last;
   RunState fs;
