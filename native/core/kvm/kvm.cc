@@ -194,6 +194,16 @@ int KvmVm::unregister_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, 
   return ::ioctl(fd_.get(), KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
 }
 
+int KvmVm::register_coalesced_mmio(uint64_t addr, uint32_t size) {
+  const int page = sys_.check_extension(KVM_CAP_COALESCED_MMIO);
+  if (page <= 0) return 0;
+  kvm_coalesced_mmio_zone z{};
+  z.addr = addr;
+  z.size = size;
+  if (::ioctl(fd_.get(), KVM_REGISTER_COALESCED_MMIO, &z) < 0) return 0;
+  return page;
+}
+
 int KvmVm::signal_msi(uint64_t addr, uint32_t data) {
   kvm_msi m{};
   m.address_lo = uint32_t(addr);

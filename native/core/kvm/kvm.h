@@ -90,6 +90,10 @@ public:
   // Injects one MSI (KVM_SIGNAL_MSI). Returns > 0 delivered, 0 blocked by the
   // guest, -errno on failure (e.g. no in-kernel irqchip).
   int signal_msi(uint64_t addr, uint32_t data);
+  // Guest writes to [addr, addr+size) are queued in KVM's coalesced-MMIO ring
+  // instead of exiting to userspace; reads still exit. Returns the ring's page
+  // offset inside each vCPU's mmap, or 0 when this KVM has no coalesced MMIO.
+  int register_coalesced_mmio(uint64_t addr, uint32_t size);
 
 private:
   KvmSystem& sys_;

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -192,7 +193,34 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
     vcpus_.push_back(std::make_unique<kvm::KvmVcpu>(*vm_, i));
     setup_vcpu(*vcpus_.back(), i);
   }
+  if (coalesced_page_ && !vcpus_.empty())
+    coalesced_ring_ = reinterpret_cast<kvm_coalesced_mmio_ring*>(reinterpret_cast<uint8_t*>(vcpus_[0]->run_page()) +
+                                                                 size_t(coalesced_page_) * size_t(sysconf(_SC_PAGESIZE)));
   if (board_) capture_power_on_state();
+}
+
+void Machine::add_coalesced_mmio(uint64_t addr, uint32_t size) {
+  if (int page = vm_->register_coalesced_mmio(addr, size)) coalesced_page_ = page;
+}
+
+void Machine::flush_coalesced_mmio() {
+  kvm_coalesced_mmio_ring* ring = coalesced_ring_;
+  if (!ring) return;
+  // The ring page: two u32 (first, last), then the entries. Spelled out, as
+  // C++ compilers place the header's flexible array member at offset 16, not
+  // 8 where the kernel writes it (the same uapi trap as kvm_cpuid2 in kvm.cc).
+  // KVM appends at `last` under its own lock; we consume from `first`.
+  constexpr size_t kHeader = 2 * sizeof(uint32_t);
+  constexpr uint32_t kMax = uint32_t((4096 - kHeader) / sizeof(kvm_coalesced_mmio));
+  const auto* entries = reinterpret_cast<const kvm_coalesced_mmio*>(reinterpret_cast<const uint8_t*>(ring) + kHeader);
+  std::lock_guard g(coalesced_mu_);
+  uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
+  while (first != __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
+    const kvm_coalesced_mmio& e = entries[first];
+    mmio_.write(e.phys_addr, {e.data, std::min<size_t>(e.len, sizeof e.data)});
+    first = (first + 1) % kMax;
+    __atomic_store_n(&ring->first, first, __ATOMIC_RELEASE);
+  }
 }
 
 void Machine::capture_power_on_state() {
@@ -236,6 +264,7 @@ void Machine::do_reset() {
     if (stop_requested_) return;
   }
   try {
+    flush_coalesced_mmio();
     board_->reset_devices();
     size_t shadow = std::min<size_t>(bios_.size(), 0x20000);
     std::memcpy(ram_ + layout::kBiosShadowTop - shadow, bios_.data() + bios_.size() - shadow, shadow);
@@ -270,6 +299,7 @@ void Machine::do_reset() {
 Machine::~Machine() {
   stop();
   board_.reset();
+  coalesced_ring_ = nullptr;  // it lives in vCPU 0's mmap
   vcpus_.clear();
   vm_.reset();
   if (ram_) ::munmap(ram_, ram_size_);
@@ -521,6 +551,9 @@ void Machine::fill_fault_info(kvm::KvmVcpu& v, StopInfo& info) {
 
 bool Machine::handle_exit(kvm::KvmVcpu& v) {
   kvm_run* run = v.run_page();
+  // Writes queued in the coalesced-MMIO ring happened before this exit.
+  if (coalesced_ring_ && coalesced_ring_->first != __atomic_load_n(&coalesced_ring_->last, __ATOMIC_ACQUIRE))
+    flush_coalesced_mmio();
   switch (run->exit_reason) {
     case KVM_EXIT_IO: {
       uint8_t* p = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;

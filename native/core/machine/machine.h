@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include <linux/kvm.h>
+
 #include "bus/bus.h"
 #include "machine/boot.h"
 #include "machine/guest_memory.h"
@@ -126,6 +128,13 @@ public:
   // ten times slower for those milliseconds. Not used with VT-x/AMD-V, whose
   // interrupt-window exits do this in hardware.
   void set_irq_window_stepping(bool on);
+  // Write-mostly MMIO (the VGA window): the guest's writes there wait in
+  // KVM's coalesced-MMIO ring instead of each costing an exit, as QEMU does
+  // for vga-lowmem. Boards call it while the machine is built. The ring is
+  // applied, in order, before every exit is handled and whenever a consumer
+  // reads device state that such writes change (flush_coalesced_mmio()).
+  void add_coalesced_mmio(uint64_t addr, uint32_t size);
+  void flush_coalesced_mmio();
   // How many times the guest has rebooted.
   int reset_count() const { return reset_count_.load(); }
 
@@ -157,6 +166,9 @@ private:
   std::vector<std::unique_ptr<kvm::KvmVcpu>> vcpus_;
   std::vector<std::thread> threads_;
   std::unique_ptr<Board> board_;
+  int coalesced_page_ = 0;  // the ring's page offset in a vCPU mmap (0: none)
+  kvm_coalesced_mmio_ring* coalesced_ring_ = nullptr;
+  std::mutex coalesced_mu_;
 
   std::shared_ptr<devices::Serial16550> serial_[2];
   std::mutex out_mu_;

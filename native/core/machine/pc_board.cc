@@ -120,6 +120,9 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   pio.insert(vga_->vga()->legacy_ports(), kVgaLegacyPorts, kVgaLegacyLen, "vga");
   pio.insert(vga_->vga()->dispi_ports(), kDispiPort, kDispiLen, "vbe-dispi");
   mmio.insert(vga_->vga()->legacy_memory(), layout::kVgaWindow, layout::kVgaWindowSize, "vga-window");
+  // Text and planar writes there are many and need no answer: they wait in
+  // KVM's ring (reads still exit, after the ring is applied).
+  m_.add_coalesced_mmio(layout::kVgaWindow, layout::kVgaWindowSize);
 
   I8042::Callbacks kcb;
   kcb.reset = [&m] { m.request_reset("keyboard controller reset line"); };
@@ -332,6 +335,7 @@ void PcBoard::mouse(int dx, int dy, int dz, uint8_t buttons) {
 }
 
 std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
+  m_.flush_coalesced_mmio();  // guest writes to the VGA window still in KVM's ring
   const uint64_t* bitmap = nullptr;
   {
     std::lock_guard g(lfb_mu_);
@@ -350,8 +354,14 @@ std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
   return vga_->vga()->poll(bitmap, uint64_t(mono_ns()), force_full);
 }
 
-std::vector<uint8_t> PcBoard::screenshot_png() { return vga_->vga()->screenshot_png(uint64_t(mono_ns())); }
-vga::Frame PcBoard::frame() { return vga_->vga()->snapshot(uint64_t(mono_ns())); }
+std::vector<uint8_t> PcBoard::screenshot_png() {
+  m_.flush_coalesced_mmio();
+  return vga_->vga()->screenshot_png(uint64_t(mono_ns()));
+}
+vga::Frame PcBoard::frame() {
+  m_.flush_coalesced_mmio();
+  return vga_->vga()->snapshot(uint64_t(mono_ns()));
+}
 
 bool PcBoard::input_pending() { return kbd_->backlog() != 0; }
 
@@ -366,7 +376,10 @@ std::string PcBoard::input_debug() {
 
 bool PcBoard::press_power_button() { return pm_->press_power_button(); }
 
-std::string PcBoard::screen_text() { return vga_->vga()->text_screen(); }
+std::string PcBoard::screen_text() {
+  m_.flush_coalesced_mmio();
+  return vga_->vga()->text_screen();
+}
 
 void PcBoard::reset_devices() {
   host_->reset_all();  // every PCI function: config space, BARs, IDE channels, VGA, PM
