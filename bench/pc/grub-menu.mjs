@@ -109,7 +109,8 @@ async function qemuRun(accelArgs) {
   const sock = path.join(dir, 'qmp.sock');
   const vram = path.join(dir, 'vram.bin');
   const t0 = now();
-  const p = spawn('qemu-system-x86_64', [...accelArgs, '-m', '256', '-cdrom', ISO, '-boot', 'd', '-display', 'none',
+  // -nic none: Vireo's PC has no NIC yet, and QEMU's default e1000 brings an iPXE ROM that SeaBIOS runs.
+  const p = spawn('qemu-system-x86_64', [...accelArgs, '-m', '256', '-nic', 'none', '-cdrom', ISO, '-boot', 'd', '-display', 'none',
     '-serial', 'none', '-qmp', `unix:${sock},server=on,wait=off`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   p.stderr.on('data', (d) => { stderr += d; });
@@ -186,7 +187,8 @@ shows its countdown on the VGA text screen (median of ${runs} run${runs > 1 ? 's
 runs interleaved; screens polled every 100 ms). Measured on ${kvm}: ${host},
 ${new Date().toISOString().slice(0, 10)}, with \`node bench/pc/grub-menu.mjs --runs ${runs} --write-docs\`.
 QEMU-KVM runs \`-enable-kvm -cpu qemu64,-cx16,-xsave\` (the CPU model this host's
-KVM can run); QEMU TCG (\`-accel tcg\`, no KVM) is an extra column for scale.
+KVM can run) with \`-nic none\` (Vireo's PC has no NIC yet; QEMU's default e1000
+would add an iPXE ROM for SeaBIOS to run); QEMU TCG (\`-accel tcg\`, no KVM) is an extra column for scale.
 Vireo runs through the native addon in a plain Node process (\`new Machine()\`,
 \`screenText()\` polled), as the app's engine host runs it; QEMU's screen is read
 through QMP (\`pmemsave\` of 0xb8000).
