@@ -309,9 +309,20 @@ Machine::~Machine() {
 void Machine::setup_memory() {
   ram_layout_ = boot::ram_layout(cfg_.mem_bytes);
   ram_size_ = cfg_.mem_bytes;
-  void* p = ::mmap(nullptr, ram_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  // 2 MiB-aligned, so guest-physical 2 MiB pages line up with host huge
+  // pages (transparent huge pages, asked for with MADV_HUGEPAGE as QEMU does;
+  // hosts set to THP "madvise" give none otherwise). Fewer TLB misses for
+  // the guest, and for the host's emulator on kvm_pvm.
+  constexpr size_t kHuge = 2u << 20;
+  const size_t reserve = ram_size_ + kHuge;
+  void* p = ::mmap(nullptr, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw MachineError("cannot reserve " + std::to_string(ram_size_ >> 20) + " MiB of guest memory");
-  ram_ = static_cast<uint8_t*>(p);
+  auto* base = static_cast<uint8_t*>(p);
+  auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) & ~uintptr_t(kHuge - 1));
+  if (aligned > base) ::munmap(base, size_t(aligned - base));
+  if (size_t tail = size_t(base + reserve - (aligned + ram_size_))) ::munmap(aligned + ram_size_, tail);
+  ram_ = aligned;
+  ::madvise(ram_, ram_size_, MADV_HUGEPAGE);
   ::madvise(ram_, ram_size_, MADV_MERGEABLE);
   uint32_t slot = 0;
   if (!cfg_.bios.empty()) {
