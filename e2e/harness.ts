@@ -106,9 +106,15 @@ export async function startXvfb(width = 1280, height = 800): Promise<Xvfb> {
     const p = spawn(XVFB, [`:${n}`, '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp'], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       if (fs.existsSync(`/tmp/.X11-unix/X${n}`)) {
-        const stop = () => p.kill('SIGTERM');
-        process.once('exit', stop);
-        return { display: `:${n}`, stop };
+        const kill = () => p.kill('SIGTERM');
+        process.once('exit', kill);
+        return {
+          display: `:${n}`,
+          stop: () => {
+            process.off('exit', kill);
+            kill();
+          },
+        };
       }
       await new Promise((r) => setTimeout(r, 50)); // polling for the X socket to appear
     }

@@ -7,9 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT, type Xvfb, apiCall, buildGuest, contextMenu, createViaWizard, distReady, engineCapability, startServe, startXvfb, terminalText, waitVmState } from './harness';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, XVFB, type Xvfb, apiCall, buildGuest, contextMenu, createViaWizard, distReady, engineCapability, startServe, startXvfb, terminalText, waitVmState } from './harness';
 
-const missing = ['/usr/bin/Xvfb', '/usr/bin/xwd', '/usr/bin/convert'].find((f) => !fs.existsSync(f));
+const missing = [XVFB, '/usr/bin/xwd', '/usr/bin/convert'].find((f) => !fs.existsSync(f));
 const why = distReady() ?? (missing ? `${missing} is missing (apt-get install xvfb x11-apps imagemagick)` : null);
 if (why) console.log(`SKIP screenshots: ${why}`);
 

@@ -13,6 +13,7 @@ import {
   CHROMIUM,
   CHROMIUM_ARGS,
   ROOT,
+  XVFB,
   buildGuest,
   contextMenu,
   createViaWizard,
@@ -191,7 +192,7 @@ describe.skipIf(!!why)('storage', () => {
 
 // docs/screenshots/storage.png: a real (headful) Chromium window under Xvfb, grabbed
 // with xwd like e2e/screenshots.spec.ts (written to docs/ when VIREO_UPDATE_SCREENSHOTS=1).
-const noX = ['/usr/bin/Xvfb', '/usr/bin/xwd', '/usr/bin/convert'].find((f) => !fs.existsSync(f));
+const noX = [XVFB, '/usr/bin/xwd', '/usr/bin/convert'].find((f) => !fs.existsSync(f));
 describe.skipIf(!!why || !!noX)('storage screenshot', () => {
   it('captures the Storage window with pools, volumes and a linked overlay', async () => {
     const W = 1280;

@@ -213,6 +213,7 @@ void Machine::flush_coalesced_mmio() {
   constexpr size_t kHeader = 2 * sizeof(uint32_t);
   constexpr uint32_t kMax = uint32_t((4096 - kHeader) / sizeof(kvm_coalesced_mmio));
   const auto* entries = reinterpret_cast<const kvm_coalesced_mmio*>(reinterpret_cast<const uint8_t*>(ring) + kHeader);
+  if (__atomic_load_n(&ring->first, __ATOMIC_RELAXED) == __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) return;  // empty
   std::lock_guard g(coalesced_mu_);
   uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
   while (first != __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
@@ -562,9 +563,7 @@ void Machine::fill_fault_info(kvm::KvmVcpu& v, StopInfo& info) {
 
 bool Machine::handle_exit(kvm::KvmVcpu& v) {
   kvm_run* run = v.run_page();
-  // Writes queued in the coalesced-MMIO ring happened before this exit.
-  if (coalesced_ring_ && coalesced_ring_->first != __atomic_load_n(&coalesced_ring_->last, __ATOMIC_ACQUIRE))
-    flush_coalesced_mmio();
+  flush_coalesced_mmio();  // writes queued in the coalesced-MMIO ring happened before this exit
   switch (run->exit_reason) {
     case KVM_EXIT_IO: {
       uint8_t* p = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
@@ -719,13 +718,9 @@ void Machine::vcpu_loop(int id) {
       request_stop(info, RunState::Crashed);
       break;
     }
-    if (!profile) {
-      if (!handle_exit(v)) break;
-      continue;
-    }
-    const int64_t t1 = ExitProfile::now();
+    const int64_t t1 = profile ? ExitProfile::now() : 0;
     const bool go_on = handle_exit(v);
-    profile->add(v.run_page(), t1 - t0, ExitProfile::now() - t1);
+    if (profile) profile->add(v.run_page(), t1 - t0, ExitProfile::now() - t1);
     if (!go_on) break;
   }
   if (profile) profile->print();
