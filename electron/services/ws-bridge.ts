@@ -50,6 +50,30 @@ export const CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
+/**
+ * The request target as a URL, or null when it is not one a browser would send
+ * (`GET http://[/`, a bare `%`): anything anyone on this machine can send must end in
+ * an HTTP error, never in an exception that ends the process and every VM with it.
+ */
+export function requestUrl(raw: string | undefined): URL | null {
+  try {
+    return new URL(raw ?? '/', 'http://127.0.0.1');
+  } catch {
+    return null;
+  }
+}
+
+/** The decoded path, or null when its percent-escapes are malformed or it holds a NUL. */
+export function decodedPath(url: URL): string | null {
+  let rel: string;
+  try {
+    rel = decodeURIComponent(url.pathname);
+  } catch {
+    return null;
+  }
+  return rel.includes('\0') ? null : rel;
+}
+
 function tokenOk(expected: string, given: string | null): boolean {
   if (!given) return false;
   const a = Buffer.from(expected);
@@ -65,7 +89,22 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
   const allowedOrigins = () => new Set([`http://127.0.0.1:${port}`, `http://localhost:${port}`]);
 
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    try {
+      serveStatic(req, res);
+    } catch (e) {
+      // A bug here must cost one request, not the server and every VM it supervises.
+      console.error(`vireo serve: ${req.method} ${JSON.stringify(req.url)}: ${(e as Error).stack ?? e}`);
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    }
+  });
+  // Malformed requests that never reach the handler (bad request lines, headers).
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+
+  function serveStatic(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (!allowedHosts().has(req.headers.host ?? '')) {
       res.writeHead(421).end('wrong host');
       return;
@@ -74,8 +113,13 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
       res.writeHead(405).end();
       return;
     }
+    const url = requestUrl(req.url);
+    let rel = url && decodedPath(url);
+    if (!url || rel === null) {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('bad request');
+      return;
+    }
     // The page itself needs the token; its static assets hold no secrets.
-    let rel = decodeURIComponent(url.pathname);
     if (rel === '/' || rel === '/index.html') {
       if (!tokenOk(token, url.searchParams.get('token'))) {
         res.writeHead(403, { 'content-type': 'text/plain' }).end('Vireo: this address needs the token that `vireo serve` printed.');
@@ -102,14 +146,17 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
       });
       res.end(req.method === 'HEAD' ? undefined : data);
     });
-  });
+  }
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: 2 * 1024 * 1024 });
   server.on('upgrade', (req, socket, head) => {
-    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const refuse = (code: number, why: string) => {
       socket.end(`HTTP/1.1 ${code} ${why}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
+    // A socket error (the peer resets mid-handshake) must not become an uncaught 'error' event.
+    socket.on('error', () => socket.destroy());
+    const url = requestUrl(req.url);
+    if (!url) return refuse(400, 'Bad Request');
     if (!allowedHosts().has(req.headers.host ?? '')) return refuse(421, 'Misdirected Request');
     if (!allowedOrigins().has(req.headers.origin ?? '')) return refuse(403, 'Forbidden');
     if (!tokenOk(token, url.searchParams.get('token'))) return refuse(403, 'Forbidden');
@@ -127,6 +174,9 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
       const checked = events[name].parse(payload, name);
       send({ t: 'event', name, payload: checked });
     });
+    // ws reports a peer's protocol errors (an oversized or malformed frame) as an
+    // 'error' event; unheard, that would throw out of the server.
+    ws.on('error', () => ws.terminate());
     const send = (m: ReplyEnvelope) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(m));
     };
@@ -152,6 +202,7 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
       return;
     }
     const st = stream;
+    ws.on('error', () => ws.terminate());
     st.onData((d) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(d, { binary: true });
     });

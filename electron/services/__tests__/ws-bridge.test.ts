@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -82,5 +83,47 @@ describe('WebSocket bridge (vireo serve)', () => {
     });
     expect(bad).toMatchObject({ t: 'error', id: 8, code: 'invalid' });
     c.ws!.close();
+  });
+
+  // Issue 15, finding 1: each of these ended `vireo serve` (and so every VM) with exit code 1.
+  it('answers malformed request targets with 400 and keeps serving (plain GET and WebSocket upgrade)', async () => {
+    const host = `127.0.0.1:${bridge.port}`;
+    const origin = `http://${host}`;
+    const raw = (head: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const s = net.connect(bridge.port, '127.0.0.1', () => s.write(head));
+        let got = '';
+        s.on('data', (d) => (got += d));
+        s.on('end', () => resolve(got));
+        s.on('error', reject);
+        s.setTimeout(5000, () => reject(new Error(`no answer to ${JSON.stringify(head)}`)));
+      });
+    const upgrade = (target: string) =>
+      `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nOrigin: ${origin}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+    for (const target of ['/%', '/%00', '/a%00b.js', 'http://[/', `/%?token=${bridge.token}`]) {
+      const plain = await raw(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      expect(plain, target).toMatch(/^HTTP\/1\.1 400 /);
+      const up = await raw(upgrade(target));
+      expect(up, `upgrade ${target}`).toMatch(/^HTTP\/1\.1 (400|403|404) /);
+      // Still alive and still serving the page.
+      expect((await get(`/?token=${bridge.token}`)).status).toBe(200);
+    }
+    expect((await raw(upgrade(`http://[/api?token=${bridge.token}`)))).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await raw('GARBAGE\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+    expect((await get(`/?token=${bridge.token}`)).status).toBe(200);
+  });
+
+  it('survives a WebSocket peer that breaks the protocol (oversized frame)', async () => {
+    const c = await connect(`?token=${bridge.token}`, `http://127.0.0.1:${bridge.port}`);
+    expect(c.ok).toBe(true);
+    const closed = new Promise<number>((resolve) => c.ws!.on('close', (code) => resolve(code)));
+    c.ws!.on('error', () => undefined); // the client side sees the close; the server must not die
+    c.ws!.send('x'.repeat(3 * 1024 * 1024));
+    expect(await closed).not.toBe(1000);
+    expect((await get(`/?token=${bridge.token}`)).status).toBe(200);
+    const again = await connect(`?token=${bridge.token}`, `http://127.0.0.1:${bridge.port}`);
+    expect(again.ok).toBe(true);
+    again.ws!.close();
   });
 });
