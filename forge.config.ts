@@ -28,8 +28,12 @@ const config: ForgeConfigShape = {
     executableName: 'vireo',
     icon: 'resources/icons/512x512',
     // The native addon and the engine host must load from real files.
-    asar: { unpack: '**/{*.node,engine-host/**}' },
-    ignore: [/^\/(native\/(core|binding|tests|fuzz|out|guests)|e2e|bench|renderer\/src|docs|\.ci)(\/|$)/],
+    asar: { unpack: '**/{*.node,vireo-img,engine-host/**}' },
+    // Of native/out only the vireo-img tool ships (storage and the wizard run it).
+    ignore: [
+      /^\/(native\/(core|binding|tests|fuzz|guests)|e2e|bench|renderer\/src|docs|\.ci)(\/|$)/,
+      /^\/native\/out\/(?!core(\/vireo-img)?$)/,
+    ],
   },
   // The addon is built by scripts/setup.sh (node-gyp against Electron's headers when packaging).
   rebuildConfig: { onlyModules: [] },

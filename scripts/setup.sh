@@ -36,9 +36,27 @@ fi
 stamp=node_modules/.vireo-npm-stamp
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
   log "installing npm dependencies"
-  export ELECTRON_SKIP_BINARY_DOWNLOAD=1
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  # Electron's binary comes from its own download host, not from npm: install the
+  # packages without it, then try the download once (below), so that a machine that
+  # cannot reach that host still gets everything else.
+  if [ -f package-lock.json ]; then ELECTRON_SKIP_BINARY_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+  else ELECTRON_SKIP_BINARY_DOWNLOAD=1 npm install --no-audit --no-fund --loglevel=error; fi
+  rm -f node_modules/.vireo-electron-tried
   touch "$stamp"
+fi
+# The Electron desktop app: tried once per npm install (VIREO_ELECTRON=0 skips it,
+# ELECTRON_SKIP_BINARY_DOWNLOAD=1 too). Where the download fails, Vireo runs in the
+# browser (`vireo serve` + Chromium) and says so here.
+electron_tried=node_modules/.vireo-electron-tried
+if [ ! -f "$electron_tried" ] && [ "${VIREO_ELECTRON:-1}" != 0 ] && [ -z "${ELECTRON_SKIP_BINARY_DOWNLOAD:-}" ] \
+   && ! node -e "process.exit(require('fs').existsSync(require('electron'))?0:1)" 2>/dev/null; then
+  log "downloading Electron's binary (the desktop app)"
+  if out=$(timeout 300 node node_modules/electron/install.js 2>&1); then
+    log "Electron installed: npm start opens the desktop app"
+  else
+    log "Electron's binary could not be downloaded ($(printf '%s' "$out" | grep -m1 -E 'Error' | sed 's/^ *//' | cut -c1-120)); npm start will use the browser mode. Retry with: rm $electron_tried && npm start"
+  fi
+  touch "$electron_tried"
 fi
 
 # ---- 3. native engine ----

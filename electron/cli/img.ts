@@ -8,7 +8,14 @@ import * as path from 'node:path';
 import { appRoot } from '../engine-host/addon';
 
 export function imgToolPath(): string {
-  return process.env.VIREO_IMG ?? path.join(appRoot(), 'native', 'out', 'core', 'vireo-img');
+  if (process.env.VIREO_IMG) return process.env.VIREO_IMG;
+  // In a packaged app the tool is unpacked beside the asar archive (a binary inside it cannot be run).
+  return unpackedPath(path.join(appRoot(), 'native', 'out', 'core', 'vireo-img'));
+}
+
+/** The same path outside an Electron asar archive (`app.asar/x` → `app.asar.unpacked/x`); others unchanged. */
+export function unpackedPath(p: string): string {
+  return p.replace(`${path.sep}app.asar${path.sep}`, `${path.sep}app.asar.unpacked${path.sep}`);
 }
 
 export async function run(args: string[]): Promise<number> {

@@ -2,7 +2,7 @@
 // navigation away from the app, no window.open (console windows come from main).
 import * as path from 'node:path';
 import { BrowserWindow, session, shell } from 'electron';
-import { CSP } from '../services/ws-bridge';
+import { csp } from '../services/ws-bridge';
 
 export const RENDERER_INDEX = path.join(__dirname, '..', '..', 'renderer', 'index.html');
 const PRELOAD = path.join(__dirname, '..', 'preload', 'preload.js');
@@ -17,11 +17,18 @@ export function isAppUrl(url: string): boolean {
   }
 }
 
+/** The only permissions a Vireo window gets: copying text, full screen and the console's pointer lock. */
+export const ALLOWED_PERMISSIONS: ReadonlySet<string> = new Set(['clipboard-sanitized-write', 'fullscreen', 'pointerLock']);
+
 export function hardenSession(): void {
   const s = session.defaultSession;
-  s.setPermissionRequestHandler((_wc, permission, cb) => cb(permission === 'clipboard-sanitized-write' || permission === 'fullscreen' || permission === 'pointerLock'));
+  // Requests (a prompt would be shown) and checks (asked silently) get the same answer.
+  s.setPermissionRequestHandler((wc, permission, cb) => cb(ALLOWED_PERMISSIONS.has(permission) && isAppUrl(wc.getURL())));
+  s.setPermissionCheckHandler((_wc, permission, origin) => ALLOWED_PERMISSIONS.has(permission) && origin === 'file://');
+  s.setDevicePermissionHandler(() => false);
+  const policy = csp([]);
   s.webRequest.onHeadersReceived((details, cb) => {
-    cb({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CSP] } });
+    cb({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [policy] } });
   });
 }
 
@@ -48,6 +55,11 @@ export function createWindow(opts: { hash?: string; width: number; height: numbe
   win.webContents.on('will-navigate', (e, url) => {
     if (!isAppUrl(url)) e.preventDefault();
   });
+  // A redirect is a navigation the page did not ask for in will-navigate's terms.
+  win.webContents.on('will-redirect', (e, url) => {
+    if (!isAppUrl(url)) e.preventDefault();
+  });
+  win.webContents.on('will-attach-webview', (e) => e.preventDefault());
   win.once('ready-to-show', () => win.show());
   void win.loadFile(RENDERER_INDEX, opts.hash ? { hash: opts.hash } : {});
   return win;

@@ -38,17 +38,24 @@ const MIME: Record<string, string> = {
   '.json': 'application/json',
 };
 
-export const CSP = [
-  "default-src 'none'",
-  "script-src 'self'",
-  "style-src 'self' 'unsafe-inline'",
-  "img-src 'self' data: blob:",
-  "font-src 'self'",
-  "connect-src 'self'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join('; ');
+/**
+ * The renderer's Content-Security-Policy. `connect` lists the only places the page may
+ * open connections to: the bridge's own WebSocket endpoints in browser mode, none under
+ * Electron (IPC and MessagePorts are not connections).
+ */
+export function csp(connect: string[]): string {
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self'",
+    `connect-src ${connect.length ? connect.join(' ') : "'none'"}`,
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+}
 
 /**
  * The request target as a URL, or null when it is not one a browser would send
@@ -87,6 +94,7 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
   let port = 0;
   const allowedHosts = () => new Set([`127.0.0.1:${port}`, `localhost:${port}`]);
   const allowedOrigins = () => new Set([`http://127.0.0.1:${port}`, `http://localhost:${port}`]);
+  const pageCsp = () => csp([`ws://127.0.0.1:${port}`, `ws://localhost:${port}`]);
 
   const server = http.createServer((req, res) => {
     try {
@@ -139,7 +147,7 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
       }
       res.writeHead(200, {
         'content-type': MIME[path.extname(file)] ?? 'application/octet-stream',
-        'content-security-policy': CSP,
+        'content-security-policy': pageCsp(),
         'x-content-type-options': 'nosniff',
         'referrer-policy': 'no-referrer',
         'cache-control': 'no-store',

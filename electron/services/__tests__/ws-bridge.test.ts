@@ -60,6 +60,8 @@ describe('WebSocket bridge (vireo serve)', () => {
     const ok = await get(`/?token=${bridge.token}`);
     expect(ok.status).toBe(200);
     expect(ok.csp).toContain("script-src 'self'");
+    // Connections only to this bridge's own WebSocket endpoints.
+    expect(ok.csp).toContain(`connect-src ws://127.0.0.1:${bridge.port} ws://localhost:${bridge.port};`);
     expect((await get('/../secret.txt')).status).toBe(404);
     expect((await get('/%2e%2e/secret.txt')).status).toBe(404);
     expect((await get(`/?token=${bridge.token}`, 'evil.example:80')).status).toBe(421);

@@ -1,0 +1,65 @@
+// The desktop app itself, where an Electron binary is installed (`npm start` downloads
+// it on a machine that can reach Electron's download host): Playwright's _electron
+// drives the real main process, preload and renderer against the real engine. Where
+// no binary exists (the development hosts), the spec says so and skips.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { _electron } from 'playwright-core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ROOT, distReady } from './harness';
+
+function electronBinary(): string | null {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const p = require(path.join(ROOT, 'node_modules', 'electron')) as unknown;
+    return typeof p === 'string' && fs.existsSync(p) ? p : null;
+  } catch {
+    return null;
+  }
+}
+
+const bin = electronBinary();
+const why = distReady() ?? (bin ? null : "no Electron binary is installed (its download host can't be reached here)");
+if (why) console.log(`SKIP Electron app e2e: ${why}`);
+
+let close: (() => Promise<void>) | undefined;
+
+describe.skipIf(!!why)('the Electron desktop app', () => {
+  afterEach(async () => {
+    await close?.();
+    close = undefined;
+  });
+
+  it('opens the manager over IPC, with a CSP that allows no connections and no permissions beyond the allow-list', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-electron-'));
+    const app = await _electron.launch({
+      executablePath: bin!,
+      args: [ROOT, '--no-sandbox'],
+      env: { ...process.env, HOME: dir, XDG_CONFIG_HOME: path.join(dir, 'config'), XDG_DATA_HOME: path.join(dir, 'data') },
+    });
+    close = async () => {
+      await app.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    };
+    const win = await app.firstWindow();
+    await win.waitForFunction(() => document.documentElement.dataset.vireoReady === 'manager', undefined, { timeout: 30000 });
+    // The renderer has no Node and no way out: a WebSocket to anywhere is refused by the CSP.
+    const blocked = await win.evaluate(
+      () =>
+        new Promise<boolean>((resolve) => {
+          document.addEventListener('securitypolicyviolation', () => resolve(true), { once: true });
+          try {
+            new WebSocket('ws://127.0.0.1:9/');
+          } catch {
+            resolve(true);
+          }
+          setTimeout(() => resolve(false), 3000);
+        }),
+    );
+    expect(blocked).toBe(true);
+    expect(await win.evaluate(() => typeof (globalThis as { require?: unknown }).require)).toBe('undefined');
+    const geo = await win.evaluate(() => navigator.permissions.query({ name: 'geolocation' }).then((s) => s.state));
+    expect(geo).not.toBe('granted');
+  });
+});
