@@ -883,3 +883,63 @@ TEST(fuzz_registers_and_rings) {
   }
   rig.blk->drain();
 }
+
+// Issue 15, finding 6: a guest must not make the host allocate without bound.
+// Opens the gate however the test ends, so a failed check cannot leave I/O
+// threads blocked (and the test hung) in the rig's destructor.
+struct OpenGateAtEnd {
+  GateBackend& g;
+  ~OpenGateAtEnd() { g.release(); }
+};
+
+TEST(head_made_available_again_while_in_flight_sets_needs_reset) {
+  auto disk = std::make_shared<GateBackend>(64 * 512);
+  Rig rig(disk);
+  OpenGateAtEnd open_at_end{*disk};
+  Driver drv(rig, kFeatures, 32);
+  uint16_t h = drv.request(kBlkTIn, 0, {{0x100000, 512}}, true);
+  drv.kick();
+  CHECK(disk->wait_waiting(1));
+  for (int i = 0; i < 8; i++) drv.publish(h);  // the same chain again and again, before it was used
+  drv.kick();
+  CHECK(rig.status() & kStatusNeedsReset);
+  CHECK_EQ(rig.blk->in_flight(), 1u);  // nothing more was started
+  disk->release();
+  rig.blk->drain();
+}
+
+TEST(bytes_in_flight_are_capped_and_waiting_requests_start_as_room_frees) {
+  constexpr uint32_t kSeg = 4u << 20;  // 8 x 4 MiB segments = one 32 MiB request
+  auto disk = std::make_shared<GateBackend>(VirtioBlk::kMaxRequestBytes);
+  for (size_t i = 0; i < disk->data.size(); i += 4096) disk->data[i] = uint8_t(i >> 20);
+  VirtioBlk::Options o;
+  o.io_threads = 4;
+  Rig rig(disk, o);
+  OpenGateAtEnd open_at_end{*disk};
+  Driver drv(rig, kFeatures, 64);
+  std::vector<Driver::Buf> bufs(VirtioBlk::kMaxRequestBytes / kSeg, Driver::Buf{0x400000, kSeg});
+  const int n = 4;  // 4 x 32 MiB = twice the cap
+  std::vector<uint16_t> heads;
+  for (int i = 0; i < n; i++) heads.push_back(drv.request(kBlkTIn, 0, bufs, true));
+  drv.kick();
+  CHECK(disk->wait_waiting(2));
+  {
+    std::lock_guard g(rig.fn->lock());
+    CHECK_EQ(rig.blk->bytes_in_flight(), VirtioBlk::kMaxBytesInFlight);
+    CHECK_EQ(rig.blk->deferred(), size_t(n - 2));
+  }
+  CHECK_EQ(rig.blk->in_flight(), 2u);
+  CHECK(!(rig.status() & kStatusNeedsReset));
+  disk->release();
+  rig.blk->drain();
+  // drain() waits for what was submitted; the waiting ones start as earlier ones finish.
+  for (int spin = 0; spin < 200 && drv.used_idx() < n; spin++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    rig.blk->drain();
+  }
+  CHECK_EQ(drv.used_idx(), uint16_t(n));
+  for (uint16_t h : heads) CHECK_EQ(drv.status_of(h), kBlkSOk);
+  std::lock_guard g(rig.fn->lock());
+  CHECK_EQ(rig.blk->bytes_in_flight(), 0u);
+  CHECK_EQ(rig.blk->deferred(), 0u);
+}

@@ -45,6 +45,8 @@ bool need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx) {
 void SplitQueue::reset() {
   s = State{};
   s.size = max_size_;
+  in_flight_.assign(max_size_, false);
+  in_flight_count_ = 0;
 }
 
 bool SplitQueue::avail_idx(const GuestMemory& mem, uint16_t& idx) const {
@@ -79,6 +81,7 @@ SplitQueue::Pop SplitQueue::pop(const GuestMemory& mem, Chain& out, std::string*
   s.last_avail++;
   out.head = head;
   if (head >= size) return fail(why, "chain head past the descriptor table"), Pop::Broken;
+  if (in_flight_[head]) return fail(why, "chain head made available again while the device still holds it"), Pop::Broken;
 
   // Walk the chain. `table`/`table_len` is the descriptor table being walked:
   // the queue's, or an indirect one. The total number of descriptors is
@@ -121,6 +124,8 @@ SplitQueue::Pop SplitQueue::pop(const GuestMemory& mem, Chain& out, std::string*
     if (!(d.flags & kDescNext)) break;
     i = d.next;
   }
+  in_flight_[head] = true;
+  in_flight_count_++;
   return Pop::Ok;
 }
 
@@ -134,6 +139,10 @@ bool SplitQueue::push(const GuestMemory& mem, uint16_t head, uint32_t len) {
   // The element must be visible before the index that publishes it (2.7.8.2).
   s.used_idx++;
   store16(idxp, s.used_idx);
+  if (head < in_flight_.size() && in_flight_[head]) {
+    in_flight_[head] = false;
+    in_flight_count_--;
+  }
   return true;
 }
 

@@ -8,7 +8,10 @@
 // of guest memory before it is looked at, chains are bounded by the queue
 // size (which catches loops), and every address is checked against guest RAM.
 // A chain that breaks the rules makes pop() return Broken; the device then
-// sets DEVICE_NEEDS_RESET (2.1.2).
+// sets DEVICE_NEEDS_RESET (2.1.2). So does a head made available again while
+// the device still holds it (2.7.13: the driver may reuse a buffer only once
+// the device has used it): each head is in flight at most once, so a guest
+// cannot make the device start unbounded work by re-posting the same chain.
 //
 // Not thread-safe: the owning device serialises calls with its own lock.
 #pragma once
@@ -46,7 +49,7 @@ public:
   };
   enum class Pop { Empty, Ok, Broken };
 
-  explicit SplitQueue(uint16_t max_size) : max_size_(max_size) { reset(); }
+  explicit SplitQueue(uint16_t max_size) : max_size_(max_size), in_flight_(max_size) { reset(); }
   void reset();
   uint16_t max_size() const { return max_size_; }
 
@@ -57,9 +60,11 @@ public:
   // Takes the next available chain. Broken: the chain (or the rings) break
   // the spec's rules; `why` says how. The chain's head is consumed either way.
   Pop pop(const GuestMemory& mem, Chain& out, std::string* why = nullptr);
-  // Puts `head` on the used ring with `len` bytes written. False when the
-  // used ring is not in guest RAM.
+  // Puts `head` on the used ring with `len` bytes written (and gives the head
+  // back to the driver). False when the used ring is not in guest RAM.
   bool push(const GuestMemory& mem, uint16_t head, uint32_t len);
+  // Chains popped and not yet pushed.
+  uint32_t heads_in_flight() const { return in_flight_count_; }
   // After one or more push(): should the driver be interrupted? (2.7.7,
   // 2.7.10 with VIRTIO_F_EVENT_IDX.) Records the decision point.
   bool needs_interrupt(const GuestMemory& mem);
@@ -74,6 +79,9 @@ public:
 private:
   bool avail_idx(const GuestMemory& mem, uint16_t& idx) const;
   uint16_t max_size_;
+  // Heads the device holds (popped, not pushed), by descriptor index.
+  std::vector<bool> in_flight_;
+  uint32_t in_flight_count_ = 0;
 };
 
 }  // namespace vireo::virtio

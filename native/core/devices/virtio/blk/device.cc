@@ -48,6 +48,7 @@ struct VirtioBlk::Request {
   std::vector<SplitQueue::Segment> segs;
   uint64_t status_gpa = 0;
   std::vector<uint8_t> buf;   // bounce buffer: IN data to scatter
+  uint64_t charged = 0;       // bytes counted in bytes_in_flight_
   uint32_t used_len = 1;      // bytes written into device-writable buffers
   uint8_t status = kBlkSOk;
   std::atomic<int> parts{1};  // outstanding BlockQueue operations
@@ -98,7 +99,15 @@ void VirtioBlk::queue_notify(int q) {
     SplitQueue::Chain chain;
     std::string why;
     SplitQueue::Pop r;
-    while ((r = vq.pop(mem, chain, &why)) == SplitQueue::Pop::Ok) start(q, chain);
+    while ((r = vq.pop(mem, chain, &why)) == SplitQueue::Pop::Ok) {
+      // Requests start in order: once one waits for room, later ones wait behind it.
+      if (!deferred_.empty() || bytes_in_flight_ >= kMaxBytesInFlight) {
+        deferred_.push_back({q, std::move(chain)});
+        chain = SplitQueue::Chain{};
+      } else {
+        start(q, chain);
+      }
+    }
     if (r == SplitQueue::Pop::Broken) {
       transport_->set_needs_reset("virtio-blk queue " + std::to_string(q) + ": " + why);
       return;
@@ -156,6 +165,8 @@ void VirtioBlk::start(int q, SplitQueue::Chain& chain) {
       }
       if (in_len == 0) return done_now(kBlkSOk);  // nothing to read: no backend call
       r->buf.resize(in_len);
+      r->charged = in_len;
+      bytes_in_flight_ += in_len;
       r->used_len = uint32_t(in_len + 1);
       io_->read(r->buf.data(), in_len, sector * kSector, cb);
       return;
@@ -165,6 +176,8 @@ void VirtioBlk::start(int q, SplitQueue::Chain& chain) {
       if (out_len % kSector || out_len > kMaxRequestBytes || !in_range(sector, out_len)) return done_now(kBlkSIoErr);
       if (out_len == 0) return done_now(kBlkSOk);
       r->buf.resize(out_len);
+      r->charged = out_len;
+      bytes_in_flight_ += out_len;
       if (!copy_segments(mem, r->segs, false, kHeaderLen, r->buf.data(), out_len, false)) return done_now(kBlkSIoErr);
       io_->write(r->buf.data(), out_len, sector * kSector, cb);
       return;
@@ -217,10 +230,28 @@ void VirtioBlk::finish(std::shared_ptr<Request> r) {
   // On an I/O thread (a BlockQueue callback): take the transport lock.
   std::lock_guard g(transport_->lock());
   complete(*r);
+  start_deferred();
+}
+
+void VirtioBlk::reset() {
+  VirtioDevice::reset();
+  // Chains the driver gave before the reset are void (requests already
+  // running finish without touching guest memory: their epoch is old).
+  deferred_.clear();
+}
+
+void VirtioBlk::start_deferred() {
+  while (!deferred_.empty() && bytes_in_flight_ < kMaxBytesInFlight) {
+    Deferred d = std::move(deferred_.front());
+    deferred_.pop_front();
+    if (d.q >= 0) start(d.q, d.chain);
+  }
 }
 
 void VirtioBlk::complete(Request& req) {
   Request* r = &req;
+  bytes_in_flight_ -= r->charged;
+  r->charged = 0;
   if (r->epoch != transport_->epoch()) return;  // the device was reset meanwhile
   const GuestMemory& mem = transport_->memory();
   uint8_t status = r->status;

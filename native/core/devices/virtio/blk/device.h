@@ -10,6 +10,7 @@
 // arrive afterwards without touching guest memory.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,11 @@ public:
   // Limits announced in the config space (and enforced).
   static constexpr uint32_t kMaxDiscardSectors = 1u << 22, kMaxDiscardSeg = 32;
   static constexpr uint64_t kMaxRequestBytes = 32ull << 20;  // larger IN/OUT requests fail with IOERR
+  // Bounce-buffer bytes the device holds for requests in flight. Past it, new
+  // chains wait (popped, in order) until completions free room: a guest
+  // keeping every descriptor busy with 32 MiB requests costs the host at most
+  // this much, not queue size x 32 MiB.
+  static constexpr uint64_t kMaxBytesInFlight = 64ull << 20;
 
   VirtioBlk(std::shared_ptr<block::BlockBackend> disk, Options opt);
   ~VirtioBlk() override;
@@ -58,10 +64,14 @@ public:
   void read_config(uint32_t offset, std::span<uint8_t> data) override;
   void queue_notify(int q) override;
   void quiesce() override;
+  void reset() override;  // transport lock held
 
   // Tests: wait until every submitted request has completed.
   void drain() { io_->drain(); }
   size_t in_flight() const { return io_->in_flight(); }
+  // Tests: bounce-buffer bytes held, and chains waiting for room (transport lock held).
+  uint64_t bytes_in_flight() const { return bytes_in_flight_; }
+  size_t deferred() const { return deferred_.size(); }
   uint64_t capacity_sectors() const { return disk_->size() / 512; }
 
 private:
@@ -69,6 +79,16 @@ private:
   void start(int q, SplitQueue::Chain& chain);  // transport lock held
   void finish(std::shared_ptr<Request> r);      // I/O thread: takes the lock
   void complete(Request& r);                    // transport lock held
+  void start_deferred();                        // transport lock held
+
+  struct Deferred {
+    int q;
+    SplitQueue::Chain chain;
+  };
+  // Chains popped while kMaxBytesInFlight was reached (bounded by the queue
+  // size: each head is in flight once). Guarded by the transport lock.
+  std::deque<Deferred> deferred_;
+  uint64_t bytes_in_flight_ = 0;
 
   std::shared_ptr<block::BlockBackend> disk_;
   Options opt_;
