@@ -22,6 +22,7 @@ import { CopyCancelled, GiB, StoragePool, exists } from './pool';
 import { type Launcher, type StreamHandle, Supervisor } from './supervisor';
 import { copyDisk } from './storage/copy';
 import { StorageError, StorageService } from './storage/storage';
+import { sharedDiskProblem } from './delete-guard';
 import { checkEdit } from './vm-edit';
 import { VmStore } from './vm-store';
 
@@ -56,7 +57,8 @@ export class VireoService implements VireoApi {
   private readonly listeners = new Set<Listener>();
   private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason }>();
   private readonly jobs = new Map<string, AbortController>();
-  private readonly busy = new Set<string>();
+  /** uuid (or `name:<lower-case name>`) -> what it is busy with ('cloned', 'started', 'deleted', 'created'). */
+  private readonly busy = new Map<string, string>();
   private nextJob = 1;
 
   constructor(private readonly opts: ServiceOptions) {
@@ -204,7 +206,7 @@ export class VireoService implements VireoApi {
     const errors = await this.validate(req);
     if (errors.length || req.dryRun) return { errors };
     if (this.busy.has(`name:${req.name.toLowerCase()}`)) return { errors: [{ field: 'name', message: `A VM named '${req.name}' is being created.` }] };
-    this.busy.add(`name:${req.name.toLowerCase()}`);
+    this.busy.set(`name:${req.name.toLowerCase()}`, 'created');
     const created: string[] = [];
     try {
       const disks: Disk[] = [];
@@ -259,7 +261,7 @@ export class VireoService implements VireoApi {
   async 'vm.update'({ uuid, edit, dryRun }: Params<'vm.update'>): Promise<Result<'vm.update'>> {
     const def = this.need(uuid);
     const nextBoot = this.supervisor.isRunning(uuid);
-    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
     const { errors, next } = await checkEdit(def, edit, { store: this.store, host: this.hostLimits() });
     if (errors.length || dryRun || !next) return { errors, nextBoot };
     if (next.name.toLowerCase() !== def.name.toLowerCase() && this.busy.has(`name:${next.name.toLowerCase()}`)) {
@@ -279,7 +281,7 @@ export class VireoService implements VireoApi {
    */
   async 'vm.changeMedia'({ uuid, path: p }: Params<'vm.changeMedia'>): Promise<Result<'vm.changeMedia'>> {
     const def = this.need(uuid);
-    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
     if (!def.disks.some((d) => d.media === 'cdrom')) throw new UserError(`${def.name} has no CD-ROM drive: add one under Disks.`);
     if (p !== null) {
       if (!path.isAbsolute(p)) throw new UserError('Give the full path of the ISO image (starting with /).');
@@ -318,19 +320,13 @@ export class VireoService implements VireoApi {
     switch (action) {
       case 'start': {
         if (running) throw new UserError(`${def.name} is already running.`);
-        if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
-        for (const d of def.disks) {
-          if (d.path && !(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
-        }
-        const idx = await this.storage.backingIndex();
-        for (const d of def.disks) {
-          if (d.media !== 'disk' || d.readOnly || !d.path) continue;
-          const backs = idx.get(path.resolve(d.path));
-          if (backs?.length) {
-            throw new UserError(
-              `${def.name} can't start: its disk ${path.basename(d.path)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}, and writing to it would corrupt ${backs.length === 1 ? 'that linked clone' : 'those linked clones'}. Delete the linked clones, or run a full clone instead.`,
-            );
-          }
+        if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+        // Busy while the disks are checked: a delete in that window is refused.
+        this.busy.set(uuid, 'started');
+        try {
+          await this.startChecks(def);
+        } finally {
+          this.busy.delete(uuid);
         }
         this.runtime.set(uuid, { state: 'starting' });
         await this.supervisor.start(uuid, toMachineConfig(def, this.opts.firmware ?? firmwarePaths()));
@@ -353,6 +349,24 @@ export class VireoService implements VireoApi {
         break;
     }
     return {};
+  }
+
+  /** Why this VM may not start now (a missing disk, a disk that backs a linked clone), thrown. */
+  private async startChecks(def: VmDefinition): Promise<void> {
+    for (const d of def.disks) {
+      if (d.path && !(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
+    }
+
+    const idx = await this.storage.backingIndex();
+    for (const d of def.disks) {
+      if (d.media !== 'disk' || d.readOnly || !d.path) continue;
+      const backs = idx.get(path.resolve(d.path));
+      if (backs?.length) {
+        throw new UserError(
+          `${def.name} can't start: its disk ${path.basename(d.path)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}, and writing to it would corrupt ${backs.length === 1 ? 'that linked clone' : 'those linked clones'}. Delete the linked clones, or run a full clone instead.`,
+        );
+      }
+    }
   }
 
   async 'vm.screenshot'({ uuid }: Params<'vm.screenshot'>): Promise<Result<'vm.screenshot'>> {
@@ -393,7 +407,7 @@ export class VireoService implements VireoApi {
 
   private cloneBlocker(def: VmDefinition): string | null {
     const st = this.runtime.get(def.uuid)?.state ?? 'shutoff';
-    if (this.busy.has(def.uuid)) return `${def.name} is busy with another clone or delete.`;
+    if (this.busy.has(def.uuid)) return `${def.name} is busy: it is being ${this.busy.get(def.uuid)}.`;
     if (st !== 'shutoff' && st !== 'paused' && st !== 'crashed') return `${def.name} must be shut off or paused to be cloned.`;
     return null;
   }
@@ -424,8 +438,8 @@ export class VireoService implements VireoApi {
     const jobId = `job-${this.nextJob++}`;
     const ac = new AbortController();
     this.jobs.set(jobId, ac);
-    this.busy.add(uuid);
-    this.busy.add(`name:${name.toLowerCase()}`);
+    this.busy.set(uuid, 'cloned');
+    this.busy.set(`name:${name.toLowerCase()}`, 'created');
     void this.runClone(jobId, def, name, ac.signal, mode ?? 'full').finally(() => {
       this.jobs.delete(jobId);
       this.busy.delete(uuid);
@@ -510,34 +524,39 @@ export class VireoService implements VireoApi {
   async 'vm.delete'({ uuid, deleteDisks }: Params<'vm.delete'>): Promise<Result<'vm.delete'>> {
     const def = this.need(uuid);
     if (this.supervisor.isRunning(uuid)) throw new UserError(`${def.name} is running: shut it down or force it off first.`);
-    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned.`);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
     const own = new Set(def.disks.map((d) => path.resolve(d.path)));
     for (const p of deleteDisks) {
       if (!own.has(path.resolve(p))) throw new UserError(`${p} is not a disk of ${def.name}.`);
     }
-    if (deleteDisks.length) {
-      const idx = await this.storage.backingIndex();
+    // Busy from here: a start (or clone, edit) while the backing files are scanned is refused.
+    this.busy.set(uuid, 'deleted');
+    try {
+      if (deleteDisks.length) {
+        const why = await sharedDiskProblem(def, deleteDisks, {
+          others: this.store.list(),
+          isRunning: (u) => this.supervisor.isRunning(u),
+          backing: await this.storage.backingIndex(),
+        });
+        if (why) throw new UserError(why);
+      }
+      await this.store.remove(uuid);
+      this.runtime.delete(uuid);
+      const deleted: string[] = [];
       for (const p of deleteDisks) {
-        const backs = (idx.get(path.resolve(p)) ?? []).filter((b) => !deleteDisks.some((x) => path.resolve(x) === b));
-        if (backs.length) {
-          throw new UserError(`${path.basename(p)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}: keep it, or delete ${backs.length === 1 ? 'that linked clone' : 'those linked clones'} first.`);
+        try {
+          await fs.rm(p);
+          deleted.push(p);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         }
       }
+      this.emit('vm.removed', { uuid });
+      if (deleted.length) this.emit('storage.changed', { pool: 'default' });
+      return { deleted };
+    } finally {
+      this.busy.delete(uuid);
     }
-    await this.store.remove(uuid);
-    this.runtime.delete(uuid);
-    const deleted: string[] = [];
-    for (const p of deleteDisks) {
-      try {
-        await fs.rm(p);
-        deleted.push(p);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      }
-    }
-    this.emit('vm.removed', { uuid });
-    if (deleted.length) this.emit('storage.changed', { pool: 'default' });
-    return { deleted };
   }
 
   // ---- storage pools and volumes (electron/services/storage) ----
