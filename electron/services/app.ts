@@ -20,9 +20,11 @@ import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-co
 import { type VireoPaths, resolvePaths } from './paths';
 import { CopyCancelled, GiB, StoragePool, exists } from './pool';
 import { type Launcher, type StreamHandle, Supervisor } from './supervisor';
-import { copyDisk } from './storage/copy';
+import { copyDiskTemp } from './storage/copy';
 import { StorageError, StorageService } from './storage/storage';
 import { sharedDiskProblem } from './delete-guard';
+import { DiskBatch, DiskJournal, removeIfSame, sweepTemps } from './disk-journal';
+import { syncDir } from './atomic';
 import { checkEdit } from './vm-edit';
 import { VmStore } from './vm-store';
 
@@ -54,6 +56,8 @@ export class VireoService implements VireoApi {
   readonly pool: StoragePool;
   readonly supervisor: Supervisor;
   readonly storage: StorageService;
+  /** Crash safety for disks vs. definitions (disk-journal.ts). */
+  readonly journal: DiskJournal;
   private readonly listeners = new Set<Listener>();
   private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason }>();
   private readonly jobs = new Map<string, AbortController>();
@@ -65,6 +69,7 @@ export class VireoService implements VireoApi {
     this.paths = opts.paths ?? resolvePaths();
     this.store = new VmStore(this.paths.vms);
     this.pool = new StoragePool(this.paths.pool);
+    this.journal = new DiskJournal(path.join(this.paths.config, 'pending'));
     this.supervisor = new Supervisor(opts.launcher, {
       state: (uuid, state, exit) => {
         const rt = this.runtime.get(uuid) ?? { state: 'shutoff' };
@@ -88,6 +93,10 @@ export class VireoService implements VireoApi {
     await this.store.load();
     await this.pool.ensure();
     await this.storage.init();
+    // What a killed service left: finish or undo journalled disk changes, then sweep
+    // the hidden temporaries of unfinished copies, creates and atomic writes.
+    await this.journal.recover((uuid) => this.store.get(uuid) !== undefined);
+    await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), this.journal.dir]);
     return this;
   }
 
@@ -207,7 +216,7 @@ export class VireoService implements VireoApi {
     if (errors.length || req.dryRun) return { errors };
     if (this.busy.has(`name:${req.name.toLowerCase()}`)) return { errors: [{ field: 'name', message: `A VM named '${req.name}' is being created.` }] };
     this.busy.set(`name:${req.name.toLowerCase()}`, 'created');
-    const created: string[] = [];
+    const batch = new DiskBatch(this.journal, this.store.newUuid());
     try {
       const disks: Disk[] = [];
       const m = req.media;
@@ -217,16 +226,17 @@ export class VireoService implements VireoApi {
         const st = req.storage;
         const format = st.backing ? 'qcow2' : (st.format ?? 'raw');
         const p = await this.pool.freePath(req.name, format === 'qcow2' ? '.qcow2' : '.img');
-        if (st.backing) await this.storage.createOverlay(p, st.backing);
-        else if (format === 'qcow2') await this.storage.createImage(p, 'qcow2', Math.round(st.sizeGiB * GiB));
-        else await this.pool.createRaw(p, Math.round(st.sizeGiB * GiB));
-        created.push(p);
+        // Made under a hidden temporary, journalled and linked into place (disk-journal.ts).
+        const tmp = batch.temp(p);
+        if (st.backing) await this.storage.createOverlayAt(tmp, st.backing);
+        else if (format === 'qcow2') await this.storage.createImageAt(tmp, 'qcow2', Math.round(st.sizeGiB * GiB));
+        else await this.pool.createRaw(tmp, Math.round(st.sizeGiB * GiB));
+        await batch.link();
         disks.unshift({ path: p, format, media: 'disk', bus: st.bus ?? 'ide' });
-        this.emit('storage.changed', { pool: 'default' });
       }
       const def: VmDefinition = {
         version: 1,
-        uuid: this.store.newUuid(),
+        uuid: batch.uuid,
         name: req.name,
         os: req.os,
         memoryMiB: req.memoryMiB,
@@ -246,11 +256,13 @@ export class VireoService implements VireoApi {
         createdAt: new Date().toISOString(),
       };
       await this.store.save(def);
+      await batch.done();
+      if (disks.some((d) => d.media === 'disk' && m.kind !== 'import')) this.emit('storage.changed', { pool: 'default' });
       const vm = this.summary(def);
       this.emit('vm.changed', { vm });
       return { errors: [], vm };
     } catch (e) {
-      for (const p of created) await fs.rm(p, { force: true });
+      await batch.abort();
       throw e;
     } finally {
       this.busy.delete(`name:${req.name.toLowerCase()}`);
@@ -451,7 +463,7 @@ export class VireoService implements VireoApi {
   private async runClone(jobId: string, def: VmDefinition, name: string, signal: AbortSignal, mode: 'full' | 'linked' = 'full'): Promise<void> {
     const copies: Array<{ from: string; to: string; size: number; format: Disk['format'] }> = [];
     const reserved = new Set<string>();
-    const made: string[] = [];
+    const batch = new DiskBatch(this.journal, this.store.newUuid());
     try {
       const disks: Disk[] = [];
       for (const d of def.disks) {
@@ -468,30 +480,32 @@ export class VireoService implements VireoApi {
       const total = copies.reduce((a, c) => a + c.size, 0);
       let before = 0;
       this.emit('job.progress', { jobId, doneBytes: 0, totalBytes: total, label: `Cloning ${def.name}` });
+      // Each disk is made under a hidden temporary; only when all are made are they
+      // journalled and linked into place, just before the definition is saved.
       for (const c of copies) {
         if (signal.aborted) throw new CopyCancelled();
+        const tmp = batch.temp(c.to);
         if (mode === 'linked') {
           // A qcow2 overlay whose backing file is the source disk (absolute path): no data copied.
-          await this.storage.createOverlay(c.to, path.resolve(c.from), c.format);
-          made.push(c.to);
+          await this.storage.createOverlayAt(tmp, path.resolve(c.from), c.format);
           before += c.size;
           this.emit('job.progress', { jobId, doneBytes: before, totalBytes: total, label: `Linked ${path.basename(c.to)} to ${path.basename(c.from)}` });
           continue;
         }
-        made.push(c.to);
-        await copyDisk(
+        await copyDiskTemp(
           c.from,
-          c.to,
+          tmp,
           (done) => this.emit('job.progress', { jobId, doneBytes: before + done, totalBytes: total, label: `Copying ${path.basename(c.from)}` }),
           signal,
         );
         before += c.size;
       }
       if (signal.aborted) throw new CopyCancelled();
+      await batch.link();
       const taken = new Set<string>();
       const clone: VmDefinition = {
         ...def,
-        uuid: this.store.newUuid(),
+        uuid: batch.uuid,
         name,
         disks,
         nics: def.nics.map((n) => {
@@ -502,11 +516,12 @@ export class VireoService implements VireoApi {
         createdAt: new Date().toISOString(),
       };
       await this.store.save(clone);
+      await batch.done();
       this.emit('vm.changed', { vm: this.summary(clone) });
       if (copies.length) this.emit('storage.changed', { pool: 'default' });
       this.emit('job.done', { jobId, ok: true, cancelled: false, vmUuid: clone.uuid });
     } catch (e) {
-      for (const p of made) await fs.rm(p, { force: true });
+      await batch.abort().catch(() => undefined); // best effort; the next start's recovery finishes it
       const cancelled = e instanceof CopyCancelled;
       this.emit('job.done', { jobId, ok: false, cancelled, ...(cancelled ? {} : { error: (e as Error).message }) });
     }
@@ -540,17 +555,21 @@ export class VireoService implements VireoApi {
         });
         if (why) throw new UserError(why);
       }
+      // Journalled: a kill after the definition is gone still removes these files at the
+      // next start; a kill before leaves the VM and its files as they were.
+      const entry = await this.journal.record(uuid, 'delete', deleteDisks.map((p) => ({ path: p })));
       await this.store.remove(uuid);
       this.runtime.delete(uuid);
       const deleted: string[] = [];
-      for (const p of deleteDisks) {
-        try {
-          await fs.rm(p);
-          deleted.push(p);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      const dirs = new Set<string>();
+      for (const f of (await this.journal.read(entry)).files) {
+        if (await removeIfSame(f)) {
+          deleted.push(deleteDisks.find((p) => path.resolve(p) === f.path) ?? f.path);
+          dirs.add(path.dirname(f.path));
         }
       }
+      for (const d of dirs) await syncDir(d);
+      await this.journal.clear(entry);
       this.emit('vm.removed', { uuid });
       if (deleted.length) this.emit('storage.changed', { pool: 'default' });
       return { deleted };
