@@ -23,6 +23,7 @@ import { type Launcher, type StreamHandle, Supervisor } from './supervisor';
 import { copyDiskTemp } from './storage/copy';
 import { StorageError, StorageService } from './storage/storage';
 import { sharedDiskProblem } from './delete-guard';
+import { confirmProblem, inOwnPool, serialLogOutside } from './file-access';
 import { DiskBatch, DiskJournal, removeIfSame, sweepTemps } from './disk-journal';
 import { syncDir } from './atomic';
 import { checkEdit } from './vm-edit';
@@ -93,6 +94,7 @@ export class VireoService implements VireoApi {
     await this.store.load();
     await this.pool.ensure();
     await this.storage.init();
+    await fs.mkdir(this.paths.logs, { recursive: true, mode: 0o700 });
     // What a killed service left: finish or undo journalled disk changes, then sweep
     // the hidden temporaries of unfinished copies, creates and atomic writes.
     await this.journal.recover((uuid) => this.store.get(uuid) !== undefined);
@@ -145,6 +147,7 @@ export class VireoService implements VireoApi {
       kvmProblem: p.kvm,
       engineProblem: p.engine,
       poolPath: this.paths.pool,
+      logsPath: this.paths.logs,
       configPath: this.paths.config,
       version: this.opts.version ?? '0.1.0',
     };
@@ -274,7 +277,7 @@ export class VireoService implements VireoApi {
     const def = this.need(uuid);
     const nextBoot = this.supervisor.isRunning(uuid);
     if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
-    const { errors, next } = await checkEdit(def, edit, { store: this.store, host: this.hostLimits() });
+    const { errors, next } = await checkEdit(def, edit, { store: this.store, host: this.hostLimits(), logsDir: this.paths.logs });
     if (errors.length || dryRun || !next) return { errors, nextBoot };
     if (next.name.toLowerCase() !== def.name.toLowerCase() && this.busy.has(`name:${next.name.toLowerCase()}`)) {
       return { errors: [{ field: 'name', message: `A VM named '${next.name}' is being created.` }], nextBoot };
@@ -365,6 +368,8 @@ export class VireoService implements VireoApi {
 
   /** Why this VM may not start now (a missing disk, a disk that backs a linked clone), thrown. */
   private async startChecks(def: VmDefinition): Promise<void> {
+    const log = def.serial?.logFile ? serialLogOutside(def.serial.logFile, this.paths.logs) : null;
+    if (log) throw new UserError(`${def.name} can't start: ${log}. Choose a log file there under Details → Serial, or none.`);
     for (const d of def.disks) {
       if (d.path && !(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
     }
@@ -405,13 +410,15 @@ export class VireoService implements VireoApi {
         for (const n of users.length ? users : [path.basename(img)]) if (!sharedWith.includes(n)) sharedWith.push(n);
       }
       const st = await this['fs.probe']({ path: d.path });
+      const outsidePool = !(await inOwnPool(d.path, this.paths.pool));
       out.push({
         path: d.path,
         media: d.media,
         sizeBytes: st.sizeBytes,
         exists: st.exists,
         sharedWith,
-        defaultChecked: d.media === 'disk' && !d.readOnly && sharedWith.length === 0 && st.exists,
+        defaultChecked: d.media === 'disk' && !d.readOnly && sharedWith.length === 0 && st.exists && !outsidePool,
+        outsidePool,
       });
     }
     return out;
@@ -536,7 +543,7 @@ export class VireoService implements VireoApi {
     return { disks: await this.diskPlans(this.need(uuid)) };
   }
 
-  async 'vm.delete'({ uuid, deleteDisks }: Params<'vm.delete'>): Promise<Result<'vm.delete'>> {
+  async 'vm.delete'({ uuid, deleteDisks, confirm }: Params<'vm.delete'>): Promise<Result<'vm.delete'>> {
     const def = this.need(uuid);
     if (this.supervisor.isRunning(uuid)) throw new UserError(`${def.name} is running: shut it down or force it off first.`);
     if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
@@ -548,6 +555,8 @@ export class VireoService implements VireoApi {
     this.busy.set(uuid, 'deleted');
     try {
       if (deleteDisks.length) {
+        const unconfirmed = await confirmProblem(deleteDisks, this.paths.pool, confirm);
+        if (unconfirmed) throw new UserError(unconfirmed);
         const why = await sharedDiskProblem(def, deleteDisks, {
           others: this.store.list(),
           isRunning: (u) => this.supervisor.isRunning(u),
@@ -614,7 +623,14 @@ export class VireoService implements VireoApi {
   }
 
   async 'storage.volumeDelete'(p: Params<'storage.volumeDelete'>): Promise<Result<'storage.volumeDelete'>> {
-    return this.storageCall(async () => (await this.storage.deleteVolume(p), {}));
+    return this.storageCall(async () => {
+      // A user-defined pool can be any directory: outside Vireo's own pool the request must name the file.
+      const file = path.join(this.storage.poolPath(p.pool), p.name);
+      const unconfirmed = await confirmProblem([file], this.paths.pool, p.confirm ? [p.confirm] : []);
+      if (unconfirmed) throw new UserError(unconfirmed);
+      await this.storage.deleteVolume({ pool: p.pool, name: p.name });
+      return {};
+    });
   }
 
   shutdown(): void {

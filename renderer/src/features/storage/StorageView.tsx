@@ -331,7 +331,8 @@ function DeleteVolumeDialog({ pool, vol, onClose, onDone }: { pool: string; vol:
   const go = async () => {
     setBusy(true);
     try {
-      await getClient().call('storage.volumeDelete', { pool, name: vol.name });
+      // The dialog shows vol.path; the request names it (needed outside Vireo's own pool).
+      await getClient().call('storage.volumeDelete', { pool, name: vol.name, confirm: vol.path });
       onDone();
     } catch (e) {
       setError((e as Error).message);
@@ -356,6 +357,7 @@ function DeleteVolumeDialog({ pool, vol, onClose, onDone }: { pool: string; vol:
       <p>
         Delete <code>{vol.path}</code> ({fmtBytes(vol.allocationBytes)} on disk)? This can't be undone.
       </p>
+      {pool !== 'default' && <p className="banner warning">This file is outside Vireo's own storage pool: it is deleted from your file system.</p>}
       {error && (
         <p className="banner error" role="alert">
           {error}
