@@ -147,9 +147,12 @@ describe.skipIf(!!why)('kill -9 of vireo serve during create / clone / delete', 
       expect(added.length).toBeLessThanOrEqual(1);
       const listed: unknown[] = await apiCall(srv, 'vm.list', {});
       expect(listed.length).toBe(after.size);
-      const outcome = `${op}:${added.length ? 'made' : target && !after.has(target) ? 'deleted' : 'nothing'}`;
+      // What the next start cleaned up (vireo serve says so on stderr): shows the kills landed mid-operation.
+      const log = srv.output();
+      const cleaned = [/left by an unfinished create, clone or delete/.test(log) ? 'journal' : '', /removed the temporary/.test(log) ? 'temps' : ''].filter(Boolean).join('+');
+      const outcome = `${op}:${added.length ? 'made' : target && !after.has(target) ? 'deleted' : 'nothing'}${cleaned ? `:${cleaned}` : ''}`;
       outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     }
-    console.log(`kill-recovery outcomes: ${JSON.stringify(outcomes)}`);
+    console.log(`kill-recovery outcomes (op:result[:what the next start cleaned]): ${JSON.stringify(outcomes)}`);
   });
 });

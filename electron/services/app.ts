@@ -59,6 +59,8 @@ export class VireoService implements VireoApi {
   readonly storage: StorageService;
   /** Crash safety for disks vs. definitions (disk-journal.ts). */
   readonly journal: DiskJournal;
+  /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
+  readonly recovered: { journalled: string[]; temporaries: string[] } = { journalled: [], temporaries: [] };
   private readonly listeners = new Set<Listener>();
   private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason }>();
   private readonly jobs = new Map<string, AbortController>();
@@ -97,8 +99,8 @@ export class VireoService implements VireoApi {
     await fs.mkdir(this.paths.logs, { recursive: true, mode: 0o700 });
     // What a killed service left: finish or undo journalled disk changes, then sweep
     // the hidden temporaries of unfinished copies, creates and atomic writes.
-    await this.journal.recover((uuid) => this.store.get(uuid) !== undefined);
-    await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), this.journal.dir]);
+    this.recovered.journalled = await this.journal.recover((uuid) => this.store.get(uuid) !== undefined);
+    this.recovered.temporaries = await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), this.journal.dir]);
     return this;
   }
 
