@@ -621,7 +621,11 @@ export class VireoService implements VireoApi {
   }
 
   async 'storage.volumeResize'(p: Params<'storage.volumeResize'>): Promise<Result<'storage.volumeResize'>> {
-    return this.storageCall(() => this.storage.resizeVolume(p));
+    return this.storageCall(async () => {
+      const unconfirmed = await confirmProblem([path.join(this.storage.poolPath(p.pool), p.name)], this.paths.pool, p.confirm ? [p.confirm] : []);
+      if (unconfirmed) throw new UserError(unconfirmed);
+      return this.storage.resizeVolume({ pool: p.pool, name: p.name, capacityBytes: p.capacityBytes });
+    });
   }
 
   async 'storage.volumeDelete'(p: Params<'storage.volumeDelete'>): Promise<Result<'storage.volumeDelete'>> {

@@ -3,8 +3,8 @@
 // - serial logs are written only in Vireo's log directory ($XDG_DATA_HOME/vireo/logs),
 //   never through a symlink (the engine host opens them with O_NOFOLLOW too);
 // - a destructive action on a file outside Vireo's own pool ($XDG_DATA_HOME/vireo/images)
-//   (Delete VM with storage, Delete Volume in a user-defined pool, which can be any
-//   directory) needs a confirmation in the request that names that file. The UI sends
+//   (Delete VM with storage, Delete or Resize Volume in a user-defined pool, which can
+//   be any directory) needs a confirmation in the request that names that file. The UI sends
 //   it after showing the user the path.
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -29,7 +29,7 @@ export async function confirmProblem(files: string[], poolDir: string, confirm: 
   for (const f of files) {
     if (await inOwnPool(f, poolDir)) continue;
     if (!ok.has(path.resolve(f))) {
-      return `${path.basename(f)} is outside Vireo's storage pool (${path.resolve(f)}): deleting it needs a confirmation naming that file.`;
+      return `${path.basename(f)} is outside Vireo's storage pool (${path.resolve(f)}): deleting or resizing it needs a confirmation naming that file.`;
     }
   }
   return null;

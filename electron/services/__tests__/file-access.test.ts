@@ -114,4 +114,15 @@ describe('deleting files outside Vireo\'s pool', () => {
     expect(r).toMatchObject({ t: 'result' });
     expect(fs.existsSync(path.join(home, 'notes.txt'))).toBe(false);
   });
+
+  it('resizing a file of a user-defined pool (a raw grow writes into it) needs its path in `confirm` too', async () => {
+    const home = path.join(tmp, 'home');
+    fs.mkdirSync(home);
+    fs.writeFileSync(path.join(home, 'rc.img'), 'alias ls=ls\n');
+    await svc['storage.poolDefine']({ name: 'home', path: home });
+    await expect(svc['storage.volumeResize']({ pool: 'home', name: 'rc.img', capacityBytes: 1 << 20 })).rejects.toThrow(/outside Vireo's storage pool/);
+    expect(fs.statSync(path.join(home, 'rc.img')).size).toBe(12);
+    await svc['storage.volumeResize']({ pool: 'home', name: 'rc.img', capacityBytes: 1 << 20, confirm: path.join(home, 'rc.img') });
+    expect(fs.statSync(path.join(home, 'rc.img')).size).toBe(1 << 20);
+  });
 });
