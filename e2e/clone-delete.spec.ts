@@ -1,11 +1,13 @@
 // Right-click Clone… and Delete… with real files: the clone gets its own disk copy
 // (sparse, same bytes), a new UUID and MACs, and boots; Delete with storage removes
-// the files; a disk another VM uses is never pre-checked.
+// the files; a disk another VM uses is never pre-checked; a disk outside Vireo's pool is
+// never pre-checked, and deleting it shows its path and sends the confirmation naming it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   type App,
+  apiCall,
   buildGuest,
   contextMenu,
   createViaWizard,
@@ -112,5 +114,27 @@ describe.skipIf(!!notBuilt)('clone and delete', () => {
     await page.getByRole('option', { name: 'b', exact: true }).waitFor({ state: 'detached' });
     expect(fs.existsSync(iso)).toBe(true);
     expect(fs.existsSync(path.join(app.poolDir, 'a.img'))).toBe(true);
+  });
+
+  it('a disk outside the pool is never pre-checked; ticking it shows its path, and Delete sends the confirmation naming it', async () => {
+    app = await launchApp();
+    const { page } = app;
+    const outside = path.join(app.dir, 'mine.img');
+    fs.writeFileSync(outside, Buffer.alloc(1024 * 1024, 5));
+    const r = await apiCall(app, 'vm.create', { media: { kind: 'import', path: outside }, os: 'generic', memoryMiB: 32, cpus: 1, storage: { kind: 'none' }, name: 'imp', network: 'none' });
+    expect(r.errors).toEqual([]);
+    await page.getByRole('option', { name: 'imp', exact: true }).waitFor();
+    await contextMenu(page, 'imp', 'Delete…');
+    const del = page.getByRole('dialog', { name: 'Delete imp' });
+    const box = del.getByLabel(`Delete ${outside}`);
+    await box.waitFor();
+    expect(await box.isChecked()).toBe(false);
+    await del.getByText("outside Vireo's storage pool").first().waitFor();
+    expect(await del.getByTestId('delete-outside').count()).toBe(0);
+    await box.check();
+    await expect.poll(() => del.getByTestId('delete-outside').textContent()).toContain(outside);
+    await del.getByRole('button', { name: 'Delete', exact: true }).click();
+    await page.getByRole('option', { name: 'imp', exact: true }).waitFor({ state: 'detached' });
+    expect(fs.existsSync(outside)).toBe(false);
   });
 });

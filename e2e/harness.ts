@@ -40,8 +40,9 @@ export function distReady(): string | null {
   return null;
 }
 
-export async function startServe(extraEnv: NodeJS.ProcessEnv = {}): Promise<Omit<App, 'context' | 'page' | 'close'> & { stop(): Promise<void> }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-e2e-'));
+/** `reuseDir`: start on the files an earlier server left there (kill-recovery.spec.ts). */
+export async function startServe(extraEnv: NodeJS.ProcessEnv = {}, reuseDir?: string): Promise<Omit<App, 'context' | 'page' | 'close'> & { stop(): Promise<void> }> {
+  const dir = reuseDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-e2e-'));
   const env = {
     ...process.env,
     HOME: dir,

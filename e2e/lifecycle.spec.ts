@@ -58,8 +58,12 @@ describe.skipIf(!!notBuilt)('VM lifecycle', () => {
     // Good values in three sections, one Apply.
     await dlg.getByLabel('Memory (MiB)').fill('48');
     await dlg.getByRole('tab', { name: 'Serial' }).click();
-    const log = path.join(app.dir, 'com1.log');
-    await dlg.getByLabel('Also log COM1 output to a file').fill(log);
+    // A file name: serial logs live in Vireo's log directory (a path elsewhere is refused on the field).
+    await dlg.getByLabel('Also log COM1 output to a file').fill(path.join(app.dir, 'com1.log'));
+    await dlg.getByRole('button', { name: 'Apply' }).click();
+    await expect.poll(() => dlg.locator('#d-serial-log-error').textContent()).toMatch(/Serial logs are kept in Vireo's log directory/);
+    const log = path.join(app.dir, 'data', 'vireo', 'logs', 'com1.log');
+    await dlg.getByLabel('Also log COM1 output to a file').fill('com1.log');
     await dlg.getByRole('tab', { name: 'Disks' }).click();
     const extra = path.join(app.dir, 'extra.img');
     fs.writeFileSync(extra, Buffer.alloc(1024 * 1024));

@@ -14,6 +14,7 @@ import {
   CHROMIUM_ARGS,
   ROOT,
   XVFB,
+  apiCall,
   buildGuest,
   contextMenu,
   createViaWizard,
@@ -187,6 +188,34 @@ describe.skipIf(!!why)('storage', () => {
     await expect.poll(() => del.getByRole('alert').textContent()).toMatch(/echo\.qcow2 is the backing file of echo-clone\.qcow2 \(echo-clone\)/);
     expect(fs.existsSync(src)).toBe(true);
     expect(sha256(src)).toBe(hash);
+  });
+
+  it('a volume of a user-defined pool (any directory) is deleted only after the dialog names it', async () => {
+    app = await launchApp();
+    const { page } = app;
+    const dir = path.join(app.dir, 'elsewhere');
+    fs.mkdirSync(dir);
+    const file = path.join(dir, 'notes.img');
+    fs.writeFileSync(file, Buffer.alloc(4096, 7));
+    const win = await openStorage(page);
+    await win.getByRole('button', { name: 'Add Pool…' }).click();
+    const add = page.getByRole('dialog', { name: 'Add Storage Pool' });
+    await add.getByLabel('Pool name').fill('elsewhere');
+    await add.getByLabel('Directory').fill(dir);
+    await add.getByRole('button', { name: 'Add Pool' }).click();
+    await add.waitFor({ state: 'detached' });
+    await win.getByRole('option', { name: 'elsewhere' }).click();
+    await row(page, 'notes.img').click();
+    // Without the confirmation the service refuses (what a client that skips the dialog gets).
+    await expect(apiCall(app, 'storage.volumeDelete', { pool: 'elsewhere', name: 'notes.img' })).rejects.toThrow(/outside Vireo's storage pool/);
+    expect(fs.existsSync(file)).toBe(true);
+    await win.getByRole('button', { name: 'Delete Volume' }).click();
+    const del = page.getByRole('dialog', { name: 'Delete notes.img' });
+    await del.getByText(file).waitFor();
+    await del.getByText("outside Vireo's own storage pool").waitFor();
+    await del.getByRole('button', { name: 'Delete', exact: true }).click();
+    await del.waitFor({ state: 'detached' });
+    expect(fs.existsSync(file)).toBe(false);
   });
 });
 

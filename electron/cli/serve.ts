@@ -50,6 +50,8 @@ export async function run(args: string[]): Promise<number> {
   }
   const service = await new VireoService({ launcher: nodeLauncher(), engineProblem }).init();
   for (const b of service.store.broken) console.error(`vireo serve: skipped ${b.file}: ${b.problem}`);
+  for (const f of service.recovered.journalled) console.error(`vireo serve: removed ${f}, left by an unfinished create, clone or delete`);
+  for (const f of service.recovered.temporaries) console.error(`vireo serve: removed the temporary ${f}, left by an unfinished copy or write`);
   const bridge = await startBridge({ service, staticDir, port });
   console.log(`Vireo is serving on ${bridge.url}`);
   console.log('Open that address in a browser on this machine. Press Ctrl+C to stop (running VMs are stopped too).');

@@ -61,6 +61,8 @@ export interface MachineConfig {
   bootMenu?: boolean;
   /** Serial output is also delivered as 'serial' events; this only adds a file sink. */
   serialFile?: string;
+  /** The serial log's size cap before it is rotated (host-core's SERIAL_LOG_MAX_BYTES by default). */
+  serialLogMaxBytes?: number;
 }
 
 export interface Rect {

@@ -20,6 +20,31 @@ import {
 export const FRAME_INTERVAL_MS = 16;
 /** Serial output kept for a console that attaches late. */
 export const SERIAL_SCROLLBACK = 64 * 1024;
+/**
+ * The COM1 log file is capped: past this size it is rotated (renamed to `<file>.1`,
+ * replacing the previous one) and a new file started, so a chatty guest uses at most
+ * twice this on disk. MachineConfig.serialLogMaxBytes overrides it (tests).
+ */
+export const SERIAL_LOG_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Opens the serial log for append without following a symlink (O_NOFOLLOW: a link
+ * planted at the log's name is refused, not written through) and only if it is a
+ * regular file. Returns the descriptor and the current size.
+ */
+export function openSerialLog(file: string): { fd: number; size: number } {
+  const c = fs.constants;
+  const fd = fs.openSync(file, c.O_WRONLY | c.O_APPEND | c.O_CREAT | c.O_NOFOLLOW | c.O_NONBLOCK, 0o600);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${file} is not a regular file`);
+    return { fd, size: st.size };
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+}
+
 /** A console that stops acking is dropped once this much serial output waits for it. */
 export const SERIAL_QUEUE_LIMIT = 256 * 1024 * 1024;
 
@@ -54,6 +79,7 @@ export class EngineHost {
   private statsTimer: ReturnType<typeof setInterval> | undefined;
   /** COM1 log file (MachineConfig.serialFile; the engine itself has no file sink). */
   private serialLog: number | undefined;
+  private serialLogBytes = 0;
   private scrollback: Uint8Array[] = [];
   private scrollbackBytes = 0;
   private lastCpu = process.cpuUsage();
@@ -152,9 +178,11 @@ export class EngineHost {
         this.config = msg.config as MachineConfig;
         if (this.config.serialFile) {
           try {
-            this.serialLog = fs.openSync(this.config.serialFile, 'a', 0o600);
+            const { fd, size } = openSerialLog(this.config.serialFile);
+            this.serialLog = fd;
+            this.serialLogBytes = size;
           } catch {
-            this.serialLog = undefined; // a log that can't be opened never stops the VM
+            this.serialLog = undefined; // a log that can't be opened never stops the VM (the service checked the path)
           }
         }
         this.boot();
@@ -262,6 +290,29 @@ export class EngineHost {
     setTimeout(() => this.exit(code), 20);
   }
 
+  /** Appends to the COM1 log, rotating it at the cap. A failing log is closed, never fatal. */
+  private logSerial(data: Uint8Array): void {
+    const file = this.config!.serialFile!;
+    const max = this.config?.serialLogMaxBytes ?? SERIAL_LOG_MAX_BYTES;
+    try {
+      if (this.serialLogBytes > 0 && this.serialLogBytes + data.byteLength > max) {
+        fs.closeSync(this.serialLog!);
+        this.serialLog = undefined;
+        fs.renameSync(file, `${file}.1`);
+        const { fd, size } = openSerialLog(file);
+        this.serialLog = fd;
+        this.serialLogBytes = size;
+      }
+      // One write may exceed the cap (a single chunk larger than it): keep its tail.
+      const part = data.byteLength > max ? data.subarray(data.byteLength - max) : data;
+      fs.writeSync(this.serialLog!, part);
+      this.serialLogBytes += part.byteLength;
+    } catch {
+      if (this.serialLog !== undefined) fs.close(this.serialLog, () => undefined);
+      this.serialLog = undefined;
+    }
+  }
+
   private need(): NativeMachine {
     if (!this.machine) throw new Error('the machine is not started');
     return this.machine;
@@ -269,13 +320,7 @@ export class EngineHost {
 
   private onSerial(port: number, data: Uint8Array): void {
     const copy = new Uint8Array(data); // the addon may reuse its buffer
-    if (port === 0 && this.serialLog !== undefined) {
-      try {
-        fs.writeSync(this.serialLog, copy);
-      } catch {
-        this.serialLog = undefined;
-      }
-    }
+    if (port === 0 && this.serialLog !== undefined) this.logSerial(copy);
     if (port === 0) {
       this.scrollback.push(copy);
       this.scrollbackBytes += copy.byteLength;

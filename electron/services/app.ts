@@ -20,8 +20,12 @@ import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-co
 import { type VireoPaths, resolvePaths } from './paths';
 import { CopyCancelled, GiB, StoragePool, exists } from './pool';
 import { type Launcher, type StreamHandle, Supervisor } from './supervisor';
-import { copyDisk } from './storage/copy';
+import { copyDiskTemp } from './storage/copy';
 import { StorageError, StorageService } from './storage/storage';
+import { sharedDiskProblem } from './delete-guard';
+import { confirmProblem, inOwnPool, serialLogOutside } from './file-access';
+import { DiskBatch, DiskJournal, removeIfSame, sweepTemps } from './disk-journal';
+import { syncDir } from './atomic';
 import { checkEdit } from './vm-edit';
 import { VmStore } from './vm-store';
 
@@ -53,16 +57,22 @@ export class VireoService implements VireoApi {
   readonly pool: StoragePool;
   readonly supervisor: Supervisor;
   readonly storage: StorageService;
+  /** Crash safety for disks vs. definitions (disk-journal.ts). */
+  readonly journal: DiskJournal;
+  /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
+  readonly recovered: { journalled: string[]; temporaries: string[] } = { journalled: [], temporaries: [] };
   private readonly listeners = new Set<Listener>();
   private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason }>();
   private readonly jobs = new Map<string, AbortController>();
-  private readonly busy = new Set<string>();
+  /** uuid (or `name:<lower-case name>`) -> what it is busy with ('cloned', 'started', 'deleted', 'created'). */
+  private readonly busy = new Map<string, string>();
   private nextJob = 1;
 
   constructor(private readonly opts: ServiceOptions) {
     this.paths = opts.paths ?? resolvePaths();
     this.store = new VmStore(this.paths.vms);
     this.pool = new StoragePool(this.paths.pool);
+    this.journal = new DiskJournal(path.join(this.paths.config, 'pending'));
     this.supervisor = new Supervisor(opts.launcher, {
       state: (uuid, state, exit) => {
         const rt = this.runtime.get(uuid) ?? { state: 'shutoff' };
@@ -86,6 +96,11 @@ export class VireoService implements VireoApi {
     await this.store.load();
     await this.pool.ensure();
     await this.storage.init();
+    await fs.mkdir(this.paths.logs, { recursive: true, mode: 0o700 });
+    // What a killed service left: finish or undo journalled disk changes, then sweep
+    // the hidden temporaries of unfinished copies, creates and atomic writes.
+    this.recovered.journalled = await this.journal.recover((uuid) => this.store.get(uuid) !== undefined);
+    this.recovered.temporaries = await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), this.journal.dir]);
     return this;
   }
 
@@ -134,6 +149,7 @@ export class VireoService implements VireoApi {
       kvmProblem: p.kvm,
       engineProblem: p.engine,
       poolPath: this.paths.pool,
+      logsPath: this.paths.logs,
       configPath: this.paths.config,
       version: this.opts.version ?? '0.1.0',
     };
@@ -204,8 +220,8 @@ export class VireoService implements VireoApi {
     const errors = await this.validate(req);
     if (errors.length || req.dryRun) return { errors };
     if (this.busy.has(`name:${req.name.toLowerCase()}`)) return { errors: [{ field: 'name', message: `A VM named '${req.name}' is being created.` }] };
-    this.busy.add(`name:${req.name.toLowerCase()}`);
-    const created: string[] = [];
+    this.busy.set(`name:${req.name.toLowerCase()}`, 'created');
+    const batch = new DiskBatch(this.journal, this.store.newUuid());
     try {
       const disks: Disk[] = [];
       const m = req.media;
@@ -215,16 +231,17 @@ export class VireoService implements VireoApi {
         const st = req.storage;
         const format = st.backing ? 'qcow2' : (st.format ?? 'raw');
         const p = await this.pool.freePath(req.name, format === 'qcow2' ? '.qcow2' : '.img');
-        if (st.backing) await this.storage.createOverlay(p, st.backing);
-        else if (format === 'qcow2') await this.storage.createImage(p, 'qcow2', Math.round(st.sizeGiB * GiB));
-        else await this.pool.createRaw(p, Math.round(st.sizeGiB * GiB));
-        created.push(p);
+        // Made under a hidden temporary, journalled and linked into place (disk-journal.ts).
+        const tmp = batch.temp(p);
+        if (st.backing) await this.storage.createOverlayAt(tmp, st.backing);
+        else if (format === 'qcow2') await this.storage.createImageAt(tmp, 'qcow2', Math.round(st.sizeGiB * GiB));
+        else await this.pool.createRaw(tmp, Math.round(st.sizeGiB * GiB));
+        await batch.link();
         disks.unshift({ path: p, format, media: 'disk', bus: st.bus ?? 'ide' });
-        this.emit('storage.changed', { pool: 'default' });
       }
       const def: VmDefinition = {
         version: 1,
-        uuid: this.store.newUuid(),
+        uuid: batch.uuid,
         name: req.name,
         os: req.os,
         memoryMiB: req.memoryMiB,
@@ -244,11 +261,13 @@ export class VireoService implements VireoApi {
         createdAt: new Date().toISOString(),
       };
       await this.store.save(def);
+      await batch.done();
+      if (disks.some((d) => d.media === 'disk' && m.kind !== 'import')) this.emit('storage.changed', { pool: 'default' });
       const vm = this.summary(def);
       this.emit('vm.changed', { vm });
       return { errors: [], vm };
     } catch (e) {
-      for (const p of created) await fs.rm(p, { force: true });
+      await batch.abort();
       throw e;
     } finally {
       this.busy.delete(`name:${req.name.toLowerCase()}`);
@@ -259,8 +278,8 @@ export class VireoService implements VireoApi {
   async 'vm.update'({ uuid, edit, dryRun }: Params<'vm.update'>): Promise<Result<'vm.update'>> {
     const def = this.need(uuid);
     const nextBoot = this.supervisor.isRunning(uuid);
-    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
-    const { errors, next } = await checkEdit(def, edit, { store: this.store, host: this.hostLimits() });
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+    const { errors, next } = await checkEdit(def, edit, { store: this.store, host: this.hostLimits(), logsDir: this.paths.logs });
     if (errors.length || dryRun || !next) return { errors, nextBoot };
     if (next.name.toLowerCase() !== def.name.toLowerCase() && this.busy.has(`name:${next.name.toLowerCase()}`)) {
       return { errors: [{ field: 'name', message: `A VM named '${next.name}' is being created.` }], nextBoot };
@@ -279,7 +298,7 @@ export class VireoService implements VireoApi {
    */
   async 'vm.changeMedia'({ uuid, path: p }: Params<'vm.changeMedia'>): Promise<Result<'vm.changeMedia'>> {
     const def = this.need(uuid);
-    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
     if (!def.disks.some((d) => d.media === 'cdrom')) throw new UserError(`${def.name} has no CD-ROM drive: add one under Disks.`);
     if (p !== null) {
       if (!path.isAbsolute(p)) throw new UserError('Give the full path of the ISO image (starting with /).');
@@ -318,19 +337,13 @@ export class VireoService implements VireoApi {
     switch (action) {
       case 'start': {
         if (running) throw new UserError(`${def.name} is already running.`);
-        if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned or deleted.`);
-        for (const d of def.disks) {
-          if (d.path && !(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
-        }
-        const idx = await this.storage.backingIndex();
-        for (const d of def.disks) {
-          if (d.media !== 'disk' || d.readOnly || !d.path) continue;
-          const backs = idx.get(path.resolve(d.path));
-          if (backs?.length) {
-            throw new UserError(
-              `${def.name} can't start: its disk ${path.basename(d.path)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}, and writing to it would corrupt ${backs.length === 1 ? 'that linked clone' : 'those linked clones'}. Delete the linked clones, or run a full clone instead.`,
-            );
-          }
+        if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+        // Busy while the disks are checked: a delete in that window is refused.
+        this.busy.set(uuid, 'started');
+        try {
+          await this.startChecks(def);
+        } finally {
+          this.busy.delete(uuid);
         }
         this.runtime.set(uuid, { state: 'starting' });
         await this.supervisor.start(uuid, toMachineConfig(def, this.opts.firmware ?? firmwarePaths()));
@@ -353,6 +366,26 @@ export class VireoService implements VireoApi {
         break;
     }
     return {};
+  }
+
+  /** Why this VM may not start now (a missing disk, a disk that backs a linked clone), thrown. */
+  private async startChecks(def: VmDefinition): Promise<void> {
+    const log = def.serial?.logFile ? serialLogOutside(def.serial.logFile, this.paths.logs) : null;
+    if (log) throw new UserError(`${def.name} can't start: ${log}. Choose a log file there under Details → Serial, or none.`);
+    for (const d of def.disks) {
+      if (d.path && !(await exists(d.path))) throw new UserError(`${def.name} can't start: ${d.path} is missing.`);
+    }
+
+    const idx = await this.storage.backingIndex();
+    for (const d of def.disks) {
+      if (d.media !== 'disk' || d.readOnly || !d.path) continue;
+      const backs = idx.get(path.resolve(d.path));
+      if (backs?.length) {
+        throw new UserError(
+          `${def.name} can't start: its disk ${path.basename(d.path)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}, and writing to it would corrupt ${backs.length === 1 ? 'that linked clone' : 'those linked clones'}. Delete the linked clones, or run a full clone instead.`,
+        );
+      }
+    }
   }
 
   async 'vm.screenshot'({ uuid }: Params<'vm.screenshot'>): Promise<Result<'vm.screenshot'>> {
@@ -379,13 +412,15 @@ export class VireoService implements VireoApi {
         for (const n of users.length ? users : [path.basename(img)]) if (!sharedWith.includes(n)) sharedWith.push(n);
       }
       const st = await this['fs.probe']({ path: d.path });
+      const outsidePool = !(await inOwnPool(d.path, this.paths.pool));
       out.push({
         path: d.path,
         media: d.media,
         sizeBytes: st.sizeBytes,
         exists: st.exists,
         sharedWith,
-        defaultChecked: d.media === 'disk' && !d.readOnly && sharedWith.length === 0 && st.exists,
+        defaultChecked: d.media === 'disk' && !d.readOnly && sharedWith.length === 0 && st.exists && !outsidePool,
+        outsidePool,
       });
     }
     return out;
@@ -393,7 +428,7 @@ export class VireoService implements VireoApi {
 
   private cloneBlocker(def: VmDefinition): string | null {
     const st = this.runtime.get(def.uuid)?.state ?? 'shutoff';
-    if (this.busy.has(def.uuid)) return `${def.name} is busy with another clone or delete.`;
+    if (this.busy.has(def.uuid)) return `${def.name} is busy: it is being ${this.busy.get(def.uuid)}.`;
     if (st !== 'shutoff' && st !== 'paused' && st !== 'crashed') return `${def.name} must be shut off or paused to be cloned.`;
     return null;
   }
@@ -424,8 +459,8 @@ export class VireoService implements VireoApi {
     const jobId = `job-${this.nextJob++}`;
     const ac = new AbortController();
     this.jobs.set(jobId, ac);
-    this.busy.add(uuid);
-    this.busy.add(`name:${name.toLowerCase()}`);
+    this.busy.set(uuid, 'cloned');
+    this.busy.set(`name:${name.toLowerCase()}`, 'created');
     void this.runClone(jobId, def, name, ac.signal, mode ?? 'full').finally(() => {
       this.jobs.delete(jobId);
       this.busy.delete(uuid);
@@ -437,7 +472,7 @@ export class VireoService implements VireoApi {
   private async runClone(jobId: string, def: VmDefinition, name: string, signal: AbortSignal, mode: 'full' | 'linked' = 'full'): Promise<void> {
     const copies: Array<{ from: string; to: string; size: number; format: Disk['format'] }> = [];
     const reserved = new Set<string>();
-    const made: string[] = [];
+    const batch = new DiskBatch(this.journal, this.store.newUuid());
     try {
       const disks: Disk[] = [];
       for (const d of def.disks) {
@@ -454,30 +489,32 @@ export class VireoService implements VireoApi {
       const total = copies.reduce((a, c) => a + c.size, 0);
       let before = 0;
       this.emit('job.progress', { jobId, doneBytes: 0, totalBytes: total, label: `Cloning ${def.name}` });
+      // Each disk is made under a hidden temporary; only when all are made are they
+      // journalled and linked into place, just before the definition is saved.
       for (const c of copies) {
         if (signal.aborted) throw new CopyCancelled();
+        const tmp = batch.temp(c.to);
         if (mode === 'linked') {
           // A qcow2 overlay whose backing file is the source disk (absolute path): no data copied.
-          await this.storage.createOverlay(c.to, path.resolve(c.from), c.format);
-          made.push(c.to);
+          await this.storage.createOverlayAt(tmp, path.resolve(c.from), c.format);
           before += c.size;
           this.emit('job.progress', { jobId, doneBytes: before, totalBytes: total, label: `Linked ${path.basename(c.to)} to ${path.basename(c.from)}` });
           continue;
         }
-        made.push(c.to);
-        await copyDisk(
+        await copyDiskTemp(
           c.from,
-          c.to,
+          tmp,
           (done) => this.emit('job.progress', { jobId, doneBytes: before + done, totalBytes: total, label: `Copying ${path.basename(c.from)}` }),
           signal,
         );
         before += c.size;
       }
       if (signal.aborted) throw new CopyCancelled();
+      await batch.link();
       const taken = new Set<string>();
       const clone: VmDefinition = {
         ...def,
-        uuid: this.store.newUuid(),
+        uuid: batch.uuid,
         name,
         disks,
         nics: def.nics.map((n) => {
@@ -488,11 +525,12 @@ export class VireoService implements VireoApi {
         createdAt: new Date().toISOString(),
       };
       await this.store.save(clone);
+      await batch.done();
       this.emit('vm.changed', { vm: this.summary(clone) });
       if (copies.length) this.emit('storage.changed', { pool: 'default' });
       this.emit('job.done', { jobId, ok: true, cancelled: false, vmUuid: clone.uuid });
     } catch (e) {
-      for (const p of made) await fs.rm(p, { force: true });
+      await batch.abort().catch(() => undefined); // best effort; the next start's recovery finishes it
       const cancelled = e instanceof CopyCancelled;
       this.emit('job.done', { jobId, ok: false, cancelled, ...(cancelled ? {} : { error: (e as Error).message }) });
     }
@@ -507,37 +545,48 @@ export class VireoService implements VireoApi {
     return { disks: await this.diskPlans(this.need(uuid)) };
   }
 
-  async 'vm.delete'({ uuid, deleteDisks }: Params<'vm.delete'>): Promise<Result<'vm.delete'>> {
+  async 'vm.delete'({ uuid, deleteDisks, confirm }: Params<'vm.delete'>): Promise<Result<'vm.delete'>> {
     const def = this.need(uuid);
     if (this.supervisor.isRunning(uuid)) throw new UserError(`${def.name} is running: shut it down or force it off first.`);
-    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being cloned.`);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
     const own = new Set(def.disks.map((d) => path.resolve(d.path)));
     for (const p of deleteDisks) {
       if (!own.has(path.resolve(p))) throw new UserError(`${p} is not a disk of ${def.name}.`);
     }
-    if (deleteDisks.length) {
-      const idx = await this.storage.backingIndex();
-      for (const p of deleteDisks) {
-        const backs = (idx.get(path.resolve(p)) ?? []).filter((b) => !deleteDisks.some((x) => path.resolve(x) === b));
-        if (backs.length) {
-          throw new UserError(`${path.basename(p)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}: keep it, or delete ${backs.length === 1 ? 'that linked clone' : 'those linked clones'} first.`);
+    // Busy from here: a start (or clone, edit) while the backing files are scanned is refused.
+    this.busy.set(uuid, 'deleted');
+    try {
+      if (deleteDisks.length) {
+        const unconfirmed = await confirmProblem(deleteDisks, this.paths.pool, confirm);
+        if (unconfirmed) throw new UserError(unconfirmed);
+        const why = await sharedDiskProblem(def, deleteDisks, {
+          others: this.store.list(),
+          isRunning: (u) => this.supervisor.isRunning(u),
+          backing: await this.storage.backingIndex(),
+        });
+        if (why) throw new UserError(why);
+      }
+      // Journalled: a kill after the definition is gone still removes these files at the
+      // next start; a kill before leaves the VM and its files as they were.
+      const entry = await this.journal.record(uuid, 'delete', deleteDisks.map((p) => ({ path: p })));
+      await this.store.remove(uuid);
+      this.runtime.delete(uuid);
+      const deleted: string[] = [];
+      const dirs = new Set<string>();
+      for (const f of (await this.journal.read(entry)).files) {
+        if (await removeIfSame(f)) {
+          deleted.push(deleteDisks.find((p) => path.resolve(p) === f.path) ?? f.path);
+          dirs.add(path.dirname(f.path));
         }
       }
+      for (const d of dirs) await syncDir(d);
+      await this.journal.clear(entry);
+      this.emit('vm.removed', { uuid });
+      if (deleted.length) this.emit('storage.changed', { pool: 'default' });
+      return { deleted };
+    } finally {
+      this.busy.delete(uuid);
     }
-    await this.store.remove(uuid);
-    this.runtime.delete(uuid);
-    const deleted: string[] = [];
-    for (const p of deleteDisks) {
-      try {
-        await fs.rm(p);
-        deleted.push(p);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      }
-    }
-    this.emit('vm.removed', { uuid });
-    if (deleted.length) this.emit('storage.changed', { pool: 'default' });
-    return { deleted };
   }
 
   // ---- storage pools and volumes (electron/services/storage) ----
@@ -572,11 +621,22 @@ export class VireoService implements VireoApi {
   }
 
   async 'storage.volumeResize'(p: Params<'storage.volumeResize'>): Promise<Result<'storage.volumeResize'>> {
-    return this.storageCall(() => this.storage.resizeVolume(p));
+    return this.storageCall(async () => {
+      const unconfirmed = await confirmProblem([path.join(this.storage.poolPath(p.pool), p.name)], this.paths.pool, p.confirm ? [p.confirm] : []);
+      if (unconfirmed) throw new UserError(unconfirmed);
+      return this.storage.resizeVolume({ pool: p.pool, name: p.name, capacityBytes: p.capacityBytes });
+    });
   }
 
   async 'storage.volumeDelete'(p: Params<'storage.volumeDelete'>): Promise<Result<'storage.volumeDelete'>> {
-    return this.storageCall(async () => (await this.storage.deleteVolume(p), {}));
+    return this.storageCall(async () => {
+      // A user-defined pool can be any directory: outside Vireo's own pool the request must name the file.
+      const file = path.join(this.storage.poolPath(p.pool), p.name);
+      const unconfirmed = await confirmProblem([file], this.paths.pool, p.confirm ? [p.confirm] : []);
+      if (unconfirmed) throw new UserError(unconfirmed);
+      await this.storage.deleteVolume({ pool: p.pool, name: p.name });
+      return {};
+    });
   }
 
   shutdown(): void {

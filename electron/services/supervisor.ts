@@ -46,9 +46,37 @@ interface Running {
   media: Map<number, { resolve: (r: { ejected?: boolean }) => void; reject: (e: Error) => void }>;
   streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
   killedByUs?: boolean;
+  /** Why the supervisor ended this host (a start that never answered): the exit reason says so. */
+  failure?: string;
+  startTimer?: ReturnType<typeof setTimeout>;
 }
 
-export function exitReasonOf(code: number | null, signal: string | null, stop?: StopReasonMsg, lastError?: string): ExitReason {
+/** How long a start may take before the host is killed and the start fails. */
+export const START_TIMEOUT_MS = 30_000;
+
+const SIGNAL_MEANING: Record<string, string> = {
+  SIGSEGV: 'segmentation fault',
+  SIGBUS: 'bus error',
+  SIGILL: 'illegal instruction',
+  SIGFPE: 'arithmetic exception',
+  SIGABRT: 'aborted',
+  SIGSYS: 'bad system call',
+  SIGTRAP: 'trace trap',
+  SIGKILL: 'killed by another process or the out-of-memory killer',
+  SIGTERM: 'terminated by another process',
+};
+
+/**
+ * How a host ended, as the user sees it. A signal the supervisor sent (Force Off, app
+ * quit, the stop grace period) is `killed`; any other signal (SIGSEGV, SIGABRT, the
+ * OOM killer's SIGKILL, ...) is a crash of the engine host, with the signal's name.
+ */
+export function exitReasonOf(code: number | null, signal: string | null, stop?: StopReasonMsg, lastError?: string, killedByUs = true, failure?: string): ExitReason {
+  if (failure) return { kind: 'crashed', reason: failure };
+  if (signal && !killedByUs) {
+    const what = SIGNAL_MEANING[signal];
+    return { kind: 'crashed', reason: `the engine host died of ${signal}${what ? ` (${what})` : ''}` };
+  }
   if (stop) {
     switch (stop.kind) {
       case 'poweroff':
@@ -75,6 +103,7 @@ export class Supervisor {
   constructor(
     private readonly launch: Launcher,
     private readonly events: SupervisorEvents,
+    private readonly opts: { startTimeoutMs?: number } = {},
   ) {}
 
   stateOf(uuid: string): RunState | undefined {
@@ -95,6 +124,17 @@ export class Supervisor {
     host.onMessage((raw) => this.onMessage(r, raw));
     host.onExit((code, signal) => this.onExit(r, code, signal));
     const started = new Promise<void>((resolve, reject) => r.startWaiters.push({ resolve, reject }));
+    // A start that never answers (a host stuck before or in the machine's start) fails
+    // with a clear error, and the stuck host is killed: the exit reason says why.
+    const ms = this.opts.startTimeoutMs ?? START_TIMEOUT_MS;
+    r.startTimer = setTimeout(() => {
+      if (this.running.get(uuid) !== r || r.state !== 'starting') return;
+      r.failure = `the engine did not start the machine within ${Math.round(ms / 1000)} s; its host process (pid ${host.pid ?? '?'}) was killed`;
+      const err = new Error(r.failure);
+      for (const w of r.startWaiters.splice(0)) w.reject(err);
+      host.kill('SIGKILL');
+    }, ms);
+    r.startTimer.unref?.();
     host.send({ t: 'start', config });
     return started;
   }
@@ -113,7 +153,9 @@ export class Supervisor {
     const r = this.need(uuid);
     r.host.send({ t: 'stop' });
     const timer = setTimeout(() => {
-      if (this.running.get(uuid) === r) r.host.kill('SIGKILL');
+      if (this.running.get(uuid) !== r) return;
+      r.killedByUs = true;
+      r.host.kill('SIGKILL');
     }, graceMs);
     timer.unref?.();
   }
@@ -210,7 +252,7 @@ export class Supervisor {
     try {
       msg = FromHostSchema.parse(raw, 'host message');
     } catch (e) {
-      r.lastError = `bad message from the engine host: ${(e as Error).message}`;
+      r.failure = `bad message from the engine host: ${(e as Error).message}`;
       r.host.kill('SIGKILL');
       return;
     }
@@ -220,6 +262,7 @@ export class Supervisor {
       case 'state':
         if (msg.state === 'running' || msg.state === 'paused') {
           r.state = msg.state;
+          clearTimeout(r.startTimer);
           for (const w of r.startWaiters.splice(0)) w.resolve();
           this.events.state(r.uuid, msg.state);
         } else if (msg.state === 'stopped' || msg.state === 'crashed') {
@@ -253,7 +296,8 @@ export class Supervisor {
   private onExit(r: Running, code: number | null, signal: string | null): void {
     if (this.running.get(r.uuid) !== r) return;
     this.running.delete(r.uuid);
-    const reason = exitReasonOf(code, signal, r.lastStop, r.lastError);
+    clearTimeout(r.startTimer);
+    const reason = exitReasonOf(code, signal, r.lastStop, r.lastError, r.killedByUs ?? false, r.failure);
     const err = new Error(reason.kind === 'crashed' ? reason.reason : reason.kind === 'killed' ? `killed by ${reason.signal}` : reason.detail);
     for (const w of r.startWaiters.splice(0)) w.reject(err);
     for (const w of r.screenshots.values()) w.reject(err);

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type DetailsFieldError, type Disk, MAC_PATTERN, OS_CHOICES, type VmDefinition, type VmEdit, nameProblem } from '../common/contracts/vm';
+import { serialLogPath } from './file-access';
 import type { VmStore } from './vm-store';
 
 /** IDE has two channels with two devices each (the PIIX3 of our PC board). */
@@ -12,6 +13,8 @@ export const MAX_VIRTIO = 8;
 export interface EditContext {
   store: VmStore;
   host: { cpus: number; memoryMiB: number };
+  /** Vireo's log directory: the only place a serial log may be (file-access.ts). */
+  logsDir: string;
 }
 
 type Probe = { kind: 'file' | 'directory' | 'other' | 'missing'; qcow2: boolean };
@@ -125,15 +128,11 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
   if (edit.nics.length > 8) err('nics', 'At most 8 network interfaces.');
 
   // Serial
-  const logFile = edit.serial.logFile?.trim();
+  let logFile = edit.serial.logFile?.trim();
   if (logFile) {
-    if (!path.isAbsolute(logFile)) err('serial.logFile', 'Give the full path of the log file (starting with /).');
-    else {
-      const dir = await probe(path.dirname(logFile));
-      const f = await probe(logFile);
-      if (dir.kind !== 'directory') err('serial.logFile', `${path.dirname(logFile)} is not a directory.`);
-      else if (f.kind !== 'missing' && f.kind !== 'file') err('serial.logFile', `${logFile} is not a file.`);
-    }
+    const r = await serialLogPath(logFile, ctx.logsDir);
+    if ('error' in r) err('serial.logFile', r.error);
+    else logFile = r.path;
   }
 
   if (errors.length) return { errors };

@@ -5,7 +5,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ValidationError } from '../common/contracts/schema';
 import { type VmDefinition, VmDefinitionSchema } from '../common/contracts/vm';
-import { writeFileAtomic } from './atomic';
+import { syncDir, writeFileAtomic } from './atomic';
 
 export class VmStore {
   private readonly vms = new Map<string, VmDefinition>();
@@ -78,8 +78,10 @@ export class VmStore {
     this.vms.set(checked.uuid, checked);
   }
 
+  /** Removes a definition; the directory is fsynced, so the removal survives a crash. */
   async remove(uuid: string): Promise<void> {
     await fs.rm(this.fileOf(uuid), { force: true });
+    await syncDir(this.dir);
     this.vms.delete(uuid);
   }
 }

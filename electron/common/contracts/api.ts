@@ -25,6 +25,8 @@ export const HostInfoSchema = s.object({
   kvmProblem: s.nullable(s.string()),
   engineProblem: s.nullable(s.string()),
   poolPath: s.string(),
+  /** Vireo's log directory: the only place serial logs are written. */
+  logsPath: s.string(),
   configPath: s.string(),
   version: s.string(),
 });
@@ -40,8 +42,10 @@ export const DiskPlanSchema = s.object({
   exists: s.boolean(),
   /** Names of other VMs that use this file. */
   sharedWith: s.array(s.string()),
-  /** Whether the dialog pre-checks it: never when another VM uses it, never for read-only media. */
+  /** Whether the dialog pre-checks it: never when another VM uses it, never for read-only media, never outside the pool. */
   defaultChecked: s.boolean(),
+  /** Outside Vireo's own pool: deleting it needs the path in vm.delete's `confirm`. */
+  outsidePool: s.boolean(),
 });
 export type DiskPlan = s.Infer<typeof DiskPlanSchema>;
 
@@ -91,8 +95,12 @@ export const api = {
   },
   'job.cancel': { params: s.object({ jobId: id }), result: ok },
   'vm.deletePlan': { params: s.object({ uuid: id }), result: s.object({ disks: s.array(DiskPlanSchema) }) },
+  /**
+   * Deletes the VM and the chosen files. A file another VM uses is refused; a file outside
+   * Vireo's own pool is deleted only when `confirm` names it (the dialog showed its path).
+   */
   'vm.delete': {
-    params: s.object({ uuid: id, deleteDisks: s.array(s.string({ max: 4096 }), { max: 16 }) }),
+    params: s.object({ uuid: id, deleteDisks: s.array(s.string({ max: 4096 }), { max: 16 }), confirm: s.optional(s.array(s.string({ max: 4096 }), { max: 16 })) }),
     result: s.object({ deleted: s.array(s.string()) }),
   },
   'vm.screenshot': { params: s.object({ uuid: id }), result: s.object({ pngBase64: s.string() }) },

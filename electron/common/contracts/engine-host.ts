@@ -28,6 +28,7 @@ export const MachineConfigSchema = s.object({
   bootOrder: s.optional(s.string()),
   bootMenu: s.optional(s.boolean()),
   serialFile: s.optional(s.string()),
+  serialLogMaxBytes: s.optional(s.number({ int: true, min: 1 })),
 });
 
 const StopReasonSchema = s.object({

@@ -74,11 +74,13 @@ export const storageApi = {
     result: VolumeSchema,
   },
   /** Grows a volume (shrinking is refused). */
+  /** Outside Vireo's own pool `confirm` must be the volume's full path (a raw grow writes into the file). */
   'storage.volumeResize': {
-    params: s.object({ pool: poolName, name: s.string({ min: 1, max: 256 }), capacityBytes: s.number({ int: true, min: 1 }) }),
+    params: s.object({ pool: poolName, name: s.string({ min: 1, max: 256 }), capacityBytes: s.number({ int: true, min: 1 }), confirm: s.optional(s.string({ max: 4096 })) }),
     result: VolumeSchema,
   },
-  'storage.volumeDelete': { params: s.object({ pool: poolName, name: s.string({ min: 1, max: 256 }) }), result: s.object({}) },
+  /** Outside Vireo's own pool (a user-defined pool can be any directory) `confirm` must be the volume's full path. */
+  'storage.volumeDelete': { params: s.object({ pool: poolName, name: s.string({ min: 1, max: 256 }), confirm: s.optional(s.string({ max: 4096 })) }), result: s.object({}) },
 } as const;
 
 export const storageEvents = {

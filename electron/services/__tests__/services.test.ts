@@ -52,7 +52,7 @@ afterEach(async () => {
 
 describe('paths', () => {
   it('uses XDG dirs and falls back to HOME', () => {
-    expect(resolvePaths({ HOME: '/h' })).toEqual({ config: '/h/.config/vireo', vms: '/h/.config/vireo/vms', pool: '/h/.local/share/vireo/images' });
+    expect(resolvePaths({ HOME: '/h' })).toEqual({ config: '/h/.config/vireo', vms: '/h/.config/vireo/vms', pool: '/h/.local/share/vireo/images', logs: '/h/.local/share/vireo/logs' });
     expect(resolvePaths({ HOME: '/h', XDG_CONFIG_HOME: '/c', XDG_DATA_HOME: '/d' }).pool).toBe('/d/vireo/images');
   });
 });

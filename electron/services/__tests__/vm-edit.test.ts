@@ -42,7 +42,7 @@ describe('vm.update (hardware details)', () => {
     const { vm, edit } = await created();
     const events: string[] = [];
     svc.onEvent((name, p: any) => name === 'vm.changed' && events.push(`${p.vm.memoryMiB}/${p.vm.cpus}`));
-    const log = path.join(tmp, 'com1.log');
+    const log = path.join(svc.paths.logs, 'com1.log');
     const next: VmEdit = {
       ...edit,
       memoryMiB: 512,
@@ -98,7 +98,7 @@ describe('vm.update (hardware details)', () => {
       'boot.order': 'Choose at least one boot device, each once.',
       'nics.0.mac': `${otherMac} is used by other.`,
       'nics.1.mac': 'Use a MAC in the 52:54:00:xx:xx:xx range.',
-      'serial.logFile': '/nonexistent-dir is not a directory.',
+      'serial.logFile': `Serial logs are kept in Vireo's log directory ${svc.paths.logs}: give a file name there (e.g. com1.log).`,
     });
     expect(fs.readFileSync(path.join(svc.paths.vms, `${vm.uuid}.json`), 'utf8')).toBe(before);
     // dryRun checks without writing, also when everything is fine.
@@ -157,7 +157,7 @@ describe('vm.update (hardware details)', () => {
 
   it('the serial log file gets COM1 output of the running VM', async () => {
     const { vm, edit } = await created({ storage: { kind: 'none' } });
-    const log = path.join(tmp, 'com1.log');
+    const log = path.join(svc.paths.logs, 'com1.log');
     expect((await svc['vm.update']({ uuid: vm.uuid, edit: { ...edit, serial: { logFile: log } } })).errors).toEqual([]);
     await svc['vm.action']({ uuid: vm.uuid, action: 'start' });
     FakeMachine.last!.emitSerial(new TextEncoder().encode('hello from COM1\n'));

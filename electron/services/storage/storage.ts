@@ -288,7 +288,7 @@ export class StorageService {
     const dir = path.dirname(file);
     const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
     try {
-      await imgCreate(tmp, format, sizeBytes, backing);
+      await this.createImageAt(tmp, format, sizeBytes, backing);
       try {
         await fs.link(tmp, file);
       } catch (e) {
@@ -301,10 +301,34 @@ export class StorageService {
     }
   }
 
+  /** Makes the image at `tmp` itself (a hidden temporary the caller links into place; DiskBatch). */
+  async createImageAt(tmp: string, format: VolumeFormat, sizeBytes: number | undefined, backing?: { path: string; format: string }): Promise<void> {
+    try {
+      await imgCreate(tmp, format, sizeBytes, backing);
+      const fh = await fs.open(tmp, 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (e) {
+      await fs.rm(tmp, { force: true });
+      throw e;
+    }
+  }
+
   /** A qcow2 overlay at `file` whose backing file is `backing` (absolute path): a linked copy, made in milliseconds. */
   async createOverlay(file: string, backing: string, backingFormat?: string): Promise<void> {
-    const fmt = backingFormat ?? ((await looksQcow2(backing)) ? 'qcow2' : 'raw');
-    await this.createImage(file, 'qcow2', undefined, { path: path.resolve(backing), format: fmt });
+    await this.createImage(file, 'qcow2', undefined, await this.overlayBacking(backing, backingFormat));
+  }
+
+  /** Like createOverlay, at a temporary the caller links into place. */
+  async createOverlayAt(tmp: string, backing: string, backingFormat?: string): Promise<void> {
+    await this.createImageAt(tmp, 'qcow2', undefined, await this.overlayBacking(backing, backingFormat));
+  }
+
+  private async overlayBacking(backing: string, backingFormat?: string): Promise<{ path: string; format: string }> {
+    return { path: path.resolve(backing), format: backingFormat ?? ((await looksQcow2(backing)) ? 'qcow2' : 'raw') };
   }
 
   async createVolume(p: { pool: string; name: string; format: VolumeFormat; capacityBytes: number; backing?: string | undefined }): Promise<Volume> {

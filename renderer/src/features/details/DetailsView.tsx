@@ -413,8 +413,9 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
               <dt>Console</dt>
               <dd>The Serial tab of the console window</dd>
             </dl>
-            <Field id="d-serial-log" label="Also log COM1 output to a file" error={err('serial.logFile')} hint="Leave empty for no log file.">
-              <input id="d-serial-log" value={edit.serial.logFile ?? ''} aria-invalid={!!err('serial.logFile')} placeholder="/tmp/vm-com1.log"
+            <Field id="d-serial-log" label="Also log COM1 output to a file" error={err('serial.logFile')}
+              hint={`A file name in Vireo's log directory (${host?.logsPath ?? '~/.local/share/vireo/logs'}); capped at 8 MiB, then rotated to .1. Leave empty for no log file.`}>
+              <input id="d-serial-log" value={edit.serial.logFile ?? ''} aria-invalid={!!err('serial.logFile')} placeholder={`${(summary?.name ?? 'vm').replace(/[^\w.-]/g, '_')}-com1.log`}
                 onChange={(e) => set({ serial: e.target.value ? { logFile: e.target.value } : {} })} />
             </Field>
           </>

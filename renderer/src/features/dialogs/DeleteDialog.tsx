@@ -21,7 +21,9 @@ export function DeleteDialog({ vm, onClose }: { vm: VmSummary; onClose: () => vo
   const del = async () => {
     setBusy(true);
     try {
-      await getClient().call('vm.delete', { uuid: vm.uuid, deleteDisks: [...checked] });
+      // Files outside Vireo's pool are listed in the dialog (below) before the user presses Delete: confirmed by name.
+      const confirm = (disks ?? []).filter((d) => d.outsidePool && checked.has(d.path)).map((d) => d.path);
+      await getClient().call('vm.delete', { uuid: vm.uuid, deleteDisks: [...checked], ...(confirm.length ? { confirm } : {}) });
       useVms.getState().remove(vm.uuid);
       onClose();
     } catch (e) {
@@ -30,6 +32,7 @@ export function DeleteDialog({ vm, onClose }: { vm: VmSummary; onClose: () => vo
       setBusy(false);
     }
   };
+  const outside = (disks ?? []).filter((d) => d.outsidePool && checked.has(d.path)).map((d) => d.path);
   return (
     <Modal
       title={`Delete ${vm.name}`}
@@ -73,11 +76,24 @@ export function DeleteDialog({ vm, onClose }: { vm: VmSummary; onClose: () => vo
               {d.media === 'cdrom' ? ' install media' : ''}
               {d.sharedWith.length ? ` · also used by ${d.sharedWith.join(', ')}` : ''}
               {!d.exists ? ' · missing' : ''}
+              {d.outsidePool ? " · outside Vireo's storage pool" : ''}
             </small>
           </li>
         ))}
         {disks?.length === 0 && <li>No storage.</li>}
       </ul>
+      {outside.length > 0 && (
+        <div className="banner warning" data-testid="delete-outside">
+          <p>These files are outside Vireo's storage pool. Delete removes them from your file system:</p>
+          <ul>
+            {outside.map((p) => (
+              <li key={p}>
+                <code>{p}</code>
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
     </Modal>
   );
 }

@@ -293,7 +293,7 @@ function ResizeDialog({ pool, vol, onClose, onDone }: { pool: string; vol: Volum
   const go = async () => {
     setBusy(true);
     try {
-      await getClient().call('storage.volumeResize', { pool, name: vol.name, capacityBytes: Math.round(size * GiB) });
+      await getClient().call('storage.volumeResize', { pool, name: vol.name, capacityBytes: Math.round(size * GiB), confirm: vol.path }); // the dialog names vol.path
       onDone();
     } catch (e) {
       setError((e as Error).message);
@@ -316,7 +316,7 @@ function ResizeDialog({ pool, vol, onClose, onDone }: { pool: string; vol: Volum
       }
     >
       <form onSubmit={(e) => (e.preventDefault(), void go())}>
-        <Field id="vol-new-size" label="New capacity (GiB)" error={error} hint={`Now ${fmtBytes(vol.capacityBytes)}. Volumes only grow; the guest must grow its partitions itself.`}>
+        <Field id="vol-new-size" label="New capacity (GiB)" error={error} hint={`${vol.path}: now ${fmtBytes(vol.capacityBytes)}. Volumes only grow; the guest must grow its partitions itself.`}>
           <input id="vol-new-size" type="number" min={1} step={1} value={size} onChange={(e) => setSize(Number(e.target.value))} aria-invalid={!!error} />
         </Field>
         <button type="submit" hidden />
@@ -331,7 +331,8 @@ function DeleteVolumeDialog({ pool, vol, onClose, onDone }: { pool: string; vol:
   const go = async () => {
     setBusy(true);
     try {
-      await getClient().call('storage.volumeDelete', { pool, name: vol.name });
+      // The dialog shows vol.path; the request names it (needed outside Vireo's own pool).
+      await getClient().call('storage.volumeDelete', { pool, name: vol.name, confirm: vol.path });
       onDone();
     } catch (e) {
       setError((e as Error).message);
@@ -356,6 +357,7 @@ function DeleteVolumeDialog({ pool, vol, onClose, onDone }: { pool: string; vol:
       <p>
         Delete <code>{vol.path}</code> ({fmtBytes(vol.allocationBytes)} on disk)? This can't be undone.
       </p>
+      {pool !== 'default' && <p className="banner warning">This file is outside Vireo's own storage pool: it is deleted from your file system.</p>}
       {error && (
         <p className="banner error" role="alert">
           {error}

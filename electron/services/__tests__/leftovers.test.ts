@@ -1,0 +1,160 @@
+// Issue 15, finding 9: what a killed service leaves is cleaned up at the next start
+// (journalled disk changes finished or undone, hidden temporaries swept), a failed
+// final link never deletes someone else's file, and cp dies with its parent.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { VireoService } from '../app';
+import { DiskBatch } from '../disk-journal';
+import { resolvePaths } from '../paths';
+import { cpCommand } from '../storage/copy';
+import { inProcessLauncher, newVmRequest } from './fake-engine';
+
+let tmp: string;
+let iso: string;
+const services: VireoService[] = [];
+
+async function service(): Promise<VireoService> {
+  const paths = resolvePaths({ HOME: tmp, XDG_CONFIG_HOME: path.join(tmp, 'cfg'), XDG_DATA_HOME: path.join(tmp, 'data') });
+  const svc = await new VireoService({ paths, launcher: inProcessLauncher(), host: { cpus: 2, memoryMiB: 4096 } }).init();
+  services.push(svc);
+  return svc;
+}
+
+beforeEach(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vireo-left-'));
+  iso = path.join(tmp, 'media.iso');
+  await fsp.writeFile(iso, Buffer.alloc(4096, 1));
+});
+
+afterEach(async () => {
+  for (const s of services.splice(0)) s.shutdown();
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+const ls = (d: string) => fs.readdirSync(d).sort();
+
+describe('the next start after a kill', () => {
+  it('sweeps hidden temporaries from the pools, the VM store and the pool definitions', async () => {
+    const svc = await service();
+    const junk = [
+      path.join(svc.paths.pool, '.grub-clone.img.0123456789ab.tmp'),
+      path.join(svc.paths.vms, '.0c4a1e4e-0000-4000-8000-000000000000.json.abcdef012345.tmp'),
+    ];
+    for (const j of junk) fs.writeFileSync(j, 'partial');
+    fs.writeFileSync(path.join(svc.paths.pool, 'keep.img'), 'mine');
+    fs.writeFileSync(path.join(svc.paths.pool, '.hidden-but-not-ours'), 'mine');
+    await service();
+    for (const j of junk) expect(fs.existsSync(j)).toBe(false);
+    expect(ls(svc.paths.pool)).toEqual(['.hidden-but-not-ours', 'keep.img']);
+  });
+
+  it('removes disks linked into place whose definition was never saved (killed between link and save)', async () => {
+    const svc = await service();
+    const batch = new DiskBatch(svc.journal, svc.store.newUuid());
+    const final = path.join(svc.paths.pool, 'orphan.img');
+    fs.writeFileSync(batch.temp(final), 'disk');
+    await batch.link();
+    expect(fs.existsSync(final)).toBe(true);
+    // "killed" here: no save, no done()
+    await service();
+    expect(ls(svc.paths.pool)).toEqual([]);
+    expect(ls(svc.journal.dir)).toEqual([]);
+  });
+
+  it('keeps the disks of a definition that was saved (killed before the journal entry was dropped)', async () => {
+    const svc = await service();
+    const vm = (await svc['vm.create'](newVmRequest(iso, { name: 'alpha', storage: { kind: 'create', sizeGiB: 0.01 } }))).vm!;
+    const batch = new DiskBatch(svc.journal, vm.uuid);
+    fs.writeFileSync(batch.temp(path.join(svc.paths.pool, 'extra.img')), 'disk');
+    await batch.link();
+    const again = await service();
+    expect(again.store.get(vm.uuid)).toBeDefined();
+    expect(ls(svc.paths.pool)).toEqual(['alpha.img', 'extra.img']);
+  });
+
+  it('finishes a delete whose definition was removed before its disks (killed in between)', async () => {
+    const svc = await service();
+    const vm = (await svc['vm.create'](newVmRequest(iso, { name: 'alpha', storage: { kind: 'create', sizeGiB: 0.01 } }))).vm!;
+    const disk = vm.disks[0]!.path;
+    await svc.journal.record(vm.uuid, 'delete', [{ path: disk }]);
+    await svc.store.remove(vm.uuid);
+    const again = await service();
+    expect(fs.existsSync(disk)).toBe(false);
+    expect(again.store.list()).toEqual([]);
+    expect(fs.existsSync(iso)).toBe(true);
+  });
+
+  it('a journalled file replaced by someone else is never removed', async () => {
+    const svc = await service();
+    const batch = new DiskBatch(svc.journal, svc.store.newUuid());
+    const final = path.join(svc.paths.pool, 'name.img');
+    fs.writeFileSync(batch.temp(final), 'ours');
+    await batch.link();
+    fs.rmSync(final);
+    fs.writeFileSync(final, 'theirs');
+    await service();
+    expect(fs.readFileSync(final, 'utf8')).toBe('theirs');
+  });
+});
+
+describe('a failed final link', () => {
+  it('never deletes the file someone else made under the clone\'s name', async () => {
+    const svc = await service();
+    const vm = (await svc['vm.create'](newVmRequest(iso, { name: 'alpha', storage: { kind: 'create', sizeGiB: 0.01 } }))).vm!;
+    const target = path.join(svc.paths.pool, 'alpha-clone.img');
+    // Someone creates the chosen name while the clone job runs (its first progress event).
+    let planted = false;
+    const done = new Promise<any>((resolve) =>
+      svc.onEvent((name, p: any) => {
+        if (name === 'job.progress' && !planted) {
+          planted = true;
+          fs.writeFileSync(target, 'someone else');
+        }
+        if (name === 'job.done') resolve(p);
+      }),
+    );
+    const { jobId } = await svc['vm.clone']({ uuid: vm.uuid, name: 'alpha-clone' });
+    expect(jobId).toBeDefined();
+    const r = await done;
+    expect(r.ok).toBe(false);
+    expect(r.error).toMatch(/already exists/);
+    expect(fs.readFileSync(target, 'utf8')).toBe('someone else');
+    expect(ls(svc.paths.pool)).toEqual(['alpha-clone.img', 'alpha.img']);
+  });
+});
+
+describe('cp and its parent', () => {
+  it('a cp started by a process that is killed with SIGKILL dies with it', async () => {
+    const fifo = path.join(tmp, 'fifo');
+    const r = spawn('mkfifo', [fifo]);
+    await new Promise((res) => r.on('exit', res));
+    // cp blocks for good opening a FIFO nobody writes: only its parent's death can end it.
+    const [cmd, args] = cpCommand(['--sparse=always', '--', fifo, path.join(tmp, 'out')]);
+    const parent = spawn(process.execPath, ['-e', `const c = require('child_process').spawn(${JSON.stringify(cmd)}, ${JSON.stringify(args)}, { stdio: 'ignore' }); console.log(c.pid); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const pid = await new Promise<number>((resolve) => parent.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
+    const alive = (p: number) => {
+      try {
+        process.kill(p, 0);
+        const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+        return !/\) Z /.test(st);
+      } catch {
+        return false;
+      }
+    };
+    // Wait until it is cp itself (setpriv has exec'd it), blocked on the FIFO.
+    for (let i = 0; i < 100 && !/^cp/.test(fs.readFileSync(`/proc/${pid}/comm`, 'utf8')); i++) await new Promise((r2) => setTimeout(r2, 20));
+    expect(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('cp');
+    parent.kill('SIGKILL');
+    let gone = false;
+    for (let i = 0; i < 100 && !gone; i++) {
+      gone = !alive(pid);
+      if (!gone) await new Promise((r2) => setTimeout(r2, 20));
+    }
+    if (!gone) process.kill(pid, 'SIGKILL'); // don't leave it behind, then fail
+    expect(gone).toBe(true);
+  });
+});
