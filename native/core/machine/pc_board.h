@@ -107,6 +107,7 @@ private:
   // free slot from 5 (QEMU's first slot for -device virtio-blk-pci).
   void wire_virtio_blk(const DiskSpec& d);
   void configure_firmware();
+  void configure_smbios();
 
   Machine& m_;
   kvm::KvmVm& vm_;
