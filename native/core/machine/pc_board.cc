@@ -71,6 +71,10 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   auto isa_irq = [&vm](uint8_t irq) { return IrqLine([&vm, irq](bool l) { vm.irq_line(irq, l); }); };
 
   host_ = std::make_unique<pci::PciHost>(pio, mmio);
+  rom_slots_ok_ = vm.system().check_extension(KVM_CAP_READONLY_MEM) > 0;
+  host_->rom_mapped = [this](pci::PciFunction& f, uint64_t gpa, uint8_t* p, uint64_t size, bool mapped) {
+    map_rom(f.devfn(), gpa, p, size, mapped);
+  };
   pio.insert(host_->config_port(), kPciConfigPort, kPciConfigLen, "pci-config");
 
   i440fx_ = std::make_shared<pci::I440fx>();
@@ -320,6 +324,39 @@ void PcBoard::configure_firmware() {
   for (char c : cfg.boot_order) legacy.push_back(c == 'd' ? 3 : c == 'c' ? 2 : 4);
   if (legacy.size() > 3) legacy.resize(3);
   rtc_->set_boot_order(legacy);
+}
+
+// A function's expansion ROM as a read-only KVM slot at its ROM BAR: reads
+// are plain memory (SeaBIOS copies the VGA BIOS out of it: ~10,000 MMIO
+// exits otherwise); writes exit as MMIO to the bus handler, which drops them.
+void PcBoard::map_rom(int devfn, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped) {
+  if (!rom_slots_ok_) return;
+  std::lock_guard g(rom_mu_);
+  RomSlot* s = nullptr;
+  for (auto& r : rom_slots_) {
+    if (r.devfn == devfn) s = &r;
+  }
+  if (!s && mapped) {
+    for (auto& r : rom_slots_) {
+      if (r.devfn < 0) {
+        r.devfn = devfn;
+        s = &r;
+        break;
+      }
+    }
+  }
+  if (!s) return;  // more ROMs than slots: that one stays on the bus
+  uint32_t slot = kRomSlotFirst + uint32_t(s - rom_slots_.data());
+  if (s->mapped) vm_.set_memory(slot, s->gpa, 0, nullptr);  // size 0 deletes the slot
+  s->mapped = false;
+  if (!mapped) return;
+  try {
+    vm_.set_memory(slot, gpa, size, host, KVM_MEM_READONLY);
+    s->gpa = gpa;
+    s->mapped = true;
+  } catch (const kvm::KvmError&) {
+    // Overlaps another slot (RAM, the LFB): the bus handler serves it.
+  }
 }
 
 // SMBIOS for SeaBIOS (machine/smbios.h): the VM's UUID, RAM as the e820
