@@ -154,7 +154,7 @@ Tables build(const Config& c) {
     s.str(0x04, c.manufacturer);
     s.str(0x05, c.product);
     s.str(0x06, c.version);
-    s.str(0x07, format_uuid(c.uuid));  // serial: the UUID, as libvirt sets it
+    s.str(0x07, format_uuid(c.uuid));  // serial number: the UUID too (one name for the VM)
     auto ub = smbios_uuid_bytes(c.uuid);
     s.bytes(0x08, ub.data(), 16);
     s.w8(0x18, 0x06);  // wake-up type: power switch
