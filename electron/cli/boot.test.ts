@@ -57,6 +57,15 @@ describe('parseBootArgs', () => {
     expect(() => parseBootArgs(['--append', 'x'])).toThrow(/need --kernel/);
     expect(() => parseBootArgs(['--bogus'])).toThrow(/unknown option/);
   });
+  it('takes --uuid, or makes a random one', () => {
+    const u = '6F1A7B2C-3D4E-4F50-8A61-72839405A6B7';
+    expect(parseBootArgs(['--uuid', u]).config.uuid).toBe(u.toLowerCase());
+    const a = parseBootArgs(['--kernel', 'k']).config.uuid!;
+    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(parseBootArgs(['--kernel', 'k']).config.uuid).not.toBe(a);
+    expect(() => parseBootArgs(['--uuid', '6f1a7b2c-3d4e-4f50-8a61-72839405a6b'])).toThrow(/--uuid/);
+    expect(() => parseBootArgs(['--uuid', 'not-a-uuid'])).toThrow(/--uuid/);
+  });
   it('parses memory sizes', () => {
     expect(parseMemory('256M')).toBe(256);
     expect(parseMemory('2G')).toBe(2048);

@@ -1,4 +1,5 @@
 // `vireo boot`: run a VM headless with its serial console on this terminal.
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { MachineConfig, NativeMachine, StateEvent } from '../common/engine-api';
 import { loadAddon } from '../engine-host/addon';
@@ -13,7 +14,7 @@ export interface BootOptions {
 
 export const BOOT_USAGE = `usage: vireo boot (--kernel FILE [--initrd FILE] [--append STRING] | --flat FILE [--flat-address ADDR]
                    | [--cdrom ISO] [--disk IMG]... [--boot order=dc] [--boot-menu])
-                  [--memory 256M] [--cpus N] [--serial stdio|file:PATH] [--timeout SECONDS]
+                  [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS]
                   [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
 
 Runs a virtual machine without a window. The guest's first serial port is this
@@ -23,7 +24,9 @@ a guest power-off exits 0; a crashed guest prints why and exits 2; --timeout
 exits 124.
 
 Without --kernel/--flat the machine boots SeaBIOS from the Debian seabios package
-with the given CD-ROM and disks.`;
+with the given CD-ROM and disks. --uuid sets the machine's UUID (SMBIOS type 1,
+what dmidecode and guests' /sys/class/dmi/id/product_uuid show); without it
+each boot gets a random one.`;
 
 export class UsageError extends Error {}
 
@@ -50,7 +53,7 @@ const DEFAULT_VGA_BIOS = '/usr/share/seabios/vgabios-stdvga.bin';
 
 const VALUE_FLAGS = new Set([
   '--kernel', '--initrd', '--append', '--flat', '--flat-address', '--memory', '-m', '--cpus', '--smp', '--serial',
-  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at',
+  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at', '--uuid',
 ]);
 
 export function parseBootArgs(args: string[]): BootOptions {
@@ -100,6 +103,11 @@ export function parseBootArgs(args: string[]): BootOptions {
         break;
       }
       case '--boot-menu': config.bootMenu = true; break;
+      case '--uuid':
+        if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v))
+          throw new UsageError(`--uuid: xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex digits (got '${v}')`);
+        config.uuid = v.toLowerCase();
+        break;
       case '--timeout': {
         const n = Number(v);
         if (!(n > 0)) throw new UsageError(`--timeout: a number of seconds (got '${v}')`);
@@ -123,6 +131,7 @@ export function parseBootArgs(args: string[]): BootOptions {
   }
   if (config.kernel && config.flat) throw new UsageError('give --kernel or --flat, not both');
   if ((config.initrd || config.append) && !config.kernel) throw new UsageError('--initrd and --append need --kernel');
+  config.uuid ??= randomUUID();
   if (!config.kernel && !config.flat) {
     config.bios = DEFAULT_BIOS;
     config.vgaBios = DEFAULT_VGA_BIOS;

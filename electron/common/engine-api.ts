@@ -59,6 +59,8 @@ export interface MachineConfig {
   /** Boot order like QEMU's: 'c' disk, 'd' cdrom, 'n' network; e.g. 'dc'. */
   bootOrder?: string;
   bootMenu?: boolean;
+  /** The machine's UUID (RFC 4122 text): SMBIOS type 1 and fw_cfg under firmware boot. Absent: all zeros. */
+  uuid?: string;
   /** Serial output is also delivered as 'serial' events; this only adds a file sink. */
   serialFile?: string;
   /** The serial log's size cap before it is rotated (host-core's SERIAL_LOG_MAX_BYTES by default). */

@@ -47,6 +47,9 @@ describe.skipIf(!!why)('native addon', () => {
     const { Machine } = loadAddon();
     expect(() => new Machine({ memoryMiB: 64, cpus: 1, kernel: '/nonexistent/k' })).toThrow(/\/nonexistent\/k.*No such file/);
     expect(() => new Machine({ memoryMiB: 64, cpus: 0, kernel: path.join(guests, 'hello.bin') })).toThrow(/cpus must be between/);
+    expect(() => new Machine({ memoryMiB: 64, cpus: 1, kernel: path.join(guests, 'hello.bin'), uuid: 'not-a-uuid' })).toThrow(
+      /uuid 'not-a-uuid' is not a UUID/,
+    );
   });
 
   it('machines without a PC board say so for display calls', () => {

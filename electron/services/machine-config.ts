@@ -14,10 +14,14 @@ export function firmwarePaths(env: NodeJS.ProcessEnv = process.env): FirmwarePat
   };
 }
 
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwarePaths()): MachineConfig {
   const cfg: MachineConfig = {
     memoryMiB: def.memoryMiB,
     cpus: def.cpus,
+    // The definition's UUID is the machine's (SMBIOS type 1, as libvirt does).
+    ...(UUID_RE.test(def.uuid) ? { uuid: def.uuid } : {}),
     // A CD-ROM drive with no disc is left out (the engine has no empty drive yet).
     disks: def.disks.filter((d) => d.path !== '').map((d) => ({
       path: d.path,

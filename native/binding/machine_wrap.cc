@@ -76,6 +76,7 @@ MachineConfig parse_config(const Napi::Object& o) {
   c.boot_order = get_str(o, "bootOrder");
   if (c.boot_order.empty()) c.boot_order = "cdn";
   c.boot_menu = o.Get("bootMenu").ToBoolean();
+  c.uuid = get_str(o, "uuid");
   auto disks = o.Get("disks");
   if (disks.IsArray()) {
     auto a = disks.As<Napi::Array>();

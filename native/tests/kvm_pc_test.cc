@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "kvm_helpers.h"
@@ -274,4 +275,74 @@ TEST(seabios_boot_menu_when_asked_for) {
   CHECK(menu);
   CHECK(screen.find("DVD/CD") != std::string::npos);
   m.stop();
+}
+
+// SeaBIOS takes Vireo's SMBIOS tables from fw_cfg (etc/smbios/smbios-anchor
+// and -tables) instead of building its own: its debug log (port 0x402) says
+// where it copied the entry point, and that entry point is Vireo's (SMBIOS
+// 2.8; SeaBIOS' own build is 2.4) with the VM's product name and UUID. The
+// banner line "Machine UUID ..." is printed from those tables.
+TEST(seabios_uses_the_fw_cfg_smbios_tables) {
+  require_kvm();
+  require_file(kBios, "seabios");
+  const std::string uuid = "6f1a7b2c-3d4e-4f50-8a61-72839405a6b7";
+  MachineConfig c = pc_config(128);
+  c.uuid = uuid;
+  // The debug log goes to stderr with VIREO_DEBUGCON=1; catch it in a file.
+  char path[] = "/tmp/vireo-debugcon-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  std::fflush(stderr);
+  int saved = dup(2);
+  setenv("VIREO_DEBUGCON", "1", 1);
+  dup2(fd, 2);
+  std::string screen;
+  bool shown = false;
+  std::vector<uint8_t> ep(31), tables;
+  std::string log;
+  {
+    Machine m(c);
+    Run r;
+    r.attach(m);
+    m.start();
+    auto* b = dynamic_cast<PcBoard*>(m.board());
+    shown = wait_text(*b, r, "Machine UUID " + uuid, 90, &screen);
+    m.stop();
+    std::fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    unsetenv("VIREO_DEBUGCON");
+    FILE* f = std::fopen(path, "rb");
+    char buf[4096];
+    size_t n;
+    while (f && (n = std::fread(buf, 1, sizeof buf, f)) > 0) log.append(buf, n);
+    if (f) std::fclose(f);
+    close(fd);
+    unlink(path);
+    // "Copying SMBIOS from 0x00006e20 to 0x000f67f0"
+    size_t at = log.find("Copying SMBIOS from ");
+    if (at == std::string::npos) std::printf("debug log:\n%s\n", log.c_str());
+    CHECK(at != std::string::npos);
+    size_t to = log.find(" to 0x", at);
+    CHECK(to != std::string::npos);
+    uint64_t ep_addr = std::strtoull(log.c_str() + to + 4, nullptr, 16);
+    std::printf("  SeaBIOS put the SMBIOS entry point at 0x%llx\n", (unsigned long long)ep_addr);
+    CHECK(m.memory().read(ep_addr, ep.data(), ep.size()));
+    uint32_t taddr = uint32_t(ep[0x18] | ep[0x19] << 8 | ep[0x1a] << 16 | uint32_t(ep[0x1b]) << 24);
+    tables.resize(size_t(ep[0x16] | ep[0x17] << 8));
+    CHECK(m.memory().read(taddr, tables.data(), tables.size()));
+  }
+  if (!shown) std::printf("screen:\n%s\n", screen.c_str());
+  CHECK(shown);
+  CHECK(screen.find("Machine UUID " + uuid) != std::string::npos);
+  CHECK(log.find("Machine UUID " + uuid) != std::string::npos);
+  CHECK(log.find("Invalid SMBIOS signature") == std::string::npos);
+  CHECK(std::memcmp(ep.data(), "_SM_", 4) == 0);
+  CHECK_EQ(int(ep[0x06]), 2);
+  CHECK_EQ(int(ep[0x07]), 8);  // Vireo's version; SeaBIOS' own tables say 2.4
+  std::string t(tables.begin(), tables.end());
+  CHECK(t.find("Vireo PC (i440FX + PIIX, 1996)") != std::string::npos);
+  const uint8_t smbios_uuid[16] = {0x2c, 0x7b, 0x1a, 0x6f, 0x4e, 0x3d, 0x50, 0x4f,
+                                   0x8a, 0x61, 0x72, 0x83, 0x94, 0x05, 0xa6, 0xb7};
+  CHECK(t.find(std::string(reinterpret_cast<const char*>(smbios_uuid), 16)) != std::string::npos);
 }

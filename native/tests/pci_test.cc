@@ -344,3 +344,99 @@ TEST(reset_all_clears_bars_and_command) {
   CHECK_EQ(r.cfgl(3, 0, 0x10), 1u);
   CHECK(!std::get<2>(r.intx.back()));
 }
+
+// PciHost::rom_mapped: the ROM image offered as memory while the ROM BAR
+// decodes, withdrawn when it moves, is disabled, loses memory decoding or the
+// machine resets.
+TEST(rom_bar_offered_as_memory_while_decoded) {
+  Bus pio, mmio;
+  PciHost host(pio, mmio);
+  struct Ev {
+    uint64_t gpa, size;
+    bool mapped;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<Ev> ev;
+  host.rom_mapped = [&](PciFunction& f, uint64_t gpa, uint8_t* p, uint64_t size, bool mapped) {
+    CHECK_EQ(f.devfn(), 2 * 8);
+    CHECK_EQ(reinterpret_cast<uintptr_t>(p) % PciHost::kRomPage, uintptr_t(0));
+    ev.push_back({gpa, size, mapped, std::vector<uint8_t>(p, p + size)});
+  };
+  auto f = std::make_shared<PciFunction>();
+  std::vector<uint8_t> img(40000, 0x11);
+  img[0] = 0x55;
+  img[1] = 0xaa;
+  f->set_rom(img);
+  host.attach(2, 0, f);
+  host.config_write(0, 2, 0, 0x30, 4, 0xfebe0001);
+  CHECK(ev.empty());  // memory decoding still off
+  host.config_write(0, 2, 0, 4, 2, kCmdMem);
+  CHECK_EQ(ev.size(), size_t(1));
+  CHECK_EQ(ev[0].gpa, 0xfebe0000ull);
+  CHECK_EQ(ev[0].size, 0x10000ull);  // 40,000 bytes -> a 64 KiB BAR
+  CHECK(ev[0].mapped);
+  CHECK_EQ(ev[0].bytes[1], 0xaa);
+  CHECK_EQ(ev[0].bytes[39999], 0x11);
+  CHECK_EQ(ev[0].bytes[40000], 0);  // zero padding to the BAR size
+  CHECK_EQ(ev[0].bytes[0xffff], 0);
+  // The bus handler stays behind the memory.
+  uint8_t b = 0;
+  mmio.read(0xfebe0001, {&b, 1});
+  CHECK_EQ(b, 0xaa);
+  // Moved: withdrawn at the old address, offered at the new one.
+  host.config_write(0, 2, 0, 0x30, 4, 0xfeb00001);
+  CHECK_EQ(ev.size(), size_t(3));
+  CHECK(!ev[1].mapped);
+  CHECK_EQ(ev[1].gpa, 0xfebe0000ull);
+  CHECK(ev[2].mapped);
+  CHECK_EQ(ev[2].gpa, 0xfeb00000ull);
+  // Rewriting the same value changes nothing.
+  host.config_write(0, 2, 0, 0x30, 4, 0xfeb00001);
+  CHECK_EQ(ev.size(), size_t(3));
+  // Enable bit cleared: withdrawn (SeaBIOS does this after copying the ROM).
+  host.config_write(0, 2, 0, 0x30, 4, 0xfeb00000);
+  CHECK_EQ(ev.size(), size_t(4));
+  CHECK(!ev[3].mapped);
+  CHECK_EQ(ev[3].gpa, 0xfeb00000ull);
+  // Enabled again, then memory decoding off: withdrawn.
+  host.config_write(0, 2, 0, 0x30, 4, 0xfeb00001);
+  CHECK_EQ(ev.size(), size_t(5));
+  host.config_write(0, 2, 0, 4, 2, 0);
+  CHECK_EQ(ev.size(), size_t(6));
+  CHECK(!ev[5].mapped);
+  // Reset withdraws it too.
+  host.config_write(0, 2, 0, 4, 2, kCmdMem);
+  CHECK_EQ(ev.size(), size_t(7));
+  CHECK(ev[6].mapped);
+  host.reset_all();
+  CHECK_EQ(ev.size(), size_t(8));
+  CHECK(!ev[7].mapped);
+  CHECK_EQ(ev[7].gpa, 0xfeb00000ull);
+  CHECK(!f->bar(6).mapped);
+}
+
+TEST(small_or_overlapping_rom_bar_stays_on_the_bus_only) {
+  Bus pio, mmio;
+  PciHost host(pio, mmio);
+  int calls = 0;
+  host.rom_mapped = [&](PciFunction&, uint64_t, uint8_t*, uint64_t, bool) { calls++; };
+  auto f = std::make_shared<PciFunction>();
+  f->set_rom(std::vector<uint8_t>(1000, 0x33));  // a 2 KiB BAR: not a page
+  host.attach(4, 0, f);
+  host.config_write(0, 4, 0, 4, 2, kCmdMem);
+  host.config_write(0, 4, 0, 0x30, 4, 0xfebf0801);
+  CHECK(f->bar(6).mapped);
+  CHECK_EQ(calls, 0);
+  uint8_t b = 0;
+  mmio.read(0xfebf0800 + 999, {&b, 1});
+  CHECK_EQ(b, 0x33);
+  // A ROM BAR over another device is not decoded, so not offered either.
+  auto g = std::make_shared<PciFunction>();
+  g->set_rom(std::vector<uint8_t>(8192, 0x44));
+  host.attach(5, 0, g);
+  mmio.insert(std::make_shared<Regs>(), 0xfe000000, 0x1000, "other");
+  host.config_write(0, 5, 0, 4, 2, kCmdMem);
+  host.config_write(0, 5, 0, 0x30, 4, 0xfe000001);
+  CHECK(!g->bar(6).mapped);
+  CHECK_EQ(calls, 0);
+}

@@ -59,7 +59,7 @@ describe('vm.update (hardware details)', () => {
     expect(def.disks.map((d) => `${d.media}:${d.bus}`)).toEqual(['disk:virtio', 'cdrom:ide']);
     expect(events).toEqual(['512/2']);
     const cfg = toMachineConfig(def, { bios: '/b', vgaBios: '/v' });
-    expect(cfg).toMatchObject({ memoryMiB: 512, cpus: 2, bootOrder: 'cd', bootMenu: true, serialFile: log });
+    expect(cfg).toMatchObject({ memoryMiB: 512, cpus: 2, bootOrder: 'cd', bootMenu: true, serialFile: log, uuid: vm.uuid });
     // No temp files left next to the definition (atomic write = temp + rename).
     expect(fs.readdirSync(svc.paths.vms)).toEqual([`${vm.uuid}.json`]);
   });

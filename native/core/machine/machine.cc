@@ -1,4 +1,5 @@
 #include "machine/machine.h"
+#include "machine/smbios.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -165,6 +166,8 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   int boots = !cfg_.kernel.empty() + !cfg_.flat.empty() + !cfg_.bios.empty();
   if (boots == 0) throw MachineError("nothing to boot: give a kernel, a flat binary, or firmware (bios)");
   if (!cfg_.kernel.empty() && !cfg_.flat.empty()) throw MachineError("give either a kernel or a flat binary, not both");
+  if (!cfg_.uuid.empty() && !smbios::parse_uuid(cfg_.uuid))
+    throw MachineError("uuid '" + cfg_.uuid + "' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
 
   // Read the boot files before anything else so a bad path fails fast.
   std::vector<uint8_t> kernel, initrd;

@@ -49,6 +49,10 @@ struct MachineConfig {
   std::vector<DiskSpec> disks;
   std::string boot_order = "cdn";
   bool boot_menu = false;
+  // The machine's UUID, "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (RFC 4122
+  // text). Firmware boot shows it in SMBIOS type 1 and fw_cfg's UUID key.
+  // Empty: all zeros, as QEMU without -uuid.
+  std::string uuid;
 };
 
 enum class RunState { Created, Running, Paused, Stopped, Crashed };

@@ -24,6 +24,8 @@
 #include "machine/boot.h"
 #include "machine/layout.h"
 #include "machine/machine.h"
+#include "machine/smbios.h"
+#include "kvm/cpuid.h"
 
 namespace vireo {
 
@@ -69,6 +71,10 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   auto isa_irq = [&vm](uint8_t irq) { return IrqLine([&vm, irq](bool l) { vm.irq_line(irq, l); }); };
 
   host_ = std::make_unique<pci::PciHost>(pio, mmio);
+  rom_slots_ok_ = vm.system().check_extension(KVM_CAP_READONLY_MEM) > 0;
+  host_->rom_mapped = [this](pci::PciFunction& f, uint64_t gpa, uint8_t* p, uint64_t size, bool mapped) {
+    map_rom(f.devfn(), gpa, p, size, mapped);
+  };
   pio.insert(host_->config_port(), kPciConfigPort, kPciConfigLen, "pci-config");
 
   i440fx_ = std::make_shared<pci::I440fx>();
@@ -310,6 +316,7 @@ void PcBoard::configure_firmware() {
   }
   sc.boot_menu = cfg.boot_menu;
   fwcfg::configure_seabios(*fw_, sc);
+  configure_smbios();
 
   rtc_->set_memory(ram.low_end, ram.high_size);
   rtc_->set_smp_count(cfg.cpus);
@@ -317,6 +324,78 @@ void PcBoard::configure_firmware() {
   for (char c : cfg.boot_order) legacy.push_back(c == 'd' ? 3 : c == 'c' ? 2 : 4);
   if (legacy.size() > 3) legacy.resize(3);
   rtc_->set_boot_order(legacy);
+}
+
+// A function's expansion ROM as a read-only KVM slot at its ROM BAR: reads
+// are plain memory (SeaBIOS copies the VGA BIOS out of it: ~10,000 MMIO
+// exits otherwise); writes exit as MMIO to the bus handler, which drops them.
+void PcBoard::map_rom(int devfn, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped) {
+  if (!rom_slots_ok_) return;
+  std::lock_guard g(rom_mu_);
+  RomSlot* s = nullptr;
+  for (auto& r : rom_slots_) {
+    if (r.devfn == devfn) s = &r;
+  }
+  if (!s && mapped) {
+    for (auto& r : rom_slots_) {
+      if (r.devfn < 0) {
+        r.devfn = devfn;
+        s = &r;
+        break;
+      }
+    }
+  }
+  if (!s) return;  // more ROMs than slots: that one stays on the bus
+  uint32_t slot = kRomSlotFirst + uint32_t(s - rom_slots_.data());
+  if (s->mapped) vm_.set_memory(slot, s->gpa, 0, nullptr);  // size 0 deletes the slot
+  s->mapped = false;
+  if (!mapped) return;
+  try {
+    vm_.set_memory(slot, gpa, size, host, KVM_MEM_READONLY);
+    s->gpa = gpa;
+    s->mapped = true;
+  } catch (const kvm::KvmError&) {
+    // Overlaps another slot (RAM, the LFB): the bus handler serves it.
+  }
+}
+
+// SMBIOS for SeaBIOS (machine/smbios.h): the VM's UUID, RAM as the e820
+// map lays it out, one processor package with a core per vCPU (what each
+// vCPU's CPUID says: leaf 1 and leaf 4 count every vCPU in one package), and
+// SeaBIOS' own name and version in type 0. The UUID also goes to fw_cfg's
+// UUID key (RFC byte order, as QEMU's -uuid).
+void PcBoard::configure_smbios() {
+  const MachineConfig& cfg = m_.config();
+  boot::RamLayout ram = boot::ram_layout(cfg.mem_bytes);
+  smbios::Config c;
+  if (auto u = smbios::parse_uuid(cfg.uuid)) c.uuid = *u;  // Machine rejected a malformed one
+  c.ram_below_4g = ram.low_end;
+  c.ram_above_4g = ram.high_size;
+  c.sockets = 1;
+  c.cores_per_socket = cfg.cpus;
+  kvm::CpuidOptions co;
+  co.vcpu_count = cfg.cpus;
+  co.pvm_host = kvm::host_is_pvm();
+  for (const kvm_cpuid_entry2& e : kvm::build_cpuid(vm_.system().supported_cpuid(), co)) {
+    if (e.function == 0) {
+      char v[13] = {};
+      std::memcpy(v, &e.ebx, 4);
+      std::memcpy(v + 4, &e.edx, 4);
+      std::memcpy(v + 8, &e.ecx, 4);
+      c.cpu_vendor = v;
+    } else if (e.function == 1) {
+      c.cpuid_signature = e.eax;
+      c.cpuid_features = e.edx;
+    }
+  }
+  std::vector<uint8_t> bios = boot::read_file(cfg.bios, "firmware");
+  c.bios_rom_bytes = bios.size();
+  std::string version = smbios::seabios_version(bios);
+  if (!version.empty()) c.bios_version = version;
+  smbios::Tables t = smbios::build(c);
+  fw_->add_file(smbios::kAnchorFile, std::move(t.anchor));
+  fw_->add_file(smbios::kTablesFile, std::move(t.tables));
+  fw_->set_item(FwCfg::kUuid, std::vector<uint8_t>(c.uuid.begin(), c.uuid.end()));
 }
 
 bool PcBoard::key(const std::string& code, bool down) {

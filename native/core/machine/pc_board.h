@@ -8,6 +8,7 @@
 // Every port and IRQ number is a named constant in machine/layout.h or the
 // device's header.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -62,6 +63,9 @@ class PcBoard : public Board {
 public:
   // KVM memory slot for the std-vga linear framebuffer (the Machine uses 0..3).
   static constexpr uint32_t kLfbSlot = 8;
+  // KVM memory slots for PCI expansion ROMs while their ROM BAR decodes
+  // (PciHost::rom_mapped), one per function that has a ROM, from here on.
+  static constexpr uint32_t kRomSlotFirst = 9, kRomSlotCount = 8;
 
   // Builds and registers every device. Throws MachineError naming a disk or
   // ISO that cannot be opened.
@@ -107,6 +111,8 @@ private:
   // free slot from 5 (QEMU's first slot for -device virtio-blk-pci).
   void wire_virtio_blk(const DiskSpec& d);
   void configure_firmware();
+  void configure_smbios();
+  void map_rom(int devfn, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped);
 
   Machine& m_;
   kvm::KvmVm& vm_;
@@ -139,6 +145,18 @@ private:
   uint64_t lfb_gpa_ = 0;
   bool lfb_mapped_ = false;
   std::vector<uint64_t> dirty_;
+
+  // ROM BARs as read-only memory slots (only where KVM has
+  // KVM_CAP_READONLY_MEM; elsewhere the bus handler serves them, as QEMU
+  // falls back to MMIO for ROM without it).
+  struct RomSlot {
+    int devfn = -1;
+    uint64_t gpa = 0;
+    bool mapped = false;
+  };
+  std::mutex rom_mu_;
+  bool rom_slots_ok_ = false;
+  std::array<RomSlot, kRomSlotCount> rom_slots_{};
 
   // virtio-blk functions and their ioeventfd threads (declared last so the
   // threads stop before anything they kick goes away).

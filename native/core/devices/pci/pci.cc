@@ -4,6 +4,8 @@
 #include "devices/pci/pci.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 namespace vireo::pci {
 
@@ -185,10 +187,18 @@ void PciFunction::add_bar(int index, uint64_t size, BarKind kind, std::shared_pt
   }
 }
 
+void PciFunction::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
+
 void PciFunction::set_rom(std::vector<uint8_t> image) {
   uint64_t size = kRomMinSize;
   while (size < image.size()) size <<= 1;
   rom_ = std::move(image);
+  uint64_t alloc = std::max<uint64_t>(size, PciHost::kRomPage);
+  rom_mem_.reset(static_cast<uint8_t*>(std::aligned_alloc(PciHost::kRomPage, alloc)));
+  if (rom_mem_) {
+    std::memset(rom_mem_.get(), 0, alloc);
+    std::memcpy(rom_mem_.get(), rom_.data(), rom_.size());
+  }
   BarInfo& b = bars_[6];
   b.size = size;
   b.kind = BarKind::Mem32;
@@ -235,6 +245,10 @@ bool PciFunction::bus_master() const {
 void PciFunction::map_bar(int i, bool want, uint64_t addr) {
   BarInfo& b = bars_[i];
   if (b.mapped && (!want || b.mapped_at != addr)) {
+    if (i == 6 && rom_backed_) {
+      rom_backed_ = false;
+      host_->rom_mapped(*this, b.mapped_at, rom_mem_.get(), b.size, false);
+    }
     if (host_ && b.handler) {
       Bus& bus = is_io(b.kind) ? host_->pio() : host_->mmio();
       bus.remove(b.mapped_at);
@@ -253,6 +267,11 @@ void PciFunction::map_bar(int i, bool want, uint64_t addr) {
       b.mapped = true;
       b.mapped_at = addr;
       bar_mapped(i, addr, true);
+      if (i == 6 && host_ && host_->rom_mapped && rom_mem_ && addr % PciHost::kRomPage == 0 &&
+          b.size % PciHost::kRomPage == 0) {
+        rom_backed_ = true;
+        host_->rom_mapped(*this, addr, rom_mem_.get(), b.size, true);
+      }
     }
   }
 }

@@ -54,7 +54,9 @@ public:
   // (power of two; I/O >= 4, memory >= 16), handled by `handler` at offsets
   // relative to the BAR base.
   void add_bar(int index, uint64_t size, BarKind kind, std::shared_ptr<IoDevice> handler);
-  // Expansion ROM BAR (offset 0x30) with its image. Reads through the ROM BAR return the image.
+  // Expansion ROM BAR (offset 0x30) with its image. Reads through the ROM BAR
+  // return the image; where the host installs PciHost::rom_mapped, the image
+  // is also offered as memory each time the BAR is decoded (see there).
   void set_rom(std::vector<uint8_t> image);
   void set_interrupt_pin(uint8_t pin /*1 = INTA..4 = INTD, 0 = none*/);
   // Append a capability with `len` bytes (including the 2-byte header); returns its offset.
@@ -99,6 +101,12 @@ protected:
   int devfn_ = -1;
   std::array<BarInfo, 7> bars_{};  // 6 = expansion ROM
   std::vector<uint8_t> rom_;
+  // The image zero-padded to the ROM BAR size, page-aligned, for rom_mapped.
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const;
+  };
+  std::unique_ptr<uint8_t, FreeDeleter> rom_mem_;
+  bool rom_backed_ = false;  // rom_mapped was last told "mapped"
   uint8_t last_cap_ = 0;
   uint8_t next_cap_off_ = 0x40;
   bool intx_level_ = false;     // device's request
@@ -127,6 +135,20 @@ public:
   // PIIX3 PIRQ router here; the i440FX swizzle (QEMU, SeaBIOS' DSDT _PRT) is
   // PIRQ = (slot - 1 + pin - 1) & 3 -> PIRQA..D, so slot 1 INTA is PIRQA.
   std::function<void(int slot, int pin, bool level)> route_intx;
+
+  // Expansion ROM BARs backed by memory, as QEMU backs them with a ROM
+  // region: called (under the function's config lock) when `f`'s ROM BAR
+  // starts decoding at `gpa` (Command.Memory and the ROM enable bit set) with
+  // the image zero-padded to the BAR's `size` at page-aligned `host`, and
+  // again with mapped == false (same gpa) when it stops: BAR moved or
+  // disabled, memory decoding off, reset. The board maps it as a read-only
+  // KVM memory slot so firmware copying the ROM (SeaBIOS: the VGA BIOS) reads
+  // memory instead of making an exit per access. The bus handler stays
+  // registered behind it (writes, and every access while no slot is there).
+  // Only for BARs whose address and size are multiples of kRomPage (a 2 KiB
+  // ROM BAR is served by the bus handler alone).
+  static constexpr uint64_t kRomPage = 4096;
+  std::function<void(PciFunction& f, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped)> rom_mapped;
 
   // Accesses at 0xcf8..0xcfb that are not a dword at 0xcf8 (the address
   // register) are forwarded here with offset 0..3 (offset 1 = port 0xcf9, the
