@@ -26,6 +26,9 @@ public:
   // The device broke down or the driver broke a rule: set DEVICE_NEEDS_RESET
   // and tell the driver with a configuration-change interrupt (2.1.2).
   virtual void set_needs_reset(const std::string& why) = 0;
+  // The device changed its configuration space (4.1.4.3: config_generation
+  // moves on; 2.5.1 / 4.1.5.3: a configuration-change interrupt).
+  virtual void config_changed() = 0;
   // Bumped by every device reset: completions of requests started in an
   // older epoch must not touch guest memory.
   virtual uint64_t epoch() const = 0;

@@ -49,6 +49,8 @@ const Field* field_at(uint64_t off) {
 uint32_t pci_class_for(uint16_t type) {
   // QEMU's choices, which guests' inf/driver matching has seen:
   // block = mass storage (SCSI), others = "other".
+  // network = Ethernet controller.
+  if (type == kDeviceNet) return 0x020000;
   return type == kDeviceBlock ? 0x010000 : 0xff0000;
 }
 
@@ -388,6 +390,11 @@ void VirtioPci::set_needs_reset(const std::string& why) {
   if (s_.status & kStatusNeedsReset) return;
   needs_reset_why_ = why;
   s_.status |= kStatusNeedsReset;
+  if (s_.status & kStatusDriverOk) raise(s_.config_msix_vector, kIsrConfig);
+}
+
+void VirtioPci::config_changed() {
+  s_.config_generation++;
   if (s_.status & kStatusDriverOk) raise(s_.config_msix_vector, kIsrConfig);
 }
 

@@ -51,6 +51,7 @@ public:
   SplitQueue& queue(int i) override { return queues_[size_t(i)]; }
   void signal_used(int q) override;
   void set_needs_reset(const std::string& why) override;
+  void config_changed() override;
   uint64_t epoch() const override { return epoch_; }
   bool dma_allowed() const override { return bus_master(); }
 

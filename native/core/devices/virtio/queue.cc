@@ -146,6 +146,38 @@ bool SplitQueue::push(const GuestMemory& mem, uint16_t head, uint32_t len) {
   return true;
 }
 
+bool SplitQueue::push_all(const GuestMemory& mem, const std::vector<Used>& elems) {
+  uint16_t size = s.size;
+  if (size == 0 || (s.used & 3)) return false;
+  uint8_t* idxp = mem.ptr(s.used + kRingIdx, 2);
+  if (!idxp) return false;
+  uint16_t idx = s.used_idx;
+  for (const Used& u : elems) {
+    uint32_t e[2] = {u.head, u.len};
+    if (!mem.write(s.used + kRingHdr + 8ull * (idx % size), e, sizeof e)) return false;
+    idx++;
+  }
+  s.used_idx = idx;
+  store16(idxp, idx);
+  for (const Used& u : elems) {
+    if (u.head < in_flight_.size() && in_flight_[u.head]) {
+      in_flight_[u.head] = false;
+      in_flight_count_--;
+    }
+  }
+  return true;
+}
+
+void SplitQueue::unpop(const std::vector<uint16_t>& heads) {
+  for (uint16_t h : heads) {
+    if (h < in_flight_.size() && in_flight_[h]) {
+      in_flight_[h] = false;
+      in_flight_count_--;
+    }
+  }
+  s.last_avail = uint16_t(s.last_avail - heads.size());
+}
+
 bool SplitQueue::needs_interrupt(const GuestMemory& mem) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   // (old, now] is what was added since the last decision.

@@ -65,6 +65,18 @@ public:
   bool push(const GuestMemory& mem, uint16_t head, uint32_t len);
   // Chains popped and not yet pushed.
   uint32_t heads_in_flight() const { return in_flight_count_; }
+  // Puts several chains on the used ring and publishes them with one index
+  // update, so the driver sees all or none of them (virtio-net's mergeable
+  // receive buffers: one frame over several chains).
+  struct Used {
+    uint16_t head;
+    uint32_t len;
+  };
+  bool push_all(const GuestMemory& mem, const std::vector<Used>& elems);
+  // Gives back the chains with these heads, the last ones pop() returned,
+  // in the order popped: they become available again, as if never taken
+  // (virtio-net, when a frame needs more receive buffers than are there).
+  void unpop(const std::vector<uint16_t>& heads);
   // After one or more push(): should the driver be interrupted? (2.7.7,
   // 2.7.10 with VIRTIO_F_EVENT_IDX.) Records the decision point.
   bool needs_interrupt(const GuestMemory& mem);

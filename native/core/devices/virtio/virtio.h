@@ -31,6 +31,6 @@ constexpr uint16_t kNoVector = 0xffff;  // 4.1.5.1.2 VIRTIO_MSI_NO_VECTOR
 constexpr uint8_t kIsrQueue = 1, kIsrConfig = 2;
 
 // 5 Device types.
-constexpr uint16_t kDeviceBlock = 2;
+constexpr uint16_t kDeviceNet = 1, kDeviceBlock = 2;
 
 }  // namespace vireo::virtio

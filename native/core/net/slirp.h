@@ -1,0 +1,83 @@
+// User-mode NAT through libslirp (the library behind QEMU's -nic user): the
+// guest sits on 10.0.2.0/24 with DHCP handing out 10.0.2.15 (first lease),
+// the gateway (and the host's loopback) at 10.0.2.2, DNS at 10.0.2.3, as
+// QEMU's defaults; IPv6 on fec0::/64 likewise. Host→guest port forwards are
+// listening sockets in this process. No root, no host interfaces.
+//
+// Threading: libslirp is not thread-safe, so every slirp_* call happens on
+// this backend's one poll thread (or in the constructor, before it starts).
+// send() only queues the frame and wakes that thread; slirp's timers are kept
+// here and fired from the same loop.
+#pragma once
+#include <poll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/backend.h"
+
+struct Slirp;
+
+namespace vireo::net {
+
+struct HostForward {
+  bool udp = false;
+  std::string host_addr;  // "" = every host address (0.0.0.0), as QEMU's hostfwd=tcp::2222-:22
+  uint16_t host_port = 0;
+  std::string guest_addr;  // "" = the first DHCP address (10.0.2.15)
+  uint16_t guest_port = 0;
+};
+
+struct SlirpOptions {
+  // Keep the guest off the outside world and the host: only slirp's own
+  // services (DHCP, DNS) and the port forwards work (QEMU's restrict=on).
+  bool restrict = false;
+  std::vector<HostForward> hostfwd;
+};
+
+// "tcp:127.0.0.1:2222-:22" / "udp::5353-10.0.2.15:53" (QEMU's hostfwd syntax,
+// protocol optional = tcp). Throws NetError saying what is wrong.
+HostForward parse_hostfwd(const std::string& spec);
+
+class SlirpBackend : public NetBackend {
+public:
+  // Throws NetError for a forward whose host port cannot be bound (taken,
+  // privileged) or an address that is not an IPv4 address.
+  explicit SlirpBackend(SlirpOptions opt);
+  ~SlirpBackend() override;
+
+  void start(Receiver rx) override;
+  void stop() override;
+  bool send(std::span<const uint8_t> frame) override;
+  std::string kind() const override { return "user"; }
+
+  // Guest misbehaviour slirp reported (malformed packets it dropped).
+  uint64_t guest_errors() const { return guest_errors_.load(); }
+
+  struct Timer;  // slirp's timers (public for the C callbacks)
+  struct Cb;
+
+private:
+  void run();
+  void wake();
+
+  SlirpOptions opt_;
+  Slirp* slirp_ = nullptr;
+  Receiver rx_;
+  std::thread thread_;
+  int wake_fd_ = -1;
+  std::atomic<bool> quit_{false};
+  std::mutex tx_mu_;
+  std::vector<std::vector<uint8_t>> tx_;  // frames from the guest waiting for the poll thread
+  size_t tx_bytes_ = 0;
+  std::vector<std::unique_ptr<Timer>> timers_;
+  std::vector<::pollfd>* pollfds_ = nullptr;  // during one loop iteration
+  std::atomic<uint64_t> guest_errors_{0};
+};
+
+}  // namespace vireo::net
