@@ -39,6 +39,18 @@ struct DiskSpec {
   bool snapshot = false;
 };
 
+// A network card. The PC board gives each one a PCI function at the first
+// free slot from 3 (where QEMU's pc puts its NIC).
+struct NicSpec {
+  std::string model = "virtio";  // "virtio" (virtio-net); e1000 is a later slice
+  std::string mac;               // "" = 52:54:00:12:34:56 + index, as QEMU numbers its NICs
+  std::string backend = "user";  // "user" = NAT through libslirp (TAP, isolated switch later)
+  bool link_up = true;
+  // backend "user":
+  bool restrict = false;             // no outside world, no host: slirp's DHCP/DNS and port forwards only
+  std::vector<std::string> hostfwd;  // "tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT" (QEMU's hostfwd syntax)
+};
+
 struct MachineConfig {
   uint64_t mem_bytes = 256ull << 20;
   int cpus = 1;
@@ -47,6 +59,7 @@ struct MachineConfig {
   uint64_t flat_addr = 0x7c00;
   std::string bios, vga_bios;
   std::vector<DiskSpec> disks;
+  std::vector<NicSpec> nics;
   std::string boot_order = "cdn";
   bool boot_menu = false;
   // The machine's UUID, "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (RFC 4122

@@ -21,6 +21,7 @@
 #include "devices/virtio/notify_thread.h"
 #include "devices/virtio/pci_transport.h"
 #include "kvm/kvm.h"
+#include "net/slirp.h"
 #include "machine/boot.h"
 #include "machine/layout.h"
 #include "machine/machine.h"
@@ -139,6 +140,7 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   rtc_ = std::make_shared<CmosRtc>(isa_irq(kIrqRtc), mono_ns, wall_ns());
   pio.insert(rtc_, kRtcPort, kRtcLen, "rtc");
   pio.insert(std::make_shared<PostPort>(), kPostPort, 1, "post");
+  wire_nics();
 
   fw_ = std::make_shared<FwCfg>(&m.memory());
   pio.insert(fw_, FwCfg::kPortBase, FwCfg::kPortLen, "fw_cfg");
@@ -153,6 +155,7 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
 }
 
 PcBoard::~PcBoard() {
+  for (auto& n : nics_) n->quiesce();  // no frame arrives from a backend thread after this
   if (rtc_) rtc_->stop_thread();
   if (input_watch_.joinable()) {
     {
@@ -299,6 +302,82 @@ void PcBoard::wire_virtio_blk(const DiskSpec& d) {
   virtio_blk_.push_back(fn);
   virtio_notify_.push_back(std::move(notify));
   boot_paths_disk_.push_back(fwcfg::pci_device_path("scsi", slot) + "/disk@0,0");
+}
+
+void PcBoard::wire_nics() {
+  // QEMU's pc machine puts its first NIC at slot 3; virtio-blk disks start at
+  // 5, so NICs take 3 and 4 and then whatever is free after the disks.
+  constexpr int kNicFirstSlot = 3, kLastSlot = 31;
+  const MachineConfig& cfg = m_.config();
+  std::vector<virtio::MacAddr> macs;
+  for (size_t i = 0; i < cfg.nics.size(); i++) {
+    const NicSpec& n = cfg.nics[i];
+    std::string who = "network card " + std::to_string(i + 1);
+    if (n.model != "virtio") {
+      throw MachineError(who + ": model '" + n.model + "' is not available yet (only virtio)");
+    }
+    virtio::VirtioNet::Options o;
+    if (n.mac.empty()) {
+      o.mac = {0x52, 0x54, 0x00, 0x12, 0x34, uint8_t(0x56 + i)};
+    } else if (!virtio::parse_mac(n.mac, o.mac)) {
+      throw MachineError(who + ": '" + n.mac + "' is not a unicast MAC address (like 52:54:00:12:34:56)");
+    }
+    for (const auto& m : macs) {
+      if (m == o.mac) throw MachineError(who + ": MAC address " + (n.mac.empty() ? "(default)" : n.mac) + " is used by another card");
+    }
+    macs.push_back(o.mac);
+    o.link_up = n.link_up;
+    std::shared_ptr<net::NetBackend> be;
+    if (n.backend == "user") {
+      net::SlirpOptions so;
+      so.restrict = n.restrict;
+      try {
+        for (const auto& f : n.hostfwd) so.hostfwd.push_back(net::parse_hostfwd(f));
+        be = std::make_shared<net::SlirpBackend>(so);
+      } catch (net::NetError& e) {
+        throw MachineError(who + ": " + e.what());
+      }
+    } else {
+      throw MachineError(who + ": backend '" + n.backend + "' is not available yet (only user)");
+    }
+    int slot = kNicFirstSlot;
+    while (slot <= kLastSlot && host_->function(slot, 0)) slot++;
+    if (slot > kLastSlot) throw MachineError(who + ": no free PCI slot");
+    auto dev = std::make_shared<virtio::VirtioNet>(be, o);
+
+    auto* vm = &vm_;
+    auto notify = std::make_unique<virtio::NotifyThread>(dev->num_queues(), [vm](uint64_t gpa, int efd, bool assign) {
+      if (!assign) {
+        int r = vm->unregister_ioeventfd(gpa, 0, efd, false);
+        return r == 0 ? 0 : vm->unregister_ioeventfd(gpa, 2, efd, false);
+      }
+      int r = vm->register_ioeventfd(gpa, 0, efd, false);
+      return r == 0 ? 0 : vm->register_ioeventfd(gpa, 2, efd, false);
+    });
+    virtio::VirtioPci::Hooks hooks;
+    hooks.msi = [vm](uint64_t addr, uint32_t data) { vm->signal_msi(addr, data); };
+    auto* nt = notify.get();
+    hooks.notify_mapped = [nt](int q, uint64_t gpa, bool mapped) { nt->mapped(q, gpa, mapped); };
+    auto fn = std::make_shared<virtio::VirtioPci>(dev, &m_.memory(), hooks);
+    fn->name = "virtio-net@" + std::to_string(slot);
+    nt->start([t = fn.get()](int q) { t->notify(q); });
+    host_->attach(slot, 0, fn);
+    dev->start();
+    nics_.push_back(dev);
+    virtio_net_.push_back(fn);
+    virtio_notify_.push_back(std::move(notify));
+    // No bootorder entry: there is no iPXE ROM, so SeaBIOS cannot boot from it.
+  }
+}
+
+bool PcBoard::set_nic_link(size_t i, bool up) {
+  if (i >= nics_.size()) return false;
+  nics_[i]->set_link(up);
+  return true;
+}
+
+virtio::NetCounters PcBoard::nic_counters(size_t i) const {
+  return i < nics_.size() ? nics_[i]->counters() : virtio::NetCounters{};
 }
 
 void PcBoard::configure_firmware() {

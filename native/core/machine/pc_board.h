@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "devices/virtio/net/device.h"
+
 namespace vireo {
 
 class Machine;
@@ -103,6 +105,13 @@ public:
   // button does.
   bool eject_cdrom();
 
+  // Network cards, in MachineConfig::nics order. Link up/down as a cable
+  // pulled or plugged (the guest is told); false for no such NIC.
+  size_t nic_count() const { return nics_.size(); }
+  bool set_nic_link(size_t i, bool up);
+  // Counters of NIC i (zeros for no such NIC).
+  virtio::NetCounters nic_counters(size_t i) const;
+
 private:
   void wire_ide();
   void watch_input();
@@ -113,6 +122,9 @@ private:
   void configure_firmware();
   void configure_smbios();
   void map_rom(int devfn, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped);
+  // MachineConfig::nics: a virtio-net function per NIC at the next free slot
+  // from 3, each with its backend. Throws MachineError naming the NIC.
+  void wire_nics();
 
   Machine& m_;
   kvm::KvmVm& vm_;
@@ -161,6 +173,8 @@ private:
   // virtio-blk functions and their ioeventfd threads (declared last so the
   // threads stop before anything they kick goes away).
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_blk_;
+  std::vector<std::shared_ptr<virtio::VirtioNet>> nics_;  // backends stop first in ~PcBoard
+  std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_net_;
   std::vector<std::unique_ptr<virtio::NotifyThread>> virtio_notify_;
 };
 

@@ -1,0 +1,125 @@
+// Network cards on the PC board: MachineConfig::nics become virtio-net PCI
+// functions at slots 3, 4... (virtio-blk disks keep slot 5 onward), and bad
+// NIC settings are refused with a message that names the card. Needs
+// /dev/kvm to build the machine; nothing runs a vCPU.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "kvm_helpers.h"
+#include "machine/pc_board.h"
+
+using namespace vireo;
+
+namespace {
+const char* kBios = "/usr/share/seabios/bios.bin";
+
+MachineConfig base() {
+  if (access(kBios, R_OK) != 0) SKIP(std::string(kBios) + " is missing (Debian package seabios)");
+  MachineConfig c;
+  c.bios = kBios;
+  c.mem_bytes = 64 << 20;
+  return c;
+}
+
+uint32_t pci_read(Machine& m, int slot, uint32_t reg) {
+  uint32_t addr = 0x80000000u | uint32_t(slot) << 11 | (reg & 0xfc);
+  uint8_t b[4];
+  std::memcpy(b, &addr, 4);
+  m.pio().write(0xcf8, {b, 4});
+  m.pio().read(0xcfc, {b, 4});
+  uint32_t v;
+  std::memcpy(&v, b, 4);
+  return v;
+}
+
+std::string error_of(const MachineConfig& c) {
+  try {
+    Machine m(c);
+  } catch (MachineError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(nics_take_slots_from_3_and_disks_keep_5) {
+  require_kvm();
+  MachineConfig c = base();
+  char path[] = "/tmp/vireo-nic-disk-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  CHECK_EQ(ftruncate(fd, 1 << 20), 0);
+  close(fd);
+  DiskSpec d;
+  d.path = path;
+  d.format = "raw";
+  d.virtio = true;
+  c.disks.push_back(d);
+  c.nics.push_back(NicSpec{});
+  NicSpec n2;
+  n2.mac = "52:54:00:aa:bb:cc";
+  n2.hostfwd.push_back("tcp:127.0.0.1:0-:22");
+  c.nics.push_back(n2);
+  NicSpec n3;
+  n3.restrict = true;
+  n3.link_up = false;
+  c.nics.push_back(n3);
+  Machine m(c);
+  unlink(path);
+  auto* b = dynamic_cast<PcBoard*>(m.board());
+  CHECK(b);
+  CHECK_EQ(b->nic_count(), 3u);
+  CHECK_EQ(pci_read(m, 3, 0), 0x10411af4u);
+  CHECK_EQ(pci_read(m, 4, 0), 0x10411af4u);
+  CHECK_EQ(pci_read(m, 5, 0), 0x10421af4u);  // virtio-blk
+  CHECK_EQ(pci_read(m, 6, 0), 0x10411af4u);  // the third NIC after the disk
+  CHECK_EQ(pci_read(m, 3, 8) >> 8, 0x020000u);  // Ethernet controller
+  CHECK(b->set_nic_link(2, true));
+  CHECK(!b->set_nic_link(3, true));
+  CHECK_EQ(b->nic_counters(0).tx_packets, 0u);
+}
+
+TEST(bad_nic_settings_are_refused_naming_the_card) {
+  require_kvm();
+  MachineConfig c = base();
+  NicSpec n;
+  n.model = "e1000";
+  c.nics = {n};
+  std::string e = error_of(c);
+  CHECK(e.find("network card 1") != std::string::npos && e.find("e1000") != std::string::npos);
+  n = NicSpec{};
+  n.mac = "01:02:03:04:05:06";  // multicast
+  c.nics = {NicSpec{}, n};
+  e = error_of(c);
+  CHECK(e.find("network card 2") != std::string::npos && e.find("MAC") != std::string::npos);
+  n.mac = "52:54:00:12:34:56";  // the first card's default
+  c.nics = {NicSpec{}, n};
+  e = error_of(c);
+  CHECK(e.find("used by another card") != std::string::npos);
+  n = NicSpec{};
+  n.backend = "tap";
+  c.nics = {n};
+  CHECK(error_of(c).find("backend 'tap'") != std::string::npos);
+  n = NicSpec{};
+  n.hostfwd = {"tcp::2222"};
+  c.nics = {n};
+  CHECK(error_of(c).find("hostfwd") != std::string::npos);
+  // A host port that is taken.
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  CHECK(::listen(s, 1) == 0);
+  socklen_t l = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &l);
+  n.hostfwd = {"tcp:127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "-:22"};
+  c.nics = {n};
+  e = error_of(c);
+  ::close(s);
+  CHECK(e.find("network card 1") != std::string::npos && e.find("in use") != std::string::npos);
+}
