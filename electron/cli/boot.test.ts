@@ -31,6 +31,34 @@ function run(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } =
 }
 
 describe('parseBootArgs', () => {
+  it('reads --nic user with QEMU-style options, repeatable; none is the default and clears', () => {
+    expect(parseBootArgs(['--cdrom', 'a.iso']).config.nics).toBeUndefined();
+    const o = parseBootArgs([
+      '--nic', 'user,model=virtio,mac=52:54:00:AA:bb:01,hostfwd=tcp::2222-:22,hostfwd=udp:127.0.0.1:5353-:53,restrict=on',
+      '--nic=user',
+    ]);
+    expect(o.config.nics).toEqual([
+      { backend: 'user', model: 'virtio', mac: '52:54:00:aa:bb:01', hostfwd: ['tcp::2222-:22', 'udp:127.0.0.1:5353-:53'], restrict: true },
+      { backend: 'user' },
+    ]);
+    expect(parseBootArgs(['--nic', 'user', '--nic', 'none']).config.nics).toEqual([]);
+  });
+  it('refuses bad --nic values with the reason', () => {
+    const bad: Array<[string[], RegExp]> = [
+      [['--nic', 'bridge=br0'], /not built yet/],
+      [['--nic', 'user,model=e1000'], /model=virtio/],
+      [['--nic', 'user,mac=01:00:5e:00:00:01'], /multicast/],
+      [['--nic', 'user,mac=52:54:00'], /mac=/],
+      [['--nic', 'user,hostfwd=tcp::2222'], /hostfwd=/],
+      [['--nic', 'user,restrict=maybe'], /restrict=on or off/],
+      [['--nic', 'user,speed=10'], /unknown option 'speed'/],
+      [['--kernel', 'k', '--nic', 'user'], /firmware boot/],
+    ];
+    for (const [args, re] of bad) {
+      expect(() => parseBootArgs(args)).toThrow(UsageError);
+      expect(() => parseBootArgs(args)).toThrow(re);
+    }
+  });
   it('reads kernel boot options', () => {
     const o = parseBootArgs(['--kernel', 'k', '--initrd', 'i', '--append', 'console=ttyS0', '--memory', '1G', '--cpus', '2']);
     expect(o.config).toMatchObject({ kernel: 'k', initrd: 'i', append: 'console=ttyS0', memoryMiB: 1024, cpus: 2 });

@@ -1,7 +1,7 @@
 // `vireo boot`: run a VM headless with its serial console on this terminal.
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
-import type { MachineConfig, NativeMachine, StateEvent } from '../common/engine-api';
+import type { MachineConfig, NativeMachine, NicConfig, StateEvent } from '../common/engine-api';
 import { loadAddon } from '../engine-host/addon';
 
 export interface BootOptions {
@@ -15,6 +15,7 @@ export interface BootOptions {
 export const BOOT_USAGE = `usage: vireo boot (--kernel FILE [--initrd FILE] [--append STRING] | --flat FILE [--flat-address ADDR]
                    | [--cdrom ISO] [--disk IMG]... [--boot order=dc] [--boot-menu])
                   [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS]
+                  [--nic none|user[,model=virtio][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]]...
                   [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
 
 Runs a virtual machine without a window. The guest's first serial port is this
@@ -26,7 +27,15 @@ exits 124.
 Without --kernel/--flat the machine boots SeaBIOS from the Debian seabios package
 with the given CD-ROM and disks. --uuid sets the machine's UUID (SMBIOS type 1,
 what dmidecode and guests' /sys/class/dmi/id/product_uuid show); without it
-each boot gets a random one.`;
+each boot gets a random one.
+
+--nic user adds a virtio-net card on user-mode NAT (libslirp, as QEMU's -nic user):
+the guest gets 10.0.2.15 by DHCP, reaches the host's loopback at 10.0.2.2 and
+DNS at 10.0.2.3. hostfwd=tcp::2222-:22 forwards host port 2222 (every host
+address; tcp:127.0.0.1:2222-:22 for loopback only) to guest port 22; repeat it
+for more. restrict=on keeps the guest off the outside world and the host (port
+forwards still work). Repeat --nic for more cards; --nic none (the default) gives
+none. Network cards need firmware boot (not --kernel/--flat).`;
 
 export class UsageError extends Error {}
 
@@ -53,8 +62,48 @@ const DEFAULT_VGA_BIOS = '/usr/share/seabios/vgabios-stdvga.bin';
 
 const VALUE_FLAGS = new Set([
   '--kernel', '--initrd', '--append', '--flat', '--flat-address', '--memory', '-m', '--cpus', '--smp', '--serial',
-  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at', '--uuid',
+  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at', '--uuid', '--nic',
 ]);
+
+/** One --nic value: 'user[,model=virtio][,mac=M][,hostfwd=...]...[,restrict=on|off]'. */
+export function parseNic(v: string): NicConfig {
+  const [kind, ...opts] = v.split(',');
+  if (kind !== 'user') {
+    throw new UsageError(`--nic: 'user' (NAT) or 'none'; got '${kind}'${/^(bridge|tap)\b/.test(kind!) ? ' (bridged networking is not built yet)' : ''}`);
+  }
+  const nic: NicConfig = { backend: 'user' };
+  for (const o of opts) {
+    const eq = o.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--nic: expected KEY=VALUE, got '${o}'`);
+    const key = o.slice(0, eq), val = o.slice(eq + 1);
+    switch (key) {
+      case 'model':
+        if (val !== 'virtio' && val !== 'virtio-net-pci') {
+          throw new UsageError(`--nic: model=virtio is the only model so far (got '${val}')`);
+        }
+        nic.model = 'virtio';
+        break;
+      case 'mac':
+        if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(val)) throw new UsageError(`--nic: mac=52:54:00:12:34:56 style (got '${val}')`);
+        if (parseInt(val.slice(0, 2), 16) & 1) throw new UsageError(`--nic: mac ${val} is a multicast address`);
+        nic.mac = val.toLowerCase();
+        break;
+      case 'hostfwd':
+        if (!/^(tcp|udp)?:[^:-]*:\d+-[^:]*:\d+$/.test(val)) {
+          throw new UsageError(`--nic: hostfwd=[tcp|udp]:[HOSTADDR]:PORT-[GUESTADDR]:PORT (got '${val}')`);
+        }
+        (nic.hostfwd ??= []).push(val);
+        break;
+      case 'restrict':
+        if (!['on', 'off', 'yes', 'no'].includes(val)) throw new UsageError(`--nic: restrict=on or off (got '${val}')`);
+        nic.restrict = val === 'on' || val === 'yes';
+        break;
+      default:
+        throw new UsageError(`--nic: unknown option '${key}' (model, mac, hostfwd, restrict)`);
+    }
+  }
+  return nic;
+}
 
 export function parseBootArgs(args: string[]): BootOptions {
   const config: MachineConfig = { memoryMiB: 256, cpus: 1, disks: [] };
@@ -102,6 +151,10 @@ export function parseBootArgs(args: string[]): BootOptions {
         config.bootOrder = m[1];
         break;
       }
+      case '--nic':
+        if (v === 'none') config.nics = [];
+        else (config.nics ??= []).push(parseNic(v));
+        break;
       case '--boot-menu': config.bootMenu = true; break;
       case '--uuid':
         if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(v))
@@ -131,6 +184,7 @@ export function parseBootArgs(args: string[]): BootOptions {
   }
   if (config.kernel && config.flat) throw new UsageError('give --kernel or --flat, not both');
   if ((config.initrd || config.append) && !config.kernel) throw new UsageError('--initrd and --append need --kernel');
+  if (config.nics?.length && (config.kernel || config.flat)) throw new UsageError('--nic needs firmware boot (the PC board), not --kernel/--flat');
   config.uuid ??= randomUUID();
   if (!config.kernel && !config.flat) {
     config.bios = DEFAULT_BIOS;

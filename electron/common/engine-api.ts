@@ -42,6 +42,38 @@ export interface DiskConfig {
   snapshot?: boolean;
 }
 
+/** A network card (the PC board: a PCI function at slot 3, 4...). */
+export interface NicConfig {
+  /** 'virtio' (virtio-net, default). e1000 is not built yet. */
+  model?: 'virtio';
+  /** '52:54:00:12:34:56' style; default 52:54:00:12:34:56 + the card's index. */
+  mac?: string;
+  /** 'user' (default): NAT through libslirp, 10.0.2.15 by DHCP, gateway/host 10.0.2.2, DNS 10.0.2.3. */
+  backend?: 'user';
+  /** Cable plugged in at power-on (default true); change it later with setNicLink. */
+  linkUp?: boolean;
+  /** user: no outside world and no host, only slirp's DHCP/DNS and the port forwards (QEMU's restrict=on). */
+  restrict?: boolean;
+  /** user: host→guest port forwards in QEMU's syntax, e.g. 'tcp::2222-:22', 'udp:127.0.0.1:5353-:53'. */
+  hostfwd?: string[];
+}
+
+/** Per-NIC counters since power-on. */
+export interface NicStats {
+  rxPackets: number;
+  rxBytes: number;
+  /** Frames for the guest dropped: link down, driver not ready, no buffers for too long, too big. */
+  rxDropped: number;
+  txPackets: number;
+  txBytes: number;
+  /** Frames from the guest dropped: link down, backend queue full. */
+  txDropped: number;
+  /** Frames or descriptor chains from the guest that broke the rules (dropped). */
+  txMalformed: number;
+  /** Receive buffers the guest posted wrongly (read-only, outside RAM). */
+  rxBadBuffers: number;
+}
+
 export interface MachineConfig {
   memoryMiB: number;
   cpus: number;
@@ -56,6 +88,8 @@ export interface MachineConfig {
   bios?: string;
   vgaBios?: string;
   disks?: DiskConfig[];
+  /** Network cards; none when absent. */
+  nics?: NicConfig[];
   /** Boot order like QEMU's: 'c' disk, 'd' cdrom, 'n' network; e.g. 'dc'. */
   bootOrder?: string;
   bootMenu?: boolean;
@@ -116,6 +150,10 @@ export interface NativeMachine {
   changeCdrom(path: string): void;
   /** Ejects the CD; false when the guest has locked the tray (it is told an eject was requested). */
   ejectCdrom(): boolean;
+  /** Link up/down on NIC `index` (a cable plugged or pulled; the guest is told). False for no such NIC. */
+  setNicLink(index: number, up: boolean): boolean;
+  /** Counters of every NIC, in MachineConfig.nics order ([] once the machine is released). */
+  nicStats(): NicStats[];
 }
 
 export interface NativeAddon {

@@ -52,6 +52,29 @@ describe.skipIf(!!why)('native addon', () => {
     );
   });
 
+  it('takes network cards: counters and link per NIC, bad ones refused naming the card', () => {
+    const bios = '/usr/share/seabios/bios.bin';
+    if (!fs.existsSync(bios)) return console.log('SKIP NIC addon test: no SeaBIOS (Debian package seabios)');
+    const { Machine } = loadAddon();
+    const m = new Machine({
+      memoryMiB: 64, cpus: 1, bios,
+      nics: [{ backend: 'user', hostfwd: ['tcp:127.0.0.1:0-:22'] }, { mac: '52:54:00:00:00:09', linkUp: false, restrict: true }],
+    });
+    const stats = m.nicStats();
+    expect(stats).toHaveLength(2);
+    expect(stats[1]).toEqual({ rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0 });
+    expect(m.setNicLink(1, true)).toBe(true);
+    expect(m.setNicLink(2, true)).toBe(false);
+    m.stop();
+    expect(m.nicStats()).toEqual([]);
+    expect(() => new Machine({ memoryMiB: 64, cpus: 1, bios, nics: [{}, { mac: '52:54:00:12:34:56' }] })).toThrow(
+      /network card 2: MAC address 52:54:00:12:34:56 is used by another card/,
+    );
+    expect(() => new Machine({ memoryMiB: 64, cpus: 1, kernel: path.join(guests, 'hello.bin'), nics: [{}] })).toThrow(
+      /network cards need firmware boot/,
+    );
+  });
+
   it('machines without a PC board say so for display calls', () => {
     const { Machine } = loadAddon();
     const m = new Machine({ memoryMiB: 32, cpus: 1, kernel: path.join(guests, 'hello.bin') });

@@ -92,6 +92,25 @@ MachineConfig parse_config(const Napi::Object& o) {
       c.disks.push_back(s);
     }
   }
+  auto nics = o.Get("nics");
+  if (nics.IsArray()) {
+    auto a = nics.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      auto n = a.Get(i).As<Napi::Object>();
+      NicSpec s;
+      if (n.Has("model")) s.model = get_str(n, "model");
+      s.mac = get_str(n, "mac");
+      if (n.Has("backend")) s.backend = get_str(n, "backend");
+      if (n.Has("linkUp")) s.link_up = n.Get("linkUp").ToBoolean();
+      s.restrict = n.Get("restrict").ToBoolean();
+      auto fw = n.Get("hostfwd");
+      if (fw.IsArray()) {
+        auto fa = fw.As<Napi::Array>();
+        for (uint32_t k = 0; k < fa.Length(); k++) s.hostfwd.push_back(fa.Get(k).ToString().Utf8Value());
+      }
+      c.nics.push_back(s);
+    }
+  }
   return c;
 }
 
@@ -117,6 +136,8 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::PowerButton>("powerButton"),
                                      InstanceMethod<&MachineWrap::ChangeCdrom>("changeCdrom"),
                                      InstanceMethod<&MachineWrap::EjectCdrom>("ejectCdrom"),
+                                     InstanceMethod<&MachineWrap::SetNicLink>("setNicLink"),
+                                     InstanceMethod<&MachineWrap::NicStats>("nicStats"),
                                  });
   env.AddCleanupHook([] {
     std::set<MachineWrap*> live;
@@ -380,6 +401,39 @@ Napi::Value MachineWrap::EjectCdrom(const Napi::CallbackInfo& info) {
     Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
   }
   return env.Undefined();
+}
+
+Napi::Value MachineWrap::SetNicLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBoolean()) {
+    Napi::TypeError::New(env, "setNicLink(index: number, up: boolean)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
+  int64_t i = info[0].As<Napi::Number>().Int64Value();
+  bool ok = b && i >= 0 && b->set_nic_link(size_t(i), info[1].As<Napi::Boolean>().Value());
+  return Napi::Boolean::New(env, ok);
+}
+
+Napi::Value MachineWrap::NicStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
+  size_t n = b ? b->nic_count() : 0;
+  auto a = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++) {
+    auto c = b->nic_counters(i);
+    auto o = Napi::Object::New(env);
+    o.Set("rxPackets", double(c.rx_packets));
+    o.Set("rxBytes", double(c.rx_bytes));
+    o.Set("rxDropped", double(c.rx_dropped));
+    o.Set("txPackets", double(c.tx_packets));
+    o.Set("txBytes", double(c.tx_bytes));
+    o.Set("txDropped", double(c.tx_dropped));
+    o.Set("txMalformed", double(c.tx_malformed));
+    o.Set("rxBadBuffers", double(c.rx_bad_buffers));
+    a.Set(uint32_t(i), o);
+  }
+  return a;
 }
 
 }  // namespace vireo::binding

@@ -36,6 +36,8 @@ private:
   Napi::Value PowerButton(const Napi::CallbackInfo& info);
   Napi::Value ChangeCdrom(const Napi::CallbackInfo& info);
   Napi::Value EjectCdrom(const Napi::CallbackInfo& info);
+  Napi::Value SetNicLink(const Napi::CallbackInfo& info);
+  Napi::Value NicStats(const Napi::CallbackInfo& info);
 
   void DrainSerial(Napi::Env env);
   void ReleaseEvents();

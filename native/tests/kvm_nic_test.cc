@@ -100,6 +100,11 @@ TEST(bad_nic_settings_are_refused_naming_the_card) {
   c.nics = {NicSpec{}, n};
   e = error_of(c);
   CHECK(e.find("used by another card") != std::string::npos);
+  // Direct kernel boot has no PCI bus for a card.
+  MachineConfig k;
+  k.kernel = "/nonexistent-kernel";
+  k.nics = {NicSpec{}};
+  CHECK(error_of(k).find("network cards need firmware boot") != std::string::npos);
   n = NicSpec{};
   n.backend = "tap";
   c.nics = {n};

@@ -1,7 +1,7 @@
 // A fake native addon and an in-process launcher, for unit tests only. The fake
 // machine draws a 64x48 screen, echoes serial input, and stops on request.
 import * as fs from 'node:fs';
-import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../../common/engine-api';
+import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicStats, StateEvent } from '../../common/engine-api';
 import { EngineHost } from '../../engine-host/host-core';
 import type { HostChannel, Launcher } from '../supervisor';
 import type { NewVmRequest } from '../../common/contracts/vm';
@@ -18,6 +18,7 @@ export class FakeMachine implements NativeMachine {
     FakeMachine.last = this;
     this.cdrom = config.disks?.find((d) => d.media === 'cdrom')?.path ?? null;
     this.hasCdrom = this.cdrom !== null;
+    this.nicLinks = (config.nics ?? []).map((n) => n.linkUp !== false);
   }
   start() {
     this.state = 'running';
@@ -80,6 +81,18 @@ export class FakeMachine implements NativeMachine {
     if (this.trayLocked) return false;
     this.cdrom = null;
     return true;
+  }
+  /** Link state per NIC of the config, as the PC board keeps it. */
+  nicLinks: boolean[] = [];
+  setNicLink(index: number, up: boolean): boolean {
+    if (index < 0 || index >= this.nicLinks.length) return false;
+    this.nicLinks[index] = up;
+    return true;
+  }
+  nicStats(): NicStats[] {
+    return this.nicLinks.map(() => ({
+      rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0,
+    }));
   }
   powerButtonPresses = 0;
   powerButton(): boolean {

@@ -168,6 +168,7 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   if (!cfg_.kernel.empty() && !cfg_.flat.empty()) throw MachineError("give either a kernel or a flat binary, not both");
   if (!cfg_.uuid.empty() && !smbios::parse_uuid(cfg_.uuid))
     throw MachineError("uuid '" + cfg_.uuid + "' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+  if (!cfg_.nics.empty() && cfg_.bios.empty()) throw MachineError("network cards need firmware boot (the PC board); a direct kernel or flat boot has no PCI bus");
 
   // Read the boot files before anything else so a bad path fails fast.
   std::vector<uint8_t> kernel, initrd;
