@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <vector>
 
 #include "kvm_helpers.h"
 #include "machine/pc_board.h"
@@ -81,6 +84,51 @@ TEST(nics_take_slots_from_3_and_disks_keep_5) {
   CHECK(b->set_nic_link(2, true));
   CHECK(!b->set_nic_link(3, true));
   CHECK_EQ(b->nic_counters(0).tx_packets, 0u);
+}
+
+TEST(seabios_boots_from_virtio_blk_with_nics_present) {
+  // The virtio-blk boot of kvm_virtio_test with two NICs on the bus: SeaBIOS
+  // sizes and maps their BARs, ignores them for booting (no option ROM), and
+  // still boots the disk at slot 5.
+  require_kvm();
+  MachineConfig c = base();
+  c.vga_bios = "/usr/share/seabios/vgabios-stdvga.bin";
+  c.boot_order = "c";
+  std::ifstream in(guest("virtio-mbr.bin"), std::ios::binary);
+  std::vector<char> mbr((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(mbr.size() >= 512);
+  std::vector<char> img(4 << 20, 0);
+  std::memcpy(img.data(), mbr.data(), mbr.size());
+  char path[] = "/tmp/vireo-nic-boot-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  CHECK_EQ(write(fd, img.data(), img.size()), ssize_t(img.size()));
+  close(fd);
+  DiskSpec d;
+  d.path = path;
+  d.format = "raw";
+  d.virtio = true;
+  c.disks.push_back(d);
+  c.nics = {NicSpec{}, NicSpec{}};
+  Machine m(c);
+  Run r;
+  r.attach(m);
+  m.start();
+  bool done = r.wait_done(m, 240);
+  m.stop();
+  unlink(path);
+  if (!done || r.serial.find("VIREO-VIRTIO-MBR booted") == std::string::npos) {
+    std::printf("serial:\n%s\nstop: %s (%d) %s\n", r.serial.c_str(), r.info.kind.c_str(), r.info.code, r.info.message.c_str());
+  }
+  CHECK(done);
+  CHECK(r.serial.find("sector 1 read through virtio-blk") != std::string::npos);
+  // SeaBIOS gave both NICs their BARs (BAR4 64-bit at 0x20, BAR1 at 0x14) and memory decoding.
+  for (int slot : {3, 4}) {
+    CHECK_EQ(pci_read(m, slot, 0), 0x10411af4u);
+    CHECK((pci_read(m, slot, 0x20) & ~0xfu) != 0 || pci_read(m, slot, 0x24) != 0);
+    CHECK((pci_read(m, slot, 0x14) & ~0xfu) != 0);
+    CHECK(pci_read(m, slot, 4) & 2);
+  }
 }
 
 TEST(bad_nic_settings_are_refused_naming_the_card) {
