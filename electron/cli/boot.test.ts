@@ -1,6 +1,7 @@
 // `vireo boot`: argument parsing, and the real command against the real engine
 // (skipped with the reason when the engine or /dev/kvm is unavailable).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import * as net from 'node:net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -144,6 +145,39 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
     expect(r.stderr).toContain('/nonexistent/kvm does not exist');
     expect(r.stderr).toContain('modprobe');
   });
+  const rescueIso = '/usr/lib/grub-rescue/grub-rescue-cdrom.iso';
+  it.skipIf(!fs.existsSync(rescueIso))('--nic user: a taken host port for a forward is an error naming the card and the port', async () => {
+    const held = net.createServer();
+    await new Promise<void>((res) => held.listen(0, '127.0.0.1', res));
+    const port = (held.address() as net.AddressInfo).port;
+    const r = run(['--cdrom', rescueIso, '--nic', `user,hostfwd=tcp:127.0.0.1:${port}-:22`]);
+    held.close();
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`network card 1: port forward tcp 127.0.0.1:${port} -> guest port 22`);
+    expect(r.stderr).toContain('already in use');
+  });
+  it.skipIf(!fs.existsSync(rescueIso))('--nic user: the host side of a port forward listens while the VM runs', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((res) => probe.listen(0, '127.0.0.1', res));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((res) => probe.close(() => res()));
+    const child = spawn(process.execPath, [vireo, 'boot', '--cdrom', rescueIso,
+      '--nic', `user,hostfwd=tcp:127.0.0.1:${port}-:22`, '--timeout', '4'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const connects = async () => {
+      for (let i = 0; i < 30; i++) {
+        const ok = await new Promise<boolean>((res) => {
+          const s = net.connect(port, '127.0.0.1', () => { s.destroy(); res(true); });
+          s.on('error', () => res(false));
+        });
+        if (ok) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+    expect(await connects()).toBe(true);
+    const status = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    expect(status).toBe(124);
+  }, 30000);
   it('times out with status 124', () => {
     const r = run(['--kernel', path.join(guests, 'echo.bin'), '--memory', '32M', '--timeout', '1']);
     expect(r.status).toBe(124);
