@@ -127,17 +127,12 @@ void VirtioNet::receive(std::span<const uint8_t> frame) {
 
 void VirtioNet::flush_rx() {
   if (!active_ || broken_) return;
-  const GuestMemory& mem = transport_->memory();
-  SplitQueue& vq = transport_->queue(kNetRxQ);
   bool any = false;
   while (!backlog_.empty()) {
     Rx r = deliver(backlog_.front());
     if (broken_) return;
-    if (r == Rx::NoBuffers) {
-      // Ask for a kick when the driver adds buffers; they may have come meanwhile (2.7.10).
-      if (vq.enable_notification(mem)) continue;
-      break;
-    }
+    if (r == Rx::Retry) continue;  // buffers arrived meanwhile (2.7.10)
+    if (r == Rx::NoBuffers) break;  // deliver() asked for a kick on the next buffer
     if (r == Rx::Delivered) {
       c_.rx_packets++;
       c_.rx_bytes += backlog_.front().size();
@@ -176,9 +171,14 @@ VirtioNet::Rx VirtioNet::deliver(const std::vector<uint8_t>& frame) {
     std::string why;
     SplitQueue::Pop p = vq.pop(mem, ch, &why);
     if (p == SplitQueue::Pop::Empty) {
-      // Give the chains back: they stay available for this frame later.
+      // Not enough room yet. With EVENT_IDX, ask to be kicked for the next
+      // buffer past the ones seen now (avail_event = the current avail
+      // index, published before the chains are given back: published after,
+      // it would name buffers the driver already added and no kick would
+      // come); then give the chains back for this frame later.
+      bool more = vq.enable_notification(mem);
       give_back();
-      return Rx::NoBuffers;
+      return more ? Rx::Retry : Rx::NoBuffers;
     }
     if (p == SplitQueue::Pop::Broken) {
       c_.rx_bad_buffers++;

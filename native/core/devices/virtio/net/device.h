@@ -96,7 +96,7 @@ public:
   void receive(std::span<const uint8_t> frame);
 
 private:
-  enum class Rx { Delivered, NoBuffers, Dropped };
+  enum class Rx { Delivered, NoBuffers, Retry, Dropped };
   void flush_rx();                         // transport lock held
   Rx deliver(const std::vector<uint8_t>& frame);
   void transmit();                         // transport lock held
