@@ -15,6 +15,7 @@
 #include "devices/legacy/serial.h"
 #include "kvm/cpuid.h"
 #include "kvm/kvm.h"
+#include "machine/kernel_boot.h"
 #include "machine/layout.h"
 #include "machine/pc_board.h"
 
@@ -166,10 +167,13 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   if (boots == 0) throw MachineError("nothing to boot: give a kernel, a flat binary, or firmware (bios)");
   if (!cfg_.kernel.empty() && !cfg_.flat.empty()) throw MachineError("give either a kernel or a flat binary, not both");
 
-  // Read the boot files before anything else so a bad path fails fast.
+  // Read the boot files before anything else so a bad path fails fast. With
+  // firmware, a kernel is booted by the PC board (machine/kernel_boot.h),
+  // which reads and checks it.
   std::vector<uint8_t> kernel, initrd;
-  if (!cfg_.kernel.empty()) kernel = boot::read_file(cfg_.kernel, "kernel");
-  if (!cfg_.initrd.empty()) initrd = boot::read_file(cfg_.initrd, "initrd");
+  const bool bare_kernel = !cfg_.kernel.empty() && cfg_.bios.empty();
+  if (bare_kernel) kernel = boot::read_file(cfg_.kernel, "kernel");
+  if (bare_kernel && !cfg_.initrd.empty()) initrd = boot::read_file(cfg_.initrd, "initrd");
   if (!cfg_.bios.empty()) {
     bios_ = boot::read_file(cfg_.bios, "firmware");
     if (bios_.size() < 0x10000 || bios_.size() > (16u << 20) || bios_.size() % 0x10000)
@@ -182,13 +186,20 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   vm_->create_pit();
   setup_memory();
 
-  if (!kernel.empty()) {
-    boot_ = boot::load_kernel_image(mem_, ram_layout_, kernel, initrd, cfg_.append, "kernel '" + cfg_.kernel + "'");
+  if (bare_kernel) {
+    boot::ImageOptions o;
+    o.name = "kernel '" + cfg_.kernel + "'";
+    if (!cfg_.initrd.empty()) o.initrd_name = "initrd '" + cfg_.initrd + "'";
+    boot_ = boot::load_kernel_image(mem_, ram_layout_, kernel, initrd, cfg_.append, o);
   } else if (!cfg_.flat.empty()) {
     boot_ = boot::load_flat(mem_, cfg_.flat, cfg_.flat_addr);
   }
   setup_devices();
-  if (!cfg_.bios.empty()) board_ = std::make_unique<PcBoard>(*this, *vm_);
+  if (!cfg_.bios.empty()) {
+    auto pc = std::make_unique<PcBoard>(*this, *vm_);
+    if (pc->kernel_boot()) boot_ = pc->kernel_boot()->planned();
+    board_ = std::move(pc);
+  }
   for (int i = 0; i < cfg_.cpus; i++) {
     vcpus_.push_back(std::make_unique<kvm::KvmVcpu>(*vm_, i));
     setup_vcpu(*vcpus_.back(), i);
@@ -388,7 +399,7 @@ void Machine::setup_vcpu(kvm::KvmVcpu& v, int id) {
   v.set_cpuid(kvm::build_cpuid(sys_->supported_cpuid(), co));
   v.set_fpu_defaults();
   if (id != 0) return;  // APs wait for INIT/SIPI from the BSP in the in-kernel LAPIC
-  if (!cfg_.bios.empty() && cfg_.kernel.empty() && cfg_.flat.empty()) return;  // reset vector: firmware boot
+  if (!cfg_.bios.empty() && cfg_.flat.empty()) return;  // reset vector: firmware boot (a kernel too, through the ROM)
 
   kvm_sregs s = v.sregs();
   kvm_regs r{};
