@@ -249,7 +249,7 @@ void Machine::capture_power_on_state() {
 }
 
 void Machine::request_reset(const std::string& why) {
-  if (!board_ || !power_on_) {
+  if (!board_ || !power_on_ || cfg_.no_reboot) {
     StopInfo info;
     info.kind = "reset";
     info.message = "the guest reset the machine (" + why + ")";
@@ -600,7 +600,7 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
     case KVM_EXIT_IRQ_WINDOW_OPEN:
       return true;
     case KVM_EXIT_SHUTDOWN: {
-      if (board_) {
+      if (board_ && !cfg_.no_reboot) {
         // A PC resets on a triple fault; the firmware starts over.
         request_reset("triple fault on vCPU " + std::to_string(v.id()));
         return true;

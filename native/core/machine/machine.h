@@ -49,6 +49,9 @@ struct MachineConfig {
   std::vector<DiskSpec> disks;
   std::string boot_order = "cdn";
   bool boot_menu = false;
+  // QEMU's -no-reboot: a guest reset or triple fault stops the machine (kind
+  // "reset" / "triple-fault") instead of rebooting the PC.
+  bool no_reboot = false;
 };
 
 enum class RunState { Created, Running, Paused, Stopped, Crashed };
