@@ -11,10 +11,11 @@ export interface BootOptions {
   keys: Array<{ atS: number; keys: string }>;
 }
 
-export const BOOT_USAGE = `usage: vireo boot (--kernel FILE [--initrd FILE] [--append STRING] | --flat FILE [--flat-address ADDR]
-                   | [--cdrom ISO] [--disk IMG]... [--boot order=dc] [--boot-menu])
-                  [--memory 256M] [--cpus N] [--serial stdio|file:PATH] [--timeout SECONDS]
-                  [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
+export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--append STRING]]
+                   [--cdrom ISO] [--disk IMG]... [--boot order=dc] [--boot-menu]
+                   [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
+                  | --flat FILE [--flat-address ADDR])
+                  [--memory 256M] [--cpus N] [--serial stdio|file:PATH] [--timeout SECONDS] [--no-reboot]
 
 Runs a virtual machine without a window. The guest's first serial port is this
 terminal (raw mode when it is one; press Ctrl-A then X to quit). The exit status
@@ -22,8 +23,13 @@ is the guest's: a write of V to the isa-debug-exit port 0xf4 exits with (V<<1)|1
 a guest power-off exits 0; a crashed guest prints why and exits 2; --timeout
 exits 124.
 
-Without --kernel/--flat the machine boots SeaBIOS from the Debian seabios package
-with the given CD-ROM and disks.`;
+The machine is a PC running SeaBIOS from the Debian seabios package, with the
+given CD-ROM and disks, a VGA display and a PS/2 keyboard. With --kernel, SeaBIOS
+boots that kernel first (as QEMU's -kernel: multiboot, Linux bzImage, PVH); the
+disks are there for it. --flat runs a real-mode binary on a bare machine with
+serial ports only (no firmware, display or disks). A guest reset or triple fault
+reboots the PC; with --no-reboot it ends the run instead (a triple fault as a
+crash, status 2).`;
 
 export class UsageError extends Error {}
 
@@ -60,7 +66,7 @@ export function parseBootArgs(args: string[]): BootOptions {
     const a = args[i]!;
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
     const flag = eq > 0 ? a.slice(0, eq) : a;
-    const takesValue = !['--boot-menu', '--help', '-h'].includes(flag);
+    const takesValue = !['--boot-menu', '--no-reboot', '--help', '-h'].includes(flag);
     if (takesValue && !VALUE_FLAGS.has(flag)) throw new UsageError(`unknown option '${a}'`);
     let v = '';
     if (takesValue) {
@@ -100,6 +106,7 @@ export function parseBootArgs(args: string[]): BootOptions {
         break;
       }
       case '--boot-menu': config.bootMenu = true; break;
+      case '--no-reboot': config.noReboot = true; break;
       case '--timeout': {
         const n = Number(v);
         if (!(n > 0)) throw new UsageError(`--timeout: a number of seconds (got '${v}')`);
@@ -123,7 +130,10 @@ export function parseBootArgs(args: string[]): BootOptions {
   }
   if (config.kernel && config.flat) throw new UsageError('give --kernel or --flat, not both');
   if ((config.initrd || config.append) && !config.kernel) throw new UsageError('--initrd and --append need --kernel');
-  if (!config.kernel && !config.flat) {
+  if (config.flat && (config.disks!.length || o.screenshots.length || o.keys.length || config.bootOrder || config.bootMenu)) {
+    throw new UsageError('--flat runs a bare machine: --disk, --cdrom, --boot, --boot-menu, --screenshot-at and --keys-at need the PC (use --kernel)');
+  }
+  if (!config.flat) {
     config.bios = DEFAULT_BIOS;
     config.vgaBios = DEFAULT_VGA_BIOS;
   }

@@ -45,7 +45,9 @@ export interface DiskConfig {
 export interface MachineConfig {
   memoryMiB: number;
   cpus: number;
-  /** Direct kernel boot: multiboot v1 ELF / a.out kludge, Linux bzImage, PVH ELF. */
+  /** Direct kernel boot: multiboot v1 ELF / a.out kludge, Linux bzImage, PVH ELF. With `bios` the kernel boots on
+   *  the full PC (SeaBIOS, then Vireo's option ROM loads it), with disks, display and input; without, on a bare
+   *  machine with serial ports only (tests). */
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -59,6 +61,8 @@ export interface MachineConfig {
   /** Boot order like QEMU's: 'c' disk, 'd' cdrom, 'n' network; e.g. 'dc'. */
   bootOrder?: string;
   bootMenu?: boolean;
+  /** QEMU's -no-reboot: a guest reset or triple fault stops the machine instead of rebooting. */
+  noReboot?: boolean;
   /** Serial output is also delivered as 'serial' events; this only adds a file sink. */
   serialFile?: string;
 }
