@@ -115,6 +115,28 @@ TEST(multiboot_elf_on_the_pc_gets_the_firmware_memory_map) {
   CHECK(r.serial.find("00000002\r\n") != std::string::npos);
 }
 
+// PVH on the PC: entered in 32-bit protected mode by the ROM with the
+// start_info in EBX, carrying SeaBIOS's map.
+TEST(pvh_kernel_on_the_pc_gets_start_info_and_the_firmware_map) {
+  require_kvm();
+  require_seabios();
+  MachineConfig c = pc_kernel(guest("pvhinfo.elf"), 128);
+  c.append = "console=hvc0 vireo=pvh";
+  Machine m(c);
+  CHECK_EQ(m.boot_result().info.format, std::string("pvh"));
+  Run r;
+  r.attach(m);
+  m.start();
+  CHECK(r.wait_done(m, 120));
+  m.stop();
+  CHECK_EQ(r.info.code, 0x06);
+  CHECK(r.serial.find("pvh magic 336ec578\r\n") != std::string::npos);
+  CHECK(r.serial.find("cmdline console=hvc0 vireo=pvh\r\n") != std::string::npos);
+  CHECK(r.serial.find("mmap 0000000000000000 000000000009fc00 00000001\r\n") != std::string::npos);
+  CHECK(r.serial.find("mmap 0000000000100000 0000000007e") != std::string::npos);  // below SeaBIOS's reservation
+  CHECK(r.serial.find("end\r\n") != std::string::npos);
+}
+
 // The guest's reset reboots the PC: POST again, the ROM again, a fresh kernel.
 TEST(reset_reboots_a_kernel_boot_like_a_pc) {
   require_kvm();
