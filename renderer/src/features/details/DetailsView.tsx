@@ -203,7 +203,13 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
               <dt>Created</dt>
               <dd>{new Date(def.createdAt).toLocaleString()}</dd>
               <dt>Firmware</dt>
-              <dd>{def.boot.kind === 'firmware' ? 'SeaBIOS (i440FX/PIIX3 PC)' : 'None: direct kernel boot'}</dd>
+              <dd>
+                {def.boot.kind === 'firmware'
+                  ? 'SeaBIOS (i440FX/PIIX3 PC)'
+                  : def.boot.flatAddress === undefined
+                    ? 'SeaBIOS (i440FX/PIIX3 PC), then direct kernel boot'
+                    : 'None: flat binary on a bare machine'}
+              </dd>
             </dl>
           </>
         );
