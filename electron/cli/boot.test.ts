@@ -117,6 +117,19 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
     const r2 = run(['--kernel', '/etc/hostname']);
     expect(r2.status).toBe(1);
     expect(r2.stderr).toMatch(/'\/etc\/hostname'.*(too small to be a kernel|not a kernel Vireo can boot)/);
+    // An initrd larger than the guest's RAM: named, before anything runs.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-initrd-'));
+    try {
+      const big = path.join(dir, 'big.img');
+      fs.writeFileSync(big, '');
+      fs.truncateSync(big, 64 << 20);
+      const r3 = run(['--kernel', path.join(guests, 'hello.bin'), '--initrd', big, '--memory', '32M']);
+      expect(r3.status).toBe(1);
+      expect(r3.stderr).toContain(`initrd '${big}'`);
+      expect(r3.stderr).toContain('does not fit in guest RAM');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
   it('boots a kernel on the PC: VGA screenshot, and the disk is there for it', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-kboot-cli-'));

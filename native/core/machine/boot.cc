@@ -314,9 +314,9 @@ BootResult load_bzimage(const Ctx& c, const std::vector<uint8_t>& k, const std::
     uint64_t max = version >= 0x0203 ? rd32(k, 0x22c) : 0x37ffffff;
     uint64_t top = std::min<uint64_t>(c.low_top(), max + 1);
     if (initrd.size() > top || top - initrd.size() < r.info.load_end)
-      throw BootError(c.initrd_name + " (" + std::to_string(initrd.size() >> 20) + " MiB) does not fit in guest RAM (" +
-                      std::to_string(top >> 20) + " MiB below the kernel's initrd limit, the kernel takes the first " +
-                      std::to_string(r.info.load_end >> 20) + ")");
+      throw BootError(c.initrd_name + " (" + std::to_string(initrd.size() >> 20) + " MiB) does not fit in guest RAM: it must go between the kernel's end (" +
+                      std::to_string(r.info.load_end >> 20) + " MiB) and " + std::to_string(top >> 20) +
+                      " MiB (the top of usable RAM or the kernel's initrd limit)");
     uint64_t at = (top - initrd.size()) & ~0xfffull;
     c.check_ram(at, initrd.size(), c.initrd_name);
     put(mem, at, initrd.data(), initrd.size(), c.initrd_name);
