@@ -75,8 +75,7 @@ TEST(multiboot_kernel_on_the_pc_shows_on_vga_and_sees_the_disk) {
   Run r;
   r.attach(m);
   m.start();
-  CHECK(r.wait_output("disk: ", 120));
-  CHECK(r.wait_output("\r\n", 5));
+  CHECK(r.wait_output("disk: VIREO HARDDISK\r\n", 120));
   std::string screen;
   CHECK(wait_screen(*b, r, "disk: VIREO HARDDISK", 10, &screen));
   CHECK(screen.find("Vireo multiboot guest on the PC board") != std::string::npos);

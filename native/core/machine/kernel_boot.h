@@ -45,6 +45,7 @@ public:
   // Reads the kernel and initrd the machine's config names and loads them
   // once into scratch memory shaped like the guest's, so that a bad file
   // fails here (BootError naming it) rather than after the firmware ran.
+  // The Machine makes it before the VM (only m.config() is used here).
   explicit KernelBoot(Machine& m);
   // What that trial load found (format, addresses).
   const boot::BootResult& planned() const { return planned_; }

@@ -174,6 +174,10 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   const bool bare_kernel = !cfg_.kernel.empty() && cfg_.bios.empty();
   if (bare_kernel) kernel = boot::read_file(cfg_.kernel, "kernel");
   if (bare_kernel && !cfg_.initrd.empty()) initrd = boot::read_file(cfg_.initrd, "initrd");
+  if (!cfg_.kernel.empty() && !bare_kernel) {
+    kboot_ = std::make_shared<KernelBoot>(*this);  // reads and trial-loads the kernel (throws BootError naming it)
+    boot_ = kboot_->planned();
+  }
   if (!cfg_.bios.empty()) {
     bios_ = boot::read_file(cfg_.bios, "firmware");
     if (bios_.size() < 0x10000 || bios_.size() > (16u << 20) || bios_.size() % 0x10000)
@@ -195,11 +199,7 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
     boot_ = boot::load_flat(mem_, cfg_.flat, cfg_.flat_addr);
   }
   setup_devices();
-  if (!cfg_.bios.empty()) {
-    auto pc = std::make_unique<PcBoard>(*this, *vm_);
-    if (pc->kernel_boot()) boot_ = pc->kernel_boot()->planned();
-    board_ = std::move(pc);
-  }
+  if (!cfg_.bios.empty()) board_ = std::make_unique<PcBoard>(*this, *vm_);
   for (int i = 0; i < cfg_.cpus; i++) {
     vcpus_.push_back(std::make_unique<kvm::KvmVcpu>(*vm_, i));
     setup_vcpu(*vcpus_.back(), i);

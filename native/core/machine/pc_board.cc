@@ -137,9 +137,9 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
 
   fw_ = std::make_shared<FwCfg>(&m.memory());
   pio.insert(fw_, FwCfg::kPortBase, FwCfg::kPortLen, "fw_cfg");
-  if (!cfg.kernel.empty()) {
+  if (m.kernel_boot()) {
     // Kernel boot: SeaBIOS boots Vireo's option ROM first (machine/kernel_boot.h).
-    kboot_ = std::make_shared<KernelBoot>(m);
+    kboot_ = m.kernel_boot();
     pio.insert(kboot_, layout::kKernelBootPort, 4, "kernel-boot");
     fw_->add_file(KernelBoot::kRomFile, KernelBoot::option_rom());
   }
