@@ -3,6 +3,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as net from 'node:net';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exitStatus, parseBootArgs, parseMemory, UsageError } from './boot';
@@ -63,7 +64,22 @@ describe('parseBootArgs', () => {
   it('reads kernel boot options', () => {
     const o = parseBootArgs(['--kernel', 'k', '--initrd', 'i', '--append', 'console=ttyS0', '--memory', '1G', '--cpus', '2']);
     expect(o.config).toMatchObject({ kernel: 'k', initrd: 'i', append: 'console=ttyS0', memoryMiB: 1024, cpus: 2 });
-    expect(o.config.bios).toBeUndefined();
+    // A kernel boots on the full PC: SeaBIOS, then Vireo's option ROM.
+    expect(o.config.bios).toBe('/usr/share/seabios/bios.bin');
+    expect(o.config.vgaBios).toBe('/usr/share/seabios/vgabios-stdvga.bin');
+  });
+  it('gives a kernel boot the PC options and keeps --flat bare', () => {
+    const o = parseBootArgs(['--kernel', 'k', '--disk', 'd.img', '--cdrom', 'c.iso', '--screenshot-at', '20:s.png', '--keys-at', '3:<Enter>']);
+    expect(o.config.disks).toEqual([
+      { path: 'd.img', media: 'disk', bus: 'ide' },
+      { path: 'c.iso', media: 'cdrom', readOnly: true, bus: 'ide' },
+    ]);
+    expect(o.screenshots).toEqual([{ atS: 20, file: 's.png' }]);
+    expect(o.keys).toEqual([{ atS: 3, keys: '<Enter>' }]);
+    const f = parseBootArgs(['--flat', 'f.bin']);
+    expect(f.config.bios).toBeUndefined();
+    expect(() => parseBootArgs(['--flat', 'f.bin', '--disk', 'd.img'])).toThrow(/--flat runs a bare machine/);
+    expect(() => parseBootArgs(['--flat', 'f.bin', '--screenshot-at', '1:s.png'])).toThrow(/--flat runs a bare machine/);
   });
   it('defaults to SeaBIOS with CD-ROM and disks', () => {
     const o = parseBootArgs(['--cdrom', 'a.iso', '--disk', 'd.img', '--boot', 'order=dc', '--screenshot-at', '5:s.png', '--keys-at', '7:ctrl-alt-del']);
@@ -125,7 +141,8 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
     expect(r2.status).toBe(33);
   });
   it('reports a crashed guest with the reason, RIP and bytes there', () => {
-    const r = run(['--kernel', path.join(guests, 'crash.bin'), '--memory', '32M']);
+    // A PC reboots on a triple fault; --no-reboot (as QEMU's) ends the run with the crash instead.
+    const r = run(['--kernel', path.join(guests, 'crash.bin'), '--memory', '32M', '--no-reboot']);
     expect(r.status).toBe(2);
     expect(r.stdout).toContain('about to crash');
     expect(r.stderr).toMatch(/the guest stopped: (the guest triple-faulted|KVM internal error)/);
@@ -138,7 +155,38 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
     const r2 = run(['--kernel', '/etc/hostname']);
     expect(r2.status).toBe(1);
     expect(r2.stderr).toMatch(/'\/etc\/hostname'.*(too small to be a kernel|not a kernel Vireo can boot)/);
+    // An initrd larger than the guest's RAM: named, before anything runs.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-initrd-'));
+    try {
+      const big = path.join(dir, 'big.img');
+      fs.writeFileSync(big, '');
+      fs.truncateSync(big, 64 << 20);
+      const r3 = run(['--kernel', path.join(guests, 'hello.bin'), '--initrd', big, '--memory', '32M']);
+      expect(r3.status).toBe(1);
+      expect(r3.stderr).toContain(`initrd '${big}'`);
+      expect(r3.stderr).toContain('does not fit in guest RAM');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
+  it('boots a kernel on the PC: VGA screenshot, and the disk is there for it', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-kboot-cli-'));
+    try {
+      const disk = path.join(dir, 'd.img');
+      fs.writeFileSync(disk, Buffer.alloc(4 << 20));
+      const png = path.join(dir, 's.png');
+      const r = run(['--kernel', path.join(guests, 'vgabanner.bin'), '--memory', '64M', '--disk', disk,
+        '--screenshot-at', `20:${png}`, '--timeout', '22']);
+      expect(r.stdout).toContain('Vireo multiboot guest on the PC board');
+      expect(r.stdout).toContain('disk: VIREO HARDDISK');
+      expect(r.status).toBe(124);
+      const b = fs.readFileSync(png);
+      expect(b.subarray(1, 4).toString()).toBe('PNG');
+      expect(b.length).toBeGreaterThan(1000);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60000);
   it('says what to do when /dev/kvm is missing', () => {
     const r = run(['--kernel', path.join(guests, 'hello.bin')], { env: { VIREO_KVM_DEVICE: '/nonexistent/kvm' } });
     expect(r.status).toBe(1);

@@ -12,11 +12,12 @@ export interface BootOptions {
   keys: Array<{ atS: number; keys: string }>;
 }
 
-export const BOOT_USAGE = `usage: vireo boot (--kernel FILE [--initrd FILE] [--append STRING] | --flat FILE [--flat-address ADDR]
-                   | [--cdrom ISO] [--disk IMG]... [--boot order=dc] [--boot-menu])
-                  [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS]
-                  [--nic none|user[,model=virtio][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]]...
-                  [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
+export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--append STRING]]
+                   [--cdrom ISO] [--disk IMG]... [--boot order=dc] [--boot-menu]
+                   [--nic none|user[,model=virtio][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]]...
+                   [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
+                  | --flat FILE [--flat-address ADDR])
+                  [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS] [--no-reboot]
 
 Runs a virtual machine without a window. The guest's first serial port is this
 terminal (raw mode when it is one; press Ctrl-A then X to quit). The exit status
@@ -24,10 +25,15 @@ is the guest's: a write of V to the isa-debug-exit port 0xf4 exits with (V<<1)|1
 a guest power-off exits 0; a crashed guest prints why and exits 2; --timeout
 exits 124.
 
-Without --kernel/--flat the machine boots SeaBIOS from the Debian seabios package
-with the given CD-ROM and disks. --uuid sets the machine's UUID (SMBIOS type 1,
-what dmidecode and guests' /sys/class/dmi/id/product_uuid show); without it
-each boot gets a random one.
+The machine is a PC running SeaBIOS from the Debian seabios package, with the
+given CD-ROM and disks, a VGA display and a PS/2 keyboard. With --kernel, SeaBIOS
+boots that kernel first (as QEMU's -kernel: multiboot, Linux bzImage, PVH); the
+disks are there for it. --flat runs a real-mode binary on a bare machine with
+serial ports only (no firmware, display or disks). A guest reset or triple fault
+reboots the PC; with --no-reboot it ends the run instead (a triple fault as a
+crash, status 2). --uuid sets the machine's UUID (SMBIOS type 1, what dmidecode
+and guests' /sys/class/dmi/id/product_uuid show); without it each boot gets a
+random one.
 
 --nic user adds a virtio-net card on user-mode NAT (libslirp, as QEMU's -nic user):
 the guest gets 10.0.2.15 by DHCP, reaches the host's loopback at 10.0.2.2 and
@@ -35,7 +41,7 @@ DNS at 10.0.2.3. hostfwd=tcp::2222-:22 forwards host port 2222 (every host
 address; tcp:127.0.0.1:2222-:22 for loopback only) to guest port 22; repeat it
 for more. restrict=on keeps the guest off the outside world and the host (port
 forwards still work). Repeat --nic for more cards; --nic none (the default) gives
-none. Network cards need firmware boot (not --kernel/--flat).`;
+none. Network cards need the PC (not --flat).`;
 
 export class UsageError extends Error {}
 
@@ -112,7 +118,7 @@ export function parseBootArgs(args: string[]): BootOptions {
     const a = args[i]!;
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
     const flag = eq > 0 ? a.slice(0, eq) : a;
-    const takesValue = !['--boot-menu', '--help', '-h'].includes(flag);
+    const takesValue = !['--boot-menu', '--no-reboot', '--help', '-h'].includes(flag);
     if (takesValue && !VALUE_FLAGS.has(flag)) throw new UsageError(`unknown option '${a}'`);
     let v = '';
     if (takesValue) {
@@ -161,6 +167,7 @@ export function parseBootArgs(args: string[]): BootOptions {
           throw new UsageError(`--uuid: xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in hex digits (got '${v}')`);
         config.uuid = v.toLowerCase();
         break;
+      case '--no-reboot': config.noReboot = true; break;
       case '--timeout': {
         const n = Number(v);
         if (!(n > 0)) throw new UsageError(`--timeout: a number of seconds (got '${v}')`);
@@ -184,9 +191,12 @@ export function parseBootArgs(args: string[]): BootOptions {
   }
   if (config.kernel && config.flat) throw new UsageError('give --kernel or --flat, not both');
   if ((config.initrd || config.append) && !config.kernel) throw new UsageError('--initrd and --append need --kernel');
-  if (config.nics?.length && (config.kernel || config.flat)) throw new UsageError('--nic needs firmware boot (the PC board), not --kernel/--flat');
+  if (config.nics?.length && config.flat) throw new UsageError('--nic needs the PC, not --flat');
   config.uuid ??= randomUUID();
-  if (!config.kernel && !config.flat) {
+  if (config.flat && (config.disks!.length || o.screenshots.length || o.keys.length || config.bootOrder || config.bootMenu)) {
+    throw new UsageError('--flat runs a bare machine: --disk, --cdrom, --boot, --boot-menu, --screenshot-at and --keys-at need the PC (use --kernel)');
+  }
+  if (!config.flat) {
     config.bios = DEFAULT_BIOS;
     config.vgaBios = DEFAULT_VGA_BIOS;
   }

@@ -77,7 +77,9 @@ export interface NicStats {
 export interface MachineConfig {
   memoryMiB: number;
   cpus: number;
-  /** Direct kernel boot: multiboot v1 ELF / a.out kludge, Linux bzImage, PVH ELF. */
+  /** Direct kernel boot: multiboot v1 ELF / a.out kludge, Linux bzImage, PVH ELF. With `bios` the kernel boots on
+   *  the full PC (SeaBIOS, then Vireo's option ROM loads it), with disks, display and input; without, on a bare
+   *  machine with serial ports only (tests). */
   kernel?: string;
   initrd?: string;
   append?: string;
@@ -95,6 +97,8 @@ export interface MachineConfig {
   bootMenu?: boolean;
   /** The machine's UUID (RFC 4122 text): SMBIOS type 1 and fw_cfg under firmware boot. Absent: all zeros. */
   uuid?: string;
+  /** QEMU's -no-reboot: a guest reset or triple fault stops the machine instead of rebooting. */
+  noReboot?: boolean;
   /** Serial output is also delivered as 'serial' events; this only adds a file sink. */
   serialFile?: string;
   /** The serial log's size cap before it is rotated (host-core's SERIAL_LOG_MAX_BYTES by default). */

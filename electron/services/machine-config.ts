@@ -41,6 +41,10 @@ export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwareP
     cfg.flat = def.boot.kernel;
     cfg.flatAddress = def.boot.flatAddress;
   } else {
+    // Direct kernel boot runs on the same PC as a firmware boot (display,
+    // disks, input): SeaBIOS, then Vireo's kernel-boot option ROM.
+    cfg.bios = fw.bios;
+    cfg.vgaBios = fw.vgaBios;
     cfg.kernel = def.boot.kernel;
     if (def.boot.initrd) cfg.initrd = def.boot.initrd;
     if (def.boot.append) cfg.append = def.boot.append;

@@ -77,6 +77,7 @@ MachineConfig parse_config(const Napi::Object& o) {
   if (c.boot_order.empty()) c.boot_order = "cdn";
   c.boot_menu = o.Get("bootMenu").ToBoolean();
   c.uuid = get_str(o, "uuid");
+  c.no_reboot = o.Get("noReboot").ToBoolean();
   auto disks = o.Get("disks");
   if (disks.IsArray()) {
     auto a = disks.As<Napi::Array>();
@@ -289,8 +290,8 @@ static PcBoard* pc(const std::unique_ptr<Machine>& m, const Napi::CallbackInfo& 
   PcBoard* b = m ? dynamic_cast<PcBoard*>(m->board()) : nullptr;
   if (!b) {
     Napi::Error::New(info.Env(), std::string(what) +
-                                     " needs the PC board (firmware boot with a display and PS/2); this machine "
-                                     "boots a kernel directly and has only serial ports")
+                                     " needs the PC board (display and PS/2); this machine runs a flat binary or a "
+                                     "kernel without firmware and has only serial ports")
         .ThrowAsJavaScriptException();
   }
   return b;

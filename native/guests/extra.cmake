@@ -7,7 +7,7 @@ set(GUEST_OUT ${CMAKE_BINARY_DIR}/guests)
 file(MAKE_DIRECTORY ${GUEST_OUT})
 if(NASM)
   set(GUEST_FILES)
-  foreach(g hello echo flat16 crash)
+  foreach(g hello echo flat16 crash vgabanner)
     add_custom_command(OUTPUT ${GUEST_OUT}/${g}.bin
       COMMAND ${NASM} -f bin -I ${GUEST_SRC}/ -o ${GUEST_OUT}/${g}.bin ${GUEST_SRC}/${g}.asm
       DEPENDS ${GUEST_SRC}/${g}.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/macros.inc)
@@ -19,6 +19,11 @@ if(NASM)
       COMMAND ${GNU_LD} --no-warn-rwx-segments -m elf_i386 -T ${GUEST_SRC}/mbinfo.ld -o ${GUEST_OUT}/mbinfo.elf ${GUEST_OUT}/mbinfo.o
       DEPENDS ${GUEST_SRC}/mbinfo.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/mbinfo.ld)
     list(APPEND GUEST_FILES ${GUEST_OUT}/mbinfo.elf)
+    add_custom_command(OUTPUT ${GUEST_OUT}/pvhinfo.elf
+      COMMAND ${NASM} -f elf32 -I ${GUEST_SRC}/ -o ${GUEST_OUT}/pvhinfo.o ${GUEST_SRC}/pvhinfo.asm
+      COMMAND ${GNU_LD} --no-warn-rwx-segments -m elf_i386 -T ${GUEST_SRC}/pvhinfo.ld -o ${GUEST_OUT}/pvhinfo.elf ${GUEST_OUT}/pvhinfo.o
+      DEPENDS ${GUEST_SRC}/pvhinfo.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/macros.inc ${GUEST_SRC}/pvhinfo.ld)
+    list(APPEND GUEST_FILES ${GUEST_OUT}/pvhinfo.elf)
   endif()
   add_custom_target(guests ALL DEPENDS ${GUEST_FILES})
 else()

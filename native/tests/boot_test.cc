@@ -198,3 +198,128 @@ TEST(kernel_larger_than_ram_is_refused) {
     CHECK(std::string(e.what()).find("does not fit in guest RAM") != std::string::npos);
   }
 }
+
+// ---- Bad input (issue 15 finding 5, issue 9): a clear error naming the file, never a crash ----
+namespace {
+// An ELF64 file with one PT_LOAD program header; the caller breaks one field.
+std::vector<uint8_t> elf64_one_load(Elf64_Phdr ph, size_t file_size = 0x2000) {
+  std::vector<uint8_t> k(file_size, 0);
+  Elf64_Ehdr eh{};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_type = ET_EXEC;
+  eh.e_machine = EM_X86_64;
+  eh.e_phoff = sizeof eh;
+  eh.e_phentsize = sizeof(Elf64_Phdr);
+  eh.e_phnum = 2;
+  std::memcpy(&k[0], &eh, sizeof eh);
+  std::memcpy(&k[sizeof eh], &ph, sizeof ph);
+  // A PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY), so the file is a PVH kernel.
+  Elf64_Phdr note{};
+  note.p_type = PT_NOTE;
+  note.p_offset = 0x800;
+  note.p_filesz = 12 + 4 + 4;
+  std::memcpy(&k[sizeof eh + sizeof ph], &note, sizeof note);
+  w32(k, 0x800, 4);
+  w32(k, 0x804, 4);
+  w32(k, 0x808, 18);
+  std::memcpy(&k[0x80c], "Xen", 4);
+  w32(k, 0x810, 0x100000);
+  return k;
+}
+// Loads `k` and returns the BootError's message ("" when it loaded).
+std::string load_error(const std::vector<uint8_t>& k, const std::vector<uint8_t>& initrd = {}, uint64_t ram_size = 32 << 20,
+                       const std::string& initrd_name = "initrd '/tmp/rd.img'") {
+  Ram ram(ram_size);
+  try {
+    ImageOptions o;
+    o.name = "kernel '/tmp/bad.elf'";
+    o.initrd_name = initrd_name;
+    load_kernel_image(ram.mem, ram_layout(ram_size), k, initrd, "", o);
+  } catch (BootError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(elf_segment_offset_plus_size_that_wraps_is_refused) {
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = 0xffffffffffffff00ull;  // + p_filesz wraps to 0x100, inside the file
+  ph.p_filesz = 0x200;
+  ph.p_memsz = 0x200;
+  ph.p_paddr = 0x100000;
+  std::string e = load_error(elf64_one_load(ph));
+  CHECK(e.find("/tmp/bad.elf") != std::string::npos);
+  CHECK(e.find("outside the file") != std::string::npos);
+}
+
+TEST(elf_program_header_offset_that_wraps_is_refused) {
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = 0x1000;
+  ph.p_filesz = ph.p_memsz = 0x100;
+  ph.p_paddr = 0x100000;
+  auto k = elf64_one_load(ph);
+  uint64_t phoff = 0xffffffffffffffe0ull;  // + sizeof(Elf64_Phdr) wraps
+  std::memcpy(&k[offsetof(Elf64_Ehdr, e_phoff)], &phoff, 8);
+  std::string e = load_error(k);
+  CHECK(e.find("/tmp/bad.elf") != std::string::npos);
+  CHECK(e.find("program headers") != std::string::npos);
+}
+
+TEST(truncated_elf_is_refused) {
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = 0x1000;
+  ph.p_filesz = ph.p_memsz = 0x100;
+  ph.p_paddr = 0x100000;
+  auto k = elf64_one_load(ph);
+  k.resize(0x1080);  // the segment's bytes are cut off
+  std::string e = load_error(k);
+  CHECK(e.find("/tmp/bad.elf") != std::string::npos);
+  CHECK(e.find("outside the file") != std::string::npos);
+  k.resize(100);  // the program headers themselves are cut off
+  e = load_error(k);
+  CHECK(e.find("/tmp/bad.elf") != std::string::npos);
+  CHECK(e.find("truncated") != std::string::npos);
+}
+
+TEST(elf_segment_outside_ram_is_refused) {
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = 0x1000;
+  ph.p_filesz = 0x100;
+  ph.p_memsz = 0x100;
+  ph.p_paddr = 0x40000000;  // 1 GiB, in a 32 MiB machine
+  std::string e = load_error(elf64_one_load(ph));
+  CHECK(e.find("/tmp/bad.elf") != std::string::npos);
+  CHECK(e.find("does not fit in guest RAM") != std::string::npos);
+  ph.p_paddr = 0xfffffffffffff000ull;  // paddr + memsz wraps
+  ph.p_memsz = 0x2000;
+  e = load_error(elf64_one_load(ph));
+  CHECK(e.find("/tmp/bad.elf") != std::string::npos);
+  CHECK(e.find("does not fit in guest RAM") != std::string::npos);
+}
+
+TEST(initrd_bigger_than_ram_names_the_initrd) {
+  std::vector<uint8_t> big(40 << 20, 1);
+  std::string e = load_error(fake_bzimage(0x020f, 4096), big);
+  CHECK(e.find("/tmp/rd.img") != std::string::npos);
+  CHECK(e.find("does not fit") != std::string::npos);
+  // The same for a multiboot kernel (the initrd is its module).
+  std::vector<uint8_t> k(0x400, 0x90);
+  w32(k, 0x20, 0x1BADB002);
+  w32(k, 0x24, 0x00010000);
+  w32(k, 0x28, uint32_t(-(0x1BADB002 + 0x00010000)));
+  w32(k, 0x2c, 0x200020);
+  w32(k, 0x30, 0x200000);
+  w32(k, 0x34, 0x200400);
+  w32(k, 0x38, 0);
+  w32(k, 0x3c, 0x200040);
+  e = load_error(k, big);
+  CHECK(e.find("/tmp/rd.img") != std::string::npos);
+  CHECK(e.find("does not fit") != std::string::npos);
+}

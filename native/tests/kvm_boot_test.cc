@@ -77,6 +77,22 @@ TEST(multiboot_elf_gets_memory_map_and_cmdline) {
   CHECK(r.serial.find("end\r\n") != std::string::npos);
 }
 
+TEST(pvh_elf_gets_start_info_memory_map_and_cmdline) {
+  require_kvm();
+  MachineConfig c;
+  c.kernel = guest("pvhinfo.elf");
+  c.mem_bytes = 128 << 20;
+  c.append = "vireo=bare";
+  Machine m(c);
+  Run r;
+  run_to_end(m, r);
+  CHECK_EQ(m.boot_result().info.format, std::string("pvh"));
+  CHECK_EQ(r.info.code, 0x06);
+  CHECK(r.serial.find("pvh magic 336ec578\r\n") != std::string::npos);
+  CHECK(r.serial.find("cmdline vireo=bare\r\n") != std::string::npos);
+  CHECK(r.serial.find("mmap 0000000000100000 0000000007f00000 00000001\r\n") != std::string::npos);
+}
+
 TEST(flat_real_mode_binary_runs_at_its_address) {
   require_kvm();
   MachineConfig c;

@@ -64,6 +64,14 @@ describe('vm.update (hardware details)', () => {
     expect(fs.readdirSync(svc.paths.vms)).toEqual([`${vm.uuid}.json`]);
   });
 
+  it('a direct-kernel VM runs on the PC: firmware, and its disks go to the engine', async () => {
+    const { vm } = await created();
+    const def = { ...onDisk(vm.uuid), boot: { kind: 'kernel' as const, kernel: '/k/vmlinuz', initrd: '/k/initrd', append: 'quiet' } };
+    const cfg = toMachineConfig(def, { bios: '/b', vgaBios: '/v' });
+    expect(cfg).toMatchObject({ kernel: '/k/vmlinuz', initrd: '/k/initrd', append: 'quiet', bios: '/b', vgaBios: '/v' });
+    expect(cfg.disks!.map((d) => d.media)).toEqual(['disk', 'cdrom']);
+  });
+
   it('returns each problem on its field and writes nothing', async () => {
     const { vm, edit } = await created();
     await created({ name: 'other', storage: { kind: 'none' } });

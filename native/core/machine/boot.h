@@ -35,6 +35,7 @@ struct CpuInit {
   uint64_t rip = 0;
   uint64_t rsp = 0;
   uint16_t real_cs = 0;  // real mode: CS selector (base = selector << 4)
+  uint16_t real_ds = 0;  // real mode: DS, ES, FS, GS and SS
   uint32_t eax = 0, ebx = 0, esi = 0;
 };
 
@@ -56,6 +57,19 @@ struct KernelBootOptions {
   std::string cmdline;
 };
 
+// How load_kernel_image names things in errors, and where it may put them.
+struct ImageOptions {
+  std::string name = "kernel";         // e.g. "kernel '/boot/vmlinuz'"
+  std::string initrd_name = "initrd";  // e.g. "initrd '/boot/initrd.img'"
+  // Set when firmware (SeaBIOS) has run first and Vireo's option ROM enters
+  // the kernel (a kernel boot on the PC board): the memory map the firmware
+  // reported through INT 15h E820. Everything is placed in its RAM (type 1)
+  // ranges, boot data carry this map, and a Linux bzImage is entered through
+  // its 16-bit real-mode setup code (so the kernel asks the BIOS for memory
+  // and video itself) instead of the 32-bit entry.
+  const std::vector<E820Entry>* firmware_e820 = nullptr;
+};
+
 // Detects the kernel's format and loads it. Throws BootError naming the file
 // when it is missing, unreadable, or not a kernel Vireo can boot.
 BootResult load_kernel(const GuestMemory& mem, const RamLayout& ram, const KernelBootOptions& o);
@@ -63,6 +77,8 @@ BootResult load_kernel(const GuestMemory& mem, const RamLayout& ram, const Kerne
 BootResult load_kernel_image(const GuestMemory& mem, const RamLayout& ram, const std::vector<uint8_t>& kernel,
                              const std::vector<uint8_t>& initrd, const std::string& cmdline,
                              const std::string& name = "kernel");
+BootResult load_kernel_image(const GuestMemory& mem, const RamLayout& ram, const std::vector<uint8_t>& kernel,
+                             const std::vector<uint8_t>& initrd, const std::string& cmdline, const ImageOptions& o);
 BootResult load_flat(const GuestMemory& mem, const std::string& path, uint64_t addr);
 
 std::vector<uint8_t> read_file(const std::string& path, const char* what);

@@ -26,6 +26,11 @@ constexpr uint64_t kZeroPage = 0x7000;           // Linux boot_params
 constexpr uint64_t kMultibootInfo = 0x9000;
 constexpr uint64_t kCmdline = 0x20000;           // kernel command line (up to 64 KiB)
 constexpr uint64_t kCmdlineMax = 0x10000;
+// Kernel boot on the PC board (see machine/kernel_boot.h): the option ROM's
+// parameter block (E820 map in, entry state out), and where a bzImage's 16-bit
+// setup code goes (its heap and stack run to kCmdline).
+constexpr uint64_t kKernelBootParams = 0x8000;   // 0x8000-0x8fff, below kMultibootInfo
+constexpr uint64_t kLinuxSetup = 0x10000;
 
 // ---- Port I/O ----
 constexpr uint16_t kCom1Port = 0x3f8, kCom2Port = 0x2f8;  // IBM PC AT serial ports
@@ -33,5 +38,6 @@ constexpr uint8_t kCom1Irq = 4, kCom2Irq = 3;
 constexpr uint16_t kDebugconPort = 0x402;  // SeaBIOS/QEMU debug console; reads return 0xe9
 constexpr uint16_t kDebugExitPort = 0xf4;  // QEMU isa-debug-exit default iobase; guest writes v => exit (v<<1)|1
 constexpr uint16_t kPitSpeakerPort = 0x61; // KVM_PIT_SPEAKER_DUMMY leaves port 0x61 to userspace
+constexpr uint16_t kKernelBootPort = 0x5f0; // Vireo's kernel-boot option ROM asks for the kernel here (32-bit write)
 
 }  // namespace vireo::layout

@@ -16,6 +16,7 @@
 #include "devices/legacy/serial.h"
 #include "kvm/cpuid.h"
 #include "kvm/kvm.h"
+#include "machine/kernel_boot.h"
 #include "machine/layout.h"
 #include "machine/pc_board.h"
 
@@ -168,12 +169,19 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   if (!cfg_.kernel.empty() && !cfg_.flat.empty()) throw MachineError("give either a kernel or a flat binary, not both");
   if (!cfg_.uuid.empty() && !smbios::parse_uuid(cfg_.uuid))
     throw MachineError("uuid '" + cfg_.uuid + "' is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
-  if (!cfg_.nics.empty() && cfg_.bios.empty()) throw MachineError("network cards need firmware boot (the PC board); a direct kernel or flat boot has no PCI bus");
+  if (!cfg_.nics.empty() && cfg_.bios.empty()) throw MachineError("network cards need the PC board (firmware); a bare kernel or flat boot has no PCI bus");
 
-  // Read the boot files before anything else so a bad path fails fast.
+  // Read the boot files before anything else so a bad path fails fast. With
+  // firmware, a kernel is booted by the PC board (machine/kernel_boot.h),
+  // which reads and checks it.
   std::vector<uint8_t> kernel, initrd;
-  if (!cfg_.kernel.empty()) kernel = boot::read_file(cfg_.kernel, "kernel");
-  if (!cfg_.initrd.empty()) initrd = boot::read_file(cfg_.initrd, "initrd");
+  const bool bare_kernel = !cfg_.kernel.empty() && cfg_.bios.empty();
+  if (bare_kernel) kernel = boot::read_file(cfg_.kernel, "kernel");
+  if (bare_kernel && !cfg_.initrd.empty()) initrd = boot::read_file(cfg_.initrd, "initrd");
+  if (!cfg_.kernel.empty() && !bare_kernel) {
+    kboot_ = std::make_shared<KernelBoot>(*this);  // reads and trial-loads the kernel (throws BootError naming it)
+    boot_ = kboot_->planned();
+  }
   if (!cfg_.bios.empty()) {
     bios_ = boot::read_file(cfg_.bios, "firmware");
     if (bios_.size() < 0x10000 || bios_.size() > (16u << 20) || bios_.size() % 0x10000)
@@ -186,8 +194,11 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   vm_->create_pit();
   setup_memory();
 
-  if (!kernel.empty()) {
-    boot_ = boot::load_kernel_image(mem_, ram_layout_, kernel, initrd, cfg_.append, "kernel '" + cfg_.kernel + "'");
+  if (bare_kernel) {
+    boot::ImageOptions o;
+    o.name = "kernel '" + cfg_.kernel + "'";
+    if (!cfg_.initrd.empty()) o.initrd_name = "initrd '" + cfg_.initrd + "'";
+    boot_ = boot::load_kernel_image(mem_, ram_layout_, kernel, initrd, cfg_.append, o);
   } else if (!cfg_.flat.empty()) {
     boot_ = boot::load_flat(mem_, cfg_.flat, cfg_.flat_addr);
   }
@@ -242,7 +253,7 @@ void Machine::capture_power_on_state() {
 }
 
 void Machine::request_reset(const std::string& why) {
-  if (!board_ || !power_on_) {
+  if (!board_ || !power_on_ || cfg_.no_reboot) {
     StopInfo info;
     info.kind = "reset";
     info.message = "the guest reset the machine (" + why + ")";
@@ -392,7 +403,7 @@ void Machine::setup_vcpu(kvm::KvmVcpu& v, int id) {
   v.set_cpuid(kvm::build_cpuid(sys_->supported_cpuid(), co));
   v.set_fpu_defaults();
   if (id != 0) return;  // APs wait for INIT/SIPI from the BSP in the in-kernel LAPIC
-  if (!cfg_.bios.empty() && cfg_.kernel.empty() && cfg_.flat.empty()) return;  // reset vector: firmware boot
+  if (!cfg_.bios.empty() && cfg_.flat.empty()) return;  // reset vector: firmware boot (a kernel too, through the ROM)
 
   kvm_sregs s = v.sregs();
   kvm_regs r{};
@@ -593,7 +604,7 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
     case KVM_EXIT_IRQ_WINDOW_OPEN:
       return true;
     case KVM_EXIT_SHUTDOWN: {
-      if (board_) {
+      if (board_ && !cfg_.no_reboot) {
         // A PC resets on a triple fault; the firmware starts over.
         request_reset("triple fault on vCPU " + std::to_string(v.id()));
         return true;

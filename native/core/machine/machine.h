@@ -66,6 +66,9 @@ struct MachineConfig {
   // text). Firmware boot shows it in SMBIOS type 1 and fw_cfg's UUID key.
   // Empty: all zeros, as QEMU without -uuid.
   std::string uuid;
+  // QEMU's -no-reboot: a guest reset or triple fault stops the machine (kind
+  // "reset" / "triple-fault") instead of rebooting the PC.
+  bool no_reboot = false;
 };
 
 enum class RunState { Created, Running, Paused, Stopped, Crashed };
@@ -87,6 +90,7 @@ public:
 };
 
 class Board;  // the PC board's extra devices (firmware boot); see machine/pc_board.h
+class KernelBoot;  // a kernel boot on the PC board; see machine/kernel_boot.h
 
 class Machine {
 public:
@@ -126,6 +130,9 @@ public:
   const MachineConfig& config() const { return cfg_; }
   const boot::BootResult& boot_result() const { return boot_; }
   Board* board() { return board_.get(); }
+  // The kernel-boot device when a kernel boots on the PC board (else null);
+  // made, and the kernel checked, before the VM is.
+  const std::shared_ptr<KernelBoot>& kernel_boot() const { return kboot_; }
   kvm::KvmVm& vm() { return *vm_; }
   // Asks every vCPU to stop with `info` (first caller wins). Used by devices
   // (exit port, ACPI poweroff) from vCPU threads; does not join.
@@ -182,6 +189,7 @@ private:
   std::unique_ptr<kvm::KvmVm> vm_;
   std::vector<std::unique_ptr<kvm::KvmVcpu>> vcpus_;
   std::vector<std::thread> threads_;
+  std::shared_ptr<KernelBoot> kboot_;
   std::unique_ptr<Board> board_;
   int coalesced_page_ = 0;  // the ring's page offset in a vCPU mmap (0: none)
   kvm_coalesced_mmio_ring* coalesced_ring_ = nullptr;

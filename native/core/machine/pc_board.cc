@@ -23,6 +23,7 @@
 #include "kvm/kvm.h"
 #include "net/slirp.h"
 #include "machine/boot.h"
+#include "machine/kernel_boot.h"
 #include "machine/layout.h"
 #include "machine/machine.h"
 #include "machine/smbios.h"
@@ -144,6 +145,12 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
 
   fw_ = std::make_shared<FwCfg>(&m.memory());
   pio.insert(fw_, FwCfg::kPortBase, FwCfg::kPortLen, "fw_cfg");
+  if (m.kernel_boot()) {
+    // Kernel boot: SeaBIOS boots Vireo's option ROM first (machine/kernel_boot.h).
+    kboot_ = m.kernel_boot();
+    pio.insert(kboot_, layout::kKernelBootPort, 4, "kernel-boot");
+    fw_->add_file(KernelBoot::kRomFile, KernelBoot::option_rom());
+  }
   configure_firmware();
   // Last: dummy handlers for the legacy ports nothing above claimed (DMA
   // controllers, LPT, floppy...), so no guest access is left unanswered.
@@ -389,6 +396,7 @@ void PcBoard::configure_firmware() {
   sc.ram_size = cfg.mem_bytes;
   sc.e820.push_back({0, ram.low_end, fwcfg::kE820Ram});
   if (ram.high_size) sc.e820.push_back({layout::k4GiB, ram.high_size, fwcfg::kE820Ram});
+  if (kboot_) sc.boot_order.push_back(KernelBoot::kRomBootPath);  // the kernel first, then disks/CDs
   for (char c : cfg.boot_order) {
     const auto& paths = c == 'd' ? boot_paths_cdrom_ : c == 'c' ? boot_paths_disk_ : std::vector<std::string>{};
     sc.boot_order.insert(sc.boot_order.end(), paths.begin(), paths.end());

@@ -50,6 +50,7 @@ class I8042;
 class CmosRtc;
 class FwCfg;
 class MiscPorts;
+class KernelBoot;
 namespace block {
 class BlockBackend;
 }
@@ -97,6 +98,8 @@ public:
   std::string input_debug();
 
   void reset_devices() override;
+  // The kernel-boot device when the machine boots a kernel (else null).
+  KernelBoot* kernel_boot() { return kboot_.get(); }
   // CD-ROM: insert another ISO (the guest sees a media change). Throws
   // MachineError naming an ISO that cannot be opened, or when there is no drive.
   void change_cdrom(const std::string& path);
@@ -138,6 +141,7 @@ private:
   std::shared_ptr<I8042> kbd_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_;
+  std::shared_ptr<KernelBoot> kboot_;
   int cdrom_channel_ = -1, cdrom_unit_ = -1;
   std::vector<std::string> boot_paths_disk_, boot_paths_cdrom_;
 

@@ -203,7 +203,13 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
               <dt>Created</dt>
               <dd>{new Date(def.createdAt).toLocaleString()}</dd>
               <dt>Firmware</dt>
-              <dd>{def.boot.kind === 'firmware' ? 'SeaBIOS (i440FX/PIIX3 PC)' : 'None: direct kernel boot'}</dd>
+              <dd>
+                {def.boot.kind === 'firmware'
+                  ? 'SeaBIOS (i440FX/PIIX3 PC)'
+                  : def.boot.flatAddress === undefined
+                    ? 'SeaBIOS (i440FX/PIIX3 PC), then direct kernel boot'
+                    : 'None: flat binary on a bare machine'}
+              </dd>
             </dl>
           </>
         );
@@ -388,7 +394,8 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
         return (
           <>
             <h3>Display</h3>
-            {def.boot.kind === 'firmware' ? (
+            {/* A kernel boots on the same PC as firmware (SeaBIOS, then Vireo's kernel-boot ROM); only a flat binary runs bare. */}
+            {def.boot.kind === 'firmware' || def.boot.flatAddress === undefined ? (
               <dl className="kv">
                 <dt>Video</dt>
                 <dd>Standard VGA with Bochs VBE (SeaBIOS VGA BIOS)</dd>
@@ -398,7 +405,7 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
                 <dd>PS/2 keyboard and mouse</dd>
               </dl>
             ) : (
-              <p>Direct kernel boot without firmware: the display shows what the kernel draws in VGA text mode; most kernels talk on the serial console.</p>
+              <p>A flat binary runs on a bare machine without firmware: serial ports only, no display.</p>
             )}
             <div className="details-note">The display device has no settings yet.</div>
           </>
