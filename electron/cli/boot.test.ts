@@ -54,7 +54,7 @@ describe('parseBootArgs', () => {
       [['--nic', 'user,hostfwd=tcp::2222'], /hostfwd=/],
       [['--nic', 'user,restrict=maybe'], /restrict=on or off/],
       [['--nic', 'user,speed=10'], /unknown option 'speed'/],
-      [['--kernel', 'k', '--nic', 'user'], /firmware boot/],
+      [['--flat', 'k', '--nic', 'user'], /needs the PC/],
     ];
     for (const [args, re] of bad) {
       expect(() => parseBootArgs(args)).toThrow(UsageError);
