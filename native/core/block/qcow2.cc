@@ -498,6 +498,19 @@ std::unique_ptr<Qcow2Backend> Qcow2Backend::open(const std::string& path,
     return nullptr;
   }
   if (!q->backing_file_.empty() && !flags.no_backing) {
+    // The backing file's format is never guessed from its contents: a raw
+    // image whose guest wrote a qcow2 header would otherwise name any host
+    // file as its own backing file (the CVE-2008-2004 pattern).
+    if (q->backing_format_ != "raw" && q->backing_format_ != "qcow2") {
+      if (error)
+        *error = "'" + path + "': the format of its backing file '" + q->backing_file_ + "' is " +
+                 (q->backing_format_.empty() ? std::string("not stated in the image")
+                                             : "'" + q->backing_format_ + "', which is not supported") +
+                 "; it is not opened without one. If you trust that file, state its format with "
+                 "'vireo-img rebase -u -b " + q->backing_file_ + " -F raw|qcow2 " + path +
+                 "' (or 'qemu-img rebase -u -b ... -F FMT')";
+      return nullptr;
+    }
     std::string bpath = q->backing_file_;
     if (bpath[0] != '/') {
       auto slash = path.rfind('/');
