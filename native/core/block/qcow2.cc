@@ -169,7 +169,7 @@ int Qcow2Backend::alloc_clusters(uint64_t n, uint64_t* off) {
         b.raw.assign(cs_, 0);
         b.dirty = true;
         rb_cache_[c * cs_] = std::move(b);
-        meta_changed();
+        meta_add(c * cs_, cs_, kMetaRB);
         if (int r = set_refcount(c, 1)) return r;
         rt_dirty_ = true;
         again = true;
@@ -417,6 +417,24 @@ int Qcow2Backend::rebuild_meta() {
     meta_maxend_[i] = std::max(meta_[i].end, i ? meta_maxend_[i - 1] : 0);
   meta_stale_ = false;
   return 0;
+}
+
+// One new metadata cluster range, kept sorted without a rebuild. New tables
+// usually land at the end of the file, so this is an append.
+void Qcow2Backend::meta_add(uint64_t off, uint64_t len, MetaKind kind) {
+  if (meta_stale_) return;  // rebuilt before the next lookup anyway
+  MetaRange r{off & ~(cs_ - 1), div_up(off + len, cs_) * cs_, kind};
+  auto key = [](const MetaRange& a) { return std::make_tuple(a.start, a.end, int(a.kind)); };
+  auto it = std::lower_bound(meta_.begin(), meta_.end(), r, [&](const MetaRange& a, const MetaRange& b) { return key(a) < key(b); });
+  if (it != meta_.end() && key(*it) == key(r)) return;
+  size_t i = size_t(it - meta_.begin());
+  meta_.insert(it, r);
+  meta_maxend_.insert(meta_maxend_.begin() + i, 0);
+  for (size_t j = i; j < meta_.size(); j++) {
+    uint64_t m = std::max(meta_[j].end, j ? meta_maxend_[j - 1] : 0);
+    if (j > i && meta_maxend_[j] == m) break;  // the rest is unchanged
+    meta_maxend_[j] = m;
+  }
 }
 
 int Qcow2Backend::meta_overlap(uint64_t off, uint64_t len, bool ignore_l2) {
@@ -959,7 +977,7 @@ int Qcow2Backend::l2_for_write(uint64_t off, L2Table** t, uint64_t* idx) {
     l1_[l1i] = c | kCopied;
     l1_dirty_ = true;
     l2off = c;
-    meta_changed();
+    meta_add(c, cs_, kMetaL2);
   }
   *idx = (off >> cluster_bits_) & (l2_entries_ - 1);
   return get_l2(l2off, t);

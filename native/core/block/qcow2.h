@@ -129,6 +129,7 @@ private:
   enum MetaKind : uint8_t { kMetaHeader, kMetaL1, kMetaL2, kMetaRT, kMetaRB, kMetaSnapTable, kMetaSnapL1 };
   struct MetaRange { uint64_t start, end; MetaKind kind; };
   void meta_changed() { meta_stale_ = true; }
+  void meta_add(uint64_t off, uint64_t len, MetaKind kind);
   int rebuild_meta();
   // The kind of metadata overlapping [off, off+len), or -1 if none (-2: error).
   int meta_overlap(uint64_t off, uint64_t len, bool ignore_l2 = false);
