@@ -250,9 +250,9 @@ int Qcow2Backend::install_refcount_table(uint64_t start, uint64_t rt_cl) {
   return 0;
 }
 
-void Qcow2Backend::free_later(uint64_t off, uint64_t len) {
+void Qcow2Backend::free_later(uint64_t off, uint64_t len, uint64_t times) {
   if (!len) return;
-  for (uint64_t c = off / cs_; c <= (off + len - 1) / cs_; c++) pending_free_.push_back(c);
+  for (uint64_t c = off / cs_; c <= (off + len - 1) / cs_; c++) pending_free_.push_back({c, times});
 }
 
 void Qcow2Backend::free_entry(uint64_t e) {
@@ -322,12 +322,13 @@ int Qcow2Backend::flush_metadata() {
   }
   if (!pending_free_.empty()) {
     std::vector<uint64_t> freed;
-    for (uint64_t c : pending_free_) {
+    for (auto [c, times] : pending_free_) {
       uint64_t rc;
       if (int r = get_refcount(c, &rc)) return r;
       if (rc == 0) continue;  // already free: never go negative
-      if (int r = set_refcount(c, rc - 1)) return r;
-      if (rc == 1) freed.push_back(c);
+      uint64_t nrc = rc > times ? rc - times : 0;
+      if (int r = set_refcount(c, nrc)) return r;
+      if (nrc == 0) freed.push_back(c);
     }
     pending_free_.clear();
     for (auto& [o, b] : rb_cache_)
@@ -1123,23 +1124,30 @@ int Qcow2Backend::resize(uint64_t new_size) {
 
 // ---------------------------------------------------------------- snapshots
 
+// Adds `delta` (+1 now, or -1 later) to the refcount of every cluster the L1
+// table references. Each distinct L2 table is walked once, with the number of
+// L1 entries that name it.
 int Qcow2Backend::refcount_walk(const std::vector<uint64_t>& l1, int delta, bool later) {
+  uint64_t mult = 1;
   auto touch = [&](uint64_t off, uint64_t len) -> int {
     if (later) {
-      free_later(off, len);
+      free_later(off, len, mult);
       return 0;
     }
     for (uint64_t c = off / cs_; c <= (off + len - 1) / cs_; c++) {
       uint64_t rc;
       if (int r = get_refcount(c, &rc)) return r;
-      if (int r = set_refcount(c, rc + delta)) return r;
+      if (delta > 0 && rc > ~0ULL - mult) return -ERANGE;
+      if (int r = set_refcount(c, delta > 0 ? rc + mult : (rc > mult ? rc - mult : 0))) return r;
     }
     return 0;
   };
+  std::map<uint64_t, uint64_t> uses;  // L2 table -> L1 entries naming it
+  for (uint64_t l1e : l1)
+    if (uint64_t l2off = l1e & kOffMask) uses[l2off]++;
   uint32_t shift = 62 - (cluster_bits_ - 8);
-  for (uint64_t l1e : l1) {
-    uint64_t l2off = l1e & kOffMask;
-    if (!l2off) continue;
+  for (auto [l2off, m] : uses) {
+    mult = m;
     if (int r = touch(l2off, cs_)) return r;
     L2Table* t;
     if (int r = get_l2(l2off, &t)) return r;

@@ -100,7 +100,7 @@ private:
   // points the header at it, with a flush after each step.
   int install_refcount_table(uint64_t start, uint64_t rt_cl);
   int grow_l1(uint64_t min_entries);
-  void free_later(uint64_t off, uint64_t len);
+  void free_later(uint64_t off, uint64_t len, uint64_t times = 1);
   void free_entry(uint64_t entry);
   int flush_metadata();
   int write_header_core();
@@ -166,7 +166,7 @@ private:
   uint32_t rt_clusters_ = 0;
   std::map<uint64_t, L2Table> l2_cache_;
   std::map<uint64_t, RefBlock> rb_cache_;
-  std::vector<uint64_t> pending_free_;  // cluster indices to decrement after metadata
+  std::vector<std::pair<uint64_t, uint64_t>> pending_free_;  // (cluster, by how much) to decrement after metadata
   uint64_t free_hint_ = 0;
   std::vector<Snap> snaps_;
   uint64_t snapshots_offset_ = 0;
