@@ -87,7 +87,7 @@ export class VireoService implements VireoApi {
     this.storage = new StorageService({
       defsDir: path.join(this.paths.config, 'pools'),
       defaultPath: this.paths.pool,
-      usage: () => this.store.list().map((d) => ({ name: d.name, running: this.supervisor.isRunning(d.uuid), paths: d.disks.map((x) => x.path).filter(Boolean) })),
+      usage: () => this.store.list().map((d) => ({ name: d.name, running: this.supervisor.isRunning(d.uuid), paths: d.disks.map((x) => x.path).filter(Boolean), formats: Object.fromEntries(d.disks.filter((x) => x.path).map((x) => [x.path, x.format])) })),
       onChanged: (pool) => this.emit('storage.changed', { pool }),
     });
   }
@@ -189,7 +189,14 @@ export class VireoService implements VireoApi {
     };
     const m = req.media;
     if (m.kind === 'iso') await file('media', m.path, 'an ISO image');
-    else if (m.kind === 'import') await file('media', m.path, 'a disk image');
+    else if (m.kind === 'import') {
+      const before = errors.length;
+      await file('media', m.path, 'a disk image');
+      if (errors.length === before) {
+        const e = await this.importProblem(m.path, m.format);
+        if (e) errors.push({ field: 'media', message: e });
+      }
+    }
     else {
       await file('kernel', m.kernel, 'a kernel');
       await file('kernel', m.initrd, 'an initrd', true);
@@ -226,7 +233,7 @@ export class VireoService implements VireoApi {
       const disks: Disk[] = [];
       const m = req.media;
       if (m.kind === 'iso') disks.push({ path: m.path, format: 'raw', media: 'cdrom', bus: 'ide', readOnly: true });
-      if (m.kind === 'import') disks.push({ path: m.path, format: await probeFormat(m.path), media: 'disk', bus: 'ide' });
+      if (m.kind === 'import') disks.push({ path: m.path, format: await this.importFormat(m.path, m.format), media: 'disk', bus: 'ide' });
       if (req.storage.kind === 'create' && m.kind !== 'import') {
         const st = req.storage;
         const format = st.backing ? 'qcow2' : (st.format ?? 'raw');
@@ -279,7 +286,12 @@ export class VireoService implements VireoApi {
     const def = this.need(uuid);
     const nextBoot = this.supervisor.isRunning(uuid);
     if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
-    const { errors, next } = await checkEdit(def, edit, { store: this.store, host: this.hostLimits(), logsDir: this.paths.logs });
+    const { errors, next } = await checkEdit(def, edit, {
+      store: this.store,
+      host: this.hostLimits(),
+      logsDir: this.paths.logs,
+      chainProblem: async (p, fmt) => this.storage.backingChain(p, fmt).then(() => null, (e: Error) => e.message),
+    });
     if (errors.length || dryRun || !next) return { errors, nextBoot };
     if (next.name.toLowerCase() !== def.name.toLowerCase() && this.busy.has(`name:${next.name.toLowerCase()}`)) {
       return { errors: [{ field: 'name', message: `A VM named '${next.name}' is being created.` }], nextBoot };
@@ -648,6 +660,31 @@ export class VireoService implements VireoApi {
     const def = this.store.get(uuid);
     if (!def) throw new UserError('No such VM (it may have been deleted).');
     return def;
+  }
+
+  /** The format an imported disk is opened with: stated in the request, or by a VM's definition, else read once from the file. */
+  private async importFormat(p: string, stated?: 'raw' | 'qcow2'): Promise<'raw' | 'qcow2'> {
+    return stated ?? this.storage.statedFormat(p) ?? (await probeFormat(p));
+  }
+
+  /**
+   * Why `p` can't be imported, or null: its backing chain (checked as the engine opens
+   * it) is broken, loops, is too deep, or names a backing file while its format was
+   * only read from the file, not stated: the user then sees the chain and states it.
+   */
+  private async importProblem(p: string, stated?: 'raw' | 'qcow2'): Promise<string | null> {
+    const fmt = await this.importFormat(p, stated);
+    let chain;
+    try {
+      chain = await this.storage.backingChain(p, fmt);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    if (chain.length > 1 && !stated && !this.storage.statedFormat(p)) {
+      return `${p} is a qcow2 image that reads from other files: ${chain.map((c) => `${c.path} (${c.format})`).join(' → ')}. ` +
+        'Import it as qcow2 only if you trust that chain, or as raw to use the file itself as the disk.';
+    }
+    return null;
   }
 
   private needRunning(def: VmDefinition): Supervisor {

@@ -15,6 +15,8 @@ export interface EditContext {
   host: { cpus: number; memoryMiB: number };
   /** Vireo's log directory: the only place a serial log may be (file-access.ts). */
   logsDir: string;
+  /** Checks a newly attached disk's backing chain as the engine will open it: a problem, or null. */
+  chainProblem?: (p: string, format: 'raw' | 'qcow2') => Promise<string | null>;
 }
 
 type Probe = { kind: 'file' | 'directory' | 'other' | 'missing'; qcow2: boolean };
@@ -81,8 +83,20 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
       continue; // an empty drive
     }
     const pr = await file(`${f}.path`, p, d.media === 'cdrom' ? 'an ISO image' : 'a disk image');
-    if (pr && d.format === 'raw' && pr.qcow2) err(`${f}.format`, `${p} is a qcow2 image: choose qcow2.`);
-    if (pr && d.format === 'qcow2' && !pr.qcow2) err(`${f}.format`, `${p} is not a qcow2 image: choose raw.`);
+    // A disk this VM already has keeps its stated format: its contents are the
+    // guest's, and a qcow2 header a guest wrote into its raw disk must never be
+    // followed (it could name any host file as its backing file). So no format is
+    // suggested from the contents, and changing it is refused.
+    const had = def.disks.find((x) => x.path && path.resolve(x.path) === path.resolve(p));
+    if (pr && had && had.format !== d.format) {
+      err(`${f}.format`, `${p} stays ${had.format}: the format of an attached disk is not changed (its contents are written by the guest). To use the file as ${d.format}, remove the disk, save, and attach it again.`);
+    } else if (pr && !had && d.format === 'qcow2') {
+      if (!pr.qcow2) err(`${f}.format`, `${p} is not a qcow2 image: choose raw.`);
+      else if (ctx.chainProblem) {
+        const problem = await ctx.chainProblem(p, 'qcow2');
+        if (problem) err(`${f}.path`, problem);
+      }
+    }
     if (p && seen.has(path.resolve(p))) err(`${f}.path`, `${p} is attached twice.`);
     if (p) seen.add(path.resolve(p));
     const readOnly = d.media === 'cdrom' ? true : !!d.readOnly;

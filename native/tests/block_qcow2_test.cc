@@ -158,7 +158,7 @@ TEST(qcow2_backing_chain_depth3_relative) {
     std::memcpy(&shadow[off], data.data(), n);
   };
   w(d / "base.raw", 0, 1, 2 << 20);
-  CHECK_EQ(create_qcow2(d / "mid.qcow2", 0, 16, "base.raw", "", 3, nullptr), 0);
+  CHECK_EQ(create_qcow2(d / "mid.qcow2", 0, 16, "base.raw", "raw", 3, nullptr), 0);
   w(d / "mid.qcow2", 100000, 2, 70000);
   // relative to the overlay's directory: sub/top.qcow2 -> ../mid.qcow2
   CHECK_EQ(create_qcow2(sub + "/top.qcow2", 0, 16, "../mid.qcow2", "qcow2", 2, nullptr), 0);

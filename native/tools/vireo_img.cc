@@ -22,12 +22,13 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: vireo-img COMMAND ...\n"
-               "  create [-q] [-f qcow2|raw] [-b BACKING [-F FMT]] [-o cluster_size=N,compat=0.10|1.1] FILE [SIZE]\n"
+               "  create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1] FILE [SIZE]\n"
                "  info [-f FMT] [--output human|json] FILE\n"
                "  check [-q] [-f FMT] [-r leaks|all] [--output human|json] FILE\n"
                "  convert [-q] [-p] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...] IN OUT\n"
                "  snapshot [-q] -c|-a|-d NAME FILE | snapshot -l FILE\n"
                "  resize [-f FMT] FILE [+]SIZE\n"
+               "  rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)\n"
                "SIZE takes a suffix k, M, G, T (powers of 1024).\n");
   return 1;
 }
@@ -110,7 +111,7 @@ struct Args {
   std::vector<std::string> pos;
   std::string f, O, b, F, o, r, output = "human", snap_name;
   char snap_op = 0;
-  bool q = false, p = false;
+  bool q = false, p = false, u = false, have_b = false;
 };
 
 bool parse_args(int argc, char** argv, Args* a) {
@@ -123,7 +124,8 @@ bool parse_args(int argc, char** argv, Args* a) {
     };
     if (s == "-f") { if (!need(&a->f)) return false; }
     else if (s == "-O") { if (!need(&a->O)) return false; }
-    else if (s == "-b") { if (!need(&a->b)) return false; }
+    else if (s == "-b") { if (!need(&a->b)) return false; a->have_b = true; }
+    else if (s == "-u") a->u = true;
     else if (s == "-F") { if (!need(&a->F)) return false; }
     else if (s == "-o") { if (!need(&a->o)) return false; }
     else if (s == "-r") { if (!need(&a->r)) return false; }
@@ -540,6 +542,24 @@ int cmd_resize(Args& a) {
   return 0;
 }
 
+int cmd_rebase(Args& a) {
+  if (a.pos.size() != 1 || !a.have_b) return usage();
+  if (!a.u) {
+    std::fprintf(stderr, "vireo-img: only 'rebase -u' (rewrite the header, copy no data) is supported\n");
+    return 1;
+  }
+  if (!a.f.empty() && a.f != "qcow2") {
+    std::fprintf(stderr, "vireo-img: only qcow2 images have a backing file\n");
+    return 1;
+  }
+  std::string err;
+  if (set_backing_file(a.pos[0], a.b, a.F, &err)) {
+    std::fprintf(stderr, "vireo-img: %s\n", err.c_str());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -557,6 +577,7 @@ int main(int argc, char** argv) {
   if (cmd == "convert") return cmd_convert(a);
   if (cmd == "snapshot") return cmd_snapshot(a);
   if (cmd == "resize") return cmd_resize(a);
+  if (cmd == "rebase") return cmd_rebase(a);
   std::fprintf(stderr, "vireo-img: unknown command '%s'\n", cmd.c_str());
   return usage();
 }

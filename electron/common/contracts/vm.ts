@@ -124,7 +124,12 @@ export function guessOs(mediaPath: string): string {
 export const NewVmRequestSchema = s.object({
   media: s.variant('kind', {
     iso: s.object({ kind: s.literal('iso'), path: s.string({ max: 4096 }) }),
-    import: s.object({ kind: s.literal('import'), path: s.string({ max: 4096 }) }),
+    /**
+     * format: what the file is. Omitted: a disk some VM already has keeps the format
+     * its definition states; any other file is read once here, and a qcow2 image with
+     * a backing file must then be imported with its format stated (its chain is shown).
+     */
+    import: s.object({ kind: s.literal('import'), path: s.string({ max: 4096 }), format: s.optional(s.enums(['raw', 'qcow2'] as const)) }),
     kernel: s.object({
       kind: s.literal('kernel'),
       kernel: s.string({ max: 4096 }),

@@ -100,7 +100,6 @@ describe('vm.update (hardware details)', () => {
       cpus: 'CPUs must be a whole number between 1 and 4.',
       memory: 'Memory must be a whole number of MiB between 16 and 4096.',
       'disks.0.path': 'Give the full path of a disk image (starting with /).',
-      'disks.1.format': `${qcow} is a qcow2 image: choose qcow2.`,
       'disks.2.bus': 'CD-ROM drives are IDE only (the engine has no virtio CD-ROM).',
       'disks.3.path': '/nonexistent.iso does not exist.',
       'boot.order': 'Choose at least one boot device, each once.',
@@ -113,6 +112,23 @@ describe('vm.update (hardware details)', () => {
     const dry = await svc['vm.update']({ uuid: vm.uuid, edit: { ...edit, memoryMiB: 1024 }, dryRun: true });
     expect(dry.errors).toEqual([]);
     expect(onDisk(vm.uuid).memoryMiB).toBe(256);
+  });
+
+  it('a raw disk whose guest wrote a qcow2 header stays raw: no switch suggested, a switch refused (issue 15, finding 3)', async () => {
+    const { vm, edit } = await created();
+    const disk = vm.disks.find((d) => d.media === 'disk')!;
+    expect(disk.format).toBe('raw');
+    // What a guest can write to the start of its own disk: a qcow2 header.
+    const fh = await fsp.open(disk.path, 'r+');
+    await fh.write(Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(508)]), 0, 512, 0);
+    await fh.close();
+    expect((await svc['vm.update']({ uuid: vm.uuid, edit: { ...edit, memoryMiB: 300 } })).errors).toEqual([]);
+    expect(onDisk(vm.uuid).disks.find((d) => d.media === 'disk')!.format).toBe('raw');
+    const i = edit.disks.findIndex((d) => d.media === 'disk');
+    const switched: VmEdit = { ...edit, disks: edit.disks.map((d, j) => (j === i ? { ...d, format: 'qcow2' as const } : d)) };
+    const r = await svc['vm.update']({ uuid: vm.uuid, edit: switched });
+    expect(r.errors).toEqual([{ field: `disks.${i}.format`, message: expect.stringMatching(/stays raw: the format of an attached disk is not changed/) }]);
+    expect(onDisk(vm.uuid).disks.find((d) => d.media === 'disk')!.format).toBe('raw');
   });
 
   it('ejects and changes the CD, adds and removes disks; an empty drive is left out of the engine config', async () => {

@@ -23,6 +23,13 @@ import { type ImgInfo, imgCreate, imgInfo, imgResize, looksQcow2 } from './img';
 export const DEFAULT_POOL = 'default';
 
 /** A storage problem the user caused or can fix: shown as is. */
+/** Longest backing chain (images, the top one included), as in the engine (native/core/block/open.cc). */
+export const MAX_CHAIN = 16;
+export interface ChainLink {
+  path: string;
+  format: 'raw' | 'qcow2';
+}
+
 export class StorageError extends Error {
   constructor(message: string) {
     super(message);
@@ -38,6 +45,8 @@ export interface VmUse {
   running: boolean;
   /** Paths of the VM's disks (any media). */
   paths: string[];
+  /** The stated format of each disk, where known (path -> format). */
+  formats?: Record<string, 'raw' | 'qcow2'>;
 }
 
 export interface StorageOptions {
@@ -189,6 +198,53 @@ export class StorageService {
     return { path: path.resolve(path.dirname(file), info.backingFilename), format: info.backingFormat };
   }
 
+  /**
+   * The stated format of a file some VM uses as a disk (its definition says), or
+   * null. A disk's contents are its guest's: its format is never re-probed.
+   */
+  statedFormat(file: string): 'raw' | 'qcow2' | null {
+    const p = path.resolve(file);
+    for (const vm of this.opts.usage()) for (const [f, fmt] of Object.entries(vm.formats ?? {})) if (path.resolve(f) === p) return fmt;
+    return null;
+  }
+
+  /**
+   * Checks the backing chain of `file` opened as `format`, the way the engine will
+   * open it: each backing file with the format its overlay states (never probed),
+   * at most MAX_CHAIN images, no loops. Returns the chain, `file` first; throws a
+   * StorageError naming the chain so far and how to fix it.
+   */
+  async backingChain(file: string, format: 'raw' | 'qcow2'): Promise<ChainLink[]> {
+    const chain: ChainLink[] = [];
+    const seen = new Set<string>();
+    const show = (): string => chain.map((c) => `${c.path} (${c.format})`).join(' → ');
+    let cur: ChainLink | null = { path: path.resolve(file), format };
+    while (cur) {
+      const real = await fs.realpath(cur.path).catch(() => null);
+      if (!real) throw new StorageError(chain.length ? `${show()}: its backing file ${cur.path} does not exist.` : `${cur.path} does not exist.`);
+      if (seen.has(real)) throw new StorageError(`The backing chain loops: ${show()} → ${cur.path}.`);
+      seen.add(real);
+      chain.push(cur);
+      if (chain.length > MAX_CHAIN) throw new StorageError(`The backing chain is longer than ${MAX_CHAIN} images: ${show()}.`);
+      if (cur.format === 'raw') break;
+      const { info, problem } = await this.info(cur.path);
+      if (!info) throw new StorageError(`${cur.path} can't be read: ${problem}`);
+      if (info.format !== 'qcow2') throw new StorageError(`${show()}: ${cur.path} is stated to be qcow2 but is not a qcow2 image.`);
+      if (!info.backingFilename) break;
+      const next = path.resolve(path.dirname(cur.path), info.backingFilename);
+      const bf = info.backingFormat;
+      if (bf !== 'raw' && bf !== 'qcow2') {
+        throw new StorageError(
+          `${show()}: ${cur.path} names the backing file ${next} but ${bf ? `an unsupported format '${bf}'` : 'not its format'}, so it is not opened ` +
+            `(a guessed format could let a guest read host files). If you trust ${next}, state its format: ` +
+            `vireo-img rebase -u -b ${info.backingFilename} -F raw|qcow2 ${cur.path}`,
+        );
+      }
+      cur = { path: next, format: bf };
+    }
+    return chain;
+  }
+
   /** Every file in this image's backing chain, nearest first. */
   async chainOf(file: string): Promise<string[]> {
     const chain: string[] = [];
@@ -327,8 +383,11 @@ export class StorageService {
     await this.createImageAt(tmp, 'qcow2', undefined, await this.overlayBacking(backing, backingFormat));
   }
 
+  /** The backing file and its format for a new overlay, after checking the chain as the engine will open it. */
   private async overlayBacking(backing: string, backingFormat?: string): Promise<{ path: string; format: string }> {
-    return { path: path.resolve(backing), format: backingFormat ?? ((await looksQcow2(backing)) ? 'qcow2' : 'raw') };
+    const fmt = (backingFormat as 'raw' | 'qcow2' | undefined) ?? this.statedFormat(backing) ?? ((await looksQcow2(backing)) ? 'qcow2' : 'raw');
+    await this.backingChain(backing, fmt);
+    return { path: path.resolve(backing), format: fmt };
   }
 
   async createVolume(p: { pool: string; name: string; format: VolumeFormat; capacityBytes: number; backing?: string | undefined }): Promise<Volume> {
@@ -344,10 +403,14 @@ export class StorageService {
         if (!bst?.isFile()) throw new StorageError(`${p.backing} does not exist.`);
         const bi = await this.info(p.backing);
         if (!bi.info) throw new StorageError(`${p.backing} can't be read: ${bi.problem}`);
+        // A VM's disk keeps the format its definition states; another file's is read once, here, and its chain checked.
+        const bfmt = this.statedFormat(p.backing) ?? bi.info.format;
+        await this.backingChain(p.backing, bfmt);
         if (path.resolve(p.backing) === path.resolve(file)) throw new StorageError('A volume can not be based on itself.');
-        const size = p.capacityBytes || bi.info.virtualSize;
-        if (size < bi.info.virtualSize) throw new StorageError(`The size must be at least the backing image's ${fmtBytes(bi.info.virtualSize)}.`);
-        await this.createImage(file, 'qcow2', size === bi.info.virtualSize ? undefined : size, { path: path.resolve(p.backing), format: bi.info.format });
+        const vsize = bfmt === bi.info.format ? bi.info.virtualSize : bst.size;
+        const size = p.capacityBytes || vsize;
+        if (size < vsize) throw new StorageError(`The size must be at least the backing image's ${fmtBytes(vsize)}.`);
+        await this.createImage(file, 'qcow2', size === vsize ? undefined : size, { path: path.resolve(p.backing), format: bfmt });
       } else {
         if (!(p.capacityBytes > 0)) throw new StorageError('Enter a size larger than 0.');
         await this.createImage(file, p.format, p.capacityBytes);

@@ -19,7 +19,9 @@ struct OpenOptions {
   bool snapshot = false;
 };
 
-// Opens `path` with its whole backing chain. On failure returns null and sets
+// Opens `path` with its whole backing chain (at most 16 images). Every
+// backing file is opened with the format its overlay states (the backing
+// format header extension); a chain without one is refused. On failure returns null and sets
 // *error to a message that names the file ("'a.qcow2': backing file 'b.qcow2'
 // ...: No such file or directory").
 std::unique_ptr<BlockBackend> open_block(const std::string& path, const OpenOptions& opts,
@@ -33,11 +35,18 @@ int create_raw(const std::string& path, uint64_t size, std::string* error);
 
 // Creates a qcow2 image. cluster_bits 9..21 (16 = 64 KiB is the usual),
 // version 2 (compat=0.10) or 3 (compat=1.1). `backing` may be relative: it is
-// stored as given and resolved against the new image's directory. When size
+// stored as given and resolved against the new image's directory; its format
+// (`backing_fmt`, "raw" or "qcow2") must be given: it is never probed. When size
 // is 0 and there is a backing file, the backing file's size is used. 0 or -errno.
 int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
                  const std::string& backing, const std::string& backing_fmt, int version,
                  std::string* error);
+
+// Rewrites a qcow2 image's backing file name and format in its header (like
+// `qemu-img rebase -u`: no data is copied). `backing_fmt` must be "raw" or
+// "qcow2"; the new chain must open with it. Empty `backing` removes it. 0 or -errno.
+int set_backing_file(const std::string& path, const std::string& backing, const std::string& backing_fmt,
+                     std::string* error);
 
 // Internal snapshots (qcow2 only): obtain with as_snapshots(backend).
 struct SnapshotInfo {

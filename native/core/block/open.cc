@@ -18,6 +18,9 @@ void st64(uint8_t* p, uint64_t v) {
 void st32(uint8_t* p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
 void st16(uint8_t* p, uint16_t v) { p[0] = v >> 8; p[1] = uint8_t(v); }
 uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+// Longest backing chain opened (QEMU has no fixed limit; a chain this deep is
+// a mistake or an attack on memory and file descriptors).
+constexpr size_t kMaxChainDepth = 16;
 std::string dir_of(const std::string& p) {
   auto s = p.rfind('/');
   return s == std::string::npos ? "" : p.substr(0, s + 1);
@@ -45,6 +48,10 @@ std::unique_ptr<BlockBackend> open_chain(const std::string& path, const OpenOpti
     return nullptr;
   }
   std::string canon = rp;
+  if (chain->size() >= kMaxChainDepth) {
+    *error = "'" + path + "': backing chain deeper than " + std::to_string(kMaxChainDepth) + " images";
+    return nullptr;
+  }
   for (auto& c : *chain)
     if (c == canon) {
       std::string loop;
@@ -119,6 +126,85 @@ std::unique_ptr<BlockBackend> open_block(const std::string& path, const OpenOpti
   return q;
 }
 
+int set_backing_file(const std::string& path, const std::string& backing, const std::string& backing_fmt,
+                     std::string* error) {
+  std::string scratch;
+  if (!error) error = &scratch;
+  if (!backing.empty() && backing_fmt != "raw" && backing_fmt != "qcow2")
+    return *error = "the backing file's format must be stated (-F raw or -F qcow2)", -EINVAL;
+  if (backing.size() > 1023) return *error = "backing file name too long", -EINVAL;
+  {  // a valid qcow2 image (no backing opened), writable
+    Qcow2OpenFlags f;
+    f.no_backing = true;
+    f.no_repair = true;
+    std::vector<std::string> chain;
+    auto q = Qcow2Backend::open(path, f, &chain, error);
+    if (!q) return -EINVAL;
+  }
+  if (!backing.empty()) {  // the new chain must open with the stated format
+    std::string bpath = backing[0] == '/' ? backing : dir_of(path) + backing;
+    OpenOptions o;
+    o.format = backing_fmt;
+    o.read_only = true;
+    std::vector<std::string> chain;
+    char rp[PATH_MAX];
+    if (::realpath(path.c_str(), rp)) chain.push_back(rp);
+    if (!open_chain(bpath, o, &chain, error)) return -EINVAL;
+  }
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return *error = "could not open '" + path + "': " + std::strerror(errno), -errno;
+  uint8_t h0[104] = {};
+  int r = pread_full(fd, h0, sizeof h0, 0);
+  auto ld32 = [](const uint8_t* p) { return (uint32_t(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; };
+  uint32_t version = ld32(h0 + 4), cbits = ld32(h0 + 20);
+  uint64_t cs = 1ULL << cbits;
+  uint32_t hlen = version >= 3 ? ld32(h0 + 100) : 72;
+  std::vector<uint8_t> hc(cs, 0), out(cs, 0);
+  if (!r) r = pread_full(fd, hc.data(), cs, 0);
+  if (r) {
+    ::close(fd);
+    return *error = "cannot read the header of '" + path + "'", r;
+  }
+  uint64_t old_off = 0;
+  for (int i = 0; i < 8; i++) old_off = (old_off << 8) | hc[8 + i];
+  uint64_t ext_end = old_off && old_off < cs ? old_off : cs;
+  std::memcpy(out.data(), hc.data(), hlen);
+  uint64_t pos = hlen;
+  if (!backing.empty()) {
+    st32(&out[pos], 0xe2792aca);
+    st32(&out[pos + 4], uint32_t(backing_fmt.size()));
+    std::memcpy(&out[pos + 8], backing_fmt.data(), backing_fmt.size());
+    pos += 8 + div_up(backing_fmt.size(), 8) * 8;
+  }
+  for (uint64_t p = hlen; p + 8 <= ext_end;) {  // keep every other extension
+    uint32_t type = ld32(&hc[p]), len = ld32(&hc[p + 4]);
+    uint64_t step = 8 + div_up(len, 8) * 8;
+    if (type == 0 || p + step > ext_end) break;
+    if (type != 0xe2792aca) {
+      if (pos + step + 8 > cs) {
+        ::close(fd);
+        return *error = "header extensions do not fit in the header cluster", -EINVAL;
+      }
+      std::memcpy(&out[pos], &hc[p], step);
+      pos += step;
+    }
+    p += step;
+  }
+  pos += 8;  // end of extensions
+  if (pos + backing.size() > cs) {
+    ::close(fd);
+    return *error = "backing file name does not fit in the header cluster", -EINVAL;
+  }
+  st64(&out[8], backing.empty() ? 0 : pos);
+  st32(&out[16], uint32_t(backing.size()));
+  std::memcpy(&out[pos], backing.data(), backing.size());
+  r = pwrite_full(fd, out.data(), cs, 0);
+  if (!r && ::fsync(fd)) r = -errno;
+  ::close(fd);
+  if (r) *error = "could not write '" + path + "': " + std::strerror(-r);
+  return r;
+}
+
 int create_raw(const std::string& path, uint64_t size, std::string* error) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -146,6 +232,8 @@ int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
   std::string bfmt = backing_fmt;
   if (!backing.empty()) {
     if (backing.size() > 1023) return *error = "backing file name too long", -EINVAL;
+    if (bfmt != "raw" && bfmt != "qcow2")
+      return *error = "the backing file's format must be stated (-F raw or -F qcow2): it is never guessed", -EINVAL;
     std::string bpath = backing[0] == '/' ? backing : dir_of(path) + backing;
     OpenOptions o;
     o.format = bfmt;
@@ -156,7 +244,6 @@ int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
       *error = "could not open backing file '" + backing + "' for '" + path + "': " + *error;
       return -ENOENT;
     }
-    if (bfmt.empty()) bfmt = b->format();
     if (size == 0) size = b->size();
   }
   const uint64_t cs = 1ULL << cluster_bits;

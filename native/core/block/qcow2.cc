@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <set>
+#include <tuple>
 
 #include "block/raw.h"
 #ifdef VIREO_HAVE_ZLIB
@@ -38,7 +40,9 @@ constexpr uint64_t kCompatLazy = 1;
 constexpr uint32_t kExtEnd = 0, kExtBackingFmt = 0xe2792aca, kExtFeatures = 0x6803f857;
 constexpr uint64_t kMaxL1Bytes = 32ULL << 20;
 constexpr uint64_t kMaxRefTableBytes = 8ULL << 20;
-constexpr size_t kMaxL2Cache = 2048, kMaxRbCache = 1024;
+// Cache bounds in bytes (a count of tables would allow 4 GiB of L2 tables with
+// 2 MiB clusters). Trimmed between requests, so one request may go one table over.
+constexpr uint64_t kMaxL2CacheBytes = 32ULL << 20, kMaxRbCacheBytes = 16ULL << 20;
 
 uint64_t ld64(const uint8_t* p) {
   uint64_t v = 0;
@@ -165,6 +169,7 @@ int Qcow2Backend::alloc_clusters(uint64_t n, uint64_t* off) {
         b.raw.assign(cs_, 0);
         b.dirty = true;
         rb_cache_[c * cs_] = std::move(b);
+        meta_add(c * cs_, cs_, kMetaRB);
         if (int r = set_refcount(c, 1)) return r;
         rt_dirty_ = true;
         again = true;
@@ -236,6 +241,7 @@ int Qcow2Backend::install_refcount_table(uint64_t start, uint64_t rt_cl) {
   if (::fdatasync(fd_)) return -errno;
   rt_offset_ = start * cs_;
   rt_clusters_ = uint32_t(rt_cl);
+  meta_changed();
   uint8_t h[12];
   st64(h, rt_offset_);
   st32(h + 8, rt_clusters_);
@@ -244,9 +250,9 @@ int Qcow2Backend::install_refcount_table(uint64_t start, uint64_t rt_cl) {
   return 0;
 }
 
-void Qcow2Backend::free_later(uint64_t off, uint64_t len) {
+void Qcow2Backend::free_later(uint64_t off, uint64_t len, uint64_t times) {
   if (!len) return;
-  for (uint64_t c = off / cs_; c <= (off + len - 1) / cs_; c++) pending_free_.push_back(c);
+  for (uint64_t c = off / cs_; c <= (off + len - 1) / cs_; c++) pending_free_.push_back({c, times});
 }
 
 void Qcow2Backend::free_entry(uint64_t e) {
@@ -316,12 +322,13 @@ int Qcow2Backend::flush_metadata() {
   }
   if (!pending_free_.empty()) {
     std::vector<uint64_t> freed;
-    for (uint64_t c : pending_free_) {
+    for (auto [c, times] : pending_free_) {
       uint64_t rc;
       if (int r = get_refcount(c, &rc)) return r;
       if (rc == 0) continue;  // already free: never go negative
-      if (int r = set_refcount(c, rc - 1)) return r;
-      if (rc == 1) freed.push_back(c);
+      uint64_t nrc = rc > times ? rc - times : 0;
+      if (int r = set_refcount(c, nrc)) return r;
+      if (nrc == 0) freed.push_back(c);
     }
     pending_free_.clear();
     for (auto& [o, b] : rb_cache_)
@@ -335,18 +342,159 @@ int Qcow2Backend::flush_metadata() {
       l2_cache_.erase(c * cs_);
       ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, c * cs_, cs_);
     }
-    if (!freed.empty()) zc_host_ = ~0ULL;
+    if (!freed.empty()) zc_host_ = ~0ULL, meta_changed();
   }
   return 0;
 }
 
+uint64_t Qcow2Backend::cache_bytes() const {
+  std::lock_guard<std::mutex> g(mu_);
+  uint64_t n = 0;
+  for (auto& [o, t] : l2_cache_) n += t.e.capacity() * 8;
+  for (auto& [o, b] : rb_cache_) n += b.raw.capacity();
+  return n;
+}
+
+bool Qcow2Backend::found_corrupt() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return corrupt_;
+}
+
 void Qcow2Backend::trim_caches() {
-  if (l2_cache_.size() <= kMaxL2Cache && rb_cache_.size() <= kMaxRbCache) return;
+  if (l2_cache_.size() * cs_ <= kMaxL2CacheBytes && rb_cache_.size() * cs_ <= kMaxRbCacheBytes) return;
   if (!ro_ && flush_metadata()) return;
   for (auto it = l2_cache_.begin(); it != l2_cache_.end();)
     it = it->second.dirty ? std::next(it) : l2_cache_.erase(it);
   for (auto it = rb_cache_.begin(); it != rb_cache_.end();)
     it = it->second.dirty ? std::next(it) : rb_cache_.erase(it);
+}
+
+// ---------------------------------------------------------------- overlap checks
+
+// Every cluster holding metadata, sorted; rebuilt only after metadata moved
+// (meta_changed()), so the per-request check is a binary search.
+int Qcow2Backend::rebuild_meta() {
+  if (snap_l2_stale_) {
+    snap_l2_.clear();
+    for (auto& s : snaps_) {
+      std::vector<uint64_t> sl1;
+      if (int r = read_l1(s.l1_offset, s.l1_size, &sl1)) return r;
+      for (uint64_t e : sl1)
+        if (e & kOffMask) snap_l2_.push_back(e & kOffMask);
+      std::sort(snap_l2_.begin(), snap_l2_.end());
+      snap_l2_.erase(std::unique(snap_l2_.begin(), snap_l2_.end()), snap_l2_.end());
+    }
+    snap_l2_stale_ = false;
+  }
+  std::vector<MetaRange> m;
+  auto add = [&](uint64_t off, uint64_t len, MetaKind k) {
+    if (!len) return;
+    uint64_t a = off & ~(cs_ - 1), b = div_up(off + len, cs_) * cs_;
+    m.push_back({a, b, k});
+  };
+  add(0, cs_, kMetaHeader);
+  add(l1_offset_, l1_.size() * 8, kMetaL1);
+  for (uint64_t e : l1_)
+    if (e & kOffMask) add(e & kOffMask, cs_, kMetaL2);
+  for (uint64_t o : snap_l2_) add(o, cs_, kMetaL2);
+  add(rt_offset_, uint64_t(rt_clusters_) * cs_, kMetaRT);
+  for (uint64_t b : rt_)
+    if (b) add(b, cs_, kMetaRB);
+  if (!snaps_.empty()) {
+    uint64_t tot = 0;
+    for (auto& s : snaps_) tot += div_up(40 + s.extra.size() + s.id.size() + s.name.size(), 8) * 8;
+    add(snapshots_offset_, tot, kMetaSnapTable);
+    for (auto& s : snaps_) add(s.l1_offset, uint64_t(s.l1_size) * 8, kMetaSnapL1);
+  }
+  // Sorted by start; identical ranges (an L2 table named by several L1
+  // entries, active or in snapshots) kept once.
+  auto key = [](const MetaRange& r) { return std::make_tuple(r.start, r.end, int(r.kind)); };
+  std::sort(m.begin(), m.end(), [&](const MetaRange& a, const MetaRange& b) { return key(a) < key(b); });
+  m.erase(std::unique(m.begin(), m.end(), [&](const MetaRange& a, const MetaRange& b) { return key(a) == key(b); }),
+          m.end());
+  meta_ = std::move(m);
+  meta_maxend_.resize(meta_.size());
+  for (size_t i = 0; i < meta_.size(); i++)
+    meta_maxend_[i] = std::max(meta_[i].end, i ? meta_maxend_[i - 1] : 0);
+  meta_stale_ = false;
+  return 0;
+}
+
+// One new metadata cluster range, kept sorted without a rebuild. New tables
+// usually land at the end of the file, so this is an append.
+void Qcow2Backend::meta_add(uint64_t off, uint64_t len, MetaKind kind) {
+  if (meta_stale_) return;  // rebuilt before the next lookup anyway
+  MetaRange r{off & ~(cs_ - 1), div_up(off + len, cs_) * cs_, kind};
+  auto key = [](const MetaRange& a) { return std::make_tuple(a.start, a.end, int(a.kind)); };
+  auto it = std::lower_bound(meta_.begin(), meta_.end(), r, [&](const MetaRange& a, const MetaRange& b) { return key(a) < key(b); });
+  if (it != meta_.end() && key(*it) == key(r)) return;
+  size_t i = size_t(it - meta_.begin());
+  meta_.insert(it, r);
+  meta_maxend_.insert(meta_maxend_.begin() + i, 0);
+  for (size_t j = i; j < meta_.size(); j++) {
+    uint64_t m = std::max(meta_[j].end, j ? meta_maxend_[j - 1] : 0);
+    if (j > i && meta_maxend_[j] == m) break;  // the rest is unchanged
+    meta_maxend_[j] = m;
+  }
+}
+
+int Qcow2Backend::meta_overlap(uint64_t off, uint64_t len, bool ignore_l2) {
+  if (meta_stale_ || snap_l2_stale_)
+    if (rebuild_meta()) return -2;
+  uint64_t end = off + len;
+  // Ranges before the first one starting at or after `end` all start before
+  // it; one of them overlaps iff the largest end among them is past `off`.
+  size_t i = std::lower_bound(meta_.begin(), meta_.end(), end,
+                              [](const MetaRange& r, uint64_t v) { return r.start < v; }) - meta_.begin();
+  while (i > 0 && meta_maxend_[i - 1] > off) {
+    i--;
+    if (meta_[i].end > off && !(ignore_l2 && meta_[i].kind == kMetaL2)) return meta_[i].kind;
+  }
+  return -1;
+}
+
+static const char* meta_name(int k) {
+  static const char* n[] = {"the image header", "the active L1 table", "an L2 table", "the refcount table",
+                            "a refcount block", "the snapshot table", "a snapshot L1 table"};
+  return k >= 0 && k < 7 ? n[k] : "metadata";
+}
+
+// Marks the image corrupt (v3: the incompatible "corrupt" bit, as QEMU does)
+// and refuses every further write. Always returns -EIO.
+int Qcow2Backend::mark_corrupt(const std::string& why) {
+  if (!corrupt_) {
+    corrupt_ = true;
+    corrupt_why_ = why;
+    std::fprintf(stderr, "vireo: qcow2 '%s' is corrupt: %s; further writes refused\n", path_.c_str(), why.c_str());
+    if (!ro_ && version_ >= 3) {
+      incompat_ |= kIncCorrupt;
+      uint8_t f[8];
+      st64(f, incompat_);
+      if (!pwrite_full(fd_, f, 8, 72)) ::fdatasync(fd_);
+    }
+  }
+  return -EIO;
+}
+
+// An L2 table reached from an L1 entry must not sit on other metadata.
+int Qcow2Backend::check_l2_host(uint64_t l2off) {
+  if ((l2off & (cs_ - 1)) || l2off + cs_ > file_end_)
+    return mark_corrupt("L2 table at " + hex(l2off) + " is misaligned or beyond the end of the file");
+  int k = meta_overlap(l2off, cs_, true);
+  if (k == -2) return -EIO;
+  if (k >= 0) return mark_corrupt("L2 table at " + hex(l2off) + " overlaps " + meta_name(k));
+  return 0;
+}
+
+int Qcow2Backend::check_data_host(uint64_t host, uint64_t len, bool write, const char* what) {
+  if (write) {
+    if (host & (cs_ - 1)) return mark_corrupt(std::string(what) + " at " + hex(host) + " is not cluster aligned");
+    if (host >= file_end_) return mark_corrupt(std::string(what) + " at " + hex(host) + " lies beyond the end of the file");
+  }
+  int k = meta_overlap(host, len);
+  if (k == -2) return -EIO;
+  if (k >= 0) return mark_corrupt(std::string(what) + " at " + hex(host) + " overlaps " + meta_name(k));
+  return 0;
 }
 
 // ---------------------------------------------------------------- open
@@ -369,6 +517,19 @@ std::unique_ptr<Qcow2Backend> Qcow2Backend::open(const std::string& path,
     return nullptr;
   }
   if (!q->backing_file_.empty() && !flags.no_backing) {
+    // The backing file's format is never guessed from its contents: a raw
+    // image whose guest wrote a qcow2 header would otherwise name any host
+    // file as its own backing file (the CVE-2008-2004 pattern).
+    if (q->backing_format_ != "raw" && q->backing_format_ != "qcow2") {
+      if (error)
+        *error = "'" + path + "': the format of its backing file '" + q->backing_file_ + "' is " +
+                 (q->backing_format_.empty() ? std::string("not stated in the image")
+                                             : "'" + q->backing_format_ + "', which is not supported") +
+                 "; it is not opened without one. If you trust that file, state its format with "
+                 "'vireo-img rebase -u -b " + q->backing_file_ + " -F raw|qcow2 " + path +
+                 "' (or 'qemu-img rebase -u -b ... -F FMT')";
+      return nullptr;
+    }
     std::string bpath = q->backing_file_;
     if (bpath[0] != '/') {
       auto slash = path.rfind('/');
@@ -549,6 +710,19 @@ int Qcow2Backend::parse(std::string* error, const Qcow2OpenFlags& flags) {
     pos += div_up(tot, 8) * 8;
   }
 
+  // Metadata structures must not overlap each other (two L1 entries, active
+  // or in snapshots, may share an L2 table; nothing else may share a cluster).
+  if (int r = rebuild_meta()) return *error = "cannot read snapshot L1 tables", r;
+  for (size_t i = 1; i < meta_.size() && !flags.allow_corrupt; i++) {
+    if (meta_maxend_[i - 1] <= meta_[i].start) continue;
+    size_t j = i - 1;
+    while (meta_[j].end <= meta_[i].start) j--;  // stops: some range before i ends past start
+    return *error = std::string(meta_name(meta_[i].kind)) + " at " + hex(meta_[i].start) + " overlaps " +
+                    meta_name(meta_[j].kind) + " at " + hex(meta_[j].start) +
+                    "; the image is corrupt (try 'vireo-img check')",
+           -EUCLEAN;
+  }
+
   if (!ro_) {
     bool hdr = false;
     if (autoclear_) {  // we keep no autoclear feature (e.g. bitmaps) up to date
@@ -557,7 +731,9 @@ int Qcow2Backend::parse(std::string* error, const Qcow2OpenFlags& flags) {
     }
     if ((incompat_ & kIncDirty) && !flags.no_repair) {
       // Lazy refcounts left stale by a crash: rebuild them from the tables.
-      if (int r = rebuild_dirty()) return *error = "cannot rebuild refcounts of a dirty image", r;
+      std::string why;
+      if (int r = rebuild_dirty(&why))
+        return *error = "cannot rebuild the refcounts of this dirty image (" + (why.empty() ? std::string(std::strerror(-r)) : why) + ")", r;
       incompat_ &= ~kIncDirty;
       hdr = true;
     }
@@ -584,7 +760,7 @@ int Qcow2Backend::read_l1(uint64_t off, uint32_t n, std::vector<uint64_t>* l1) {
 
 Qcow2Backend::~Qcow2Backend() {
   if (fd_ >= 0) {
-    if (!ro_) {
+    if (!ro_ && !corrupt_) {
       std::lock_guard<std::mutex> g(mu_);
       flush_metadata();
     }
@@ -633,6 +809,8 @@ int Qcow2Backend::lookup(uint64_t off, uint64_t* entry, uint64_t* bitmap) {
   if (l1i >= l1_.size()) return 0;
   uint64_t l2off = l1_[l1i] & kOffMask;
   if (!l2off) return 0;
+  if (!l2_cache_.count(l2off))
+    if (int r = check_l2_host(l2off)) return r;
   L2Table* t;
   if (int r = get_l2(l2off, &t)) return r;
   uint64_t idx = (off >> cluster_bits_) & (l2_entries_ - 1);
@@ -665,6 +843,7 @@ int Qcow2Backend::read_compressed(uint64_t e, uint8_t* out) {
   uint64_t nb = ((e >> shift) & ((1ULL << (cluster_bits_ - 8)) - 1)) + 1;
   uint64_t clen = nb * 512 - (coff & 511);
   if (coff >= file_end_) return -EIO;
+  if (int r = check_data_host(coff, clen, false, "compressed cluster")) return r;
   std::vector<uint8_t> in(clen);
   if (int r = pread_full(fd_, in.data(), clen, coff)) return r;
   if (compression_type_ == 0) {
@@ -718,6 +897,8 @@ int Qcow2Backend::read_in_cluster(uint64_t e, uint64_t bitmap, uint8_t* p, uint6
   }
   uint64_t host = e & kOffMask;
   if (host && ((host & (cs_ - 1)) || host >= file_end_ + cs_)) return -EIO;
+  if (host)
+    if (int r = check_data_host(host, cs_, false, "data cluster")) return r;
   if (ext_l2_) {
     uint64_t scs = cs_ / 32;
     while (n) {
@@ -768,6 +949,7 @@ int Qcow2Backend::grow_l1(uint64_t min_entries) {
   if (!l1_.empty()) free_later(l1_offset_, l1_.size() * 8);
   l1_.resize(n, 0);
   l1_offset_ = off;
+  meta_changed();
   l1_dirty_ = header_dirty_ = true;
   return 0;
 }
@@ -778,6 +960,8 @@ int Qcow2Backend::l2_for_write(uint64_t off, L2Table** t, uint64_t* idx) {
   if (l1i >= l1_.size())
     if (int r = grow_l1(l1i + 1)) return r;
   uint64_t l1e = l1_[l1i], l2off = l1e & kOffMask;
+  if (l2off && !l2_cache_.count(l2off))
+    if (int r = check_l2_host(l2off)) return r;
   if (!l2off || !(l1e & kCopied)) {
     L2Table nt;
     nt.e.assign(cs_ / 8, 0);
@@ -794,6 +978,7 @@ int Qcow2Backend::l2_for_write(uint64_t off, L2Table** t, uint64_t* idx) {
     l1_[l1i] = c | kCopied;
     l1_dirty_ = true;
     l2off = c;
+    meta_add(c, cs_, kMetaL2);
   }
   *idx = (off >> cluster_bits_) & (l2_entries_ - 1);
   return get_l2(l2off, t);
@@ -807,11 +992,21 @@ int Qcow2Backend::write_chunk(const uint8_t* p, uint64_t n, uint64_t off) {
   uint64_t e = t->e[idx];
   uint64_t host = e & kOffMask;
   if ((e & kCopied) && !(e & kCompressed) && host && !(version_ >= 3 && (e & kZeroFlag))) {
-    if (host & (cs_ - 1)) return -EIO;
+    // A crafted entry could aim the guest's write at the header or other
+    // metadata, or far past the end: check it is a data cluster we own alone.
+    if (int r = check_data_host(host, cs_, true, "data cluster")) return r;
+    uint64_t rc;
+    if (int r = get_refcount(host / cs_, &rc)) return r;
+    if (rc != 1) return mark_corrupt("data cluster at " + hex(host) + " has the COPIED flag but refcount " + std::to_string(rc));
     return write_at(p, n, host + in);
   }
   uint64_t nc;
   if (int r = alloc_clusters(1, &nc)) return r;
+  {  // a free cluster on metadata means the refcounts are wrong
+    int k = meta_overlap(nc, cs_);
+    if (k == -2) return -EIO;
+    if (k >= 0) return mark_corrupt("cluster " + hex(nc) + " is free in the refcounts but holds " + meta_name(k));
+  }
   bool fresh = nc >= file_end_;
   if (n == cs_) {
     if (int r = write_at(p, n, nc)) return r;
@@ -840,6 +1035,7 @@ int Qcow2Backend::pwrite(const void* buf, uint64_t len, uint64_t off) {
   if (ro_) return -EROFS;
   if (off > size_ || len > size_ - off) return -EIO;
   std::lock_guard<std::mutex> g(mu_);
+  if (corrupt_) return -EIO;
   trim_caches();
   auto* p = static_cast<const uint8_t*>(buf);
   while (len) {
@@ -853,6 +1049,7 @@ int Qcow2Backend::pwrite(const void* buf, uint64_t len, uint64_t off) {
 int Qcow2Backend::flush() {
   if (ro_) return 0;
   std::lock_guard<std::mutex> g(mu_);
+  if (corrupt_) return -EIO;
   return flush_metadata();
 }
 
@@ -897,6 +1094,7 @@ int Qcow2Backend::discard(uint64_t off, uint64_t len) {
   if (ro_) return -EROFS;
   if (off > size_ || len > size_ - off) return -EIO;
   std::lock_guard<std::mutex> g(mu_);
+  if (corrupt_) return -EIO;
   trim_caches();
   return zero_range(off, len, true);
 }
@@ -905,6 +1103,7 @@ int Qcow2Backend::write_zeroes(uint64_t off, uint64_t len) {
   if (ro_) return -EROFS;
   if (off > size_ || len > size_ - off) return -EIO;
   std::lock_guard<std::mutex> g(mu_);
+  if (corrupt_) return -EIO;
   trim_caches();
   return zero_range(off, len, false);
 }
@@ -912,6 +1111,7 @@ int Qcow2Backend::write_zeroes(uint64_t off, uint64_t len) {
 int Qcow2Backend::resize(uint64_t new_size) {
   if (ro_) return -EROFS;
   std::lock_guard<std::mutex> g(mu_);
+  if (corrupt_) return -EIO;
   if (new_size < size_) return -ENOTSUP;
   if (!snaps_.empty()) return -ENOTSUP;
   uint64_t need = div_up(new_size, cs_ << l2_bits_);
@@ -924,23 +1124,30 @@ int Qcow2Backend::resize(uint64_t new_size) {
 
 // ---------------------------------------------------------------- snapshots
 
+// Adds `delta` (+1 now, or -1 later) to the refcount of every cluster the L1
+// table references. Each distinct L2 table is walked once, with the number of
+// L1 entries that name it.
 int Qcow2Backend::refcount_walk(const std::vector<uint64_t>& l1, int delta, bool later) {
+  uint64_t mult = 1;
   auto touch = [&](uint64_t off, uint64_t len) -> int {
     if (later) {
-      free_later(off, len);
+      free_later(off, len, mult);
       return 0;
     }
     for (uint64_t c = off / cs_; c <= (off + len - 1) / cs_; c++) {
       uint64_t rc;
       if (int r = get_refcount(c, &rc)) return r;
-      if (int r = set_refcount(c, rc + delta)) return r;
+      if (delta > 0 && rc > ~0ULL - mult) return -ERANGE;
+      if (int r = set_refcount(c, delta > 0 ? rc + mult : (rc > mult ? rc - mult : 0))) return r;
     }
     return 0;
   };
+  std::map<uint64_t, uint64_t> uses;  // L2 table -> L1 entries naming it
+  for (uint64_t l1e : l1)
+    if (uint64_t l2off = l1e & kOffMask) uses[l2off]++;
   uint32_t shift = 62 - (cluster_bits_ - 8);
-  for (uint64_t l1e : l1) {
-    uint64_t l2off = l1e & kOffMask;
-    if (!l2off) continue;
+  for (auto [l2off, m] : uses) {
+    mult = m;
     if (int r = touch(l2off, cs_)) return r;
     L2Table* t;
     if (int r = get_l2(l2off, &t)) return r;
@@ -961,6 +1168,7 @@ int Qcow2Backend::refcount_walk(const std::vector<uint64_t>& l1, int delta, bool
 
 // COPIED must be set exactly when a cluster's refcount is 1 (active tables only).
 int Qcow2Backend::fix_copied_flags() {
+  std::set<uint64_t> seen;  // an L2 table shared by several L1 entries is fixed once
   for (auto& l1e : l1_) {
     uint64_t l2off = l1e & kOffMask;
     if (!l2off) continue;
@@ -968,6 +1176,7 @@ int Qcow2Backend::fix_copied_flags() {
     if (int r = get_refcount(l2off / cs_, &rc)) return r;
     uint64_t want = rc == 1 ? (l1e | kCopied) : (l1e & ~kCopied);
     if (want != l1e) l1e = want, l1_dirty_ = true;
+    if (!seen.insert(l2off).second) continue;
     L2Table* t;
     if (int r = get_l2(l2off, &t)) return r;
     size_t stride = ext_l2_ ? 2 : 1;
@@ -1017,6 +1226,8 @@ int Qcow2Backend::write_snapshot_table(const std::vector<Snap>& snaps) {
   if (!old.empty() && snapshots_offset_) free_later(snapshots_offset_, old.size());
   snaps_ = snaps;
   snapshots_offset_ = off;
+  meta_changed();
+  snap_l2_stale_ = true;
   header_dirty_ = true;
   return 0;
 }
@@ -1051,6 +1262,7 @@ std::vector<SnapshotInfo> Qcow2Backend::snapshots() {
 int Qcow2Backend::snapshot_create(const std::string& name, std::string* error) {
   std::lock_guard<std::mutex> g(mu_);
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
+  if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
   if (name.empty() || name.size() > 65535) return *error = "invalid snapshot name", -EINVAL;
   if (find_snapshot(name) >= 0) return *error = "snapshot '" + name + "' already exists", -EEXIST;
   if (int r = flush_metadata()) return *error = std::strerror(-r), r;
@@ -1089,6 +1301,7 @@ int Qcow2Backend::snapshot_create(const std::string& name, std::string* error) {
 int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error) {
   std::lock_guard<std::mutex> g(mu_);
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
+  if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
   int i = find_snapshot(name);
   if (i < 0) return *error = "snapshot '" + name + "' not found", -ENOENT;
   if (int r = flush_metadata()) return *error = std::strerror(-r), r;
@@ -1107,6 +1320,7 @@ int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error) {
   for (auto& e : sl1) e &= ~kCopied;
   l1_ = sl1;
   l1_offset_ = off;
+  meta_changed();
   size_ = nsize;
   l1_dirty_ = header_dirty_ = true;
   zc_host_ = ~0ULL;
@@ -1119,6 +1333,7 @@ int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error) {
 int Qcow2Backend::snapshot_delete(const std::string& name, std::string* error) {
   std::lock_guard<std::mutex> g(mu_);
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
+  if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
   int i = find_snapshot(name);
   if (i < 0) return *error = "snapshot '" + name + "' not found", -ENOENT;
   if (int r = flush_metadata()) return *error = std::strerror(-r), r;

@@ -62,6 +62,11 @@ public:
   // Walks all metadata and compares refcounts; with repair, rebuilds the
   // refcount structures when anything is wrong (needs a writable image).
   CheckResult check(bool repair);
+  // Bytes held by the L2 table and refcount block caches (tests).
+  uint64_t cache_bytes() const;
+  // True once a request found corrupt metadata (the image is then marked
+  // corrupt on disk, v3, and refuses every further write).
+  bool found_corrupt() const;
 
   struct L2Table {
     std::vector<uint64_t> e;  // host-order entries (2 words each with extended L2)
@@ -95,7 +100,7 @@ private:
   // points the header at it, with a flush after each step.
   int install_refcount_table(uint64_t start, uint64_t rt_cl);
   int grow_l1(uint64_t min_entries);
-  void free_later(uint64_t off, uint64_t len);
+  void free_later(uint64_t off, uint64_t len, uint64_t times = 1);
   void free_entry(uint64_t entry);
   int flush_metadata();
   int write_header_core();
@@ -116,9 +121,24 @@ private:
   void trim_caches();
   struct Refs;
   int count_refs(Refs* refs, CheckResult* res, bool include_refcount_structs);
-  int rebuild_refcounts(std::vector<uint64_t>& counts);
+  int rebuild_refcounts(Refs& refs, std::string* why);
   int do_check(CheckResult* res);
-  int rebuild_dirty();
+  int rebuild_dirty(std::string* why);
+  // Metadata overlap checks (like QEMU's): every cluster that holds metadata,
+  // as sorted byte ranges with their kind, rebuilt lazily after metadata moves.
+  enum MetaKind : uint8_t { kMetaHeader, kMetaL1, kMetaL2, kMetaRT, kMetaRB, kMetaSnapTable, kMetaSnapL1 };
+  struct MetaRange { uint64_t start, end; MetaKind kind; };
+  void meta_changed() { meta_stale_ = true; }
+  void meta_add(uint64_t off, uint64_t len, MetaKind kind);
+  int rebuild_meta();
+  // The kind of metadata overlapping [off, off+len), or -1 if none (-2: error).
+  int meta_overlap(uint64_t off, uint64_t len, bool ignore_l2 = false);
+  // Checks a data cluster before it is read (write=false) or written in place.
+  int check_l2_host(uint64_t l2off);
+  int check_data_host(uint64_t host, uint64_t len, bool write, const char* what);
+  int mark_corrupt(const std::string& why);
+  int read_l2_uncached(uint64_t off, std::vector<uint64_t>* e);
+  int read_rb_uncached(uint64_t off, std::vector<uint8_t>* raw);
 
   mutable std::mutex mu_;
   std::string path_;
@@ -146,12 +166,19 @@ private:
   uint32_t rt_clusters_ = 0;
   std::map<uint64_t, L2Table> l2_cache_;
   std::map<uint64_t, RefBlock> rb_cache_;
-  std::vector<uint64_t> pending_free_;  // cluster indices to decrement after metadata
+  std::vector<std::pair<uint64_t, uint64_t>> pending_free_;  // (cluster, by how much) to decrement after metadata
   uint64_t free_hint_ = 0;
   std::vector<Snap> snaps_;
   uint64_t snapshots_offset_ = 0;
   std::string backing_file_, backing_format_;
   std::unique_ptr<BlockBackend> backing_;
+  std::vector<MetaRange> meta_;
+  std::vector<uint64_t> meta_maxend_;  // running maximum of meta_[..].end
+  bool meta_stale_ = true;
+  std::vector<uint64_t> snap_l2_;  // distinct L2 tables of all snapshots
+  bool snap_l2_stale_ = true;
+  bool corrupt_ = false;           // found at run time: no more writes
+  std::string corrupt_why_;
   uint64_t zc_host_ = ~0ULL;  // last decompressed cluster (L2 entry) and its data
   std::vector<uint8_t> zc_data_;
 };

@@ -32,7 +32,7 @@ class Serial16550;
 
 struct DiskSpec {
   std::string path;
-  std::string format;  // "" = probe
+  std::string format;  // "raw" or "qcow2": required, never probed
   bool read_only = false;
   bool cdrom = false;
   bool virtio = false;

@@ -238,6 +238,8 @@ void PcBoard::wire_ide() {
       wire_virtio_blk(d);
       continue;
     }
+    if (d.format.empty())  // a disk's format is stated, never guessed from what a guest wrote
+      throw MachineError("disk image '" + d.path + "': no format given (raw or qcow2)");
     block::OpenOptions o;
     o.format = d.format;
     o.read_only = d.read_only || d.cdrom;
@@ -272,6 +274,7 @@ void PcBoard::wire_virtio_blk(const DiskSpec& d) {
   int slot = kVirtioFirstSlot;
   while (slot <= kLastSlot && host_->function(slot, 0)) slot++;
   if (slot > kLastSlot) throw MachineError("disk '" + d.path + "': no free PCI slot for another virtio-blk device");
+  if (d.format.empty()) throw MachineError("disk image '" + d.path + "': no format given (raw or qcow2)");
   block::OpenOptions o;
   o.format = d.format;
   o.read_only = d.read_only;

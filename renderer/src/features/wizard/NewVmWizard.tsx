@@ -38,6 +38,7 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
   const [diskBus, setDiskBus] = useState<'ide' | 'virtio'>('ide');
   const [linked, setLinked] = useState(false);
   const [basePath, setBasePath] = useState('');
+  const [importFormat, setImportFormat] = useState<'' | 'raw' | 'qcow2'>('');
   const [name, setName] = useState<string | undefined>();
   const [network, setNetwork] = useState<'user' | 'isolated' | 'none'>('user');
   const [customize, setCustomize] = useState(false);
@@ -55,7 +56,7 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
         media === 'iso'
           ? { kind: 'iso', path: isoPath.trim() }
           : media === 'import'
-            ? { kind: 'import', path: diskPath.trim() }
+            ? { kind: 'import', path: diskPath.trim(), ...(importFormat ? { format: importFormat } : {}) }
             : { kind: 'kernel', kernel: kernel.trim(), ...(initrd.trim() ? { initrd: initrd.trim() } : {}), ...(append ? { append } : {}) },
       os: osId,
       memoryMiB: Math.round(memoryMiB),
@@ -68,7 +69,7 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
       network,
       customize,
     }),
-    [media, isoPath, diskPath, kernel, initrd, append, osId, memoryMiB, cpus, createDisk, disk, diskFormat, diskBus, linked, basePath, vmName, network, customize],
+    [media, isoPath, diskPath, importFormat, kernel, initrd, append, osId, memoryMiB, cpus, createDisk, disk, diskFormat, diskBus, linked, basePath, vmName, network, customize],
   );
 
   const err = (f: WizardField) => errors.find((e) => e.field === f)?.message;
@@ -194,6 +195,15 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
             {media === 'import' && (
               <Field id="disk-path" label="Disk image path" error={err('media')} hint="A raw or qcow2 image; it is used in place, not copied.">
                 <input id="disk-path" value={diskPath} onChange={(e) => setDiskPath(e.target.value)} aria-invalid={!!err('media')} spellCheck={false} />
+              </Field>
+            )}
+            {media === 'import' && (
+              <Field id="import-format" label="Disk image format" hint="A qcow2 image that reads from other files (a backing chain) is imported only with its format chosen here.">
+                <select id="import-format" value={importFormat} onChange={(e) => setImportFormat(e.target.value as '' | 'raw' | 'qcow2')}>
+                  <option value="">Read it from the file</option>
+                  <option value="qcow2">qcow2</option>
+                  <option value="raw">raw</option>
+                </select>
               </Field>
             )}
             {media === 'kernel' && (
