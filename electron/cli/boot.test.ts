@@ -55,6 +55,8 @@ describe('parseBootArgs', () => {
       [['--nic', 'user,restrict=maybe'], /restrict=on or off/],
       [['--nic', 'user,speed=10'], /unknown option 'speed'/],
       [['--flat', 'k', '--nic', 'user'], /needs the PC/],
+      [['--disk', 'd.img,format=vmdk'], /format=raw or qcow2/],
+      [['--disk', 'd.img,if=scsi'], /if=ide or virtio/],
     ];
     for (const [args, re] of bad) {
       expect(() => parseBootArgs(args)).toThrow(UsageError);
@@ -71,9 +73,13 @@ describe('parseBootArgs', () => {
   it('gives a kernel boot the PC options and keeps --flat bare', () => {
     const o = parseBootArgs(['--kernel', 'k', '--disk', 'd.img', '--cdrom', 'c.iso', '--screenshot-at', '20:s.png', '--keys-at', '3:<Enter>']);
     expect(o.config.disks).toEqual([
-      { path: 'd.img', media: 'disk', bus: 'ide' },
-      { path: 'c.iso', media: 'cdrom', readOnly: true, bus: 'ide' },
+      { path: 'd.img', media: 'disk', bus: 'ide', format: 'raw' },
+      { path: 'c.iso', media: 'cdrom', readOnly: true, bus: 'ide', format: 'raw' },
     ]);
+    // The format comes from format= or the name, never from the content.
+    expect(parseBootArgs(['--disk', 'x.qcow2']).config.disks![0]).toMatchObject({ format: 'qcow2', bus: 'ide' });
+    expect(parseBootArgs(['--disk', 'x.img,format=qcow2,if=virtio']).config.disks![0]).toEqual({ path: 'x.img', media: 'disk', bus: 'virtio', format: 'qcow2' });
+    expect(parseBootArgs(['--disk', 'a,b.img']).config.disks![0]).toMatchObject({ path: 'a,b.img', format: 'raw' });
     expect(o.screenshots).toEqual([{ atS: 20, file: 's.png' }]);
     expect(o.keys).toEqual([{ atS: 3, keys: '<Enter>' }]);
     const f = parseBootArgs(['--flat', 'f.bin']);
@@ -85,8 +91,8 @@ describe('parseBootArgs', () => {
     const o = parseBootArgs(['--cdrom', 'a.iso', '--disk', 'd.img', '--boot', 'order=dc', '--screenshot-at', '5:s.png', '--keys-at', '7:ctrl-alt-del']);
     expect(o.config.bios).toBe('/usr/share/seabios/bios.bin');
     expect(o.config.disks).toEqual([
-      { path: 'a.iso', media: 'cdrom', readOnly: true, bus: 'ide' },
-      { path: 'd.img', media: 'disk', bus: 'ide' },
+      { path: 'a.iso', media: 'cdrom', readOnly: true, bus: 'ide', format: 'raw' },
+      { path: 'd.img', media: 'disk', bus: 'ide', format: 'raw' },
     ]);
     expect(o.config.bootOrder).toBe('dc');
     expect(o.screenshots).toEqual([{ atS: 5, file: 's.png' }]);

@@ -13,7 +13,7 @@ export interface BootOptions {
 }
 
 export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--append STRING]]
-                   [--cdrom ISO] [--disk IMG]... [--boot order=dc] [--boot-menu]
+                   [--cdrom ISO] [--disk IMG[,format=raw|qcow2][,if=ide|virtio]]... [--boot order=dc] [--boot-menu]
                    [--nic none|user[,model=virtio][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]]...
                    [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
                   | --flat FILE [--flat-address ADDR])
@@ -111,6 +111,53 @@ export function parseNic(v: string): NicConfig {
   return nic;
 }
 
+/**
+ * One --disk value: 'PATH[,format=raw|qcow2][,if=ide|virtio]'. The format is never
+ * guessed from the file's content (a guest can write a qcow2 header into a raw disk
+ * and name a host file as its backing file): without format= it follows the name,
+ * qcow2 for *.qcow2 / *.qcow, raw otherwise, and a hint is printed when the content
+ * disagrees.
+ */
+export function parseDisk(v: string): NonNullable<MachineConfig['disks']>[number] {
+  const parts = v.split(',');
+  const opts = parts.slice(1);
+  const known = opts.length > 0 && opts.every((o) => /^(format|if)=/.test(o));
+  const file = known ? parts[0]! : v;
+  if (!file) throw new UsageError('--disk: PATH[,format=raw|qcow2][,if=ide|virtio]');
+  let format: 'raw' | 'qcow2' = /\.qcow2?$/i.test(file) ? 'qcow2' : 'raw';
+  let bus: 'ide' | 'virtio' = 'ide';
+  let stated = false;
+  for (const o of known ? opts : []) {
+    const [key, val] = [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)];
+    if (key === 'format') {
+      if (val !== 'raw' && val !== 'qcow2') throw new UsageError(`--disk: format=raw or qcow2 (got '${val}')`);
+      format = val;
+      stated = true;
+    } else {
+      if (val !== 'ide' && val !== 'virtio') throw new UsageError(`--disk: if=ide or virtio (got '${val}')`);
+      bus = val;
+    }
+  }
+  if (!stated && looksQcow2Sync(file) !== (format === 'qcow2')) {
+    console.error(`vireo boot: ${file} is opened as ${format} (from its name); its content looks ${format === 'raw' ? 'like qcow2' : 'raw'}: add ,format=${format === 'raw' ? 'qcow2' : 'raw'} if that is what it is`);
+  }
+  return { path: file, media: 'disk', bus, format };
+}
+
+function looksQcow2Sync(file: string): boolean {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const b = Buffer.alloc(4);
+      return fs.readSync(fd, b, 0, 4, 0) === 4 && b.toString('latin1') === 'QFI\xfb';
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
 export function parseBootArgs(args: string[]): BootOptions {
   const config: MachineConfig = { memoryMiB: 256, cpus: 1, disks: [] };
   const o: BootOptions = { config, serial: { kind: 'stdio' }, screenshots: [], keys: [] };
@@ -149,8 +196,8 @@ export function parseBootArgs(args: string[]): BootOptions {
         else if (v.startsWith('file:') && v.length > 5) o.serial = { kind: 'file', path: v.slice(5) };
         else throw new UsageError(`--serial: stdio or file:PATH (got '${v}')`);
         break;
-      case '--cdrom': config.disks!.push({ path: v, media: 'cdrom', readOnly: true, bus: 'ide' }); break;
-      case '--disk': config.disks!.push({ path: v, media: 'disk', bus: 'ide' }); break;
+      case '--cdrom': config.disks!.push({ path: v, media: 'cdrom', readOnly: true, bus: 'ide', format: 'raw' }); break;
+      case '--disk': config.disks!.push(parseDisk(v)); break;
       case '--boot': {
         const m = /^(?:order=)?([cdn]+)$/.exec(v);
         if (!m) throw new UsageError(`--boot: order=LETTERS with c (disk), d (cdrom), n (network); got '${v}'`);

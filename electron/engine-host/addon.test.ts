@@ -71,7 +71,7 @@ describe.skipIf(!!why)('native addon', () => {
       /network card 2: MAC address 52:54:00:12:34:56 is used by another card/,
     );
     expect(() => new Machine({ memoryMiB: 64, cpus: 1, kernel: path.join(guests, 'hello.bin'), nics: [{}] })).toThrow(
-      /network cards need firmware boot/,
+      /network cards need the PC board/,
     );
   });
 
