@@ -152,7 +152,7 @@ TEST(bad_nic_settings_are_refused_naming_the_card) {
   MachineConfig k;
   k.kernel = "/nonexistent-kernel";
   k.nics = {NicSpec{}};
-  CHECK(error_of(k).find("network cards need firmware boot") != std::string::npos);
+  CHECK(error_of(k).find("network cards need the PC board") != std::string::npos);
   n = NicSpec{};
   n.backend = "tap";
   c.nics = {n};
