@@ -47,6 +47,15 @@ describe('parseBootArgs', () => {
     expect(o.screenshots).toEqual([{ atS: 5, file: 's.png' }]);
     expect(o.keys).toEqual([{ atS: 7, keys: 'ctrl-alt-del' }]);
   });
+  it('--virtio-disk attaches a virtio-blk disk beside IDE ones, with a kernel too', () => {
+    const o = parseBootArgs(['--kernel', 'k', '--disk', 'i.qcow2', '--virtio-disk', 'v.img', '--cdrom', 'c.iso']);
+    expect(o.config.disks).toEqual([
+      { path: 'i.qcow2', media: 'disk', bus: 'ide' },
+      { path: 'v.img', media: 'disk', bus: 'virtio' },
+      { path: 'c.iso', media: 'cdrom', readOnly: true, bus: 'ide' },
+    ]);
+    expect(() => parseBootArgs(['--virtio-disk'])).toThrow(/needs a value/);
+  });
   it('serial to a file', () => {
     expect(parseBootArgs(['--kernel', 'k', '--serial', 'file:/tmp/x']).serial).toEqual({ kind: 'file', path: '/tmp/x' });
   });

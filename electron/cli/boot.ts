@@ -12,7 +12,7 @@ export interface BootOptions {
 }
 
 export const BOOT_USAGE = `usage: vireo boot (--kernel FILE [--initrd FILE] [--append STRING] | --flat FILE [--flat-address ADDR]
-                   | [--cdrom ISO] [--disk IMG]... [--boot order=dc] [--boot-menu])
+                   | [--cdrom ISO] [--disk IMG]... [--virtio-disk IMG]... [--boot order=dc] [--boot-menu])
                   [--memory 256M] [--cpus N] [--serial stdio|file:PATH] [--timeout SECONDS]
                   [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
 
@@ -23,7 +23,8 @@ a guest power-off exits 0; a crashed guest prints why and exits 2; --timeout
 exits 124.
 
 Without --kernel/--flat the machine boots SeaBIOS from the Debian seabios package
-with the given CD-ROM and disks.`;
+with the given CD-ROM and disks. --disk attaches an IDE disk, --virtio-disk a
+virtio-blk disk (PCI); the image format (raw, qcow2) is probed.`;
 
 export class UsageError extends Error {}
 
@@ -50,7 +51,7 @@ const DEFAULT_VGA_BIOS = '/usr/share/seabios/vgabios-stdvga.bin';
 
 const VALUE_FLAGS = new Set([
   '--kernel', '--initrd', '--append', '--flat', '--flat-address', '--memory', '-m', '--cpus', '--smp', '--serial',
-  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at',
+  '--cdrom', '--disk', '--virtio-disk', '--boot', '--timeout', '--screenshot-at', '--keys-at',
 ]);
 
 export function parseBootArgs(args: string[]): BootOptions {
@@ -93,6 +94,7 @@ export function parseBootArgs(args: string[]): BootOptions {
         break;
       case '--cdrom': config.disks!.push({ path: v, media: 'cdrom', readOnly: true, bus: 'ide' }); break;
       case '--disk': config.disks!.push({ path: v, media: 'disk', bus: 'ide' }); break;
+      case '--virtio-disk': config.disks!.push({ path: v, media: 'disk', bus: 'virtio' }); break;
       case '--boot': {
         const m = /^(?:order=)?([cdn]+)$/.exec(v);
         if (!m) throw new UsageError(`--boot: order=LETTERS with c (disk), d (cdrom), n (network); got '${v}'`);
