@@ -67,8 +67,9 @@ function keepLog(name: string, r: RunResult, cmd: string[]): void {
 
 function report(what: string, r: RunResult): string {
   const t = Object.entries(r.t).map(([k, v]) => `${k}=${(v as number).toFixed(1)}s`).join(' ');
+  const marks = r.marks.map(([at, l]) => `${at.toFixed(1)}s ${l}`).join('; ');
   return `${what}: exit ${r.exitCode ?? r.signal}${r.killed ? ' (killed at the limit)' : ''}, ${t}, ` +
-    `summary ${r.summary ? `pass=${r.summary.pass} fail=${r.summary.fail}` : 'none'}`;
+    `summary ${r.summary ? `pass=${r.summary.pass} fail=${r.summary.fail}` : 'none'}${marks ? `; marks: ${marks}` : ''}`;
 }
 
 /** Asserts a finished run: every guest check PASS, every host verdict PASS, a clean power-off. */
@@ -98,7 +99,7 @@ it('VIREO-CHECK parsing and host verdicts reject wrong tokens, missing writes an
     `${line('cdrom', `dev=sr0 token=${m.tokens.cd} md5=x`)}${line('rtc', `rtc=${Math.floor(now) - 3600} uptime=1`)}VIREO-CHECK cpus FAIL online=1 (0) want=2\n`;
   const checks = parseChecks(serial);
   expect(checks.map((c) => [c.name, c.ok])).toEqual([['disk-virtio-read', true], ['disk-ide-read', true], ['cdrom', true], ['rtc', true], ['cpus', false]]);
-  const r = { serial, stderr: '', checks, exitCode: 0, signal: null, killed: false, t: { end: 1 }, arrivedAt: { rtc: now } } as RunResult;
+  const r = { serial, stderr: '', checks, exitCode: 0, signal: null, killed: false, t: { end: 1 }, arrivedAt: { rtc: now }, marks: [] } as RunResult;
   const v = Object.fromEntries(verifyHost(r, { media: m, cdToken: m.tokens.cd, cpus: 2 }).map((x) => [x.name, x.ok]));
   expect(v).toMatchObject({
     'host-virtio-token': true, 'host-ide-token': false, 'host-cdrom-token': true, 'host-rtc': false, 'host-cpus': false,

@@ -172,6 +172,8 @@ export interface RunResult {
   t: { firstByte?: number; init?: number; summary?: number; prompt?: number; end: number };
   /** Host clock (s since epoch) when each check line arrived. */
   arrivedAt: Record<string, number>;
+  /** Seconds from spawn at which each VIREO-GRUB / VIREO-INIT / VIREO-SUMMARY / VIREO-SHELL line arrived. */
+  marks: Array<[number, string]>;
 }
 
 export function parseChecks(serial: string): Check[] {
@@ -203,7 +205,7 @@ export function runGuest(cmd: string, args: string[], o: RunOptions): Promise<Ru
     const t0 = process.hrtime.bigint();
     const el = () => Number(process.hrtime.bigint() - t0) / 1e9;
     const child = spawn(cmd, args, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, ...o.env } });
-    const r: RunResult = { serial: '', stderr: '', checks: [], exitCode: null, signal: null, killed: false, t: { end: 0 }, arrivedAt: {} };
+    const r: RunResult = { serial: '', stderr: '', checks: [], exitCode: null, signal: null, killed: false, t: { end: 0 }, arrivedAt: {}, marks: [] };
     let pending = '';
     let prompted = false;
     const kill = () => {
@@ -224,6 +226,7 @@ export function runGuest(cmd: string, args: string[], o: RunOptions): Promise<Ru
       for (const raw of parts) {
         const line = raw.replace(/\r/g, '');
         if (line.startsWith('VIREO-INIT') && r.t.init === undefined) r.t.init = el();
+        if (/^VIREO-(GRUB|INIT|SUMMARY|SHELL|POWEROFF)/.test(line)) r.marks.push([el(), line.slice(0, 80)]);
         const c = /^VIREO-CHECK (\S+) /.exec(line);
         if (c) r.arrivedAt[c[1]!] = Date.now() / 1000;
         const s = /^VIREO-SUMMARY pass=(\d+) fail=(\d+)/.exec(line);
