@@ -3,13 +3,14 @@
 # suite (npm test never calls it): it takes minutes and its figures depend on
 # the machine.
 #
-#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app]
+#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app,linux]
 #
 # engine  bench/engine/*.py        start -> first serial byte, memory, display frames (vs QEMU)
 # block   bench/block/bench.sh     block layer vs qemu-io, image copy vs qemu-img/cp
 # pc      bench/pc/grub-menu.mjs   start -> GRUB menu (SeaBIOS, ATAPI) vs QEMU
 # storage bench/storage/*.ts       linked clone time, full clone copy vs cp
 # app     bench/app/app-bench.ts   UI budgets in Chromium (no QEMU peer)
+# linux   bench/linux-boot/bench.ts start -> Linux init prompt vs QEMU-KVM and TCG (up to LINUX_LIMIT s per boot)
 # Each suite runs only if its files are present; a failing suite is reported
 # in the table and the others still run. Logs stay in $BENCH_OUT (a temp dir).
 set -uo pipefail
@@ -20,7 +21,7 @@ while (($#)); do
   case "$1" in
     --quick) quick=1 ;;
     --skip) skip=",$2,"; shift ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -78,6 +79,12 @@ if want app && [ -f bench/app/app-bench.ts ]; then
   else
     cp "$OUT/app.build.log" "$OUT/app.txt"; status app 1
   fi
+fi
+if want linux && [ -f bench/linux-boot/bench.ts ]; then
+  log "linux: start -> init prompt (limit ${LINUX_LIMIT:=300} s per boot; minutes on a kvm_pvm host)"
+  [ -f dist/bench/linux-boot/bench.js ] && [ dist/bench/linux-boot/bench.js -nt bench/linux-boot/bench.ts ] ||
+    npx tsc -p tsconfig.json >"$OUT/linux.build.log" 2>&1
+  node dist/bench/linux-boot/bench.js --runs "${LINUX_RUNS:-1}" --limit "$LINUX_LIMIT" --json "$OUT/linux.json" >"$OUT/linux.txt" 2>"$OUT/linux.err"; status linux $?
 fi
 
 python3 - "$OUT" <<'PY'
@@ -166,6 +173,7 @@ def generic_rows(suite, key):
             header = cells; continue
         rows.append((suite, f"{header[0]}: {cells[0]}", "; ".join(f"{h}: {c}" for h, c in zip(header[1:], cells[1:])), "n/a", "", ""))
 generic_rows("storage", "storage")
+generic_rows("linux", "linux")
 if failed("app"): fail_row("app", "app")
 elif os.path.exists(os.path.join(out, "app.txt")):
     t = open(os.path.join(out, "app.txt")).read()

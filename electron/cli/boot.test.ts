@@ -98,6 +98,15 @@ describe('parseBootArgs', () => {
     expect(o.screenshots).toEqual([{ atS: 5, file: 's.png' }]);
     expect(o.keys).toEqual([{ atS: 7, keys: 'ctrl-alt-del' }]);
   });
+  it('--disk PATH,if=virtio attaches a virtio-blk disk beside IDE ones, with a kernel too', () => {
+    const o = parseBootArgs(['--kernel', 'k', '--disk', 'i.qcow2', '--disk', 'v.img,if=virtio', '--cdrom', 'c.iso']);
+    expect(o.config.disks).toEqual([
+      { path: 'i.qcow2', media: 'disk', bus: 'ide', format: 'qcow2' },
+      { path: 'v.img', media: 'disk', bus: 'virtio', format: 'raw' },
+      { path: 'c.iso', media: 'cdrom', readOnly: true, bus: 'ide', format: 'raw' },
+    ]);
+    expect(() => parseBootArgs(['--disk'])).toThrow(/needs a value/);
+  });
   it('serial to a file', () => {
     expect(parseBootArgs(['--kernel', 'k', '--serial', 'file:/tmp/x']).serial).toEqual({ kind: 'file', path: '/tmp/x' });
   });
