@@ -184,6 +184,35 @@ TEST(seabios_installs_vireos_acpi_tables) {
   }
   CHECK_EQ(lapics, 2);
   CHECK(dsdt_ok);
+  // The FADT's PM blocks are where the PIIX4 PM function really decodes them:
+  // SeaBIOS moves PMBA to 0x600 when it runs a table-loader.
+  CHECK(log.find("Moving pm_base to 0x600") != std::string::npos);
+  uint64_t fadt = 0;
+  for (uint32_t i = 36; i < rd32(mem, rsdt + 4); i += 4)
+    if (sig_at(mem, rd32(mem, rsdt + i)) == "FACP") fadt = rd32(mem, rsdt + i);
+  CHECK(fadt != 0);
+  auto cfg_read = [&](int slot, int fn, int reg) {
+    uint32_t addr = 0x80000000u | uint32_t(slot) << 11 | uint32_t(fn) << 8 | uint32_t(reg);
+    uint8_t a[4], v[4];
+    std::memcpy(a, &addr, 4);
+    m->pio().write(0xcf8, a);
+    m->pio().read(0xcfc, v);
+    uint32_t out;
+    std::memcpy(&out, v, 4);
+    return out;
+  };
+  uint32_t pmba = cfg_read(1, 3, 0x40) & 0xffc0;  // PIIX4 PM (00:01.3) PMBA
+  CHECK_EQ(rd32(mem, fadt + 56), pmba);            // PM1a_EVT_BLK
+  CHECK_EQ(rd32(mem, fadt + 64), pmba + 4);        // PM1a_CNT_BLK
+  CHECK_EQ(rd32(mem, fadt + 76), pmba + 8);        // PM_TMR_BLK
+  auto pm_timer = [&] {
+    uint8_t v[4];
+    CHECK(m->pio().read(rd32(mem, fadt + 76), v));
+    return uint32_t(v[0] | v[1] << 8 | v[2] << 16 | v[3] << 24);
+  };
+  uint32_t t0 = pm_timer();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK(pm_timer() != t0);  // a running 3.58 MHz timer answers there
   m->stop();
 }
 

@@ -39,7 +39,7 @@ enum FadtOff : size_t {
 };
 // FADT flags (ACPI 6.4 table 5.10).
 constexpr uint32_t kFWbinvd = 1u << 0, kFProcC1 = 1u << 2, kFSlpButton = 1u << 5, kFRtcS4 = 1u << 7,
-                   kFResetRegSup = 1u << 10;
+                   kFResetRegSup = 1u << 10, kFUsePlatformClock = 1u << 15;
 // IA-PC boot architecture flags: LEGACY_DEVICES (ISA devices the OS may probe), 8042.
 constexpr uint16_t kBootArchLegacy = 1u << 0, kBootArch8042 = 1u << 1;
 constexpr uint16_t kCStateUnsupportedC2 = 0x0fff, kCStateUnsupportedC3 = 0x0fff;  // > 100 / > 1000 us: none
@@ -48,8 +48,9 @@ constexpr uint8_t kGasSystemIo = 1, kGasAccessByte = 1;
 // PIIX3 reset control register: SRST (hard reset) | RCPU (reset the CPU), what QEMU's FADT writes.
 constexpr uint8_t kResetValueHard = 0x06;
 
-// PM blocks as Piix4Pm decodes them at the base SeaBIOS programs into PMBA.
-constexpr uint16_t kPmBase = pci::Piix4Pm::kDefaultPmBase;
+// PM blocks as Piix4Pm decodes them at the base SeaBIOS programs into PMBA:
+// 0x600 once it sees etc/table-loader (not its default 0xb000).
+constexpr uint16_t kPmBase = pci::Piix4Pm::kLoaderPmBase;
 constexpr uint8_t kPm1EvtLenBytes = 4;  // PM1_STS + PM1_EN
 constexpr uint8_t kPm1CntLenBytes = 2;
 constexpr uint8_t kPmTmrLenBytes = 4;
@@ -194,8 +195,9 @@ std::vector<uint8_t> build_fadt() {
   put16(t, kIapcBootArch, kBootArchLegacy | kBootArch8042);
   // PWR_BUTTON (bit 4) clear: the power button is the fixed-feature one in
   // PM1 (Piix4Pm kPwrBtnSts). SLP_BUTTON set: there is no sleep button.
-  // TMR_VAL_EXT clear: the PM timer is 24 bits.
-  put32(t, kFlags, kFWbinvd | kFProcC1 | kFSlpButton | kFRtcS4 | kFResetRegSup);
+  // TMR_VAL_EXT clear: the PM timer is 24 bits. USE_PLATFORM_CLOCK as QEMU:
+  // the PM timer, not the TSC, is the reference clock.
+  put32(t, kFlags, kFWbinvd | kFProcC1 | kFSlpButton | kFRtcS4 | kFResetRegSup | kFUsePlatformClock);
   gas_io(t, kResetReg, 8, kGasAccessByte, pci::Piix3::kRcrPort);
   t[kResetValue] = kResetValueHard;
   gas_io(t, kXPm1aEvtBlk, kPm1EvtLenBytes * 8, 0, kPmBase + pci::Piix4Pm::kPm1Sts);

@@ -35,6 +35,10 @@ public:
   static constexpr int kSlot = 1, kFn = 3;
   static constexpr int kSciIrq = 9;               // SeaBIOS PIIX_PM_INTRRUPT
   static constexpr uint16_t kDefaultPmBase = 0xb000;  // SeaBIOS PORT_ACPI_PM_BASE
+  // Where SeaBIOS puts PMBA instead when fw_cfg has etc/table-loader (src/fw/
+  // paravirt.c qemu_platform_setup "Moving pm_base to 0x600"), i.e. on a
+  // board whose ACPI tables come from the VMM, as Vireo's PC does.
+  static constexpr uint16_t kLoaderPmBase = 0x0600;
   static constexpr uint16_t kGpePort = 0xafe0, kGpeLen = 4;  // SeaBIOS PIIX_GPE0_BLK
   static constexpr uint16_t kApmPort = 0xb2, kApmLen = 2;    // APM control (SMI_CMD) + status
   static constexpr uint16_t kPmLen = 64, kSmbLen = 16;
