@@ -6,7 +6,9 @@
 //   (24-bit, no TMR_VAL_EXT), GPE0_BLK = 0xafe0 length 4,
 //   \_S3 SLP_TYP 1, \_S4 SLP_TYP 2, \_S5 SLP_TYP 0.
 // SeaBIOS programs PMBA (0x40) = 0xb000|1, PMREGMISC (0x80) = 1, SMBus base
-// (0x90) = 0xb100|1, SMBHSTCFG (0xd2) = 9, interrupt line 9.
+// (0x90) = 0xb100|1, SMBHSTCFG (0xd2) = 9, interrupt line 9 -- or PMBA 0x600
+// and SMBus 0x700 when fw_cfg has etc/table-loader, as on Vireo's PC, whose
+// own FADT (machine/acpi.cc) says so. The device decodes wherever PMBA points.
 //
 // I/O the board registers itself: gpe_port() at kGpePort (len 4) and
 // apm_port() at kApmPort (len 2). The PM block (64 bytes) and the SMBus
