@@ -332,20 +332,6 @@ Tables build(const Config& c) {
   return out;
 }
 
-std::vector<TableRef> table_index(const Tables& t) {
-  std::vector<TableRef> refs;
-  size_t at = 0;
-  const auto& b = t.tables;
-  while (at + 8 <= b.size()) {
-    uint32_t len = uint32_t(b[at + 4] | b[at + 5] << 8 | b[at + 6] << 16 | uint32_t(b[at + 7]) << 24);
-    if (len < 8 || at + len > b.size()) break;
-    refs.push_back({std::string(reinterpret_cast<const char*>(&b[at]), 4), uint32_t(at), len});
-    at += len;
-    while (at % 8 && at < b.size()) at++;
-  }
-  return refs;
-}
-
 void install(FwCfg& fw, const Tables& t) {
   fw.add_file(kTablesFile, t.tables);
   fw.add_file(kRsdpFile, t.rsdp);

@@ -59,14 +59,7 @@ struct Tables {
   std::vector<uint8_t> loader;  // etc/table-loader
 };
 
-// Where each table sits in `tables` (for tests and the docs).
-struct TableRef {
-  std::string signature;
-  uint32_t offset, length;
-};
-
 Tables build(const Config& c);
-std::vector<TableRef> table_index(const Tables& t);
 
 // The DSDT as iasl compiled it from acpi/dsdt.asl.
 std::span<const uint8_t> dsdt_aml();
