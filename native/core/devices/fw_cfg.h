@@ -133,7 +133,8 @@ struct SeabiosConfig {
 };
 // Fills every legacy key and file SeaBIOS reads: NB_CPUS, MAX_CPUS, RAM_SIZE,
 // UUID, NOGRAPHIC, NUMA (none), BOOT_MENU, IRQ0_OVERRIDE, ACPI_TABLES and
-// SMBIOS_ENTRIES (empty: SeaBIOS builds its own), E820_TABLE (no legacy
+// SMBIOS_ENTRIES (legacy keys, empty; the PC board adds its ACPI tables as
+// etc/table-loader files, machine/acpi.h, and SeaBIOS builds SMBIOS), E820_TABLE (no legacy
 // reservations), etc/e820, bootorder, etc/show-boot-menu, etc/boot-menu-wait,
 // etc/boot-fail-wait.
 void configure_seabios(FwCfg& fw, const SeabiosConfig& c);

@@ -76,6 +76,13 @@ public:
   void create_irqchip();  // in-kernel PIC + IOAPIC (+ LAPIC per vCPU)
   void create_pit();      // KVM_CREATE_PIT2 with the speaker port left to userspace (dummy)
   void irq_line(uint32_t irq, bool level);
+  // KVM_SET_GSI_ROUTING: replaces the whole GSI -> irqchip pin table (KVM's
+  // default sends GSI n to PIC pin n and IOAPIC pin n). Each entry is
+  // {gsi, chip (KVM_IRQCHIP_*), pin}. Needs the in-kernel irqchip.
+  struct IrqchipRoute {
+    uint32_t gsi, chip, pin;
+  };
+  void set_gsi_routing(const std::vector<IrqchipRoute>& routes);
   // Copies the dirty bitmap of `slot` (1 bit per 4 KiB page) and clears it in KVM.
   void dirty_log(uint32_t slot, uint64_t* bitmap);
   // Whole in-kernel interrupt controller / PIT state (save at power-on, put back on reset).

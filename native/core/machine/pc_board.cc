@@ -22,12 +22,14 @@
 #include "devices/virtio/pci_transport.h"
 #include "kvm/kvm.h"
 #include "net/slirp.h"
+#include "machine/acpi.h"
 #include "machine/boot.h"
 #include "machine/kernel_boot.h"
 #include "machine/layout.h"
 #include "machine/machine.h"
 #include "machine/smbios.h"
 #include "kvm/cpuid.h"
+#include "machine/pc_irq.h"
 
 namespace vireo {
 
@@ -41,7 +43,7 @@ constexpr uint16_t kPostPort = 0x80;
 constexpr uint16_t kIdePrimaryCmd = 0x1f0, kIdePrimaryCtl = 0x3f6, kIdeSecondaryCmd = 0x170, kIdeSecondaryCtl = 0x376;
 constexpr uint16_t kVgaLegacyPorts = 0x3b0, kVgaLegacyLen = 0x30, kDispiPort = 0x1ce, kDispiLen = 3;
 constexpr int kInputWatchUs = 500;  // how often PcBoard's input watch looks (kvm_pvm hosts only)
-constexpr uint8_t kIrqSci = 9;  // ACPI SCI, as SeaBIOS's FADT declares
+constexpr uint8_t kIrqSci = pci::Piix4Pm::kSciIrq;  // ACPI SCI, as the FADT (machine/acpi.cc) declares
 constexpr uint8_t kIrqKbd = 1, kIrqRtc = 8, kIrqMouse = 12, kIrqIdePrimary = 14, kIrqIdeSecondary = 15;
 // PCI slots of QEMU's "pc" machine, which SeaBIOS and guests' drivers know.
 constexpr int kIdeSlot = 1, kIdeFn = 1, kVgaSlot = 2;
@@ -71,6 +73,12 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   Bus& pio = m.pio();
   Bus& mmio = m.mmio();
   auto isa_irq = [&vm](uint8_t irq) { return IrqLine([&vm, irq](bool l) { vm.irq_line(irq, l); }); };
+
+  // The PC's GSI routing (machine/pc_irq.h): the PIT (GSI 0) reaches IOAPIC
+  // pin 2, as the MADT built in configure_firmware says.
+  std::vector<kvm::KvmVm::IrqchipRoute> routes;
+  for (const pcirq::Route& r : pcirq::pc_routes()) routes.push_back({r.gsi, uint32_t(r.chip), r.pin});
+  vm.set_gsi_routing(routes);
 
   host_ = std::make_unique<pci::PciHost>(pio, mmio);
   rom_slots_ok_ = vm.system().check_extension(KVM_CAP_READONLY_MEM) > 0;
@@ -407,6 +415,10 @@ void PcBoard::configure_firmware() {
   sc.boot_menu = cfg.boot_menu;
   fwcfg::configure_seabios(*fw_, sc);
   configure_smbios();
+  // Vireo's own ACPI tables (machine/acpi.h): SeaBIOS loads them and builds none.
+  acpi::Config ac;
+  ac.cpus = cfg.cpus;
+  acpi::install(*fw_, acpi::build(ac));
 
   rtc_->set_memory(ram.low_end, ram.high_size);
   rtc_->set_smp_count(cfg.cpus);

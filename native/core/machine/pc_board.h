@@ -5,6 +5,8 @@
 //   00:02.0 std-vga 1234:1111 (LFB as a dirty-logged KVM slot, legacy VGA, dispi)
 //   00:01.3 PIIX4 PM (ACPI: SCI on IRQ 9 through PIIX3, PM timer, power button, S5 poweroff)
 //   ISA: i8042 0x60/0x64 (IRQ1, IRQ12), CMOS/RTC 0x70 (IRQ8), fw_cfg 0x510, POST 0x80
+// ACPI tables are Vireo's own (machine/acpi.h, through fw_cfg's
+// etc/table-loader), and the KVM GSI routing matches their MADT (pc_irq.h).
 // Every port and IRQ number is a named constant in machine/layout.h or the
 // device's header.
 #pragma once

@@ -6,7 +6,9 @@
 //   (24-bit, no TMR_VAL_EXT), GPE0_BLK = 0xafe0 length 4,
 //   \_S3 SLP_TYP 1, \_S4 SLP_TYP 2, \_S5 SLP_TYP 0.
 // SeaBIOS programs PMBA (0x40) = 0xb000|1, PMREGMISC (0x80) = 1, SMBus base
-// (0x90) = 0xb100|1, SMBHSTCFG (0xd2) = 9, interrupt line 9.
+// (0x90) = 0xb100|1, SMBHSTCFG (0xd2) = 9, interrupt line 9 -- or PMBA 0x600
+// and SMBus 0x700 when fw_cfg has etc/table-loader, as on Vireo's PC, whose
+// own FADT (machine/acpi.cc) says so. The device decodes wherever PMBA points.
 //
 // I/O the board registers itself: gpe_port() at kGpePort (len 4) and
 // apm_port() at kApmPort (len 2). The PM block (64 bytes) and the SMBus
@@ -35,6 +37,10 @@ public:
   static constexpr int kSlot = 1, kFn = 3;
   static constexpr int kSciIrq = 9;               // SeaBIOS PIIX_PM_INTRRUPT
   static constexpr uint16_t kDefaultPmBase = 0xb000;  // SeaBIOS PORT_ACPI_PM_BASE
+  // Where SeaBIOS puts PMBA instead when fw_cfg has etc/table-loader (src/fw/
+  // paravirt.c qemu_platform_setup "Moving pm_base to 0x600"), i.e. on a
+  // board whose ACPI tables come from the VMM, as Vireo's PC does.
+  static constexpr uint16_t kLoaderPmBase = 0x0600;
   static constexpr uint16_t kGpePort = 0xafe0, kGpeLen = 4;  // SeaBIOS PIIX_GPE0_BLK
   static constexpr uint16_t kApmPort = 0xb2, kApmLen = 2;    // APM control (SMI_CMD) + status
   static constexpr uint16_t kPmLen = 64, kSmbLen = 16;
