@@ -502,6 +502,8 @@ TEST(seabios_uses_the_fw_cfg_smbios_tables) {
   const uint8_t smbios_uuid[16] = {0x2c, 0x7b, 0x1a, 0x6f, 0x4e, 0x3d, 0x50, 0x4f,
                                    0x8a, 0x61, 0x72, 0x83, 0x94, 0x05, 0xa6, 0xb7};
   CHECK(t.find(std::string(reinterpret_cast<const char*>(smbios_uuid), 16)) != std::string::npos);
+}
+
 // An OS's view of interrupt routing, end to end: a boot sector finds the
 // RSDP, walks to the MADT, programs the IOAPIC pin the MADT names for ISA
 // IRQ 0 and sees the in-kernel PIT's interrupt arrive in the LAPIC's IRR --
