@@ -1,5 +1,7 @@
 // Runs the suites one after another and adds up their cases.
 //   native: ctest over native/out/core (each test binary prints "N passed, N failed, N skipped")
+//   sanitize: the native unit and device tests (not the KVM ones) again, built with
+//           ASan + UBSan in native/out/asan (any report fails the test)
 //   unit:   vitest (electron/**, renderer/src/**)
 //   e2e:    vitest with e2e/vitest.config.mts (real `vireo serve`, real engine, Chromium)
 // `node scripts/run-tests.mjs native unit` runs a subset.
@@ -23,20 +25,38 @@ function run(name, cmd, args, opts = {}) {
   return r;
 }
 
-// ---- native ----
-{
-  const r = run('native', 'ctest', ['--test-dir', 'native/out/core', '-V', '--timeout', '600'], { capture: true });
-  if (r) {
-    let seen = 0;
-    for (const m of (r.stdout ?? '').matchAll(/^\d+: (\d+) passed, (\d+) failed, (\d+) skipped$/gm)) {
-      total.passed += +m[1];
-      total.failed += +m[2];
-      total.skipped += +m[3];
-      seen++;
-    }
-    if (r.status !== 0) broken.push('native');
-    if (seen === 0) broken.push('native (no results)');
+function ctest(name, dir, extra = [], env = {}) {
+  const r = run(name, 'ctest', ['--test-dir', dir, '-V', '--timeout', '600', ...extra], { capture: true, env });
+  if (!r) return;
+  let seen = 0;
+  for (const m of (r.stdout ?? '').matchAll(/^\d+: (\d+) passed, (\d+) failed, (\d+) skipped$/gm)) {
+    total.passed += +m[1];
+    total.failed += +m[2];
+    total.skipped += +m[3];
+    seen++;
   }
+  if (r.status !== 0) broken.push(name);
+  if (seen === 0) broken.push(`${name} (no results)`);
+}
+
+// ---- native ----
+ctest('native', 'native/out/core');
+
+// ---- the same device and block tests under ASan + UBSan ----
+if (!want.length || want.includes('sanitize')) {
+  const dir = 'native/out/asan';
+  const flags = '-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer';
+  const launcher = spawnSync('sh', ['-c', 'command -v ccache'], { encoding: 'utf8' }).stdout.trim();
+  const cfg = run('sanitize', 'cmake', [
+    '-S', 'native', '-B', dir, '-DCMAKE_BUILD_TYPE=Debug', `-DCMAKE_CXX_FLAGS=${flags}`, `-DCMAKE_C_FLAGS=${flags}`,
+    `-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined`,
+    ...(launcher ? [`-DCMAKE_CXX_COMPILER_LAUNCHER=${launcher}`, `-DCMAKE_C_COMPILER_LAUNCHER=${launcher}`] : []),
+  ], { capture: true });
+  const jobs = String(Math.max(1, os.cpus().length));
+  const built = cfg && cfg.status === 0 ? run('sanitize', 'cmake', ['--build', dir, '-j', jobs]) : null;
+  if (!built || built.status !== 0) broken.push('sanitize (build)');
+  // The KVM tests boot firmware for minutes; they run in the native suite above.
+  else ctest('sanitize', dir, ['-E', '^(kvm_|qemu_compare)'], { ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1' });
 }
 
 function vitest(name, extra) {

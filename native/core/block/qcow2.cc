@@ -1209,9 +1209,10 @@ static std::vector<uint8_t> serialize_snaps(const std::vector<Qcow2Backend::Snap
     st64(e + 24, s.vm_clock_nsec);
     st32(e + 32, s.vm_state_size);
     st32(e + 36, uint32_t(s.extra.size()));
-    std::memcpy(e + 40, s.extra.data(), s.extra.size());
-    std::memcpy(e + 40 + s.extra.size(), s.id.data(), s.id.size());
-    std::memcpy(e + 40 + s.extra.size() + s.id.size(), s.name.data(), s.name.size());
+    // (std::copy: memcpy from an empty vector's null data() is undefined, even for 0 bytes)
+    std::copy(s.extra.begin(), s.extra.end(), e + 40);
+    std::copy(s.id.begin(), s.id.end(), e + 40 + s.extra.size());
+    std::copy(s.name.begin(), s.name.end(), e + 40 + s.extra.size() + s.id.size());
   }
   return out;
 }

@@ -694,13 +694,29 @@ void Machine::vcpu_loop(int id) {
   bool stepping = false, at_boundary = true;
   const bool trace_step = std::getenv("VIREO_TRACE_STEP") != nullptr;  // log single-step on/off to stderr
   std::unique_ptr<ExitProfile> profile = ExitProfile::enabled() ? std::make_unique<ExitProfile>(id) : nullptr;
+  // An I/O or MMIO exit is complete only once KVM_RUN is entered again (KVM's
+  // api.rst, KVM_RUN): the emulator still holds the instruction. Before the
+  // vCPU parks or its registers are replaced, enter once with immediate_exit
+  // so KVM finishes it and returns at once; otherwise KVM finishes it later,
+  // on top of the registers a reset has just loaded (on kvm_pvm hosts this
+  // left a keyboard-controller reset with the vCPU halted for good, now and
+  // then).
+  auto complete_pending_exit = [&] {
+    if (at_boundary) return;
+    v.run_page()->immediate_exit = 1;
+    v.run();
+    v.run_page()->immediate_exit = 0;
+    at_boundary = true;
+  };
   for (;;) {
     if (stop_requested_) break;
     if (reset_requested_ && id == 0) {
+      complete_pending_exit();
       do_reset();
       continue;
     }
     if (pause_requested_) {
+      complete_pending_exit();
       std::unique_lock g(mu_);
       parked_++;
       cv_.notify_all();
