@@ -1,0 +1,488 @@
+#include "kvm/assist.h"
+
+#include <Zydis/Zydis.h>
+
+#include <cstring>
+
+namespace vireo::kvm {
+
+namespace {
+
+constexpr uint64_t kCf = 1u << 0, kPf = 1u << 2, kAf = 1u << 4, kZf = 1u << 6, kSf = 1u << 7, kOf = 1u << 11,
+                   kAc = 1u << 18;
+constexpr uint64_t kCr0Mp = 1u << 1, kCr0Em = 1u << 2, kCr0Ts = 1u << 3;
+constexpr uint64_t kCr4Osxsave = 1u << 18;
+constexpr uint8_t kUd = 6, kNm = 7, kGp = 13, kPfVec = 14, kBp = 3;
+
+// Standard XSAVE layout: legacy region, header, then components at CPUID(0xd, i).EBX.
+constexpr size_t kLegacy = 512, kHeader = 512, kExtStart = 576;
+
+ZydisMachineMode machine_mode(const kvm_sregs& s) {
+  if (!(s.cr0 & 1)) return ZYDIS_MACHINE_MODE_REAL_16;
+  const bool lma = s.efer & (1u << 10);
+  if (lma && s.cs.l) return ZYDIS_MACHINE_MODE_LONG_64;
+  if (lma) return s.cs.db ? ZYDIS_MACHINE_MODE_LONG_COMPAT_32 : ZYDIS_MACHINE_MODE_LONG_COMPAT_16;
+  return s.cs.db ? ZYDIS_MACHINE_MODE_LEGACY_32 : ZYDIS_MACHINE_MODE_LEGACY_16;
+}
+
+int cpl(const kvm_sregs& s) { return (s.cr0 & 1) ? (s.cs.selector & 3) : 0; }
+
+struct Decoded {
+  ZydisDecodedInstruction in;
+  ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+  ZydisMachineMode mode;
+};
+
+bool decode(const uint8_t* bytes, size_t n, const kvm_sregs& s, Decoded& d) {
+  d.mode = machine_mode(s);
+  ZydisStackWidth sw = d.mode == ZYDIS_MACHINE_MODE_LONG_64 ? ZYDIS_STACK_WIDTH_64
+                       : (d.mode == ZYDIS_MACHINE_MODE_LONG_COMPAT_32 || d.mode == ZYDIS_MACHINE_MODE_LEGACY_32)
+                           ? ZYDIS_STACK_WIDTH_32
+                           : ZYDIS_STACK_WIDTH_16;
+  ZydisDecoder dec;
+  if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, d.mode, sw))) return false;
+  return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, bytes, n, &d.in, d.ops));
+}
+
+// A general-purpose register's 64-bit slot in kvm_regs (nullptr for others).
+__u64* gpr_slot(kvm_regs& r, ZydisRegister reg) {
+  switch (ZydisRegisterGetLargestEnclosing(ZYDIS_MACHINE_MODE_LONG_64, reg)) {
+    case ZYDIS_REGISTER_RAX: return &r.rax;
+    case ZYDIS_REGISTER_RBX: return &r.rbx;
+    case ZYDIS_REGISTER_RCX: return &r.rcx;
+    case ZYDIS_REGISTER_RDX: return &r.rdx;
+    case ZYDIS_REGISTER_RSI: return &r.rsi;
+    case ZYDIS_REGISTER_RDI: return &r.rdi;
+    case ZYDIS_REGISTER_RSP: return &r.rsp;
+    case ZYDIS_REGISTER_RBP: return &r.rbp;
+    case ZYDIS_REGISTER_R8: return &r.r8;
+    case ZYDIS_REGISTER_R9: return &r.r9;
+    case ZYDIS_REGISTER_R10: return &r.r10;
+    case ZYDIS_REGISTER_R11: return &r.r11;
+    case ZYDIS_REGISTER_R12: return &r.r12;
+    case ZYDIS_REGISTER_R13: return &r.r13;
+    case ZYDIS_REGISTER_R14: return &r.r14;
+    case ZYDIS_REGISTER_R15: return &r.r15;
+    case ZYDIS_REGISTER_RIP: return &r.rip;
+    default: return nullptr;
+  }
+}
+
+bool is_high_byte(ZydisRegister reg) {
+  return reg == ZYDIS_REGISTER_AH || reg == ZYDIS_REGISTER_BH || reg == ZYDIS_REGISTER_CH || reg == ZYDIS_REGISTER_DH;
+}
+
+uint64_t width_mask(unsigned bits) { return bits >= 64 ? ~uint64_t(0) : (uint64_t(1) << bits) - 1; }
+
+bool read_reg(kvm_regs& r, ZydisRegister reg, uint64_t& v) {
+  __u64* p = gpr_slot(r, reg);
+  if (!p || is_high_byte(reg)) return false;
+  v = *p & width_mask(ZydisRegisterGetWidth(ZYDIS_MACHINE_MODE_LONG_64, reg));
+  return true;
+}
+
+// Writes with the architecture's rules: a 32-bit destination zero-extends in
+// 64-bit mode; 8/16-bit destinations keep the rest.
+bool write_reg(kvm_regs& r, ZydisRegister reg, uint64_t v, ZydisMachineMode mode) {
+  __u64* p = gpr_slot(r, reg);
+  if (!p || is_high_byte(reg)) return false;
+  unsigned w = ZydisRegisterGetWidth(ZYDIS_MACHINE_MODE_LONG_64, reg);
+  if (w == 64 || (w == 32 && mode == ZYDIS_MACHINE_MODE_LONG_64)) *p = v & width_mask(w);
+  else *p = (*p & ~width_mask(w)) | (v & width_mask(w));
+  return true;
+}
+
+uint64_t seg_base(const kvm_sregs& s, ZydisRegister seg, ZydisMachineMode mode) {
+  if (seg == ZYDIS_REGISTER_FS) return s.fs.base;
+  if (seg == ZYDIS_REGISTER_GS) return s.gs.base;
+  if (mode == ZYDIS_MACHINE_MODE_LONG_64) return 0;
+  switch (seg) {
+    case ZYDIS_REGISTER_ES: return s.es.base;
+    case ZYDIS_REGISTER_CS: return s.cs.base;
+    case ZYDIS_REGISTER_SS: return s.ss.base;
+    default: return s.ds.base;
+  }
+}
+
+// The linear address of a memory operand.
+bool linear_address(const Decoded& d, const ZydisDecodedOperand& op, kvm_regs r, const kvm_sregs& s, uint64_t& out) {
+  if (op.type != ZYDIS_OPERAND_TYPE_MEMORY) return false;
+  uint64_t a = 0, v = 0;
+  if (op.mem.base == ZYDIS_REGISTER_RIP || op.mem.base == ZYDIS_REGISTER_EIP) {
+    a = r.rip + d.in.length;
+  } else if (op.mem.base != ZYDIS_REGISTER_NONE) {
+    if (!read_reg(r, op.mem.base, v)) return false;
+    a = v;
+  }
+  if (op.mem.index != ZYDIS_REGISTER_NONE) {
+    if (!read_reg(r, op.mem.index, v)) return false;
+    a += v * (op.mem.scale ? op.mem.scale : 1);
+  }
+  if (op.mem.disp.has_displacement) a += uint64_t(op.mem.disp.value);
+  a &= width_mask(d.in.address_width);
+  out = seg_base(s, op.mem.segment, d.mode) + a;
+  if (d.mode != ZYDIS_MACHINE_MODE_LONG_64) out &= 0xffffffffu;
+  return true;
+}
+
+AssistResult exception(AssistKind kind, uint8_t vector, std::string what) {
+  AssistResult r;
+  r.action = AssistResult::Action::Exception;
+  r.kind = kind;
+  r.vector = vector;
+  r.has_error_code = vector == kGp || vector == kPfVec;
+  r.what = std::move(what);
+  return r;
+}
+
+AssistResult page_fault(uint64_t addr, uint32_t err, std::string what) {
+  AssistResult r = exception(AssistKind::Fault, kPfVec, std::move(what));
+  r.error_code = err;
+  r.cr2 = addr;
+  return r;
+}
+
+AssistResult completed(AssistKind kind, kvm_regs& regs, const Decoded& d, std::string what) {
+  regs.rip += d.in.length;
+  AssistResult r;
+  r.action = AssistResult::Action::Completed;
+  r.kind = kind;
+  r.regs_changed = true;
+  r.what = std::move(what);
+  return r;
+}
+
+bool has_parity(uint8_t v) { return !__builtin_parity(v); }
+
+// ---- XSAVE state components ----
+
+struct Component {
+  uint32_t size = 0, offset = 0;
+  bool align64 = false;
+};
+
+Component component(const AssistState& st, unsigned i) {
+  Component c;
+  kvm_cpuid_entry2 e;
+  if (i >= 2 && cpuid_lookup(st.cpuid, 0xd, i, e)) {
+    c.size = e.eax;
+    c.offset = e.ebx;
+    c.align64 = e.ecx & 2;
+  }
+  return c;
+}
+
+// Offset of component i (>= 2) in a compacted area whose XCOMP_BV is `comp`.
+uint32_t compacted_offset(const AssistState& st, uint64_t comp, unsigned i) {
+  uint32_t off = kExtStart;
+  for (unsigned j = 2; j <= i; j++) {
+    if (!(comp & (uint64_t(1) << j))) continue;
+    Component c = component(st, j);
+    if (c.align64) off = (off + 63) & ~63u;
+    if (j == i) return off;
+    off += c.size;
+  }
+  return off;
+}
+
+uint64_t rd64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+void wr64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
+
+enum class XForm { Standard, Compacted, Supervisor };
+
+// XSAVE/XSAVEOPT (standard), XSAVEC (compacted), XSAVES (compacted, with IA32_XSS).
+AssistResult do_xsave(const Decoded& d, AssistState& st, AssistMemory& mem, XForm form) {
+  const char* name = ZydisMnemonicGetString(d.in.mnemonic);
+  if (!(st.sregs.cr4 & kCr4Osxsave)) return exception(AssistKind::Ud, kUd, std::string(name) + " with CR4.OSXSAVE=0: #UD");
+  if (st.sregs.cr0 & kCr0Ts) return exception(AssistKind::Fault, kNm, std::string(name) + " with CR0.TS=1: #NM");
+  if (form == XForm::Supervisor && cpl(st.sregs) != 0) return exception(AssistKind::Fault, kGp, "XSAVES at CPL>0: #GP(0)");
+  uint64_t addr;
+  if (!linear_address(d, d.ops[0], st.regs, st.sregs, addr)) return {};
+  if (addr & 63) return exception(AssistKind::Fault, kGp, std::string(name) + " on an unaligned area: #GP(0)");
+  const uint64_t edx_eax = (st.regs.rdx << 32) | (st.regs.rax & 0xffffffffu);
+  const uint64_t enabled = st.xcr0 | (form == XForm::Supervisor ? st.xss : 0);
+  const uint64_t rfbm = enabled & edx_eax;
+  const uint8_t* src = st.xsave.data();
+  const uint64_t xinuse = rd64(src + kHeader) | 3;  // KVM always reports x87/SSE
+  uint32_t pf = 0;
+  // Legacy region: x87 (bytes 0-23, 32-159), MXCSR (24-31) with SSE or AVX, XMM (160-415).
+  if (rfbm & 1) {
+    if (!mem.write(addr, src, 24, pf)) return page_fault(addr, pf, name);
+    if (!mem.write(addr + 32, src + 32, 128, pf)) return page_fault(addr + 32, pf, name);
+  }
+  if (rfbm & 6) {
+    if (!mem.write(addr + 24, src + 24, 8, pf)) return page_fault(addr + 24, pf, name);
+  }
+  if (rfbm & 2) {
+    if (!mem.write(addr + 160, src + 160, 256, pf)) return page_fault(addr + 160, pf, name);
+  }
+  uint8_t header[64];
+  if (form == XForm::Standard) {
+    if (!mem.read(addr + kHeader, header, 8, pf)) return page_fault(addr + kHeader, pf, name);
+    uint64_t bv = (rd64(header) & ~rfbm) | (xinuse & rfbm);
+    wr64(header, bv);
+    if (!mem.write(addr + kHeader, header, 8, pf)) return page_fault(addr + kHeader, pf, name);
+  } else {
+    std::memset(header, 0, sizeof header);
+    wr64(header, xinuse & rfbm);
+    wr64(header + 8, (uint64_t(1) << 63) | rfbm);
+    if (!mem.write(addr + kHeader, header, 64, pf)) return page_fault(addr + kHeader, pf, name);
+  }
+  for (unsigned i = 2; i < 63; i++) {
+    if (!(rfbm & (uint64_t(1) << i))) continue;
+    Component c = component(st, i);
+    if (!c.size || c.offset + c.size > st.xsave.size()) return {};  // a component KVM's buffer does not hold
+    if (form != XForm::Standard && !(xinuse & (uint64_t(1) << i))) continue;
+    uint64_t dst = addr + (form == XForm::Standard ? c.offset : compacted_offset(st, rfbm, i));
+    if (!mem.write(dst, src + c.offset, c.size, pf)) return page_fault(dst, pf, name);
+  }
+  return completed(AssistKind::Xsave, st.regs, d, std::string(name) + " rfbm " + std::to_string(rfbm));
+}
+
+// XRSTOR (standard or compacted, by the area's XCOMP_BV bit 63) and XRSTORS.
+AssistResult do_xrstor(const Decoded& d, AssistState& st, AssistMemory& mem, bool supervisor) {
+  const char* name = ZydisMnemonicGetString(d.in.mnemonic);
+  if (!(st.sregs.cr4 & kCr4Osxsave)) return exception(AssistKind::Ud, kUd, std::string(name) + " with CR4.OSXSAVE=0: #UD");
+  if (st.sregs.cr0 & kCr0Ts) return exception(AssistKind::Fault, kNm, std::string(name) + " with CR0.TS=1: #NM");
+  if (supervisor && cpl(st.sregs) != 0) return exception(AssistKind::Fault, kGp, "XRSTORS at CPL>0: #GP(0)");
+  uint64_t addr;
+  if (!linear_address(d, d.ops[0], st.regs, st.sregs, addr)) return {};
+  if (addr & 63) return exception(AssistKind::Fault, kGp, std::string(name) + " on an unaligned area: #GP(0)");
+  uint32_t pf = 0;
+  uint8_t header[64];
+  if (!mem.read(addr + kHeader, header, 64, pf)) return page_fault(addr + kHeader, pf, name);
+  const uint64_t bv = rd64(header), comp = rd64(header + 8);
+  const bool compacted = comp >> 63;
+  const uint64_t enabled = st.xcr0 | (supervisor ? st.xss : 0);
+  bool rest_zero = true;
+  for (int i = 16; i < 64; i++) rest_zero &= header[i] == 0;
+  auto gp = [&](const char* why) { return exception(AssistKind::Fault, kGp, std::string(name) + ": " + why + ": #GP(0)"); };
+  if (supervisor && !compacted) return gp("standard-format area");
+  if (!rest_zero) return gp("reserved header bytes set");
+  if (compacted) {
+    uint64_t c = comp & ~(uint64_t(1) << 63);
+    if (c & ~enabled) return gp("XCOMP_BV names a disabled component");
+    if (bv & ~c) return gp("XSTATE_BV not a subset of XCOMP_BV");
+  } else {
+    if (comp) return gp("XCOMP_BV set in a standard-format area");
+    if (bv & ~enabled) return gp("XSTATE_BV names a disabled component");
+  }
+  const uint64_t edx_eax = (st.regs.rdx << 32) | (st.regs.rax & 0xffffffffu);
+  const uint64_t rfbm = enabled & edx_eax;
+  uint8_t* dst = st.xsave.data();
+  uint8_t legacy[kLegacy];
+  if (!mem.read(addr, legacy, kLegacy, pf)) return page_fault(addr, pf, name);
+  const bool load_mxcsr = compacted ? (rfbm & bv & 6) != 0 : (rfbm & 6) != 0;
+  if (load_mxcsr) {
+    uint32_t mxcsr, mask;
+    std::memcpy(&mxcsr, legacy + 24, 4);
+    std::memcpy(&mask, dst + 28, 4);
+    if (!mask) mask = 0xffbf;
+    if (mxcsr & ~mask) return gp("reserved MXCSR bits");
+  }
+  uint64_t new_bv = rd64(dst + kHeader);
+  if (rfbm & 1) {
+    if (bv & 1) {
+      std::memcpy(dst, legacy, 24);
+      std::memcpy(dst + 32, legacy + 32, 128);
+    } else {  // x87 initial state: FCW 0x37f, everything else 0
+      std::memset(dst, 0, 24);
+      std::memset(dst + 32, 0, 128);
+      dst[0] = 0x7f;
+      dst[1] = 0x03;
+    }
+  }
+  if (load_mxcsr) std::memcpy(dst + 24, legacy + 24, 4);
+  if (rfbm & 2) {
+    if (bv & 2) std::memcpy(dst + 160, legacy + 160, 256);
+    else std::memset(dst + 160, 0, 256);
+  }
+  for (unsigned i = 2; i < 63; i++) {
+    const uint64_t bit = uint64_t(1) << i;
+    if (!(rfbm & bit)) continue;
+    Component c = component(st, i);
+    if (!c.size || c.offset + c.size > st.xsave.size()) return {};
+    if (bv & bit) {
+      uint64_t src = addr + (compacted ? compacted_offset(st, comp & ~(uint64_t(1) << 63), i) : c.offset);
+      if (!mem.read(src, dst + c.offset, c.size, pf)) return page_fault(src, pf, name);
+    } else {
+      std::memset(dst + c.offset, 0, c.size);
+    }
+  }
+  new_bv = (new_bv & ~rfbm) | (bv & rfbm) | (rfbm & 3);  // KVM's uabi buffer keeps x87/SSE marked present
+  wr64(dst + kHeader, new_bv);
+  wr64(dst + kHeader + 8, 0);
+  AssistResult r = completed(AssistKind::Xrstor, st.regs, d, std::string(name) + " rfbm " + std::to_string(rfbm));
+  r.xsave_changed = true;
+  return r;
+}
+
+}  // namespace
+
+const char* assist_kind_name(AssistKind k) {
+  switch (k) {
+    case AssistKind::None: return "none";
+    case AssistKind::Int3: return "int3";
+    case AssistKind::IntN: return "int-n";
+    case AssistKind::Ud: return "ud";
+    case AssistKind::ClacStac: return "clac/stac";
+    case AssistKind::Popcnt: return "popcnt";
+    case AssistKind::Fwait: return "fwait";
+    case AssistKind::Xgetbv: return "xgetbv";
+    case AssistKind::Xsetbv: return "xsetbv";
+    case AssistKind::Xsave: return "xsave";
+    case AssistKind::Xrstor: return "xrstor";
+    case AssistKind::Cmpxchg16b: return "cmpxchg16b";
+    case AssistKind::Fault: return "fault";
+    case AssistKind::Count: break;
+  }
+  return "?";
+}
+
+bool cpuid_lookup(const std::vector<kvm_cpuid_entry2>& t, uint32_t fn, uint32_t idx, kvm_cpuid_entry2& out) {
+  for (const auto& e : t) {
+    if (e.function == fn && ((e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) == 0 || e.index == idx)) {
+      out = e;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool assist_needs_xsave(const uint8_t* bytes, size_t n, const kvm_sregs& s) {
+  Decoded d;
+  if (!decode(bytes, n, s, d)) return false;
+  switch (d.in.mnemonic) {
+    case ZYDIS_MNEMONIC_XSAVE: case ZYDIS_MNEMONIC_XSAVE64: case ZYDIS_MNEMONIC_XSAVEOPT: case ZYDIS_MNEMONIC_XSAVEOPT64:
+    case ZYDIS_MNEMONIC_XSAVEC: case ZYDIS_MNEMONIC_XSAVEC64: case ZYDIS_MNEMONIC_XSAVES: case ZYDIS_MNEMONIC_XSAVES64:
+    case ZYDIS_MNEMONIC_XRSTOR: case ZYDIS_MNEMONIC_XRSTOR64: case ZYDIS_MNEMONIC_XRSTORS: case ZYDIS_MNEMONIC_XRSTORS64:
+    case ZYDIS_MNEMONIC_XGETBV:
+      return true;
+    default:
+      return false;
+  }
+}
+
+AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st, AssistMemory& mem) {
+  Decoded d;
+  if (!decode(bytes, n, st.sregs, d)) {
+    // Bytes no decoder accepts are what a CPU answers with #UD.
+    return exception(AssistKind::Ud, kUd, "undecodable instruction: #UD");
+  }
+  kvm_regs& r = st.regs;
+  const std::string name = ZydisMnemonicGetString(d.in.mnemonic);
+  switch (d.in.mnemonic) {
+    case ZYDIS_MNEMONIC_INT3: {
+      AssistResult res = exception(AssistKind::Int3, kBp, "INT3: #BP");
+      r.rip += d.in.length;  // a trap: the handler sees the address after it
+      res.regs_changed = true;
+      return res;
+    }
+    case ZYDIS_MNEMONIC_UD0: case ZYDIS_MNEMONIC_UD1: case ZYDIS_MNEMONIC_UD2:
+      return exception(AssistKind::Ud, kUd, name + ": #UD");
+    case ZYDIS_MNEMONIC_CLAC: case ZYDIS_MNEMONIC_STAC: {
+      kvm_cpuid_entry2 e{};
+      const bool smap = cpuid_lookup(st.cpuid, 7, 0, e) && (e.ebx & (1u << 20));
+      if (!smap || cpl(st.sregs) != 0) return exception(AssistKind::Ud, kUd, name + " without SMAP or at CPL>0: #UD");
+      if (d.in.mnemonic == ZYDIS_MNEMONIC_CLAC) r.rflags &= ~kAc;
+      else r.rflags |= kAc;
+      return completed(AssistKind::ClacStac, r, d, name);
+    }
+    case ZYDIS_MNEMONIC_POPCNT: {
+      const auto& dst = d.ops[0];
+      const auto& src = d.ops[1];
+      uint64_t v = 0;
+      if (src.type == ZYDIS_OPERAND_TYPE_REGISTER) {
+        if (!read_reg(r, src.reg.value, v)) return {};
+      } else {
+        uint64_t a;
+        uint32_t pf = 0;
+        if (!linear_address(d, src, r, st.sregs, a)) return {};
+        if (!mem.read(a, &v, src.size / 8, pf)) return page_fault(a, pf, name);
+        v &= width_mask(src.size);
+      }
+      uint64_t cnt = uint64_t(__builtin_popcountll(v));
+      if (!write_reg(r, dst.reg.value, cnt, d.mode)) return {};
+      r.rflags &= ~(kCf | kPf | kAf | kZf | kSf | kOf);
+      if (v == 0) r.rflags |= kZf;
+      return completed(AssistKind::Popcnt, r, d, name);
+    }
+    case ZYDIS_MNEMONIC_FWAIT: {
+      // #NM when CR0.MP and CR0.TS are both set; an unmasked pending x87
+      // exception would raise #MF, which Vireo does not track (FSW's ES bit).
+      if ((st.sregs.cr0 & (kCr0Mp | kCr0Ts)) == (kCr0Mp | kCr0Ts))
+        return exception(AssistKind::Fault, kNm, "FWAIT with CR0.MP and CR0.TS: #NM");
+      (void)kCr0Em;
+      return completed(AssistKind::Fwait, r, d, name);
+    }
+    case ZYDIS_MNEMONIC_XGETBV: {
+      if (!(st.sregs.cr4 & kCr4Osxsave)) return exception(AssistKind::Ud, kUd, "XGETBV with CR4.OSXSAVE=0: #UD");
+      const uint32_t ecx = uint32_t(r.rcx);
+      uint64_t v;
+      if (ecx == 0) v = st.xcr0;
+      else if (ecx == 1) v = st.xcr0 & (rd64(st.xsave.data() + kHeader) | 3);  // XINUSE
+      else return exception(AssistKind::Fault, kGp, "XGETBV of an unknown XCR: #GP(0)");
+      r.rax = v & 0xffffffffu;
+      r.rdx = v >> 32;
+      return completed(AssistKind::Xgetbv, r, d, name);
+    }
+    case ZYDIS_MNEMONIC_XSETBV: {
+      if (!(st.sregs.cr4 & kCr4Osxsave)) return exception(AssistKind::Ud, kUd, "XSETBV with CR4.OSXSAVE=0: #UD");
+      const uint64_t v = (r.rdx << 32) | (r.rax & 0xffffffffu);
+      kvm_cpuid_entry2 e{};
+      const uint64_t supported = cpuid_lookup(st.cpuid, 0xd, 0, e) ? (uint64_t(e.edx) << 32 | e.eax) : 3;
+      // #GP(0): CPL > 0, an XCR other than 0, x87 off, AVX without SSE, AVX-512 pieces not all together or without AVX.
+      const bool avx512_bad = (v & 0xe0) && ((v & 0xe0) != 0xe0 || !(v & 4));
+      if (cpl(st.sregs) != 0 || uint32_t(r.rcx) != 0 || !(v & 1) || ((v & 4) && !(v & 2)) || avx512_bad ||
+          (v & ~supported))
+        return exception(AssistKind::Fault, kGp, "XSETBV with an invalid value or XCR: #GP(0)");
+      st.xcr0 = v;
+      AssistResult res = completed(AssistKind::Xsetbv, r, d, name);
+      res.xcr0_changed = true;
+      return res;
+    }
+    case ZYDIS_MNEMONIC_XSAVE: case ZYDIS_MNEMONIC_XSAVE64: case ZYDIS_MNEMONIC_XSAVEOPT: case ZYDIS_MNEMONIC_XSAVEOPT64:
+      return do_xsave(d, st, mem, XForm::Standard);
+    case ZYDIS_MNEMONIC_XSAVEC: case ZYDIS_MNEMONIC_XSAVEC64:
+      return do_xsave(d, st, mem, XForm::Compacted);
+    case ZYDIS_MNEMONIC_XSAVES: case ZYDIS_MNEMONIC_XSAVES64:
+      return do_xsave(d, st, mem, XForm::Supervisor);
+    case ZYDIS_MNEMONIC_XRSTOR: case ZYDIS_MNEMONIC_XRSTOR64:
+      return do_xrstor(d, st, mem, false);
+    case ZYDIS_MNEMONIC_XRSTORS: case ZYDIS_MNEMONIC_XRSTORS64:
+      return do_xrstor(d, st, mem, true);
+    case ZYDIS_MNEMONIC_CMPXCHG16B: {
+      uint64_t a;
+      if (!linear_address(d, d.ops[0], r, st.sregs, a)) return {};
+      if (a & 15) return exception(AssistKind::Fault, kGp, "CMPXCHG16B on an unaligned operand: #GP(0)");
+      uint64_t m[2];
+      uint32_t pf = 0;
+      if (!mem.read(a, m, 16, pf)) return page_fault(a, pf, name);
+      if (m[0] == r.rax && m[1] == r.rdx) {
+        const uint64_t n2[2] = {r.rbx, r.rcx};
+        if (!mem.write(a, n2, 16, pf)) return page_fault(a, pf | 2, name);
+        r.rflags |= kZf;
+      } else {
+        // The CPU writes the old value back (a locked read-modify-write), so a
+        // read-only page faults either way.
+        if (!mem.write(a, m, 16, pf)) return page_fault(a, pf | 2, name);
+        r.rax = m[0];
+        r.rdx = m[1];
+        r.rflags &= ~kZf;
+      }
+      return completed(AssistKind::Cmpxchg16b, r, d, name);
+    }
+    default:
+      break;
+  }
+  AssistResult res;
+  res.what = name;
+  (void)has_parity;
+  return res;
+}
+
+}  // namespace vireo::kvm
