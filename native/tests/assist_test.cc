@@ -490,3 +490,39 @@ TEST(protected_mode_32_bit_addresses_use_segment_bases) {
   CHECK(r.action == Action::Completed);
   CHECK_EQ(st.regs.rax & 0xffffffff, uint64_t(8));
 }
+
+// ---- FSGSBASE, RDPID ----
+
+TEST(fsgsbase_reads_and_writes_segment_bases) {
+  AssistState st = long_mode();
+  FakeMemory m;
+  st.sregs.cr4 |= 1u << 16;  // FSGSBASE
+  st.sregs.gs.base = 0xffff888000001000ull;
+  const uint8_t rdgsbase[] = {0xf3, 0x48, 0x0f, 0xae, 0xc8};  // rdgsbase rax
+  AssistResult r = run(rdgsbase, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK(r.kind == AssistKind::FsGsBase);
+  CHECK_EQ(st.regs.rax, uint64_t(0xffff888000001000ull));
+  const uint8_t wrfsbase[] = {0xf3, 0x48, 0x0f, 0xae, 0xd7};  // wrfsbase rdi
+  st.regs.rdi = 0x00007f0000001000ull;
+  r = run(wrfsbase, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK(r.sregs_changed);
+  CHECK_EQ(st.sregs.fs.base, uint64_t(0x00007f0000001000ull));
+  st.regs.rdi = 0x0000800000000000ull;  // not canonical
+  CHECK_EQ(int(run(wrfsbase, st, m).vector), 13);
+  st.sregs.cr4 &= ~uint64_t(1u << 16);
+  CHECK_EQ(int(run(rdgsbase, st, m).vector), 6);
+}
+
+TEST(rdpid_reads_tsc_aux) {
+  AssistState st = long_mode();
+  FakeMemory m;
+  st.tsc_aux = 5;
+  st.regs.rax = ~uint64_t(0);
+  const uint8_t rdpid[] = {0xf3, 0x0f, 0xc7, 0xf8};  // rdpid rax
+  CHECK_EQ(assist_needs(rdpid, sizeof rdpid, st.sregs), unsigned(kNeedTscAux));
+  AssistResult r = run(rdpid, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(st.regs.rax, uint64_t(5));
+}

@@ -337,6 +337,8 @@ const char* assist_kind_name(AssistKind k) {
     case AssistKind::Xsave: return "xsave";
     case AssistKind::Xrstor: return "xrstor";
     case AssistKind::Cmpxchg16b: return "cmpxchg16b";
+    case AssistKind::FsGsBase: return "fsgsbase";
+    case AssistKind::Rdpid: return "rdpid";
     case AssistKind::Fault: return "fault";
     case AssistKind::Count: break;
   }
@@ -353,17 +355,19 @@ bool cpuid_lookup(const std::vector<kvm_cpuid_entry2>& t, uint32_t fn, uint32_t 
   return false;
 }
 
-bool assist_needs_xsave(const uint8_t* bytes, size_t n, const kvm_sregs& s) {
+unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s) {
   Decoded d;
-  if (!decode(bytes, n, s, d)) return false;
+  if (!decode(bytes, n, s, d)) return 0;
   switch (d.in.mnemonic) {
     case ZYDIS_MNEMONIC_XSAVE: case ZYDIS_MNEMONIC_XSAVE64: case ZYDIS_MNEMONIC_XSAVEOPT: case ZYDIS_MNEMONIC_XSAVEOPT64:
     case ZYDIS_MNEMONIC_XSAVEC: case ZYDIS_MNEMONIC_XSAVEC64: case ZYDIS_MNEMONIC_XSAVES: case ZYDIS_MNEMONIC_XSAVES64:
     case ZYDIS_MNEMONIC_XRSTOR: case ZYDIS_MNEMONIC_XRSTOR64: case ZYDIS_MNEMONIC_XRSTORS: case ZYDIS_MNEMONIC_XRSTORS64:
     case ZYDIS_MNEMONIC_XGETBV:
-      return true;
+      return kNeedXsave;
+    case ZYDIS_MNEMONIC_RDPID:
+      return kNeedTscAux;
     default:
-      return false;
+      return 0;
   }
 }
 
@@ -475,6 +479,32 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
         r.rflags &= ~kZf;
       }
       return completed(AssistKind::Cmpxchg16b, r, d, name);
+    }
+    case ZYDIS_MNEMONIC_RDFSBASE: case ZYDIS_MNEMONIC_RDGSBASE:
+    case ZYDIS_MNEMONIC_WRFSBASE: case ZYDIS_MNEMONIC_WRGSBASE: {
+      // #UD outside 64-bit mode or with CR4.FSGSBASE clear.
+      if (d.mode != ZYDIS_MACHINE_MODE_LONG_64 || !(st.sregs.cr4 & (1u << 16)))
+        return exception(AssistKind::Ud, kUd, name + " outside 64-bit mode or with CR4.FSGSBASE=0: #UD");
+      const bool fs = d.in.mnemonic == ZYDIS_MNEMONIC_RDFSBASE || d.in.mnemonic == ZYDIS_MNEMONIC_WRFSBASE;
+      kvm_segment& seg = fs ? st.sregs.fs : st.sregs.gs;
+      if (d.in.mnemonic == ZYDIS_MNEMONIC_RDFSBASE || d.in.mnemonic == ZYDIS_MNEMONIC_RDGSBASE) {
+        if (!write_reg(r, d.ops[0].reg.value, seg.base, d.mode)) return {};
+        return completed(AssistKind::FsGsBase, r, d, name);
+      }
+      uint64_t v;
+      if (!read_reg(r, d.ops[0].reg.value, v)) return {};
+      // 48-bit canonical (LA57 guests have 57 bits).
+      const unsigned bits = (st.sregs.cr4 & (1u << 12)) ? 57 : 48;
+      const uint64_t top = uint64_t(int64_t(v << (64 - bits)) >> (64 - bits));
+      if (top != v) return exception(AssistKind::Fault, kGp, name + " of a non-canonical address: #GP(0)");
+      seg.base = v;
+      AssistResult res = completed(AssistKind::FsGsBase, r, d, name);
+      res.sregs_changed = true;
+      return res;
+    }
+    case ZYDIS_MNEMONIC_RDPID: {
+      if (!write_reg(r, d.ops[0].reg.value, st.tsc_aux, d.mode)) return {};
+      return completed(AssistKind::Rdpid, r, d, name);
     }
     default:
       break;

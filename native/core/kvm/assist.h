@@ -42,6 +42,8 @@ enum class AssistKind : uint8_t {
   Xsave,       // XSAVE, XSAVEOPT, XSAVEC, XSAVES
   Xrstor,      // XRSTOR, XRSTORS
   Cmpxchg16b,
+  FsGsBase,    // RDFSBASE, RDGSBASE, WRFSBASE, WRGSBASE
+  Rdpid,
   Fault,       // #GP / #PF / #NM raised by an instruction the assist ran
   Count
 };
@@ -56,6 +58,7 @@ struct AssistState {
   kvm_sregs sregs{};
   uint64_t xcr0 = 1;
   uint64_t xss = 0;            // IA32_XSS
+  uint64_t tsc_aux = 0;        // IA32_TSC_AUX (RDPID)
   std::array<uint8_t, 4096> xsave{};
   bool have_xsave = false;     // xsave[] holds the guest's state (read lazily by the glue)
   std::vector<kvm_cpuid_entry2> cpuid;
@@ -72,12 +75,14 @@ struct AssistResult {
   bool has_error_code = false;
   uint32_t error_code = 0;
   uint64_t cr2 = 0;
-  bool regs_changed = false, xcr0_changed = false, xsave_changed = false;
+  bool regs_changed = false, sregs_changed = false, xcr0_changed = false, xsave_changed = false;
   std::string what;  // mnemonic and a word on what was done, for logs and errors
 };
 
-// Needs the xsave buffer? (the glue reads it only for these, as it costs an ioctl)
-bool assist_needs_xsave(const uint8_t* bytes, size_t n, const kvm_sregs& s);
+// What state beyond registers the instruction needs (the glue reads only
+// that, as each costs an ioctl).
+enum : unsigned { kNeedXsave = 1, kNeedTscAux = 2 };
+unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s);
 
 // Decodes the instruction in `bytes` (fetched at CS:RIP) and runs it on `st`.
 AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st, AssistMemory& mem);

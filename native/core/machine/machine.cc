@@ -672,7 +672,9 @@ bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
     why = "the instruction at RIP could not be read";
     return false;
   }
-  if (kvm::assist_needs_xsave(bytes, n, st.sregs)) {
+  const unsigned needs = kvm::assist_needs(bytes, n, st.sregs);
+  if (needs & kvm::kNeedTscAux) v.get_msr(0xc0000103, st.tsc_aux);
+  if (needs & kvm::kNeedXsave) {
     uint8_t buf[4096];
     v.xsave(buf);
     std::memcpy(st.xsave.data(), buf, sizeof buf);
@@ -701,6 +703,7 @@ bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
   ev.interrupt.shadow = 0;
   ev.flags &= KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM;
   ev.flags |= KVM_VCPUEVENT_VALID_SHADOW;
+  if (r.sregs_changed) v.set_sregs(st.sregs);
   if (r.action == kvm::AssistResult::Action::Exception) {
     if (r.vector == 14) {
       kvm_sregs s = v.sregs();
