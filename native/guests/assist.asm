@@ -198,6 +198,14 @@ after_stac:
     movzx eax, byte [vec]
     call report32
 
+    ; SSE arithmetic in ring 0 (the assist runs it on the host CPU).
+    movdqu xmm1, [xmm_pattern]
+    paddd xmm1, xmm1
+    movdqu [xmm_out], xmm1
+    mov eax, [xmm_out]
+    mov rsi, s_sse
+    call report32
+
     ; XSAVE family, where CPUID says XSAVE (leaf 1 ECX bit 26).
     test dword [cpuid1_ecx], 1 << 26
     jz no_xsave
@@ -399,6 +407,7 @@ s_fwait: db "fwait", 0
 s_stac: db "stac.ac", 0
 s_clac: db "clac.ac", 0
 s_smap_vec: db "smap.vector", 0
+s_sse: db "sse.paddd", 0
 s_xcr0: db "xcr0", 0
 s_xcr0_set: db "xcr0.set", 0
 s_xstate_bv: db "xsave.xstate_bv", 0

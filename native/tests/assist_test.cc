@@ -115,10 +115,10 @@ TEST(ud2_and_undecodable_bytes_deliver_ud_at_the_instruction) {
 TEST(unknown_instruction_is_left_unhandled) {
   AssistState st = long_mode();
   FakeMemory m;
-  const uint8_t movq[] = {0x66, 0x48, 0x0f, 0x6e, 0xc0};  // movq xmm0, rax
-  AssistResult r = run(movq, st, m);
+  const uint8_t enclu[] = {0x0f, 0x01, 0xd7};  // SGX: nothing Vireo runs
+  AssistResult r = run(enclu, st, m);
   CHECK(r.action == Action::Unhandled);
-  CHECK_EQ(r.what, std::string("movq"));
+  CHECK_EQ(r.what, std::string("enclu"));
 }
 
 // ---- CLAC / STAC ----
@@ -525,4 +525,154 @@ TEST(rdpid_reads_tsc_aux) {
   AssistResult r = run(rdpid, st, m);
   CHECK(r.action == Action::Completed);
   CHECK_EQ(st.regs.rax, uint64_t(5));
+}
+
+// ---- SSE / AVX / AVX-512 / BMI run on the host CPU ----
+
+static uint64_t host_xcr0() {
+  uint32_t lo, hi;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t(hi) << 32) | lo;
+}
+
+// Long mode with the host's real leaf 0xd (the layout KVM's XSAVE buffer uses) and a live vector state.
+static AssistState simd_state() {
+  AssistState st = long_mode();
+  std::erase_if(st.cpuid, [](const kvm_cpuid_entry2& e) { return e.function == 0xd; });
+  for (uint32_t i = 0; i < 64; i++) {
+    kvm_cpuid_entry2 e{};
+    e.function = 0xd;
+    e.index = i;
+    e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+    __cpuid_count(0xd, i, e.eax, e.ebx, e.ecx, e.edx);
+    st.cpuid.push_back(e);
+  }
+  st.xcr0 = host_xcr0() & 0xe7;
+  st.have_xsave = true;
+  const uint32_t mxcsr = 0x1f80, mask = 0xffff;
+  std::memcpy(&st.xsave[24], &mxcsr, 4);
+  std::memcpy(&st.xsave[28], &mask, 4);
+  const uint64_t bv = st.xcr0;
+  std::memcpy(&st.xsave[512], &bv, 8);
+  return st;
+}
+static uint32_t* xmm(AssistState& st, int i) { return reinterpret_cast<uint32_t*>(&st.xsave[160 + 16 * i]); }
+
+TEST(sse_register_instruction_runs_natively) {
+  AssistState st = simd_state();
+  FakeMemory m;
+  for (int k = 0; k < 4; k++) {
+    xmm(st, 0)[k] = uint32_t(k + 1);
+    xmm(st, 1)[k] = uint32_t(10 * (k + 1));
+  }
+  const uint64_t rip = st.regs.rip;
+  const uint8_t paddd[] = {0x66, 0x0f, 0xfe, 0xc1};  // paddd xmm0, xmm1
+  CHECK_EQ(assist_needs(paddd, sizeof paddd, st.sregs), unsigned(kNeedXsave));
+  AssistResult r = run(paddd, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK(r.kind == AssistKind::Native);
+  CHECK(r.xsave_changed);
+  CHECK_EQ(xmm(st, 0)[0], 11u);
+  CHECK_EQ(xmm(st, 0)[3], 44u);
+  CHECK_EQ(xmm(st, 1)[3], 40u);
+  CHECK_EQ(st.regs.rip, rip + 4);
+}
+
+TEST(sse_memory_operands_are_read_and_written_through_guest_memory) {
+  AssistState st = simd_state();
+  FakeMemory m;
+  for (int k = 0; k < 4; k++) xmm(st, 2)[k] = 0xffff0000u;
+  const uint32_t pat[4] = {0x12345678, 0x9abcdef0, 0x0f0f0f0f, 0};
+  std::memcpy(m.at(0x10040), pat, 16);
+  st.regs.rsi = 0x10040;
+  st.regs.rbx = 0x1111;  // a GPR the re-encoded instruction may borrow: it must come back unchanged
+  const uint8_t pxor[] = {0x66, 0x0f, 0xef, 0x16};  // pxor xmm2, [rsi]
+  AssistResult r = run(pxor, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(xmm(st, 2)[0], 0xffff0000u ^ 0x12345678u);
+  CHECK_EQ(xmm(st, 2)[3], 0xffff0000u);
+  CHECK_EQ(st.regs.rbx, uint64_t(0x1111));
+  CHECK_EQ(st.regs.rsi, uint64_t(0x10040));
+  for (int k = 0; k < 4; k++) xmm(st, 3)[k] = 0xa0a0a0a0u + k;
+  st.regs.rdi = 0x10100;
+  const uint8_t movdqu[] = {0xf3, 0x0f, 0x7f, 0x5f, 0x08};  // movdqu [rdi+8], xmm3
+  r = run(movdqu, st, m);
+  CHECK(r.action == Action::Completed);
+  uint32_t got[4];
+  std::memcpy(got, m.at(0x10108), 16);
+  CHECK_EQ(got[0], 0xa0a0a0a0u);
+  CHECK_EQ(got[3], 0xa0a0a0a3u);
+  CHECK_EQ(int(m.at(0x10107)[0]), 0);  // nothing written around it
+  CHECK_EQ(int(m.at(0x10118)[0]), 0);
+}
+
+TEST(misaligned_movaps_is_gp_and_unmapped_operand_is_pf) {
+  AssistState st = simd_state();
+  FakeMemory m;
+  st.regs.rsi = 0x10008;
+  const uint64_t rip = st.regs.rip;
+  const uint8_t movaps[] = {0x0f, 0x28, 0x06};  // movaps xmm0, [rsi]
+  AssistResult r = run(movaps, st, m);
+  CHECK(r.action == Action::Exception);
+  CHECK_EQ(int(r.vector), 13);
+  CHECK_EQ(st.regs.rip, rip);
+  st.regs.rsi = 0x10010;
+  r = run(movaps, st, m);
+  CHECK(r.action == Action::Completed);
+  st.regs.rsi = 0x900000;
+  r = run(movaps, st, m);
+  CHECK_EQ(int(r.vector), 14);
+}
+
+TEST(ptest_sets_flags_and_bmi_andn_matches_the_host) {
+  AssistState st = simd_state();
+  FakeMemory m;
+  xmm(st, 0)[0] = 0xf0;
+  xmm(st, 1)[0] = 0x0f;
+  st.regs.rflags = 0x2;
+  const uint8_t ptest[] = {0x66, 0x0f, 0x38, 0x17, 0xc1};  // ptest xmm0, xmm1: (xmm0 & xmm1) == 0 -> ZF
+  AssistResult r = run(ptest, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0x40));
+  unsigned a, b, c, d;
+  __cpuid_count(7, 0, a, b, c, d);
+  if (!(b & (1u << 3))) return;  // no BMI1 on this host
+  const uint64_t x = 0xff00ff00ff00ff00ull, y = 0x0ff00ff00ff00ff0ull;
+  st.regs.rbx = x;
+  st.regs.rcx = y;
+  const uint8_t andn[] = {0xc4, 0xe2, 0xe0, 0xf2, 0xc1};  // andn rax, rbx, rcx
+  r = run(andn, st, m);
+  CHECK(r.action == Action::Completed);
+  uint64_t hout, hfl;
+  asm volatile(".byte 0xc4, 0xe2, 0xe0, 0xf2, 0xc1\n\tpushfq\n\tpopq %1" : "=a"(hout), "=&r"(hfl) : "b"(x), "c"(y) : "cc");
+  CHECK_EQ(st.regs.rax, hout);
+  CHECK_EQ(st.regs.rflags & 0xc1, hfl & 0xc1);  // CF ZF SF
+}
+
+TEST(avx512_instruction_runs_natively_on_full_zmm_state) {
+  unsigned a, b, c, d;
+  __cpuid_count(7, 0, a, b, c, d);
+  AssistState st = simd_state();
+  if (!(b & (1u << 16)) || (st.xcr0 & 0xe0) != 0xe0) SKIP("this host has no AVX-512 enabled");
+  FakeMemory m;
+  kvm_cpuid_entry2 e2{}, e6{};
+  cpuid_lookup(st.cpuid, 0xd, 2, e2);
+  cpuid_lookup(st.cpuid, 0xd, 6, e6);
+  // zmm1 = 1s, zmm2 = 2s in every dword: low 128 (legacy), bits 128-255 (AVX), 256-511 (ZMM_Hi256).
+  for (int k = 0; k < 4; k++) {
+    xmm(st, 1)[k] = 1;
+    xmm(st, 2)[k] = 2;
+    reinterpret_cast<uint32_t*>(&st.xsave[e2.ebx + 16 * 1])[k] = 1;
+    reinterpret_cast<uint32_t*>(&st.xsave[e2.ebx + 16 * 2])[k] = 2;
+  }
+  for (int k = 0; k < 8; k++) {
+    reinterpret_cast<uint32_t*>(&st.xsave[e6.ebx + 32 * 1])[k] = 1;
+    reinterpret_cast<uint32_t*>(&st.xsave[e6.ebx + 32 * 2])[k] = 2;
+  }
+  const uint8_t vpaddd[] = {0x62, 0xf1, 0x75, 0x48, 0xfe, 0xc2};  // vpaddd zmm0, zmm1, zmm2
+  AssistResult r = run(vpaddd, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(xmm(st, 0)[0], 3u);
+  CHECK_EQ(reinterpret_cast<uint32_t*>(&st.xsave[e2.ebx])[3], 3u);
+  CHECK_EQ(reinterpret_cast<uint32_t*>(&st.xsave[e6.ebx])[7], 3u);
 }

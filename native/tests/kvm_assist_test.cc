@@ -56,6 +56,7 @@ TEST(ring0_instructions_the_pvm_emulator_lacks_behave_architecturally) {
   CHECK_EQ(v["cmpxchg16b.rax"], 0x33333333u);
   CHECK_EQ(v["cmpxchg16b.ne.zf"], 0u);
   CHECK_EQ(v["fwait"], 1u);
+  CHECK_EQ(v["sse.paddd"], 0x13579bdeu);  // 0x89abcdef * 2, per dword
   if (v["cpuid7.ebx"] & (1u << 20)) {  // SMAP
     CHECK_EQ(v["smap.vector"], 0xffu);
     CHECK_EQ(v["stac.ac"], 1u);

@@ -1,8 +1,13 @@
 #include "kvm/assist.h"
 
 #include <Zydis/Zydis.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
 
+#include <cpuid.h>
 #include <cstring>
+#include <mutex>
 
 namespace vireo::kvm {
 
@@ -10,6 +15,7 @@ namespace {
 
 constexpr uint64_t kCf = 1u << 0, kPf = 1u << 2, kAf = 1u << 4, kZf = 1u << 6, kSf = 1u << 7, kOf = 1u << 11,
                    kAc = 1u << 18;
+constexpr uint64_t kArith = kCf | kPf | kAf | kZf | kSf | kOf;
 constexpr uint64_t kCr0Mp = 1u << 1, kCr0Em = 1u << 2, kCr0Ts = 1u << 3;
 constexpr uint64_t kCr4Osxsave = 1u << 18;
 constexpr uint8_t kUd = 6, kNm = 7, kGp = 13, kPfVec = 14, kBp = 3;
@@ -321,6 +327,300 @@ AssistResult do_xrstor(const Decoded& d, AssistState& st, AssistMemory& mem, boo
   return r;
 }
 
+// ---- SIMD and bit-manipulation instructions, run on the host CPU ----
+//
+// The guest sees the host's SSE/AVX/AVX-512/BMI features (kvm_pvm answers
+// CPUID from the hardware) and Linux uses them in ring 0 between
+// kernel_fpu_begin/end (e.g. the built-in BLAKE2s of the RNG uses AVX-512).
+// KVM's emulator has almost none of them. These instructions only compute on
+// registers and at most one memory operand, so the assist runs the same
+// instruction on the host CPU: the guest's vector state (KVM's XSAVE buffer)
+// is loaded with XRSTOR, the GPRs and arithmetic flags from kvm_regs, the
+// memory operand is copied into a host buffer and the instruction re-encoded
+// (Zydis) to address it through a free GPR; afterwards everything is stored
+// back. A fault in the instruction (e.g. a misaligned MOVAPS) is caught and
+// becomes the guest's exception. 64-bit guest code only.
+
+bool native_eligible(const Decoded& d) {
+  if (d.mode != ZYDIS_MACHINE_MODE_LONG_64) return false;
+  switch (d.in.meta.isa_ext) {
+    case ZYDIS_ISA_EXT_SSE: case ZYDIS_ISA_EXT_SSE2: case ZYDIS_ISA_EXT_SSE3: case ZYDIS_ISA_EXT_SSSE3:
+    case ZYDIS_ISA_EXT_SSE4: case ZYDIS_ISA_EXT_AVX: case ZYDIS_ISA_EXT_AVX2: case ZYDIS_ISA_EXT_AVX512EVEX:
+    case ZYDIS_ISA_EXT_AVX512VEX: case ZYDIS_ISA_EXT_AVXAES: case ZYDIS_ISA_EXT_AES: case ZYDIS_ISA_EXT_PCLMULQDQ:
+    case ZYDIS_ISA_EXT_VPCLMULQDQ: case ZYDIS_ISA_EXT_VAES: case ZYDIS_ISA_EXT_GFNI: case ZYDIS_ISA_EXT_SHA:
+    case ZYDIS_ISA_EXT_BMI1: case ZYDIS_ISA_EXT_BMI2: case ZYDIS_ISA_EXT_LZCNT: case ZYDIS_ISA_EXT_ADOX_ADCX:
+    case ZYDIS_ISA_EXT_FMA: case ZYDIS_ISA_EXT_F16C: case ZYDIS_ISA_EXT_AVX_VNNI:
+      break;
+    default:
+      return false;
+  }
+  if (d.in.meta.category == ZYDIS_CATEGORY_AVX2GATHER || d.in.meta.category == ZYDIS_CATEGORY_GATHER ||
+      d.in.meta.category == ZYDIS_CATEGORY_SCATTER)
+    return false;
+  int mems = 0;
+  for (int i = 0; i < d.in.operand_count; i++) {
+    const auto& op = d.ops[i];
+    if (op.type == ZYDIS_OPERAND_TYPE_MEMORY) {
+      // One explicit memory operand; no implicit ones (MASKMOVDQU), no LEA-like AGEN.
+      if (op.visibility != ZYDIS_OPERAND_VISIBILITY_EXPLICIT || op.mem.type != ZYDIS_MEMOP_TYPE_MEM) return false;
+      if (++mems > 1) return false;
+    }
+    if (op.type == ZYDIS_OPERAND_TYPE_REGISTER) {
+      ZydisRegister big = ZydisRegisterGetLargestEnclosing(ZYDIS_MACHINE_MODE_LONG_64, op.reg.value);
+      if (big == ZYDIS_REGISTER_RSP || big == ZYDIS_REGISTER_RIP) return false;
+      ZydisRegisterClass c = ZydisRegisterGetClass(op.reg.value);
+      if (c == ZYDIS_REGCLASS_X87 || c == ZYDIS_REGCLASS_MMX || c == ZYDIS_REGCLASS_SEGMENT ||
+          c == ZYDIS_REGCLASS_CONTROL || c == ZYDIS_REGCLASS_DEBUG || c == ZYDIS_REGCLASS_TMM)
+        return false;
+    }
+  }
+  return true;
+}
+
+// The trampoline's register file, in the order its POPs load it.
+struct NativeCtx {
+  uint64_t r15, r14, r13, r12, r11, r10, r9, r8, rdi, rsi, rbp, rbx, rdx, rcx, rax, rflags;
+  uint64_t xsave_area;  // guest vector state (64-byte aligned, standard format)
+  uint64_t xmask;       // XRSTOR/XSAVE mask
+};
+
+struct Trampoline {
+  uint8_t* page = nullptr;  // code at 0, host RSP slot at 0x800, stack + ctx above
+  size_t insn_at = 0;
+  void (*fn)(NativeCtx*) = nullptr;
+  NativeCtx* ctx = nullptr;
+};
+
+thread_local sigjmp_buf tls_jmp;
+thread_local volatile sig_atomic_t tls_in_native = 0;
+struct sigaction prev_actions[32];
+
+void native_fault_handler(int sig, siginfo_t* info, void* uc) {
+  if (tls_in_native) {
+    tls_in_native = 0;
+    siglongjmp(tls_jmp, sig);
+  }
+  const struct sigaction& p = prev_actions[sig];
+  if (p.sa_flags & SA_SIGINFO) {
+    if (p.sa_sigaction) p.sa_sigaction(sig, info, uc);
+    return;
+  }
+  if (p.sa_handler == SIG_IGN) return;
+  if (p.sa_handler == SIG_DFL) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  p.sa_handler(sig);
+}
+
+void install_fault_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) {
+      struct sigaction sa{};
+      sa.sa_sigaction = native_fault_handler;
+      sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+      sigemptyset(&sa.sa_mask);
+      sigaction(sig, &sa, &prev_actions[sig]);
+    }
+  });
+}
+
+Trampoline& trampoline() {
+  thread_local Trampoline t;
+  if (t.page) return t;
+  constexpr size_t kSize = 64 * 1024;
+  void* p = mmap(nullptr, kSize, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return t;
+  uint8_t* c = static_cast<uint8_t*>(p);
+  size_t n = 0;
+  auto emit = [&](std::initializer_list<uint8_t> b) { for (uint8_t x : b) c[n++] = x; };
+  const size_t slot = 0x800;
+  auto rip_rel = [&](size_t target) {  // disp32 to `target` from the end of this 4-byte field
+    int32_t disp = int32_t(int64_t(target) - int64_t(n + 4));
+    std::memcpy(c + n, &disp, 4);
+    n += 4;
+  };
+  emit({0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57});  // push rbx rbp r12-r15
+  emit({0x48, 0x89, 0x25});                                              // mov [rip+slot], rsp
+  rip_rel(slot);
+  emit({0x48, 0x8b, 0x9f, 0x80, 0x00, 0x00, 0x00});  // mov rbx, [rdi+0x80]  (xsave_area)
+  emit({0x8b, 0x87, 0x88, 0x00, 0x00, 0x00});        // mov eax, [rdi+0x88]
+  emit({0x8b, 0x97, 0x8c, 0x00, 0x00, 0x00});        // mov edx, [rdi+0x8c]
+  emit({0x48, 0x0f, 0xae, 0x2b});                    // xrstor64 [rbx]
+  emit({0x48, 0x89, 0xfc});                          // mov rsp, rdi
+  emit({0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x41, 0x5b, 0x41, 0x5a, 0x41, 0x59, 0x41, 0x58});  // pop r15..r8
+  emit({0x5f, 0x5e, 0x5d, 0x5b, 0x5a, 0x59, 0x58, 0x9d});  // pop rdi rsi rbp rbx rdx rcx rax; popfq
+  t.insn_at = n;
+  n += 15;  // the instruction, NOP-padded
+  emit({0x9c, 0x50, 0x51, 0x52, 0x53, 0x55, 0x56, 0x57});  // pushfq; push rax rcx rdx rbx rbp rsi rdi
+  emit({0x41, 0x50, 0x41, 0x51, 0x41, 0x52, 0x41, 0x53, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57});  // push r8..r15
+  emit({0x48, 0x89, 0xe7});                          // mov rdi, rsp
+  emit({0x48, 0x8b, 0x9f, 0x80, 0x00, 0x00, 0x00});  // mov rbx, [rdi+0x80]
+  emit({0x8b, 0x87, 0x88, 0x00, 0x00, 0x00});        // mov eax, [rdi+0x88]
+  emit({0x8b, 0x97, 0x8c, 0x00, 0x00, 0x00});        // mov edx, [rdi+0x8c]
+  emit({0x48, 0x0f, 0xae, 0x23});                    // xsave64 [rbx]
+  emit({0x48, 0x8b, 0x25});                          // mov rsp, [rip+slot]
+  rip_rel(slot);
+  emit({0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3});  // pop r15-r12 rbp rbx; ret
+  t.page = c;
+  t.fn = reinterpret_cast<void (*)(NativeCtx*)>(c);
+  // The register file sits at the top; signal frames taken while RSP points
+  // into it land below (60 KiB of room).
+  t.ctx = reinterpret_cast<NativeCtx*>(c + kSize - 4096);
+  return t;
+}
+
+AssistResult run_natively(const Decoded& d, const uint8_t* bytes, AssistState& st, AssistMemory& mem) {
+  const std::string name = ZydisMnemonicGetString(d.in.mnemonic);
+  uint32_t mxcsr;
+  std::memcpy(&mxcsr, st.xsave.data() + 24, 4);
+  // An unmasked SIMD exception would need #XM/#UD bookkeeping; Linux keeps them masked.
+  if ((mxcsr & 0x1f80) != 0x1f80) return {};
+  Trampoline& t = trampoline();
+  if (!t.page) return {};
+  install_fault_handlers();
+
+  // Memory operand: guest bytes into a host buffer with the guest address's
+  // alignment (so alignment faults match), the instruction re-encoded to use it.
+  const ZydisDecodedOperand* mop = nullptr;
+  for (int i = 0; i < d.in.operand_count; i++)
+    if (d.ops[i].type == ZYDIS_OPERAND_TYPE_MEMORY) mop = &d.ops[i];
+  alignas(64) static thread_local uint8_t membuf[256];
+  uint8_t code[15];
+  size_t code_len = d.in.length;
+  uint64_t maddr = 0;
+  size_t msize = 0;
+  uint8_t* mhost = nullptr;
+  ZydisRegister scratch = ZYDIS_REGISTER_NONE;
+  if (mop) {
+    if (!linear_address(d, *mop, st.regs, st.sregs, maddr)) return {};
+    msize = mop->size / 8;
+    if (d.in.avx.broadcast.mode != ZYDIS_BROADCAST_MODE_INVALID && mop->element_size) msize = mop->element_size / 8;
+    if (msize == 0 || msize > 128) return {};
+    mhost = membuf + (maddr & 63);
+    uint32_t pf = 0;
+    if (!mem.read(maddr, mhost, msize, pf)) return page_fault(maddr, pf, name);
+    // A GPR no operand uses (explicit or implicit).
+    static const ZydisRegister cands[] = {ZYDIS_REGISTER_RBX, ZYDIS_REGISTER_RSI, ZYDIS_REGISTER_RDI, ZYDIS_REGISTER_RBP,
+                                          ZYDIS_REGISTER_R8,  ZYDIS_REGISTER_R9,  ZYDIS_REGISTER_R10, ZYDIS_REGISTER_R11,
+                                          ZYDIS_REGISTER_R12, ZYDIS_REGISTER_R13, ZYDIS_REGISTER_R14, ZYDIS_REGISTER_R15};
+    for (ZydisRegister c : cands) {
+      bool used = false;
+      for (int i = 0; i < d.in.operand_count; i++) {
+        const auto& op = d.ops[i];
+        auto same = [&](ZydisRegister r) {
+          return r != ZYDIS_REGISTER_NONE && ZydisRegisterGetLargestEnclosing(ZYDIS_MACHINE_MODE_LONG_64, r) == c;
+        };
+        if (op.type == ZYDIS_OPERAND_TYPE_REGISTER && same(op.reg.value)) used = true;
+        if (op.type == ZYDIS_OPERAND_TYPE_MEMORY && (same(op.mem.base) || same(op.mem.index))) used = true;
+      }
+      if (!used) {
+        scratch = c;
+        break;
+      }
+    }
+    if (scratch == ZYDIS_REGISTER_NONE) return {};
+    ZydisEncoderRequest req;
+    if (!ZYAN_SUCCESS(ZydisEncoderDecodedInstructionToEncoderRequest(&d.in, d.ops, d.in.operand_count_visible, &req)))
+      return {};
+    for (int i = 0; i < req.operand_count; i++) {
+      if (req.operands[i].type != ZYDIS_OPERAND_TYPE_MEMORY) continue;
+      req.operands[i].mem.base = scratch;
+      req.operands[i].mem.index = ZYDIS_REGISTER_NONE;
+      req.operands[i].mem.scale = 0;
+      req.operands[i].mem.displacement = 0;
+    }
+    // The segment override (FS/GS) is already in the linear address.
+    req.prefixes &= ~(ZYDIS_ATTRIB_HAS_SEGMENT_FS | ZYDIS_ATTRIB_HAS_SEGMENT_GS | ZYDIS_ATTRIB_HAS_SEGMENT_CS |
+                      ZYDIS_ATTRIB_HAS_SEGMENT_DS | ZYDIS_ATTRIB_HAS_SEGMENT_ES | ZYDIS_ATTRIB_HAS_SEGMENT_SS |
+                      ZYDIS_ATTRIB_HAS_SEGMENT);
+    ZyanUSize len = sizeof code;
+    if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(&req, code, &len))) return {};
+    code_len = len;
+  } else {
+    std::memcpy(code, bytes, code_len);
+  }
+
+  // Registers in, the instruction, registers out.
+  kvm_regs& r = st.regs;
+  NativeCtx& c = *t.ctx;
+  c = NativeCtx{r.r15, r.r14, r.r13, r.r12, r.r11, r.r10, r.r9, r.r8, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx, r.rcx, r.rax,
+                0x2 | (r.rflags & kArith), 0, 0};
+  if (scratch != ZYDIS_REGISTER_NONE) {
+    kvm_regs tmp{};
+    write_reg(tmp, scratch, reinterpret_cast<uint64_t>(mhost), d.mode);
+    __u64* slot = gpr_slot(tmp, scratch);
+    const uint64_t v = *slot;
+    switch (scratch) {
+      case ZYDIS_REGISTER_RBX: c.rbx = v; break;
+      case ZYDIS_REGISTER_RSI: c.rsi = v; break;
+      case ZYDIS_REGISTER_RDI: c.rdi = v; break;
+      case ZYDIS_REGISTER_RBP: c.rbp = v; break;
+      case ZYDIS_REGISTER_R8: c.r8 = v; break;
+      case ZYDIS_REGISTER_R9: c.r9 = v; break;
+      case ZYDIS_REGISTER_R10: c.r10 = v; break;
+      case ZYDIS_REGISTER_R11: c.r11 = v; break;
+      case ZYDIS_REGISTER_R12: c.r12 = v; break;
+      case ZYDIS_REGISTER_R13: c.r13 = v; break;
+      case ZYDIS_REGISTER_R14: c.r14 = v; break;
+      default: c.r15 = v; break;
+    }
+  }
+  alignas(64) static thread_local uint8_t guest_area[4096];
+  std::memcpy(guest_area, st.xsave.data(), sizeof guest_area);
+  std::memset(guest_area + 520, 0, 56);  // standard form: XCOMP_BV and the rest of the header zero
+  c.xsave_area = reinterpret_cast<uint64_t>(guest_area);
+  c.xmask = st.xcr0 | 3;  // x87 and SSE state exist whatever XCR0 says (FXSAVE state)
+  uint8_t* slot = t.page + t.insn_at;
+  std::memset(slot, 0x90, 15);
+  std::memcpy(slot, code, code_len);
+  __builtin___clear_cache(reinterpret_cast<char*>(slot), reinterpret_cast<char*>(slot + 15));
+
+  // The host's own vector state around it (MXCSR and the x87 control word are callee-saved).
+  unsigned a, b, cc, dd;
+  __cpuid_count(0xd, 0, a, b, cc, dd);
+  static thread_local std::vector<uint8_t> host_raw;
+  host_raw.resize(size_t(cc) + 128);
+  uint8_t* host_area = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(host_raw.data()) + 63) & ~uintptr_t(63));
+  std::memset(host_area + 512, 0, 64);
+  asm volatile("xsave64 %0" : "+m"(*host_area) : "a"(0xffffffffu), "d"(0xffffffffu) : "memory");
+  int sig = sigsetjmp(tls_jmp, 1);
+  if (sig == 0) {
+    tls_in_native = 1;
+    t.fn(&c);
+    tls_in_native = 0;
+  }
+  asm volatile("xrstor64 %0" : : "m"(*host_area), "a"(0xffffffffu), "d"(0xffffffffu) : "memory");
+  if (sig) {
+    const uint8_t vec = sig == SIGILL ? kUd : sig == SIGFPE ? 19 : kGp;
+    return exception(AssistKind::Fault, vec, name + " faulted when run natively (signal " + std::to_string(sig) + ")");
+  }
+
+  // Results: memory, registers (the scratch GPR keeps the guest's value), flags, vector state.
+  if (mop && (mop->actions & ZYDIS_OPERAND_ACTION_MASK_WRITE)) {
+    uint32_t pf = 0;
+    if (!mem.write(maddr, mhost, msize, pf)) return page_fault(maddr, pf, name);
+  }
+  const kvm_regs before = r;
+  r.r15 = c.r15; r.r14 = c.r14; r.r13 = c.r13; r.r12 = c.r12; r.r11 = c.r11; r.r10 = c.r10; r.r9 = c.r9; r.r8 = c.r8;
+  r.rdi = c.rdi; r.rsi = c.rsi; r.rbp = c.rbp; r.rbx = c.rbx; r.rdx = c.rdx; r.rcx = c.rcx; r.rax = c.rax;
+  if (scratch != ZYDIS_REGISTER_NONE) *gpr_slot(r, scratch) = *gpr_slot(const_cast<kvm_regs&>(before), scratch);
+  r.rflags = (r.rflags & ~kArith) | (c.rflags & kArith);
+  // Keep KVM's header form (XCOMP_BV 0) and the components beyond XCR0 as they were.
+  std::memcpy(st.xsave.data(), guest_area, 576);
+  for (unsigned i = 2; i < 63; i++) {
+    if (!(st.xcr0 & (uint64_t(1) << i))) continue;
+    Component comp = component(st, i);
+    if (comp.size && comp.offset + comp.size <= st.xsave.size())
+      std::memcpy(st.xsave.data() + comp.offset, guest_area + comp.offset, comp.size);
+  }
+  AssistResult res = completed(AssistKind::Native, r, d, name + " (run natively)");
+  res.xsave_changed = true;
+  return res;
+}
+
 }  // namespace
 
 const char* assist_kind_name(AssistKind k) {
@@ -339,6 +639,7 @@ const char* assist_kind_name(AssistKind k) {
     case AssistKind::Cmpxchg16b: return "cmpxchg16b";
     case AssistKind::FsGsBase: return "fsgsbase";
     case AssistKind::Rdpid: return "rdpid";
+    case AssistKind::Native: return "simd-native";
     case AssistKind::Fault: return "fault";
     case AssistKind::Count: break;
   }
@@ -367,7 +668,7 @@ unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s) {
     case ZYDIS_MNEMONIC_RDPID:
       return kNeedTscAux;
     default:
-      return 0;
+      return native_eligible(d) ? kNeedXsave : 0;
   }
 }
 
@@ -507,6 +808,11 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
       return completed(AssistKind::Rdpid, r, d, name);
     }
     default:
+      if (native_eligible(d) && st.have_xsave) {
+        AssistResult res = run_natively(d, bytes, st, mem);
+        if (res.what.empty()) res.what = name + " (not runnable natively)";
+        return res;
+      }
       break;
   }
   AssistResult res;
