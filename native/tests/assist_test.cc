@@ -676,3 +676,26 @@ TEST(avx512_instruction_runs_natively_on_full_zmm_state) {
   CHECK_EQ(reinterpret_cast<uint32_t*>(&st.xsave[e2.ebx])[3], 3u);
   CHECK_EQ(reinterpret_cast<uint32_t*>(&st.xsave[e6.ebx])[7], 3u);
 }
+
+TEST(ldmxcsr_and_stmxcsr_through_the_stack) {
+  AssistState st = simd_state();
+  FakeMemory m;
+  st.regs.rsp = 0x10200;
+  const uint32_t v = 0x1fa0;  // masks + FTZ off, RC = 01 (round down)
+  std::memcpy(m.at(0x10204), &v, 4);
+  const uint8_t ldmxcsr[] = {0x0f, 0xae, 0x54, 0x24, 0x04};  // ldmxcsr [rsp+4] (Linux's kernel_fpu_begin_mask)
+  AssistResult r = run(ldmxcsr, st, m);
+  CHECK(r.action == Action::Completed);
+  uint32_t got;
+  std::memcpy(&got, &st.xsave[24], 4);
+  CHECK_EQ(got, v);
+  CHECK_EQ(st.regs.rsp, uint64_t(0x10200));
+  const uint8_t stmxcsr[] = {0x0f, 0xae, 0x5c, 0x24, 0x08};  // stmxcsr [rsp+8]
+  r = run(stmxcsr, st, m);
+  CHECK(r.action == Action::Completed);
+  std::memcpy(&got, m.at(0x10208), 4);
+  CHECK_EQ(got, v);
+  const uint32_t bad = 0xffff0000;  // reserved bits: #GP
+  std::memcpy(m.at(0x10204), &bad, 4);
+  CHECK_EQ(int(run(ldmxcsr, st, m).vector), 13);
+}

@@ -82,7 +82,7 @@ struct AssistResult {
 
 // What state beyond registers the instruction needs (the glue reads only
 // that, as each costs an ioctl).
-enum : unsigned { kNeedXsave = 1, kNeedTscAux = 2 };
+enum : unsigned { kNeedXsave = 1, kNeedTscAux = 2 };  // kNeedXsave: the XSAVE buffer, XCR0 and IA32_XSS
 unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s);
 
 // Decodes the instruction in `bytes` (fetched at CS:RIP) and runs it on `st`.

@@ -681,8 +681,8 @@ bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
     st.have_xsave = true;
     uint64_t xss = 0;
     if (v.get_msr(0xda0, xss)) st.xss = xss;
+    st.xcr0 = v.xcr0();
   }
-  st.xcr0 = v.xcr0();
   kvm::AssistResult r = kvm::assist_instruction(bytes, n, st, mem);
   if (trace_assist_) {
     std::fprintf(stderr, "[vireo] assist vCPU %d rip %#llx:", v.id(), (unsigned long long)st.regs.rip);
