@@ -699,3 +699,31 @@ TEST(ldmxcsr_and_stmxcsr_through_the_stack) {
   std::memcpy(m.at(0x10204), &bad, 4);
   CHECK_EQ(int(run(ldmxcsr, st, m).vector), 13);
 }
+
+TEST(fences_and_cache_hints_complete_and_rdrand_runs_natively) {
+  AssistState st = simd_state();
+  FakeMemory m;
+  const uint64_t rip = st.regs.rip;
+  const uint8_t mfence[] = {0x0f, 0xae, 0xf0};
+  AssistResult r = run(mfence, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK(r.kind == AssistKind::Hint);
+  CHECK_EQ(st.regs.rip, rip + 3);
+  const uint8_t clflush[] = {0x0f, 0xae, 0x3e};  // clflush [rsi]
+  CHECK(run(clflush, st, m).action == Action::Completed);
+  unsigned a, b, c, d;
+  __cpuid_count(1, 0, a, b, c, d);
+  if (!(c & (1u << 30))) return;
+  const uint8_t rdrand[] = {0x48, 0x0f, 0xc7, 0xf0};  // rdrand rax
+  bool differed = false;
+  uint64_t last = 0;
+  for (int i = 0; i < 4; i++) {
+    r = run(rdrand, st, m);
+    CHECK(r.action == Action::Completed);
+    if (st.regs.rflags & 1) {  // CF: a number was delivered
+      differed |= i > 0 && st.regs.rax != last;
+      last = st.regs.rax;
+    }
+  }
+  CHECK(differed);
+}

@@ -350,6 +350,7 @@ bool native_eligible(const Decoded& d) {
     case ZYDIS_ISA_EXT_VPCLMULQDQ: case ZYDIS_ISA_EXT_VAES: case ZYDIS_ISA_EXT_GFNI: case ZYDIS_ISA_EXT_SHA:
     case ZYDIS_ISA_EXT_BMI1: case ZYDIS_ISA_EXT_BMI2: case ZYDIS_ISA_EXT_LZCNT: case ZYDIS_ISA_EXT_ADOX_ADCX:
     case ZYDIS_ISA_EXT_FMA: case ZYDIS_ISA_EXT_F16C: case ZYDIS_ISA_EXT_AVX_VNNI:
+    case ZYDIS_ISA_EXT_RDRAND: case ZYDIS_ISA_EXT_RDSEED:  // a GPR and CF: the host's random numbers serve
       break;
     default:
       return false;
@@ -640,6 +641,7 @@ const char* assist_kind_name(AssistKind k) {
     case AssistKind::FsGsBase: return "fsgsbase";
     case AssistKind::Rdpid: return "rdpid";
     case AssistKind::Native: return "simd-native";
+    case AssistKind::Hint: return "fence/cache";
     case AssistKind::Fault: return "fault";
     case AssistKind::Count: break;
   }
@@ -803,6 +805,13 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
       res.sregs_changed = true;
       return res;
     }
+    case ZYDIS_MNEMONIC_LFENCE: case ZYDIS_MNEMONIC_SFENCE: case ZYDIS_MNEMONIC_MFENCE:
+    case ZYDIS_MNEMONIC_CLFLUSH: case ZYDIS_MNEMONIC_CLFLUSHOPT: case ZYDIS_MNEMONIC_CLWB:
+    case ZYDIS_MNEMONIC_PREFETCHNTA: case ZYDIS_MNEMONIC_PREFETCHT0: case ZYDIS_MNEMONIC_PREFETCHT1:
+    case ZYDIS_MNEMONIC_PREFETCHT2: case ZYDIS_MNEMONIC_PREFETCHW:
+      // Ordering and cache hints: the exit itself serializes the vCPU, and
+      // guest RAM is ordinary write-back memory. Nothing to do but go on.
+      return completed(AssistKind::Hint, r, d, name);
     case ZYDIS_MNEMONIC_RDPID: {
       if (!write_reg(r, d.ops[0].reg.value, st.tsc_aux, d.mode)) return {};
       return completed(AssistKind::Rdpid, r, d, name);

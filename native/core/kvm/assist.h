@@ -44,6 +44,7 @@ enum class AssistKind : uint8_t {
   Cmpxchg16b,
   FsGsBase,    // RDFSBASE, RDGSBASE, WRFSBASE, WRGSBASE
   Rdpid,
+  Hint,        // LFENCE/SFENCE/MFENCE, CLFLUSH(OPT), CLWB, PREFETCH*: nothing to do
   Native,      // SSE/AVX/AVX-512/BMI..., run on the host CPU on the guest's registers
   Fault,       // #GP / #PF / #NM raised by an instruction the assist ran
   Count
