@@ -789,6 +789,14 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
       if (pvm_) {
         info.message += "; this host's KVM (kvm_pvm) emulates guest kernel code and cannot run every instruction";
         if (!assist_why.empty()) info.message += " (Vireo's assist: " + assist_why + ")";
+        if (!info.bytes.empty()) {
+          info.message += "; bytes at RIP:";
+          char b[4];
+          for (size_t i = 0; i < std::min<size_t>(info.bytes.size(), 8); i++) {
+            std::snprintf(b, sizeof b, " %02x", info.bytes[i]);
+            info.message += b;
+          }
+        }
       }
       request_stop(info, RunState::Crashed);
       return false;
