@@ -727,3 +727,30 @@ TEST(fences_and_cache_hints_complete_and_rdrand_runs_natively) {
   }
   CHECK(differed);
 }
+
+TEST(a_run_of_simd_instructions_is_served_by_one_exit) {
+  AssistState st = simd_state();
+  FakeMemory m;
+  // Code in guest memory: paddd xmm0, xmm1 three times, then RET (not SIMD: the run stops there).
+  const uint8_t code[] = {0x66, 0x0f, 0xfe, 0xc1, 0x66, 0x0f, 0xfe, 0xc1, 0x66, 0x0f, 0xfe, 0xc1, 0xc3};
+  std::memcpy(m.at(0x11000), code, sizeof code);
+  st.regs.rip = 0x11000;
+  xmm(st, 0)[0] = 5;
+  xmm(st, 1)[0] = 10;
+  AssistResult r = assist_instruction(code, 15, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(r.followers, 2);
+  CHECK_EQ(xmm(st, 0)[0], 35u);
+  CHECK_EQ(st.regs.rip, uint64_t(0x1100c));  // at the RET
+  // A faulting instruction inside the run: the ones before it stay done, RIP stops at it.
+  const uint8_t code2[] = {0x66, 0x0f, 0xfe, 0xc1, 0x0f, 0x28, 0x06};  // paddd; movaps xmm0, [rsi] (misaligned)
+  std::memcpy(m.at(0x11100), code2, sizeof code2);
+  st.regs.rip = 0x11100;
+  st.regs.rsi = 0x10008;
+  r = assist_instruction(code2, 15, st, m);
+  CHECK(r.action == Action::Exception);
+  CHECK_EQ(int(r.vector), 13);
+  CHECK(r.regs_changed && r.xsave_changed);
+  CHECK_EQ(xmm(st, 0)[0], 45u);
+  CHECK_EQ(st.regs.rip, uint64_t(0x11104));
+}

@@ -21,6 +21,7 @@ constexpr uint64_t kCr4Osxsave = 1u << 18;
 constexpr uint8_t kUd = 6, kNm = 7, kGp = 13, kPfVec = 14, kBp = 3;
 
 // Standard XSAVE layout: legacy region, header, then components at CPUID(0xd, i).EBX.
+constexpr int kMaxNativeRun = 256;  // SIMD instructions run natively per exit at most
 constexpr size_t kLegacy = 512, kHeader = 512, kExtStart = 576;
 
 ZydisMachineMode machine_mode(const kvm_sregs& s) {
@@ -820,6 +821,27 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
       if (native_eligible(d) && st.have_xsave) {
         AssistResult res = run_natively(d, bytes, st, mem);
         if (res.what.empty()) res.what = name + " (not runnable natively)";
+        if (res.action != AssistResult::Action::Completed) return res;
+        // SIMD code comes in runs (a crypto round is dozens of them): go on
+        // with the instructions that follow while they are of the same kind,
+        // so one exit serves a whole straight-line run.
+        for (int k = 0; k < kMaxNativeRun; k++) {
+          uint8_t next[15];
+          uint32_t pf;
+          const uint64_t at = st.sregs.cs.base + st.regs.rip;
+          const size_t to_page_end = 4096 - (at & 4095);
+          size_t got = mem.read(at, next, 15, pf) ? 15 : (to_page_end < 15 && mem.read(at, next, to_page_end, pf)) ? to_page_end : 0;
+          Decoded nd;
+          if (!got || !decode(next, got, st.sregs, nd) || !native_eligible(nd)) break;
+          AssistResult more = run_natively(nd, next, st, mem);
+          if (more.action == AssistResult::Action::Unhandled) break;  // this one waits for the next exit
+          res.followers++;
+          if (more.action == AssistResult::Action::Exception) {
+            more.regs_changed = more.xsave_changed = true;
+            more.followers = res.followers;
+            return more;
+          }
+        }
         return res;
       }
       break;

@@ -78,6 +78,7 @@ struct AssistResult {
   uint32_t error_code = 0;
   uint64_t cr2 = 0;
   bool regs_changed = false, sregs_changed = false, xcr0_changed = false, xsave_changed = false;
+  int followers = 0;  // Native: further SIMD instructions run in the same exit
   std::string what;  // mnemonic and a word on what was done, for logs and errors
 };
 

@@ -180,6 +180,7 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   sys_ = std::make_unique<kvm::KvmSystem>();
   pvm_ = kvm::host_is_pvm();
   assists_.resize(size_t(cfg_.cpus));
+  native_followers_.resize(size_t(cfg_.cpus));
   vm_ = std::make_unique<kvm::KvmVm>(*sys_);
   vm_->create_irqchip();
   vm_->create_pit();
@@ -724,6 +725,7 @@ bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
   if (r.regs_changed) v.set_regs(st.regs);
   v.set_events(ev);
   assists_[size_t(v.id())][size_t(r.kind)]++;
+  native_followers_[size_t(v.id())] += uint64_t(r.followers);
   return true;
 }
 
@@ -914,6 +916,9 @@ void Machine::vcpu_loop(int id) {
       if (a[k])
         std::fprintf(stderr, "[vireo]   assist %-12s %10llu\n", kvm::assist_kind_name(kvm::AssistKind(k)),
                      (unsigned long long)a[k]);
+    if (native_followers_[size_t(id)])
+      std::fprintf(stderr, "[vireo]   assist %-12s %10llu (SIMD instructions run in the same exits)\n", "+following",
+                   (unsigned long long)native_followers_[size_t(id)]);
   }
   // The last vCPU thread out reports the final state.
   bool last;

@@ -182,6 +182,7 @@ private:
   std::vector<kvm_cpuid_entry2> guest_cpuid_;
   // Assists per vCPU and kind (each row written only by its vCPU thread).
   std::vector<std::array<uint64_t, size_t(kvm::AssistKind::Count)>> assists_;
+  std::vector<uint64_t> native_followers_;
   const bool trace_assist_ = std::getenv("VIREO_TRACE_ASSIST") != nullptr;
   std::mutex out_mu_;
   std::vector<uint8_t> out_[2];
