@@ -754,3 +754,36 @@ TEST(a_run_of_simd_instructions_is_served_by_one_exit) {
   CHECK_EQ(xmm(st, 0)[0], 45u);
   CHECK_EQ(st.regs.rip, uint64_t(0x11104));
 }
+
+TEST(verw_of_the_kernel_data_selector_sets_zf_recorded_exit) {
+  AssistState st = long_mode();
+  FakeMemory m;
+  // GDT at 0x12000: 0x10 kernel code (64-bit), 0x18 kernel data (writable), 0x2b user code.
+  const uint64_t gdt[6] = {0, 0, 0x00af9b000000ffffull, 0x00cf93000000ffffull, 0, 0x00affb000000ffffull};
+  std::memcpy(m.at(0x12000), gdt, sizeof gdt);
+  st.sregs.gdt.base = 0x12000;
+  st.sregs.gdt.limit = sizeof gdt - 1;
+  const uint16_t kernel_ds = 0x18;
+  std::memcpy(m.at(0x10100), &kernel_ds, 2);
+  // Linux's CLEAR_CPU_BUFFERS before returning to user space: verw [rip+disp32]
+  // (0f 00 2d 49 ee ff ff, where Debian's 6.1 stopped on its way to /init).
+  st.regs.rip = 0x10100 + 0x11b7 - 7;
+  const uint8_t verw[] = {0x0f, 0x00, 0x2d, 0x49, 0xee, 0xff, 0xff};
+  st.regs.rflags = 0x2;
+  AssistResult r = run(verw, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0x40));
+  CHECK_EQ(st.regs.rip, uint64_t(0x10100 + 0x11b7));
+  const uint16_t code_sel = 0x10;  // code: not writable
+  std::memcpy(m.at(0x10100), &code_sel, 2);
+  st.regs.rip -= 7;
+  r = run(verw, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0));
+  const uint16_t null_sel = 0;
+  std::memcpy(m.at(0x10100), &null_sel, 2);
+  st.regs.rip -= 7;
+  st.regs.rflags |= 0x40;
+  run(verw, st, m);
+  CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0));
+}

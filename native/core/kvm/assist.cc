@@ -806,6 +806,41 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
       res.sregs_changed = true;
       return res;
     }
+    case ZYDIS_MNEMONIC_VERR: case ZYDIS_MNEMONIC_VERW: {
+      // ZF = the selector names a segment readable (VERR) / writable (VERW)
+      // at the current privilege. Linux runs VERW with __KERNEL_DS on every
+      // return to user space for its side effect (MDS: clears CPU buffers).
+      if (!(st.sregs.cr0 & 1)) return exception(AssistKind::Ud, kUd, name + " in real mode: #UD");
+      uint64_t sel = 0;
+      const auto& op = d.ops[0];
+      uint32_t pf = 0;
+      if (op.type == ZYDIS_OPERAND_TYPE_MEMORY) {
+        uint64_t a;
+        if (!linear_address(d, op, r, st.sregs, a)) return {};
+        if (!mem.read(a, &sel, 2, pf)) return page_fault(a, pf, name);
+      } else if (!read_reg(r, op.reg.value, sel)) {
+        return {};
+      }
+      sel &= 0xffff;
+      bool ok = false;
+      const kvm_segment* ldt = &st.sregs.ldt;
+      const uint64_t table = (sel & 4) ? ldt->base : st.sregs.gdt.base;
+      const uint64_t limit = (sel & 4) ? ldt->limit : st.sregs.gdt.limit;
+      if ((sel & ~3u) != 0 && (sel | 7) <= limit) {
+        uint64_t desc;
+        if (!mem.read(table + (sel & ~7u), &desc, 8, pf)) return page_fault(table + (sel & ~7u), pf, name);
+        const unsigned type = (desc >> 40) & 0xf, s_bit = (desc >> 44) & 1, dpl = (desc >> 45) & 3;
+        const bool present = (desc >> 47) & 1;
+        const bool code = type & 8, conforming = code && (type & 4);
+        const unsigned level = std::max<unsigned>(unsigned(cpl(st.sregs)), unsigned(sel & 3));
+        if (s_bit && present && (conforming || dpl >= level)) {
+          ok = d.in.mnemonic == ZYDIS_MNEMONIC_VERW ? (!code && (type & 2)) : (!code || (type & 2));
+        }
+      }
+      if (ok) r.rflags |= kZf;
+      else r.rflags &= ~kZf;
+      return completed(AssistKind::Hint, r, d, name);
+    }
     case ZYDIS_MNEMONIC_LFENCE: case ZYDIS_MNEMONIC_SFENCE: case ZYDIS_MNEMONIC_MFENCE:
     case ZYDIS_MNEMONIC_CLFLUSH: case ZYDIS_MNEMONIC_CLFLUSHOPT: case ZYDIS_MNEMONIC_CLWB:
     case ZYDIS_MNEMONIC_PREFETCHNTA: case ZYDIS_MNEMONIC_PREFETCHT0: case ZYDIS_MNEMONIC_PREFETCHT1:
