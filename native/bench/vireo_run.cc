@@ -11,6 +11,8 @@
 // (V<<1)|1 (like QEMU's isa-debug-exit); power-off/reset exit 0; a crash
 // prints why and exits 2; bad arguments exit 1.
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -114,6 +116,18 @@ int main(int argc, char** argv) {
     info = i;
     cv.notify_all();
   };
+
+  // SIGTERM/SIGINT stop the machine the ordinary way, so that the vCPU threads
+  // end and VIREO_PROFILE_EXITS prints its report (e.g. under timeout(1)).
+  sigset_t stop_sigs;
+  sigemptyset(&stop_sigs);
+  sigaddset(&stop_sigs, SIGTERM);
+  sigaddset(&stop_sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_sigs, nullptr);  // inherited by the vCPU threads
+  std::thread([mp, stop_sigs] {
+    int sig = 0;
+    if (sigwait(&stop_sigs, &sig) == 0) mp->stop();
+  }).detach();
 
   try {
     m->start();

@@ -18,7 +18,7 @@ static std::vector<kvm_cpuid_entry2> host_like() {
 
 TEST(pvm_masks_what_the_emulator_cannot_run) {
   auto t = build_cpuid(host_like(), {.vcpu_id = 2, .vcpu_count = 4, .pvm_host = true});
-  CHECK_EQ(t.size(), size_t(3));  // leaf 0xd dropped
+  CHECK_EQ(t.size(), size_t(4));  // leaf 0xd kept: KVM takes the XCR0 it accepts from it
   CHECK_EQ(t[0].ecx & (1u << 13), 0u);
   CHECK_EQ(t[0].ecx & (1u << 26), 0u);
   CHECK_EQ(t[0].ecx & (1u << 28), 0u);
@@ -27,7 +27,7 @@ TEST(pvm_masks_what_the_emulator_cannot_run) {
   CHECK_EQ(t[0].ebx >> 24, 2u);              // APIC ID
   CHECK_EQ((t[0].ebx >> 16) & 0xff, 4u);     // logical CPUs
   CHECK_EQ(t[1].ebx, 1u);                    // only FSGSBASE left
-  CHECK_EQ(t[2].edx, 2u);                    // x2APIC ID
+  CHECK_EQ(t[3].edx, 2u);                    // x2APIC ID
 }
 
 TEST(hardware_host_keeps_features) {

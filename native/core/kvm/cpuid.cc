@@ -26,11 +26,14 @@ std::vector<kvm_cpuid_entry2> build_cpuid(std::vector<kvm_cpuid_entry2> t, const
         if (o.vcpu_count > 1) e.edx |= 1u << 28;  // HTT: more than one logical CPU in the package
         e.ecx |= kEcxHypervisor;
         if (o.pvm_host) {
-          // kvm_pvm runs guest ring-0 code in KVM's x86 emulator. It has no
-          // CMPXCHG16B (Linux uses it unconditionally once CX16 is set), no
-          // XSAVE/XRSTOR (so no OSXSAVE and nothing that needs XSAVE state:
-          // AVX, FMA, F16C), and no MOVBE. Hiding them keeps guests on paths
-          // the emulator can run. On VT-x/AMD-V hosts nothing is masked.
+          // kvm_pvm runs guest ring-0 code in KVM's x86 emulator, which has
+          // no CMPXCHG16B, XSAVE/XRSTOR or MOVBE. Vireo asks for these bits
+          // off, but kvm_pvm answers the guest's CPUID feature words from the
+          // hardware whatever this table says (only CX16 and PCID come out
+          // cleared, by kvm_pvm itself; docs/architecture.md, "CPUID on
+          // kvm_pvm hosts"), so the userspace assist (kvm/assist.h) makes
+          // XSAVE and friends work instead. The masks stay for a kvm_pvm
+          // that honours the table.
           e.ecx &= ~(kEcxCx16 | kEcxXsave | kEcxOsxsave | kEcxAvx | kEcxFma | kEcxF16c | kEcxMovbe | kEcxPcid);
         }
         break;
@@ -54,10 +57,9 @@ std::vector<kvm_cpuid_entry2> build_cpuid(std::vector<kvm_cpuid_entry2> t, const
         break;
     }
   }
-  if (o.pvm_host) {
-    // Leaf 0xd describes XSAVE state components; without XSAVE it must not exist.
-    t.erase(std::remove_if(t.begin(), t.end(), [](const kvm_cpuid_entry2& e) { return e.function == 0xd; }), t.end());
-  }
+  // Leaf 0xd stays, also on kvm_pvm hosts: the guest sees the hardware's
+  // leaf 0xd there anyway, and KVM derives the XCR0 values and XSAVE state it
+  // accepts (from the guest and from KVM_SET_XCRS / KVM_SET_XSAVE) from it.
   (void)kEcxX2apic;
   return t;
 }

@@ -28,6 +28,10 @@ constexpr size_t kFlexHeader = 8;  // u32 count + u32 padding
 constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kFlexHeader);
 constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kFlexHeader);
 constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kFlexHeader);
+constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, kFlexHeader);
+// kvm_xsave ends in a flexible array too: its C size is 4096.
+constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, 4096);
+constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, 4096);
 }  // namespace
 
 const char* kvm_device_path() {
@@ -354,11 +358,54 @@ void KvmVcpu::set_fpu(const kvm_fpu& f) {
   if (::ioctl(fd_.get(), KVM_SET_FPU, &copy) < 0) throw KvmError("KVM_SET_FPU failed: " + errstr(errno), errno);
 }
 
-bool KvmVcpu::translate(uint64_t gva, uint64_t& gpa) const {
+bool KvmVcpu::translate(uint64_t gva, uint64_t& gpa, bool* writeable) const {
   kvm_translation t{};
   t.linear_address = gva;
   if (::ioctl(fd_.get(), KVM_TRANSLATE, &t) < 0 || !t.valid) return false;
   gpa = t.physical_address;
+  if (writeable) *writeable = t.writeable;
+  return true;
+}
+
+kvm_vcpu_events KvmVcpu::events() const {
+  kvm_vcpu_events e{};
+  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &e) < 0) throw KvmError("KVM_GET_VCPU_EVENTS failed: " + errstr(errno), errno);
+  return e;
+}
+void KvmVcpu::set_events(const kvm_vcpu_events& e) {
+  kvm_vcpu_events copy = e;
+  if (::ioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &copy) < 0) throw KvmError("KVM_SET_VCPU_EVENTS failed: " + errstr(errno), errno);
+}
+void KvmVcpu::xsave(uint8_t (&buf)[4096]) const {
+  if (::ioctl(fd_.get(), kGetXsave, buf) < 0) throw KvmError("KVM_GET_XSAVE failed: " + errstr(errno), errno);
+}
+void KvmVcpu::set_xsave(const uint8_t (&buf)[4096]) {
+  if (::ioctl(fd_.get(), kSetXsave, buf) < 0) throw KvmError("KVM_SET_XSAVE failed: " + errstr(errno), errno);
+}
+uint64_t KvmVcpu::xcr0() const {
+  kvm_xcrs x{};
+  if (::ioctl(fd_.get(), KVM_GET_XCRS, &x) < 0) throw KvmError("KVM_GET_XCRS failed: " + errstr(errno), errno);
+  for (uint32_t i = 0; i < x.nr_xcrs && i < KVM_MAX_XCRS; i++)
+    if (x.xcrs[i].xcr == 0) return x.xcrs[i].value;
+  return 1;
+}
+void KvmVcpu::set_xcr0(uint64_t v) {
+  kvm_xcrs x{};
+  x.nr_xcrs = 1;
+  x.xcrs[0].xcr = 0;
+  x.xcrs[0].value = v;
+  if (::ioctl(fd_.get(), KVM_SET_XCRS, &x) < 0) throw KvmError("KVM_SET_XCRS failed: " + errstr(errno), errno);
+}
+bool KvmVcpu::get_msr(uint32_t index, uint64_t& value) const {
+  uint8_t buf[kFlexHeader + sizeof(kvm_msr_entry)] = {};
+  uint32_t n = 1;
+  std::memcpy(buf, &n, 4);
+  kvm_msr_entry e{};
+  e.index = index;
+  std::memcpy(buf + kFlexHeader, &e, sizeof e);
+  if (::ioctl(fd_.get(), kGetMsrs, buf) != 1) return false;
+  std::memcpy(&e, buf + kFlexHeader, sizeof e);
+  value = e.data;
   return true;
 }
 

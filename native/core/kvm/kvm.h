@@ -138,7 +138,16 @@ public:
   // KVM_GET_VCPU_EVENTS' interrupt shadow (0, or STI / MOV SS blocking).
   uint8_t interrupt_shadow() const;
   // Translate a guest-virtual address with the vCPU's current paging; false if unmapped.
-  bool translate(uint64_t gva, uint64_t& gpa) const;
+  bool translate(uint64_t gva, uint64_t& gpa, bool* writeable = nullptr) const;
+  // The userspace assist (kvm/assist.h): pending events, XSAVE state (KVM's
+  // 4 KiB standard-format buffer), XCR0 and one MSR.
+  kvm_vcpu_events events() const;
+  void set_events(const kvm_vcpu_events& e);
+  void xsave(uint8_t (&buf)[4096]) const;
+  void set_xsave(const uint8_t (&buf)[4096]);
+  uint64_t xcr0() const;
+  void set_xcr0(uint64_t v);
+  bool get_msr(uint32_t index, uint64_t& value) const;
 
 private:
   int id_;

@@ -1,6 +1,7 @@
 #include "machine/machine.h"
 #include "machine/smbios.h"
 
+#include <cpuid.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -189,6 +190,9 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   }
 
   sys_ = std::make_unique<kvm::KvmSystem>();
+  pvm_ = kvm::host_is_pvm();
+  assists_.resize(size_t(cfg_.cpus));
+  native_followers_.resize(size_t(cfg_.cpus));
   vm_ = std::make_unique<kvm::KvmVm>(*sys_);
   vm_->create_irqchip();
   vm_->create_pit();
@@ -399,8 +403,31 @@ void Machine::setup_vcpu(kvm::KvmVcpu& v, int id) {
   kvm::CpuidOptions co;
   co.vcpu_id = id;
   co.vcpu_count = cfg_.cpus;
-  co.pvm_host = kvm::host_is_pvm();
-  v.set_cpuid(kvm::build_cpuid(sys_->supported_cpuid(), co));
+  co.pvm_host = pvm_;
+  auto table = kvm::build_cpuid(sys_->supported_cpuid(), co);
+  v.set_cpuid(table);
+  if (id == 0) {
+    guest_cpuid_ = table;
+    if (pvm_) {
+      // kvm_pvm answers the feature leaves (1 ECX, 7, 0xd) from the hardware,
+      // whatever the table says (docs/architecture.md, "CPUID on kvm_pvm
+      // hosts"): the assist works with what the guest really sees.
+      std::erase_if(guest_cpuid_, [](const kvm_cpuid_entry2& e) { return e.function == 7 || e.function == 0xd; });
+      for (uint32_t i = 0; i < 64; i++) {
+        kvm_cpuid_entry2 e{};
+        e.function = 0xd;
+        e.index = i;
+        e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+        __cpuid_count(0xd, i, e.eax, e.ebx, e.ecx, e.edx);
+        guest_cpuid_.push_back(e);
+      }
+      kvm_cpuid_entry2 e{};
+      e.function = 7;
+      e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+      __cpuid_count(7, 0, e.eax, e.ebx, e.ecx, e.edx);
+      guest_cpuid_.push_back(e);
+    }
+  }
   v.set_fpu_defaults();
   if (id != 0) return;  // APs wait for INIT/SIPI from the BSP in the in-kernel LAPIC
   if (!cfg_.bios.empty() && cfg_.flat.empty()) return;  // reset vector: firmware boot (a kernel too, through the ROM)
@@ -576,6 +603,147 @@ void Machine::fill_fault_info(kvm::KvmVcpu& v, StopInfo& info) {
   }
 }
 
+namespace {
+
+// Guest-linear memory through KVM_TRANSLATE, page by page, for the assist.
+class VcpuMemory : public kvm::AssistMemory {
+public:
+  VcpuMemory(kvm::KvmVcpu& v, GuestMemory& mem, bool paging, bool user) : v_(v), mem_(mem), paging_(paging), user_(user) {}
+  bool read(uint64_t linear, void* dst, size_t n, uint32_t& pf) override {
+    return access(linear, static_cast<uint8_t*>(dst), n, false, pf);
+  }
+  bool write(uint64_t linear, const void* src, size_t n, uint32_t& pf) override {
+    return access(linear, const_cast<uint8_t*>(static_cast<const uint8_t*>(src)), n, true, pf);
+  }
+
+private:
+  bool access(uint64_t linear, uint8_t* p, size_t n, bool write, uint32_t& pf) {
+    // Check every page first, so that a fault leaves memory untouched.
+    for (int pass = 0; pass < 2; pass++) {
+      uint64_t a = linear;
+      size_t left = n;
+      uint8_t* q = p;
+      while (left) {
+        size_t chunk = std::min<size_t>(left, 4096 - (a & 4095));
+        uint64_t gpa = a;
+        bool w = true;
+        if (paging_ && !v_.translate(a, gpa, &w)) {
+          pf = (write ? 2u : 0u) | (user_ ? 4u : 0u);
+          return false;
+        }
+        if (write && !w) {
+          pf = 1u | 2u | (user_ ? 4u : 0u);
+          return false;
+        }
+        if (!mem_.ptr(gpa, chunk)) {
+          pf = 0;  // not RAM (MMIO): the assist does not reach devices
+          return false;
+        }
+        if (pass == 1) {
+          if (write) mem_.write(gpa, q, chunk);
+          else mem_.read(gpa, q, chunk);
+        }
+        a += chunk;
+        q += chunk;
+        left -= chunk;
+      }
+    }
+    return true;
+  }
+  kvm::KvmVcpu& v_;
+  GuestMemory& mem_;
+  bool paging_, user_;
+};
+
+}  // namespace
+
+bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
+  kvm_run* run = v.run_page();
+  kvm::AssistState st;
+  st.regs = v.regs();
+  st.sregs = v.sregs();
+  st.cpuid = guest_cpuid_;
+  const bool paging = st.sregs.cr0 & 0x80000000u;
+  const bool user = (st.sregs.cr0 & 1) && (st.sregs.cs.selector & 3) == 3;
+  VcpuMemory mem(v, mem_, paging, user);
+  // The instruction bytes: from the exit when KVM gives them, else fetched at CS:RIP.
+  uint8_t bytes[15] = {};
+  size_t n = 0;
+  if (run->emulation_failure.ndata >= 3 &&
+      (run->emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) &&
+      run->emulation_failure.insn_size > 0) {
+    n = std::min<size_t>(run->emulation_failure.insn_size, 15);
+    std::memcpy(bytes, run->emulation_failure.insn_bytes, n);
+  }
+  const uint64_t rip_linear = st.sregs.cs.base + st.regs.rip;
+  if (n < 15) {
+    // Fetch all 15 (KVM may give only what it decoded); stop at an unmapped page.
+    uint32_t pf;
+    size_t to_page_end = 4096 - (rip_linear & 4095), got = 0;
+    if (mem.read(rip_linear, bytes, 15, pf)) got = 15;
+    else if (to_page_end < 15 && mem.read(rip_linear, bytes, to_page_end, pf)) got = to_page_end;
+    n = std::max(n, got);
+  }
+  if (n == 0) {
+    why = "the instruction at RIP could not be read";
+    return false;
+  }
+  const unsigned needs = kvm::assist_needs(bytes, n, st.sregs);
+  if (needs & kvm::kNeedTscAux) v.get_msr(0xc0000103, st.tsc_aux);
+  if (needs & kvm::kNeedXsave) {
+    uint8_t buf[4096];
+    v.xsave(buf);
+    std::memcpy(st.xsave.data(), buf, sizeof buf);
+    st.have_xsave = true;
+    uint64_t xss = 0;
+    if (v.get_msr(0xda0, xss)) st.xss = xss;
+    st.xcr0 = v.xcr0();
+  }
+  kvm::AssistResult r = kvm::assist_instruction(bytes, n, st, mem);
+  if (trace_assist_) {
+    std::fprintf(stderr, "[vireo] assist vCPU %d rip %#llx:", v.id(), (unsigned long long)st.regs.rip);
+    for (size_t i = 0; i < std::min<size_t>(n, 8); i++) std::fprintf(stderr, " %02x", bytes[i]);
+    std::fprintf(stderr, " -> %s (%s)\n", kvm::assist_kind_name(r.kind), r.what.c_str());
+  }
+  if (r.action == kvm::AssistResult::Action::Unhandled) {
+    why = r.what.empty() ? "not an instruction Vireo's assist knows" : "the assist does not handle " + r.what;
+    return false;
+  }
+  // KVM queues a #UD of its own when emulation fails; replace it with ours (or nothing).
+  kvm_vcpu_events ev = v.events();
+  ev.exception.injected = 0;
+  ev.exception.pending = 0;
+  ev.exception.has_error_code = 0;
+  ev.exception.error_code = 0;
+  ev.exception_has_payload = 0;
+  ev.interrupt.shadow = 0;
+  ev.flags &= KVM_VCPUEVENT_VALID_SHADOW | KVM_VCPUEVENT_VALID_SMM;
+  ev.flags |= KVM_VCPUEVENT_VALID_SHADOW;
+  if (r.sregs_changed) v.set_sregs(st.sregs);
+  if (r.action == kvm::AssistResult::Action::Exception) {
+    if (r.vector == 14) {
+      kvm_sregs s = v.sregs();
+      s.cr2 = r.cr2;
+      v.set_sregs(s);
+    }
+    ev.exception.injected = 1;
+    ev.exception.nr = r.vector;
+    ev.exception.has_error_code = r.has_error_code;
+    ev.exception.error_code = r.error_code;
+  }
+  if (r.xcr0_changed) v.set_xcr0(st.xcr0);
+  if (r.xsave_changed) {
+    uint8_t buf[4096];
+    std::memcpy(buf, st.xsave.data(), sizeof buf);
+    v.set_xsave(buf);
+  }
+  if (r.regs_changed) v.set_regs(st.regs);
+  v.set_events(ev);
+  assists_[size_t(v.id())][size_t(r.kind)]++;
+  native_followers_[size_t(v.id())] += uint64_t(r.followers);
+  return true;
+}
+
 bool Machine::handle_exit(kvm::KvmVcpu& v) {
   kvm_run* run = v.run_page();
   flush_coalesced_mmio();  // writes queued in the coalesced-MMIO ring happened before this exit
@@ -618,6 +786,14 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
       return false;
     }
     case KVM_EXIT_INTERNAL_ERROR: {
+      std::string assist_why;
+      if (pvm_ && run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION) {
+        try {
+          if (assist(v, assist_why)) return true;
+        } catch (const kvm::KvmError& e) {
+          assist_why = e.what();
+        }
+      }
       StopInfo info;
       info.kind = "internal-error";
       fill_fault_info(v, info);
@@ -627,8 +803,18 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
                                                                                      : "internal error";
       info.message = std::string("KVM internal error (") + what + ", suberror " + std::to_string(run->internal.suberror) +
                      ") on vCPU " + std::to_string(v.id()) + (info.has_rip ? " at RIP " + hex(info.rip) : std::string());
-      if (kvm::host_is_pvm())
+      if (pvm_) {
         info.message += "; this host's KVM (kvm_pvm) emulates guest kernel code and cannot run every instruction";
+        if (!assist_why.empty()) info.message += " (Vireo's assist: " + assist_why + ")";
+        if (!info.bytes.empty()) {
+          info.message += "; bytes at RIP:";
+          char b[4];
+          for (size_t i = 0; i < std::min<size_t>(info.bytes.size(), 8); i++) {
+            std::snprintf(b, sizeof b, " %02x", info.bytes[i]);
+            info.message += b;
+          }
+        }
+      }
       request_stop(info, RunState::Crashed);
       return false;
     }
@@ -754,7 +940,17 @@ void Machine::vcpu_loop(int id) {
     if (profile) profile->add(v.run_page(), t1 - t0, ExitProfile::now() - t1);
     if (!go_on) break;
   }
-  if (profile) profile->print();
+  if (profile) {
+    profile->print();
+    const auto& a = assists_[size_t(id)];
+    for (size_t k = 1; k < a.size(); k++)
+      if (a[k])
+        std::fprintf(stderr, "[vireo]   assist %-12s %10llu\n", kvm::assist_kind_name(kvm::AssistKind(k)),
+                     (unsigned long long)a[k]);
+    if (native_followers_[size_t(id)])
+      std::fprintf(stderr, "[vireo]   assist %-12s %10llu (SIMD instructions run in the same exits)\n", "+following",
+                   (unsigned long long)native_followers_[size_t(id)]);
+  }
   // The last vCPU thread out reports the final state.
   bool last;
   RunState fs;

@@ -3,7 +3,9 @@
 // → stopped | crashed). Knows nothing about N-API; events go out through
 // std::function callbacks that the binding turns into JS events.
 #pragma once
+#include <array>
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -16,6 +18,7 @@
 #include <linux/kvm.h>
 
 #include "bus/bus.h"
+#include "kvm/assist.h"
 #include "machine/boot.h"
 #include "machine/guest_memory.h"
 
@@ -172,6 +175,9 @@ private:
   void kick_all();
   void set_state(RunState s, const StopInfo& info);
   void fill_fault_info(kvm::KvmVcpu& v, StopInfo& info);
+  // kvm_pvm hosts: completes the instruction KVM's emulator refused, or
+  // delivers its exception (kvm/assist.h). False: not one the assist knows.
+  bool assist(kvm::KvmVcpu& v, std::string& why);
   void do_reset();
   void capture_power_on_state();
 
@@ -196,6 +202,13 @@ private:
   std::mutex coalesced_mu_;
 
   std::shared_ptr<devices::Serial16550> serial_[2];
+  bool pvm_ = false;
+  // CPUID as the guest sees it (leaf 0xd's layout for XSAVE; see assist()).
+  std::vector<kvm_cpuid_entry2> guest_cpuid_;
+  // Assists per vCPU and kind (each row written only by its vCPU thread).
+  std::vector<std::array<uint64_t, size_t(kvm::AssistKind::Count)>> assists_;
+  std::vector<uint64_t> native_followers_;
+  const bool trace_assist_ = std::getenv("VIREO_TRACE_ASSIST") != nullptr;
   std::mutex out_mu_;
   std::vector<uint8_t> out_[2];
 

@@ -1,0 +1,96 @@
+// The userspace assist for kvm_pvm hosts. kvm_pvm runs guest ring-0 code in
+// KVM's instruction emulator, which lacks instructions that a stock kernel
+// uses (XSAVE/XRSTOR, CMPXCHG16B, POPCNT, CLAC/STAC, FWAIT...) and cannot
+// deliver an exception raised by emulated code (INT3, UD2): both end in
+// KVM_EXIT_INTERNAL_ERROR (emulation failure). Vireo then decodes the
+// instruction at RIP and either completes it with the architectural result or
+// says which exception the CPU would raise. This file is the pure part:
+// instruction bytes + register state + a guest-memory accessor in, a result
+// out; no ioctl. The vCPU exit path (machine.cc) applies the result.
+#pragma once
+#include <linux/kvm.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vireo::kvm {
+
+// Guest-linear memory as the instruction sees it. A failed access fills
+// `pf_error` with the page-fault error code the CPU would push (the faulting
+// address is the one passed in).
+class AssistMemory {
+public:
+  virtual ~AssistMemory() = default;
+  virtual bool read(uint64_t linear, void* dst, size_t n, uint32_t& pf_error) = 0;
+  virtual bool write(uint64_t linear, const void* src, size_t n, uint32_t& pf_error) = 0;
+};
+
+// The kinds the assist counts (VIREO_PROFILE_EXITS) and the tests name.
+enum class AssistKind : uint8_t {
+  None,
+  Int3,        // #BP delivered with RIP past the INT3
+  IntN,        // INT n (software interrupt) delivered
+  Ud,          // #UD delivered (UD2, undecodable, or a feature the exposed CPUID lacks)
+  ClacStac,
+  Popcnt,
+  Fwait,
+  Xgetbv,
+  Xsetbv,
+  Xsave,       // XSAVE, XSAVEOPT, XSAVEC, XSAVES
+  Xrstor,      // XRSTOR, XRSTORS
+  Cmpxchg16b,
+  FsGsBase,    // RDFSBASE, RDGSBASE, WRFSBASE, WRGSBASE
+  Rdpid,
+  Hint,        // LFENCE/SFENCE/MFENCE, CLFLUSH(OPT), CLWB, PREFETCH*: nothing to do
+  Native,      // SSE/AVX/AVX-512/BMI..., run on the host CPU on the guest's registers
+  Fault,       // #GP / #PF / #NM raised by an instruction the assist ran
+  Count
+};
+const char* assist_kind_name(AssistKind k);
+
+// The per-vCPU state an instruction may read or change. `xsave` is KVM's
+// KVM_GET_XSAVE buffer (standard, non-compacted XSAVE layout of the guest's
+// FPU/SSE/AVX state); `cpuid` is the table the guest sees (its leaf 0xd gives
+// the state components' sizes and offsets).
+struct AssistState {
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  uint64_t xcr0 = 1;
+  uint64_t xss = 0;            // IA32_XSS
+  uint64_t tsc_aux = 0;        // IA32_TSC_AUX (RDPID)
+  std::array<uint8_t, 4096> xsave{};
+  bool have_xsave = false;     // xsave[] holds the guest's state (read lazily by the glue)
+  std::vector<kvm_cpuid_entry2> cpuid;
+};
+
+struct AssistResult {
+  enum class Action : uint8_t {
+    Unhandled,  // not an instruction the assist knows: stop the VM as before
+    Completed,  // state changed (see the *_changed flags), RIP advanced
+    Exception,  // deliver `vector` (with `error_code` if has_error_code; CR2 = cr2 for #PF)
+  } action = Action::Unhandled;
+  AssistKind kind = AssistKind::None;
+  uint8_t vector = 0;
+  bool has_error_code = false;
+  uint32_t error_code = 0;
+  uint64_t cr2 = 0;
+  bool regs_changed = false, sregs_changed = false, xcr0_changed = false, xsave_changed = false;
+  int followers = 0;  // Native: further SIMD instructions run in the same exit
+  std::string what;  // mnemonic and a word on what was done, for logs and errors
+};
+
+// What state beyond registers the instruction needs (the glue reads only
+// that, as each costs an ioctl).
+enum : unsigned { kNeedXsave = 1, kNeedTscAux = 2 };  // kNeedXsave: the XSAVE buffer, XCR0 and IA32_XSS
+unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s);
+
+// Decodes the instruction in `bytes` (fetched at CS:RIP) and runs it on `st`.
+AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st, AssistMemory& mem);
+
+// CPUID as the guest sees it (0 if the leaf is absent).
+bool cpuid_lookup(const std::vector<kvm_cpuid_entry2>& t, uint32_t fn, uint32_t idx, kvm_cpuid_entry2& out);
+
+}  // namespace vireo::kvm
