@@ -294,32 +294,34 @@ void PcBoard::wire_virtio_blk(const DiskSpec& d) {
   bo.read_only = d.read_only;
   auto dev = std::make_shared<virtio::VirtioBlk>(std::shared_ptr<block::BlockBackend>(std::move(be)), bo);
 
+  virtio_blk_.push_back(attach_virtio(dev, slot, "virtio-blk"));
+  boot_paths_disk_.push_back(fwcfg::pci_device_path("scsi", slot) + "/disk@0,0");
+}
+
+std::shared_ptr<virtio::VirtioPci> PcBoard::attach_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, const char* kind) {
   // Notifications: an ioeventfd per queue where KVM takes it (else the
   // notify write exits as MMIO); interrupts as MSI-X messages or INTA#.
   auto* vm = &vm_;
-  auto notify = std::make_unique<virtio::NotifyThread>(
-      dev->num_queues(),
-      [vm](uint64_t gpa, int efd, bool assign) {
-        // Any write length where KVM supports it (len 0), else the 16-bit
-        // write drivers use for the queue index.
-        if (!assign) {
-          int r = vm->unregister_ioeventfd(gpa, 0, efd, false);
-          return r == 0 ? 0 : vm->unregister_ioeventfd(gpa, 2, efd, false);
-        }
-        int r = vm->register_ioeventfd(gpa, 0, efd, false);
-        return r == 0 ? 0 : vm->register_ioeventfd(gpa, 2, efd, false);
-      });
+  auto notify = std::make_unique<virtio::NotifyThread>(dev->num_queues(), [vm](uint64_t gpa, int efd, bool assign) {
+    // Any write length where KVM supports it (len 0), else the 16-bit
+    // write drivers use for the queue index.
+    if (!assign) {
+      int r = vm->unregister_ioeventfd(gpa, 0, efd, false);
+      return r == 0 ? 0 : vm->unregister_ioeventfd(gpa, 2, efd, false);
+    }
+    int r = vm->register_ioeventfd(gpa, 0, efd, false);
+    return r == 0 ? 0 : vm->register_ioeventfd(gpa, 2, efd, false);
+  });
   virtio::VirtioPci::Hooks hooks;
   hooks.msi = [vm](uint64_t addr, uint32_t data) { vm->signal_msi(addr, data); };
   auto* n = notify.get();
   hooks.notify_mapped = [n](int q, uint64_t gpa, bool mapped) { n->mapped(q, gpa, mapped); };
-  auto fn = std::make_shared<virtio::VirtioPci>(dev, &m_.memory(), hooks);
-  fn->name = "virtio-blk@" + std::to_string(slot);
+  auto fn = std::make_shared<virtio::VirtioPci>(std::move(dev), &m_.memory(), hooks);
+  fn->name = std::string(kind) + "@" + std::to_string(slot);
   n->start([t = fn.get()](int q) { t->notify(q); });
   host_->attach(slot, 0, fn);
-  virtio_blk_.push_back(fn);
   virtio_notify_.push_back(std::move(notify));
-  boot_paths_disk_.push_back(fwcfg::pci_device_path("scsi", slot) + "/disk@0,0");
+  return fn;
 }
 
 void PcBoard::wire_nics() {
@@ -363,27 +365,9 @@ void PcBoard::wire_nics() {
     if (slot > kLastSlot) throw MachineError(who + ": no free PCI slot");
     auto dev = std::make_shared<virtio::VirtioNet>(be, o);
 
-    auto* vm = &vm_;
-    auto notify = std::make_unique<virtio::NotifyThread>(dev->num_queues(), [vm](uint64_t gpa, int efd, bool assign) {
-      if (!assign) {
-        int r = vm->unregister_ioeventfd(gpa, 0, efd, false);
-        return r == 0 ? 0 : vm->unregister_ioeventfd(gpa, 2, efd, false);
-      }
-      int r = vm->register_ioeventfd(gpa, 0, efd, false);
-      return r == 0 ? 0 : vm->register_ioeventfd(gpa, 2, efd, false);
-    });
-    virtio::VirtioPci::Hooks hooks;
-    hooks.msi = [vm](uint64_t addr, uint32_t data) { vm->signal_msi(addr, data); };
-    auto* nt = notify.get();
-    hooks.notify_mapped = [nt](int q, uint64_t gpa, bool mapped) { nt->mapped(q, gpa, mapped); };
-    auto fn = std::make_shared<virtio::VirtioPci>(dev, &m_.memory(), hooks);
-    fn->name = "virtio-net@" + std::to_string(slot);
-    nt->start([t = fn.get()](int q) { t->notify(q); });
-    host_->attach(slot, 0, fn);
+    virtio_net_.push_back(attach_virtio(dev, slot, "virtio-net"));
     dev->start();
     nics_.push_back(dev);
-    virtio_net_.push_back(fn);
-    virtio_notify_.push_back(std::move(notify));
     // No bootorder entry: there is no iPXE ROM, so SeaBIOS cannot boot from it.
   }
 }

@@ -45,6 +45,7 @@ class PiixIde;
 }
 namespace virtio {
 class VirtioPci;
+class VirtioDevice;
 class NotifyThread;
 }  // namespace virtio
 struct DiskSpec;
@@ -124,6 +125,9 @@ private:
   // A DiskSpec with virtio = true: a virtio-blk PCI function at the next
   // free slot from 5 (QEMU's first slot for -device virtio-blk-pci).
   void wire_virtio_blk(const DiskSpec& d);
+  // A virtio device as a PCI function at `slot`: its ioeventfd thread, MSI-X
+  // and INTx hooks; named "<kind>@<slot>".
+  std::shared_ptr<virtio::VirtioPci> attach_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, const char* kind);
   void configure_firmware();
   void configure_smbios();
   void map_rom(int devfn, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped);
