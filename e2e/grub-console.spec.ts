@@ -5,12 +5,11 @@
 // and that starved this test on 2-core CI machines. Skips, saying why, only where
 // the machine cannot run it at all (no /dev/kvm, no built app, no Xvfb, the ISO's
 // package missing).
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type App, type Xvfb, XVFB, apiCall, distReady, engineCapability, launchApp, startXvfb } from './harness';
+import { type App, type Xvfb, XVFB, apiCall, crashReason, diffWithCanvas, distReady, engineCapability, launchApp, ocr, startXvfb } from './harness';
 
 const ISO = '/usr/lib/grub-rescue/grub-rescue-cdrom.iso';
 const why =
@@ -21,27 +20,6 @@ const why =
 if (why) console.log(`SKIP GRUB console e2e: ${why}`);
 let app: App | undefined;
 let x: Xvfb | undefined;
-
-/** Fraction of pixels that differ between the display canvas and a PNG. */
-async function diffWithCanvas(con: Page, pngBase64: string): Promise<number> {
-  return con.evaluate(async (b64) => {
-    const c = document.querySelector('canvas')!;
-    const img = new Image();
-    img.src = `data:image/png;base64,${b64}`;
-    await img.decode();
-    if (img.width !== c.width || img.height !== c.height) return 1;
-    const off = document.createElement('canvas');
-    off.width = img.width;
-    off.height = img.height;
-    const octx = off.getContext('2d')!;
-    octx.drawImage(img, 0, 0);
-    const a = octx.getImageData(0, 0, off.width, off.height).data;
-    const b = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-    let diff = 0;
-    for (let i = 0; i < a.length; i += 4) if (a[i] !== b[i] || a[i + 1] !== b[i + 1] || a[i + 2] !== b[i + 2]) diff++;
-    return diff / (a.length / 4);
-  }, pngBase64);
-}
 
 async function engineScreenshot(con: Page): Promise<Buffer> {
   const dl = con.waitForEvent('download');
@@ -56,19 +34,6 @@ function keep(png: Buffer, name: string): void {
   if (!dir) return;
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, name), png);
-}
-
-function ocr(png: Buffer, dir: string): string | null {
-  const f = path.join(dir, 'screen.png');
-  fs.writeFileSync(f, png);
-  const r = spawnSync('tesseract', [f, 'stdout'], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout : null;
-}
-
-/** The engine's reason when the VM crashed (shown in the console), else null. */
-async function crashReason(con: Page): Promise<string | null> {
-  if ((await con.getByTestId('console-state').textContent()) !== 'crashed') return null;
-  return (await con.locator('.display .off .hint').textContent().catch(() => null)) ?? 'crashed';
 }
 
 describe.skipIf(!!why)('graphical console', () => {

@@ -272,3 +272,38 @@ export async function apiCall(app: { url: string; token: string; origin: string 
     ws.close();
   }
 }
+
+/** Fraction of pixels that differ between the display canvas and a PNG. */
+export async function diffWithCanvas(con: Page, pngBase64: string): Promise<number> {
+  return con.evaluate(async (b64) => {
+    const c = document.querySelector('canvas')!;
+    const img = new Image();
+    img.src = `data:image/png;base64,${b64}`;
+    await img.decode();
+    if (img.width !== c.width || img.height !== c.height) return 1;
+    const off = document.createElement('canvas');
+    off.width = img.width;
+    off.height = img.height;
+    const octx = off.getContext('2d')!;
+    octx.drawImage(img, 0, 0);
+    const a = octx.getImageData(0, 0, off.width, off.height).data;
+    const b = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    let diff = 0;
+    for (let i = 0; i < a.length; i += 4) if (a[i] !== b[i] || a[i + 1] !== b[i + 1] || a[i + 2] !== b[i + 2]) diff++;
+    return diff / (a.length / 4);
+  }, pngBase64);
+}
+
+/** The text tesseract reads in a screenshot (VGA text screens read well), or null without tesseract. */
+export function ocr(png: Buffer, dir: string): string | null {
+  const f = path.join(dir, 'screen.png');
+  fs.writeFileSync(f, png);
+  const r = spawnSync('tesseract', [f, 'stdout'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout : null;
+}
+
+/** The engine's reason when the VM crashed (shown in the console), else null. */
+export async function crashReason(con: Page): Promise<string | null> {
+  if ((await con.getByTestId('console-state').textContent()) !== 'crashed') return null;
+  return (await con.locator('.display .off .hint').textContent().catch(() => null)) ?? 'crashed';
+}
