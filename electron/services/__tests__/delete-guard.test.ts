@@ -6,9 +6,8 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VireoService } from '../app';
-import { resolvePaths } from '../paths';
-import { inProcessLauncher, newVmRequest } from './fake-engine';
+import type { VireoService } from '../app';
+import { newVmRequest, testService } from './fake-engine';
 
 let tmp: string;
 let svc: VireoService;
@@ -18,8 +17,7 @@ beforeEach(async () => {
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vireo-del-'));
   iso = path.join(tmp, 'media.iso');
   await fsp.writeFile(iso, Buffer.alloc(4096, 1));
-  const paths = resolvePaths({ HOME: tmp, XDG_CONFIG_HOME: path.join(tmp, 'cfg'), XDG_DATA_HOME: path.join(tmp, 'data') });
-  svc = await new VireoService({ paths, launcher: inProcessLauncher(), host: { cpus: 2, memoryMiB: 4096 } }).init();
+  svc = await testService(tmp);
 });
 
 afterEach(async () => {

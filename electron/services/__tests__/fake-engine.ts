@@ -1,10 +1,13 @@
 // A fake native addon and an in-process launcher, for unit tests only. The fake
 // machine draws a 64x48 screen, echoes serial input, and stops on request.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicStats, StateEvent } from '../../common/engine-api';
 import { EngineHost } from '../../engine-host/host-core';
 import type { HostChannel, Launcher } from '../supervisor';
 import type { NewVmRequest } from '../../common/contracts/vm';
+import { VireoService } from '../app';
+import { resolvePaths } from '../paths';
 
 export class FakeMachine implements NativeMachine {
   static last: FakeMachine | undefined;
@@ -159,3 +162,9 @@ export const newVmRequest = (iso: string, over: Partial<NewVmRequest> = {}): New
   network: 'user',
   ...over,
 });
+
+/** A service whose XDG directories all live under `dir` (HOME, cfg/, data/), on the in-process fake engine. */
+export function testService(dir: string): Promise<VireoService> {
+  const paths = resolvePaths({ HOME: dir, XDG_CONFIG_HOME: path.join(dir, 'cfg'), XDG_DATA_HOME: path.join(dir, 'data') });
+  return new VireoService({ paths, launcher: inProcessLauncher(), host: { cpus: 2, memoryMiB: 4096 } }).init();
+}

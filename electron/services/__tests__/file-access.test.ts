@@ -9,10 +9,9 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VmEdit } from '../../common/contracts/vm';
 import { editOf } from '../../common/contracts/vm';
-import { VireoService } from '../app';
+import type { VireoService } from '../app';
 import { dispatch } from '../dispatch';
-import { resolvePaths } from '../paths';
-import { FakeMachine, inProcessLauncher, newVmRequest } from './fake-engine';
+import { FakeMachine, newVmRequest, testService } from './fake-engine';
 
 let tmp: string;
 let svc: VireoService;
@@ -22,8 +21,7 @@ beforeEach(async () => {
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vireo-fa-'));
   iso = path.join(tmp, 'media.iso');
   await fsp.writeFile(iso, Buffer.alloc(4096, 1));
-  const paths = resolvePaths({ HOME: tmp, XDG_CONFIG_HOME: path.join(tmp, 'cfg'), XDG_DATA_HOME: path.join(tmp, 'data') });
-  svc = await new VireoService({ paths, launcher: inProcessLauncher(), host: { cpus: 2, memoryMiB: 4096 } }).init();
+  svc = await testService(tmp);
 });
 
 afterEach(async () => {

@@ -7,19 +7,17 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { VireoService } from '../app';
+import type { VireoService } from '../app';
 import { DiskBatch } from '../disk-journal';
-import { resolvePaths } from '../paths';
 import { cpCommand } from '../storage/copy';
-import { inProcessLauncher, newVmRequest } from './fake-engine';
+import { newVmRequest, testService } from './fake-engine';
 
 let tmp: string;
 let iso: string;
 const services: VireoService[] = [];
 
 async function service(): Promise<VireoService> {
-  const paths = resolvePaths({ HOME: tmp, XDG_CONFIG_HOME: path.join(tmp, 'cfg'), XDG_DATA_HOME: path.join(tmp, 'data') });
-  const svc = await new VireoService({ paths, launcher: inProcessLauncher(), host: { cpus: 2, memoryMiB: 4096 } }).init();
+  const svc = await testService(tmp);
   services.push(svc);
   return svc;
 }
