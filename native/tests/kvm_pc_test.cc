@@ -527,3 +527,31 @@ TEST(guest_follows_the_madt_to_the_pit_interrupt) {
   std::printf("  guest result 0x%x\n", unsigned(r.info.code));
   CHECK_EQ(r.info.code, 0x21);
 }
+
+// SMP as an OS uses it: a boot sector lists the MADT's processors, starts
+// every AP with INIT + STARTUP IPIs through its local APIC and each AP
+// reports its own APIC ID from real mode. SeaBIOS's "Found N cpu(s)" is
+// its own count; this is the path Linux's smpboot takes. QEMU TCG gives
+// 0x44 for the same image with -smp 4.
+TEST(an_os_starts_every_cpu_the_madt_lists) {
+  require_kvm();
+  require_file(kBios, "seabios");
+  std::string img = guest("smp_up.bin");
+  for (int cpus : {2, 4}) {
+    MachineConfig c = pc_config(128);
+    c.cpus = cpus;
+    c.disks.push_back({img, "raw", true, false, false, false});
+    c.boot_order = "c";
+    Machine m(c);
+    Run r;
+    r.attach(m);
+    m.start();
+    bool done = r.wait_done(m, 180);
+    if (!done) m.stop();
+    CHECK(done);
+    CHECK_EQ(r.info.kind, std::string("exit"));
+    // CPUs seen running | CPUs the MADT lists << 4
+    std::printf("  %d vCPUs: guest result 0x%x\n", cpus, unsigned(r.info.code));
+    CHECK_EQ(r.info.code, cpus << 4 | cpus);
+  }
+}
