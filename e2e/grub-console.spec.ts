@@ -134,6 +134,14 @@ describe.skipIf(!!why)('graphical console', () => {
     await con.keyboard.up('Control');
     await con.getByText('Click the display to capture keyboard and mouse').waitFor();
     await con.waitForFunction(() => document.pointerLockElement === null, undefined, { timeout: 10000 });
+    // Send Key → Type clipboard text: the host clipboard's text reaches GRUB as keystrokes, capitals
+    // (Shift) and a symbol included, without capturing the keyboard.
+    await app.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(con.url()).origin });
+    await con.evaluate(() => navigator.clipboard.writeText(' VIREO-42'));
+    await con.getByRole('button', { name: /Send Key/ }).click();
+    await con.getByRole('menuitem', { name: 'Type clipboard text' }).click();
+    const pasted = await waitScreen(/[VU]IRE[O0]-?4[2Z]/, 60000); // OCR may read GRUB's V as U
+    keep(pasted.png, 'grub-clipboard.png');
     // The canvas shows what the engine shows (a blinking cursor may differ).
     await expect.poll(async () => diffWithCanvas(con, (await shotApi()).toString('base64')), { timeout: 15000 }).toBeLessThan(0.01);
     // And the toolbar's Screenshot gives the engine's picture as a PNG download.

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { MachineConfig, NativeMachine, NicConfig, StateEvent } from '../common/engine-api';
+import { charToCode } from '../common/keys';
 import { loadAddon } from '../engine-host/addon';
 
 export interface BootOptions {
@@ -407,26 +408,6 @@ function runMachine(m: NativeMachine, opts: BootOptions): Promise<number> {
 }
 
 const COMBOS = new Set(['ctrl-alt-del', 'ctrl-alt-backspace', ...Array.from({ length: 12 }, (_, i) => `ctrl-alt-f${i + 1}`)]);
-
-/** DOM code for a printable ASCII character (US layout), with shift. */
-export function charToCode(ch: string): { code: string; shift: boolean } | null {
-  if (/^[a-z]$/.test(ch)) return { code: `Key${ch.toUpperCase()}`, shift: false };
-  if (/^[A-Z]$/.test(ch)) return { code: `Key${ch}`, shift: true };
-  if (/^[0-9]$/.test(ch)) return { code: `Digit${ch}`, shift: false };
-  const plain: Record<string, string> = {
-    ' ': 'Space', '\n': 'Enter', '\r': 'Enter', '\t': 'Tab', '-': 'Minus', '=': 'Equal', '[': 'BracketLeft',
-    ']': 'BracketRight', '\\': 'Backslash', ';': 'Semicolon', "'": 'Quote', '`': 'Backquote', ',': 'Comma',
-    '.': 'Period', '/': 'Slash',
-  };
-  if (plain[ch]) return { code: plain[ch]!, shift: false };
-  const shifted: Record<string, string> = {
-    '!': 'Digit1', '@': 'Digit2', '#': 'Digit3', $: 'Digit4', '%': 'Digit5', '^': 'Digit6', '&': 'Digit7',
-    '*': 'Digit8', '(': 'Digit9', ')': 'Digit0', _: 'Minus', '+': 'Equal', '{': 'BracketLeft', '}': 'BracketRight',
-    '|': 'Backslash', ':': 'Semicolon', '"': 'Quote', '~': 'Backquote', '<': 'Comma', '>': 'Period', '?': 'Slash',
-  };
-  if (shifted[ch]) return { code: shifted[ch]!, shift: true };
-  return null;
-}
 
 /** Sends a named combo, a key name in angle brackets (<Enter>, <Escape>, <F2>...), or literal text. */
 export function sendKeys(m: NativeMachine, keys: string): void {

@@ -3,11 +3,12 @@
 // screenshot, and the serial console in a tab.
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { COMBOS } from '../../../../electron/common/contracts/stream';
+import { MAX_TYPED_CHARS, textToKeyEvents } from '../../../../electron/common/keys';
 import type { VmSummary } from '../../../../electron/common/contracts/vm';
 import { type ConsoleStream, getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { runAction } from '../manager/actions';
-import { paintRects } from './paint';
+import { paintRects, wheelNotches } from './paint';
 import { type SerialSink, SerialTerminal } from './SerialTerminal';
 
 type Scale = 'fit' | '1:1';
@@ -109,6 +110,41 @@ export function ConsoleView({ uuid }: { uuid: string }) {
     stream.send({ op: 'mouse', dx: e.movementX, dy: e.movementY, dz: 0, buttons: buttons.current });
   };
 
+  // The wheel: PS/2 IntelliMouse Z (the i8042 model reports it once the guest
+  // has switched its mouse to the 4-byte protocol). Down is positive, as in the
+  // browser's deltaY; one notch per 100 px or 3 lines, at least one.
+  useEffect(() => {
+    const c = canvas.current;
+    if (!c || !captured || !stream) return;
+    const onWheel = (e: WheelEvent) => {
+      e.preventDefault();
+      const dz = wheelNotches(e.deltaY, e.deltaMode);
+      if (dz) stream.send({ op: 'mouse', dx: 0, dy: 0, dz, buttons: buttons.current });
+    };
+    c.addEventListener('wheel', onWheel, { passive: false });
+    return () => c.removeEventListener('wheel', onWheel);
+  }, [captured, stream]);
+
+  // "Type clipboard": the host clipboard's text as keystrokes (US layout), for
+  // guests without an agent -- what virt-manager users do by hand today.
+  const typeClipboard = async () => {
+    if (!stream) return;
+    let text: string;
+    try {
+      text = await navigator.clipboard.readText();
+    } catch (e) {
+      setNote(`Could not read the clipboard: ${(e as Error).message}`);
+      return;
+    }
+    const { events, skipped, truncated } = textToKeyEvents(text);
+    for (const k of events) stream.send({ op: 'key', code: k.code, down: k.down });
+    const notes: string[] = [];
+    if (!text) notes.push('The clipboard holds no text.');
+    if (skipped.length) notes.push(`${skipped.length} character(s) have no key on a US keyboard and were not typed: ${[...new Set(skipped)].map((c) => JSON.stringify(c)).join(' ')}`);
+    if (truncated) notes.push(`Only the first ${MAX_TYPED_CHARS} characters were typed (${truncated} left out).`);
+    setNote(notes.length ? notes.join(' ') : undefined);
+  };
+
   const screenshot = async () => {
     try {
       const { pngBase64 } = await getClient().call('vm.screenshot', { uuid });
@@ -190,6 +226,23 @@ export function ConsoleView({ uuid }: { uuid: string }) {
                   {COMBO_LABEL(c)}
                 </li>
               ))}
+              <li
+                role="menuitem"
+                tabIndex={0}
+                className="menu-sep-above"
+                onClick={() => {
+                  setKeysOpen(false);
+                  void typeClipboard();
+                }}
+                onKeyDown={(e) => {
+                  if (e.key === 'Enter') {
+                    setKeysOpen(false);
+                    void typeClipboard();
+                  } else if (e.key === 'Escape') setKeysOpen(false);
+                }}
+              >
+                Type clipboard text
+              </li>
             </ul>
           )}
         </div>

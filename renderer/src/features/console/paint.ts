@@ -47,3 +47,15 @@ export function paintRects(ctx: CanvasRenderingContext2D, rects: WireRect[]): nu
   }
   return pixels;
 }
+
+/**
+ * A wheel event as PS/2 IntelliMouse Z notches: down positive (as the browser's
+ * deltaY), one notch per 100 px, 3 lines or a page, at least one, at most 7
+ * (the 4-bit field's range); 0 when the wheel did not turn vertically.
+ * deltaMode: 0 pixels, 1 lines, 2 pages (WheelEvent.DOM_DELTA_*).
+ */
+export function wheelNotches(deltaY: number, deltaMode: number): number {
+  if (!deltaY || !Number.isFinite(deltaY)) return 0;
+  const per = deltaMode === 1 ? 3 : deltaMode === 2 ? 1 : 100;
+  return Math.sign(deltaY) * Math.max(1, Math.min(7, Math.round(Math.abs(deltaY) / per)));
+}
