@@ -121,7 +121,9 @@ export async function hostService(opts: HostOptions): Promise<ServiceHost> {
     const backend = localBackend(opts.service);
     let idleTimer: ReturnType<typeof setTimeout> | undefined;
     const idleMs = opts.idleMs ?? DEFAULT_IDLE_S * 1000;
-    const busy = () => socket.clients() > 0 || opts.service.store.list().some((d) => opts.service.supervisor.isRunning(d.uuid));
+    // Jobs (clones) are seen through their events: a job runs from its first job.progress to its job.done.
+    const jobs = new Set<string>();
+    const busy = () => socket.clients() > 0 || jobs.size > 0 || opts.service.store.list().some((d) => opts.service.supervisor.isRunning(d.uuid));
     const rearm = () => {
       clearTimeout(idleTimer);
       idleTimer = setTimeout(() => {
@@ -143,8 +145,10 @@ export async function hostService(opts: HostOptions): Promise<ServiceHost> {
     }
     fs.chmodSync(loc.socket, 0o600);
     fs.writeFileSync(loc.pidFile, String(process.pid), { mode: 0o600 });
-    const offState = opts.service.onEvent((name) => {
-      if (name === 'vm.changed' || name === 'vm.exited') rearm();
+    const offState = opts.service.onEvent((name, payload) => {
+      if (name === 'job.progress') jobs.add((payload as { jobId: string }).jobId);
+      if (name === 'job.done') jobs.delete((payload as { jobId: string }).jobId);
+      if (name === 'vm.changed' || name === 'vm.exited' || name === 'job.done') rearm();
     });
     rearm();
     let stopping: Promise<void> | undefined;

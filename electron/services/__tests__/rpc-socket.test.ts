@@ -274,3 +274,17 @@ it('frames: a stream frame carries its sid', () => {
   expect(out[0]![1].readUInt32LE(0)).toBe(77);
   expect([...out[0]![1].subarray(4)]).toEqual([1, 2, 3]);
 });
+
+it('the service host stays while a clone job runs with no client', async () => {
+  const loc = serviceLocation({ XDG_RUNTIME_DIR: path.join(dir, 'run') });
+  const exited: string[] = [];
+  const host = await hostService({ service: svc, location: loc, peerCheck: () => null, idleMs: 200, log: () => undefined, onExit: (w) => exited.push(w) });
+  // A job seen only through its events (as a clone's are).
+  const emit = (svc as unknown as { emit(n: string, p: unknown): void }).emit.bind(svc);
+  emit('job.progress', { jobId: 'job-9', doneBytes: 0, totalBytes: 10, label: 'Cloning' });
+  await new Promise((r) => setTimeout(r, 600));
+  expect(exited).toEqual([]);
+  emit('job.done', { jobId: 'job-9', ok: true, cancelled: false });
+  await vi.waitFor(() => expect(exited).toHaveLength(1), { timeout: 3000 });
+  await host.stop('test');
+});
