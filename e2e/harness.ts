@@ -48,11 +48,16 @@ export async function startServe(extraEnv: NodeJS.ProcessEnv = {}, reuseDir?: st
     HOME: dir,
     XDG_CONFIG_HOME: path.join(dir, 'config'),
     XDG_DATA_HOME: path.join(dir, 'data'),
+    // Its own Vireo service (the socket lives here), ended by stop().
+    XDG_RUNTIME_DIR: path.join(dir, 'run'),
     ...extraEnv,
   };
   const server = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   // A test run that ends early (a timed-out hook) must not leave the server and its VMs running.
-  const killServer = () => server.exitCode === null && server.kill('SIGKILL');
+  const killServer = () => {
+    if (server.exitCode === null) server.kill('SIGKILL');
+    stopService(env, 'SIGKILL');
+  };
   process.once('exit', killServer);
   server.once('exit', () => process.off('exit', killServer));
   let out = '';
@@ -88,9 +93,48 @@ export async function startServe(extraEnv: NodeJS.ProcessEnv = {}, reuseDir?: st
         await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
         if (server.exitCode === null) server.kill('SIGKILL');
       }
+      await stopServiceAndWait(env);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The pid of the Vireo service that `vireo serve` started under this env (its pid file), or null. */
+export function servicePid(env: NodeJS.ProcessEnv): number | null {
+  try {
+    const pid = Number(fs.readFileSync(path.join(env.XDG_RUNTIME_DIR!, 'vireo', 'service.pid'), 'utf8'));
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export function stopService(env: NodeJS.ProcessEnv, sig: NodeJS.Signals = 'SIGTERM'): number | null {
+  const pid = servicePid(env);
+  if (pid) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      return null;
+    }
+  }
+  return pid;
+}
+
+/** Stops the service (and its VMs): SIGTERM, then SIGKILL after 5 s. */
+export async function stopServiceAndWait(env: NodeJS.ProcessEnv): Promise<void> {
+  const pid = stopService(env);
+  if (!pid) return;
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 50)); // polling for the service's exit
+  if (alive()) process.kill(pid, 'SIGKILL');
 }
 
 /** A private X server (Xvfb) for headful Chromium; stop() ends it. */

@@ -93,7 +93,7 @@ describe.skipIf(!!why)('kill -9 of vireo serve during create / clone / delete', 
   });
 
   it(`leaves no orphaned or partial files and intact definitions after the next start (×${ROUNDS})`, async () => {
-    srv = await startServe();
+    srv = await startServe({ VIREO_SERVE_STANDALONE: '1' }); // the kills must hit the process that owns the services
     dir = srv.dir;
     const iso = path.join(dir, 'media.iso');
     fs.writeFileSync(iso, Buffer.alloc(64 * 1024, 1));
@@ -133,7 +133,7 @@ describe.skipIf(!!why)('kill -9 of vireo serve during create / clone / delete', 
       srv.server.kill('SIGKILL');
       await gone;
       // Next start on the same files.
-      srv = await startServe({}, dir);
+      srv = await startServe({ VIREO_SERVE_STANDALONE: '1' }, dir);
       expect(cpsUnder(dir), 'cp processes outliving the killed server').toEqual([]);
       checkTree(dir);
       // Definitions: all that were there still are, byte for byte (but the delete's target,

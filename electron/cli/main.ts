@@ -7,11 +7,19 @@ const commands: Record<string, Sub> = {
   boot: { summary: 'run a VM headless with the serial console on this terminal', load: () => require('./boot') },
   serve: { summary: 'serve the Vireo UI to a browser on 127.0.0.1 (token-protected)', load: () => require('./serve') },
   img: { summary: 'create, inspect, check, convert and snapshot disk images', load: () => require('./img') },
+  service: { summary: 'the per-user service that owns the VMs (clients start it)', load: () => require('./service') },
 };
+
+/** The virsh-like verbs on the service's VMs (cli/virsh.ts and the files that register more). */
+function verbs(): Map<string, { summary: string }> {
+  return (require('./virsh') as typeof import('./virsh')).VERBS;
+}
 
 export function usage(): string {
   const lines = ['usage: vireo <command> [options]', '', 'commands:'];
   for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(8)} ${c.summary}`);
+  lines.push('', 'commands on the VMs of the Vireo service (like virsh):');
+  for (const [name, v] of verbs()) lines.push(`  ${name.padEnd(10)} ${v.summary}`);
   lines.push('', 'Run `vireo <command> --help` for its options.');
   return lines.join('\n');
 }
@@ -23,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     return cmd ? 0 : 2;
   }
   const sub = commands[cmd];
+  if (!sub && verbs().has(cmd)) return (require('./virsh') as typeof import('./virsh')).runVerb(cmd, rest);
   if (!sub) {
     console.error(`vireo: unknown command '${cmd}'\n\n${usage()}`);
     return 2;

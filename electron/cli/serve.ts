@@ -6,14 +6,21 @@ import * as path from 'node:path';
 import { appRoot, loadAddon } from '../engine-host/addon';
 import { VireoService } from '../services/app';
 import { nodeLauncher } from '../services/launcher-node';
+import type { RpcClient } from '../services/rpc-socket';
+import { ensureService } from '../services/service-host';
 import { startBridge } from '../services/ws-bridge';
 
-const HELP = `usage: vireo serve [--port N] [--static DIR]
+const HELP = `usage: vireo serve [--port N] [--static DIR] [--standalone]
 
 Serves the Vireo manager to a browser on http://127.0.0.1 (never other
 interfaces). Open the printed URL: its token is the only key.
+The VMs are those of your Vireo service (\`vireo service --help\`), started
+when it is not running: they keep running when this command ends.
   --port N      listen on port N (default: a free port)
-  --static DIR  the built renderer (default: dist/renderer)`;
+  --static DIR  the built renderer (default: dist/renderer)
+  --standalone  run the services in this process instead (no service, no
+                \`vireo list\` etc.; its VMs stop when this command ends;
+                also env VIREO_SERVE_STANDALONE=1)`;
 
 export function engineProblem(): { kvm: string | null; engine: string | null } {
   try {
@@ -27,6 +34,7 @@ export function engineProblem(): { kvm: string | null; engine: string | null } {
 export async function run(args: string[]): Promise<number> {
   let port = 0;
   let staticDir = '';
+  let standalone = process.env.VIREO_SERVE_STANDALONE === '1';
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === '--help' || a === '-h') {
@@ -34,6 +42,7 @@ export async function run(args: string[]): Promise<number> {
       return 0;
     } else if (a === '--port') port = Number(args[++i]);
     else if (a === '--static') staticDir = path.resolve(args[++i] ?? '');
+    else if (a === '--standalone') standalone = true;
     else {
       console.error(`vireo serve: unknown option '${a}'\n\n${HELP}`);
       return 2;
@@ -48,6 +57,7 @@ export async function run(args: string[]): Promise<number> {
     console.error(`vireo serve: the UI is not built (${staticDir}/index.html is missing): run \`npm run build\``);
     return 2;
   }
+  if (!standalone) return serveFromService(staticDir, port);
   const service = await new VireoService({ launcher: nodeLauncher(), engineProblem }).init();
   for (const b of service.store.broken) console.error(`vireo serve: skipped ${b.file}: ${b.problem}`);
   for (const f of service.recovered.journalled) console.error(`vireo serve: removed ${f}, left by an unfinished create, clone or delete`);
@@ -62,5 +72,35 @@ export async function run(args: string[]): Promise<number> {
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+  });
+}
+
+/** The default: a client of the per-user service; the VMs outlive this process. */
+async function serveFromService(staticDir: string, port: number): Promise<number> {
+  let client: RpcClient;
+  try {
+    client = await ensureService({ onStarted: (log) => console.error(`vireo serve: started the Vireo service (its log: ${log})`) });
+  } catch (e) {
+    console.error(`vireo serve: ${(e as Error).message}`);
+    return 1;
+  }
+  const bridge = await startBridge({ service: client, staticDir, port });
+  console.log(`Vireo is serving on ${bridge.url}`);
+  console.log('Open that address in a browser on this machine. Press Ctrl+C to stop serving (VMs keep running in the Vireo service).');
+  return new Promise<number>((resolve) => {
+    let done = false;
+    const stop = (code: number) => {
+      if (done) return;
+      done = true;
+      client.close();
+      void bridge.close().then(() => resolve(code));
+    };
+    client.onClose((why) => {
+      if (done) return;
+      console.error(`vireo serve: lost the Vireo service: ${why}`);
+      stop(1);
+    });
+    process.once('SIGINT', () => stop(0));
+    process.once('SIGTERM', () => stop(0));
   });
 }

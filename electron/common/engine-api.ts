@@ -166,4 +166,6 @@ export interface NativeAddon {
   kvmProblem(): string | null;
   /** True when /dev/kvm is the kvm_pvm module (ring-0 guest code emulated). */
   kvmIsPvm(): boolean;
+  /** The UID at the other end of a connected UNIX socket (SO_PEERCRED); the service's socket checks it. */
+  peerUid?(fd: number): number;
 }

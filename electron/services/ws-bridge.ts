@@ -11,10 +11,11 @@ import * as path from 'node:path';
 import { WebSocket, WebSocketServer } from 'ws';
 import { type EventName, type ReplyEnvelope, events } from '../common/contracts/api';
 import type { VireoService } from './app';
-import { dispatch } from './dispatch';
+import { type Backend, localBackend } from './rpc-socket';
 
 export interface BridgeOptions {
-  service: VireoService;
+  /** The service in this process, or a client of the per-user service (rpc-socket.ts). */
+  service: VireoService | Backend;
   /** The built renderer (index.html + assets). */
   staticDir: string;
   port?: number;
@@ -90,7 +91,7 @@ function tokenOk(expected: string, given: string | null): boolean {
 
 export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
   const token = opts.token ?? randomBytes(24).toString('base64url');
-  const service = opts.service;
+  const service: Backend = 'call' in opts.service ? opts.service : localBackend(opts.service);
   let port = 0;
   const allowedHosts = () => new Set([`127.0.0.1:${port}`, `localhost:${port}`]);
   const allowedOrigins = () => new Set([`http://127.0.0.1:${port}`, `http://localhost:${port}`]);
@@ -177,7 +178,7 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
   });
 
   function serveApi(ws: WebSocket): void {
-    const off = service.onEvent((name: EventName, payload) => {
+    const off = service.onEvent((name: EventName, payload: unknown) => {
       // Events are checked against the contract before they leave, too.
       const checked = events[name].parse(payload, name);
       send({ t: 'event', name, payload: checked });
@@ -196,7 +197,7 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
       } catch {
         return send({ t: 'error', id: -1, message: 'not JSON', code: 'bad-request' });
       }
-      send(await dispatch(service, raw));
+      send(await service.call(raw));
     });
     ws.on('close', off);
   }

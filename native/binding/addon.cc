@@ -1,5 +1,9 @@
-// Module entry: Machine, kvmProblem(), kvmIsPvm().
+// Module entry: Machine, kvmProblem(), kvmIsPvm(), peerUid().
 #include <napi.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "binding/machine_wrap.h"
 #include "kvm/kvm.h"
@@ -14,10 +18,25 @@ Napi::Value KvmProblem(const Napi::CallbackInfo& info) {
 
 Napi::Value KvmIsPvm(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), vireo::kvm::host_is_pvm()); }
 
+// The UID of the process at the other end of a connected UNIX socket (SO_PEERCRED):
+// the service's socket refuses other users with it (electron/services/rpc-socket.ts).
+Napi::Value PeerUid(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "peerUid(fd): fd must be a number");
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred) {
+    throw Napi::Error::New(env, std::string("peerUid: SO_PEERCRED failed: ") + std::strerror(errno));
+  }
+  return Napi::Number::New(env, static_cast<double>(cred.uid));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Machine", vireo::binding::MachineWrap::Init(env));
   exports.Set("kvmProblem", Napi::Function::New(env, KvmProblem));
   exports.Set("kvmIsPvm", Napi::Function::New(env, KvmIsPvm));
+  exports.Set("peerUid", Napi::Function::New(env, PeerUid));
   return exports;
 }
 
