@@ -52,7 +52,8 @@ const BOOT_LETTER: Record<string, string> = { hd: 'c', cdrom: 'd', network: 'n' 
  */
 export function nicToXml(nic: Nic): XmlNode {
   const head: XmlNode = nic.network === 'user' ? ['interface', { type: 'user' }] : ['interface', { type: 'network' }, ['source', { network: nic.network }]];
-  return [...head, ['mac', { address: nic.mac }], ['model', { type: nic.model }]] as XmlNode;
+  head.push(['mac', { address: nic.mac }], ['model', { type: nic.model }]);
+  return head;
 }
 
 /** The NIC part of an <interface>: its network and model, with notes on what was mapped. */

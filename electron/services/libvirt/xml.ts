@@ -196,11 +196,15 @@ export function escapeXml(s: string, attr = false): string {
 }
 
 /** A node to write: [name, attributes, ...children], a string child is text. */
-export type XmlNode = [string, Record<string, string | number | undefined>, ...Array<XmlNode | string>];
+export interface XmlNode extends Array<string | Record<string, string | number | undefined> | XmlNode> {
+  0: string;
+  1: Record<string, string | number | undefined>;
+}
 
 /** Writes a node tree with two-space indentation, single-quoted attributes (as virsh dumpxml). */
 export function writeXml(node: XmlNode, indent = ''): string {
-  const [name, attrs, ...kids] = node;
+  const [name, attrs] = node;
+  const kids = node.slice(2) as Array<XmlNode | string>;
   const a = Object.entries(attrs)
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => ` ${k}='${escapeXml(String(v), true)}'`)
