@@ -250,7 +250,7 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
         )}
         {step === 1 && (
           <>
-            <p className={`detected ${detection?.source ?? 'pending'}`} role="status" aria-label="Detected operating system">
+            <p className={`detected ${detection?.source ?? 'pending'}`} role="status" aria-label="OS detection">
               {detection ? detection.message : 'Reading the install medium…'}
             </p>
             <Field id="os-find" label="Find an OS" hint={detection?.db ? `From osinfo-db ${detection.db}; type to search, e.g. "debian", "windows 11".` : 'Type to search the OS list.'}>
