@@ -1,5 +1,6 @@
 // OS detection for the wizard: the medium's ISO identifiers against osinfo-db, else
 // (no DB, not an ISO, no rule matches) the name-based guess Vireo made before, said so.
+import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { OsDetection } from '../../common/contracts/osinfo';
 import { guessOs } from '../../common/contracts/vm';
@@ -17,7 +18,8 @@ export async function detectOs(db: OsInfoDb, file: string): Promise<OsDetection>
   let iso = null;
   if (path.isAbsolute(file)) {
     try {
-      iso = await readIsoInfo(file);
+      // Regular files only: a FIFO or device would block or read something else.
+      if ((await fs.stat(file)).isFile()) iso = await readIsoInfo(file);
     } catch {
       iso = null; // unreadable or missing: the wizard's media field says why
     }
