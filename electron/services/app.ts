@@ -211,6 +211,7 @@ export class VireoService implements VireoApi {
       await file('kernel', m.kernel, 'a kernel');
       await file('kernel', m.initrd, 'an initrd', true);
     }
+    await this.osinfo.ready();
     if (!this.osinfo.knows(req.os)) errors.push({ field: 'os', message: 'Choose an operating system.' });
     if (!Number.isInteger(req.memoryMiB) || req.memoryMiB < 16 || req.memoryMiB > lim.memoryMiB) {
       errors.push({ field: 'memory', message: `Memory must be between 16 and ${lim.memoryMiB} MiB.` });
@@ -664,10 +665,13 @@ export class VireoService implements VireoApi {
   // ---- libvirt domain XML (electron/services/libvirt) and osinfo-db (electron/services/osinfo) ----
 
   async 'vm.exportXml'({ uuid }: Params<'vm.exportXml'>): Promise<Result<'vm.exportXml'>> {
-    return this.libvirt.export(this.need(uuid));
+    const def = this.need(uuid);
+    await this.osinfo.ready();
+    return this.libvirt.export(def);
   }
 
   async 'vm.importXml'(p: Params<'vm.importXml'>): Promise<Result<'vm.importXml'>> {
+    await this.osinfo.ready();
     const { errors, def, ignored } = this.libvirt.plan(p);
     if (errors.length || !def || p.dryRun) return { errors, ignored };
     await this.store.save(def);
@@ -677,10 +681,12 @@ export class VireoService implements VireoApi {
   }
 
   async 'os.detect'({ path: p }: Params<'os.detect'>): Promise<Result<'os.detect'>> {
+    await this.osinfo.ready();
     return detectOs(this.osinfo, p);
   }
 
   async 'os.list'({ query, limit }: Params<'os.list'>): Promise<Result<'os.list'>> {
+    await this.osinfo.ready();
     return this.osinfo.search(query ?? '', limit ?? 50);
   }
 

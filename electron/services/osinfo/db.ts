@@ -168,6 +168,15 @@ export function builtinEntries(): OsEntry[] {
   }));
 }
 
+/** The <os> entries of one osinfo-db file; a file this reader can't parse gives none (the rest still works). */
+function parseFile(text: string): RawOs[] {
+  try {
+    return parseXml(text).children.filter((el) => el.name === 'os').map(parseOs);
+  } catch {
+    return [];
+  }
+}
+
 export class OsInfoDb {
   private index: { entries: OsEntry[]; byId: Map<string, OsEntry>; byUrl: Map<string, OsEntry>; media: Array<{ os: OsEntry; rule: MediaRule }>; version: string } | null | undefined;
   /** Why the DB could not be read (absent, unreadable), once loaded. */
@@ -175,7 +184,33 @@ export class OsInfoDb {
 
   constructor(readonly dir: string = process.env.VIREO_OSINFO_DIR ?? OSINFO_DIR) {}
 
-  /** Loads and indexes the DB on first use; null (with `problem` set) when it is not there. */
+  private loading: Promise<void> | undefined;
+
+  /**
+   * Loads and indexes the DB without blocking the event loop for long (file by file);
+   * the service awaits this before answering. Safe to call often: it loads once.
+   */
+  ready(): Promise<void> {
+    this.loading ??= (async () => {
+      if (this.index !== undefined) return;
+      const osDir = path.join(this.dir, 'os');
+      let files: string[];
+      try {
+        files = (await fs.promises.readdir(osDir, { recursive: true })).map(String).filter((f) => f.endsWith('.xml'));
+      } catch {
+        return void this.load(); // absent: load() records why
+      }
+      const raw: RawOs[] = [];
+      for (const f of files) {
+        const text = await fs.promises.readFile(path.join(osDir, f), 'utf8').catch(() => null);
+        if (text !== null) raw.push(...parseFile(text));
+      }
+      if (this.index === undefined) this.index = this.build(raw);
+    })();
+    return this.loading;
+  }
+
+  /** The index (loading it synchronously if ready() has not run); null (with `problem` set) when the DB is not there. */
   load(): typeof this.index {
     if (this.index !== undefined) return this.index;
     const osDir = path.join(this.dir, 'os');
@@ -184,15 +219,13 @@ export class OsInfoDb {
       return (this.index = null);
     }
     const raw: RawOs[] = [];
-    const files = fs.readdirSync(osDir, { recursive: true }).map(String).filter((f) => f.endsWith('.xml'));
-    for (const f of files) {
-      try {
-        const root = parseXml(fs.readFileSync(path.join(osDir, f), 'utf8'));
-        for (const el of root.children) if (el.name === 'os') raw.push(parseOs(el));
-      } catch {
-        // A file this reader can't parse is skipped; the rest of the DB still works.
-      }
+    for (const f of fs.readdirSync(osDir, { recursive: true }).map(String).filter((x) => x.endsWith('.xml'))) {
+      raw.push(...parseFile(fs.readFileSync(path.join(osDir, f), 'utf8')));
     }
+    return (this.index = this.build(raw));
+  }
+
+  private build(raw: RawOs[]): NonNullable<typeof this.index> {
     const rawByUrl = new Map(raw.map((o) => [o.url, o]));
     const entries: OsEntry[] = [];
     const media: Array<{ os: OsEntry; rule: MediaRule }> = [];
@@ -209,12 +242,12 @@ export class OsInfoDb {
     } catch {
       /* no VERSION file */
     }
-    this.index = { entries, byId: new Map(), byUrl: new Map(entries.map((e) => [e.osinfoUrl!, e])), media, version };
+    const index = { entries, byId: new Map<string, OsEntry>(), byUrl: new Map(entries.map((e) => [e.osinfoUrl!, e])), media, version };
     for (const o of raw) {
-      const e = this.index.byUrl.get(o.url);
-      if (e) for (const s of o.shortIds) this.index.byId.set(s, e);
+      const e = index.byUrl.get(o.url);
+      if (e) for (const sid of o.shortIds) index.byId.set(sid, e);
     }
-    return this.index;
+    return index;
   }
 
   get version(): string | null {
