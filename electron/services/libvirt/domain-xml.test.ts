@@ -91,6 +91,13 @@ describe('toDomainXml', () => {
     }
   });
 
+  it.skipIf(!!noValidate)('what is imported from virt-install and virsh XML exports as valid XML again', () => {
+    for (const f of ['virt-install-cdrom.xml', 'virt-install-kernel.xml', 'virsh-dumpxml.xml']) {
+      const v = validate(toDomainXml(fromDomainXml(fixture(f)).vm));
+      expect(v.ok, `${f}: ${v.out}`).toBe(true);
+    }
+  });
+
   it.skipIf(!!noValidate)('the schema check can fail (a broken document is refused)', () => {
     const bad = toDomainXml(VM).replace("<vcpu>2</vcpu>", '<vcpu>two</vcpu>');
     expect(validate(bad).ok).toBe(false);
