@@ -16,6 +16,7 @@ PKGS=(g++ make cmake nasm binutils acpica-tools pkg-config zlib1g-dev libzstd-de
       seabios grub-rescue-pc grub-invaders xorriso mtools qemu-system-x86 qemu-utils
       chromium xvfb x11-apps imagemagick tesseract-ocr netpbm
       linux-image-amd64 busybox-static grub-pc-bin cpio xz-utils)   # the last line: the OS lane's guest (docs/linux-guest.md)
+PKGS+=(libvirt-clients libxml2-utils osinfo-db)   # libvirt XML checks (virt-xml-validate, virsh test driver) and OS detection (docs/libvirt-xml.md)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

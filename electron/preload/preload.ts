@@ -34,6 +34,10 @@ const METHODS: Record<Method, true> = {
   'storage.volumeCreate': true,
   'storage.volumeResize': true,
   'storage.volumeDelete': true,
+  'vm.exportXml': true,
+  'vm.importXml': true,
+  'os.detect': true,
+  'os.list': true,
 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let nextId = 1;

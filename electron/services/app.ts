@@ -13,7 +13,6 @@ import {
   type VmDefinition,
   type VmState,
   type VmSummary,
-  OS_CHOICES,
   nameProblem,
 } from '../common/contracts/vm';
 import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-config';
@@ -28,6 +27,9 @@ import { DiskBatch, DiskJournal, removeIfSame, sweepTemps } from './disk-journal
 import { syncDir } from './atomic';
 import { checkEdit } from './vm-edit';
 import { VmStore } from './vm-store';
+import { LibvirtXml } from './libvirt/service';
+import { OsInfoDb } from './osinfo/db';
+import { detectOs } from './osinfo/detect';
 
 export const MAX_DISK_GIB = 16 * 1024;
 
@@ -35,6 +37,8 @@ export interface ServiceOptions {
   paths?: VireoPaths;
   launcher: Launcher;
   firmware?: FirmwarePaths;
+  /** osinfo-db (tests point it elsewhere); default /usr/share/osinfo, loaded on first use. */
+  osinfo?: OsInfoDb;
   /** Host limits the wizard is bounded by (tests make them small). */
   host?: { cpus: number; memoryMiB: number };
   /** Why the engine can't run here (addon missing, no /dev/kvm), or null. */
@@ -57,6 +61,10 @@ export class VireoService implements VireoApi {
   readonly pool: StoragePool;
   readonly supervisor: Supervisor;
   readonly storage: StorageService;
+  /** osinfo-db: the OS list and detection from install media (electron/services/osinfo). */
+  readonly osinfo: OsInfoDb;
+  /** libvirt domain XML import/export (electron/services/libvirt). */
+  readonly libvirt: LibvirtXml;
   /** Crash safety for disks vs. definitions (disk-journal.ts). */
   readonly journal: DiskJournal;
   /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
@@ -73,6 +81,8 @@ export class VireoService implements VireoApi {
     this.store = new VmStore(this.paths.vms);
     this.pool = new StoragePool(this.paths.pool);
     this.journal = new DiskJournal(path.join(this.paths.config, 'pending'));
+    this.osinfo = opts.osinfo ?? new OsInfoDb();
+    this.libvirt = new LibvirtXml({ store: this.store, osinfo: this.osinfo, nameBusy: (n) => this.busy.has(`name:${n.toLowerCase()}`) });
     this.supervisor = new Supervisor(opts.launcher, {
       state: (uuid, state, exit) => {
         const rt = this.runtime.get(uuid) ?? { state: 'shutoff' };
@@ -201,7 +211,8 @@ export class VireoService implements VireoApi {
       await file('kernel', m.kernel, 'a kernel');
       await file('kernel', m.initrd, 'an initrd', true);
     }
-    if (!OS_CHOICES.some((o) => o.id === req.os)) errors.push({ field: 'os', message: 'Choose an operating system.' });
+    await this.osinfo.ready();
+    if (!this.osinfo.knows(req.os)) errors.push({ field: 'os', message: 'Choose an operating system.' });
     if (!Number.isInteger(req.memoryMiB) || req.memoryMiB < 16 || req.memoryMiB > lim.memoryMiB) {
       errors.push({ field: 'memory', message: `Memory must be between 16 and ${lim.memoryMiB} MiB.` });
     }
@@ -649,6 +660,34 @@ export class VireoService implements VireoApi {
       await this.storage.deleteVolume({ pool: p.pool, name: p.name });
       return {};
     });
+  }
+
+  // ---- libvirt domain XML (electron/services/libvirt) and osinfo-db (electron/services/osinfo) ----
+
+  async 'vm.exportXml'({ uuid }: Params<'vm.exportXml'>): Promise<Result<'vm.exportXml'>> {
+    const def = this.need(uuid);
+    await this.osinfo.ready();
+    return this.libvirt.export(def);
+  }
+
+  async 'vm.importXml'(p: Params<'vm.importXml'>): Promise<Result<'vm.importXml'>> {
+    await this.osinfo.ready();
+    const { errors, def, ignored } = this.libvirt.plan(p);
+    if (errors.length || !def || p.dryRun) return { errors, ignored };
+    await this.store.save(def);
+    const vm = this.summary(def);
+    this.emit('vm.changed', { vm });
+    return { errors: [], vm, ignored };
+  }
+
+  async 'os.detect'({ path: p }: Params<'os.detect'>): Promise<Result<'os.detect'>> {
+    await this.osinfo.ready();
+    return detectOs(this.osinfo, p);
+  }
+
+  async 'os.list'({ query, limit }: Params<'os.list'>): Promise<Result<'os.list'>> {
+    await this.osinfo.ready();
+    return this.osinfo.search(query ?? '', limit ?? 50);
   }
 
   shutdown(): void {

@@ -13,6 +13,8 @@ import {
   VmSummarySchema,
 } from './vm';
 import { storageApi, storageEvents } from './storage';
+import { libvirtApi } from './libvirt';
+import { osinfoApi } from './osinfo';
 
 const id = s.string({ min: 1, max: 64 });
 const empty = s.object({});
@@ -110,6 +112,8 @@ export const api = {
     result: s.object({ exists: s.boolean(), kind: s.enums(['file', 'directory', 'other', 'missing'] as const), sizeBytes: s.number() }),
   },
   ...storageApi,
+  ...libvirtApi,
+  ...osinfoApi,
 } as const;
 
 export type Api = typeof api;

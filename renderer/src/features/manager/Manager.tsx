@@ -4,6 +4,7 @@ import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { CloneDialog } from '../dialogs/CloneDialog';
 import { DeleteDialog } from '../dialogs/DeleteDialog';
+import { ImportXmlDialog, exportXml } from '../dialogs/XmlDialogs';
 import { DetailsView } from '../details/DetailsView';
 import { NewVmWizard } from '../wizard/NewVmWizard';
 import { StorageButton } from '../storage/StorageView';
@@ -45,7 +46,7 @@ export function useManagerFeed() {
   }, []);
 }
 
-type Dialog = { kind: 'new' } | { kind: 'details'; uuid: string; customizing?: boolean } | { kind: 'clone'; vm: VmSummary } | { kind: 'delete'; vm: VmSummary } | undefined;
+type Dialog = { kind: 'new' } | { kind: 'details'; uuid: string; customizing?: boolean } | { kind: 'clone'; vm: VmSummary } | { kind: 'delete'; vm: VmSummary } | { kind: 'importXml' } | undefined;
 
 export function Manager() {
   useManagerFeed();
@@ -134,6 +135,12 @@ export function Manager() {
         </button>
         <span className="sep" />
         <StorageButton />
+        <button onClick={() => setDialog({ kind: 'importXml' })} title="Define a VM from libvirt domain XML (virsh dumpxml)">
+          Import XML…
+        </button>
+        <button disabled={!sel} onClick={() => sel && void exportXml(sel.uuid)} title="Download the VM as libvirt domain XML">
+          Export XML
+        </button>
         <span className="grow" />
         {host && (
           <span className="hostinfo" title={`Pool: ${host.poolPath}`}>
@@ -215,6 +222,7 @@ export function Manager() {
       )}
       {dialog?.kind === 'details' && <DetailsView uuid={dialog.uuid} customizing={!!dialog.customizing} onClose={() => setDialog(undefined)} />}
       {dialog?.kind === 'clone' && <CloneDialog vm={dialog.vm} onClose={() => setDialog(undefined)} />}
+      {dialog?.kind === 'importXml' && <ImportXmlDialog onClose={() => setDialog(undefined)} />}
       {dialog?.kind === 'delete' && <DeleteDialog vm={dialog.vm} onClose={() => setDialog(undefined)} />}
     </div>
   );

@@ -1,7 +1,8 @@
 // The New VM wizard, in virt-manager's five steps. Every step asks the service to
 // check the request (dryRun: nothing is written) and shows each problem on its field.
-import { useMemo, useState } from 'react';
-import { type FieldError, type NewVmRequest, type WizardField, OS_CHOICES, guessOs, nameProblem } from '../../../../electron/common/contracts/vm';
+import { useEffect, useMemo, useState } from 'react';
+import type { OsDetection, OsEntry } from '../../../../electron/common/contracts/osinfo';
+import { type FieldError, type NewVmRequest, type WizardField, OS_CHOICES, nameProblem } from '../../../../electron/common/contracts/vm';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { Field, Modal } from '../dialogs/Modal';
@@ -9,6 +10,9 @@ import { Field, Modal } from '../dialogs/Modal';
 type MediaKind = 'iso' | 'import' | 'kernel';
 const STEPS = ['Install media', 'Operating system', 'Memory and CPUs', 'Storage', 'Name and review'] as const;
 const STEP_FIELDS: WizardField[][] = [['media', 'kernel'], ['os'], ['memory', 'cpus'], ['storage'], ['name', 'network']];
+
+/** What the wizard assumes until the medium is read (or when nothing is detected). */
+const GENERIC: OsEntry = { id: OS_CHOICES[0].id, name: OS_CHOICES[0].label, family: 'other', memoryMiB: OS_CHOICES[0].memoryMiB, diskGiB: OS_CHOICES[0].diskGiB, cpus: 1, virtioDisk: false, virtioNet: false };
 
 function defaultName(path: string, os: string): string {
   const base = path.split('/').pop()?.replace(/\.(iso|img|qcow2|raw|bin|elf)$/i, '') ?? '';
@@ -29,13 +33,17 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
   const [kernel, setKernel] = useState('');
   const [initrd, setInitrd] = useState('');
   const [append, setAppend] = useState('');
-  const [os, setOs] = useState<string | undefined>();
+  /** The OS the user chose over the detected one. */
+  const [picked, setPicked] = useState<OsEntry | undefined>();
+  const [detection, setDetection] = useState<OsDetection | null>(null);
+  const [osQuery, setOsQuery] = useState('');
+  const [osList, setOsList] = useState<OsEntry[]>([]);
   const [memory, setMemory] = useState<number | undefined>();
-  const [cpus, setCpus] = useState(1);
+  const [cpusSet, setCpus] = useState<number | undefined>();
   const [createDisk, setCreateDisk] = useState(true);
   const [sizeGiB, setSizeGiB] = useState<number | undefined>();
   const [diskFormat, setDiskFormat] = useState<'qcow2' | 'raw'>('qcow2');
-  const [diskBus, setDiskBus] = useState<'ide' | 'virtio'>('ide');
+  const [busSet, setDiskBus] = useState<'ide' | 'virtio' | undefined>();
   const [linked, setLinked] = useState(false);
   const [basePath, setBasePath] = useState('');
   const [importFormat, setImportFormat] = useState<'' | 'raw' | 'qcow2'>('');
@@ -44,9 +52,28 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
   const [customize, setCustomize] = useState(false);
 
   const mediaPath = media === 'iso' ? isoPath : media === 'import' ? diskPath : kernel;
-  const osId = os ?? guessOs(mediaPath);
-  const osChoice = OS_CHOICES.find((o) => o.id === osId) ?? OS_CHOICES[0];
+  // The OS: detected from the medium (osinfo-db) when the OS step opens, or the user's pick.
+  useEffect(() => {
+    if (step !== 1) return;
+    let live = true;
+    setDetection(null);
+    getClient()
+      .call('os.detect', { path: mediaPath.trim() })
+      .then((d) => live && setDetection(d))
+      .catch((e: Error) => live && setDetection({ os: null, source: 'none', message: `Could not read the medium: ${e.message}`, iso: null, db: null }));
+    return () => void (live = false);
+  }, [step, mediaPath]);
+  useEffect(() => {
+    if (step !== 1) return;
+    let live = true;
+    const t = setTimeout(() => void getClient().call('os.list', { query: osQuery, limit: 200 }).then((l) => live && setOsList(l), () => undefined), 150);
+    return () => ((live = false), clearTimeout(t));
+  }, [step, osQuery]);
+  const osChoice = picked ?? detection?.os ?? GENERIC;
+  const osId = osChoice.id;
   const memoryMiB = memory ?? Math.min(osChoice.memoryMiB, maxMem);
+  const cpus = cpusSet ?? Math.min(osChoice.cpus, maxCpus);
+  const diskBus = busSet ?? (osChoice.virtioDisk ? 'virtio' : 'ide');
   const disk = sizeGiB ?? osChoice.diskGiB;
   const vmName = name ?? defaultName(mediaPath, osId);
 
@@ -222,15 +249,35 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
           </>
         )}
         {step === 1 && (
-          <Field id="os" label="Operating system" error={err('os')} hint={os ? undefined : 'Detected from the install media; change it if it is wrong.'}>
-            <select id="os" value={osId} onChange={(e) => setOs(e.target.value)}>
-              {OS_CHOICES.map((o) => (
-                <option key={o.id} value={o.id}>
-                  {o.label}
-                </option>
-              ))}
-            </select>
-          </Field>
+          <>
+            <p className={`detected ${detection?.source ?? 'pending'}`} role="status" aria-label="OS detection">
+              {detection ? detection.message : 'Reading the install medium…'}
+            </p>
+            <Field id="os-find" label="Find an OS" hint={detection?.db ? `From osinfo-db ${detection.db}; type to search, e.g. "debian", "windows 11".` : 'Type to search the OS list.'}>
+              <input id="os-find" type="search" value={osQuery} onChange={(e) => setOsQuery(e.target.value)} spellCheck={false} />
+            </Field>
+            <Field id="os" label="Operating system" error={err('os')} hint={picked ? 'Chosen by you.' : detection?.os ? 'Detected; choose another if it is wrong.' : undefined}>
+              <select
+                id="os"
+                value={osId}
+                onChange={(e) => {
+                  const o = osList.find((x) => x.id === e.target.value);
+                  if (o) setPicked(o);
+                }}
+              >
+                {!osList.some((o) => o.id === osId) && <option value={osId}>{osChoice.name}</option>}
+                {osList.map((o) => (
+                  <option key={o.id} value={o.id}>
+                    {o.name}
+                  </option>
+                ))}
+              </select>
+            </Field>
+            <p className="hint" aria-label="OS defaults">
+              Defaults for {osChoice.name}: {Math.min(osChoice.memoryMiB, maxMem)} MiB memory, {osChoice.diskGiB} GiB disk, {Math.min(osChoice.cpus, maxCpus)} CPU{osChoice.cpus > 1 ? 's' : ''}, {osChoice.virtioDisk ? 'VirtIO' : 'IDE'} disk
+              {osChoice.minMemoryMiB ? ` (needs at least ${osChoice.minMemoryMiB} MiB)` : ''}.
+            </p>
+          </>
         )}
         {step === 2 && (
           <>
@@ -296,7 +343,7 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
               <dt>Install</dt>
               <dd>{media === 'iso' ? `ISO: ${isoPath}` : media === 'import' ? `Import: ${diskPath}` : `Kernel: ${kernel}`}</dd>
               <dt>OS</dt>
-              <dd>{osChoice.label}</dd>
+              <dd>{osChoice.name}</dd>
               <dt>Memory</dt>
               <dd>{memoryMiB} MiB</dd>
               <dt>CPUs</dt>
