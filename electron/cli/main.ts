@@ -12,7 +12,9 @@ const commands: Record<string, Sub> = {
 
 /** The virsh-like verbs on the service's VMs (cli/virsh.ts and the files that register more). */
 function verbs(): Map<string, { summary: string }> {
-  return (require('./virsh') as typeof import('./virsh')).VERBS;
+  const virsh = require('./virsh') as typeof import('./virsh');
+  require('./virsh-xml'); // dumpxml, define
+  return virsh.VERBS;
 }
 
 export function usage(): string {
