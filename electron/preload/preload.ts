@@ -34,6 +34,14 @@ const METHODS: Record<Method, true> = {
   'storage.volumeCreate': true,
   'storage.volumeResize': true,
   'storage.volumeDelete': true,
+  'vm.devices': true,
+  'network.list': true,
+  'network.define': true,
+  'network.edit': true,
+  'network.start': true,
+  'network.stop': true,
+  'network.autostart': true,
+  'network.undefine': true,
 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let nextId = 1;

@@ -13,6 +13,8 @@ import {
   VmSummarySchema,
 } from './vm';
 import { storageApi, storageEvents } from './storage';
+import { networkApi, networkEvents } from './network';
+import { PciDeviceSchema } from './engine-host';
 
 const id = s.string({ min: 1, max: 64 });
 const empty = s.object({});
@@ -109,7 +111,10 @@ export const api = {
     params: s.object({ path: s.string({ max: 4096 }) }),
     result: s.object({ exists: s.boolean(), kind: s.enums(['file', 'directory', 'other', 'missing'] as const), sizeBytes: s.number() }),
   },
+  /** The running VM's PCI functions as its guest sees them (IDs and class from config space): diagnostics. */
+  'vm.devices': { params: s.object({ uuid: id }), result: s.object({ pci: s.array(PciDeviceSchema) }) },
   ...storageApi,
+  ...networkApi,
 } as const;
 
 export type Api = typeof api;
@@ -133,6 +138,7 @@ export const events = {
     vmUuid: s.optional(s.string()),
   }),
   ...storageEvents,
+  ...networkEvents,
 } as const;
 
 export type Events = typeof events;
