@@ -7,6 +7,7 @@ import { DeleteDialog } from '../dialogs/DeleteDialog';
 import { DetailsView } from '../details/DetailsView';
 import { NewVmWizard } from '../wizard/NewVmWizard';
 import { StorageButton } from '../storage/StorageView';
+import { NetworksButton } from '../networks/NetworksView';
 import { type MenuCommand, type MenuItem, menuFor, runAction } from './actions';
 import { ContextMenu } from './ContextMenu';
 import { Sparkline } from './Sparkline';
@@ -134,6 +135,7 @@ export function Manager() {
         </button>
         <span className="sep" />
         <StorageButton />
+        <NetworksButton />
         <span className="grow" />
         {host && (
           <span className="hostinfo" title={`Pool: ${host.poolPath}`}>
