@@ -450,7 +450,7 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
                     <strong>NIC {i + 1}</strong>
                     <button onClick={() => set({ nics: edit.nics.filter((_, j) => j !== i) })}>Remove</button>
                   </div>
-                  <div className="row-fields">
+                  <div className="row-fields nic-fields">
                     <Field id={`d-nic-${i}-net`} label="Network" error={err(`nics.${i}.network`)} {...(note ? { hint: note } : {})}>
                       <select id={`d-nic-${i}-net`} value={n.network} aria-invalid={!!err(`nics.${i}.network`)} onChange={(e) => set({ nics: edit.nics.map((x, j) => (j === i ? { ...x, network: e.target.value } : x)) })}>
                         {!net && <option value={n.network}>{n.network} (not defined)</option>}
