@@ -44,6 +44,9 @@ describe('parseBootArgs', () => {
       { backend: 'user' },
     ]);
     expect(parseBootArgs(['--nic', 'user', '--nic', 'none']).config.nics).toEqual([]);
+    expect(parseBootArgs(['--nic', 'user,net=192.168.122.0/24,host=192.168.122.1,dhcpstart=192.168.122.100,dns=192.168.122.3']).config.nics).toEqual([
+      { backend: 'user', net: '192.168.122.0/24', host: '192.168.122.1', dhcpStart: '192.168.122.100', dns: '192.168.122.3' },
+    ]);
   });
   it('refuses bad --nic values with the reason', () => {
     const bad: Array<[string[], RegExp]> = [
@@ -53,6 +56,8 @@ describe('parseBootArgs', () => {
       [['--nic', 'user,mac=52:54:00'], /mac=/],
       [['--nic', 'user,hostfwd=tcp::2222'], /hostfwd=/],
       [['--nic', 'user,restrict=maybe'], /restrict=on or off/],
+      [['--nic', 'user,net=192.168.122'], /net=A.B.C.D/],
+      [['--nic', 'user,dns=fec0::3'], /dns=A.B.C.D/],
       [['--nic', 'user,speed=10'], /unknown option 'speed'/],
       [['--flat', 'k', '--nic', 'user'], /needs the PC/],
       [['--disk', 'd.img,format=vmdk'], /format=raw or qcow2/],

@@ -15,7 +15,8 @@ export interface BootOptions {
 
 export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--append STRING]]
                    [--cdrom ISO] [--disk IMG[,format=raw|qcow2][,if=ide|virtio]]... [--boot order=dc] [--boot-menu]
-                   [--nic none|user[,model=virtio][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]]...
+                   [--nic none|user[,model=virtio][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]
+                         [,net=A.B.C.D/N][,host=IP][,dhcpstart=IP][,dns=IP]]...
                    [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
                   | --flat FILE [--flat-address ADDR])
                   [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS] [--no-reboot]
@@ -41,7 +42,8 @@ the guest gets 10.0.2.15 by DHCP, reaches the host's loopback at 10.0.2.2 and
 DNS at 10.0.2.3. hostfwd=tcp::2222-:22 forwards host port 2222 (every host
 address; tcp:127.0.0.1:2222-:22 for loopback only) to guest port 22; repeat it
 for more. restrict=on keeps the guest off the outside world and the host (port
-forwards still work). Repeat --nic for more cards; --nic none (the default) gives
+forwards still work). net=192.168.122.0/24,host=192.168.122.1,dhcpstart=192.168.122.100,dns=192.168.122.3
+puts the guest on another network (QEMU's -netdev user options; defaults .2, .15, .3). Repeat --nic for more cards; --nic none (the default) gives
 none. Network cards need the PC (not --flat).`;
 
 export class UsageError extends Error {}
@@ -105,8 +107,18 @@ export function parseNic(v: string): NicConfig {
         if (!['on', 'off', 'yes', 'no'].includes(val)) throw new UsageError(`--nic: restrict=on or off (got '${val}')`);
         nic.restrict = val === 'on' || val === 'yes';
         break;
+      case 'net':
+        if (!/^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(val)) throw new UsageError(`--nic: net=A.B.C.D/PREFIX (got '${val}')`);
+        nic.net = val;
+        break;
+      case 'host':
+      case 'dhcpstart':
+      case 'dns':
+        if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(val)) throw new UsageError(`--nic: ${key}=A.B.C.D (got '${val}')`);
+        nic[key === 'dhcpstart' ? 'dhcpStart' : key] = val;
+        break;
       default:
-        throw new UsageError(`--nic: unknown option '${key}' (model, mac, hostfwd, restrict)`);
+        throw new UsageError(`--nic: unknown option '${key}' (model, mac, hostfwd, restrict, net, host, dhcpstart, dns)`);
     }
   }
   return nic;

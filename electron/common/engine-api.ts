@@ -44,8 +44,8 @@ export interface DiskConfig {
 
 /** A network card (the PC board: a PCI function at slot 3, 4...). */
 export interface NicConfig {
-  /** 'virtio' (virtio-net, default). e1000 is not built yet. */
-  model?: 'virtio';
+  /** 'virtio' (virtio-net, default) or 'e1000' (Intel 82540EM; refused by engines that lack it). */
+  model?: 'virtio' | 'e1000';
   /** '52:54:00:12:34:56' style; default 52:54:00:12:34:56 + the card's index. */
   mac?: string;
   /** 'user' (default): NAT through libslirp, 10.0.2.15 by DHCP, gateway/host 10.0.2.2, DNS 10.0.2.3. */
@@ -56,6 +56,26 @@ export interface NicConfig {
   restrict?: boolean;
   /** user: host→guest port forwards in QEMU's syntax, e.g. 'tcp::2222-:22', 'udp:127.0.0.1:5353-:53'. */
   hostfwd?: string[];
+  /** user: the guest's IPv4 network 'A.B.C.D/PREFIX' (default 10.0.2.0/24), QEMU's net=. */
+  net?: string;
+  /** user: the gateway (and the host's loopback) address (default .2 of net), QEMU's host=. */
+  host?: string;
+  /** user: the first address DHCP hands out (default .15; up to 16 leases), QEMU's dhcpstart=. */
+  dhcpStart?: string;
+  /** user: slirp's DNS proxy address (default .3), QEMU's dns=. */
+  dns?: string;
+}
+
+/** One PCI function as the guest sees it (the engine's diagnostic device list). */
+export interface PciDeviceInfo {
+  slot: number;
+  fn: number;
+  vendorId: number;
+  deviceId: number;
+  /** class << 16 | subclass << 8 | prog-if, e.g. 0x020000 Ethernet. */
+  classCode: number;
+  /** The engine's name for it, e.g. 'virtio-net@3'. */
+  name: string;
 }
 
 /** Per-NIC counters since power-on. */
@@ -158,6 +178,8 @@ export interface NativeMachine {
   setNicLink(index: number, up: boolean): boolean;
   /** Counters of every NIC, in MachineConfig.nics order ([] once the machine is released). */
   nicStats(): NicStats[];
+  /** Every PCI function on bus 0 (IDs and class read through config space); [] without the PC board. */
+  pciDevices(): PciDeviceInfo[];
 }
 
 export interface NativeAddon {

@@ -62,6 +62,10 @@ describe.skipIf(!!why)('native addon', () => {
     });
     const stats = m.nicStats();
     expect(stats).toHaveLength(2);
+    // The guest's config space shows two virtio-net functions (1af4:1041, Ethernet) at slots 3 and 4.
+    const nets = m.pciDevices().filter((d) => d.classCode === 0x020000);
+    expect(nets.map((d) => [d.slot, d.fn, d.vendorId, d.deviceId, d.name])).toEqual([[3, 0, 0x1af4, 0x1041, 'virtio-net@3'], [4, 0, 0x1af4, 0x1041, 'virtio-net@4']]);
+    expect(m.pciDevices().find((d) => d.slot === 0)).toMatchObject({ vendorId: 0x8086, deviceId: 0x1237 }); // i440FX host bridge
     expect(stats[1]).toEqual({ rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0 });
     expect(m.setNicLink(1, true)).toBe(true);
     expect(m.setNicLink(2, true)).toBe(false);
@@ -69,6 +73,12 @@ describe.skipIf(!!why)('native addon', () => {
     expect(m.nicStats()).toEqual([]);
     expect(() => new Machine({ memoryMiB: 64, cpus: 1, bios, nics: [{}, { mac: '52:54:00:12:34:56' }] })).toThrow(
       /network card 2: MAC address 52:54:00:12:34:56 is used by another card/,
+    );
+    // A Vireo network's addresses reach slirp; bad ones are refused naming the card.
+    const n = new Machine({ memoryMiB: 64, cpus: 1, bios, nics: [{ net: '192.168.122.0/24', host: '192.168.122.1', dhcpStart: '192.168.122.100', dns: '192.168.122.3' }] });
+    n.stop();
+    expect(() => new Machine({ memoryMiB: 64, cpus: 1, bios, nics: [{ net: '192.168.122.0/24', host: '10.0.2.2' }] })).toThrow(
+      /network card 1: user networking: host \(gateway\) address '10.0.2.2' is outside the network/,
     );
     expect(() => new Machine({ memoryMiB: 64, cpus: 1, kernel: path.join(guests, 'hello.bin'), nics: [{}] })).toThrow(
       /network cards need the PC board/,

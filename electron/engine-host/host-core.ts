@@ -230,6 +230,13 @@ export class EngineHost {
       case 'media':
         this.media(msg.reqId, msg.path);
         break;
+      case 'devices':
+        try {
+          this.post({ t: 'devices', reqId: msg.reqId, pci: this.need().pciDevices() });
+        } catch (e) {
+          this.post({ t: 'devices', reqId: msg.reqId, error: (e as Error).message });
+        }
+        break;
       case 'openStream':
         this.attachStream(msg.sid, { send: (data) => this.post({ t: 'stream', sid: msg.sid, data }) });
         break;

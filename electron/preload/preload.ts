@@ -38,6 +38,14 @@ const METHODS: Record<Method, true> = {
   'vm.importXml': true,
   'os.detect': true,
   'os.list': true,
+  'vm.devices': true,
+  'network.list': true,
+  'network.define': true,
+  'network.edit': true,
+  'network.start': true,
+  'network.stop': true,
+  'network.autostart': true,
+  'network.undefine': true,
 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 let nextId = 1;

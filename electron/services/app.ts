@@ -14,7 +14,10 @@ import {
   type VmState,
   type VmSummary,
   nameProblem,
+  nicModelFor,
 } from '../common/contracts/vm';
+import { DEFAULT_NETWORK } from '../common/contracts/network';
+import { NetworkError, NetworkService } from './networks';
 import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-config';
 import { type VireoPaths, resolvePaths } from './paths';
 import { CopyCancelled, GiB, StoragePool, exists } from './pool';
@@ -65,6 +68,7 @@ export class VireoService implements VireoApi {
   readonly osinfo: OsInfoDb;
   /** libvirt domain XML import/export (electron/services/libvirt). */
   readonly libvirt: LibvirtXml;
+  readonly networks: NetworkService;
   /** Crash safety for disks vs. definitions (disk-journal.ts). */
   readonly journal: DiskJournal;
   /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
@@ -100,17 +104,23 @@ export class VireoService implements VireoApi {
       usage: () => this.store.list().map((d) => ({ name: d.name, running: this.supervisor.isRunning(d.uuid), paths: d.disks.map((x) => x.path).filter(Boolean), formats: Object.fromEntries(d.disks.filter((x) => x.path).map((x) => [x.path, x.format])) })),
       onChanged: (pool) => this.emit('storage.changed', { pool }),
     });
+    this.networks = new NetworkService({
+      dir: path.join(this.paths.config, 'networks'),
+      usage: () => this.store.list().map((d) => ({ name: d.name, running: this.supervisor.isRunning(d.uuid), networks: d.nics.map((n) => n.network) })),
+      onChanged: (name) => this.emit('network.changed', { name }),
+    });
   }
 
   async init(): Promise<this> {
     await this.store.load();
     await this.pool.ensure();
     await this.storage.init();
+    await this.networks.init();
     await fs.mkdir(this.paths.logs, { recursive: true, mode: 0o700 });
     // What a killed service left: finish or undo journalled disk changes, then sweep
     // the hidden temporaries of unfinished copies, creates and atomic writes.
     this.recovered.journalled = await this.journal.recover((uuid) => this.store.get(uuid) !== undefined);
-    this.recovered.temporaries = await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), this.journal.dir]);
+    this.recovered.temporaries = await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), path.join(this.paths.config, 'networks'), this.journal.dir]);
     return this;
   }
 
@@ -231,6 +241,8 @@ export class VireoService implements VireoApi {
     const np = nameProblem(req.name);
     if (np) errors.push({ field: 'name', message: np });
     else if (this.store.byName(req.name)) errors.push({ field: 'name', message: `A VM named '${req.name}' already exists.` });
+    const net = wizardNetwork(req.network);
+    if (net !== null && !this.networks.get(net)) errors.push({ field: 'network', message: `No network named '${net}': choose one from the list, or define it under Networks.` });
     return errors;
   }
 
@@ -275,7 +287,7 @@ export class VireoService implements VireoApi {
               }
             : { kind: 'firmware', order: m.kind === 'iso' ? 'dc' : 'c' },
         disks,
-        nics: req.network === 'none' ? [] : [{ mac: this.store.newMac(), network: req.network, model: 'e1000' }],
+        nics: wizardNetwork(req.network) === null ? [] : [{ mac: this.store.newMac(), network: wizardNetwork(req.network)!, model: req.nicModel ?? nicModelFor(req.os) }],
         createdAt: new Date().toISOString(),
       };
       await this.store.save(def);
@@ -302,6 +314,7 @@ export class VireoService implements VireoApi {
       host: this.hostLimits(),
       logsDir: this.paths.logs,
       chainProblem: async (p, fmt) => this.storage.backingChain(p, fmt).then(() => null, (e: Error) => e.message),
+      networkExists: (n) => this.networks.get(n) !== undefined,
     });
     if (errors.length || dryRun || !next) return { errors, nextBoot };
     if (next.name.toLowerCase() !== def.name.toLowerCase() && this.busy.has(`name:${next.name.toLowerCase()}`)) {
@@ -363,13 +376,15 @@ export class VireoService implements VireoApi {
         if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
         // Busy while the disks are checked: a delete in that window is refused.
         this.busy.set(uuid, 'started');
+        let cfg;
         try {
           await this.startChecks(def);
+          cfg = toMachineConfig(def, this.opts.firmware ?? firmwarePaths(), (n) => this.networks.get(n));
         } finally {
           this.busy.delete(uuid);
         }
         this.runtime.set(uuid, { state: 'starting' });
-        await this.supervisor.start(uuid, toMachineConfig(def, this.opts.firmware ?? firmwarePaths()));
+        await this.supervisor.start(uuid, cfg);
         break;
       }
       case 'pause':
@@ -393,6 +408,8 @@ export class VireoService implements VireoApi {
 
   /** Why this VM may not start now (a missing disk, a disk that backs a linked clone), thrown. */
   private async startChecks(def: VmDefinition): Promise<void> {
+    const net = this.networks.startProblem(def.name, def.nics);
+    if (net) throw new UserError(net);
     const log = def.serial?.logFile ? serialLogOutside(def.serial.logFile, this.paths.logs) : null;
     if (log) throw new UserError(`${def.name} can't start: ${log}. Choose a log file there under Details → Serial, or none.`);
     for (const d of def.disks) {
@@ -415,6 +432,11 @@ export class VireoService implements VireoApi {
     const def = this.need(uuid);
     const png = await this.needRunning(def).screenshot(uuid);
     return { pngBase64: Buffer.from(png).toString('base64') };
+  }
+
+  async 'vm.devices'({ uuid }: Params<'vm.devices'>): Promise<Result<'vm.devices'>> {
+    const def = this.need(uuid);
+    return { pci: await this.needRunning(def).devices(uuid) };
   }
 
   openStream(uuid: string): StreamHandle {
@@ -690,6 +712,45 @@ export class VireoService implements VireoApi {
     return this.osinfo.search(query ?? '', limit ?? 50);
   }
 
+  // ---- virtual networks (networks.ts) ----
+
+  private async networkCall<T>(fn: () => Promise<T> | T): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof NetworkError) throw new UserError(e.message);
+      throw e;
+    }
+  }
+
+  async 'network.list'(): Promise<Result<'network.list'>> {
+    return this.networks.list();
+  }
+
+  async 'network.define'({ def, start, dryRun }: Params<'network.define'>): Promise<Result<'network.define'>> {
+    return this.networkCall(() => this.networks.define(def, { ...(start !== undefined ? { start } : {}), ...(dryRun !== undefined ? { dryRun } : {}) }));
+  }
+
+  async 'network.edit'({ name, def, dryRun }: Params<'network.edit'>): Promise<Result<'network.edit'>> {
+    return this.networkCall(() => this.networks.edit(name, def, dryRun ?? false));
+  }
+
+  async 'network.start'({ name }: Params<'network.start'>): Promise<Result<'network.start'>> {
+    return this.networkCall(() => this.networks.start(name));
+  }
+
+  async 'network.stop'({ name }: Params<'network.stop'>): Promise<Result<'network.stop'>> {
+    return this.networkCall(() => this.networks.stop(name));
+  }
+
+  async 'network.autostart'({ name, autostart }: Params<'network.autostart'>): Promise<Result<'network.autostart'>> {
+    return this.networkCall(() => this.networks.setAutostart(name, autostart));
+  }
+
+  async 'network.undefine'({ name }: Params<'network.undefine'>): Promise<Result<'network.undefine'>> {
+    return this.networkCall(async () => (await this.networks.undefine(name), {}));
+  }
+
   shutdown(): void {
     for (const ac of this.jobs.values()) ac.abort();
     this.supervisor.shutdownAll();
@@ -730,6 +791,12 @@ export class VireoService implements VireoApi {
     if (!this.supervisor.isRunning(def.uuid)) throw new UserError(`${def.name} is not running.`);
     return this.supervisor;
   }
+}
+
+/** The network a wizard request puts its NIC on: null for none; 'user' (older clients) is 'default'. */
+function wizardNetwork(n: string): string | null {
+  if (n === 'none') return null;
+  return n === 'user' ? DEFAULT_NETWORK : n;
 }
 
 async function probeFormat(p: string): Promise<'raw' | 'qcow2'> {

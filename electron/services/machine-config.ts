@@ -1,6 +1,11 @@
 // A VM definition becomes the engine's MachineConfig here, and only here.
-import type { MachineConfig } from '../common/engine-api';
+import type { MachineConfig, NicConfig } from '../common/engine-api';
 import type { VmDefinition } from '../common/contracts/vm';
+import type { NetworkDef } from '../common/contracts/network';
+import { defaultNetwork, engineProblem, hostfwdsFor } from './networks';
+
+/** Without a network service (tests, tools): only the standard `default` NAT network. */
+const standardNetworks = (name: string): NetworkDef | undefined => (name === 'default' ? defaultNetwork() : undefined);
 
 export interface FirmwarePaths {
   bios: string;
@@ -16,7 +21,13 @@ export function firmwarePaths(env: NodeJS.ProcessEnv = process.env): FirmwarePat
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwarePaths()): MachineConfig {
+/**
+ * Each NIC on a NAT network becomes a card on the engine's user-mode NAT with the
+ * network's addresses and (on the VM's first NIC there) its port forwards. A NIC
+ * the engine can't carry (unknown network, isolated, bridge) is an error naming
+ * it, never a card without a backend.
+ */
+export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwarePaths(), networks: (name: string) => NetworkDef | undefined = standardNetworks): MachineConfig {
   const cfg: MachineConfig = {
     memoryMiB: def.memoryMiB,
     cpus: def.cpus,
@@ -31,6 +42,28 @@ export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwareP
       ...(d.readOnly || d.media === 'cdrom' ? { readOnly: true } : {}),
     })),
   };
+  if (def.nics.length) {
+    const forwarded = new Set<string>();
+    cfg.nics = def.nics.map((nic, i): NicConfig => {
+      const net = networks(nic.network);
+      if (!net) throw new Error(`NIC ${i + 1} of ${def.name}: no network named '${nic.network}'`);
+      const why = engineProblem(net.mode);
+      if (why) throw new Error(`NIC ${i + 1} of ${def.name} is on ${net.mode} network '${net.name}': ${why}`);
+      const ip = net.ipv4;
+      const hostfwd = forwarded.has(net.name) ? [] : hostfwdsFor(net, def.name);
+      forwarded.add(net.name);
+      return {
+        model: nic.model,
+        mac: nic.mac,
+        backend: 'user',
+        net: `${ip.address}/${ip.prefix}`,
+        host: ip.gateway,
+        dhcpStart: ip.dhcpStart,
+        dns: ip.dns,
+        ...(hostfwd.length ? { hostfwd } : {}),
+      };
+    });
+  }
   if (def.serial?.logFile) cfg.serialFile = def.serial.logFile;
   if (def.boot.kind === 'firmware') {
     cfg.bios = fw.bios;

@@ -3,7 +3,7 @@
 // utilityProcess under Electron), relays control messages, and turns how a host
 // ended into a typed exit reason: shut down, crashed (with the engine's reason), or
 // killed (by a signal).
-import type { MachineConfig } from '../common/engine-api';
+import type { MachineConfig, PciDeviceInfo } from '../common/engine-api';
 import { type FromHost, FromHostSchema, type StopReasonMsg, type ToHost } from '../common/contracts/engine-host';
 import type { ExitReason } from '../common/contracts/vm';
 
@@ -44,6 +44,7 @@ interface Running {
   startWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }>;
   screenshots: Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>;
   media: Map<number, { resolve: (r: { ejected?: boolean }) => void; reject: (e: Error) => void }>;
+  devices?: Map<number, { resolve: (r: PciDeviceInfo[]) => void; reject: (e: Error) => void }>;
   streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
   killedByUs?: boolean;
   /** Why the supervisor ended this host (a start that never answered): the exit reason says so. */
@@ -202,6 +203,24 @@ export class Supervisor {
     });
   }
 
+  /** The running machine's PCI functions, as the guest's config cycles see them. */
+  devices(uuid: string, timeoutMs = 10000): Promise<PciDeviceInfo[]> {
+    const r = this.need(uuid);
+    const reqId = this.nextId++;
+    const waiting: NonNullable<Running['devices']> = (r.devices ??= new Map());
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiting.delete(reqId);
+        reject(new Error('the engine did not answer the device list request'));
+      }, timeoutMs);
+      waiting.set(reqId, {
+        resolve: (v) => (clearTimeout(timer), resolve(v)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      r.host.send({ t: 'devices', reqId });
+    });
+  }
+
   openStream(uuid: string): StreamHandle {
     const r = this.need(uuid);
     const sid = this.nextId++;
@@ -282,6 +301,12 @@ export class Supervisor {
         const w = r.media.get(msg.reqId);
         r.media.delete(msg.reqId);
         if (w) msg.error !== undefined ? w.reject(new Error(msg.error)) : w.resolve(msg.ejected !== undefined ? { ejected: msg.ejected } : {});
+        break;
+      }
+      case 'devices': {
+        const w = r.devices?.get(msg.reqId);
+        r.devices?.delete(msg.reqId);
+        if (w) msg.pci ? w.resolve(msg.pci) : w.reject(new Error(msg.error ?? 'no device list'));
         break;
       }
       case 'error':

@@ -17,6 +17,8 @@ export interface EditContext {
   logsDir: string;
   /** Checks a newly attached disk's backing chain as the engine will open it: a problem, or null. */
   chainProblem?: (p: string, format: 'raw' | 'qcow2') => Promise<string | null>;
+  /** Whether a network of that name is defined (networks.ts); absent: any name is accepted. */
+  networkExists?: (name: string) => boolean;
 }
 
 type Probe = { kind: 'file' | 'directory' | 'other' | 'missing'; qcow2: boolean };
@@ -138,6 +140,9 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
       if (other) err(`nics.${i}.mac`, `${mac} is used by ${other.name}.`);
     }
     macs.add(mac);
+    const net = n.network === 'user' ? 'default' : n.network.trim();
+    if (!net) err(`nics.${i}.network`, 'Choose a network.');
+    else if (ctx.networkExists && !ctx.networkExists(net)) err(`nics.${i}.network`, `No network named '${net}'.`);
   }
   if (edit.nics.length > 8) err('nics', 'At most 8 network interfaces.');
 
@@ -158,7 +163,7 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
     cpus: edit.cpus,
     boot,
     disks,
-    nics: edit.nics.map((n) => ({ ...n, mac: n.mac.trim().toLowerCase() })),
+    nics: edit.nics.map((n) => ({ ...n, mac: n.mac.trim().toLowerCase(), network: n.network === 'user' ? 'default' : n.network.trim() })),
   };
   if (logFile) next.serial = { logFile };
   else delete next.serial;

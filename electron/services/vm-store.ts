@@ -4,7 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ValidationError } from '../common/contracts/schema';
-import { type VmDefinition, VmDefinitionSchema } from '../common/contracts/vm';
+import { type VmDefinition, VmDefinitionSchema, migrateNics } from '../common/contracts/vm';
 import { syncDir, writeFileAtomic } from './atomic';
 
 export class VmStore {
@@ -22,7 +22,7 @@ export class VmStore {
       if (!file.endsWith('.json') || file.startsWith('.')) continue;
       const full = path.join(this.dir, file);
       try {
-        const def = VmDefinitionSchema.parse(JSON.parse(await fs.readFile(full, 'utf8')));
+        const def = VmDefinitionSchema.parse(migrateNics(JSON.parse(await fs.readFile(full, 'utf8'))));
         if (file !== `${def.uuid}.json`) throw new ValidationError('uuid', `does not match the file name ${file}`);
         if (this.byName(def.name)) throw new ValidationError('name', `'${def.name}' is used by another VM`);
         this.vms.set(def.uuid, def);

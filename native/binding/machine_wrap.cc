@@ -104,6 +104,10 @@ MachineConfig parse_config(const Napi::Object& o) {
       if (n.Has("backend")) s.backend = get_str(n, "backend");
       if (n.Has("linkUp")) s.link_up = n.Get("linkUp").ToBoolean();
       s.restrict = n.Get("restrict").ToBoolean();
+      s.net = get_str(n, "net");
+      s.host = get_str(n, "host");
+      s.dhcp_start = get_str(n, "dhcpStart");
+      s.dns = get_str(n, "dns");
       auto fw = n.Get("hostfwd");
       if (fw.IsArray()) {
         auto fa = fw.As<Napi::Array>();
@@ -139,6 +143,7 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::EjectCdrom>("ejectCdrom"),
                                      InstanceMethod<&MachineWrap::SetNicLink>("setNicLink"),
                                      InstanceMethod<&MachineWrap::NicStats>("nicStats"),
+                                     InstanceMethod<&MachineWrap::PciDevices>("pciDevices"),
                                  });
   env.AddCleanupHook([] {
     std::set<MachineWrap*> live;
@@ -414,6 +419,25 @@ Napi::Value MachineWrap::SetNicLink(const Napi::CallbackInfo& info) {
   int64_t i = info[0].As<Napi::Number>().Int64Value();
   bool ok = b && i >= 0 && b->set_nic_link(size_t(i), info[1].As<Napi::Boolean>().Value());
   return Napi::Boolean::New(env, ok);
+}
+
+Napi::Value MachineWrap::PciDevices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
+  auto fns = b ? b->pci_functions() : std::vector<PcBoard::PciInfo>{};
+  auto a = Napi::Array::New(env, fns.size());
+  for (size_t i = 0; i < fns.size(); i++) {
+    const auto& f = fns[i];
+    auto o = Napi::Object::New(env);
+    o.Set("slot", f.slot);
+    o.Set("fn", f.fn);
+    o.Set("vendorId", f.vendor);
+    o.Set("deviceId", f.device);
+    o.Set("classCode", double(f.class_code));
+    o.Set("name", f.name);
+    a.Set(uint32_t(i), o);
+  }
+  return a;
 }
 
 Napi::Value MachineWrap::NicStats(const Napi::CallbackInfo& info) {

@@ -38,6 +38,7 @@ private:
   Napi::Value EjectCdrom(const Napi::CallbackInfo& info);
   Napi::Value SetNicLink(const Napi::CallbackInfo& info);
   Napi::Value NicStats(const Napi::CallbackInfo& info);
+  Napi::Value PciDevices(const Napi::CallbackInfo& info);
 
   void DrainSerial(Napi::Env env);
   void ReleaseEvents();

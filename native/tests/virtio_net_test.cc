@@ -709,6 +709,81 @@ TEST(ping_the_gateway) {
   CHECK_EQ(fold(sum16(r.data() + l4_off(r), r.size() - l4_off(r))), 0xffff);
 }
 
+TEST(dhcp_on_a_configured_network_hands_out_its_addresses) {
+  // A Vireo network like libvirt's default: 192.168.122.0/24, gateway .1,
+  // leases from .100, DNS .3.
+  net::SlirpOptions o;
+  o.network = "192.168.122.0";
+  o.prefix = 24;
+  o.host = "192.168.122.1";
+  o.dhcp_start = "192.168.122.100";
+  o.dns = "192.168.122.3";
+  Rig rig(slirp(o));
+  Driver d(rig, kDriverFeatures);
+  Bytes r = dhcp_exchange(d, 0x5151);
+  CHECK(!r.empty());
+  size_t u = l4_off(r) + 8;
+  CHECK_EQ((Bytes(r.begin() + long(u + 16), r.begin() + long(u + 20))), (Bytes{192, 168, 122, 100}));  // yiaddr
+  CHECK_EQ(dhcp_opt(r, 1), (Bytes{255, 255, 255, 0}));                                                  // netmask
+  CHECK_EQ(dhcp_opt(r, 3), (Bytes{192, 168, 122, 1}));                                                  // router
+  CHECK_EQ(dhcp_opt(r, 6), (Bytes{192, 168, 122, 3}));                                                  // DNS
+}
+
+TEST(dhcp_on_a_wider_network_uses_its_netmask) {
+  net::SlirpOptions o;
+  o.network = "172.20.0.0";
+  o.prefix = 16;
+  o.host = "172.20.0.1";
+  o.dhcp_start = "172.20.5.10";
+  o.dns = "172.20.0.53";
+  Rig rig(slirp(o));
+  Driver d(rig, kDriverFeatures);
+  Bytes r = dhcp_exchange(d, 0x6161);
+  CHECK(!r.empty());
+  size_t u = l4_off(r) + 8;
+  CHECK_EQ((Bytes(r.begin() + long(u + 16), r.begin() + long(u + 20))), (Bytes{172, 20, 5, 10}));
+  CHECK_EQ(dhcp_opt(r, 1), (Bytes{255, 255, 0, 0}));
+  CHECK_EQ(dhcp_opt(r, 3), (Bytes{172, 20, 0, 1}));
+  CHECK_EQ(dhcp_opt(r, 6), (Bytes{172, 20, 0, 53}));
+}
+
+TEST(bad_network_options_are_refused_with_the_reason) {
+  auto why = [](net::SlirpOptions o) {
+    try {
+      net::SlirpBackend b(o);
+    } catch (net::NetError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  net::SlirpOptions o;
+  o.network = "192.168.122.0";
+  o.host = "192.168.123.1";
+  CHECK(why(o).find("outside the network") != std::string::npos);
+  o = {};
+  o.network = "192.168.122.5";
+  CHECK(why(o).find("host bits") != std::string::npos);
+  o = {};
+  o.prefix = 31;
+  CHECK(why(o).find("out of range") != std::string::npos);
+  o = {};
+  o.dhcp_start = "10.0.2.255";
+  CHECK(why(o).find("broadcast") != std::string::npos);
+  o = {};
+  o.dns = "10.0.2.x";
+  CHECK(why(o).find("not an IPv4 address") != std::string::npos);
+  o = {};
+  o.dhcp_start = "10.0.2.2";
+  CHECK(why(o).find("must differ") != std::string::npos);
+  // Defaults resolve to QEMU's addresses.
+  auto a = net::slirp_addrs({});
+  CHECK_EQ(ntohl(a.network), 0x0a000200u);
+  CHECK_EQ(ntohl(a.netmask), 0xffffff00u);
+  CHECK_EQ(ntohl(a.host), 0x0a000202u);
+  CHECK_EQ(ntohl(a.dhcp_start), 0x0a00020fu);
+  CHECK_EQ(ntohl(a.dns), 0x0a000203u);
+}
+
 TEST(host_port_forward_on_a_taken_port_is_an_error) {
   Listener taken;
   net::SlirpOptions o;

@@ -15,6 +15,8 @@ import {
 import { storageApi, storageEvents } from './storage';
 import { libvirtApi } from './libvirt';
 import { osinfoApi } from './osinfo';
+import { networkApi, networkEvents } from './network';
+import { PciDeviceSchema } from './engine-host';
 
 const id = s.string({ min: 1, max: 64 });
 const empty = s.object({});
@@ -111,9 +113,12 @@ export const api = {
     params: s.object({ path: s.string({ max: 4096 }) }),
     result: s.object({ exists: s.boolean(), kind: s.enums(['file', 'directory', 'other', 'missing'] as const), sizeBytes: s.number() }),
   },
+  /** The running VM's PCI functions as its guest sees them (IDs and class from config space): diagnostics. */
+  'vm.devices': { params: s.object({ uuid: id }), result: s.object({ pci: s.array(PciDeviceSchema) }) },
   ...storageApi,
   ...libvirtApi,
   ...osinfoApi,
+  ...networkApi,
 } as const;
 
 export type Api = typeof api;
@@ -137,6 +142,7 @@ export const events = {
     vmUuid: s.optional(s.string()),
   }),
   ...storageEvents,
+  ...networkEvents,
 } as const;
 
 export type Events = typeof events;

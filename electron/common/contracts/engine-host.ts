@@ -13,6 +13,28 @@ const DiskConfigSchema = s.object({
   snapshot: s.optional(s.boolean()),
 });
 
+const NicConfigSchema = s.object({
+  model: s.optional(s.enums(['virtio', 'e1000'] as const)),
+  mac: s.optional(s.string({ max: 32 })),
+  backend: s.optional(s.enums(['user'] as const)),
+  linkUp: s.optional(s.boolean()),
+  restrict: s.optional(s.boolean()),
+  hostfwd: s.optional(s.array(s.string({ max: 128 }), { max: 64 })),
+  net: s.optional(s.string({ max: 64 })),
+  host: s.optional(s.string({ max: 64 })),
+  dhcpStart: s.optional(s.string({ max: 64 })),
+  dns: s.optional(s.string({ max: 64 })),
+});
+
+export const PciDeviceSchema = s.object({
+  slot: s.number(),
+  fn: s.number(),
+  vendorId: s.number(),
+  deviceId: s.number(),
+  classCode: s.number(),
+  name: s.string(),
+});
+
 /** Mirrors MachineConfig in engine-api.ts (checked against it at compile time in engine-host). */
 export const MachineConfigSchema = s.object({
   memoryMiB: s.number({ int: true, min: 1 }),
@@ -25,6 +47,7 @@ export const MachineConfigSchema = s.object({
   bios: s.optional(s.string()),
   vgaBios: s.optional(s.string()),
   disks: s.optional(s.array(DiskConfigSchema)),
+  nics: s.optional(s.array(NicConfigSchema, { max: 16 })),
   bootOrder: s.optional(s.string()),
   bootMenu: s.optional(s.boolean()),
   uuid: s.optional(s.string({ min: 36, max: 36 })),
@@ -51,6 +74,8 @@ export const ToHostSchema = s.variant('t', {
   screenshot: s.object({ t: s.literal('screenshot'), reqId: s.number() }),
   /** Live CD change: insert the ISO at path, or eject the disc (null). */
   media: s.object({ t: s.literal('media'), reqId: s.number(), path: s.nullable(s.string({ min: 1, max: 4096 })) }),
+  /** The machine's PCI functions as the guest sees them (diagnostics, tests). */
+  devices: s.object({ t: s.literal('devices'), reqId: s.number() }),
   openStream: s.object({ t: s.literal('openStream'), sid: s.number({ int: true, min: 1 }) }),
   closeStream: s.object({ t: s.literal('closeStream'), sid: s.number({ int: true, min: 1 }) }),
   stream: s.object({ t: s.literal('stream'), sid: s.number({ int: true, min: 1 }), data: s.bytes(1 << 20) }),
@@ -69,6 +94,7 @@ export const FromHostSchema = s.variant('t', {
   }),
   /** Reply to 'media': ok (with ejected=false when the guest locked the tray), or the engine's error. */
   media: s.object({ t: s.literal('media'), reqId: s.number(), ejected: s.optional(s.boolean()), error: s.optional(s.string()) }),
+  devices: s.object({ t: s.literal('devices'), reqId: s.number(), pci: s.optional(s.array(PciDeviceSchema)), error: s.optional(s.string()) }),
   error: s.object({ t: s.literal('error'), message: s.string() }),
   stream: s.object({ t: s.literal('stream'), sid: s.number(), data: s.bytes() }),
 });

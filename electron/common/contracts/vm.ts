@@ -2,6 +2,7 @@
 // UI sees. Declared once here; the store, the bridge and the renderer all parse
 // with these schemas.
 import * as s from './schema';
+import { NETWORK_NAME_PATTERN } from './network';
 
 /** virt-manager-like VM names: start with a letter or digit, then letters, digits, '.', '_', '-'. */
 export const VM_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -28,11 +29,22 @@ export const DiskSchema = s.object({
 });
 export type Disk = s.Infer<typeof DiskSchema>;
 
+export const NIC_MODELS = ['virtio', 'e1000'] as const;
+export type NicModel = (typeof NIC_MODELS)[number];
+
 export const NicSchema = s.object({
   mac: s.string({ pattern: MAC_PATTERN }),
-  network: s.enums(['user', 'isolated'] as const),
-  model: s.enums(['e1000', 'virtio'] as const),
+  /** The name of a network (contracts/network.ts); 'user' in older definitions is read as 'default'. */
+  network: s.string({ pattern: NETWORK_NAME_PATTERN }),
+  model: s.enums(NIC_MODELS),
 });
+
+/** What older definitions stored, read the way they meant it: the built-in 'user' NAT is the 'default' network. */
+export function migrateNics(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null || !Array.isArray((raw as { nics?: unknown }).nics)) return raw;
+  const r = raw as { nics: unknown[] };
+  return { ...r, nics: r.nics.map((n) => (typeof n === 'object' && n !== null && (n as { network?: unknown }).network === 'user' ? { ...n, network: 'default' } : n)) };
+}
 export type Nic = s.Infer<typeof NicSchema>;
 
 export const BootSchema = s.variant('kind', {
@@ -100,14 +112,20 @@ export const VmSummarySchema = s.object({
 export type VmSummary = s.Infer<typeof VmSummarySchema>;
 
 /** OS choices in the wizard (what they change: default memory, disk size, bus). */
+/** nicModel: the NIC the wizard gives it (virtio where the guest has the driver; FreeDOS has only e1000-class packet drivers). */
 export const OS_CHOICES = [
-  { id: 'generic', label: 'Generic x86 (GRUB, DOS, other)', memoryMiB: 256, diskGiB: 2 },
-  { id: 'linux', label: 'Generic Linux', memoryMiB: 1024, diskGiB: 20 },
-  { id: 'debian12', label: 'Debian 12', memoryMiB: 2048, diskGiB: 20 },
-  { id: 'ubuntu24.04', label: 'Ubuntu 24.04', memoryMiB: 4096, diskGiB: 25 },
-  { id: 'fedora41', label: 'Fedora 41', memoryMiB: 2048, diskGiB: 20 },
-  { id: 'freedos', label: 'FreeDOS', memoryMiB: 64, diskGiB: 1 },
+  { id: 'generic', label: 'Generic x86 (GRUB, DOS, other)', memoryMiB: 256, diskGiB: 2, nicModel: 'virtio' },
+  { id: 'linux', label: 'Generic Linux', memoryMiB: 1024, diskGiB: 20, nicModel: 'virtio' },
+  { id: 'debian12', label: 'Debian 12', memoryMiB: 2048, diskGiB: 20, nicModel: 'virtio' },
+  { id: 'ubuntu24.04', label: 'Ubuntu 24.04', memoryMiB: 4096, diskGiB: 25, nicModel: 'virtio' },
+  { id: 'fedora41', label: 'Fedora 41', memoryMiB: 2048, diskGiB: 20, nicModel: 'virtio' },
+  { id: 'freedos', label: 'FreeDOS', memoryMiB: 64, diskGiB: 1, nicModel: 'e1000' },
 ] as const;
+
+/** The NIC model the wizard suggests for an OS id. */
+export function nicModelFor(os: string): NicModel {
+  return OS_CHOICES.find((o) => o.id === os)?.nicModel ?? 'virtio';
+}
 
 /** A sensible default OS from a media path (virt-manager guesses from the ISO). */
 export function guessOs(mediaPath: string): string {
@@ -154,7 +172,10 @@ export const NewVmRequestSchema = s.object({
     }),
   }),
   name: s.string({ max: 256 }),
-  network: s.enums(['user', 'isolated', 'none'] as const),
+  /** A network's name, or 'none' for no NIC ('user' from older clients means 'default'). */
+  network: s.string({ max: 64 }),
+  /** Omitted: the OS's preference (nicModelFor). */
+  nicModel: s.optional(s.enums(NIC_MODELS)),
   customize: s.optional(s.boolean()),
   /** Only check, write nothing. */
   dryRun: s.optional(s.boolean()),
@@ -199,7 +220,7 @@ export const VmEditSchema = s.object({
     }),
     { max: 32 },
   ),
-  nics: s.array(s.object({ mac: s.string({ max: 64 }), network: s.enums(['user', 'isolated'] as const), model: s.enums(['e1000', 'virtio'] as const) }), {
+  nics: s.array(s.object({ mac: s.string({ max: 64 }), network: s.string({ max: 64 }), model: s.enums(NIC_MODELS) }), {
     max: 16,
   }),
   serial: s.object({ logFile: s.optional(s.string({ max: 4096 })) }),
@@ -209,7 +230,7 @@ export type VmEdit = s.Infer<typeof VmEditSchema>;
 /**
  * A problem tied to one field of the details editor: 'name', 'os', 'memory', 'cpus',
  * 'boot.order', 'boot.kernel', 'boot.initrd', 'disks', 'disks.<i>.path', 'disks.<i>.format',
- * 'disks.<i>.bus', 'nics.<i>.mac', 'serial.logFile'.
+ * 'disks.<i>.bus', 'nics', 'nics.<i>.mac', 'nics.<i>.network', 'serial.logFile'.
  */
 export const DetailsFieldErrorSchema = s.object({ field: s.string({ max: 64 }), message: s.string() });
 export type DetailsFieldError = s.Infer<typeof DetailsFieldErrorSchema>;

@@ -2,7 +2,7 @@
 // machine draws a 64x48 screen, echoes serial input, and stops on request.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicStats, StateEvent } from '../../common/engine-api';
+import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicStats, PciDeviceInfo, StateEvent } from '../../common/engine-api';
 import { EngineHost } from '../../engine-host/host-core';
 import type { HostChannel, Launcher } from '../supervisor';
 import type { NewVmRequest } from '../../common/contracts/vm';
@@ -96,6 +96,10 @@ export class FakeMachine implements NativeMachine {
     return this.nicLinks.map(() => ({
       rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0,
     }));
+  }
+  /** Like the PC board: a virtio-net (1af4:1041, Ethernet) function per NIC from slot 3. */
+  pciDevices(): PciDeviceInfo[] {
+    return this.nicLinks.map((_, i) => ({ slot: 3 + i, fn: 0, vendorId: 0x1af4, deviceId: 0x1041, classCode: 0x020000, name: `virtio-net@${3 + i}` }));
   }
   powerButtonPresses = 0;
   powerButton(): boolean {

@@ -35,7 +35,7 @@ const VM: VmDefinition = {
     { path: '', format: 'raw', media: 'cdrom', bus: 'ide', readOnly: true },
   ],
   nics: [
-    { mac: '52:54:00:12:34:56', network: 'user', model: 'virtio' },
+    { mac: '52:54:00:12:34:56', network: 'default', model: 'virtio' },
     { mac: '52:54:00:ab:cd:ef', network: 'isolated', model: 'e1000' },
   ],
   createdAt: '2025-01-02T03:04:05.000Z',
@@ -76,7 +76,7 @@ describe('toDomainXml', () => {
     expect(xml).toMatch(/<boot dev='cdrom'\/>\s*<boot dev='hd'\/>\s*<boot dev='network'\/>\s*<bootmenu enable='yes'\/>/);
     expect(xml).toContain("<source file='/srv/iso/debian &amp; more.iso'/>");
     expect(xml).toMatch(/<target dev='vda' bus='virtio'\/>[\s\S]*<target dev='hda' bus='ide'\/>[\s\S]*<target dev='hdb' bus='ide'\/>/);
-    expect(xml).toContain("<interface type='user'>");
+    expect(xml).toMatch(/<interface type='network'>\s*<source network='default'\/>/);
     expect(xml).toContain("<source network='isolated'/>");
     expect(xml).toContain("<log file='/home/u/.local/state/vireo/logs/deb.log'/>");
     expect(xml).toContain("<graphics type='vnc' port='-1' autoport='yes'/>");
@@ -145,11 +145,12 @@ describe('fromDomainXml', () => {
         { path: '/tmp/vireo-fixtures/debian.qcow2', format: 'qcow2', media: 'disk', bus: 'virtio' },
         { path: '/tmp/vireo-fixtures/debian-11.5.0-amd64-netinst.iso', format: 'raw', media: 'cdrom', bus: 'ide', readOnly: true },
       ],
-      nics: [{ mac: '52:54:00:12:34:56', network: 'user', model: 'virtio' }],
+      nics: [{ mac: '52:54:00:12:34:56', network: 'default', model: 'virtio' }],
     });
     const paths = r.ignored.map((i) => i.path);
-    expect(paths).toEqual(expect.arrayContaining(['/domain/@type', '/domain/pm', '/domain/devices/emulator', '/domain/devices/controller[1]', '/domain/devices/controller[4]', '/domain/devices/input', '/domain/devices/interface']));
-    expect(r.ignored.find((i) => i.path === '/domain/devices/interface')!.reason).toContain("network 'default'");
+    expect(paths).toEqual(expect.arrayContaining(['/domain/@type', '/domain/pm', '/domain/devices/emulator', '/domain/devices/controller[1]', '/domain/devices/controller[4]', '/domain/devices/input']));
+    // <source network='default'/> is Vireo's own `default` network: taken over as is, nothing to say.
+    expect(paths).not.toContain('/domain/devices/interface');
     expect(r.ignored.find((i) => i.path === '/domain/devices/disk[1]')!.reason).toContain('qcow2 assumed');
   });
 
@@ -157,7 +158,7 @@ describe('fromDomainXml', () => {
     const r = fromDomainXml(fixture('virt-install-kernel.xml'));
     expect(r.vm.boot).toEqual({ kind: 'kernel', kernel: '/tmp/vireo-fixtures/vmlinuz', initrd: '/tmp/vireo-fixtures/initrd.img', append: 'console=ttyS0 quiet' });
     expect(r.vm.disks).toEqual([{ path: '/tmp/vireo-fixtures/data.img', format: 'raw', media: 'disk', bus: 'ide' }]);
-    expect(r.vm.nics).toEqual([{ mac: '52:54:00:ab:cd:ef', network: 'user', model: 'e1000' }]);
+    expect(r.vm.nics).toEqual([{ mac: '52:54:00:ab:cd:ef', network: 'default', model: 'e1000' }]);
     expect(r.vm.memoryMiB).toBe(512);
     expect(r.vm.os).toBe('generic');
     expect(r.ignored.find((i) => i.path === '/domain/devices/disk/target/@bus')!.reason).toContain('no sata controller');
@@ -175,7 +176,7 @@ describe('fromDomainXml', () => {
         { path: '/tmp/vireo-fixtures/data.img', format: 'raw', media: 'disk', bus: 'ide' },
         { path: '', format: 'raw', media: 'cdrom', bus: 'ide', readOnly: true },
       ],
-      nics: [{ mac: '52:54:00:00:00:01', network: 'user', model: 'virtio' }],
+      nics: [{ mac: '52:54:00:00:00:01', network: 'default', model: 'virtio' }],
     });
     const why = Object.fromEntries(r.ignored.map((i) => [i.path, i.reason]));
     expect(why['/domain/devices/interface']).toContain('bridge br0');

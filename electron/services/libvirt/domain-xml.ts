@@ -47,27 +47,31 @@ const BOOT_LETTER: Record<string, string> = { hd: 'c', cdrom: 'd', network: 'n' 
 // ---- NICs: the one place a Vireo NIC meets a libvirt <interface> ----
 
 /**
- * A Vireo NIC as libvirt <interface>. 'user' (user-mode NAT, slirp) is libvirt's
- * type='user'; 'isolated' is a libvirt network named 'isolated'.
+ * A Vireo NIC as libvirt <interface>: NICs name a Vireo network (networks.ts), which
+ * is libvirt's <interface type='network'><source network='NAME'/>; `default` is the
+ * NAT network every VM joins unless told otherwise, as libvirt's is.
  */
 export function nicToXml(nic: Nic): XmlNode {
-  const head: XmlNode = nic.network === 'user' ? ['interface', { type: 'user' }] : ['interface', { type: 'network' }, ['source', { network: nic.network }]];
-  head.push(['mac', { address: nic.mac }], ['model', { type: nic.model }]);
-  return head;
+  const net = nic.network === 'user' ? 'default' : nic.network; // a definition from before networks had names
+  return ['interface', { type: 'network' }, ['source', { network: net }], ['mac', { address: nic.mac }], ['model', { type: nic.model }]];
 }
+
+const NET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/;
 
 /** The NIC part of an <interface>: its network and model, with notes on what was mapped. */
 export function nicFromXml(type: string, source: { network?: string; bridge?: string }, model: string | undefined): { network: Nic['network']; model: Nic['model']; notes: string[] } {
   const notes: string[] = [];
   let network: Nic['network'];
-  if (type === 'user') network = 'user';
-  else if (type === 'network' && source.network === 'isolated') network = 'isolated';
+  if (type === 'network' && source.network && NET_NAME.test(source.network)) network = source.network;
   else if (type === 'network') {
-    network = 'user';
-    notes.push(`network '${source.network ?? ''}' is connected as Vireo's user-mode NAT`);
+    network = 'default';
+    notes.push(`network '${source.network ?? ''}' is not a name Vireo's networks can have: put on 'default'`);
+  } else if (type === 'user') {
+    network = 'default';
+    notes.push("a user-mode interface is put on Vireo's 'default' network (user-mode NAT)");
   } else {
-    network = 'user';
-    notes.push(`a ${type} interface${source.bridge ? ` (bridge ${source.bridge})` : ''} is connected as Vireo's user-mode NAT`);
+    network = 'default';
+    notes.push(`a ${type} interface${source.bridge ? ` (bridge ${source.bridge})` : ''} is put on Vireo's 'default' NAT network: Vireo has no ${type} backend yet`);
   }
   let m: Nic['model'];
   if (model === 'virtio' || model === 'e1000') m = model;

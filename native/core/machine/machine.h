@@ -52,6 +52,9 @@ struct NicSpec {
   // backend "user":
   bool restrict = false;             // no outside world, no host: slirp's DHCP/DNS and port forwards only
   std::vector<std::string> hostfwd;  // "tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT" (QEMU's hostfwd syntax)
+  // The guest's IPv4 network ("" = 10.0.2.0/24, host .2, DHCP from .15, DNS .3): see net::SlirpOptions.
+  std::string net;  // "A.B.C.D/PREFIX" or "A.B.C.D" (/24)
+  std::string host, dhcp_start, dns;
 };
 
 struct MachineConfig {

@@ -352,6 +352,20 @@ void PcBoard::wire_nics() {
       net::SlirpOptions so;
       so.restrict = n.restrict;
       try {
+        if (!n.net.empty()) {
+          size_t sl = n.net.find('/');
+          so.network = n.net.substr(0, sl);
+          if (sl != std::string::npos) {
+            std::string p = n.net.substr(sl + 1);
+            if (p.empty() || p.size() > 2 || p.find_first_not_of("0123456789") != std::string::npos) {
+              throw net::NetError("net '" + n.net + "': the prefix must be a number of bits");
+            }
+            so.prefix = std::stoi(p);
+          }
+        }
+        so.host = n.host;
+        so.dhcp_start = n.dhcp_start;
+        so.dns = n.dns;
         for (const auto& f : n.hostfwd) so.hostfwd.push_back(net::parse_hostfwd(f));
         be = std::make_shared<net::SlirpBackend>(so);
       } catch (net::NetError& e) {
@@ -380,6 +394,21 @@ bool PcBoard::set_nic_link(size_t i, bool up) {
 
 virtio::NetCounters PcBoard::nic_counters(size_t i) const {
   return i < nics_.size() ? nics_[i]->counters() : virtio::NetCounters{};
+}
+
+std::vector<PcBoard::PciInfo> PcBoard::pci_functions() const {
+  std::vector<PciInfo> out;
+  if (!host_) return out;
+  for (int slot = 0; slot < 32; slot++) {
+    for (int fn = 0; fn < 8; fn++) {
+      auto f = host_->function(slot, fn);
+      if (!f) continue;
+      uint32_t id = host_->config_read(0, slot, fn, 0x00, 4);
+      uint32_t cls = host_->config_read(0, slot, fn, 0x08, 4) >> 8;
+      out.push_back({slot, fn, uint16_t(id), uint16_t(id >> 16), cls, f->name});
+    }
+  }
+  return out;
 }
 
 void PcBoard::configure_firmware() {

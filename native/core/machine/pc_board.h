@@ -118,6 +118,16 @@ public:
   // Counters of NIC i (zeros for no such NIC).
   virtio::NetCounters nic_counters(size_t i) const;
 
+  // Every PCI function on bus 0 as the guest's config cycles see it (IDs and
+  // class read through the host bridge's config mechanism), for diagnostics.
+  struct PciInfo {
+    int slot, fn;
+    uint16_t vendor, device;
+    uint32_t class_code;  // class<<16 | subclass<<8 | prog-if
+    std::string name;
+  };
+  std::vector<PciInfo> pci_functions() const;
+
 private:
   void wire_ide();
   void watch_input();

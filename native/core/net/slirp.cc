@@ -166,7 +166,42 @@ HostForward parse_hostfwd(const std::string& spec) {
   return f;
 }
 
+SlirpAddrs slirp_addrs(const SlirpOptions& o) {
+  if (o.prefix < 8 || o.prefix > 30) {
+    throw NetError("user networking: prefix /" + std::to_string(o.prefix) + " is out of range (8-30)");
+  }
+  uint32_t mask = o.prefix == 0 ? 0 : ~uint32_t(0) << (32 - o.prefix);
+  auto h = [](in_addr a) { return ntohl(a.s_addr); };
+  in_addr dnet{};
+  dnet.s_addr = htonl(0x0a000200);  // 10.0.2.0
+  uint32_t net = h(ipv4(o.network, "user networking: network", dnet));
+  if (net & ~mask) {
+    throw NetError("user networking: network '" + o.network + "' has host bits set for /" + std::to_string(o.prefix));
+  }
+  auto inside = [&](const std::string& s, const char* what, uint32_t dflt_host) {
+    in_addr d{};
+    d.s_addr = htonl(net | dflt_host);
+    uint32_t a = h(ipv4(s, (std::string("user networking: ") + what).c_str(), d));
+    if ((a & mask) != net) throw NetError(std::string("user networking: ") + what + " '" + s + "' is outside the network");
+    if (a == net || a == (net | ~mask)) {
+      throw NetError(std::string("user networking: ") + what + " '" + s + "' is the network's own or broadcast address");
+    }
+    return a;
+  };
+  SlirpAddrs r{};
+  r.network = htonl(net);
+  r.netmask = htonl(mask);
+  r.host = htonl(inside(o.host, "host (gateway) address", 2));
+  r.dhcp_start = htonl(inside(o.dhcp_start, "DHCP start", 15));
+  r.dns = htonl(inside(o.dns, "DNS address", 3));
+  if (r.host == r.dhcp_start || r.dns == r.dhcp_start) {
+    throw NetError("user networking: the DHCP start address must differ from the host and DNS addresses");
+  }
+  return r;
+}
+
 SlirpBackend::SlirpBackend(SlirpOptions opt) : opt_(std::move(opt)) {
+  SlirpAddrs addrs = slirp_addrs(opt_);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw NetError(std::string("user networking: eventfd: ") + std::strerror(errno));
 
@@ -174,11 +209,11 @@ SlirpBackend::SlirpBackend(SlirpOptions opt) : opt_(std::move(opt)) {
   c.version = 4;
   c.restricted = opt_.restrict ? 1 : 0;
   c.in_enabled = true;
-  c.vnetwork = ipv4("10.0.2.0", "", {});
-  c.vnetmask = ipv4("255.255.255.0", "", {});
-  c.vhost = ipv4("10.0.2.2", "", {});
-  c.vdhcp_start = ipv4("10.0.2.15", "", {});
-  c.vnameserver = ipv4("10.0.2.3", "", {});
+  c.vnetwork.s_addr = addrs.network;
+  c.vnetmask.s_addr = addrs.netmask;
+  c.vhost.s_addr = addrs.host;
+  c.vdhcp_start.s_addr = addrs.dhcp_start;
+  c.vnameserver.s_addr = addrs.dns;
   c.in6_enabled = true;
   c.vprefix_addr6 = ipv6("fec0::");
   c.vprefix_len = 64;

@@ -34,6 +34,16 @@ struct HostForward {
 };
 
 struct SlirpOptions {
+  // The guest's IPv4 network (dotted quads; "" = QEMU's defaults): `network`
+  // with `prefix` bits, the gateway/host address slirp answers on (`host`,
+  // default .2), the first address DHCP hands out (`dhcp_start`, default .15;
+  // libslirp leases up to 16 addresses from there) and slirp's DNS proxy
+  // (`dns`, default .3). host, dhcp_start and dns must lie inside the network
+  // and be neither its network nor its broadcast address (QEMU's net=, host=,
+  // dhcpstart=, dns= of -netdev user).
+  std::string network;
+  int prefix = 24;
+  std::string host, dhcp_start, dns;
   // Keep the guest off the outside world and the host: only slirp's own
   // services (DHCP, DNS) and the port forwards work (QEMU's restrict=on).
   bool restrict = false;
@@ -43,6 +53,13 @@ struct SlirpOptions {
 // "tcp:127.0.0.1:2222-:22" / "udp::5353-10.0.2.15:53" (QEMU's hostfwd syntax,
 // protocol optional = tcp). Throws NetError saying what is wrong.
 HostForward parse_hostfwd(const std::string& spec);
+
+// The addresses a SlirpOptions stands for, checked (throws NetError naming the
+// bad one): network, netmask, host, dhcp_start, dns in network byte order.
+struct SlirpAddrs {
+  uint32_t network, netmask, host, dhcp_start, dns;
+};
+SlirpAddrs slirp_addrs(const SlirpOptions& o);
 
 class SlirpBackend : public NetBackend {
 public:

@@ -5,7 +5,8 @@
 // except the first CD-ROM drive: Eject and Change… apply now (vm.changeMedia).
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { DetailsFieldError, VmDefinition, VmEdit } from '../../../../electron/common/contracts/vm';
-import { OS_CHOICES, editOf } from '../../../../electron/common/contracts/vm';
+import { OS_CHOICES, editOf, nicModelFor } from '../../../../electron/common/contracts/vm';
+import type { NetworkSummary } from '../../../../electron/common/contracts/network';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { Field } from '../dialogs/Modal';
@@ -50,6 +51,7 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
   /** Live CD change of a running VM: the Change… field, and what the last change did. */
   const [cdChange, setCdChange] = useState<string | undefined>();
   const [cdLive, setCdLive] = useState<{ kind: 'ok' | 'error'; text: string } | undefined>();
+  const [networks, setNetworks] = useState<NetworkSummary[]>([]);
   const ref = useRef<HTMLDivElement>(null);
   const navRef = useRef<HTMLUListElement>(null);
 
@@ -61,6 +63,12 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
       setBootOrder([...on, ...['c', 'd', 'n'].filter((x) => !on.includes(x))]);
     }
   };
+
+  useEffect(() => {
+    const get = () => getClient().call('network.list', {}).then(setNetworks, () => undefined);
+    void get();
+    return getClient().on('network.changed', () => void get());
+  }, []);
 
   useEffect(() => {
     getClient()
@@ -431,36 +439,44 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
         return (
           <>
             <h3>Network interfaces</h3>
-            <div className="details-note">The engine has no network device yet: interfaces are kept in the definition for when it does.</div>
             {err('nics') && <div className="field-error" role="alert">{err('nics')}</div>}
-            {edit.nics.map((n, i) => (
-              <div className="details-row" key={i} role="group" aria-label={`NIC ${i + 1}`}>
-                <div className="row-head">
-                  <strong>NIC {i + 1}</strong>
-                  <button onClick={() => set({ nics: edit.nics.filter((_, j) => j !== i) })}>Remove</button>
+            {edit.nics.length === 0 && <div className="details-note">No network interfaces: the VM has no network.</div>}
+            {edit.nics.map((n, i) => {
+              const net = networks.find((x) => x.name === n.network);
+              const note = !net ? undefined : net.engineProblem ? `The VM won't start with this NIC yet: ${net.engineProblem}.` : !net.active ? `${net.name} is not active: start it under Networks.` : `${net.mode === 'nat' ? 'NAT' : net.mode} ${net.ipv4.address}/${net.ipv4.prefix}, gateway ${net.ipv4.gateway}`;
+              return (
+                <div className="details-row" key={i} role="group" aria-label={`NIC ${i + 1}`}>
+                  <div className="row-head">
+                    <strong>NIC {i + 1}</strong>
+                    <button onClick={() => set({ nics: edit.nics.filter((_, j) => j !== i) })}>Remove</button>
+                  </div>
+                  <div className="row-fields nic-fields">
+                    <Field id={`d-nic-${i}-net`} label="Network" error={err(`nics.${i}.network`)} {...(note ? { hint: note } : {})}>
+                      <select id={`d-nic-${i}-net`} value={n.network} aria-invalid={!!err(`nics.${i}.network`)} onChange={(e) => set({ nics: edit.nics.map((x, j) => (j === i ? { ...x, network: e.target.value } : x)) })}>
+                        {!net && <option value={n.network}>{n.network} (not defined)</option>}
+                        {networks.map((x) => (
+                          <option key={x.name} value={x.name}>
+                            {x.name} ({x.mode === 'nat' ? 'NAT' : x.mode}){x.active ? '' : ' – inactive'}
+                          </option>
+                        ))}
+                      </select>
+                    </Field>
+                    <Field id={`d-nic-${i}-model`} label="Device model">
+                      <select id={`d-nic-${i}-model`} value={n.model} onChange={(e) => set({ nics: edit.nics.map((x, j) => (j === i ? { ...x, model: e.target.value as 'e1000' | 'virtio' } : x)) })}>
+                        <option value="virtio">virtio (virtio-net)</option>
+                        <option value="e1000">e1000 (Intel 82540EM)</option>
+                      </select>
+                    </Field>
+                    <Field id={`d-nic-${i}-mac`} label="MAC address" error={err(`nics.${i}.mac`)}>
+                      <input id={`d-nic-${i}-mac`} value={n.mac} aria-invalid={!!err(`nics.${i}.mac`)}
+                        onChange={(e) => set({ nics: edit.nics.map((x, j) => (j === i ? { ...x, mac: e.target.value } : x)) })} />
+                    </Field>
+                  </div>
                 </div>
-                <div className="row-fields">
-                  <Field id={`d-nic-${i}-mac`} label="MAC address" error={err(`nics.${i}.mac`)}>
-                    <input id={`d-nic-${i}-mac`} value={n.mac} aria-invalid={!!err(`nics.${i}.mac`)}
-                      onChange={(e) => set({ nics: edit.nics.map((x, j) => (j === i ? { ...x, mac: e.target.value } : x)) })} />
-                  </Field>
-                  <Field id={`d-nic-${i}-net`} label="Network">
-                    <select id={`d-nic-${i}-net`} value={n.network} onChange={(e) => set({ nics: edit.nics.map((x, j) => (j === i ? { ...x, network: e.target.value as 'user' | 'isolated' } : x)) })}>
-                      <option value="user">User-mode NAT</option>
-                      <option value="isolated">Isolated</option>
-                    </select>
-                  </Field>
-                  <Field id={`d-nic-${i}-model`} label="Model">
-                    <select id={`d-nic-${i}-model`} value={n.model} onChange={(e) => set({ nics: edit.nics.map((x, j) => (j === i ? { ...x, model: e.target.value as 'e1000' | 'virtio' } : x)) })}>
-                      <option value="e1000">e1000</option>
-                      <option value="virtio">virtio</option>
-                    </select>
-                  </Field>
-                </div>
-              </div>
-            ))}
+              );
+            })}
             <div>
-              <button disabled={edit.nics.length >= 8} onClick={() => set({ nics: [...edit.nics, { mac: randomMac(), network: 'user', model: 'e1000' }] })}>
+              <button disabled={edit.nics.length >= 8} onClick={() => set({ nics: [...edit.nics, { mac: randomMac(), network: 'default', model: nicModelFor(edit.os) }] })}>
                 Add NIC
               </button>
             </div>

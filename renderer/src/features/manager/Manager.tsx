@@ -8,6 +8,7 @@ import { ImportXmlDialog, exportXml } from '../dialogs/XmlDialogs';
 import { DetailsView } from '../details/DetailsView';
 import { NewVmWizard } from '../wizard/NewVmWizard';
 import { StorageButton } from '../storage/StorageView';
+import { NetworksButton } from '../networks/NetworksView';
 import { type MenuCommand, type MenuItem, menuFor, runAction } from './actions';
 import { ContextMenu } from './ContextMenu';
 import { Sparkline } from './Sparkline';
@@ -141,6 +142,7 @@ export function Manager() {
         <button disabled={!sel} onClick={() => sel && void exportXml(sel.uuid)} title="Download the VM as libvirt domain XML">
           Export XML
         </button>
+        <NetworksButton />
         <span className="grow" />
         {host && (
           <span className="hostinfo" title={`Pool: ${host.poolPath}`}>

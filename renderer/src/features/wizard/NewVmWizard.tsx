@@ -1,8 +1,9 @@
 // The New VM wizard, in virt-manager's five steps. Every step asks the service to
 // check the request (dryRun: nothing is written) and shows each problem on its field.
 import { useEffect, useMemo, useState } from 'react';
+import type { NetworkSummary } from '../../../../electron/common/contracts/network';
 import type { OsDetection, OsEntry } from '../../../../electron/common/contracts/osinfo';
-import { type FieldError, type NewVmRequest, type WizardField, OS_CHOICES, nameProblem } from '../../../../electron/common/contracts/vm';
+import { type FieldError, type NewVmRequest, type NicModel, type WizardField, OS_CHOICES, nameProblem, nicModelFor } from '../../../../electron/common/contracts/vm';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { Field, Modal } from '../dialogs/Modal';
@@ -48,7 +49,12 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
   const [basePath, setBasePath] = useState('');
   const [importFormat, setImportFormat] = useState<'' | 'raw' | 'qcow2'>('');
   const [name, setName] = useState<string | undefined>();
-  const [network, setNetwork] = useState<'user' | 'isolated' | 'none'>('user');
+  const [network, setNetwork] = useState('default');
+  const [nicModel, setNicModel] = useState<NicModel | undefined>();
+  const [networks, setNetworks] = useState<NetworkSummary[]>([]);
+  useEffect(() => {
+    getClient().call('network.list', {}).then(setNetworks, () => undefined);
+  }, []);
   const [customize, setCustomize] = useState(false);
 
   const mediaPath = media === 'iso' ? isoPath : media === 'import' ? diskPath : kernel;
@@ -76,6 +82,9 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
   const diskBus = busSet ?? (osChoice.virtioDisk ? 'virtio' : 'ide');
   const disk = sizeGiB ?? osChoice.diskGiB;
   const vmName = name ?? defaultName(mediaPath, osId);
+  // The OS's own preference (osinfo-db: virtio-net driver or not), else the built-in list's.
+  const model: NicModel = nicModel ?? (osChoice.virtioNet === false ? 'e1000' : nicModelFor(osId));
+  const chosenNet = networks.find((n) => n.name === network);
 
   const request = useMemo<NewVmRequest>(
     () => ({
@@ -94,9 +103,10 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
           : { kind: 'none' },
       name: vmName.trim(),
       network,
+      ...(network !== 'none' ? { nicModel: model } : {}),
       customize,
     }),
-    [media, isoPath, diskPath, importFormat, kernel, initrd, append, osId, memoryMiB, cpus, createDisk, disk, diskFormat, diskBus, linked, basePath, vmName, network, customize],
+    [media, isoPath, diskPath, importFormat, kernel, initrd, append, osId, memoryMiB, cpus, createDisk, disk, diskFormat, diskBus, linked, basePath, vmName, network, model, customize],
   );
 
   const err = (f: WizardField) => errors.find((e) => e.field === f)?.message;
@@ -332,13 +342,26 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
             <Field id="vm-name" label="Name" error={err('name')}>
               <input id="vm-name" value={vmName} onChange={(e) => setName(e.target.value)} aria-invalid={!!err('name')} aria-describedby={err('name') ? 'vm-name-error' : undefined} spellCheck={false} />
             </Field>
-            <Field id="network" label="Network" error={err('network')}>
-              <select id="network" value={network} onChange={(e) => setNetwork(e.target.value as typeof network)}>
-                <option value="user">User-mode NAT (default)</option>
-                <option value="isolated">Isolated network</option>
-                <option value="none">No network</option>
-              </select>
-            </Field>
+            <div className="row2">
+              <Field id="network" label="Network" error={err('network')}
+                hint={chosenNet?.engineProblem ? `The VM won't start on it yet: ${chosenNet.engineProblem}.` : chosenNet && !chosenNet.active ? `${chosenNet.name} is not active: start it under Networks before starting the VM.` : undefined}>
+                <select id="network" value={network} onChange={(e) => setNetwork(e.target.value)}>
+                  {networks.length === 0 && <option value="default">default</option>}
+                  {networks.map((n) => (
+                    <option key={n.name} value={n.name}>
+                      {n.name} ({n.mode === 'nat' ? 'NAT' : n.mode}, {n.ipv4.address}/{n.ipv4.prefix}){n.active ? '' : ' – inactive'}
+                    </option>
+                  ))}
+                  <option value="none">No network</option>
+                </select>
+              </Field>
+              <Field id="nic-model" label="Device model" hint={nicModel ? undefined : `What ${osChoice.name} has a driver for.`}>
+                <select id="nic-model" value={model} disabled={network === 'none'} onChange={(e) => setNicModel(e.target.value as NicModel)}>
+                  <option value="virtio">virtio (virtio-net)</option>
+                  <option value="e1000">e1000 (Intel 82540EM)</option>
+                </select>
+              </Field>
+            </div>
             <dl className="review" aria-label="Review">
               <dt>Install</dt>
               <dd>{media === 'iso' ? `ISO: ${isoPath}` : media === 'import' ? `Import: ${diskPath}` : `Kernel: ${kernel}`}</dd>
@@ -350,6 +373,8 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
               <dd>{cpus}</dd>
               <dt>Storage</dt>
               <dd>{media === 'import' ? diskPath : createDisk ? (linked ? `new qcow2 disk based on ${basePath} (${diskBus})` : `${disk} GiB new ${diskFormat} disk (${diskBus})`) : 'None'}</dd>
+              <dt>Network</dt>
+              <dd>{network === 'none' ? 'None' : `${model} NIC on ${network}`}</dd>
             </dl>
             <label className="check">
               <input type="checkbox" checked={customize} onChange={(e) => setCustomize(e.target.checked)} /> Customize configuration before install
