@@ -98,9 +98,11 @@ export class FakeMachine implements NativeMachine {
     }));
   }
   powerButtonPresses = 0;
+  /** Whether the guest has enabled ACPI (PM1 SCI_EN and the power-button enable): default not, like firmware. */
+  acpiEnabled = false;
   powerButton(): boolean {
     this.powerButtonPresses++;
-    return false;  // like a guest without ACPI: the host stops it
+    return this.acpiEnabled;
   }
 
   screenText(): string {
