@@ -202,21 +202,13 @@ export class EngineHost {
         break;
       case 'reboot':
         // A request to the guest, like virsh reboot: ctrl-alt-del (an OS restarts; firmware resets).
-        this.need().sendCombo('ctrl-alt-del');
+        // A bare machine (direct kernel without firmware) has no keyboard to take it: it is reset.
+        if (this.config?.bios) this.need().sendCombo('ctrl-alt-del');
+        else this.resetBoard();
         break;
-      case 'reset': {
-        const old = this.need();
-        this.rebooting = true;
-        try {
-          old.stop();
-        } finally {
-          this.rebooting = false;
-        }
-        this.machine = undefined;
-        this.boot();
-        for (const s of this.streams.values()) s.wantFull = true;
+      case 'reset':
+        this.resetBoard();
         break;
-      }
       case 'powerButton': {
         // Shut Down: press the ACPI power button like virt-manager does. A guest that has
         // not enabled ACPI (firmware, boot loaders, bare test guests) cannot react to it:
@@ -252,6 +244,20 @@ export class EngineHost {
         this.streamInput(msg.sid, msg.data);
         break;
     }
+  }
+
+  /** The board's reset line: the machine stops and a fresh one starts with the same config, in this host. */
+  private resetBoard(): void {
+    const old = this.need();
+    this.rebooting = true;
+    try {
+      old.stop();
+    } finally {
+      this.rebooting = false;
+    }
+    this.machine = undefined;
+    this.boot();
+    for (const s of this.streams.values()) s.wantFull = true;
   }
 
   /**

@@ -97,6 +97,12 @@ export class FakeMachine implements NativeMachine {
       rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0,
     }));
   }
+  /** The guest powers off by itself (ACPI S5), as after a power-button press. */
+  powerOff() {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.stateCb({ state: 'stopped', reason: { kind: 'poweroff', message: 'the guest powered off (ACPI S5)' } });
+  }
   powerButtonPresses = 0;
   /** Whether the guest has enabled ACPI (PM1 SCI_EN and the power-button enable): default not, like firmware. */
   acpiEnabled = false;

@@ -149,7 +149,7 @@ describe('engine host', () => {
     const posted: FromHost[] = [];
     const exits: number[] = [];
     const h = new EngineHost(fakeAddon, (m) => posted.push(m), (c) => exits.push(c));
-    h.handle({ t: 'start', config: { memoryMiB: 16, cpus: 1 } } as ToHost);
+    h.handle({ t: 'start', config: { memoryMiB: 16, cpus: 1, bios: '/fw/bios.bin' } } as ToHost);
     return { h, posted, exits, m: FakeMachine.last! };
   }
 
