@@ -33,6 +33,12 @@ function run(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } =
 }
 
 describe('parseBootArgs', () => {
+  it('--snapshot gives every writable disk a throwaway overlay; CD-ROMs stay as they are', () => {
+    const o = parseBootArgs(['--snapshot', '--cdrom', 'a.iso', '--disk', 'd.qcow2,format=qcow2', '--disk', 'e.img,format=raw']);
+    expect(o.config.disks!.map((d) => [d.path, !!d.snapshot])).toEqual([['a.iso', false], ['d.qcow2', true], ['e.img', true]]);
+    expect(parseBootArgs(['--disk', 'd.qcow2,format=qcow2']).config.disks![0]!.snapshot).toBeUndefined();
+  });
+
   it('reads --nic user with QEMU-style options, repeatable; none is the default and clears', () => {
     expect(parseBootArgs(['--cdrom', 'a.iso']).config.nics).toBeUndefined();
     const o = parseBootArgs([

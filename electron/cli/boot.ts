@@ -20,6 +20,7 @@ export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--
                    [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
                   | --flat FILE [--flat-address ADDR])
                   [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS] [--no-reboot]
+                  [--snapshot]
 
 Runs a virtual machine without a window. The guest's first serial port is this
 terminal (raw mode when it is one; press Ctrl-A then X to quit). The exit status
@@ -35,7 +36,9 @@ serial ports only (no firmware, display or disks). A guest reset or triple fault
 reboots the PC; with --no-reboot it ends the run instead (a triple fault as a
 crash, status 2). --uuid sets the machine's UUID (SMBIOS type 1, what dmidecode
 and guests' /sys/class/dmi/id/product_uuid show); without it each boot gets a
-random one.
+random one. --snapshot runs with temporary changes (QEMU's -snapshot): writes go
+to throwaway qcow2 overlays in $TMPDIR, dropped at exit; the disk images are
+only read. Images are locked as QEMU locks them: a disk another VM writes is refused.
 
 --nic user adds a virtio-net card on user-mode NAT (libslirp, as QEMU's -nic user):
 the guest gets 10.0.2.15 by DHCP, reaches the host's loopback at 10.0.2.2 and
@@ -174,11 +177,12 @@ function looksQcow2Sync(file: string): boolean {
 export function parseBootArgs(args: string[]): BootOptions {
   const config: MachineConfig = { memoryMiB: 256, cpus: 1, disks: [] };
   const o: BootOptions = { config, serial: { kind: 'stdio' }, screenshots: [], keys: [] };
+  let snapshot = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const eq = a.startsWith('--') ? a.indexOf('=') : -1;
     const flag = eq > 0 ? a.slice(0, eq) : a;
-    const takesValue = !['--boot-menu', '--no-reboot', '--help', '-h'].includes(flag);
+    const takesValue = !['--boot-menu', '--no-reboot', '--snapshot', '-snapshot', '--help', '-h'].includes(flag);
     if (takesValue && !VALUE_FLAGS.has(flag)) throw new UsageError(`unknown option '${a}'`);
     let v = '';
     if (takesValue) {
@@ -228,6 +232,7 @@ export function parseBootArgs(args: string[]): BootOptions {
         config.uuid = v.toLowerCase();
         break;
       case '--no-reboot': config.noReboot = true; break;
+      case '--snapshot': case '-snapshot': snapshot = true; break;
       case '--timeout': {
         const n = Number(v);
         if (!(n > 0)) throw new UsageError(`--timeout: a number of seconds (got '${v}')`);
@@ -249,6 +254,9 @@ export function parseBootArgs(args: string[]): BootOptions {
       default: throw new UsageError(`unknown option '${a}'`);
     }
   }
+  // QEMU's -snapshot: every writable disk gets a throwaway overlay in $TMPDIR (unlinked at once);
+  // the images themselves are only read (and locked shared) and stay as they were.
+  if (snapshot) config.disks = config.disks!.map((d) => (d.media === 'cdrom' || d.readOnly ? d : { ...d, snapshot: true }));
   if (config.kernel && config.flat) throw new UsageError('give --kernel or --flat, not both');
   if ((config.initrd || config.append) && !config.kernel) throw new UsageError('--initrd and --append need --kernel');
   if (config.nics?.length && config.flat) throw new UsageError('--nic needs the PC, not --flat');

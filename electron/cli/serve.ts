@@ -66,9 +66,19 @@ export async function run(args: string[]): Promise<number> {
   console.log(`Vireo is serving on ${bridge.url}`);
   console.log('Open that address in a browser on this machine. Press Ctrl+C to stop (running VMs are stopped too).');
   return new Promise<number>((resolve) => {
+    let stopping = false;
     const stop = () => {
-      service.shutdown();
-      void bridge.close().then(() => resolve(0));
+      if (stopping) return;
+      stopping = true;
+      // Running VMs stop gracefully (their engines flush and close the disks), then the server goes.
+      const n = service.store.list().filter((d) => service.supervisor.isRunning(d.uuid)).length;
+      if (n) console.log(`Stopping ${n} running VM${n === 1 ? '' : 's'}...`);
+      void service
+        .shutdown()
+        .then((done) => {
+          for (const d of done) console.log(`vireo serve: ${d.name} ${d.how === 'stopped' ? 'stopped (disks flushed)' : 'did not stop in time and was killed'}`);
+        })
+        .finally(() => void bridge.close().then(() => resolve(0)));
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

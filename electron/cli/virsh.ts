@@ -56,9 +56,9 @@ export function registerVerb(v: Verb): void {
 
 /** virsh's names for the states. */
 export function stateName(s: VmState): string {
-  return { shutoff: 'shut off', starting: 'starting', running: 'running', paused: 'paused', crashed: 'crashed' }[s];
+  return { shutoff: 'shut off', starting: 'starting', running: 'running', paused: 'paused', shuttingdown: 'in shutdown', crashed: 'crashed' }[s];
 }
-const active = (s: VmState) => s === 'running' || s === 'paused' || s === 'starting';
+const active = (s: VmState) => s === 'running' || s === 'paused' || s === 'starting' || s === 'shuttingdown';
 
 /** A table laid out like virsh's: a leading space, columns 3 spaces apart, a dashed rule. */
 export function table(head: string[], rows: string[][]): string {
@@ -128,12 +128,12 @@ function actionVerb(name: string, action: Params<'vm.action'>['action'], summary
 }
 
 actionVerb('start', 'start', 'start a (shut off) VM', 'started');
-actionVerb('shutdown', 'shutdown', 'ask a VM to shut down (ACPI power button; stopped at once if its guest has no ACPI)', 'is being shutdown');
-actionVerb('destroy', 'forceoff', 'stop a VM at once (force off: its engine process is killed)', 'destroyed');
+actionVerb('shutdown', 'shutdown', 'ask a VM to shut down (ACPI power button; the guest decides, nothing is killed; refused if its guest has not enabled ACPI)', 'is being shutdown');
+actionVerb('destroy', 'forceoff', 'stop a VM at once (force off: the engine flushes its disks and stops; killed only if it does not within 15 s)', 'destroyed');
 actionVerb('suspend', 'pause', 'pause a running VM', 'suspended');
 actionVerb('resume', 'resume', 'resume a paused VM', 'resumed');
-actionVerb('reset', 'reboot', 'reset a VM (like pressing its reset button)', 'was reset');
-actionVerb('reboot', 'reboot', 'restart a VM', 'is being rebooted', "  Vireo's reboot restarts the machine from the host (as reset does); a reboot the guest performs itself is not available yet.");
+actionVerb('reset', 'reset', 'reset a VM (like pressing its reset button: a hard reset of the board)', 'was reset');
+actionVerb('reboot', 'reboot', 'ask a VM to reboot (Ctrl+Alt+Del to its keyboard; a machine without one is reset)', 'is being rebooted');
 
 registerVerb({
   name: 'domstate',

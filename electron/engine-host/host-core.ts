@@ -85,6 +85,7 @@ export class EngineHost {
   private lastCpu = process.cpuUsage();
   private lastCpuAt = Date.now();
   private rebooting = false;
+  private stopping = false;
   readonly counters: HostCounters = { framesSent: 0, framePolls: 0, emptyPolls: 0, serialBytesOut: 0 };
 
   constructor(
@@ -199,26 +200,29 @@ export class EngineHost {
         this.post({ t: 'state', state: 'running' });
         this.broadcastInfo('running');
         break;
-      case 'reboot': {
-        const old = this.need();
-        this.rebooting = true;
-        try {
-          old.stop();
-        } finally {
-          this.rebooting = false;
-        }
-        this.machine = undefined;
-        this.boot();
-        for (const s of this.streams.values()) s.wantFull = true;
+      case 'reboot':
+        // A request to the guest, like virsh reboot: ctrl-alt-del (an OS restarts; firmware resets).
+        // A bare machine (direct kernel without firmware) has no keyboard to take it: it is reset.
+        if (this.config?.bios) this.need().sendCombo('ctrl-alt-del');
+        else this.resetBoard();
+        break;
+      case 'reset':
+        this.resetBoard();
+        break;
+      case 'powerButton': {
+        // Shut Down: press the ACPI power button like virt-manager does. A guest that has
+        // not enabled ACPI (firmware, boot loaders, bare test guests) cannot react to it:
+        // the supervisor is told so, and nothing is stopped.
+        const accepted = this.machine ? this.machine.powerButton() : false;
+        this.post({
+          t: 'acpi',
+          accepted,
+          ...(accepted ? {} : { message: 'the guest has not enabled ACPI (no ACPI-aware OS is running), so it cannot see the power button' }),
+        });
         break;
       }
       case 'stop':
-        // Shut Down: press the ACPI power button like virt-manager does; a guest
-        // that has not enabled ACPI (firmware, boot loaders, bare test guests)
-        // cannot react to it, so it is stopped from the host at once.
-        if (this.machine) {
-          if (!this.machine.powerButton()) this.machine.stop();
-        } else this.finish(0);
+        this.stopNow();
         break;
       case 'screenshot':
         try {
@@ -247,6 +251,40 @@ export class EngineHost {
         this.streamInput(msg.sid, msg.data);
         break;
     }
+  }
+
+  /** The board's reset line: the machine stops and a fresh one starts with the same config, in this host. */
+  private resetBoard(): void {
+    const old = this.need();
+    this.rebooting = true;
+    try {
+      old.stop();
+    } finally {
+      this.rebooting = false;
+    }
+    this.machine = undefined;
+    this.boot();
+    for (const s of this.streams.values()) s.wantFull = true;
+  }
+
+  /**
+   * Graceful engine stop (Force Off, quit, SIGTERM): the native stop stops the vCPUs,
+   * completes in-flight disk requests, flushes qcow2 metadata and closes the images
+   * before it returns; then the host exits 0.
+   */
+  stopNow(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    const m = this.machine;
+    if (m) {
+      try {
+        m.stop();
+      } catch (e) {
+        this.post({ t: 'error', message: `stop: ${(e as Error).message}` });
+      }
+      if (m.state !== 'crashed') this.post({ t: 'state', state: 'stopped', reason: { kind: 'stopped', message: 'stopped by the host' } });
+    }
+    this.finish(0);
   }
 
   /** Live CD change; the config follows, so a Reboot in this host keeps the new disc. */
@@ -281,7 +319,7 @@ export class EngineHost {
   }
 
   private onState(m: NativeMachine, ev: StateEvent): void {
-    if (m !== this.machine || this.rebooting) return;
+    if (m !== this.machine || this.rebooting || this.stopping) return;
     this.post({ t: 'state', state: ev.state, ...(ev.reason ? { reason: ev.reason } : {}) });
     this.broadcastInfo(ev.state, ev.reason?.message);
     if (ev.state === 'stopped' || ev.state === 'crashed') {

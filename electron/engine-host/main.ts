@@ -55,8 +55,11 @@ function main(): void {
       if (msg) host.handle(msg);
     });
     // The supervisor went away: nothing may keep a VM running unsupervised.
-    process.on('disconnect', () => process.exit(0));
+    process.on('disconnect', () => host.stopNow());
   }
+  // SIGTERM (quit, `vireo serve` stopping, a service manager) and SIGINT: stop gracefully:
+  // vCPUs stop, disk I/O completes, qcow2 metadata is flushed and the images closed; exit 0.
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => host.stopNow());
   post({ t: 'ready', pid: process.pid });
 }
 

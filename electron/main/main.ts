@@ -73,7 +73,16 @@ async function main(): Promise<void> {
   showManager();
   app.on('second-instance', () => showManager());
   app.on('window-all-closed', () => app.quit());
-  app.on('before-quit', () => service.shutdown());
+  // Quit waits for running VMs to stop gracefully (engines flush and close their disks).
+  let vmsStopped = false;
+  app.on('before-quit', (e) => {
+    if (vmsStopped) return;
+    e.preventDefault();
+    void service.shutdown().finally(() => {
+      vmsStopped = true;
+      app.quit();
+    });
+  });
 }
 
 void main();

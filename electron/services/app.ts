@@ -74,7 +74,7 @@ export class VireoService implements VireoApi {
   /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
   readonly recovered: { journalled: string[]; temporaries: string[] } = { journalled: [], temporaries: [] };
   private readonly listeners = new Set<Listener>();
-  private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason }>();
+  private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason; notice?: string; temporary?: boolean }>();
   private readonly jobs = new Map<string, AbortController>();
   /** uuid (or `name:<lower-case name>`) -> what it is busy with ('cloned', 'started', 'deleted', 'created'). */
   private readonly busy = new Map<string, string>();
@@ -92,11 +92,20 @@ export class VireoService implements VireoApi {
         const rt = this.runtime.get(uuid) ?? { state: 'shutoff' };
         rt.state = state;
         if (exit) rt.lastExit = exit;
+        if (state !== 'shuttingdown') delete rt.notice;
+        if (state === 'shutoff' || state === 'crashed') delete rt.temporary;
         this.runtime.set(uuid, rt);
         if (exit) this.emit('vm.exited', { uuid, reason: exit });
         this.changed(uuid);
       },
       stats: (uuid, cpuPercent, memoryMiB) => this.emit('vm.stats', { uuid, cpuPercent, memoryMiB }),
+      notice: (uuid, message) => {
+        const rt = this.runtime.get(uuid);
+        if (!rt) return;
+        if (message) rt.notice = message;
+        else delete rt.notice;
+        this.changed(uuid);
+      },
     });
     this.storage = new StorageService({
       defsDir: path.join(this.paths.config, 'pools'),
@@ -148,6 +157,8 @@ export class VireoService implements VireoApi {
       cpus: def.cpus,
       state: rt?.state ?? 'shutoff',
       ...(rt?.lastExit ? { lastExit: rt.lastExit } : {}),
+      ...(rt?.notice ? { notice: rt.notice } : {}),
+      ...(rt?.temporary ? { temporary: true } : {}),
       disks: def.disks,
       boot: def.boot,
       nics: def.nics,
@@ -367,7 +378,7 @@ export class VireoService implements VireoApi {
     return { live, ...(ejected !== undefined ? { ejected } : {}), vm };
   }
 
-  async 'vm.action'({ uuid, action }: Params<'vm.action'>): Promise<Result<'vm.action'>> {
+  async 'vm.action'({ uuid, action, temporary }: Params<'vm.action'>): Promise<Result<'vm.action'>> {
     const def = this.need(uuid);
     const running = this.supervisor.isRunning(uuid);
     switch (action) {
@@ -383,8 +394,14 @@ export class VireoService implements VireoApi {
         } finally {
           this.busy.delete(uuid);
         }
-        this.runtime.set(uuid, { state: 'starting' });
-        await this.supervisor.start(uuid, cfg);
+        // Run with temporary changes: every writable disk gets a throwaway overlay (QEMU -snapshot).
+        if (temporary) cfg.disks = cfg.disks?.map((d) => (d.media === 'cdrom' || d.readOnly ? d : { ...d, snapshot: true }));
+        this.runtime.set(uuid, { state: 'starting', ...(temporary ? { temporary: true } : {}) });
+        try {
+          await this.supervisor.start(uuid, cfg);
+        } catch (e) {
+          throw await this.startError(def, e as Error);
+        }
         break;
       }
       case 'pause':
@@ -396,14 +413,52 @@ export class VireoService implements VireoApi {
       case 'reboot':
         this.needRunning(def).reboot(uuid);
         break;
+      case 'reset':
+        this.needRunning(def).reset(uuid);
+        break;
       case 'shutdown':
-        this.needRunning(def).stop(uuid);
+        try {
+          await this.needRunning(def).shutdown(uuid);
+        } catch (e) {
+          throw new UserError(`${def.name} was not shut down: ${(e as Error).message}`);
+        }
         break;
       case 'forceoff':
-        this.needRunning(def).kill(uuid);
+        await this.needRunning(def).forceOff(uuid);
         break;
     }
     return {};
+  }
+
+  /**
+   * A start the engine refused because a disk is locked (block/lock.h: another process
+   * writes it, or reads it while we would write): name the Vireo VM that holds it.
+   */
+  private async startError(def: VmDefinition, e: Error): Promise<Error> {
+    const m = /'([^']+)' is in use by another process/.exec(e.message);
+    if (!m) return e;
+    const file = path.resolve(m[1]!);
+    const holders: string[] = [];
+    for (const o of this.store.list()) {
+      if (o.uuid === def.uuid || !this.supervisor.isRunning(o.uuid)) continue;
+      for (const d of o.disks) {
+        if (!d.path) continue;
+        let chain: string[] = [path.resolve(d.path)];
+        try {
+          if (d.format === 'qcow2') chain = (await this.storage.backingChain(d.path, 'qcow2')).map((c) => path.resolve(c.path));
+        } catch {
+          /* keep the disk itself */
+        }
+        if (chain.includes(file)) {
+          holders.push(o.name);
+          break;
+        }
+      }
+    }
+    const who = holders.length
+      ? `the running VM ${holders.map((h) => `"${h}"`).join(', ')} uses it`
+      : 'another process (a VM outside Vireo, QEMU or an image tool) has it open';
+    return new UserError(`${def.name} can't start: its disk ${file} is in use: ${who}. Shut that down first: two machines writing one disk would corrupt it.`);
   }
 
   /** Why this VM may not start now (a missing disk, a disk that backs a linked clone), thrown. */
@@ -751,9 +806,15 @@ export class VireoService implements VireoApi {
     return this.networkCall(async () => (await this.networks.undefine(name), {}));
   }
 
-  shutdown(): void {
+  /**
+   * App quit: jobs are cancelled and every running VM is stopped gracefully (its engine
+   * host gets SIGTERM: vCPUs stop, disk I/O completes, qcow2 metadata is flushed), then
+   * killed only if it does not exit in time. Resolves with what happened to each VM.
+   */
+  async shutdown(): Promise<Array<{ name: string; how: 'stopped' | 'killed' }>> {
     for (const ac of this.jobs.values()) ac.abort();
-    this.supervisor.shutdownAll();
+    const done = await this.supervisor.shutdownAll();
+    return done.map((d) => ({ name: this.store.get(d.uuid)?.name ?? d.uuid, how: d.how }));
   }
 
   private need(uuid: string): VmDefinition {

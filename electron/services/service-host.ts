@@ -161,7 +161,8 @@ export async function hostService(opts: HostOptions): Promise<ServiceHost> {
           clearTimeout(idleTimer);
           offState();
           log(`vireo service: stopping: ${why}`);
-          opts.service.shutdown();
+          // VMs stop gracefully (engine hosts get SIGTERM: disks drained and flushed), stragglers are killed.
+          for (const r of await opts.service.shutdown()) log(`vireo service: ${r.name} ${r.how}`);
           await socket.close();
           for (const f of [loc.socket, loc.pidFile, loc.lockFile]) fs.rmSync(f, { force: true });
           opts.onExit?.(why);

@@ -20,11 +20,14 @@ export interface HostChannel {
 
 export type Launcher = (vmUuid: string) => HostChannel;
 
-export type RunState = 'starting' | 'running' | 'paused';
+/** 'shuttingdown': the ACPI power button was pressed and the guest is shutting itself down. */
+export type RunState = 'starting' | 'running' | 'paused' | 'shuttingdown';
 
 export interface SupervisorEvents {
   state(uuid: string, state: RunState | 'shutoff' | 'crashed', exit?: ExitReason): void;
   stats(uuid: string, cpuPercent: number, memoryMiB: number): void;
+  /** A hint for the user about a running VM (a Shut Down the guest has not acted on), or null to clear it. */
+  notice?(uuid: string, message: string | null): void;
 }
 
 /** A console's view of a running VM: bytes in stream.ts format both ways. */
@@ -47,6 +50,12 @@ interface Running {
   devices?: Map<number, { resolve: (r: PciDeviceInfo[]) => void; reject: (e: Error) => void }>;
   streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
   killedByUs?: boolean;
+  /** Force Off / quit asked the host to stop now: the exit reason says so. */
+  forced?: 'forceoff' | 'quit';
+  acpiWaiters: Array<{ resolve: (r: { accepted: boolean; message?: string }) => void }>;
+  shutdownTimer?: ReturnType<typeof setTimeout>;
+  exited: Promise<void>;
+  markExited: () => void;
   /** Why the supervisor ended this host (a start that never answered): the exit reason says so. */
   failure?: string;
   startTimer?: ReturnType<typeof setTimeout>;
@@ -54,6 +63,11 @@ interface Running {
 
 /** How long a start may take before the host is killed and the start fails. */
 export const START_TIMEOUT_MS = 30_000;
+/** Shut Down: after this long without the guest powering off, the user is offered Force Off (nothing is killed). */
+export const SHUTDOWN_HINT_MS = 120_000;
+/** Force Off / quit: how long a host gets to stop gracefully (flush, close) before SIGKILL. */
+export const STOP_GRACE_MS = 15_000;
+export const SHUTDOWN_HINT = 'The guest has not responded to the power button. Force Off?';
 
 const SIGNAL_MEANING: Record<string, string> = {
   SIGSEGV: 'segmentation fault',
@@ -72,13 +86,22 @@ const SIGNAL_MEANING: Record<string, string> = {
  * quit, the stop grace period) is `killed`; any other signal (SIGSEGV, SIGABRT, the
  * OOM killer's SIGKILL, ...) is a crash of the engine host, with the signal's name.
  */
-export function exitReasonOf(code: number | null, signal: string | null, stop?: StopReasonMsg, lastError?: string, killedByUs = true, failure?: string): ExitReason {
+export function exitReasonOf(
+  code: number | null,
+  signal: string | null,
+  stop?: StopReasonMsg,
+  lastError?: string,
+  killedByUs = true,
+  failure?: string,
+  forced?: 'forceoff' | 'quit',
+): ExitReason {
   if (failure) return { kind: 'crashed', reason: failure };
   if (signal && !killedByUs) {
     const what = SIGNAL_MEANING[signal];
     return { kind: 'crashed', reason: `the engine host died of ${signal}${what ? ` (${what})` : ''}` };
   }
   if (stop) {
+    if (stop.kind === 'stopped' && forced) return { kind: 'shutdown', detail: forced === 'quit' ? 'stopped when Vireo quit' : 'forced off' };
     switch (stop.kind) {
       case 'poweroff':
         return { kind: 'shutdown', detail: 'the guest powered off' };
@@ -104,7 +127,7 @@ export class Supervisor {
   constructor(
     private readonly launch: Launcher,
     private readonly events: SupervisorEvents,
-    private readonly opts: { startTimeoutMs?: number } = {},
+    private readonly opts: { startTimeoutMs?: number; shutdownHintMs?: number; stopGraceMs?: number } = {},
   ) {}
 
   stateOf(uuid: string): RunState | undefined {
@@ -119,7 +142,9 @@ export class Supervisor {
   start(uuid: string, config: MachineConfig): Promise<void> {
     if (this.running.has(uuid)) return Promise.reject(new Error('the VM is already running'));
     const host = this.launch(uuid);
-    const r: Running = { uuid, host, state: 'starting', startWaiters: [], screenshots: new Map(), media: new Map(), streams: new Map() };
+    let markExited = () => undefined as void;
+    const exited = new Promise<void>((res) => (markExited = res));
+    const r: Running = { uuid, host, state: 'starting', startWaiters: [], screenshots: new Map(), media: new Map(), streams: new Map(), acpiWaiters: [], exited, markExited };
     this.running.set(uuid, r);
     this.events.state(uuid, 'starting');
     host.onMessage((raw) => this.onMessage(r, raw));
@@ -146,25 +171,70 @@ export class Supervisor {
   resume(uuid: string): void {
     this.need(uuid).host.send({ t: 'resume' });
   }
+  /** Reboot: a request to the guest (ctrl-alt-del); an OS restarts, firmware resets. */
   reboot(uuid: string): void {
     this.need(uuid).host.send({ t: 'reboot' });
   }
-  /** Orderly stop: the machine stops, the host exits by itself. Escalates to SIGKILL after graceMs. */
-  stop(uuid: string, graceMs = 5000): void {
-    const r = this.need(uuid);
-    r.host.send({ t: 'stop' });
-    const timer = setTimeout(() => {
-      if (this.running.get(uuid) !== r) return;
-      r.killedByUs = true;
-      r.host.kill('SIGKILL');
-    }, graceMs);
-    timer.unref?.();
+  /** Reset: the board's reset line (a fresh machine in the same host, like the reset button). */
+  reset(uuid: string): void {
+    this.need(uuid).host.send({ t: 'reset' });
   }
-  /** Force off: kill the host process now. */
+
+  /**
+   * Shut Down: presses the ACPI power button and waits for the guest to power off by
+   * itself (state 'shuttingdown'); nothing is ever killed. Rejects, changing nothing,
+   * when the guest has not enabled ACPI. After shutdownHintMs without a power-off the
+   * user gets a notice offering Force Off.
+   */
+  async shutdown(uuid: string): Promise<void> {
+    const r = this.need(uuid);
+    if (r.state === 'starting') throw new Error('the VM is still starting');
+    if (r.state === 'paused') throw new Error('the VM is paused: resume it so the guest can react to the power button');
+    const reply = await new Promise<{ accepted: boolean; message?: string }>((resolve) => {
+      r.acpiWaiters.push({ resolve });
+      r.host.send({ t: 'powerButton' });
+    });
+    if (this.running.get(uuid) !== r) throw new Error('the VM stopped');
+    if (!reply.accepted) {
+      throw new Error(`${reply.message ?? 'the guest did not take the power button'}. Use Force Off to stop it now.`);
+    }
+    if (r.state !== 'shuttingdown') {
+      r.state = 'shuttingdown';
+      this.events.state(uuid, 'shuttingdown');
+    }
+    clearTimeout(r.shutdownTimer);
+    r.shutdownTimer = setTimeout(() => {
+      if (this.running.get(uuid) === r && r.state === 'shuttingdown') this.events.notice?.(uuid, SHUTDOWN_HINT);
+    }, this.opts.shutdownHintMs ?? SHUTDOWN_HINT_MS);
+    r.shutdownTimer.unref?.();
+  }
+
+  /**
+   * Force Off: the host stops the machine now, after completing disk I/O and flushing
+   * what it can ('stop'); SIGKILL only if it has not exited within the grace period.
+   */
+  forceOff(uuid: string): Promise<void> {
+    return this.stopHost(this.need(uuid), 'forceoff');
+  }
+
+  /** Kills the host process at once (SIGKILL): only for a host that does not answer. */
   kill(uuid: string): void {
     const r = this.need(uuid);
     r.killedByUs = true;
     r.host.kill('SIGKILL');
+  }
+
+  private stopHost(r: Running, why: 'forceoff' | 'quit'): Promise<void> {
+    r.forced ??= why;
+    if (why === 'quit') r.host.kill('SIGTERM'); // the host stops gracefully on SIGTERM, as on 'stop'
+    else r.host.send({ t: 'stop' });
+    const timer = setTimeout(() => {
+      if (this.running.get(r.uuid) !== r) return;
+      r.killedByUs = true;
+      r.host.kill('SIGKILL');
+    }, this.opts.stopGraceMs ?? STOP_GRACE_MS);
+    timer.unref?.();
+    return r.exited.finally(() => clearTimeout(timer));
   }
 
   screenshot(uuid: string, timeoutMs = 10000): Promise<Uint8Array> {
@@ -252,12 +322,19 @@ export class Supervisor {
     return true;
   }
 
-  /** Kills every host (app quit). */
-  shutdownAll(): void {
-    for (const r of this.running.values()) {
-      r.killedByUs = true;
-      r.host.kill('SIGKILL');
-    }
+  /**
+   * App quit: every host gets SIGTERM (the engine stops its machine, flushes and closes
+   * the images, exits 0); one that is still there after the grace period is killed.
+   * Resolves once all are gone, with what happened to each.
+   */
+  async shutdownAll(): Promise<Array<{ uuid: string; how: 'stopped' | 'killed' }>> {
+    const all = [...this.running.values()];
+    return Promise.all(
+      all.map(async (r) => {
+        await this.stopHost(r, 'quit');
+        return { uuid: r.uuid, how: r.killedByUs ? ('killed' as const) : ('stopped' as const) };
+      }),
+    );
   }
 
   private need(uuid: string): Running {
@@ -280,7 +357,9 @@ export class Supervisor {
         break;
       case 'state':
         if (msg.state === 'running' || msg.state === 'paused') {
-          r.state = msg.state;
+          // A reset or reboot during a Shut Down leaves it shutting down (the power button was pressed).
+          if (!(r.state === 'shuttingdown' && msg.state === 'running')) r.state = msg.state;
+          else break;
           clearTimeout(r.startTimer);
           for (const w of r.startWaiters.splice(0)) w.resolve();
           this.events.state(r.uuid, msg.state);
@@ -312,6 +391,9 @@ export class Supervisor {
       case 'error':
         r.lastError = msg.message;
         break;
+      case 'acpi':
+        r.acpiWaiters.shift()?.resolve({ accepted: msg.accepted, ...(msg.message !== undefined ? { message: msg.message } : {}) });
+        break;
       case 'stream':
         r.streams.get(msg.sid)?.data(msg.data);
         break;
@@ -322,7 +404,9 @@ export class Supervisor {
     if (this.running.get(r.uuid) !== r) return;
     this.running.delete(r.uuid);
     clearTimeout(r.startTimer);
-    const reason = exitReasonOf(code, signal, r.lastStop, r.lastError, r.killedByUs ?? false, r.failure);
+    clearTimeout(r.shutdownTimer);
+    for (const w of r.acpiWaiters.splice(0)) w.resolve({ accepted: false, message: 'the VM stopped' });
+    const reason = exitReasonOf(code, signal, r.lastStop, r.lastError, r.killedByUs ?? false, r.failure, r.forced);
     const err = new Error(reason.kind === 'crashed' ? reason.reason : reason.kind === 'killed' ? `killed by ${reason.signal}` : reason.detail);
     for (const w of r.startWaiters.splice(0)) w.reject(err);
     for (const w of r.screenshots.values()) w.reject(err);
@@ -330,5 +414,6 @@ export class Supervisor {
     for (const s of r.streams.values()) s.close(err.message);
     r.streams.clear();
     this.events.state(r.uuid, reason.kind === 'crashed' ? 'crashed' : 'shutoff', reason);
+    r.markExited();
   }
 }

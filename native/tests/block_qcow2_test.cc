@@ -24,6 +24,7 @@ static CheckResult check_file(const std::string& p) {
   Qcow2OpenFlags f;
   f.read_only = true;
   f.no_backing = true;
+  f.force_share = true;  // some tests check an image they still hold open (flushed)
   std::vector<std::string> chain;
   std::string err;
   auto q = Qcow2Backend::open(p, f, &chain, &err);

@@ -19,6 +19,9 @@ using namespace vireo::block;
 
 namespace {
 
+// -U / --force-share: read without taking image locks (block/lock.h), like qemu-img -U.
+bool g_force_share = false;
+
 int usage() {
   std::fprintf(stderr,
                "usage: vireo-img COMMAND ...\n"
@@ -29,7 +32,9 @@ int usage() {
                "  snapshot [-q] -c|-a|-d NAME FILE | snapshot -l FILE\n"
                "  resize [-f FMT] FILE [+]SIZE\n"
                "  rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)\n"
-               "SIZE takes a suffix k, M, G, T (powers of 1024).\n");
+               "SIZE takes a suffix k, M, G, T (powers of 1024).\n"
+               "Images are locked like QEMU's: an image a VM (Vireo or QEMU) writes is not opened;\n"
+               "info, check (without -r), convert and snapshot -l take -U / --force-share to read it anyway.\n");
   return 1;
 }
 
@@ -133,7 +138,7 @@ bool parse_args(int argc, char** argv, Args* a) {
     else if (s.rfind("--output=", 0) == 0) a->output = s.substr(9);
     else if (s == "-q") a->q = true;
     else if (s == "-p") a->p = true;
-    else if (s == "-U" || s == "--force-share") {}
+    else if (s == "-U" || s == "--force-share") g_force_share = true;
     else if (s == "-c" || s == "-a" || s == "-d") {
       a->snap_op = s[1];
       if (!need(&a->snap_name)) return false;
@@ -200,6 +205,7 @@ std::unique_ptr<Qcow2Backend> open_qcow2_meta(const std::string& path, bool ro, 
   fl.no_backing = true;
   fl.allow_corrupt = for_check || ro;
   fl.no_repair = for_check;
+  fl.force_share = g_force_share && ro;
   std::vector<std::string> chain;
   return Qcow2Backend::open(path, fl, &chain, err);
 }
@@ -244,7 +250,7 @@ int cmd_info(Args& a) {
   uint64_t actual = uint64_t(st.st_blocks) * 512;
   bool json = a.output == "json";
   if (fmt == "raw") {
-    auto r = RawBackend::open(path, true, &err);
+    auto r = RawBackend::open(path, true, &err, g_force_share);
     if (!r) {
       std::fprintf(stderr, "vireo-img: %s\n", err.c_str());
       return 1;
@@ -402,6 +408,7 @@ int cmd_convert(Args& a) {
   OpenOptions o;
   o.format = a.f;
   o.read_only = true;
+  o.force_share = g_force_share;
   auto in = open_block(a.pos[0], o, &err);
   if (!in) {
     std::fprintf(stderr, "vireo-img: %s\n", err.c_str());
@@ -571,6 +578,12 @@ int main(int argc, char** argv) {
   }
   Args a;
   if (!parse_args(argc - 2, argv + 2, &a)) return usage();
+  if (g_force_share && !(cmd == "info" || cmd == "convert" || (cmd == "check" && a.r.empty()) ||
+                         (cmd == "snapshot" && a.snap_op == 'l'))) {
+    std::fprintf(stderr, "vireo-img: -U/--force-share is only for reading (info, check without -r, convert, "
+                         "snapshot -l): an image is never changed without its lock\n");
+    return 1;
+  }
   if (cmd == "create") return cmd_create(a);
   if (cmd == "info") return cmd_info(a);
   if (cmd == "check") return cmd_check(a);

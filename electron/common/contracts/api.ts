@@ -36,7 +36,12 @@ export const HostInfoSchema = s.object({
 });
 export type HostInfo = s.Infer<typeof HostInfoSchema>;
 
-export const VM_ACTIONS = ['start', 'pause', 'resume', 'shutdown', 'reboot', 'forceoff'] as const;
+/**
+ * shutdown: ACPI power button, the VM shows 'shuttingdown' until the guest powers off (refused
+ * when the guest has not enabled ACPI); forceoff: stop now (the engine flushes the disks);
+ * reboot: ask the guest to restart (ctrl-alt-del); reset: the board's reset line.
+ */
+export const VM_ACTIONS = ['start', 'pause', 'resume', 'shutdown', 'reboot', 'reset', 'forceoff'] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
 export const DiskPlanSchema = s.object({
@@ -82,7 +87,8 @@ export const api = {
     params: s.object({ uuid: id, path: s.nullable(s.string({ min: 1, max: 4096 })) }),
     result: s.object({ live: s.boolean(), ejected: s.optional(s.boolean()), locked: s.optional(s.boolean()), vm: s.optional(VmSummarySchema) }),
   },
-  'vm.action': { params: s.object({ uuid: id, action: s.enums(VM_ACTIONS) }), result: ok },
+  /** temporary (start only): run with temporary changes: every writable disk gets a throwaway overlay (QEMU -snapshot). */
+  'vm.action': { params: s.object({ uuid: id, action: s.enums(VM_ACTIONS), temporary: s.optional(s.boolean()) }), result: ok },
   'vm.clonePlan': {
     params: s.object({ uuid: id }),
     result: s.object({ suggestedName: s.string(), disks: s.array(DiskPlanSchema), blocker: s.nullable(s.string()) }),

@@ -68,8 +68,16 @@ export const ToHostSchema = s.variant('t', {
   start: s.object({ t: s.literal('start'), config: MachineConfigSchema }),
   pause: s.object({ t: s.literal('pause') }),
   resume: s.object({ t: s.literal('resume') }),
-  /** Reboot: stop the machine and start a fresh one with the same config, in this host. */
+  /** Reboot: ask the guest to restart (ctrl-alt-del on the keyboard, as virsh's reboot asks). */
   reboot: s.object({ t: s.literal('reboot') }),
+  /** Reset: the board's reset line: stop the machine and start a fresh one with the same config, in this host. */
+  reset: s.object({ t: s.literal('reset') }),
+  /** Shut Down: press the ACPI power button; answered with 'acpi'. The guest powers off when it is ready. */
+  powerButton: s.object({ t: s.literal('powerButton') }),
+  /**
+   * Stop now (Force Off, app quit; SIGTERM does the same): stop the vCPUs, complete in-flight
+   * disk I/O, flush qcow2 metadata, close the images, exit 0.
+   */
   stop: s.object({ t: s.literal('stop') }),
   screenshot: s.object({ t: s.literal('screenshot'), reqId: s.number() }),
   /** Live CD change: insert the ISO at path, or eject the disc (null). */
@@ -96,6 +104,8 @@ export const FromHostSchema = s.variant('t', {
   media: s.object({ t: s.literal('media'), reqId: s.number(), ejected: s.optional(s.boolean()), error: s.optional(s.string()) }),
   devices: s.object({ t: s.literal('devices'), reqId: s.number(), pci: s.optional(s.array(PciDeviceSchema)), error: s.optional(s.string()) }),
   error: s.object({ t: s.literal('error'), message: s.string() }),
+  /** Reply to 'powerButton': pressed (the guest enabled ACPI), or why not. */
+  acpi: s.object({ t: s.literal('acpi'), accepted: s.boolean(), message: s.optional(s.string()) }),
   stream: s.object({ t: s.literal('stream'), sid: s.number(), data: s.bytes() }),
 });
 export type FromHost = s.Infer<typeof FromHostSchema>;

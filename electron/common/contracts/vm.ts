@@ -86,7 +86,8 @@ export const VmDefinitionSchema = s.object({
 });
 export type VmDefinition = s.Infer<typeof VmDefinitionSchema>;
 
-export const VmStateSchema = s.enums(['shutoff', 'starting', 'running', 'paused', 'crashed'] as const);
+/** 'shuttingdown': Shut Down pressed the ACPI power button; the guest powers off when it is ready. */
+export const VmStateSchema = s.enums(['shutoff', 'starting', 'running', 'paused', 'shuttingdown', 'crashed'] as const);
 export type VmState = s.Infer<typeof VmStateSchema>;
 
 /** How an engine host ended: the supervisor's typed exit reasons. */
@@ -105,6 +106,10 @@ export const VmSummarySchema = s.object({
   cpus: s.number(),
   state: VmStateSchema,
   lastExit: s.optional(ExitReasonSchema),
+  /** A hint about the running VM, e.g. a Shut Down the guest has not acted on ("Force Off?"). */
+  notice: s.optional(s.string()),
+  /** Running with temporary changes: its disks' writes go to throwaway overlays, dropped when it stops. */
+  temporary: s.optional(s.boolean()),
   disks: s.array(DiskSchema),
   boot: BootSchema,
   nics: s.array(NicSchema),

@@ -101,10 +101,18 @@ export class FakeMachine implements NativeMachine {
   pciDevices(): PciDeviceInfo[] {
     return this.nicLinks.map((_, i) => ({ slot: 3 + i, fn: 0, vendorId: 0x1af4, deviceId: 0x1041, classCode: 0x020000, name: `virtio-net@${3 + i}` }));
   }
+  /** The guest powers off by itself (ACPI S5), as after a power-button press. */
+  powerOff() {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.stateCb({ state: 'stopped', reason: { kind: 'poweroff', message: 'the guest powered off (ACPI S5)' } });
+  }
   powerButtonPresses = 0;
+  /** Whether the guest has enabled ACPI (PM1 SCI_EN and the power-button enable): default not, like firmware. */
+  acpiEnabled = false;
   powerButton(): boolean {
     this.powerButtonPresses++;
-    return false;  // like a guest without ACPI: the host stops it
+    return this.acpiEnabled;
   }
 
   screenText(): string {

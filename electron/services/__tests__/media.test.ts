@@ -55,8 +55,8 @@ describe('vm.changeMedia', () => {
     expect(m.cdrom).toBe(iso2);
     expect(cdPath(vm!.uuid)).toBe(iso2);
 
-    // A Reboot in the same engine host boots with the disc now in the drive.
-    await svc['vm.action']({ uuid: vm!.uuid, action: 'reboot' });
+    // A Reset (a fresh machine in the same engine host) boots with the disc now in the drive.
+    await svc['vm.action']({ uuid: vm!.uuid, action: 'reset' });
     await new Promise((r) => setTimeout(r, 20));
     expect(FakeMachine.last).not.toBe(m);
     expect(FakeMachine.last!.config.disks!.find((d) => d.media === 'cdrom')!.path).toBe(iso2);

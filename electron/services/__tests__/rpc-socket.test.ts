@@ -227,8 +227,9 @@ describe('service host', () => {
   it('keeps running while a VM runs', async () => {
     const loc = serviceLocation({ XDG_RUNTIME_DIR: path.join(dir, 'run') });
     const exited: string[] = [];
-    const host = await hostService({ service: svc, location: loc, peerCheck: () => null, idleMs: 200, log: () => undefined, onExit: (w) => exited.push(w) });
+    // Made before the service's idle clock starts: creating a VM (osinfo-db's first load) may take longer than it.
     const { vm } = await svc['vm.create'](newVmRequest(await iso(), { name: 'delta', storage: { kind: 'none' } as never }));
+    const host = await hostService({ service: svc, location: loc, peerCheck: () => null, idleMs: 200, log: () => undefined, onExit: (w) => exited.push(w) });
     await svc['vm.action']({ uuid: vm!.uuid, action: 'start' });
     await new Promise((r) => setTimeout(r, 700));
     expect(exited).toEqual([]);

@@ -136,13 +136,19 @@ describe('running, streams and exit reasons', () => {
     await expect.poll(() => got.filter((m) => m.op === 'serial').map((m) => new TextDecoder().decode(m.data)).join('')).toBe('hi');
     expect(FakeMachine.last!.keys.slice(0, 2)).toEqual(['KeyA:down', 'KeyA:up']);
 
+    // Shut Down: refused while the guest has not enabled ACPI (nothing stops), then it waits.
+    await expect(svc['vm.action']({ uuid: vm.uuid, action: 'shutdown' })).rejects.toThrow(/was not shut down: the guest has not enabled ACPI/);
+    expect((await svc['vm.list']({}))[0]!.state).toBe('running');
+    FakeMachine.last!.acpiEnabled = true;
     await svc['vm.action']({ uuid: vm.uuid, action: 'shutdown' });
+    expect((await svc['vm.list']({}))[0]!.state).toBe('shuttingdown');
+    FakeMachine.last!.powerOff();
     const ex = await waitEvent((e) => e.name === 'vm.exited');
-    expect(ex.reason).toEqual({ kind: 'shutdown', detail: 'shut down from Vireo' });
+    expect(ex.reason).toEqual({ kind: 'shutdown', detail: 'the guest powered off' });
     expect((await svc['vm.list']({}))[0]!.state).toBe('shutoff');
   });
 
-  it('reports crashes with the engine reason and force off as killed', async () => {
+  it('reports crashes with the engine reason and force off as forced off', async () => {
     const vm = (await svc['vm.create'](req()).then((r) => r.vm))!;
     await svc['vm.action']({ uuid: vm.uuid, action: 'start' });
     FakeMachine.last!.crash();
@@ -151,7 +157,7 @@ describe('running, streams and exit reasons', () => {
     events.length = 0;
     await svc['vm.action']({ uuid: vm.uuid, action: 'start' });
     await svc['vm.action']({ uuid: vm.uuid, action: 'forceoff' });
-    expect((await waitEvent((e) => e.name === 'vm.exited')).reason).toEqual({ kind: 'killed', signal: 'SIGKILL' });
+    expect((await waitEvent((e) => e.name === 'vm.exited')).reason).toEqual({ kind: 'shutdown', detail: 'forced off' });
     expect(exitReasonOf(7, null)).toEqual({ kind: 'crashed', reason: 'the engine host exited with code 7' });
   });
 

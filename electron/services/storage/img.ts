@@ -45,7 +45,7 @@ export interface ImgInfo {
 }
 
 export async function imgInfo(file: string): Promise<ImgInfo> {
-  const { stdout } = await runImg(['info', '--output', 'json', file]);
+  const { stdout } = await runImg(['info', '-U', '--output', 'json', file]); // -U: a running VM's disk is locked; reading its header is safe
   const j = JSON.parse(stdout) as Record<string, unknown>;
   const format = j['format'] === 'qcow2' ? 'qcow2' : 'raw';
   return {

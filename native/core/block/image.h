@@ -17,6 +17,9 @@ struct OpenOptions {
   // Throwaway changes (like QEMU -snapshot): the image is opened read-only and
   // a qcow2 overlay in $TMPDIR (unlinked right after open) takes every write.
   bool snapshot = false;
+  // Take no image locks (block/lock.h), like qemu-img -U: read-only opens only,
+  // for reading an image some VM may be writing (the data may be inconsistent).
+  bool force_share = false;
 };
 
 // Opens `path` with its whole backing chain (at most 16 images). Every

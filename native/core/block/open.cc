@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "block/image.h"
+#include "block/lock.h"
 #include "block/qcow2.h"
 #include "block/raw.h"
 
@@ -66,11 +67,14 @@ std::unique_ptr<BlockBackend> open_chain(const std::string& path, const OpenOpti
   }
   std::unique_ptr<BlockBackend> b;
   chain->push_back(canon);
-  if (fmt == "raw") {
-    b = RawBackend::open(path, o.read_only, error);
+  if (o.force_share && !o.read_only) {
+    *error = "'" + path + "': force-share (-U) is only for read-only opens";
+  } else if (fmt == "raw") {
+    b = RawBackend::open(path, o.read_only, error, o.force_share);
   } else if (fmt == "qcow2") {
     Qcow2OpenFlags f;
     f.read_only = o.read_only;
+    f.force_share = o.force_share;
     b = Qcow2Backend::open(path, f, chain, error);
   } else {
     *error = "'" + path + "': unknown image format '" + fmt + "'";
@@ -153,6 +157,10 @@ int set_backing_file(const std::string& path, const std::string& backing, const 
   }
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return *error = "could not open '" + path + "': " + std::strerror(errno), -errno;
+  if (int r = lock_image(fd, true, path, error)) {
+    ::close(fd);
+    return r;
+  }
   uint8_t h0[104] = {};
   int r = pread_full(fd, h0, sizeof h0, 0);
   auto ld32 = [](const uint8_t* p) { return (uint32_t(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; };
@@ -206,13 +214,18 @@ int set_backing_file(const std::string& path, const std::string& backing, const 
 }
 
 int create_raw(const std::string& path, uint64_t size, std::string* error) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     int e = errno;
     if (error) *error = "could not create '" + path + "': " + std::strerror(e);
     return -e;
   }
-  if (::ftruncate(fd, off_t(size))) {
+  // Never truncate an image another process has open (a running VM's disk).
+  if (int r = lock_image(fd, true, path, error)) {
+    ::close(fd);
+    return r;
+  }
+  if (::ftruncate(fd, 0) || ::ftruncate(fd, off_t(size))) {
     int e = errno;
     if (error) *error = "'" + path + "': cannot set size: " + std::strerror(e);
     ::close(fd);
@@ -311,13 +324,18 @@ int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
   for (uint64_t i = 0; i < nb; i++) st64(&rt[i * 8], rb_off + i * cs);
   for (uint64_t c = 0; c < total; c++) st16(&rb[c * 2], 1);
 
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     int e = errno;
     *error = "could not create '" + path + "': " + std::strerror(e);
     return -e;
   }
-  int r = pwrite_full(fd, h.data(), cs, 0);
+  if (int r = lock_image(fd, true, path, error)) {  // never truncate an image in use
+    ::close(fd);
+    return r;
+  }
+  int r = ::ftruncate(fd, 0) ? -errno : 0;
+  if (!r) r = pwrite_full(fd, h.data(), cs, 0);
   if (!r) r = pwrite_full(fd, rt.data(), rt.size(), rt_off);
   if (!r) r = pwrite_full(fd, rb.data(), rb.size(), rb_off);
   if (!r && ::ftruncate(fd, off_t(total * cs))) r = -errno;

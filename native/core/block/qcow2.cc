@@ -2,6 +2,8 @@
 // (docs/interop/qcow2.txt); the code is Vireo's own.
 #include "block/qcow2.h"
 
+#include "block/lock.h"
+
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -511,6 +513,15 @@ std::unique_ptr<Qcow2Backend> Qcow2Backend::open(const std::string& path,
     if (error) *error = "could not open '" + path + "': " + std::strerror(errno);
     return nullptr;
   }
+  if (flags.force_share && !q->ro_) {
+    if (error) *error = "'" + path + "': force-share (-U) is only for read-only opens";
+    return nullptr;
+  }
+  if (!flags.force_share && lock_image(q->fd_, !q->ro_, path, error)) {
+    ::close(q->fd_);
+    q->fd_ = -1;
+    return nullptr;
+  }
   std::string err;
   if (q->parse(&err, flags)) {
     if (error) *error = "'" + path + "': " + err;
@@ -538,6 +549,7 @@ std::unique_ptr<Qcow2Backend> Qcow2Backend::open(const std::string& path,
     OpenOptions o;
     o.format = q->backing_format_;
     o.read_only = true;
+    o.force_share = flags.force_share;
     std::string berr;
     q->backing_ = open_chain(bpath, o, chain, &berr);
     if (!q->backing_) {

@@ -25,6 +25,7 @@ struct Qcow2OpenFlags {
   bool no_backing = false;  // info/check: do not open the backing file
   bool allow_corrupt = false;  // check: open images marked corrupt (read-only)
   bool no_repair = false;   // check: do not rebuild refcounts of a dirty image
+  bool force_share = false; // take no locks (block/lock.h), here and on the backing chain; read-only only
 };
 
 class Qcow2Backend : public BlockBackend, public SnapshotTarget {

@@ -1,5 +1,7 @@
 #include "block/raw.h"
 
+#include "block/lock.h"
+
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -42,10 +44,14 @@ int pwrite_full(int fd, const void* buf, uint64_t len, uint64_t off) {
 }
 
 std::unique_ptr<RawBackend> RawBackend::open(const std::string& path, bool read_only,
-                                             std::string* error) {
+                                             std::string* error, bool force_share) {
   int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd < 0) {
     if (error) *error = "could not open '" + path + "': " + std::strerror(errno);
+    return nullptr;
+  }
+  if (!force_share && lock_image(fd, !read_only, path, error)) {
+    ::close(fd);
     return nullptr;
   }
   off_t end = ::lseek(fd, 0, SEEK_END);

@@ -9,8 +9,9 @@ namespace vireo::block {
 
 class RawBackend : public BlockBackend {
 public:
+  // Locks the file as QEMU does (block/lock.h) unless force_share.
   static std::unique_ptr<RawBackend> open(const std::string& path, bool read_only,
-                                          std::string* error);
+                                          std::string* error, bool force_share = false);
   ~RawBackend() override;
   uint64_t size() const override { return size_; }
   bool read_only() const override { return ro_; }

@@ -517,6 +517,8 @@ void Machine::pause() {
   if (stop_requested_) return;
   state_ = RunState::Paused;
   g.unlock();
+  // Paused means the disks are consistent on disk (a full clone copies them).
+  if (board_) board_->quiesce();
   if (on_state) on_state(RunState::Paused, {});
 }
 
@@ -555,6 +557,9 @@ void Machine::stop() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
+  // Every vCPU is out: finish in-flight disk requests and write back cached
+  // metadata now (closing the images, when the Machine goes, flushes again).
+  if (board_) board_->quiesce();
 }
 
 RunState Machine::state() const {

@@ -109,6 +109,8 @@ public:
   Machine& operator=(const Machine&) = delete;
 
   void start();
+  // Parks every vCPU, then completes in-flight disk I/O and flushes the disks
+  // (Board::quiesce) before reporting Paused.
   void pause();
   void resume();
   // Stops the vCPUs and joins their threads. Idempotent; safe from any thread

@@ -258,6 +258,7 @@ void PcBoard::wire_ide() {
     int ch, unit;
     if (!place(d.cdrom, ch, unit)) throw MachineError("too many IDE devices: at most four disks and CD-ROMs");
     std::shared_ptr<block::BlockBackend> shared(std::move(be));
+    if (!d.cdrom) disk_backends_.push_back(shared);
     std::string path = fwcfg::ide_path(kIdeSlot, kIdeFn, ch, unit);
     if (d.cdrom) {
       ide_->channel(ch)->attach_cdrom(unit, shared);
@@ -271,6 +272,17 @@ void PcBoard::wire_ide() {
       boot_paths_disk_.push_back(path);
     }
   }
+}
+
+int PcBoard::quiesce() {
+  for (auto& d : blk_devs_) d->drain();  // IDE runs its transfers on the vCPU threads: done once they stop
+  int first = 0;
+  for (auto& b : disk_backends_) {
+    if (b->read_only()) continue;
+    int r = b->flush();
+    if (r && !first) first = r;
+  }
+  return first;
 }
 
 void PcBoard::wire_virtio_blk(const DiskSpec& d) {
@@ -292,7 +304,10 @@ void PcBoard::wire_virtio_blk(const DiskSpec& d) {
   if (!be) throw MachineError("disk image " + err);
   virtio::VirtioBlk::Options bo;
   bo.read_only = d.read_only;
-  auto dev = std::make_shared<virtio::VirtioBlk>(std::shared_ptr<block::BlockBackend>(std::move(be)), bo);
+  std::shared_ptr<block::BlockBackend> shared(std::move(be));
+  disk_backends_.push_back(shared);
+  auto dev = std::make_shared<virtio::VirtioBlk>(shared, bo);
+  blk_devs_.push_back(dev);
 
   virtio_blk_.push_back(attach_virtio(dev, slot, "virtio-blk"));
   boot_paths_disk_.push_back(fwcfg::pci_device_path("scsi", slot) + "/disk@0,0");

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "block/block.h"
+#include "devices/virtio/blk/device.h"
 #include "devices/virtio/net/device.h"
 
 namespace vireo {
@@ -63,6 +65,10 @@ public:
   virtual ~Board() = default;
   // Puts every device back in its power-on state (guest reset).
   virtual void reset_devices() = 0;
+  // With the vCPUs stopped: completes every in-flight disk request and flushes
+  // every writable disk (qcow2 metadata and L2/refcount caches included), so
+  // the image files are consistent as they are. 0 or the first -errno.
+  virtual int quiesce() { return 0; }
 };
 
 class PcBoard : public Board {
@@ -101,6 +107,7 @@ public:
   std::string input_debug();
 
   void reset_devices() override;
+  int quiesce() override;
   // The kernel-boot device when the machine boots a kernel (else null).
   KernelBoot* kernel_boot() { return kboot_.get(); }
   // CD-ROM: insert another ISO (the guest sees a media change). Throws
@@ -193,6 +200,8 @@ private:
   // virtio-blk functions and their ioeventfd threads (declared last so the
   // threads stop before anything they kick goes away).
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_blk_;
+  std::vector<std::shared_ptr<virtio::VirtioBlk>> blk_devs_;        // for quiesce()
+  std::vector<std::shared_ptr<block::BlockBackend>> disk_backends_;  // every disk, for quiesce()
   std::vector<std::shared_ptr<virtio::VirtioNet>> nics_;  // backends stop first in ~PcBoard
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_net_;
   std::vector<std::unique_ptr<virtio::NotifyThread>> virtio_notify_;

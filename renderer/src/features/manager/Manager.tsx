@@ -18,6 +18,7 @@ const STATE_LABEL: Record<VmSummary['state'], string> = {
   starting: 'Starting',
   running: 'Running',
   paused: 'Paused',
+  shuttingdown: 'Shutting down',
   crashed: 'Crashed',
 };
 
@@ -79,6 +80,7 @@ export function Manager() {
     else if (cmd === 'details') setDialog({ kind: 'details', uuid: vm.uuid });
     else if (cmd === 'clone') setDialog({ kind: 'clone', vm });
     else if (cmd === 'delete') setDialog({ kind: 'delete', vm });
+    else if (cmd === 'startTemporary') void runAction(vm.uuid, 'start', { temporary: true });
     else void runAction(vm.uuid, cmd);
   };
 
@@ -131,8 +133,11 @@ export function Manager() {
         >
           {sel?.state === 'paused' ? 'Resume' : 'Pause'}
         </button>
-        <button disabled={!sel || (sel.state !== 'running' && sel.state !== 'paused')} onClick={() => sel && runAction(sel.uuid, 'shutdown')}>
+        <button disabled={!sel || sel.state !== 'running'} onClick={() => sel && runAction(sel.uuid, 'shutdown')}>
           Shut Down
+        </button>
+        <button disabled={!sel || !menuFor(sel).find((m) => m.cmd === 'forceoff')!.enabled} onClick={() => sel && runAction(sel.uuid, 'forceoff')}>
+          Force Off
         </button>
         <span className="sep" />
         <StorageButton />
@@ -194,7 +199,9 @@ export function Manager() {
             </span>
             <span className="state" title={vm.lastExit ? exitText(vm) : undefined}>
               {STATE_LABEL[vm.state]}
-              {vm.state !== 'running' && vm.lastExit && <small className="exit">{exitText(vm)}</small>}
+              {vm.temporary && <small className="temporary">temporary changes</small>}
+              {vm.notice && <small className="notice" role="status">{vm.notice}</small>}
+              {vm.state !== 'running' && vm.state !== 'shuttingdown' && vm.lastExit && <small className="exit">{exitText(vm)}</small>}
             </span>
             <Sparkline values={vm.state === 'shutoff' ? undefined : cpu[vm.uuid]} max={100} label="CPU" unit="%" />
             <Sparkline values={vm.state === 'shutoff' ? undefined : mem[vm.uuid]} max={vm.memoryMiB} label="Memory" unit=" MiB" />
