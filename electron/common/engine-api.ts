@@ -119,6 +119,8 @@ export interface MachineConfig {
   uuid?: string;
   /** QEMU's -no-reboot: a guest reset or triple fault stops the machine instead of rebooting. */
   noReboot?: boolean;
+  /** PC board: a USB controller (PIIX3 UHCI) with a USB tablet, the absolute pointer. On unless false. */
+  usbTablet?: boolean;
   /** Serial output is also delivered as 'serial' events; this only adds a file sink. */
   serialFile?: string;
   /** The serial log's size cap before it is rotated (host-core's SERIAL_LOG_MAX_BYTES by default). */
@@ -159,6 +161,14 @@ export interface NativeMachine {
   sendCombo(name: string): void;
   /** Relative mouse motion, wheel steps, and buttons bitmask (1 left, 2 right, 4 middle). */
   sendMouse(dx: number, dy: number, dz: number, buttons: number): void;
+  /**
+   * The USB tablet: the pointer at framebuffer pixel (x, y), buttons (1 left, 2 right, 4 middle,
+   * 8 back, 16 forward), wheel steps (+ up, away from the user) and horizontal steps (+ right).
+   * False when the machine has no tablet.
+   */
+  sendPointer(x: number, y: number, buttons: number, wheel: number, hwheel: number): boolean;
+  /** The guest drives the tablet (configured it and polls it): consoles then send absolute positions. */
+  tabletActive(): boolean;
   /** Polls the display; returns null when nothing changed since the last call. */
   pollFrame(full?: boolean): FrameUpdate | null;
   screenshotPng(): Buffer;

@@ -85,6 +85,20 @@ describe.skipIf(!!why)('native addon', () => {
     );
   });
 
+  it('has a USB tablet on the PC unless usbTablet is false', () => {
+    const bios = '/usr/share/seabios/bios.bin';
+    if (!fs.existsSync(bios)) return console.log('SKIP tablet addon test: no SeaBIOS (Debian package seabios)');
+    const { Machine } = loadAddon();
+    const m = new Machine({ memoryMiB: 64, cpus: 1, bios });
+    expect(m.sendPointer(10, 20, 1, 0, 0)).toBe(true);
+    expect(m.tabletActive()).toBe(false); // no guest driver has configured it
+    m.stop();
+    const off = new Machine({ memoryMiB: 64, cpus: 1, bios, usbTablet: false });
+    expect(off.sendPointer(10, 20, 1, 0, 0)).toBe(false);
+    expect(off.tabletActive()).toBe(false);
+    off.stop();
+  });
+
   it('machines without a PC board say so for display calls', () => {
     const { Machine } = loadAddon();
     const m = new Machine({ memoryMiB: 32, cpus: 1, kernel: path.join(guests, 'hello.bin') });
@@ -92,6 +106,8 @@ describe.skipIf(!!why)('native addon', () => {
     expect(m.screenText()).toBe('');
     expect(m.powerButton()).toBe(false);
     expect(() => m.sendKey('KeyA', true)).toThrow(/needs the PC board/);
+    expect(() => m.sendPointer(1, 1, 0, 0, 0)).toThrow(/needs the PC board/);
+    expect(m.tabletActive()).toBe(false);
     m.stop();
   });
 

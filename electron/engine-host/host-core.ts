@@ -86,6 +86,8 @@ export class EngineHost {
   private lastCpuAt = Date.now();
   private rebooting = false;
   private stopping = false;
+  /** The guest drives the USB tablet (last seen by checkTablet). */
+  private tablet = false;
   readonly counters: HostCounters = { framesSent: 0, framePolls: 0, emptyPolls: 0, serialBytesOut: 0 };
 
   constructor(
@@ -116,7 +118,7 @@ export class EngineHost {
       serialQueue: [],
       queuedBytes: 0,
     });
-    sink.send(encodeInfo({ state: this.machine?.state ?? 'created' }));
+    sink.send(encodeInfo({ state: this.machine?.state ?? 'created', tablet: this.tablet }));
   }
 
   streamInput(sid: number, data: Uint8Array): void {
@@ -168,6 +170,9 @@ export class EngineHost {
         break;
       case 'mouse':
         machine?.sendMouse(m.dx, m.dy, m.dz, m.buttons);
+        break;
+      case 'pointer':
+        machine?.sendPointer(m.x, m.y, m.buttons, m.wheel, m.hwheel);
         break;
     }
   }
@@ -404,7 +409,16 @@ export class EngineHost {
   }
 
   private broadcastInfo(state: string, message?: string): void {
-    for (const s of this.streams.values()) s.sink.send(encodeInfo({ state, ...(message ? { message } : {}) }));
+    for (const s of this.streams.values()) s.sink.send(encodeInfo({ state, ...(message ? { message } : {}), tablet: this.tablet }));
+  }
+
+  /** Tells the consoles when the guest starts or stops driving the USB tablet. */
+  private checkTablet(): void {
+    const m = this.machine;
+    const now = !!m && m.state === 'running' && m.tabletActive();
+    if (now === this.tablet) return;
+    this.tablet = now;
+    if (m) this.broadcastInfo(m.state);
   }
 
   /** Runs the frame poll loop only while some console can take a frame. */
@@ -421,6 +435,7 @@ export class EngineHost {
   private pollFrames(): void {
     const m = this.machine;
     if (!m) return;
+    this.checkTablet();
     const ready = [...this.streams.values()].filter((s) => s.frames && s.frameCredits > 0);
     if (!ready.length) return this.schedule();
     const full = ready.some((s) => s.wantFull);
@@ -450,6 +465,7 @@ export class EngineHost {
   }
 
   private stats(): void {
+    this.checkTablet();
     const now = Date.now();
     const cpu = process.cpuUsage(this.lastCpu);
     const elapsedUs = Math.max(1, (now - this.lastCpuAt) * 1000);

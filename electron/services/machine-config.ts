@@ -31,6 +31,8 @@ export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwareP
   const cfg: MachineConfig = {
     memoryMiB: def.memoryMiB,
     cpus: def.cpus,
+    // A USB tablet on the PC (virt-manager adds one to every VM): the console's pointer without a grab.
+    usbTablet: true,
     // The definition's UUID is the machine's (SMBIOS type 1, as libvirt does).
     ...(UUID_RE.test(def.uuid) ? { uuid: def.uuid } : {}),
     // A CD-ROM drive with no disc is left out (the engine has no empty drive yet).

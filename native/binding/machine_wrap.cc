@@ -78,6 +78,8 @@ MachineConfig parse_config(const Napi::Object& o) {
   c.boot_menu = o.Get("bootMenu").ToBoolean();
   c.uuid = get_str(o, "uuid");
   c.no_reboot = o.Get("noReboot").ToBoolean();
+  auto tablet = o.Get("usbTablet");
+  c.usb_tablet = tablet.IsBoolean() ? tablet.As<Napi::Boolean>().Value() : true;  // on unless turned off
   auto disks = o.Get("disks");
   if (disks.IsArray()) {
     auto a = disks.As<Napi::Array>();
@@ -135,6 +137,8 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::SendKey>("sendKey"),
                                      InstanceMethod<&MachineWrap::SendCombo>("sendCombo"),
                                      InstanceMethod<&MachineWrap::SendMouse>("sendMouse"),
+                                     InstanceMethod<&MachineWrap::SendPointer>("sendPointer"),
+                                     InstanceMethod<&MachineWrap::TabletActive>("tabletActive"),
                                      InstanceMethod<&MachineWrap::PollFrame>("pollFrame"),
                                      InstanceMethod<&MachineWrap::ScreenshotPng>("screenshotPng"),
                                      InstanceMethod<&MachineWrap::ScreenText>("screenText"),
@@ -333,6 +337,19 @@ Napi::Value MachineWrap::SendMouse(const Napi::CallbackInfo& info) {
   auto num = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : 0; };
   b->mouse(num(0), num(1), num(2), uint8_t(num(3) & 7));
   return env.Undefined();
+}
+
+Napi::Value MachineWrap::SendPointer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = pc(m_, info, "sendPointer");
+  if (!b) return env.Undefined();
+  auto num = [&](size_t i) { return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : 0; };
+  return Napi::Boolean::New(env, b->pointer_abs(num(0), num(1), uint8_t(num(2) & 0x1f), num(3), num(4)));
+}
+
+Napi::Value MachineWrap::TabletActive(const Napi::CallbackInfo& info) {
+  PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
+  return Napi::Boolean::New(info.Env(), b && b->tablet_active());
 }
 
 Napi::Value MachineWrap::PollFrame(const Napi::CallbackInfo& info) {

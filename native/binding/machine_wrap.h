@@ -30,6 +30,8 @@ private:
   Napi::Value SendKey(const Napi::CallbackInfo& info);
   Napi::Value SendCombo(const Napi::CallbackInfo& info);
   Napi::Value SendMouse(const Napi::CallbackInfo& info);
+  Napi::Value SendPointer(const Napi::CallbackInfo& info);
+  Napi::Value TabletActive(const Napi::CallbackInfo& info);
   Napi::Value PollFrame(const Napi::CallbackInfo& info);
   Napi::Value ScreenshotPng(const Napi::CallbackInfo& info);
   Napi::Value ScreenText(const Napi::CallbackInfo& info);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { api } from './api';
 import * as s from './schema';
-import { decodeHostToUi, decodeUiToHost, encodeFrame, encodeUiToHost } from './stream';
+import { decodeHostToUi, decodeUiToHost, encodeFrame, encodeInfo, encodeUiToHost } from './stream';
 import { VmDefinitionSchema, nameProblem } from './vm';
 
 describe('schema', () => {
@@ -39,5 +39,28 @@ describe('stream wire format', () => {
     expect(() => decodeUiToHost(encodeUiToHost({ op: 'combo', name: 'rm -rf' }))).toThrow(/unknown key combination/);
     expect(() => decodeUiToHost(Uint8Array.of(0x84, 1, 0x20))).toThrow(/key code/);
     expect(() => decodeUiToHost(Uint8Array.of(0x42))).toThrow(/unknown/);
+  });
+  it('carries absolute pointer events for the USB tablet, clamped to the wire', () => {
+    const m = { op: 'pointer', x: 1023, y: 767, buttons: 1 | 4 | 16, wheel: -3, hwheel: 2 } as const;
+    const bytes = encodeUiToHost(m);
+    expect(bytes.byteLength).toBe(8);
+    expect(decodeUiToHost(bytes)).toEqual(m);
+    expect(decodeUiToHost(encodeUiToHost({ op: 'pointer', x: -5, y: 70000, buttons: 0xff, wheel: 300, hwheel: -300 }))).toEqual({
+      op: 'pointer',
+      x: 0,
+      y: 65535,
+      buttons: 31,
+      wheel: 127,
+      hwheel: -128,
+    });
+    expect(() => decodeUiToHost(Uint8Array.of(0x89, 0, 0, 0, 0, 32, 0, 0))).toThrow(/buttons/);
+    expect(() => decodeUiToHost(Uint8Array.of(0x89, 0, 0, 0, 0, 0, 0))).toThrow(/8 bytes/);
+  });
+  it("says in the stream's info whether the guest drives the tablet", () => {
+    expect(decodeHostToUi(encodeInfo({ state: 'running', tablet: true }))).toEqual({ op: 'info', info: { state: 'running', tablet: true } });
+    expect(decodeHostToUi(encodeInfo({ state: 'running', tablet: false }))).toEqual({ op: 'info', info: { state: 'running', tablet: false } });
+    expect(decodeHostToUi(encodeInfo({ state: 'paused' }))).toEqual({ op: 'info', info: { state: 'paused' } });
+    const odd = new TextEncoder().encode(JSON.stringify({ state: 'running', tablet: 'yes' }));
+    expect(decodeHostToUi(Uint8Array.of(0x03, ...odd))).toEqual({ op: 'info', info: { state: 'running' } });
   });
 });

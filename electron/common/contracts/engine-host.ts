@@ -50,6 +50,7 @@ export const MachineConfigSchema = s.object({
   nics: s.optional(s.array(NicConfigSchema, { max: 16 })),
   bootOrder: s.optional(s.string()),
   bootMenu: s.optional(s.boolean()),
+  usbTablet: s.optional(s.boolean()),
   uuid: s.optional(s.string({ min: 36, max: 36 })),
   serialFile: s.optional(s.string()),
   serialLogMaxBytes: s.optional(s.number({ int: true, min: 1 })),

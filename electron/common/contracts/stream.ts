@@ -1,5 +1,6 @@
 // Fast data between a console and its engine host: framebuffer dirty rectangles
-// and serial bytes out, acks, keys, mouse and serial input back. A compact binary
+// and serial bytes out, acks, keys, mouse (relative PS/2 or the absolute USB
+// tablet) and serial input back. A compact binary
 // format, the same bytes over a MessagePort (Electron) or a WebSocket (browser
 // mode); every message is decoded with bounds checks before use.
 //
@@ -24,6 +25,7 @@ export const enum Op {
   Mouse = 0x86,
   FullFrame = 0x87,
   Subscribe = 0x88,
+  Pointer = 0x89,
 }
 
 export interface WireRect {
@@ -42,6 +44,8 @@ export type HostToUi =
 export interface StreamInfo {
   state: string;
   message?: string;
+  /** The guest drives the USB tablet: send 'pointer' (absolute) instead of 'mouse' (PS/2, needs a grab). */
+  tablet?: boolean;
 }
 
 export type UiToHost =
@@ -51,6 +55,8 @@ export type UiToHost =
   | { op: 'key'; code: string; down: boolean }
   | { op: 'combo'; name: string }
   | { op: 'mouse'; dx: number; dy: number; dz: number; buttons: number }
+  /** Absolute pointer (USB tablet): framebuffer pixel x, y; buttons 1 left, 2 right, 4 middle, 8 back, 16 forward; wheel + up; hwheel + right. */
+  | { op: 'pointer'; x: number; y: number; buttons: number; wheel: number; hwheel: number }
   | { op: 'fullFrame' }
   | { op: 'subscribe'; frames: boolean; serial: boolean };
 
@@ -142,7 +148,11 @@ export function decodeHostToUi(buf: Uint8Array): HostToUi {
         throw new StreamError('bad info message');
       }
       const m = (v as StreamInfo).message;
-      return { op: 'info', info: { state: (v as StreamInfo).state, ...(typeof m === 'string' ? { message: m } : {}) } };
+      const t = (v as StreamInfo).tablet;
+      return {
+        op: 'info',
+        info: { state: (v as StreamInfo).state, ...(typeof m === 'string' ? { message: m } : {}), ...(typeof t === 'boolean' ? { tablet: t } : {}) },
+      };
     }
     default:
       throw new StreamError(`unknown host message 0x${buf[0]!.toString(16)}`);
@@ -195,6 +205,17 @@ export function encodeUiToHost(m: UiToHost): Uint8Array {
       out[6] = m.buttons & 7;
       return out;
     }
+    case 'pointer': {
+      const out = new Uint8Array(8);
+      const dv = new DataView(out.buffer);
+      out[0] = Op.Pointer;
+      dv.setUint16(1, clamp(m.x, 0, 65535), true);
+      dv.setUint16(3, clamp(m.y, 0, 65535), true);
+      out[5] = m.buttons & 31;
+      dv.setInt8(6, clamp(m.wheel, -128, 127));
+      dv.setInt8(7, clamp(m.hwheel, -128, 127));
+      return out;
+    }
   }
 }
 
@@ -239,6 +260,10 @@ export function decodeUiToHost(buf: Uint8Array): UiToHost {
       need(7);
       if (buf[6]! > 7) throw new StreamError('bad mouse buttons');
       return { op: 'mouse', dx: dv.getInt16(1, true), dy: dv.getInt16(3, true), dz: dv.getInt8(5), buttons: buf[6]! };
+    case Op.Pointer:
+      need(8);
+      if (buf[5]! > 31) throw new StreamError('bad pointer buttons');
+      return { op: 'pointer', x: dv.getUint16(1, true), y: dv.getUint16(3, true), buttons: buf[5]!, wheel: dv.getInt8(6), hwheel: dv.getInt8(7) };
     default:
       throw new StreamError(`unknown console message 0x${buf[0]!.toString(16)}`);
   }

@@ -63,6 +63,12 @@ export class FakeMachine implements NativeMachine {
     this.keys.push(name);
   }
   sendMouse() {}
+  sendPointer() {
+    return true;
+  }
+  tabletActive() {
+    return false;
+  }
   pollFrame(full?: boolean): FrameUpdate | null {
     if (!this.dirty && !full) return null;
     this.dirty = false;

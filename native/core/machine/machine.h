@@ -75,6 +75,9 @@ struct MachineConfig {
   // QEMU's -no-reboot: a guest reset or triple fault stops the machine (kind
   // "reset" / "triple-fault") instead of rebooting the PC.
   bool no_reboot = false;
+  // PC board: a PIIX3 UHCI (00:01.2) with a USB tablet on port 1, the
+  // absolute pointer PcBoard::pointer_abs drives (virt-manager's default).
+  bool usb_tablet = true;
 };
 
 enum class RunState { Created, Running, Paused, Stopped, Crashed };

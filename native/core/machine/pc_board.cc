@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -15,6 +16,8 @@
 #include "devices/pci/i440fx.h"
 #include "devices/pci/pci.h"
 #include "devices/pci/piix3.h"
+#include "devices/usb/hid_tablet.h"
+#include "devices/usb/uhci.h"
 #include "devices/vga/std_vga_pci.h"
 #include "devices/vga/vga.h"
 #include "devices/virtio/blk/device.h"
@@ -118,6 +121,14 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   pio.insert(ide_->channel(1)->ctl_block(), kIdeSecondaryCtl, 1, "ide1-ctl");
   wire_ide();
 
+  if (cfg.usb_tablet) {
+    // PIIX3 function 2, INTD (PIRQD by the i440FX swizzle), as on QEMU's pc.
+    tablet_ = std::make_shared<usb::HidTablet>(mono_ns);
+    uhci_ = std::make_shared<usb::Uhci>(&m.memory(), mono_ns);
+    uhci_->attach(0, tablet_);
+    host_->attach(usb::Uhci::kSlot, usb::Uhci::kFn, uhci_);
+  }
+
   std::vector<uint8_t> vgabios;
   if (!cfg.vga_bios.empty()) vgabios = boot::read_file(cfg.vga_bios, "VGA BIOS");
   vga_ = std::make_shared<vga::StdVgaPci>(std::move(vgabios));
@@ -165,12 +176,14 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   misc_ = std::make_shared<MiscPorts>();
   misc_->register_all(pio);
   rtc_->start_thread();
+  if (uhci_) uhci_->start_thread();
   pvm_host_ = kvm::host_is_pvm();
   if (pvm_host_) input_watch_ = std::thread([this] { input_watch_loop(); });
 }
 
 PcBoard::~PcBoard() {
   for (auto& n : nics_) n->quiesce();  // no frame arrives from a backend thread after this
+  if (uhci_) uhci_->stop_thread();
   if (rtc_) rtc_->stop_thread();
   if (input_watch_.joinable()) {
     {
@@ -542,6 +555,21 @@ void PcBoard::mouse(int dx, int dy, int dz, uint8_t buttons) {
   kbd_->mouse(dx, dy, dz, buttons);
   watch_input();
 }
+
+bool PcBoard::pointer_abs(int x, int y, uint8_t buttons, int wheel, int hwheel) {
+  if (!tablet_) return false;
+  auto [w, h] = vga_->vga()->size();
+  // Pixel 0 is 0 and the last pixel is 32767, as guests map the range back.
+  auto scale = [](int v, uint32_t n) {
+    if (n <= 1) return 0;
+    int64_t c = std::clamp<int64_t>(v, 0, int64_t(n) - 1);
+    return int((c * usb::HidTablet::kMaxCoord + (int64_t(n) - 1) / 2) / (int64_t(n) - 1));
+  };
+  tablet_->pointer(scale(x, w), scale(y, h), buttons, wheel, hwheel);
+  return true;
+}
+
+bool PcBoard::tablet_active() const { return tablet_ && tablet_->active(); }
 
 std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
   m_.flush_coalesced_mmio();  // guest writes to the VGA window still in KVM's ring

@@ -3,6 +3,7 @@
 //   00:00.0 i440FX host bridge        00:01.0 PIIX3 ISA bridge (PIRQ, ELCR, 0xcf9, 0x92)
 //   00:01.1 PIIX3 IDE (0x1f0/0x3f6 IRQ14, 0x170/0x376 IRQ15, bus-master BAR4)
 //   00:02.0 std-vga 1234:1111 (LFB as a dirty-logged KVM slot, legacy VGA, dispi)
+//   00:01.2 PIIX3 UHCI (USB 1.1, INTD) with a USB tablet on port 1 (MachineConfig::usb_tablet)
 //   00:01.3 PIIX4 PM (ACPI: SCI on IRQ 9 through PIIX3, PM timer, power button, S5 poweroff)
 //   ISA: i8042 0x60/0x64 (IRQ1, IRQ12), CMOS/RTC 0x70 (IRQ8), fw_cfg 0x510, POST 0x80
 // ACPI tables are Vireo's own (machine/acpi.h, through fw_cfg's
@@ -45,6 +46,10 @@ class Piix4Pm;
 namespace ide {
 class PiixIde;
 }
+namespace usb {
+class Uhci;
+class HidTablet;
+}  // namespace usb
 namespace virtio {
 class VirtioPci;
 class VirtioDevice;
@@ -88,6 +93,17 @@ public:
   bool key(const std::string& code, bool down);
   bool combo(const std::string& name);
   void mouse(int dx, int dy, int dz, uint8_t buttons);
+  // The USB tablet: the pointer at framebuffer pixel (x, y) of the current
+  // screen (scaled to the tablet's 0..32767), buttons (1 left, 2 right, 4
+  // middle, 8 back, 16 forward), wheel steps (+ away from the user) and
+  // horizontal wheel steps (+ right). False when the board has no tablet.
+  bool pointer_abs(int x, int y, uint8_t buttons, int wheel, int hwheel = 0);
+  // The guest drives the tablet: configured, and its interrupt endpoint
+  // polled within the last second (Linux polls only while something has the
+  // input device open, e.g. a desktop). Consoles send absolute positions then.
+  bool tablet_active() const;
+  // The tablet itself (null without MachineConfig::usb_tablet), for tests.
+  usb::HidTablet* tablet() { return tablet_.get(); }
 
   // Display: what changed since the last poll (nothing while the screen is still).
   std::optional<vga::FrameUpdate> poll(bool force_full);
@@ -160,6 +176,8 @@ private:
   std::shared_ptr<pci::Piix4Pm> pm_;
   std::shared_ptr<MiscPorts> misc_;
   std::shared_ptr<ide::PiixIde> ide_;
+  std::shared_ptr<usb::Uhci> uhci_;
+  std::shared_ptr<usb::HidTablet> tablet_;
   std::shared_ptr<vga::StdVgaPci> vga_;
   std::shared_ptr<I8042> kbd_;
   std::shared_ptr<CmosRtc> rtc_;

@@ -832,6 +832,12 @@ DisplayMode VgaDevice::mode() {
   return geometry().mode;
 }
 
+std::pair<uint32_t, uint32_t> VgaDevice::size() {
+  std::lock_guard g(mu_);
+  ModeGeom m = geometry();
+  return {m.width, m.height};
+}
+
 Frame VgaDevice::snapshot(uint64_t now_ns) {
   std::lock_guard lk(mu_);
   ModeGeom g = geometry();

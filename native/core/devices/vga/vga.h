@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "bus/device.h"
@@ -147,6 +148,8 @@ public:
   std::vector<uint8_t> screenshot_png(uint64_t now_ns);
   // Current mode, for diagnostics and tests.
   DisplayMode mode();
+  // The screen's size in pixels as poll() and snapshot() draw it (0x0 blank).
+  std::pair<uint32_t, uint32_t> size();
   // In text mode: the characters on screen, one line per row (trailing
   // spaces trimmed), CP437 box drawing shown as +, -, | and other non-ASCII
   // bytes as '?'. Empty in graphics modes. For tests and accessibility.

@@ -8,7 +8,7 @@ import type { VmSummary } from '../../../../electron/common/contracts/vm';
 import { type ConsoleStream, getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { runAction } from '../manager/actions';
-import { paintRects, wheelNotches } from './paint';
+import { canvasToFramebuffer, paintRects, wheelNotches } from './paint';
 import { type SerialSink, SerialTerminal } from './SerialTerminal';
 
 type Scale = 'fit' | '1:1';
@@ -24,6 +24,9 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   const [size, setSize] = useState<{ w: number; h: number } | undefined>();
   const [stream, setStream] = useState<ConsoleStream | undefined>();
   const [note, setNote] = useState<string | undefined>();
+  // The guest drives the USB tablet (the engine says so in the stream's info):
+  // the pointer is sent as absolute positions, no grab needed.
+  const [tablet, setTablet] = useState(false);
   const canvas = useRef<HTMLCanvasElement>(null);
   const wrap = useRef<HTMLDivElement>(null);
   const serialSink = useRef<SerialSink | undefined>(undefined);
@@ -65,6 +68,7 @@ export function ConsoleView({ uuid }: { uuid: string }) {
         serialSink.current?.write(m.data);
       } else if (m.op === 'info') {
         if (m.info.message) setNote(m.info.message);
+        if (typeof m.info.tablet === 'boolean') setTablet(m.info.tablet);
       }
     });
     s.onClose((why) => why && why !== 'closed' && setNote(why));
@@ -73,6 +77,7 @@ export function ConsoleView({ uuid }: { uuid: string }) {
     return () => {
       s.close();
       setStream(undefined);
+      setTablet(false);
     };
   }, [uuid, live]);
 
@@ -100,7 +105,20 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   };
 
   const buttons = useRef(0);
+  // The last absolute position sent (the wheel goes with it).
+  const lastPos = useRef({ x: 0, y: 0 });
+  const pointerAt = (offsetX: number, offsetY: number) => {
+    const c = canvas.current!;
+    return canvasToFramebuffer(offsetX, offsetY, c.clientWidth, c.clientHeight, c.width, c.height, scale === 'fit');
+  };
   const onMouse = (e: React.MouseEvent) => {
+    if (tablet && stream && !document.pointerLockElement) {
+      // USB tablet: where the pointer is over the picture, whether or not the keyboard is captured.
+      if (e.type !== 'mousemove') e.preventDefault();
+      lastPos.current = pointerAt(e.nativeEvent.offsetX, e.nativeEvent.offsetY);
+      stream.send({ op: 'pointer', ...lastPos.current, buttons: e.buttons & 31, wheel: 0, hwheel: 0 });
+      return;
+    }
     if (!captured || !stream) return;
     e.preventDefault();
     if (e.type === 'mousedown') buttons.current |= e.button === 0 ? 1 : e.button === 2 ? 2 : 4;
@@ -115,15 +133,27 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   // browser's deltaY; one notch per 100 px or 3 lines, at least one.
   useEffect(() => {
     const c = canvas.current;
-    if (!c || !captured || !stream) return;
+    if (!c || !stream || !(captured || tablet)) return;
     const onWheel = (e: WheelEvent) => {
       e.preventDefault();
+      if (tablet && !document.pointerLockElement) {
+        // The tablet's wheel counts up (away from the user); the horizontal one right.
+        const wheel = -wheelNotches(e.deltaY, e.deltaMode);
+        const hwheel = wheelNotches(e.deltaX, e.deltaMode);
+        if (wheel || hwheel) stream.send({ op: 'pointer', ...lastPos.current, buttons: e.buttons & 31, wheel, hwheel });
+        return;
+      }
       const dz = wheelNotches(e.deltaY, e.deltaMode);
       if (dz) stream.send({ op: 'mouse', dx: 0, dy: 0, dz, buttons: buttons.current });
     };
     c.addEventListener('wheel', onWheel, { passive: false });
     return () => c.removeEventListener('wheel', onWheel);
-  }, [captured, stream]);
+  }, [captured, stream, tablet]);
+
+  // Once the guest drives the tablet a pointer grab is no longer needed: give the pointer back.
+  useEffect(() => {
+    if (tablet && document.pointerLockElement === canvas.current) document.exitPointerLock();
+  }, [tablet]);
 
   // "Type clipboard": the host clipboard's text as keystrokes (US layout), for
   // guests without an agent -- what virt-manager users do by hand today.
@@ -276,11 +306,13 @@ export function ConsoleView({ uuid }: { uuid: string }) {
             aria-label={`${vm.name} display`}
             data-frames="0"
             className={captured ? 'captured' : ''}
+            data-tablet={tablet ? 'yes' : 'no'}
             onClick={() => {
               if (!captured && stream) {
                 setCaptured(true);
                 canvas.current?.focus();
-                void Promise.resolve(canvas.current?.requestPointerLock?.()).catch(() => undefined);
+                // With the tablet only the keyboard is captured; the pointer stays free.
+                if (!tablet) void Promise.resolve(canvas.current?.requestPointerLock?.()).catch(() => undefined);
               }
             }}
             onKeyDown={(e) => onKey(e, true)}
@@ -289,11 +321,17 @@ export function ConsoleView({ uuid }: { uuid: string }) {
             onMouseMove={onMouse}
             onMouseDown={onMouse}
             onMouseUp={onMouse}
-            onContextMenu={(e) => captured && e.preventDefault()}
+            onContextMenu={(e) => (captured || tablet) && e.preventDefault()}
           />
           {live && (
             <div className={`capture-hint ${captured ? 'on' : ''}`} role="status" aria-live="polite">
-              {captured ? `Keyboard and mouse captured — press ${RELEASE_HINT} to release` : 'Click the display to capture keyboard and mouse'}
+              {tablet
+                ? captured
+                  ? `Keyboard captured — press ${RELEASE_HINT} to release · pointer: USB tablet`
+                  : 'Pointer: USB tablet (no grab) · click the display to type'
+                : captured
+                  ? `Keyboard and mouse captured — press ${RELEASE_HINT} to release`
+                  : 'Click the display to capture keyboard and mouse'}
               {size && ` · ${size.w}×${size.h}`}
             </div>
           )}

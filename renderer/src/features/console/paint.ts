@@ -59,3 +59,34 @@ export function wheelNotches(deltaY: number, deltaMode: number): number {
   const per = deltaMode === 1 ? 3 : deltaMode === 2 ? 1 : 100;
   return Math.sign(deltaY) * Math.max(1, Math.min(7, Math.round(Math.abs(deltaY) / per)));
 }
+
+/**
+ * Where a point on the canvas element (offsetX/offsetY, CSS pixels) lies on the
+ * guest's framebuffer (fbW x fbH pixels), for the USB tablet. `contain`: the
+ * element is larger than the picture and the picture is scaled to fit inside it,
+ * centred (the console's "Scale to fit", CSS object-fit: contain); otherwise the
+ * picture fills the element (1:1, where the element is the framebuffer's size).
+ * Points in the letterbox bars or past the edges land on the nearest edge pixel.
+ */
+export function canvasToFramebuffer(
+  offsetX: number,
+  offsetY: number,
+  elemW: number,
+  elemH: number,
+  fbW: number,
+  fbH: number,
+  contain: boolean,
+): { x: number; y: number } {
+  if (fbW <= 0 || fbH <= 0 || elemW <= 0 || elemH <= 0) return { x: 0, y: 0 };
+  let sx = elemW / fbW;
+  let sy = elemH / fbH;
+  let left = 0;
+  let top = 0;
+  if (contain) {
+    sx = sy = Math.min(sx, sy);
+    left = (elemW - fbW * sx) / 2;
+    top = (elemH - fbH * sy) / 2;
+  }
+  const clamp = (v: number, n: number) => Math.max(0, Math.min(n - 1, Math.floor(v)));
+  return { x: clamp((offsetX - left) / sx, fbW), y: clamp((offsetY - top) / sy, fbH) };
+}
