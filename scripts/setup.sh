@@ -36,7 +36,11 @@ fi
 
 # ---- 2. npm ----
 stamp=node_modules/.vireo-npm-stamp
-if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
+if [ -L node_modules ]; then
+  # A git worktree sharing another checkout's node_modules: installing here would
+  # empty the shared tree under everyone using it. That checkout installs.
+  log "node_modules is a link to $(readlink node_modules): npm install skipped here"
+elif [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
   log "installing npm dependencies"
   # Electron's binary comes from its own download host, not from npm: install the
   # packages without it, then try the download once (below), so that a machine that
