@@ -6,7 +6,31 @@
 
 namespace vireo {
 
-class IoDevice {
+namespace state {
+class StateWriter;
+class StateReader;
+}  // namespace state
+
+// Saved state (machine/state.h, docs/state.md). Every device says what it
+// has: nothing (None), state it saves and loads (Saved), or state it cannot
+// save yet (Unsupported, the default) -- a machine with such a device refuses
+// to save, naming it, rather than write a state that would lose something.
+class Stateful {
+public:
+  enum class StateKind { None, Saved, Unsupported };
+  virtual ~Stateful() = default;
+  virtual StateKind state_kind() const { return StateKind::Unsupported; }
+  // The layout version written with the section; load() gets the file's in
+  // the reader (StateReader::version) and refuses versions it does not know.
+  virtual uint32_t state_version() const { return 1; }
+  // Called with the machine paused (no vCPU inside the device).
+  virtual void save(state::StateWriter&) const {}
+  // Into a device built from the same configuration, before the machine runs.
+  // Throws state::StateError on a bad section, leaving the device usable.
+  virtual void load(state::StateReader&) {}
+};
+
+class IoDevice : public Stateful {
 public:
   virtual ~IoDevice() = default;
   // Fill `data` (1, 2, 4 or 8 bytes, little-endian) with the value at `offset`.

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace vireo::kvm {
@@ -32,6 +34,9 @@ constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, kFl
 // kvm_xsave ends in a flexible array too: its C size is 4096.
 constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, 4096);
 constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, 4096);
+constexpr unsigned long kGetXsave2 = _IOC(_IOC_READ, KVMIO, 0xcf, 4096);
+// kvm_msr_list: u32 count + u32 indices[] (C size 4).
+constexpr unsigned long kGetMsrIndexList = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x02, 4);
 }  // namespace
 
 const char* kvm_device_path() {
@@ -407,6 +412,104 @@ bool KvmVcpu::get_msr(uint32_t index, uint64_t& value) const {
   std::memcpy(&e, buf + kFlexHeader, sizeof e);
   value = e.data;
   return true;
+}
+
+}  // namespace vireo::kvm
+
+namespace vireo::kvm {
+
+std::vector<uint32_t> KvmSystem::msr_index_list() const {
+  std::vector<uint32_t> buf(1 + 1024);
+  buf[0] = 1024;
+  if (::ioctl(fd_.get(), kGetMsrIndexList, buf.data()) < 0)
+    throw KvmError("KVM_GET_MSR_INDEX_LIST failed: " + errstr(errno), errno);
+  return {buf.begin() + 1, buf.begin() + 1 + std::min<uint32_t>(buf[0], 1024)};
+}
+
+kvm_clock_data KvmVm::clock() const {
+  kvm_clock_data c{};
+  if (::ioctl(fd_.get(), KVM_GET_CLOCK, &c) < 0) throw KvmError("KVM_GET_CLOCK failed: " + errstr(errno), errno);
+  return c;
+}
+void KvmVm::set_clock(const kvm_clock_data& c) {
+  kvm_clock_data copy{};
+  copy.clock = c.clock;  // no flags: KVM takes the value as of now
+  if (::ioctl(fd_.get(), KVM_SET_CLOCK, &copy) < 0) throw KvmError("KVM_SET_CLOCK failed: " + errstr(errno), errno);
+}
+
+std::vector<std::pair<uint32_t, uint64_t>> KvmVcpu::get_msrs(const std::vector<uint32_t>& indices) const {
+  std::vector<uint8_t> buf(kFlexHeader + indices.size() * sizeof(kvm_msr_entry));
+  uint32_t n = uint32_t(indices.size());
+  std::memcpy(buf.data(), &n, 4);
+  for (size_t i = 0; i < indices.size(); i++) {
+    kvm_msr_entry e{};
+    e.index = indices[i];
+    std::memcpy(buf.data() + kFlexHeader + i * sizeof e, &e, sizeof e);
+  }
+  int got = ::ioctl(fd_.get(), kGetMsrs, buf.data());
+  if (got < 0) throw KvmError("KVM_GET_MSRS failed: " + errstr(errno), errno);
+  std::vector<std::pair<uint32_t, uint64_t>> out;
+  for (int i = 0; i < got; i++) {
+    kvm_msr_entry e;
+    std::memcpy(&e, buf.data() + kFlexHeader + size_t(i) * sizeof e, sizeof e);
+    out.emplace_back(e.index, e.data);
+  }
+  return out;
+}
+
+void KvmVcpu::set_msrs_all(const std::vector<std::pair<uint32_t, uint64_t>>& msrs) {
+  std::vector<uint8_t> buf(kFlexHeader + msrs.size() * sizeof(kvm_msr_entry));
+  uint32_t n = uint32_t(msrs.size());
+  std::memcpy(buf.data(), &n, 4);
+  for (size_t i = 0; i < msrs.size(); i++) {
+    kvm_msr_entry e{};
+    e.index = msrs[i].first;
+    e.data = msrs[i].second;
+    std::memcpy(buf.data() + kFlexHeader + i * sizeof e, &e, sizeof e);
+  }
+  int done = ::ioctl(fd_.get(), kSetMsrs, buf.data());
+  if (done < 0) throw KvmError("KVM_SET_MSRS failed: " + errstr(errno), errno);
+  if (size_t(done) != msrs.size()) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%#x", msrs[size_t(done)].first);
+    throw KvmError("KVM_SET_MSRS refused MSR " + std::string(b) + " (" + std::to_string(done) + " of " +
+                   std::to_string(msrs.size()) + " set)");
+  }
+}
+
+std::vector<uint8_t> KvmVcpu::xsave_state(size_t size) const {
+  std::vector<uint8_t> buf(std::max<size_t>(size, 4096));
+  // KVM_GET_XSAVE2 copies as much as KVM_CAP_XSAVE2 said (its ioctl number
+  // encodes the 4 KiB struct, the buffer is the capability's size).
+  unsigned long req = buf.size() > 4096 ? kGetXsave2 : kGetXsave;
+  if (::ioctl(fd_.get(), req, buf.data()) < 0) {
+    if (req == kGetXsave2) throw KvmError("KVM_GET_XSAVE2 failed: " + errstr(errno), errno);
+    throw KvmError("KVM_GET_XSAVE failed: " + errstr(errno), errno);
+  }
+  return buf;
+}
+void KvmVcpu::set_xsave_state(const std::vector<uint8_t>& buf) {
+  if (buf.size() < 4096) throw KvmError("XSAVE state is shorter than 4 KiB");
+  std::vector<uint8_t> copy = buf;
+  if (::ioctl(fd_.get(), kSetXsave, copy.data()) < 0) throw KvmError("KVM_SET_XSAVE failed: " + errstr(errno), errno);
+}
+kvm_xcrs KvmVcpu::xcrs() const {
+  kvm_xcrs x{};
+  if (::ioctl(fd_.get(), KVM_GET_XCRS, &x) < 0) throw KvmError("KVM_GET_XCRS failed: " + errstr(errno), errno);
+  return x;
+}
+void KvmVcpu::set_xcrs(const kvm_xcrs& x) {
+  kvm_xcrs copy = x;
+  if (::ioctl(fd_.get(), KVM_SET_XCRS, &copy) < 0) throw KvmError("KVM_SET_XCRS failed: " + errstr(errno), errno);
+}
+kvm_debugregs KvmVcpu::debugregs() const {
+  kvm_debugregs d{};
+  if (::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &d) < 0) throw KvmError("KVM_GET_DEBUGREGS failed: " + errstr(errno), errno);
+  return d;
+}
+void KvmVcpu::set_debugregs(const kvm_debugregs& d) {
+  kvm_debugregs copy = d;
+  if (::ioctl(fd_.get(), KVM_SET_DEBUGREGS, &copy) < 0) throw KvmError("KVM_SET_DEBUGREGS failed: " + errstr(errno), errno);
 }
 
 }  // namespace vireo::kvm

@@ -59,6 +59,8 @@ public:
   int vcpu_mmap_size() const { return mmap_size_; }
   int check_extension(long cap) const;
   std::vector<kvm_cpuid_entry2> supported_cpuid() const;
+  // KVM_GET_MSR_INDEX_LIST: the MSRs this KVM saves and restores.
+  std::vector<uint32_t> msr_index_list() const;
 
 private:
   Fd fd_;
@@ -101,6 +103,9 @@ public:
   // instead of exiting to userspace; reads still exit. Returns the ring's page
   // offset inside each vCPU's mmap, or 0 when this KVM has no coalesced MMIO.
   int register_coalesced_mmio(uint64_t addr, uint32_t size);
+  // kvmclock (KVM_GET_CLOCK / KVM_SET_CLOCK): the guest's clock in ns.
+  kvm_clock_data clock() const;
+  void set_clock(const kvm_clock_data& c);
 
 private:
   KvmSystem& sys_;
@@ -148,6 +153,18 @@ public:
   uint64_t xcr0() const;
   void set_xcr0(uint64_t v);
   bool get_msr(uint32_t index, uint64_t& value) const;
+  // Saved state (machine/state.h): MSRs by index (only those KVM returned),
+  // set back all-or-error; XSAVE through KVM_GET_XSAVE2 when KVM has it (its
+  // size from KVM_CAP_XSAVE2), else KVM_GET_XSAVE's 4 KiB; every XCR; debug
+  // registers.
+  std::vector<std::pair<uint32_t, uint64_t>> get_msrs(const std::vector<uint32_t>& indices) const;
+  void set_msrs_all(const std::vector<std::pair<uint32_t, uint64_t>>& msrs);
+  std::vector<uint8_t> xsave_state(size_t size) const;
+  void set_xsave_state(const std::vector<uint8_t>& buf);
+  kvm_xcrs xcrs() const;
+  void set_xcrs(const kvm_xcrs& x);
+  kvm_debugregs debugregs() const;
+  void set_debugregs(const kvm_debugregs& d);
 
 private:
   int id_;

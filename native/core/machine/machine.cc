@@ -20,6 +20,7 @@
 #include "machine/kernel_boot.h"
 #include "machine/layout.h"
 #include "machine/pc_board.h"
+#include "machine/state.h"
 
 namespace vireo {
 
@@ -113,6 +114,7 @@ struct DebugconDevice : IoDevice {
   void write(uint64_t, std::span<const uint8_t> d) override {
     if (to_stderr) fwrite(d.data(), 1, 1, stderr);
   }
+  StateKind state_kind() const override { return StateKind::None; }
   // VIREO_DEBUGCON=1 copies the firmware's debug log (SeaBIOS writes it here) to stderr.
   const bool to_stderr = getenv("VIREO_DEBUGCON") != nullptr;
 };
@@ -128,6 +130,7 @@ struct DebugExitDevice : IoDevice {
     info.message = "guest wrote " + std::to_string(info.code) + " to the debug-exit port";
     m->request_stop(info);
   }
+  StateKind state_kind() const override { return StateKind::None; }
 };
 
 // Port 0x61 (PIT channel 2 gate / speaker) is left to userspace by
@@ -141,6 +144,14 @@ struct SpeakerPortDevice : IoDevice {
     d[0] = v;
   }
   void write(uint64_t, std::span<const uint8_t> d) override { v = (v & 0x10) | (d[0] & 0x0f); }
+  StateKind state_kind() const override { return StateKind::Saved; }
+  void save(state::StateWriter& w) const override { w.u8(v); }
+  void load(state::StateReader& r) override {
+    if (r.version() != 1) r.fail("unknown version");
+    uint8_t nv = r.u8();
+    r.finish();
+    v = nv;
+  }
 };
 
 std::string hex(uint64_t v) {
@@ -393,10 +404,13 @@ void Machine::setup_devices() {
                                                           if (was_empty && on_serial_ready) on_serial_ready();
                                                         });
     pio_.insert(serial_[i], ports[i], 8, i == 0 ? "com1" : "com2");
+    register_state(i == 0 ? "com1" : "com2", serial_[i]);
   }
   pio_.insert(std::make_shared<DebugconDevice>(), layout::kDebugconPort, 1, "debugcon");
   pio_.insert(std::make_shared<DebugExitDevice>(this), layout::kDebugExitPort, 1, "debug-exit");
-  pio_.insert(std::make_shared<SpeakerPortDevice>(), layout::kPitSpeakerPort, 1, "speaker");
+  auto speaker = std::make_shared<SpeakerPortDevice>();
+  pio_.insert(speaker, layout::kPitSpeakerPort, 1, "speaker");
+  register_state("speaker", speaker);
 }
 
 void Machine::setup_vcpu(kvm::KvmVcpu& v, int id) {
@@ -968,6 +982,238 @@ void Machine::vcpu_loop(int id) {
     cv_.notify_all();
   }
   if (last) set_state(fs, info);
+}
+
+// ---- saved state (machine/state.h) ----
+
+namespace {
+
+// MSRs a vCPU's state needs beyond what KVM_GET/SET_SREGS carries (EFER,
+// APIC base): those of this list that KVM reports in its index list, or
+// reads (MTRRs are not in the list on every kernel), are saved.
+constexpr uint32_t kStateMsrs[] = {
+    0x10,        // TSC
+    0x3b,        // TSC_ADJUST
+    0x48,        // SPEC_CTRL
+    0x174, 0x175, 0x176,  // SYSENTER CS/ESP/EIP
+    0x1a0,       // MISC_ENABLE
+    0x277,       // PAT
+    0x2ff,       // MTRR default type
+    0x200, 0x201, 0x202, 0x203, 0x204, 0x205, 0x206, 0x207, 0x208, 0x209, 0x20a, 0x20b, 0x20c, 0x20d, 0x20e, 0x20f,
+    0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f,  // fixed MTRRs
+    0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084,  // STAR, LSTAR, CSTAR, SFMASK
+    0xc0000102,  // KERNEL_GS_BASE
+    0xc0000103,  // TSC_AUX
+    0x11, 0x12,  // kvmclock (old)
+    0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03, 0x4b564d04,  // kvmclock, async PF, steal time, PV EOI
+    0x6e0,       // TSC_DEADLINE (after the TSC)
+};
+
+template <class T>
+void put_raw(state::StateWriter& w, const T& v) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  w.blob({reinterpret_cast<const uint8_t*>(&v), sizeof v});
+}
+template <class T>
+T get_raw(state::StateReader& r) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  auto b = r.blob(sizeof(T));
+  if (b.size() != sizeof(T)) r.fail("a KVM structure is " + std::to_string(b.size()) + " bytes, " + std::to_string(sizeof(T)) + " expected");
+  T v;
+  std::memcpy(&v, b.data(), sizeof v);
+  return v;
+}
+
+}  // namespace
+
+void Machine::register_state(const std::string& name, std::shared_ptr<Stateful> dev) {
+  for (auto& [n, d] : state_devs_)
+    if (n == name) throw MachineError("state name '" + name + "' registered twice");
+  state_devs_.emplace_back(name, std::move(dev));
+}
+
+state::ConfigDesc Machine::state_config() const {
+  state::ConfigDesc d;
+  d.set("ram", std::to_string(cfg_.mem_bytes));
+  d.set("cpus", std::to_string(cfg_.cpus));
+  d.set("board", board_ ? "pc" : !cfg_.kernel.empty() ? "kernel" : "flat");
+  std::string devs;
+  for (auto& [n, dev] : state_devs_) devs += (devs.empty() ? "" : ",") + n;
+  d.set("devices", devs);
+  return d;
+}
+
+void Machine::save_state(const std::string& path) {
+  if (state() != RunState::Paused) throw MachineError(std::string("save needs a paused machine (it is ") + run_state_name(state()) + ")");
+  // Every device on the buses either has nothing to save or is registered.
+  std::vector<const Stateful*> known;
+  for (auto& [n, d] : state_devs_) known.push_back(d.get());
+  std::string missing;
+  for (Bus* bus : {&pio_, &mmio_}) {
+    for (auto& [range, name] : bus->ranges()) {
+      auto dev = bus->device_at(range.base);
+      if (!dev || dev->state_kind() == Stateful::StateKind::None) continue;
+      if (dev->state_kind() == Stateful::StateKind::Unsupported ||
+          std::find(known.begin(), known.end(), static_cast<const Stateful*>(dev.get())) == known.end())
+        missing += (missing.empty() ? "" : ", ") + (name.empty() ? hex(range.base) : name);
+    }
+  }
+  for (auto& [n, d] : state_devs_)
+    if (d->state_kind() == Stateful::StateKind::Unsupported) missing += (missing.empty() ? "" : ", ") + n;
+  if (!missing.empty()) throw MachineError("cannot save this machine's state: these devices cannot save theirs yet: " + missing);
+  flush_coalesced_mmio();
+
+  state::StateFileWriter f(path, state_config());
+  // vCPUs.
+  std::vector<uint32_t> msr_list;
+  {
+    std::vector<uint32_t> kvm_list = sys_->msr_index_list();
+    for (uint32_t m : kStateMsrs) {
+      uint64_t v;
+      bool listed = std::find(kvm_list.begin(), kvm_list.end(), m) != kvm_list.end();
+      if (listed || vcpus_[0]->get_msr(m, v)) msr_list.push_back(m);
+    }
+  }
+  const int xsave2 = sys_->check_extension(KVM_CAP_XSAVE2);
+  const bool has_xsave = sys_->check_extension(KVM_CAP_XSAVE) > 0;
+  const bool has_xcrs = sys_->check_extension(KVM_CAP_XCRS) > 0;
+  for (auto& vp : vcpus_) {
+    kvm::KvmVcpu& v = *vp;
+    state::StateWriter w;
+    put_raw(w, v.regs());
+    put_raw(w, v.sregs());
+    w.boolean(has_xsave);
+    if (has_xsave) w.blob(v.xsave_state(size_t(std::max(xsave2, 4096))));
+    else put_raw(w, v.fpu());
+    w.boolean(has_xcrs);
+    if (has_xcrs) put_raw(w, v.xcrs());
+    auto msrs = v.get_msrs(msr_list);
+    w.u32(uint32_t(msrs.size()));
+    for (auto& [i, val] : msrs) {
+      w.u32(i);
+      w.u64(val);
+    }
+    put_raw(w, v.lapic());
+    put_raw(w, v.events());
+    put_raw(w, v.mp_state());
+    kvm_debugregs dr{};
+    bool has_dr = true;
+    try {
+      dr = v.debugregs();
+    } catch (const kvm::KvmError&) {
+      has_dr = false;
+    }
+    w.boolean(has_dr);
+    if (has_dr) put_raw(w, dr);
+    f.section("cpu" + std::to_string(v.id()), 1, w.data());
+  }
+  {
+    state::StateWriter w;
+    for (uint32_t i = 0; i < 3; i++) put_raw(w, vm_->irqchip(i));  // master PIC, slave PIC, IOAPIC
+    put_raw(w, vm_->pit());
+    w.u64(vm_->clock().clock);
+    f.section("vm", 1, w.data());
+  }
+  for (auto& [name, dev] : state_devs_) {
+    if (dev->state_kind() != Stateful::StateKind::Saved) continue;
+    state::StateWriter w;
+    dev->save(w);
+    f.section("dev:" + name, dev->state_version(), w.data());
+  }
+  f.ram_section("ram", ram_, ram_size_);
+  f.finish();
+}
+
+void Machine::load_state(const std::string& path) {
+  if (state() != RunState::Created) throw MachineError("a state is loaded into a machine that has not started");
+  state::StateFile f(path);
+  f.check_config(state_config());
+  // Everything is read and checked before anything is changed where that is
+  // cheap (vCPU sections parse into structures first).
+  struct Cpu {
+    kvm_regs regs;
+    kvm_sregs sregs;
+    bool has_xsave;
+    std::vector<uint8_t> xsave;
+    kvm_fpu fpu{};
+    bool has_xcrs;
+    kvm_xcrs xcrs{};
+    std::vector<std::pair<uint32_t, uint64_t>> msrs;
+    kvm_lapic_state lapic;
+    kvm_vcpu_events events;
+    kvm_mp_state mp;
+    bool has_dr;
+    kvm_debugregs dr{};
+  };
+  std::vector<Cpu> cpus(vcpus_.size());
+  for (size_t i = 0; i < vcpus_.size(); i++) {
+    state::StateReader r = f.reader("cpu" + std::to_string(i));
+    if (r.version() != 1) r.fail("unknown version");
+    Cpu& c = cpus[i];
+    c.regs = get_raw<kvm_regs>(r);
+    c.sregs = get_raw<kvm_sregs>(r);
+    c.has_xsave = r.boolean();
+    if (c.has_xsave) {
+      c.xsave = r.blob(1u << 20);
+      if (c.xsave.size() < 4096) r.fail("XSAVE state shorter than 4 KiB");
+    } else {
+      c.fpu = get_raw<kvm_fpu>(r);
+    }
+    c.has_xcrs = r.boolean();
+    if (c.has_xcrs) c.xcrs = get_raw<kvm_xcrs>(r);
+    uint32_t n = r.u32();
+    if (n > 4096) r.fail("too many MSRs");
+    for (uint32_t k = 0; k < n; k++) {
+      uint32_t idx = r.u32();
+      uint64_t val = r.u64();
+      c.msrs.emplace_back(idx, val);
+    }
+    c.lapic = get_raw<kvm_lapic_state>(r);
+    c.events = get_raw<kvm_vcpu_events>(r);
+    c.mp = get_raw<kvm_mp_state>(r);
+    c.has_dr = r.boolean();
+    if (c.has_dr) c.dr = get_raw<kvm_debugregs>(r);
+    r.finish();
+  }
+  kvm_irqchip chips[3];
+  kvm_pit_state2 pit;
+  uint64_t clock;
+  {
+    state::StateReader r = f.reader("vm");
+    if (r.version() != 1) r.fail("unknown version");
+    for (auto& c : chips) c = get_raw<kvm_irqchip>(r);
+    pit = get_raw<kvm_pit_state2>(r);
+    clock = r.u64();
+    r.finish();
+  }
+  for (auto& [name, dev] : state_devs_) {
+    if (dev->state_kind() != Stateful::StateKind::Saved) continue;
+    state::StateReader r = f.reader("dev:" + name);
+    dev->load(r);
+  }
+  f.load_ram("ram", ram_, ram_size_);
+  if (bios_map_) std::memcpy(bios_map_, bios_.data(), bios_.size());
+  for (auto& c : chips) vm_->set_irqchip(c);
+  vm_->set_pit(pit);
+  kvm_clock_data cd{};
+  cd.clock = clock;
+  vm_->set_clock(cd);
+  for (size_t i = 0; i < vcpus_.size(); i++) {
+    kvm::KvmVcpu& v = *vcpus_[i];
+    Cpu& c = cpus[i];
+    v.set_sregs(c.sregs);
+    v.set_regs(c.regs);
+    if (c.has_xsave) v.set_xsave_state(c.xsave);
+    else v.set_fpu(c.fpu);
+    if (c.has_xcrs) v.set_xcrs(c.xcrs);
+    v.set_msrs_all(c.msrs);
+    v.set_lapic(c.lapic);
+    v.set_mp_state(c.mp);
+    c.events.flags &= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | KVM_VCPUEVENT_VALID_SHADOW |
+                      KVM_VCPUEVENT_VALID_SMM | KVM_VCPUEVENT_VALID_PAYLOAD | KVM_VCPUEVENT_VALID_TRIPLE_FAULT;
+    v.set_events(c.events);
+    if (c.has_dr) v.set_debugregs(c.dr);
+  }
 }
 
 }  // namespace vireo

@@ -32,6 +32,9 @@ class KvmVcpu;
 namespace devices {
 class Serial16550;
 }
+namespace state {
+struct ConfigDesc;
+}
 
 struct DiskSpec {
   std::string path;
@@ -170,6 +173,24 @@ public:
   // reads device state that such writes change (flush_coalesced_mmio()).
   void add_coalesced_mmio(uint64_t addr, uint32_t size);
   void flush_coalesced_mmio();
+  // Saved state (machine/state.h, docs/state.md).
+  // save_state: with the machine paused, writes guest RAM (sparse), every
+  // vCPU (registers, special registers, XSAVE/FPU, XCRs, MSRs, LAPIC, pending
+  // events, MP state, debug registers), the in-kernel PIC/IOAPIC/PIT and
+  // kvmclock, and every registered device to `path`. Throws
+  // state::StateError / MachineError (not paused; a device on the buses that
+  // cannot save, named) and leaves nothing at `path` then.
+  void save_state(const std::string& path);
+  // load_state: before start(), replaces this freshly built machine's state
+  // with the file's. Throws state::StateError for a bad file or one saved
+  // from a different configuration (naming what differs); the machine must
+  // then be discarded (RAM may be partly loaded).
+  void load_state(const std::string& path);
+  // What a state file must match: RAM size, vCPU count, board, devices.
+  state::ConfigDesc state_config() const;
+  // A device whose state goes into state files under `name` (boards call it
+  // while the machine is built; names are unique).
+  void register_state(const std::string& name, std::shared_ptr<Stateful> dev);
   // How many times the guest has rebooted.
   int reset_count() const { return reset_count_.load(); }
 
@@ -230,6 +251,7 @@ private:
   std::atomic<int> reset_count_{0};
   std::atomic<bool> step_wanted_{false};
   std::string reset_why_;
+  std::vector<std::pair<std::string, std::shared_ptr<Stateful>>> state_devs_;
   struct PowerOn;  // register and interrupt-controller state at power-on
   std::unique_ptr<PowerOn> power_on_;
   int parked_ = 0;

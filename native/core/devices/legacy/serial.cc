@@ -1,5 +1,7 @@
 #include "devices/legacy/serial.h"
 
+#include "machine/state.h"
+
 namespace vireo::devices {
 
 unsigned Serial16550::rx_trigger() const {
@@ -198,6 +200,36 @@ size_t Serial16550::queue_input(std::span<const uint8_t> bytes) {
 size_t Serial16550::backlog() const {
   std::lock_guard g(mu_);
   return backlog_.size();
+}
+
+void Serial16550::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  for (uint8_t b : {s_.ier, s_.lcr, s_.mcr, s_.lsr, s_.msr, s_.scr, s_.fcr, s_.dll, s_.dlm}) w.u8(b);
+  w.boolean(s_.thr_interrupt);
+  w.bytes(s_.rx, sizeof s_.rx);
+  w.u8(s_.rx_head);
+  w.u8(s_.rx_count);
+  w.u32(uint32_t(backlog_.size()));
+  for (uint8_t b : backlog_) w.u8(b);
+}
+
+void Serial16550::load(state::StateReader& r) {
+  if (r.version() != State::kVersion) r.fail("unknown version (this Vireo has " + std::to_string(State::kVersion) + ")");
+  State n;
+  for (uint8_t* b : {&n.ier, &n.lcr, &n.mcr, &n.lsr, &n.msr, &n.scr, &n.fcr, &n.dll, &n.dlm}) *b = r.u8();
+  n.thr_interrupt = r.boolean();
+  r.bytes(n.rx, sizeof n.rx);
+  n.rx_head = r.u8();
+  n.rx_count = r.u8();
+  if (n.rx_head >= kFifoSize || n.rx_count > kFifoSize) r.fail("receive FIFO position out of range");
+  uint32_t backlog = r.u32();
+  if (backlog > (64u << 20)) r.fail("input backlog too long");
+  auto bytes = r.span(backlog);
+  r.finish();
+  std::lock_guard g(mu_);
+  s_ = n;
+  backlog_.assign(bytes.begin(), bytes.end());
+  update_irq();
 }
 
 }  // namespace vireo::devices

@@ -58,6 +58,12 @@ public:
   size_t backlog() const;
 
   const State& state() const { return s_; }
+  // Saved state (machine/state.h): the registers, the receive FIFO, the
+  // interrupt latch and the host input still on "the wire".
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return State::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
   size_t rx_space() const;
 
 private:
