@@ -118,6 +118,12 @@ describe('parseBootArgs', () => {
     ]);
     expect(() => parseBootArgs(['--disk'])).toThrow(/needs a value/);
   });
+  it('reads --save-at SECONDS:FILE and --restore FILE', () => {
+    const o = parseBootArgs(['--flat', 'f.bin', '--save-at', '2.5:/tmp/s.vstate', '--restore', '/tmp/r.vstate']);
+    expect(o.saveAt).toEqual({ atS: 2.5, file: '/tmp/s.vstate' });
+    expect(o.restore).toBe('/tmp/r.vstate');
+    expect(() => parseBootArgs(['--flat', 'f.bin', '--save-at', 'x:/tmp/s'])).toThrow(UsageError);
+  });
   it('serial to a file', () => {
     expect(parseBootArgs(['--kernel', 'k', '--serial', 'file:/tmp/x']).serial).toEqual({ kind: 'file', path: '/tmp/x' });
   });
@@ -155,6 +161,27 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
     const r = run(['--kernel', path.join(guests, 'hello.bin'), '--memory', '64M']);
     expect(r.stdout).toBe('Hello from a Vireo test guest\r\n');
     expect(r.status).toBe(67);
+  });
+  it('--save-at saves a counting guest and --restore goes on counting in a new process', () => {
+    const file = path.join(os.tmpdir(), `vireo-boot-state-${process.pid}.vstate`);
+    const args = ['--flat', path.join(guests, 'count.bin'), '--memory', '32M'];
+    const a = run([...args, '--save-at', `3:${file}`]);
+    expect(a.status).toBe(0);
+    expect(a.stderr).toContain(`saved the machine's state to ${file}`);
+    const before = a.stdout.split('\r\n').filter((x) => x !== '').map(Number);
+    expect(before.length).toBeGreaterThan(2);
+    expect(before).toEqual(before.map((_, i) => i + 1));
+    const b = run([...args, '--restore', file, '--timeout', '2']);
+    expect(b.status).toBe(124);
+    // The output of both runs is one count from 1 (a number cut by the save ends in the second).
+    const all = (a.stdout + b.stdout).split('\r\n').filter((x) => x !== '').map(Number);
+    expect(all.length).toBeGreaterThan(before.length + 2);
+    expect(all).toEqual(all.map((_, i) => i + 1));
+    // A different machine is refused, naming what differs.
+    const c = run(['--flat', path.join(guests, 'count.bin'), '--memory', '64M', '--restore', file]);
+    expect(c.status).toBe(1);
+    expect(c.stderr).toContain('RAM size: the state file has 32 MiB, this machine has 64 MiB');
+    fs.rmSync(file, { force: true });
   });
   it('forwards stdin to the serial port', () => {
     const r2 = spawnSync(process.execPath, [vireo, 'boot', '--kernel', path.join(guests, 'echo.bin'), '--memory', '64M'], {

@@ -11,6 +11,10 @@ export interface BootOptions {
   timeoutS?: number;
   screenshots: Array<{ atS: number; file: string }>;
   keys: Array<{ atS: number; keys: string }>;
+  /** --save-at: pause at atS, write the state to file, exit 0. */
+  saveAt?: { atS: number; file: string };
+  /** --restore: load this state file into the new machine before it starts. */
+  restore?: string;
 }
 
 export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--append STRING]]
@@ -20,7 +24,7 @@ export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--
                    [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
                   | --flat FILE [--flat-address ADDR])
                   [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS] [--no-reboot]
-                  [--snapshot]
+                  [--snapshot] [--save-at SECONDS:FILE] [--restore FILE]
 
 Runs a virtual machine without a window. The guest's first serial port is this
 terminal (raw mode when it is one; press Ctrl-A then X to quit). The exit status
@@ -47,7 +51,11 @@ address; tcp:127.0.0.1:2222-:22 for loopback only) to guest port 22; repeat it
 for more. restrict=on keeps the guest off the outside world and the host (port
 forwards still work). net=192.168.122.0/24,host=192.168.122.1,dhcpstart=192.168.122.100,dns=192.168.122.3
 puts the guest on another network (QEMU's -netdev user options; defaults .2, .15, .3). Repeat --nic for more cards; --nic none (the default) gives
-none. Network cards need the PC (not --flat).`;
+none. Network cards need the PC (not --flat).
+--save-at SECONDS:FILE pauses the machine after SECONDS, writes its whole state
+(RAM, vCPUs, devices; docs/state.md) to FILE and exits 0. --restore FILE resumes
+such a state: give the same machine options (memory, cpus, disks, boot files) it
+was saved with; a different configuration is refused, naming what differs.`;
 
 export class UsageError extends Error {}
 
@@ -74,7 +82,7 @@ const DEFAULT_VGA_BIOS = '/usr/share/seabios/vgabios-stdvga.bin';
 
 const VALUE_FLAGS = new Set([
   '--kernel', '--initrd', '--append', '--flat', '--flat-address', '--memory', '-m', '--cpus', '--smp', '--serial',
-  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at', '--uuid', '--nic',
+  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at', '--uuid', '--nic', '--save-at', '--restore',
 ]);
 
 /** One --nic value: 'user[,model=virtio][,mac=M][,hostfwd=...]...[,restrict=on|off]'. */
@@ -250,6 +258,13 @@ export function parseBootArgs(args: string[]): BootOptions {
         o.keys.push({ atS, keys: rest });
         break;
       }
+      case '--save-at': {
+        const { atS, rest } = parseAt(flag, v);
+        if (!rest) throw new UsageError('--save-at: SECONDS:FILE');
+        o.saveAt = { atS, file: rest };
+        break;
+      }
+      case '--restore': o.restore = v; break;
       case '--help': case '-h': throw new UsageError('');
       default: throw new UsageError(`unknown option '${a}'`);
     }
@@ -339,6 +354,7 @@ export async function run(args: string[]): Promise<number> {
   let m: NativeMachine;
   try {
     m = new addon.Machine(opts.config);
+    if (opts.restore) m.loadState(opts.restore);
   } catch (e) {
     console.error(`vireo boot: ${(e as Error).message}`);
     return 1;
@@ -409,6 +425,18 @@ function runMachine(m: NativeMachine, opts: BootOptions): Promise<number> {
           process.stderr.write(`vireo: screenshot ${s.file}: ${(e as Error).message}\n`);
         }
       }, s.atS * 1000));
+    }
+    if (opts.saveAt) {
+      const { atS, file } = opts.saveAt;
+      timers.push(setTimeout(() => {
+        try {
+          m.pause();
+          m.saveState(file);
+          finish(0, `vireo: saved the machine's state to ${file}`);
+        } catch (e) {
+          finish(1, `vireo: save to ${file} failed: ${(e as Error).message}`);
+        }
+      }, atS * 1000));
     }
     for (const k of opts.keys) {
       timers.push(setTimeout(() => {

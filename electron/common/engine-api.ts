@@ -146,6 +146,10 @@ export interface FrameUpdate {
 export interface NativeMachine {
   start(): void;
   pause(): void;
+  /** Writes the paused machine's whole state (RAM, vCPUs, devices) to a state file (docs/state.md); throws naming what stops it. */
+  saveState(path: string): void;
+  /** Before start(): loads a state file saved from a machine with this configuration; throws naming what differs or is wrong. */
+  loadState(path: string): void;
   resume(): void;
   /** Stops the vCPUs, joins threads, closes fds. Idempotent. */
   stop(): void;

@@ -129,6 +129,8 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::Start>("start"),
                                      InstanceMethod<&MachineWrap::Pause>("pause"),
                                      InstanceMethod<&MachineWrap::Resume>("resume"),
+                                     InstanceMethod<&MachineWrap::SaveState>("saveState"),
+                                     InstanceMethod<&MachineWrap::LoadState>("loadState"),
                                      InstanceMethod<&MachineWrap::Stop>("stop"),
                                      InstanceAccessor<&MachineWrap::GetState>("state"),
                                      InstanceMethod<&MachineWrap::WriteSerial>("writeSerial"),
@@ -258,6 +260,45 @@ Napi::Value MachineWrap::Start(const Napi::CallbackInfo& info) {
 Napi::Value MachineWrap::Pause(const Napi::CallbackInfo& info) {
   if (m_) m_->pause();
   return info.Env().Undefined();
+}
+
+// saveState(path) / loadState(path): machine/state.h. Both throw with the
+// engine's message (a device that cannot save, a bad or foreign file, a
+// changed configuration).
+Napi::Value MachineWrap::SaveState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "saveState(path): a path is required").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!m_) {
+    Napi::Error::New(env, "cannot save a machine that is " + final_state_).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  try {
+    m_->save_state(info[0].As<Napi::String>().Utf8Value());
+  } catch (std::exception& e) {
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+Napi::Value MachineWrap::LoadState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    Napi::TypeError::New(env, "loadState(path): a path is required").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!m_) {
+    Napi::Error::New(env, "cannot load a state into a machine that is " + final_state_).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  try {
+    m_->load_state(info[0].As<Napi::String>().Utf8Value());
+  } catch (std::exception& e) {
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
 }
 
 Napi::Value MachineWrap::Resume(const Napi::CallbackInfo& info) {

@@ -30,6 +30,12 @@ export class FakeMachine implements NativeMachine {
   pause() {
     this.state = 'paused';
   }
+  saveState(_path: string) {
+    throw new Error('the fake engine cannot save state');
+  }
+  loadState(_path: string) {
+    throw new Error('the fake engine cannot load state');
+  }
   resume() {
     this.state = 'running';
   }
