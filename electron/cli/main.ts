@@ -15,6 +15,7 @@ function verbs(): Map<string, { summary: string }> {
   const virsh = require('./virsh') as typeof import('./virsh');
   require('./virsh-xml'); // dumpxml, define
   require('./virt-install'); // install
+  require('./virt-clone'); // clone
   return virsh.VERBS;
 }
 
