@@ -16,6 +16,7 @@ function verbs(): Map<string, { summary: string }> {
   require('./virsh-xml'); // dumpxml, define
   require('./virt-install'); // install
   require('./virt-clone'); // clone
+  require('./virsh-net'); // net-*
   return virsh.VERBS;
 }
 
