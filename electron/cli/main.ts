@@ -17,6 +17,7 @@ function verbs(): Map<string, { summary: string }> {
   require('./virt-install'); // install
   require('./virt-clone'); // clone
   require('./virsh-net'); // net-*
+  require('./virsh-dom'); // domifaddr, domiflist, domblklist
   return virsh.VERBS;
 }
 
