@@ -77,13 +77,14 @@ export type NetSpec = { kind: 'none' } | { kind: 'network'; network: string; mod
 export function parseNetwork(text: string): NetSpec {
   if (text === 'none') return { kind: 'none' };
   const o = subopts(text);
+  if (o.kv.has('bridge') || o.kv.has('type')) throw new VerbError(`--network: only network=NAME (a Vireo network) or none: bridged and direct networking are not built yet`, 2);
   only(o, '--network', ['network', 'model', 'mac']);
   let network = o.kv.get('network');
   for (const b of o.bare) {
     // virt-install's shorthands: 'default', 'network=NAME' as 'network:NAME', 'user' (slirp: the default NAT here).
     if (b === 'default' || b === 'user') network ??= 'default';
     else if (b.startsWith('network:')) network ??= b.slice('network:'.length);
-    else if (b.startsWith('bridge')) throw new VerbError(`--network: bridged networking is not built yet (use network=NAME, or none)`, 2);
+    else if (b.startsWith('bridge')) throw new VerbError(`--network: only network=NAME (a Vireo network) or none: bridged and direct networking are not built yet`, 2);
     else throw new VerbError(`--network: '${b}' is not network=NAME or none`, 2);
   }
   const model = o.kv.get('model');
