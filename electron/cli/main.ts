@@ -13,7 +13,12 @@ const commands: Record<string, Sub> = {
 /** The virsh-like verbs on the service's VMs (cli/virsh.ts and the files that register more). */
 function verbs(): Map<string, { summary: string }> {
   const virsh = require('./virsh') as typeof import('./virsh');
-  require('./virsh-xml'); // dumpxml, define
+  require('./virsh-xml'); // dumpxml, define, edit
+  require('./virt-install'); // install
+  require('./virt-clone'); // clone
+  require('./virsh-net'); // net-*
+  require('./virsh-dom'); // domifaddr, domiflist, domblklist
+  require('./virsh-storage'); // vol-create-as, vol-delete, pool-define-as, pool-undefine
   return virsh.VERBS;
 }
 

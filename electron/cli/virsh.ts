@@ -44,9 +44,11 @@ export interface Verb {
   help?: string;
   /** Flags it takes (without a value); everything else that starts with -- is refused. */
   flags?: string[];
+  /** Options that take a value (`--name X` or `--name=X`; repeatable: every value is kept, in order). */
+  options?: string[];
   /** How many positional arguments it wants. */
   args?: { min: number; max: number; names?: string[] };
-  run(ctx: VerbContext, flags: Set<string>, args: string[]): Promise<number>;
+  run(ctx: VerbContext, flags: Set<string>, args: string[], opts: Map<string, string[]>): Promise<number>;
 }
 
 export const VERBS = new Map<string, Verb>();
@@ -328,6 +330,7 @@ export async function runVerb(name: string, argv: string[], io: { stdin?: NodeJS
     return 2;
   }
   const flags = new Set<string>();
+  const opts = new Map<string, string[]>();
   const args: string[] = [];
   let json = false;
   for (let i = 0; i < argv.length; i++) {
@@ -343,6 +346,11 @@ export async function runVerb(name: string, argv: string[], io: { stdin?: NodeJS
       const val = argv[++i];
       if (val === undefined) return usageError(v, '--domain wants a VM name or UUID');
       args.push(val);
+    } else if (a.startsWith('--') && v.options?.includes(a.includes('=') ? a.slice(0, a.indexOf('=')) : a)) {
+      const key = a.includes('=') ? a.slice(0, a.indexOf('=')) : a;
+      const val = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (val === undefined) return usageError(v, `${key} wants a value`);
+      opts.set(key, [...(opts.get(key) ?? []), val]);
     } else if (a.startsWith('--') && a !== '--') {
       if (!v.flags?.includes(a)) return usageError(v, `unknown option '${a}'`);
       flags.add(a);
@@ -368,7 +376,7 @@ export async function runVerb(name: string, argv: string[], io: { stdin?: NodeJS
     },
   };
   try {
-    return await v.run(ctx, flags, args);
+    return await v.run(ctx, flags, args, opts);
   } catch (e) {
     const msg = (e as Error).message;
     if (json) console.error(JSON.stringify({ error: msg }));

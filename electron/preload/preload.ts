@@ -36,6 +36,8 @@ const METHODS: Record<Method, true> = {
   'storage.volumeDelete': true,
   'vm.exportXml': true,
   'vm.importXml': true,
+  'vm.createXml': true,
+  'vm.updateXml': true,
   'os.detect': true,
   'os.list': true,
   'vm.devices': true,

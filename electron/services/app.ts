@@ -13,6 +13,8 @@ import {
   type VmDefinition,
   type VmState,
   type VmSummary,
+  MAC_PATTERN,
+  editOf,
   nameProblem,
   nicModelFor,
 } from '../common/contracts/vm';
@@ -252,8 +254,22 @@ export class VireoService implements VireoApi {
     const np = nameProblem(req.name);
     if (np) errors.push({ field: 'name', message: np });
     else if (this.store.byName(req.name)) errors.push({ field: 'name', message: `A VM named '${req.name}' already exists.` });
+    if (req.storage.kind === 'existing') {
+      const before = errors.length;
+      await file('storage', req.storage.path, 'a disk image');
+      if (errors.length === before) {
+        const e = await this.importProblem(req.storage.path, req.storage.format);
+        if (e) errors.push({ field: 'storage', message: e });
+      }
+    }
     const net = wizardNetwork(req.network);
     if (net !== null && !this.networks.get(net)) errors.push({ field: 'network', message: `No network named '${net}': choose one from the list, or define it under Networks.` });
+    if (req.mac !== undefined) {
+      const mac = req.mac.toLowerCase();
+      if (net === null) errors.push({ field: 'network', message: 'A MAC address needs a network (the VM has no NIC).' });
+      else if (!MAC_PATTERN.test(mac)) errors.push({ field: 'network', message: `MAC ${req.mac} is not of the form 52:54:00:xx:xx:xx.` });
+      else if (this.store.list().some((d) => d.nics.some((n) => n.mac === mac))) errors.push({ field: 'network', message: `MAC ${mac} is used by another VM.` });
+    }
     return errors;
   }
 
@@ -264,10 +280,8 @@ export class VireoService implements VireoApi {
     this.busy.set(`name:${req.name.toLowerCase()}`, 'created');
     const batch = new DiskBatch(this.journal, this.store.newUuid());
     try {
-      const disks: Disk[] = [];
       const m = req.media;
-      if (m.kind === 'iso') disks.push({ path: m.path, format: 'raw', media: 'cdrom', bus: 'ide', readOnly: true });
-      if (m.kind === 'import') disks.push({ path: m.path, format: await this.importFormat(m.path, m.format), media: 'disk', bus: 'ide' });
+      let made: Disk | null = null;
       if (req.storage.kind === 'create' && m.kind !== 'import') {
         const st = req.storage;
         const format = st.backing ? 'qcow2' : (st.format ?? 'raw');
@@ -278,32 +292,12 @@ export class VireoService implements VireoApi {
         else if (format === 'qcow2') await this.storage.createImageAt(tmp, 'qcow2', Math.round(st.sizeGiB * GiB));
         else await this.pool.createRaw(tmp, Math.round(st.sizeGiB * GiB));
         await batch.link();
-        disks.unshift({ path: p, format, media: 'disk', bus: st.bus ?? 'ide' });
+        made = { path: p, format, media: 'disk', bus: st.bus ?? 'ide' };
       }
-      const def: VmDefinition = {
-        version: 1,
-        uuid: batch.uuid,
-        name: req.name,
-        os: req.os,
-        memoryMiB: req.memoryMiB,
-        cpus: req.cpus,
-        boot:
-          m.kind === 'kernel'
-            ? {
-                kind: 'kernel',
-                kernel: m.kernel,
-                ...(m.initrd ? { initrd: m.initrd } : {}),
-                ...(m.append ? { append: m.append } : {}),
-                ...(m.flatAddress !== undefined ? { flatAddress: m.flatAddress } : {}),
-              }
-            : { kind: 'firmware', order: m.kind === 'iso' ? 'dc' : 'c' },
-        disks,
-        nics: wizardNetwork(req.network) === null ? [] : [{ mac: this.store.newMac(), network: wizardNetwork(req.network)!, model: req.nicModel ?? nicModelFor(req.os) }],
-        createdAt: new Date().toISOString(),
-      };
+      const def = await this.newDefinition(req, batch.uuid, made);
       await this.store.save(def);
       await batch.done();
-      if (disks.some((d) => d.media === 'disk' && m.kind !== 'import')) this.emit('storage.changed', { pool: 'default' });
+      if (made) this.emit('storage.changed', { pool: 'default' });
       const vm = this.summary(def);
       this.emit('vm.changed', { vm });
       return { errors: [], vm };
@@ -313,6 +307,41 @@ export class VireoService implements VireoApi {
     } finally {
       this.busy.delete(`name:${req.name.toLowerCase()}`);
     }
+  }
+
+  /** The definition a checked wizard request makes; `made`: the disk created for it (storage 'create'). */
+  private async newDefinition(req: NewVmRequest, uuid: string, made: Disk | null): Promise<VmDefinition> {
+    const disks: Disk[] = [];
+    const m = req.media;
+    if (made) disks.push(made);
+    if (req.storage.kind === 'existing' && m.kind !== 'import') {
+      const st = req.storage;
+      disks.push({ path: st.path, format: await this.importFormat(st.path, st.format), media: 'disk', bus: st.bus ?? 'ide' });
+    }
+    if (m.kind === 'iso') disks.push({ path: m.path, format: 'raw', media: 'cdrom', bus: 'ide', readOnly: true });
+    if (m.kind === 'import') disks.push({ path: m.path, format: await this.importFormat(m.path, m.format), media: 'disk', bus: m.bus ?? 'ide' });
+    const net = wizardNetwork(req.network);
+    return {
+      version: 1,
+      uuid,
+      name: req.name,
+      os: req.os,
+      memoryMiB: req.memoryMiB,
+      cpus: req.cpus,
+      boot:
+        m.kind === 'kernel'
+          ? {
+              kind: 'kernel',
+              kernel: m.kernel,
+              ...(m.initrd ? { initrd: m.initrd } : {}),
+              ...(m.append ? { append: m.append } : {}),
+              ...(m.flatAddress !== undefined ? { flatAddress: m.flatAddress } : {}),
+            }
+          : { kind: 'firmware', order: m.kind === 'iso' ? 'dc' : 'c' },
+      disks,
+      nics: net === null ? [] : [{ mac: req.mac?.toLowerCase() ?? this.store.newMac(), network: net, model: req.nicModel ?? nicModelFor(req.os) }],
+      createdAt: new Date().toISOString(),
+    };
   }
 
   /** The details editor: checks every field, then writes the definition atomically. */
@@ -755,6 +784,30 @@ export class VireoService implements VireoApi {
     const vm = this.summary(def);
     this.emit('vm.changed', { vm });
     return { errors: [], vm, ignored };
+  }
+
+  /** virt-install --print-xml: the domain XML a wizard request would define (nothing is written). */
+  async 'vm.createXml'(req: Params<'vm.createXml'>): Promise<Result<'vm.createXml'>> {
+    const errors = await this.validate(req);
+    if (errors.length) return { errors };
+    let made: Disk | null = null;
+    if (req.storage.kind === 'create' && req.media.kind !== 'import') {
+      const st = req.storage;
+      const format = st.backing ? 'qcow2' : (st.format ?? 'raw');
+      made = { path: await this.pool.freePath(req.name, format === 'qcow2' ? '.qcow2' : '.img'), format, media: 'disk', bus: st.bus ?? 'ide' };
+    }
+    const def = await this.newDefinition(req, this.store.newUuid(), made);
+    return { errors: [], xml: this.libvirt.export(def).xml };
+  }
+
+  /** virsh edit: the VM's definition replaced from domain XML (same UUID), through the details editor's checks. */
+  async 'vm.updateXml'({ uuid, xml, dryRun }: Params<'vm.updateXml'>): Promise<Result<'vm.updateXml'>> {
+    const def = this.need(uuid);
+    await this.osinfo.ready();
+    const { errors, def: parsed, ignored } = this.libvirt.planUpdate(def, xml);
+    if (errors.length || !parsed) return { errors, ignored, nextBoot: false };
+    const r = await this['vm.update']({ uuid, edit: editOf(parsed), ...(dryRun !== undefined ? { dryRun } : {}) });
+    return { ...r, ignored };
   }
 
   async 'os.detect'({ path: p }: Params<'os.detect'>): Promise<Result<'os.detect'>> {

@@ -1,6 +1,6 @@
 // libvirt domain XML export and import (docs/libvirt-xml.md): what the UI sees and sends.
 import * as s from './schema';
-import { DetailsFieldErrorSchema, VmSummarySchema } from './vm';
+import { DetailsFieldErrorSchema, FieldErrorSchema, NewVmRequestSchema, VmSummarySchema } from './vm';
 
 export const IgnoredSchema = s.object({ path: s.string(), reason: s.string() });
 
@@ -17,5 +17,24 @@ export const libvirtApi = {
   'vm.importXml': {
     params: s.object({ xml: s.string({ max: 1024 * 1024 }), name: s.optional(s.string({ max: 256 })), dryRun: s.optional(s.boolean()) }),
     result: s.object({ errors: s.array(DetailsFieldErrorSchema), vm: s.optional(VmSummarySchema), ignored: s.array(IgnoredSchema) }),
+  },
+  /**
+   * virt-install --print-xml: the domain XML a New VM request would define, checked like
+   * vm.create (field problems come back as data); nothing is created. A disk to be made
+   * is named by the path vm.create would give it now.
+   */
+  'vm.createXml': {
+    params: NewVmRequestSchema,
+    result: s.object({ errors: s.array(FieldErrorSchema), xml: s.optional(s.string()) }),
+  },
+  /**
+   * virsh edit: replaces a VM's definition from domain XML. The XML's UUID must be the
+   * VM's; the result goes through vm.update's checks (field errors as data, 'xml' for
+   * what cannot be read), and on a running VM applies at its next start (`nextBoot`).
+   * `ignored` as for vm.importXml.
+   */
+  'vm.updateXml': {
+    params: s.object({ uuid: s.string({ min: 1, max: 64 }), xml: s.string({ max: 1024 * 1024 }), dryRun: s.optional(s.boolean()) }),
+    result: s.object({ errors: s.array(DetailsFieldErrorSchema), vm: s.optional(VmSummarySchema), nextBoot: s.boolean(), ignored: s.array(IgnoredSchema) }),
   },
 } as const;

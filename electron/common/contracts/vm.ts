@@ -152,7 +152,13 @@ export const NewVmRequestSchema = s.object({
      * its definition states; any other file is read once here, and a qcow2 image with
      * a backing file must then be imported with its format stated (its chain is shown).
      */
-    import: s.object({ kind: s.literal('import'), path: s.string({ max: 4096 }), format: s.optional(s.enums(['raw', 'qcow2'] as const)) }),
+    import: s.object({
+      kind: s.literal('import'),
+      path: s.string({ max: 4096 }),
+      format: s.optional(s.enums(['raw', 'qcow2'] as const)),
+      /** Omitted: ide (what the wizard makes). */
+      bus: s.optional(s.enums(['ide', 'virtio'] as const)),
+    }),
     kernel: s.object({
       kind: s.literal('kernel'),
       kernel: s.string({ max: 4096 }),
@@ -175,12 +181,22 @@ export const NewVmRequestSchema = s.object({
       backing: s.optional(s.string({ max: 4096 })),
       bus: s.optional(s.enums(['ide', 'virtio'] as const)),
     }),
+    /** An existing disk image (absolute path) as the first disk, next to the ISO or kernel (virt-install --disk path=). */
+    existing: s.object({
+      kind: s.literal('existing'),
+      path: s.string({ max: 4096 }),
+      /** Omitted: as for media 'import' (read from the file; a qcow2 with a backing file must be stated). */
+      format: s.optional(s.enums(['raw', 'qcow2'] as const)),
+      bus: s.optional(s.enums(['ide', 'virtio'] as const)),
+    }),
   }),
   name: s.string({ max: 256 }),
   /** A network's name, or 'none' for no NIC ('user' from older clients means 'default'). */
   network: s.string({ max: 64 }),
   /** Omitted: the OS's preference (nicModelFor). */
   nicModel: s.optional(s.enums(NIC_MODELS)),
+  /** The NIC's MAC (52:54:00:xx:xx:xx, not another VM's); omitted: a new one. */
+  mac: s.optional(s.string({ max: 64 })),
   customize: s.optional(s.boolean()),
   /** Only check, write nothing. */
   dryRun: s.optional(s.boolean()),

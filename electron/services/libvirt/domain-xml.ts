@@ -84,7 +84,8 @@ export function nicFromXml(type: string, source: { network?: string; bridge?: st
 
 // ---- writing ----
 
-function diskTargets(disks: Disk[]): string[] {
+/** The libvirt target names of the disks in order (hda, hdb, vda ...), as dumpxml writes them. */
+export function diskTargets(disks: Disk[]): string[] {
   let ide = 0;
   let vd = 0;
   return disks.map((d) => (d.bus === 'virtio' ? `vd${String.fromCharCode(97 + vd++)}` : `hd${String.fromCharCode(97 + ide++)}`));

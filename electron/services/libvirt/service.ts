@@ -15,6 +15,25 @@ export class LibvirtXml {
     return { xml: toDomainXml(def, url ? { osinfoUrl: url } : {}), fileName: `${def.name}.xml` };
   }
 
+  /** virsh edit: what `xml` makes of the existing VM `def` (same UUID; its MACs may stay its own). */
+  planUpdate(def: VmDefinition, xml: string): { errors: DetailsFieldError[]; def?: VmDefinition; ignored: Ignored[] } {
+    let parsed;
+    try {
+      parsed = fromDomainXml(xml, { osFromOsinfo: (u) => this.deps.osinfo.byUrl(u)?.id });
+    } catch (e) {
+      if (e instanceof DomainXmlError) return { errors: [{ field: 'xml', message: e.message }], ignored: [] };
+      throw e;
+    }
+    const ignored = [...parsed.ignored];
+    if (parsed.vm.uuid !== def.uuid) return { errors: [{ field: 'xml', message: `/domain/uuid: ${parsed.vm.uuid} is not this VM's UUID (${def.uuid}): a VM's UUID cannot change` }], ignored };
+    const next: VmDefinition = { ...parsed.vm, createdAt: def.createdAt };
+    if (!this.deps.osinfo.knows(next.os)) {
+      ignored.push({ path: '/domain/metadata', reason: `OS '${next.os}' is not known here: kept ${def.os}` });
+      next.os = def.os;
+    }
+    return { errors: [], def: next, ignored };
+  }
+
   /** The definition `xml` would make, or the problems (by field), plus what was ignored. */
   plan({ xml, name }: Params<'vm.importXml'>): { errors: DetailsFieldError[]; def?: VmDefinition; ignored: Ignored[] } {
     let parsed;
