@@ -82,8 +82,8 @@ export function NewVmWizard({ onClose, onCustomize }: { onClose: () => void; onC
   const diskBus = busSet ?? (osChoice.virtioDisk ? 'virtio' : 'ide');
   const disk = sizeGiB ?? osChoice.diskGiB;
   const vmName = name ?? defaultName(mediaPath, osId);
-  // The OS's own preference (osinfo-db: virtio-net driver or not), else the built-in list's.
-  const model: NicModel = nicModel ?? (osChoice.virtioNet === false ? 'e1000' : nicModelFor(osId));
+  // An osinfo-db OS: its own preference (a virtio-net driver or not); a built-in choice: the built-in list's.
+  const model: NicModel = nicModel ?? (osChoice.osinfoUrl ? (osChoice.virtioNet ? 'virtio' : 'e1000') : nicModelFor(osId));
   const chosenNet = networks.find((n) => n.name === network);
 
   const request = useMemo<NewVmRequest>(
