@@ -40,7 +40,9 @@ std::string no_rights(const std::string& what) {
          "and name it as the NIC's TAP device";
 }
 
-// The bridge a network interface is a port of ("" = none), from sysfs.
+// The bridge a network interface is a port of ("" = none), from sysfs (which
+// shows the namespace it was mounted in: in another one this finds nothing
+// and SIOCBRADDIF decides).
 std::string master_of(const std::string& ifname) {
   char buf[PATH_MAX];
   std::string link = "/sys/class/net/" + ifname + "/master";
@@ -58,9 +60,6 @@ TapBackend::TapBackend(TapOptions opt) : opt_(std::move(opt)) {
   if (!opt_.tap.empty() && !name_ok(opt_.tap)) throw NetError("'" + opt_.tap + "' is not a network interface name");
   if (!opt_.bridge.empty()) {
     if (::if_nametoindex(opt_.bridge.c_str()) == 0) throw NetError("there is no network interface '" + opt_.bridge + "' on this host to bridge to");
-    if (::access(("/sys/class/net/" + opt_.bridge + "/bridge").c_str(), F_OK) != 0) {
-      throw NetError("'" + opt_.bridge + "' is not a bridge (make one: `ip link add " + opt_.bridge + " type bridge`)");
-    }
   }
   fd_ = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
   if (fd_ < 0) throw NetError(std::string("cannot open /dev/net/tun: ") + std::strerror(errno) + " (is the tun module loaded?)");
@@ -94,6 +93,8 @@ TapBackend::TapBackend(TapOptions opt) : opt_(std::move(opt)) {
     if (::ioctl(s, SIOCBRADDIF, &br) != 0) {
       int e = errno;
       if (e == EPERM || e == EACCES) fail(no_rights("adding TAP '" + ifname_ + "' to bridge '" + opt_.bridge + "'"));
+      if (e == EOPNOTSUPP || e == EINVAL || e == ENOTTY) fail("'" + opt_.bridge + "' is not a bridge (make one: `ip link add " + opt_.bridge + " type bridge`)");
+      if (e == EBUSY) fail("TAP '" + ifname_ + "' is already a port of another bridge");
       fail("adding TAP '" + ifname_ + "' to bridge '" + opt_.bridge + "': " + std::strerror(e));
     }
   }
