@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "vireo_native",
-      "sources": ["binding/addon.cc", "binding/machine_wrap.cc"],
+      "sources": ["binding/addon.cc", "binding/machine_wrap.cc", "binding/switch_wrap.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "core", "."],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],

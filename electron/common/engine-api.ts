@@ -48,8 +48,18 @@ export interface NicConfig {
   model?: 'virtio' | 'e1000';
   /** '52:54:00:12:34:56' style; default 52:54:00:12:34:56 + the card's index. */
   mac?: string;
-  /** 'user' (default): NAT through libslirp, 10.0.2.15 by DHCP, gateway/host 10.0.2.2, DNS 10.0.2.3. */
-  backend?: 'user';
+  /**
+   * 'user' (default): NAT through libslirp, 10.0.2.15 by DHCP, gateway/host 10.0.2.2, DNS 10.0.2.3.
+   * 'switch': a port of an isolated network's switch (NetSwitch) on the UNIX socket `socket`.
+   * 'tap': a TAP device on the host bridge `bridge` (or the existing TAP `tap`); needs CAP_NET_ADMIN.
+   */
+  backend?: 'user' | 'switch' | 'tap';
+  /** switch: the switch's socket. */
+  socket?: string;
+  /** tap: the host bridge the TAP joins. */
+  bridge?: string;
+  /** tap: an existing (persistent) TAP to use instead of making one. */
+  tap?: string;
   /** Cable plugged in at power-on (default true); change it later with setNicLink. */
   linkUp?: boolean;
   /** user: no outside world and no host, only slirp's DHCP/DNS and the port forwards (QEMU's restrict=on). */
@@ -204,4 +214,19 @@ export interface NativeAddon {
   kvmIsPvm(): boolean;
   /** The UID at the other end of a connected UNIX socket (SO_PEERCRED); the service's socket checks it. */
   peerUid?(fd: number): number;
+  /** An isolated network's switch (native/core/net/switch.h); absent in engines built before it. */
+  NetSwitch?: new (options: NetSwitchOptions) => NativeSwitch;
+}
+
+export interface NetSwitchOptions {
+  /** The UNIX socket to listen on (replaced when it exists). */
+  path: string;
+  /** DHCP from the switch: its own address, the prefix, the range; router/dns left out when absent. */
+  dhcp?: { server: string; prefix: number; start: string; end: string; router?: string; dns?: string; leaseSeconds?: number };
+}
+
+export interface NativeSwitch {
+  stop(): void;
+  counters(): { frames: number; forwarded: number; flooded: number; droppedMalformed: number; droppedFull: number; dhcpReplies: number; ports: number };
+  leases(): Array<{ mac: string; ip: string; expires: number; hostname?: string }>;
 }

@@ -85,6 +85,37 @@ describe.skipIf(!!why)('native addon', () => {
     );
   });
 
+  it("puts a NIC on an isolated network's switch, and says when the switch is not running or the bridge is missing", () => {
+    const bios = '/usr/share/seabios/bios.bin';
+    if (!fs.existsSync(bios)) return console.log('SKIP switch addon test: no SeaBIOS (Debian package seabios)');
+    const { Machine, NetSwitch } = loadAddon();
+    expect(NetSwitch).toBeDefined();
+    const dir = fs.mkdtempSync('/tmp/vireo-addon-sw-');
+    try {
+      const socket = path.join(dir, 'lab.sock');
+      expect(() => new Machine({ memoryMiB: 64, cpus: 1, bios, nics: [{ backend: 'switch', socket }] })).toThrow(
+        /network card 1: no network switch listens on .*lab.sock \(the network is not started/,
+      );
+      const sw = new NetSwitch!({ path: socket, dhcp: { server: '192.168.100.2', prefix: 24, start: '192.168.100.15', end: '192.168.100.30' } });
+      expect((fs.statSync(socket).mode & 0o777).toString(8)).toBe('600');
+      const m = new Machine({ memoryMiB: 64, cpus: 1, bios, nics: [{ backend: 'switch', socket }, { backend: 'switch', socket, mac: '52:54:00:00:00:02' }] });
+      expect(m.pciDevices().filter((d) => d.classCode === 0x020000).length).toBe(2);
+      const deadline = Date.now() + 2000;
+      while (sw.counters().ports < 2 && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      expect(sw.counters().ports).toBe(2);
+      m.stop();
+      expect(sw.leases()).toEqual([]);
+      expect(() => new NetSwitch!({ path: socket, dhcp: { server: '192.168.100.20', prefix: 24, start: '192.168.100.15', end: '192.168.100.30' } })).toThrow(/server address lies inside the range/);
+      sw.stop();
+      expect(fs.existsSync(socket)).toBe(false);
+      expect(() => new Machine({ memoryMiB: 64, cpus: 1, bios, nics: [{ backend: 'tap', bridge: 'nosuchbr9' }] })).toThrow(
+        /network card 1: there is no network interface 'nosuchbr9' on this host to bridge to/,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('has a USB tablet on the PC unless usbTablet is false', () => {
     const bios = '/usr/share/seabios/bios.bin';
     if (!fs.existsSync(bios)) return console.log('SKIP tablet addon test: no SeaBIOS (Debian package seabios)');

@@ -47,6 +47,7 @@ const METHODS: Record<Method, true> = {
   'network.start': true,
   'network.stop': true,
   'network.autostart': true,
+  'network.leases': true,
   'network.undefine': true,
 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -20,6 +20,9 @@ import {
 } from '../common/contracts/vm';
 import { DEFAULT_NETWORK } from '../common/contracts/network';
 import { NetworkError, NetworkService } from './networks';
+import { SwitchService } from './net-switches';
+import { loadAddon } from '../engine-host/addon';
+import { serviceLocation } from './service-host';
 import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-config';
 import { type VireoPaths, resolvePaths } from './paths';
 import { CopyCancelled, GiB, StoragePool, exists } from './pool';
@@ -49,6 +52,8 @@ export interface ServiceOptions {
   /** Why the engine can't run here (addon missing, no /dev/kvm), or null. */
   engineProblem?: () => { kvm: string | null; engine: string | null };
   version?: string;
+  /** Where isolated networks' switch sockets go (default: <service runtime dir>/networks; with explicit paths, <config>/run/networks). */
+  switchDir?: string;
 }
 
 type Listener = <E extends EventName>(name: E, payload: EventPayload<E>) => void;
@@ -71,6 +76,8 @@ export class VireoService implements VireoApi {
   /** libvirt domain XML import/export (electron/services/libvirt). */
   readonly libvirt: LibvirtXml;
   readonly networks: NetworkService;
+  /** Isolated networks' switches (net-switches.ts). */
+  readonly switches: SwitchService;
   /** Crash safety for disks vs. definitions (disk-journal.ts). */
   readonly journal: DiskJournal;
   /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
@@ -115,7 +122,18 @@ export class VireoService implements VireoApi {
       usage: () => this.store.list().map((d) => ({ name: d.name, running: this.supervisor.isRunning(d.uuid), paths: d.disks.map((x) => x.path).filter(Boolean), formats: Object.fromEntries(d.disks.filter((x) => x.path).map((x) => [x.path, x.format])) })),
       onChanged: (pool) => this.emit('storage.changed', { pool }),
     });
+    this.switches = new SwitchService({
+      dir: opts.switchDir ?? (opts.paths ? path.join(opts.paths.config, 'run', 'networks') : path.join(serviceLocation().dir, 'networks')),
+      factory: () => {
+        try {
+          return loadAddon().NetSwitch ?? 'this engine build has no network switch: rebuild it (`bash scripts/setup.sh`)';
+        } catch (e) {
+          return e instanceof Error ? e.message : String(e);
+        }
+      },
+    });
     this.networks = new NetworkService({
+      switches: this.switches,
       dir: path.join(this.paths.config, 'networks'),
       usage: () => this.store.list().map((d) => ({ name: d.name, running: this.supervisor.isRunning(d.uuid), networks: d.nics.map((n) => n.network) })),
       onChanged: (name) => this.emit('network.changed', { name }),
@@ -419,7 +437,7 @@ export class VireoService implements VireoApi {
         let cfg;
         try {
           await this.startChecks(def);
-          cfg = toMachineConfig(def, this.opts.firmware ?? firmwarePaths(), (n) => this.networks.get(n));
+          cfg = toMachineConfig(def, this.opts.firmware ?? firmwarePaths(), (n) => this.networks.get(n), (n) => (this.switches.isRunning(n) ? this.switches.socketPath(n) : undefined));
         } finally {
           this.busy.delete(uuid);
         }
@@ -851,6 +869,15 @@ export class VireoService implements VireoApi {
     return this.networkCall(() => this.networks.stop(name));
   }
 
+  async 'network.leases'({ name }: Params<'network.leases'>): Promise<Result<'network.leases'>> {
+    return this.networkCall(() => {
+      if (!this.networks.get(name)) throw new NetworkError(`No network named '${name}'.`);
+      const owner = new Map<string, string>();
+      for (const d of this.store.list()) for (const n of d.nics) if (n.network === name) owner.set(n.mac.toLowerCase(), d.name);
+      return this.switches.leases(name).map((l) => ({ ...l, ...(owner.has(l.mac) ? { vm: owner.get(l.mac)! } : {}) }));
+    });
+  }
+
   async 'network.autostart'({ name, autostart }: Params<'network.autostart'>): Promise<Result<'network.autostart'>> {
     return this.networkCall(() => this.networks.setAutostart(name, autostart));
   }
@@ -867,6 +894,7 @@ export class VireoService implements VireoApi {
   async shutdown(): Promise<Array<{ name: string; how: 'stopped' | 'killed' }>> {
     for (const ac of this.jobs.values()) ac.abort();
     const done = await this.supervisor.shutdownAll();
+    this.switches.stopAll();
     return done.map((d) => ({ name: this.store.get(d.uuid)?.name ?? d.uuid, how: d.how }));
   }
 

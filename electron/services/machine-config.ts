@@ -23,11 +23,19 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /**
  * Each NIC on a NAT network becomes a card on the engine's user-mode NAT with the
- * network's addresses and (on the VM's first NIC there) its port forwards. A NIC
- * the engine can't carry (unknown network, isolated, bridge) is an error naming
- * it, never a card without a backend.
+ * network's addresses and (on the VM's first NIC there) its port forwards; a NIC
+ * on an isolated network a port of that network's switch (`switchSocket` gives
+ * its socket, undefined when the switch is not running); a NIC on a bridged
+ * network a TAP on the host bridge. A NIC the engine can't carry (unknown
+ * network, isolated without a running switch) is an error naming it, never a
+ * card without a backend.
  */
-export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwarePaths(), networks: (name: string) => NetworkDef | undefined = standardNetworks): MachineConfig {
+export function toMachineConfig(
+  def: VmDefinition,
+  fw: FirmwarePaths = firmwarePaths(),
+  networks: (name: string) => NetworkDef | undefined = standardNetworks,
+  switchSocket: (name: string) => string | undefined = () => undefined,
+): MachineConfig {
   const cfg: MachineConfig = {
     memoryMiB: def.memoryMiB,
     cpus: def.cpus,
@@ -51,6 +59,15 @@ export function toMachineConfig(def: VmDefinition, fw: FirmwarePaths = firmwareP
       if (!net) throw new Error(`NIC ${i + 1} of ${def.name}: no network named '${nic.network}'`);
       const why = engineProblem(net.mode);
       if (why) throw new Error(`NIC ${i + 1} of ${def.name} is on ${net.mode} network '${net.name}': ${why}`);
+      if (net.mode === 'isolated') {
+        const socket = switchSocket(net.name);
+        if (!socket) throw new Error(`NIC ${i + 1} of ${def.name} is on isolated network '${net.name}', whose switch is not running: start the network under Networks`);
+        return { model: nic.model, mac: nic.mac, backend: 'switch', socket };
+      }
+      if (net.mode === 'bridge') {
+        if (!net.bridge) throw new Error(`NIC ${i + 1} of ${def.name} is on bridged network '${net.name}', which names no host bridge`);
+        return { model: nic.model, mac: nic.mac, backend: 'tap', bridge: net.bridge };
+      }
       const ip = net.ipv4;
       const hostfwd = forwarded.has(net.name) ? [] : hostfwdsFor(net, def.name);
       forwarded.add(net.name);

@@ -7,10 +7,14 @@
 // (libslirp), one instance per NIC, configured with the network's subnet,
 // gateway, DHCP start, DNS and port forwards. So VMs on the same NAT network
 // each have their own NAT (they reach the outside and the host, not each other),
-// as QEMU's -nic user. Isolated networks need an engine switch that is not built
-// yet: a VM on one does not start (machine-config.ts says why). `active` is
-// runtime state like libvirt's: autostart networks are started when the service
-// starts; a VM on a stopped network does not start (the error says how to start it).
+// as QEMU's -nic user. An isolated network is a switch this service runs
+// (net-switches.ts: the engine's learning switch with its DHCP server, on a UNIX
+// socket every engine host's NIC connects to), started and stopped with the
+// network: VMs on it reach each other and nothing else. A bridged network puts
+// each NIC on a TAP device attached to a named host bridge (needs CAP_NET_ADMIN;
+// the engine's error says how to grant it). `active` is runtime state like
+// libvirt's: autostart networks are started when the service starts; a VM on a
+// stopped network does not start (the error says how to start it).
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
@@ -61,16 +65,19 @@ export interface NetworkOptions {
   onChanged?: (name: string) => void;
   /** Whether host:port can be bound now (tests replace it). */
   portFree?: (proto: 'tcp' | 'udp', address: string, port: number) => Promise<boolean>;
+  /** Runs what an active network needs (isolated: its switch); start throws a message for the user. */
+  switches?: { start(def: NetworkDef): void; stop(name: string): void };
 }
+
+/** Host bridge (interface) names: what Linux allows (IFNAMSIZ 16 with the NUL), without '/' or spaces. */
+export const BRIDGE_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
 
 export function defaultNetwork(): NetworkDef {
   return { name: DEFAULT_NETWORK, mode: 'nat', ipv4: defaultIpv4('10.0.2.0', 24), forwards: [], autostart: true };
 }
 
-/** Why VMs on a network of this mode can't start with today's engine, or null. */
-export function engineProblem(mode: NetworkDef['mode']): string | null {
-  if (mode === 'isolated') return "the engine has no isolated network switch yet (only NAT through its user-mode backend)";
-  if (mode === 'bridge') return 'the engine has no bridge (TAP) backend yet';
+/** Why VMs on a network of this mode can't start with today's engine, or null (every mode is carried now). */
+export function engineProblem(_mode: NetworkDef['mode']): string | null {
   return null;
 }
 
@@ -92,6 +99,8 @@ export async function hostPortFree(proto: 'tcp' | 'udp', address: string, port: 
 export class NetworkService {
   private readonly nets = new Map<string, NetworkDef>();
   private readonly active = new Set<string>();
+  /** Why an autostart network could not be started (its switch), by name. */
+  private readonly startErrors = new Map<string, string>();
   /** Files that failed to load, with why (never overwritten). */
   readonly broken: Array<{ file: string; problem: string }> = [];
 
@@ -127,7 +136,32 @@ export class NetworkService {
       const base = this.freeSubnet();
       await this.write({ name: 'isolated', mode: 'isolated', ipv4: defaultIpv4(base, 24), forwards: [], autostart: true });
     }
-    for (const n of this.nets.values()) if (n.autostart) this.active.add(n.name);
+    this.startErrors.clear();
+    for (const n of this.nets.values()) {
+      if (!n.autostart) continue;
+      try {
+        this.opts.switches?.start(n);
+        this.active.add(n.name);
+      } catch (e) {
+        this.startErrors.set(n.name, e instanceof Error ? e.message : String(e));
+      }
+    }
+  }
+
+  /** Starts what the network needs and marks it active; a NetworkError when its switch can't run. */
+  private activate(n: NetworkDef): void {
+    try {
+      this.opts.switches?.start(n);
+    } catch (e) {
+      throw new NetworkError(e instanceof Error ? e.message : String(e));
+    }
+    this.startErrors.delete(n.name);
+    this.active.add(n.name);
+  }
+
+  private deactivate(name: string): void {
+    this.opts.switches?.stop(name);
+    this.active.delete(name);
   }
 
   /** A /24 no network uses: 192.168.100.0, .101.0, ... */
@@ -157,7 +191,7 @@ export class NetworkService {
       active: this.active.has(n.name),
       isDefault: n.name === DEFAULT_NETWORK,
       usedBy: this.opts.usage().filter((u) => u.networks.includes(n.name)).map((u) => ({ name: u.name, running: u.running })),
-      engineProblem: engineProblem(n.mode),
+      engineProblem: this.startErrors.get(n.name) ?? engineProblem(n.mode),
     };
   }
 
@@ -185,8 +219,22 @@ export class NetworkService {
         if (users.length) err('name', `Can't rename: ${users.join(', ')} ${users.length === 1 ? 'has a NIC' : 'have NICs'} on '${current}'.`);
       }
     }
-    if (def.mode === 'bridge') err('mode', 'Bridged networks are not built yet: choose NAT or isolated.');
     if (def.mode !== 'bridge' && def.bridge !== undefined) err('bridge', 'Only a bridged network names a host bridge.');
+    if (def.mode === 'bridge') {
+      // The host's LAN gives the addresses: the IPv4 settings are not used.
+      if (!def.bridge) err('bridge', 'Name the host bridge the VMs join (like br0).');
+      else if (!BRIDGE_NAME_PATTERN.test(def.bridge)) err('bridge', `'${def.bridge}' is not a network interface name (up to 15 letters, digits, '.', '_', '-').`);
+      if (def.forwards.length) err('forwards', 'Only NAT networks forward host ports.');
+      return errors;
+    }
+    if (current !== undefined && this.active.has(current)) {
+      const old = this.nets.get(current)!;
+      const running = this.opts.usage().filter((u) => u.running && u.networks.includes(current)).map((u) => u.name);
+      const changed = old.mode !== def.mode || JSON.stringify(old.ipv4) !== JSON.stringify(def.ipv4);
+      if (running.length && changed && (old.mode === 'isolated' || def.mode === 'isolated')) {
+        err('mode', `Running ${running.length === 1 ? 'VM' : 'VMs'} ${running.join(', ')} ${running.length === 1 ? 'is' : 'are'} on this isolated network's switch: shut ${running.length === 1 ? 'it' : 'them'} down before changing its mode or addresses.`);
+      }
+    }
 
     // IPv4
     const ip = def.ipv4;
@@ -260,7 +308,7 @@ export class NetworkService {
     const errors = await this.check(clean);
     if (errors.length || opts.dryRun) return { errors };
     await this.write(clean);
-    if (opts.start) this.active.add(clean.name);
+    if (opts.start) this.activate(clean);
     this.opts.onChanged?.(clean.name);
     return { errors: [], network: this.summary(clean) };
   }
@@ -270,11 +318,19 @@ export class NetworkService {
     const clean = normalize(def);
     const errors = await this.check(clean, name);
     if (errors.length || dryRun) return { errors };
-    await this.write(clean);
+    const wasActive = this.active.has(name);
+    if (wasActive) this.deactivate(name); // an isolated network's switch restarts with the new settings
     if (clean.name !== name) {
       await this.removeFile(name);
       this.nets.delete(name);
-      if (this.active.delete(name)) this.active.add(clean.name);
+    }
+    await this.write(clean);
+    if (wasActive) {
+      try {
+        this.activate(clean);
+      } catch (e) {
+        this.startErrors.set(clean.name, e instanceof Error ? e.message : String(e));
+      }
     }
     this.opts.onChanged?.(clean.name);
     return { errors: [], network: this.summary(clean) };
@@ -283,7 +339,7 @@ export class NetworkService {
   start(name: string): NetworkSummary {
     const n = this.need(name);
     if (this.active.has(name)) throw new NetworkError(`Network '${name}' is already active.`);
-    this.active.add(name);
+    this.activate(n);
     this.opts.onChanged?.(name);
     return this.summary(n);
   }
@@ -293,7 +349,7 @@ export class NetworkService {
     if (!this.active.has(name)) throw new NetworkError(`Network '${name}' is not active.`);
     const running = this.opts.usage().filter((u) => u.running && u.networks.includes(name)).map((u) => u.name);
     if (running.length) throw new NetworkError(`Network '${name}' is in use by running ${running.length === 1 ? 'VM' : 'VMs'} ${running.join(', ')}: shut ${running.length === 1 ? 'it' : 'them'} down first.`);
-    this.active.delete(name);
+    this.deactivate(name);
     this.opts.onChanged?.(name);
     return this.summary(n);
   }
@@ -319,7 +375,7 @@ export class NetworkService {
     }
     await this.removeFile(name);
     this.nets.delete(name);
-    this.active.delete(name);
+    this.deactivate(name);
     this.opts.onChanged?.(name);
   }
 
@@ -344,8 +400,8 @@ export class NetworkService {
       const n = this.nets.get(nic.network);
       const who = `${vmName} can't start: NIC ${i + 1} is on network '${nic.network}'`;
       if (!n) return `${who}, which does not exist. Choose another network under Details → NIC.`;
-      const why = engineProblem(n.mode);
-      if (why) return `${who}, an ${n.mode} network, and ${why}. Move the NIC to a NAT network (such as 'default') or remove it under Details → NIC.`;
+      const why = this.startErrors.get(n.name) ?? engineProblem(n.mode);
+      if (why) return `${who}: ${why}. Move the NIC to a NAT network (such as 'default') or remove it under Details → NIC.`;
       if (!this.active.has(n.name)) return `${who}, which is not active. Start it under Networks (or mark it autostart).`;
     }
     return null;

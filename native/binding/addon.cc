@@ -1,4 +1,4 @@
-// Module entry: Machine, kvmProblem(), kvmIsPvm(), peerUid().
+// Module entry: Machine, kvmProblem(), kvmIsPvm(), peerUid(), NetSwitch.
 #include <napi.h>
 #include <sys/socket.h>
 
@@ -7,6 +7,10 @@
 
 #include "binding/machine_wrap.h"
 #include "kvm/kvm.h"
+
+namespace vireo::binding {
+Napi::Function InitSwitch(Napi::Env env);  // switch_wrap.cc
+}
 
 namespace {
 
@@ -37,6 +41,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("kvmProblem", Napi::Function::New(env, KvmProblem));
   exports.Set("kvmIsPvm", Napi::Function::New(env, KvmIsPvm));
   exports.Set("peerUid", Napi::Function::New(env, PeerUid));
+  exports.Set("NetSwitch", vireo::binding::InitSwitch(env));
   return exports;
 }
 

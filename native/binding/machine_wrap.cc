@@ -110,6 +110,9 @@ MachineConfig parse_config(const Napi::Object& o) {
       s.host = get_str(n, "host");
       s.dhcp_start = get_str(n, "dhcpStart");
       s.dns = get_str(n, "dns");
+      s.socket = get_str(n, "socket");
+      s.bridge = get_str(n, "bridge");
+      s.tap = get_str(n, "tap");
       auto fw = n.Get("hostfwd");
       if (fw.IsArray()) {
         auto fa = fw.As<Napi::Array>();

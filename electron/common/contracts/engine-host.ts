@@ -16,7 +16,7 @@ const DiskConfigSchema = s.object({
 const NicConfigSchema = s.object({
   model: s.optional(s.enums(['virtio', 'e1000'] as const)),
   mac: s.optional(s.string({ max: 32 })),
-  backend: s.optional(s.enums(['user'] as const)),
+  backend: s.optional(s.enums(['user', 'switch', 'tap'] as const)),
   linkUp: s.optional(s.boolean()),
   restrict: s.optional(s.boolean()),
   hostfwd: s.optional(s.array(s.string({ max: 128 }), { max: 64 })),
@@ -24,6 +24,9 @@ const NicConfigSchema = s.object({
   host: s.optional(s.string({ max: 64 })),
   dhcpStart: s.optional(s.string({ max: 64 })),
   dns: s.optional(s.string({ max: 64 })),
+  socket: s.optional(s.string({ max: 107 })),
+  bridge: s.optional(s.string({ max: 15 })),
+  tap: s.optional(s.string({ max: 15 })),
 });
 
 export const PciDeviceSchema = s.object({

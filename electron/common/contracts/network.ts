@@ -1,7 +1,8 @@
 // Virtual networks (virt-manager's Connection Details → Virtual Networks, virsh
 // net-*): what the UI sees and sends. A network is a named definition VM NICs
 // refer to; 'nat' networks are carried by the engine's user-mode NAT (libslirp),
-// 'isolated' ones need an engine switch that is not built yet, 'bridge' is reserved.
+// 'isolated' ones by a switch the service runs (VMs on it reach each other only),
+// 'bridge' ones by a TAP per NIC on a named host bridge.
 import * as s from './schema';
 
 /** Network names: like pool names (a letter or digit, then letters, digits, '.', '_', '-'). */
@@ -49,7 +50,7 @@ export type Ipv4Config = s.Infer<typeof Ipv4ConfigSchema>;
 export const NetworkDefSchema = s.object({
   name: s.string({ max: 64 }),
   mode: NetworkModeSchema,
-  /** mode 'bridge' only: the host bridge (not built yet). */
+  /** mode 'bridge' only: the host bridge the VMs' TAP devices join (like br0). */
   bridge: s.optional(s.string({ max: 15 })),
   ipv4: Ipv4ConfigSchema,
   forwards: s.array(PortForwardSchema, { max: 64 }),
@@ -64,7 +65,7 @@ export const NetworkSummarySchema = s.object({
   isDefault: s.boolean(),
   /** VMs with a NIC on it, with whether they run. */
   usedBy: s.array(s.object({ name: s.string(), running: s.boolean() })),
-  /** Why VMs on it can't start today (e.g. isolated: engine switch missing), or null. */
+  /** Why VMs on it can't start now (e.g. its switch could not be started), or null. */
   engineProblem: s.nullable(s.string()),
 });
 export type NetworkSummary = s.Infer<typeof NetworkSummarySchema>;
@@ -96,6 +97,11 @@ export const networkApi = {
   /** virsh net-destroy: refused while running VMs use it (named). */
   'network.stop': { params: s.object({ name: netName }), result: NetworkSummarySchema },
   'network.autostart': { params: s.object({ name: netName, autostart: s.boolean() }), result: NetworkSummarySchema },
+  /** virsh net-dhcp-leases: what an isolated network's DHCP handed out (live leases), with the VM owning each MAC. */
+  'network.leases': {
+    params: s.object({ name: netName }),
+    result: s.array(s.object({ mac: s.string(), ip: s.string(), expires: s.number(), hostname: s.optional(s.string()), vm: s.optional(s.string()) })),
+  },
   /** virsh net-undefine: refused while any VM has a NIC on it (named), and for 'default'. */
   'network.undefine': { params: s.object({ name: netName }), result: s.object({}) },
 } as const;

@@ -49,7 +49,16 @@ describe('networks', () => {
     const r = await svc['network.define']({ def: isolated('lab'), start: true });
     expect(r.errors).toEqual([]);
     expect(r.network).toMatchObject({ name: 'lab', mode: 'isolated', active: true, autostart: false });
-    expect(r.network!.engineProblem).toMatch(/isolated network switch/);
+    expect(r.network!.engineProblem).toBe(null);
+    // Its switch runs: a socket only this user reaches, in a 0700 directory.
+    const sock = svc.switches.socketPath('lab');
+    expect(fs.statSync(sock).isSocket()).toBe(true);
+    expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.dirname(sock)).mode & 0o777).toBe(0o700);
+    await svc['network.stop']({ name: 'lab' });
+    expect(fs.existsSync(sock)).toBe(false);
+    await svc['network.start']({ name: 'lab' });
+    expect(svc.switches.isRunning('lab')).toBe(true);
     await svc['network.autostart']({ name: 'lab', autostart: false });
     expect(fs.readdirSync(path.join(svc.paths.config, 'networks')).sort()).toEqual(['default.json', 'lab.json']);
     svc.shutdown();
@@ -79,7 +88,10 @@ describe('networks', () => {
     expect(gwIn['ipv4.gateway']).toMatch(/inside the DHCP range/);
     expect((await bad({ ...isolated('lab'), ipv4: { ...defaultIpv4('192.168.100.0'), prefix: 31 } }))['ipv4.prefix']).toMatch(/\/8 and \/29/);
     expect((await bad({ ...isolated('lab'), ipv4: { ...defaultIpv4('192.168.100.0'), gateway: '192.168.1000.1' } }))['ipv4.gateway']).toMatch(/not an IPv4/);
-    expect((await bad({ ...isolated('br'), mode: 'bridge', bridge: 'br0' }))['mode']).toMatch(/not built yet/);
+    expect((await bad({ ...isolated('br'), mode: 'bridge' }))['bridge']).toMatch(/Name the host bridge/);
+    expect((await bad({ ...isolated('br'), mode: 'bridge', bridge: 'br 0;' }))['bridge']).toMatch(/not a network interface name/);
+    expect(await bad({ ...isolated('br'), mode: 'bridge', bridge: 'br0' })).toEqual({});
+    expect((await bad({ ...isolated('lab'), bridge: 'br0' }))['bridge']).toMatch(/Only a bridged network/);
     expect((await bad({ ...isolated('lab'), forwards: [{ proto: 'tcp', hostAddress: '', hostPort: 2222, guestPort: 22 }] }))['forwards']).toMatch(/Only NAT/);
     // Nothing was written.
     expect(fs.readdirSync(path.join(svc.paths.config, 'networks'))).toEqual(['default.json']);
@@ -135,9 +147,17 @@ describe('networks', () => {
     const lab = (await svc['network.list']({})).find((n) => n.name === 'lab')!;
     expect(lab.usedBy).toEqual([{ name: 'a', running: false }]);
 
-    // A VM on an isolated network does not start, and says what is missing.
-    await expect(svc['vm.action']({ uuid: vm!.uuid, action: 'start' })).rejects.toThrow(/NIC 2 is on network 'lab', an isolated network, and the engine has no isolated network switch yet/);
-    expect(svc.supervisor.isRunning(vm!.uuid)).toBe(false);
+    // A VM on an isolated network starts: its NIC there is a port of the network's switch.
+    await svc['vm.action']({ uuid: vm!.uuid, action: 'start' });
+    expect(FakeMachine.last!.config.nics![1]).toEqual({ model: 'e1000', mac: '52:54:00:00:00:42', backend: 'switch', socket: svc.switches.socketPath('lab') });
+    // The switch can't be stopped under it; its addresses can't change while it runs.
+    await expect(svc['network.stop']({ name: 'lab' })).rejects.toThrow(/'lab' is in use by running VM a: shut it down first/);
+    expect(svc.switches.isRunning('lab')).toBe(true);
+    const moved = await svc['network.edit']({ name: 'lab', def: isolated('lab', '192.168.101.0') });
+    expect(fields(moved.errors)['mode']).toMatch(/Running VM a is on this isolated network's switch/);
+    expect(await svc['network.leases']({ name: 'lab' })).toEqual([]);
+    await svc['vm.action']({ uuid: vm!.uuid, action: 'forceoff' });
+    await expect.poll(() => svc.supervisor.isRunning(vm!.uuid)).toBe(false);
 
     // Back to default only: it starts; default can't be stopped while it runs.
     await svc['vm.update']({ uuid: vm!.uuid, edit });
@@ -226,6 +246,10 @@ describe('toMachineConfig with NICs', () => {
     expect(toMachineConfig({ ...base, nics: [] }, fw).nics).toBeUndefined();
     expect(() => toMachineConfig(base, fw, () => undefined)).toThrow(/NIC 1 of web: no network named 'default'/);
     const iso: NetworkDef = { ...defaultNetwork(), name: 'lab', mode: 'isolated' };
-    expect(() => toMachineConfig({ ...base, nics: [{ ...base.nics[0]!, network: 'lab' }] }, fw, () => iso)).toThrow(/isolated network 'lab': the engine has no isolated network switch/);
+    const onLab = { ...base, nics: [{ ...base.nics[0]!, network: 'lab' }] };
+    expect(() => toMachineConfig(onLab, fw, () => iso)).toThrow(/NIC 1 of web is on isolated network 'lab', whose switch is not running: start the network/);
+    expect(toMachineConfig(onLab, fw, () => iso, (n) => `/run/x/${n}.sock`).nics).toEqual([{ model: 'virtio', mac: '52:54:00:aa:00:01', backend: 'switch', socket: '/run/x/lab.sock' }]);
+    const br: NetworkDef = { ...defaultNetwork(), name: 'lan', mode: 'bridge', bridge: 'br0' };
+    expect(toMachineConfig(onLab, fw, () => br).nics).toEqual([{ model: 'virtio', mac: '52:54:00:aa:00:01', backend: 'tap', bridge: 'br0' }]);
   });
 });

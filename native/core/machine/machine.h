@@ -50,7 +50,10 @@ struct DiskSpec {
 struct NicSpec {
   std::string model = "virtio";  // "virtio" (virtio-net); e1000 is a later slice
   std::string mac;               // "" = 52:54:00:12:34:56 + index, as QEMU numbers its NICs
-  std::string backend = "user";  // "user" = NAT through libslirp (TAP, isolated switch later)
+  // "user" = NAT through libslirp; "switch" = a Vireo isolated network's switch
+  // (net/switch.h) on the UNIX socket `socket`; "tap" = a TAP device on the
+  // host bridge `bridge` (or the existing TAP `tap`), net/tap.h.
+  std::string backend = "user";
   bool link_up = true;
   // backend "user":
   bool restrict = false;             // no outside world, no host: slirp's DHCP/DNS and port forwards only
@@ -58,6 +61,10 @@ struct NicSpec {
   // The guest's IPv4 network ("" = 10.0.2.0/24, host .2, DHCP from .15, DNS .3): see net::SlirpOptions.
   std::string net;  // "A.B.C.D/PREFIX" or "A.B.C.D" (/24)
   std::string host, dhcp_start, dns;
+  // backend "switch":
+  std::string socket;
+  // backend "tap":
+  std::string bridge, tap;
 };
 
 struct MachineConfig {

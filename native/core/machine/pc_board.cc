@@ -25,6 +25,8 @@
 #include "devices/virtio/pci_transport.h"
 #include "kvm/kvm.h"
 #include "net/slirp.h"
+#include "net/socket_backend.h"
+#include "net/tap.h"
 #include "machine/acpi.h"
 #include "machine/boot.h"
 #include "machine/kernel_boot.h"
@@ -399,8 +401,15 @@ void PcBoard::wire_nics() {
       } catch (net::NetError& e) {
         throw MachineError(who + ": " + e.what());
       }
+    } else if (n.backend == "switch" || n.backend == "tap") {
+      try {
+        if (n.backend == "switch") be = std::make_shared<net::SocketBackend>(n.socket);
+        else be = std::make_shared<net::TapBackend>(net::TapOptions{n.bridge, n.tap});
+      } catch (net::NetError& e) {
+        throw MachineError(who + ": " + e.what());
+      }
     } else {
-      throw MachineError(who + ": backend '" + n.backend + "' is not available yet (only user)");
+      throw MachineError(who + ": backend '" + n.backend + "' is not available (user, switch or tap)");
     }
     int slot = kNicFirstSlot;
     while (slot <= kLastSlot && host_->function(slot, 0)) slot++;

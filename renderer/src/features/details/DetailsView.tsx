@@ -443,7 +443,7 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
             {edit.nics.length === 0 && <div className="details-note">No network interfaces: the VM has no network.</div>}
             {edit.nics.map((n, i) => {
               const net = networks.find((x) => x.name === n.network);
-              const note = !net ? undefined : net.engineProblem ? `The VM won't start with this NIC yet: ${net.engineProblem}.` : !net.active ? `${net.name} is not active: start it under Networks.` : `${net.mode === 'nat' ? 'NAT' : net.mode} ${net.ipv4.address}/${net.ipv4.prefix}, gateway ${net.ipv4.gateway}`;
+              const note = !net ? undefined : net.engineProblem ? `The VM won't start with this NIC yet: ${net.engineProblem}.` : !net.active ? `${net.name} is not active: start it under Networks.` : net.mode === 'bridge' ? `bridged to host bridge ${net.bridge ?? '?'}` : net.mode === 'isolated' ? `isolated ${net.ipv4.address}/${net.ipv4.prefix} (VMs on it reach each other only)` : `NAT ${net.ipv4.address}/${net.ipv4.prefix}, gateway ${net.ipv4.gateway}`;
               return (
                 <div className="details-row" key={i} role="group" aria-label={`NIC ${i + 1}`}>
                   <div className="row-head">

@@ -242,15 +242,25 @@ function NetworkDialog({ nets, current, onClose, onDone }: { nets: NetworkSummar
             <input id="net-name" value={def.name} disabled={current?.isDefault} onChange={(e) => setDef({ ...def, name: e.target.value })} aria-invalid={!!err('name')} spellCheck={false} />
           </Field>
           <Field id="net-mode" label="Mode" error={err('mode')}>
-            <select id="net-mode" value={def.mode} onChange={(e) => setDef({ ...def, mode: e.target.value as NetworkDef['mode'] })}>
+            <select
+              id="net-mode"
+              value={def.mode}
+              onChange={(e) => {
+                const mode = e.target.value as NetworkDef['mode'];
+                const { bridge: _b, ...rest } = def;
+                setDef(mode === 'bridge' ? { ...rest, mode, bridge: def.bridge ?? 'br0', forwards: [] } : { ...rest, mode });
+              }}>
               <option value="nat">NAT (user-mode, to the outside and the host)</option>
-              <option value="isolated">Isolated (no outside world)</option>
-              <option value="bridge" disabled>
-                Bridge (not built yet)
-              </option>
+              <option value="isolated">Isolated (VMs on it reach each other only)</option>
+              <option value="bridge">Bridge (a host bridge; needs CAP_NET_ADMIN)</option>
             </select>
           </Field>
         </div>
+        {def.mode === 'bridge' && (
+          <Field id="net-bridge" label="Host bridge" error={err('bridge')} hint="Each NIC gets a TAP device on this bridge; the LAN behind it gives the addresses (the IPv4 settings below are not used).">
+            <input id="net-bridge" value={def.bridge ?? ''} aria-invalid={!!err('bridge')} onChange={(e) => setDef({ ...def, bridge: e.target.value })} spellCheck={false} />
+          </Field>
+        )}
         <div className="row2">
           <Field id="net-address" label="Network address" error={err('ipv4.address')}>
             <input
@@ -274,7 +284,7 @@ function NetworkDialog({ nets, current, onClose, onDone }: { nets: NetworkSummar
           </Field>
         </div>
         <div className="row2">
-          <Field id="net-dhcp-start" label="DHCP start" error={err('ipv4.dhcpStart')} hint="The NAT hands out up to 16 leases from here.">
+          <Field id="net-dhcp-start" label="DHCP start" error={err('ipv4.dhcpStart')} hint={def.mode === 'isolated' ? 'Vireo\'s DHCP on the switch hands out this range; the gateway is its own address.' : 'The NAT hands out up to 16 leases from here.'}>
             <input id="net-dhcp-start" value={ip.dhcpStart} aria-invalid={!!err('ipv4.dhcpStart')} onChange={(e) => setIp({ dhcpStart: e.target.value })} spellCheck={false} />
           </Field>
           <Field id="net-dhcp-end" label="DHCP end" error={err('ipv4.dhcpEnd')}>
