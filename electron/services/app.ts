@@ -396,11 +396,19 @@ export class VireoService implements VireoApi {
         }
         // Run with temporary changes: every writable disk gets a throwaway overlay (QEMU -snapshot).
         if (temporary) cfg.disks = cfg.disks?.map((d) => (d.media === 'cdrom' || d.readOnly ? d : { ...d, snapshot: true }));
+        const before = this.runtime.get(uuid);
         this.runtime.set(uuid, { state: 'starting', ...(temporary ? { temporary: true } : {}) });
         try {
           await this.supervisor.start(uuid, cfg);
         } catch (e) {
-          throw await this.startError(def, e as Error);
+          const err = await this.startError(def, e as Error);
+          // Refused for a locked disk: the machine never ran, so the VM is shut off as it
+          // was (with its earlier last exit), not "crashed"; the message says why.
+          if (err !== e && !this.supervisor.isRunning(uuid)) {
+            this.runtime.set(uuid, { state: 'shutoff', ...(before?.lastExit ? { lastExit: before.lastExit } : {}) });
+            this.changed(uuid);
+          }
+          throw err;
         }
         break;
       }
