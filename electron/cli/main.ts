@@ -14,6 +14,7 @@ const commands: Record<string, Sub> = {
 function verbs(): Map<string, { summary: string }> {
   const virsh = require('./virsh') as typeof import('./virsh');
   require('./virsh-xml'); // dumpxml, define
+  require('./virsh-autostart'); // autostart
   return virsh.VERBS;
 }
 
