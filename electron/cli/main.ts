@@ -19,6 +19,7 @@ function verbs(): Map<string, { summary: string }> {
   require('./virsh-net'); // net-*
   require('./virsh-dom'); // domifaddr, domiflist, domblklist
   require('./virsh-storage'); // vol-create-as, vol-delete, pool-define-as, pool-undefine
+  require('./virsh-autostart'); // autostart
   return virsh.VERBS;
 }
 

@@ -92,6 +92,8 @@ export async function run(args: string[]): Promise<number> {
     throw e;
   }
   log(`vireo service: pid ${process.pid} serving ${service.paths.config} on ${loc.socket}`);
+  // VMs marked autostart (`vireo autostart NAME`, Details → Boot options) start now, like libvirtd's.
+  for (const r of await service.autostart()) log(`vireo service: autostart ${r.name}: ${r.error ?? 'started'}`);
   const stop = (sig: string) => void host.stop(`${sig} received`);
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));

@@ -170,11 +170,11 @@ registerVerb({
       ['Max memory', `${vm.memoryMiB * 1024} KiB`],
       ['Used memory', `${vm.memoryMiB * 1024} KiB`],
       ['Persistent', 'yes'],
-      ['Autostart', 'disable'],
+      ['Autostart', vm.autostart ? 'enable' : 'disable'],
       ['Managed save', 'no'],
     ];
     if (ctx.json) {
-      ctx.out(JSON.stringify({ id: id ?? null, name: vm.name, uuid: vm.uuid, osType: 'hvm', state: stateName(vm.state), cpus: vm.cpus, maxMemoryKiB: vm.memoryMiB * 1024, usedMemoryKiB: vm.memoryMiB * 1024, persistent: true, autostart: false, ...(vm.lastExit ? { lastExit: vm.lastExit } : {}) }, null, 2) + '\n');
+      ctx.out(JSON.stringify({ id: id ?? null, name: vm.name, uuid: vm.uuid, osType: 'hvm', state: stateName(vm.state), cpus: vm.cpus, maxMemoryKiB: vm.memoryMiB * 1024, usedMemoryKiB: vm.memoryMiB * 1024, persistent: true, autostart: !!vm.autostart, ...(vm.lastExit ? { lastExit: vm.lastExit } : {}) }, null, 2) + '\n');
     } else ctx.out(info.map(([k, v]) => `${(k + ':').padEnd(16)}${v}`).join('\n') + '\n\n');
     return 0;
   },

@@ -44,6 +44,10 @@ async function main(): Promise<void> {
     if (!trusted(e)) return { t: 'error', id: -1, message: 'refused: not a Vireo window', code: 'forbidden' };
     return dispatch(service, envelope);
   });
+  // VMs marked "Start when the Vireo service starts" (virsh autostart).
+  void service.autostart().then((rs) => {
+    for (const r of rs) console.error(`vireo: autostart ${r.name}: ${r.error ?? 'started'}`);
+  });
   service.onEvent((name, payload) => {
     for (const w of BrowserWindow.getAllWindows()) if (!w.isDestroyed()) w.webContents.send(IPC.event, { name, payload });
   });

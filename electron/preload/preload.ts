@@ -20,6 +20,7 @@ const METHODS: Record<Method, true> = {
   'vm.update': true,
   'vm.action': true,
   'vm.changeMedia': true,
+  'vm.setAutostart': true,
   'vm.clonePlan': true,
   'vm.clone': true,
   'job.cancel': true,

@@ -179,6 +179,7 @@ export class VireoService implements VireoApi {
       ...(rt?.lastExit ? { lastExit: rt.lastExit } : {}),
       ...(rt?.notice ? { notice: rt.notice } : {}),
       ...(rt?.temporary ? { temporary: true } : {}),
+      ...(def.autostart ? { autostart: true } : {}),
       disks: def.disks,
       boot: def.boot,
       nics: def.nics,
@@ -385,6 +386,38 @@ export class VireoService implements VireoApi {
     return { errors: [], vm, nextBoot };
   }
 
+  async 'vm.setAutostart'({ uuid, enabled }: Params<'vm.setAutostart'>): Promise<Result<'vm.setAutostart'>> {
+    const def = this.need(uuid);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+    const next: VmDefinition = { ...def };
+    if (enabled) next.autostart = true;
+    else delete next.autostart;
+    if (!!def.autostart !== enabled) await this.store.save(next);
+    const vm = this.summary(this.store.get(uuid) ?? next);
+    this.emit('vm.changed', { vm });
+    return { vm };
+  }
+
+  /**
+   * Starts every VM marked autostart that is not running (virsh autostart: libvirtd does it
+   * when it starts; here the Vireo service, `vireo service` or the app, right after init).
+   * Each is started like the Run button, checks included; one that can't start is reported
+   * and the others still start.
+   */
+  async autostart(): Promise<Array<{ name: string; error?: string }>> {
+    const out: Array<{ name: string; error?: string }> = [];
+    for (const def of this.store.list()) {
+      if (!def.autostart || this.supervisor.isRunning(def.uuid)) continue;
+      try {
+        await this['vm.action']({ uuid: def.uuid, action: 'start' });
+        out.push({ name: def.name });
+      } catch (e) {
+        out.push({ name: def.name, error: (e as Error).message });
+      }
+    }
+    return out;
+  }
+
   /**
    * CD-ROM Connect/Disconnect: on a running VM the engine inserts or ejects the disc now;
    * then the definition's first CD-ROM drive (the engine's one drive) gets the new path,
@@ -443,11 +476,19 @@ export class VireoService implements VireoApi {
         }
         // Run with temporary changes: every writable disk gets a throwaway overlay (QEMU -snapshot).
         if (temporary) cfg.disks = cfg.disks?.map((d) => (d.media === 'cdrom' || d.readOnly ? d : { ...d, snapshot: true }));
+        const before = this.runtime.get(uuid);
         this.runtime.set(uuid, { state: 'starting', ...(temporary ? { temporary: true } : {}) });
         try {
           await this.supervisor.start(uuid, cfg);
         } catch (e) {
-          throw await this.startError(def, e as Error);
+          const err = await this.startError(def, e as Error);
+          // Refused for a locked disk: the machine never ran, so the VM is shut off as it
+          // was (with its earlier last exit), not "crashed"; the message says why.
+          if (err !== e && !this.supervisor.isRunning(uuid)) {
+            this.runtime.set(uuid, { state: 'shutoff', ...(before?.lastExit ? { lastExit: before.lastExit } : {}) });
+            this.changed(uuid);
+          }
+          throw err;
         }
         break;
       }
@@ -671,6 +712,7 @@ export class VireoService implements VireoApi {
         }),
         createdAt: new Date().toISOString(),
       };
+      delete clone.autostart; // like virt-clone: a clone does not start with the host
       await this.store.save(clone);
       await batch.done();
       this.emit('vm.changed', { vm: this.summary(clone) });

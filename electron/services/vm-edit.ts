@@ -167,5 +167,8 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
   };
   if (logFile) next.serial = { logFile };
   else delete next.serial;
+  const autostart = edit.autostart ?? !!def.autostart;
+  if (autostart) next.autostart = true;
+  else delete next.autostart;
   return { errors, next };
 }

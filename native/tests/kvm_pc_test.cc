@@ -555,3 +555,103 @@ TEST(an_os_starts_every_cpu_the_madt_lists) {
     CHECK_EQ(r.info.code, cpus << 4 | cpus);
   }
 }
+
+namespace {
+// acpi_off.bin with its delay byte (offset 509) set to `seconds`, in a temp file.
+std::string acpi_off_image(int seconds) {
+  std::string src = guest("acpi_off.bin");
+  std::ifstream in(src, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_EQ(bytes.size(), size_t(512));
+  bytes[509] = char(seconds);
+  char path[] = "/tmp/vireo-acpi-off-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  CHECK_EQ(write(fd, bytes.data(), bytes.size()), ssize_t(bytes.size()));
+  close(fd);
+  return path;
+}
+}  // namespace
+
+// The power button as an OS sees it: a boot sector reads the FADT, switches
+// to ACPI mode through SMI_CMD, enables PWRBTN_EN, polls PWRBTN_STS, then
+// after its delay writes \_S5's SLP_TYP | SLP_EN. Without a press it keeps
+// running; with one (the board's press_power_button, what Shut Down sends)
+// the machine stops with kind "poweroff" once the guest's delay has passed.
+// Cross-checked against QEMU TCG's system_powerdown when QEMU is installed.
+TEST(an_acpi_guest_powers_off_after_the_power_button) {
+  require_kvm();
+  require_file(kBios, "seabios");
+  const int delay = 2;
+  std::string img = acpi_off_image(delay);
+  MachineConfig c = pc_config(64);
+  c.disks.push_back({img, "raw", false, false, false, false});
+  c.boot_order = "c";
+  Machine m(c);
+  auto* b = dynamic_cast<PcBoard*>(m.board());
+  CHECK(b != nullptr);
+  CHECK(!b->press_power_button());  // SeaBIOS has not even started: ACPI is off, nothing happens
+  Run r;
+  r.attach(m);
+  m.start();
+  bool ready = r.wait_output("acpi ready", 120);
+  if (!ready) {
+    m.stop();
+    std::printf("  serial: %s\n", r.serial.c_str());
+  }
+  CHECK(ready);
+  // The early press above left PWRBTN_STS set; the guest cleared it before enabling the event.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  {
+    std::lock_guard g(r.mu);
+    CHECK(!r.done);
+    CHECK(r.serial.find("power button") == std::string::npos);
+  }
+  CHECK(b->press_power_button());  // enabled by the guest: it will see it
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(r.wait_output("power button", 20));
+  bool done = r.wait_done(m, 30);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!done) m.stop();
+  unlink(img.c_str());
+  CHECK(done);
+  std::printf("  powered off %.1f s after the press\n", took);
+  CHECK_EQ(r.info.kind, std::string("poweroff"));
+  CHECK(r.serial.find("powering off") != std::string::npos);
+  CHECK(took >= delay - 1);
+  CHECK(r.final_state == RunState::Stopped);
+}
+
+// The same image under QEMU TCG: `system_powerdown` on its monitor, the guest
+// powers off by itself (QEMU exits 0) after the delay -- the guest is right
+// about ACPI on a reference PC, not just on Vireo's.
+TEST(the_acpi_guest_powers_off_under_qemu_too) {
+  if (std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) SKIP("qemu-system-x86_64 is not installed");
+  std::string img = acpi_off_image(2);
+  std::string log = img + ".com1";
+  std::string cmd = "timeout 120 qemu-system-x86_64 -accel tcg -m 64 -display none -monitor stdio -serial file:" + log +
+                    " -drive file=" + img + ",format=raw,if=ide >/dev/null 2>&1";
+  FILE* q = popen(cmd.c_str(), "w");
+  CHECK(q != nullptr);
+  auto read_log = [&] {
+    std::ifstream f(log);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (read_log().find("acpi ready") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(read_log().find("acpi ready") != std::string::npos);
+  std::fputs("system_powerdown\n", q);
+  std::fflush(q);
+  auto t0 = std::chrono::steady_clock::now();
+  int st = pclose(q);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string out = read_log();
+  unlink(img.c_str());
+  unlink(log.c_str());
+  std::printf("  QEMU exited %d, %.1f s after system_powerdown\n", WEXITSTATUS(st), took);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);  // powered off, not the timeout's 124
+  CHECK(out.find("power button\n") != std::string::npos);
+  CHECK(out.find("powering off") != std::string::npos);
+  CHECK(took >= 1);
+}

@@ -89,6 +89,8 @@ export const api = {
   },
   /** temporary (start only): run with temporary changes: every writable disk gets a throwaway overlay (QEMU -snapshot). */
   'vm.action': { params: s.object({ uuid: id, action: s.enums(VM_ACTIONS), temporary: s.optional(s.boolean()) }), result: ok },
+  /** virsh autostart: start the VM when the Vireo service starts (`enabled`), or not. */
+  'vm.setAutostart': { params: s.object({ uuid: id, enabled: s.boolean() }), result: s.object({ vm: VmSummarySchema }) },
   'vm.clonePlan': {
     params: s.object({ uuid: id }),
     result: s.object({ suggestedName: s.string(), disks: s.array(DiskPlanSchema), blocker: s.nullable(s.string()) }),

@@ -83,6 +83,8 @@ export const VmDefinitionSchema = s.object({
   createdAt: s.string({ max: 64 }),
   /** COM1 is always the serial console; it can also be logged to a host file. */
   serial: s.optional(SerialSchema),
+  /** Start this VM when the Vireo service starts (virsh autostart). */
+  autostart: s.optional(s.boolean()),
 });
 export type VmDefinition = s.Infer<typeof VmDefinitionSchema>;
 
@@ -110,6 +112,8 @@ export const VmSummarySchema = s.object({
   notice: s.optional(s.string()),
   /** Running with temporary changes: its disks' writes go to throwaway overlays, dropped when it stops. */
   temporary: s.optional(s.boolean()),
+  /** Starts when the Vireo service starts (virsh autostart). */
+  autostart: s.optional(s.boolean()),
   disks: s.array(DiskSchema),
   boot: BootSchema,
   nics: s.array(NicSchema),
@@ -245,6 +249,8 @@ export const VmEditSchema = s.object({
     max: 16,
   }),
   serial: s.object({ logFile: s.optional(s.string({ max: 4096 })) }),
+  /** Omitted: unchanged (older clients). */
+  autostart: s.optional(s.boolean()),
 });
 export type VmEdit = s.Infer<typeof VmEditSchema>;
 
@@ -267,5 +273,6 @@ export function editOf(def: VmDefinition): VmEdit {
     disks: def.disks,
     nics: def.nics,
     serial: def.serial ?? {},
+    autostart: !!def.autostart,
   };
 }

@@ -249,6 +249,9 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
           return (
             <>
               <h3>Boot options: direct kernel boot</h3>
+              <label className="check">
+                <input type="checkbox" checked={!!edit.autostart} onChange={(e) => set({ autostart: e.target.checked })} /> Start when the Vireo service starts
+              </label>
               <Field id="d-kernel" label="Kernel path" error={err('boot.kernel')}>
                 <input id="d-kernel" value={b.kernel} aria-invalid={!!err('boot.kernel')} onChange={(e) => set({ boot: { ...b, kernel: e.target.value } })} />
               </Field>
@@ -265,6 +268,9 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
         return (
           <>
             <h3>Boot options</h3>
+            <label className="check">
+              <input type="checkbox" checked={!!edit.autostart} onChange={(e) => set({ autostart: e.target.checked })} /> Start when the Vireo service starts
+            </label>
             <label className="check">
               <input type="checkbox" checked={!!b.menu} onChange={(e) => set({ boot: { ...b, menu: e.target.checked } })} /> Enable boot menu
             </label>
