@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../electron/services/rpc-socket';
-import { ROOT, buildGuest, distReady, engineCapability, servicePid, stopServiceAndWait } from './harness';
+import { ROOT, apiCall, buildGuest, contextMenu, distReady, engineCapability, launchApp, servicePid, stopServiceAndWait } from './harness';
 
 const why = distReady() ?? engineCapability();
 if (why) console.log(`SKIP vireo autostart e2e: ${why}`);
@@ -96,7 +96,6 @@ describe.skipIf(!!why)('vireo autostart', () => {
 
 describe.skipIf(!!distReady())('Details → Boot options autostart', () => {
   it('the checkbox writes the flag, and reads it back', async () => {
-    const { launchApp, contextMenu, apiCall } = await import('./harness');
     const app = await launchApp();
     try {
       const iso = path.join(app.dir, 'm.iso');
