@@ -157,7 +157,7 @@ describe('rpc socket', () => {
     c.close();
     await expect(pending).rejects.toMatchObject({ code: 'unavailable' });
     release();
-    await vi.waitFor(() => expect(finished).toHaveLength(1));
+    await vi.waitFor(() => expect(finished).toHaveLength(1), { timeout: 15000 }); // vm.create makes a disk and loads osinfo-db: slow on a busy host
     expect(finished[0]).toMatchObject({ t: 'result' });
     // All of it was done: the definition and its disk, nothing hidden left over.
     const vm = svc.store.byName('beta')!;
