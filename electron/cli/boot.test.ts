@@ -38,17 +38,19 @@ describe('parseBootArgs', () => {
     const o = parseBootArgs([
       '--nic', 'user,model=virtio,mac=52:54:00:AA:bb:01,hostfwd=tcp::2222-:22,hostfwd=udp:127.0.0.1:5353-:53,restrict=on',
       '--nic=user',
+      '--nic', 'user,model=e1000',
     ]);
     expect(o.config.nics).toEqual([
       { backend: 'user', model: 'virtio', mac: '52:54:00:aa:bb:01', hostfwd: ['tcp::2222-:22', 'udp:127.0.0.1:5353-:53'], restrict: true },
       { backend: 'user' },
+      { backend: 'user', model: 'e1000' },
     ]);
     expect(parseBootArgs(['--nic', 'user', '--nic', 'none']).config.nics).toEqual([]);
   });
   it('refuses bad --nic values with the reason', () => {
     const bad: Array<[string[], RegExp]> = [
       [['--nic', 'bridge=br0'], /not built yet/],
-      [['--nic', 'user,model=e1000'], /model=virtio/],
+      [['--nic', 'user,model=rtl8139'], /model=virtio or model=e1000/],
       [['--nic', 'user,mac=01:00:5e:00:00:01'], /multicast/],
       [['--nic', 'user,mac=52:54:00'], /mac=/],
       [['--nic', 'user,hostfwd=tcp::2222'], /hostfwd=/],

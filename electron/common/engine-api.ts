@@ -44,8 +44,8 @@ export interface DiskConfig {
 
 /** A network card (the PC board: a PCI function at slot 3, 4...). */
 export interface NicConfig {
-  /** 'virtio' (virtio-net, default). e1000 is not built yet. */
-  model?: 'virtio';
+  /** 'virtio' (virtio-net, default) or 'e1000' (Intel 82540EM, for guests without virtio drivers). */
+  model?: 'virtio' | 'e1000';
   /** '52:54:00:12:34:56' style; default 52:54:00:12:34:56 + the card's index. */
   mac?: string;
   /** 'user' (default): NAT through libslirp, 10.0.2.15 by DHCP, gateway/host 10.0.2.2, DNS 10.0.2.3. */

@@ -45,13 +45,16 @@ struct DiskSpec {
 // A network card. The PC board gives each one a PCI function at the first
 // free slot from 3 (where QEMU's pc puts its NIC).
 struct NicSpec {
-  std::string model = "virtio";  // "virtio" (virtio-net); e1000 is a later slice
+  std::string model = "virtio";  // "virtio" (virtio-net) or "e1000" (Intel 82540EM)
   std::string mac;               // "" = 52:54:00:12:34:56 + index, as QEMU numbers its NICs
   std::string backend = "user";  // "user" = NAT through libslirp (TAP, isolated switch later)
   bool link_up = true;
   // backend "user":
   bool restrict = false;             // no outside world, no host: slirp's DHCP/DNS and port forwards only
   std::vector<std::string> hostfwd;  // "tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT" (QEMU's hostfwd syntax)
+  // Option ROM for the card's ROM BAR (e.g. Debian ipxe-qemu's
+  // /usr/lib/ipxe/qemu/pxe-e1000.rom); "" = none, as now by default.
+  std::string rom;
 };
 
 struct MachineConfig {

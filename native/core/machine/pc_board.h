@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/net/e1000.h"
 #include "devices/virtio/net/device.h"
 
 namespace vireo {
@@ -116,7 +117,7 @@ public:
   size_t nic_count() const { return nics_.size(); }
   bool set_nic_link(size_t i, bool up);
   // Counters of NIC i (zeros for no such NIC).
-  virtio::NetCounters nic_counters(size_t i) const;
+  net::NicCounters nic_counters(size_t i) const;
 
 private:
   void wire_ide();
@@ -131,8 +132,8 @@ private:
   void configure_firmware();
   void configure_smbios();
   void map_rom(int devfn, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped);
-  // MachineConfig::nics: a virtio-net function per NIC at the next free slot
-  // from 3, each with its backend. Throws MachineError naming the NIC.
+  // MachineConfig::nics: a virtio-net or e1000 function per NIC at the next
+  // free slot from 3, each with its backend. Throws MachineError naming the NIC.
   void wire_nics();
 
   Machine& m_;
@@ -183,7 +184,8 @@ private:
   // virtio-blk functions and their ioeventfd threads (declared last so the
   // threads stop before anything they kick goes away).
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_blk_;
-  std::vector<std::shared_ptr<virtio::VirtioNet>> nics_;  // backends stop first in ~PcBoard
+  std::vector<std::shared_ptr<net::Nic>> nics_;  // backends stop first in ~PcBoard
+  std::vector<std::shared_ptr<e1000::E1000>> e1000_;
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_net_;
   std::vector<std::unique_ptr<virtio::NotifyThread>> virtio_notify_;
 };
