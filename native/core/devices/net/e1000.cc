@@ -58,6 +58,9 @@ constexpr size_t kMaxStdFrame = 1522;       // with FCS and a VLAN tag; longer n
 constexpr size_t kMaxLongFrame = 16384;     // with LPE
 constexpr size_t kMaxTxPacket = 16384;      // 3.3.1: a packet without TSO is at most 16288 bytes
 constexpr size_t kMaxTsoPacket = 65536 + 256;  // header + 64 KiB of payload (Linux's GSO limit)
+// A guest's MSS of 1 would make 64 K frames of one packet; Linux's smallest
+// MSS (48) makes at most 1366, so more than this many is refused.
+constexpr size_t kMaxTsoSegments = 2048;
 constexpr uint32_t kVet = 0x0038;
 constexpr uint16_t kEthIpv4 = 0x0800;
 // PHY registers (IEEE 802.3 clause 22 + M88E1011 specific).
@@ -807,6 +810,10 @@ void E1000::tx_packet() {
   }
   size_t payload = p.size() - hl;
   size_t segs = payload ? (payload + c.mss - 1) / c.mss : 1;
+  if (segs > kMaxTsoSegments) {
+    c_.tx_malformed++;
+    return;
+  }
   for (size_t s = 0; s < segs; s++) {
     size_t off = s * c.mss, len = std::min<size_t>(c.mss, payload - off);
     std::vector<uint8_t> f(p.begin(), p.begin() + long(hl));
