@@ -221,13 +221,13 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
     expect(r.stderr).toContain(`network card 1: port forward tcp 127.0.0.1:${port} -> guest port 22`);
     expect(r.stderr).toContain('already in use');
   });
-  it.skipIf(!fs.existsSync(rescueIso))('--nic user: the host side of a port forward listens while the VM runs', async () => {
+  it.skipIf(!fs.existsSync(rescueIso)).each(['virtio', 'e1000'])('--nic user,model=%s: the host side of a port forward listens while the VM runs', async (model) => {
     const probe = net.createServer();
     await new Promise<void>((res) => probe.listen(0, '127.0.0.1', res));
     const port = (probe.address() as net.AddressInfo).port;
     await new Promise<void>((res) => probe.close(() => res()));
     const child = spawn(process.execPath, [vireo, 'boot', '--cdrom', rescueIso,
-      '--nic', `user,hostfwd=tcp:127.0.0.1:${port}-:22`, '--timeout', '4'], { stdio: ['pipe', 'ignore', 'pipe'] });
+      '--nic', `user,model=${model},hostfwd=tcp:127.0.0.1:${port}-:22`, '--timeout', '4'], { stdio: ['pipe', 'ignore', 'pipe'] });
     const connects = async () => {
       for (let i = 0; i < 30; i++) {
         const ok = await new Promise<boolean>((res) => {
