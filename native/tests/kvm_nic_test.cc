@@ -280,7 +280,7 @@ void ipxe_dhcp(const char* model, const char* rom) {
   require_kvm();
   if (kvm::host_is_pvm() && !std::getenv("VIREO_IPXE_ON_PVM"))
     SKIP("kvm_pvm host: iPXE first unpacks itself (LZMA, in real mode) and this host emulates real mode and "
-         "ring 0; it was still at 'starting execution...' (no 'ok') after 15 min, and QEMU-KVM here had sent no "
+         "ring 0; it was still at 'starting execution...' (no 'ok') after 20 min, and QEMU-KVM here had sent no "
          "DHCP request after 170 s (QEMU TCG: 5 s). VIREO_IPXE_ON_PVM=1 runs it anyway");
   auto m = ipxe_machine(model, rom);
   auto* b = dynamic_cast<PcBoard*>(m->board());
