@@ -19,6 +19,7 @@
 #include "devices/pci/pci.h"
 #include "machine/guest_memory.h"
 #include "net_test_util.h"
+#include "pci_test_util.h"
 
 using namespace vireo;
 using namespace vireo::e1000;
@@ -33,24 +34,11 @@ constexpr uint64_t kBar0 = 0xe0000000;
 constexpr uint16_t kIoBase = 0xc000;
 constexpr int kSlot = 3;
 
-struct Rig {
-  std::vector<uint8_t> ram = std::vector<uint8_t>(kRamSize, 0);
-  GuestMemory mem;
-  Bus pio, mmio;
-  pci::PciHost host{pio, mmio};
+struct Rig : PciTestBus {
   std::shared_ptr<net::NetBackend> be;
   std::shared_ptr<E1000> nic;
-  std::mutex mu;
-  bool intx = false;
-  int intx_pin = 0;
 
-  explicit Rig(std::shared_ptr<net::NetBackend> b, E1000::Options o = {}) : be(std::move(b)) {
-    mem.add_region(0, kRamSize, ram.data());
-    host.route_intx = [this](int, int pin, bool level) {
-      std::lock_guard g(mu);
-      intx = level;
-      intx_pin = pin;
-    };
+  explicit Rig(std::shared_ptr<net::NetBackend> b, E1000::Options o = {}) : PciTestBus(kRamSize, kSlot), be(std::move(b)) {
     o.mac = kGuestMac;
     nic = std::make_shared<E1000>(be, &mem, o);
     host.attach(kSlot, 0, nic);
@@ -60,28 +48,11 @@ struct Rig {
     nic->start();
   }
   ~Rig() { nic->quiesce(); }
-  uint32_t cfgr(uint32_t reg, int size) { return host.config_read(0, kSlot, 0, reg, size); }
-  void cfgw(uint32_t reg, int size, uint32_t v) { host.config_write(0, kSlot, 0, reg, size, v); }
-  uint32_t r(uint32_t off) {
-    uint8_t b[4] = {};
-    mmio.read(kBar0 + off, {b, 4});
-    return uint32_t(span_to_u64({b, 4}));
-  }
-  void w(uint32_t off, uint32_t v) {
-    uint8_t b[4];
-    u64_to_span(v, {b, 4});
-    mmio.write(kBar0 + off, {b, 4});
-  }
-  uint32_t io_r(uint32_t off) {
-    uint8_t b[4];
-    u64_to_span(off, {b, 4});
-    pio.write(kIoBase, {b, 4});
-    pio.read(kIoBase + 4, {b, 4});
-    return uint32_t(span_to_u64({b, 4}));
-  }
-  bool irq() {
-    std::lock_guard g(mu);
-    return intx;
+  uint32_t r(uint32_t off) { return uint32_t(mmio_read(kBar0 + off, 4)); }
+  void w(uint32_t off, uint32_t v) { mmio_write(kBar0 + off, 4, v); }
+  uint32_t io_r(uint32_t off) {  // IOADDR then IODATA
+    io_write(kIoBase, 4, off);
+    return uint32_t(io_read(kIoBase + 4, 4));
   }
 };
 

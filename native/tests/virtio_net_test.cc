@@ -31,6 +31,7 @@
 #include "machine/guest_memory.h"
 #include "net/slirp.h"
 #include "net_test_util.h"
+#include "pci_test_util.h"
 
 using namespace vireo;
 using namespace vireo::virtio;
@@ -46,23 +47,12 @@ constexpr int kSlot = 3;
 
 // ------------------------------------------------------------ the PCI function
 
-struct Rig {
-  std::vector<uint8_t> ram = std::vector<uint8_t>(kRamSize, 0);
-  GuestMemory mem;
-  Bus pio, mmio;
-  pci::PciHost host{pio, mmio};
+struct Rig : PciTestBus {
   std::shared_ptr<net::NetBackend> be;
   std::shared_ptr<VirtioNet> net;
   std::shared_ptr<VirtioPci> fn;
-  std::mutex mu;
-  bool intx = false;
 
-  explicit Rig(std::shared_ptr<net::NetBackend> b, VirtioNet::Options o = {}) : be(std::move(b)) {
-    mem.add_region(0, kRamSize, ram.data());
-    host.route_intx = [this](int, int, bool level) {
-      std::lock_guard g(mu);
-      intx = level;
-    };
+  explicit Rig(std::shared_ptr<net::NetBackend> b, VirtioNet::Options o = {}) : PciTestBus(kRamSize, kSlot), be(std::move(b)) {
     o.mac = kGuestMac;
     net = std::make_shared<VirtioNet>(be, o);
     fn = std::make_shared<VirtioPci>(net, &mem, VirtioPci::Hooks{});
@@ -74,18 +64,8 @@ struct Rig {
     net->start();
   }
   ~Rig() { net->quiesce(); }
-  uint32_t cfgr(uint32_t reg, int size) { return host.config_read(0, kSlot, 0, reg, size); }
-  void cfgw(uint32_t reg, int size, uint32_t v) { host.config_write(0, kSlot, 0, reg, size, v); }
-  uint64_t r(uint64_t off, int size) {
-    uint8_t b[8] = {};
-    mmio.read(kBar4 + off, {b, size_t(size)});
-    return span_to_u64({b, size_t(size)});
-  }
-  void w(uint64_t off, int size, uint64_t v) {
-    uint8_t b[8];
-    u64_to_span(v, {b, size_t(size)});
-    mmio.write(kBar4 + off, {b, size_t(size)});
-  }
+  uint64_t r(uint64_t off, int size) { return mmio_read(kBar4 + off, size); }
+  void w(uint64_t off, int size, uint64_t v) { mmio_write(kBar4 + off, size, v); }
   uint8_t status() { return uint8_t(r(0x14, 1)); }
 };
 
