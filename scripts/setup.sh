@@ -13,7 +13,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # ---- 1. Debian packages ----
 PKGS=(g++ make cmake nasm binutils acpica-tools pkg-config zlib1g-dev libzstd-dev liburing-dev libslirp-dev libzydis-dev
-      seabios grub-rescue-pc grub-invaders xorriso mtools qemu-system-x86 qemu-utils
+      seabios ipxe-qemu grub-rescue-pc grub-invaders xorriso mtools qemu-system-x86 qemu-utils
       chromium xvfb x11-apps imagemagick tesseract-ocr netpbm
       linux-image-amd64 busybox-static grub-pc-bin cpio xz-utils)   # the last line: the OS lane's guest (docs/linux-guest.md)
 PKGS+=(libvirt-clients libxml2-utils osinfo-db)   # libvirt XML checks (virt-xml-validate, virsh test driver) and OS detection (docs/libvirt-xml.md)

@@ -44,10 +44,12 @@ describe('parseBootArgs', () => {
     const o = parseBootArgs([
       '--nic', 'user,model=virtio,mac=52:54:00:AA:bb:01,hostfwd=tcp::2222-:22,hostfwd=udp:127.0.0.1:5353-:53,restrict=on',
       '--nic=user',
+      '--nic', 'user,model=e1000',
     ]);
     expect(o.config.nics).toEqual([
       { backend: 'user', model: 'virtio', mac: '52:54:00:aa:bb:01', hostfwd: ['tcp::2222-:22', 'udp:127.0.0.1:5353-:53'], restrict: true },
       { backend: 'user' },
+      { backend: 'user', model: 'e1000' },
     ]);
     expect(parseBootArgs(['--nic', 'user', '--nic', 'none']).config.nics).toEqual([]);
     expect(parseBootArgs(['--nic', 'user,net=192.168.122.0/24,host=192.168.122.1,dhcpstart=192.168.122.100,dns=192.168.122.3']).config.nics).toEqual([
@@ -57,7 +59,7 @@ describe('parseBootArgs', () => {
   it('refuses bad --nic values with the reason', () => {
     const bad: Array<[string[], RegExp]> = [
       [['--nic', 'bridge=br0'], /not built yet/],
-      [['--nic', 'user,model=e1000'], /model=virtio/],
+      [['--nic', 'user,model=rtl8139'], /model=virtio or model=e1000/],
       [['--nic', 'user,mac=01:00:5e:00:00:01'], /multicast/],
       [['--nic', 'user,mac=52:54:00'], /mac=/],
       [['--nic', 'user,hostfwd=tcp::2222'], /hostfwd=/],
@@ -257,13 +259,13 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
     expect(r.stderr).toContain(`network card 1: port forward tcp 127.0.0.1:${port} -> guest port 22`);
     expect(r.stderr).toContain('already in use');
   });
-  it.skipIf(!fs.existsSync(rescueIso))('--nic user: the host side of a port forward listens while the VM runs', async () => {
+  it.skipIf(!fs.existsSync(rescueIso)).each(['virtio', 'e1000'])('--nic user,model=%s: the host side of a port forward listens while the VM runs', async (model) => {
     const probe = net.createServer();
     await new Promise<void>((res) => probe.listen(0, '127.0.0.1', res));
     const port = (probe.address() as net.AddressInfo).port;
     await new Promise<void>((res) => probe.close(() => res()));
     const child = spawn(process.execPath, [vireo, 'boot', '--cdrom', rescueIso,
-      '--nic', `user,hostfwd=tcp:127.0.0.1:${port}-:22`, '--timeout', '4'], { stdio: ['pipe', 'ignore', 'pipe'] });
+      '--nic', `user,model=${model},hostfwd=tcp:127.0.0.1:${port}-:22`, '--timeout', '4'], { stdio: ['pipe', 'ignore', 'pipe'] });
     const connects = async () => {
       for (let i = 0; i < 30; i++) {
         const ok = await new Promise<boolean>((res) => {

@@ -19,7 +19,7 @@ export interface BootOptions {
 
 export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--append STRING]]
                    [--cdrom ISO] [--disk IMG[,format=raw|qcow2][,if=ide|virtio]]... [--boot order=dc] [--boot-menu]
-                   [--nic none|user[,model=virtio][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]
+                   [--nic none|user[,model=virtio|e1000][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]
                          [,net=A.B.C.D/N][,host=IP][,dhcpstart=IP][,dns=IP]]...
                    [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
                   | --flat FILE [--flat-address ADDR])
@@ -44,7 +44,8 @@ random one. --snapshot runs with temporary changes (QEMU's -snapshot): writes go
 to throwaway qcow2 overlays in $TMPDIR, dropped at exit; the disk images are
 only read. Images are locked as QEMU locks them: a disk another VM writes is refused.
 
---nic user adds a virtio-net card on user-mode NAT (libslirp, as QEMU's -nic user):
+--nic user adds a virtio-net card (model=e1000: an Intel 82540EM, for guests
+without virtio drivers) on user-mode NAT (libslirp, as QEMU's -nic user):
 the guest gets 10.0.2.15 by DHCP, reaches the host's loopback at 10.0.2.2 and
 DNS at 10.0.2.3. hostfwd=tcp::2222-:22 forwards host port 2222 (every host
 address; tcp:127.0.0.1:2222-:22 for loopback only) to guest port 22; repeat it
@@ -85,7 +86,7 @@ const VALUE_FLAGS = new Set([
   '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at', '--uuid', '--nic', '--save-at', '--restore',
 ]);
 
-/** One --nic value: 'user[,model=virtio][,mac=M][,hostfwd=...]...[,restrict=on|off]'. */
+/** One --nic value: 'user[,model=virtio|e1000][,mac=M][,hostfwd=...]...[,restrict=on|off]'. */
 export function parseNic(v: string): NicConfig {
   const [kind, ...opts] = v.split(',');
   if (kind !== 'user') {
@@ -98,10 +99,9 @@ export function parseNic(v: string): NicConfig {
     const key = o.slice(0, eq), val = o.slice(eq + 1);
     switch (key) {
       case 'model':
-        if (val !== 'virtio' && val !== 'virtio-net-pci') {
-          throw new UsageError(`--nic: model=virtio is the only model so far (got '${val}')`);
-        }
-        nic.model = 'virtio';
+        if (val === 'virtio' || val === 'virtio-net-pci') nic.model = 'virtio';
+        else if (val === 'e1000' || val === '82540em') nic.model = 'e1000';
+        else throw new UsageError(`--nic: model=virtio or model=e1000 (got '${val}')`);
         break;
       case 'mac':
         if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(val)) throw new UsageError(`--nic: mac=52:54:00:12:34:56 style (got '${val}')`);

@@ -44,7 +44,7 @@ export interface DiskConfig {
 
 /** A network card (the PC board: a PCI function at slot 3, 4...). */
 export interface NicConfig {
-  /** 'virtio' (virtio-net, default) or 'e1000' (Intel 82540EM; refused by engines that lack it). */
+  /** 'virtio' (virtio-net, default) or 'e1000' (Intel 82540EM, for guests without virtio drivers). */
   model?: 'virtio' | 'e1000';
   /** '52:54:00:12:34:56' style; default 52:54:00:12:34:56 + the card's index. */
   mac?: string;

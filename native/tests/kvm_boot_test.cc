@@ -106,6 +106,21 @@ TEST(flat_real_mode_binary_runs_at_its_address) {
   CHECK_EQ(r.info.code, 0x03);
 }
 
+TEST(pit_channel_2_output_shows_on_port_0x61) {
+  // guests/pit2.asm: a delay timed by polling port 0x61 bit 5 (iPXE's
+  // udelay, Linux's pit_calibrate_tsc) ends, and the output was low first.
+  require_kvm();
+  MachineConfig c;
+  c.flat = guest("pit2.bin");
+  c.flat_addr = 0x7c00;
+  c.mem_bytes = 32 << 20;
+  Machine m(c);
+  Run r;
+  run_to_end(m, r);
+  CHECK_EQ(r.info.kind, std::string("exit"));
+  CHECK_EQ(r.info.code, 0x02);
+}
+
 TEST(crashing_guest_stops_with_reason_and_rip) {
   require_kvm();
   MachineConfig c;

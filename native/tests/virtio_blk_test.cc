@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "check.h"
+#include "pci_test_util.h"
 #include "block/block.h"
 #include "bus/bus.h"
 #include "devices/pci/pci.h"
@@ -24,27 +25,15 @@ constexpr uint64_t kRamSize = 8 << 20;
 constexpr uint64_t kBar4 = 0xe0000000, kBar1 = 0xe1000000;
 constexpr int kSlot = 5;
 
-struct Rig {
-  std::vector<uint8_t> ram = std::vector<uint8_t>(kRamSize, 0);
-  GuestMemory mem;
-  Bus pio, mmio;
-  pci::PciHost host{pio, mmio};
+struct Rig : PciTestBus {
   std::shared_ptr<block::BlockBackend> disk;
   std::shared_ptr<VirtioBlk> blk;
   std::shared_ptr<VirtioPci> fn;
-  std::mutex mu;
   std::vector<std::pair<uint64_t, uint32_t>> msis;
-  bool intx = false;
-  int intx_raises = 0;
   std::vector<std::pair<uint64_t, bool>> notify_maps;
 
-  explicit Rig(std::shared_ptr<block::BlockBackend> d, VirtioBlk::Options o = {}) : disk(std::move(d)) {
-    mem.add_region(0, kRamSize, ram.data());
-    host.route_intx = [this](int, int, bool level) {
-      std::lock_guard g(mu);
-      if (level && !intx) intx_raises++;
-      intx = level;
-    };
+  explicit Rig(std::shared_ptr<block::BlockBackend> d, VirtioBlk::Options o = {})
+      : PciTestBus(kRamSize, kSlot), disk(std::move(d)) {
     blk = std::make_shared<VirtioBlk>(disk, o);
     VirtioPci::Hooks h;
     h.msi = [this](uint64_t a, uint32_t v) {
@@ -59,18 +48,8 @@ struct Rig {
     cfgw(pci::kBar0 + 4, 4, uint32_t(kBar1));
     cfgw(pci::kCommand, 2, pci::kCmdMem | pci::kCmdMaster);
   }
-  uint32_t cfgr(uint32_t reg, int size) { return host.config_read(0, kSlot, 0, reg, size); }
-  void cfgw(uint32_t reg, int size, uint32_t v) { host.config_write(0, kSlot, 0, reg, size, v); }
-  uint64_t r(uint64_t off, int size) {
-    uint8_t b[8] = {};
-    mmio.read(kBar4 + off, {b, size_t(size)});
-    return span_to_u64({b, size_t(size)});
-  }
-  void w(uint64_t off, int size, uint64_t v) {
-    uint8_t b[8];
-    u64_to_span(v, {b, size_t(size)});
-    mmio.write(kBar4 + off, {b, size_t(size)});
-  }
+  uint64_t r(uint64_t off, int size) { return mmio_read(kBar4 + off, size); }
+  void w(uint64_t off, int size, uint64_t v) { mmio_write(kBar4 + off, size, v); }
   void msix_w(uint64_t off, uint32_t v) {
     uint8_t b[4];
     u64_to_span(v, b);

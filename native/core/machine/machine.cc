@@ -134,24 +134,80 @@ struct DebugExitDevice : IoDevice {
 };
 
 // Port 0x61 (PIT channel 2 gate / speaker) is left to userspace by
-// KVM_PIT_SPEAKER_DUMMY; reads toggle the refresh bit (bit 4) so delay loops
-// that poll it make progress.
+// KVM_PIT_SPEAKER_DUMMY. Bit 0 is channel 2's gate (passed to the in-kernel
+// PIT), bit 4 toggles on each read (the refresh bit delay loops poll), bit 5
+// is channel 2's output, computed from the in-kernel PIT's channel state as
+// the 8254 would drive it: firmware and kernels time delays by programming
+// channel 2 and polling bit 5 (iPXE's udelay, Linux's pit_calibrate_tsc), and
+// without it such a loop never ends.
 struct SpeakerPortDevice : IoDevice {
-  uint8_t v = 0;
+  explicit SpeakerPortDevice(kvm::KvmVm* vm) : vm_(vm) {}
   void read(uint64_t, std::span<uint8_t> d) override {
-    v ^= 0x10;
+    std::lock_guard g(mu_);
+    v_ ^= 0x10;
     std::fill(d.begin(), d.end(), 0);
-    d[0] = v;
+    d[0] = uint8_t(v_ | (out2() ? 0x20 : 0));
   }
-  void write(uint64_t, std::span<const uint8_t> d) override { v = (v & 0x10) | (d[0] & 0x0f); }
+  void write(uint64_t, std::span<const uint8_t> d) override {
+    std::lock_guard g(mu_);
+    uint8_t old = v_;
+    v_ = uint8_t((v_ & 0x10) | (d[0] & 0x0f));
+    if (((old ^ v_) & 1) && vm_) {
+      try {  // the gate, as QEMU's pcspk does with an in-kernel PIT
+        kvm_pit_state2 p = vm_->pit();
+        p.channels[2].gate = v_ & 1;
+        vm_->set_pit(p);
+      } catch (const kvm::KvmError&) {
+      }
+    }
+  }
+  // State: the register's bits (gate, speaker enable, refresh toggle); channel 2 itself is in
+  // the in-kernel PIT, saved with the VM.
   StateKind state_kind() const override { return StateKind::Saved; }
-  void save(state::StateWriter& w) const override { w.u8(v); }
+  void save(state::StateWriter& w) const override {
+    std::lock_guard g(mu_);
+    w.u8(v_);
+  }
   void load(state::StateReader& r) override {
     if (r.version() != 1) r.fail("unknown version");
     uint8_t nv = r.u8();
     r.finish();
-    v = nv;
+    std::lock_guard g(mu_);
+    v_ = nv;
   }
+
+private:
+  // 8254 OUT for channel 2 from its mode, count and the time the count was loaded.
+  bool out2() {
+    if (!vm_) return false;
+    kvm_pit_state2 p;
+    try {
+      p = vm_->pit();
+    } catch (const kvm::KvmError&) {
+      return false;
+    }
+    const kvm_pit_channel_state& c = p.channels[2];
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // KVM's count_load_time is ktime_get()
+    int64_t now = int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    int64_t ns = now - c.count_load_time;
+    if (ns < 0) ns = 0;
+    uint64_t ticks = uint64_t((__int128)ns * 1193182 / 1'000'000'000);
+    uint64_t count = c.count ? c.count : 0x10000;
+    switch (c.mode) {
+      case 0: case 1:
+        return ticks >= count;
+      case 2: case 6:
+        return ticks % count != count - 1;
+      case 3: case 7:
+        return ticks % count < (count + 1) / 2;
+      default:  // 4, 5: a one-tick strobe at terminal count
+        return ticks != count;
+    }
+  }
+  kvm::KvmVm* vm_;
+  mutable std::mutex mu_;
+  uint8_t v_ = 0;
 };
 
 std::string hex(uint64_t v) {
@@ -408,7 +464,7 @@ void Machine::setup_devices() {
   }
   pio_.insert(std::make_shared<DebugconDevice>(), layout::kDebugconPort, 1, "debugcon");
   pio_.insert(std::make_shared<DebugExitDevice>(this), layout::kDebugExitPort, 1, "debug-exit");
-  auto speaker = std::make_shared<SpeakerPortDevice>();
+  auto speaker = std::make_shared<SpeakerPortDevice>(vm_.get());
   pio_.insert(speaker, layout::kPitSpeakerPort, 1, "speaker");
   register_state("speaker", speaker);
 }

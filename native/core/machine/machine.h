@@ -48,7 +48,7 @@ struct DiskSpec {
 // A network card. The PC board gives each one a PCI function at the first
 // free slot from 3 (where QEMU's pc puts its NIC).
 struct NicSpec {
-  std::string model = "virtio";  // "virtio" (virtio-net); e1000 is a later slice
+  std::string model = "virtio";  // "virtio" (virtio-net) or "e1000" (Intel 82540EM)
   std::string mac;               // "" = 52:54:00:12:34:56 + index, as QEMU numbers its NICs
   // "user" = NAT through libslirp; "switch" = a Vireo isolated network's switch
   // (net/switch.h) on the UNIX socket `socket`; "tap" = a TAP device on the
@@ -65,6 +65,9 @@ struct NicSpec {
   std::string socket;
   // backend "tap":
   std::string bridge, tap;
+  // Option ROM for the card's ROM BAR (e.g. Debian ipxe-qemu's
+  // /usr/lib/ipxe/qemu/pxe-e1000.rom); "" = none, as now by default.
+  std::string rom;
 };
 
 struct MachineConfig {

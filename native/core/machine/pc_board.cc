@@ -363,8 +363,8 @@ void PcBoard::wire_nics() {
   for (size_t i = 0; i < cfg.nics.size(); i++) {
     const NicSpec& n = cfg.nics[i];
     std::string who = "network card " + std::to_string(i + 1);
-    if (n.model != "virtio") {
-      throw MachineError(who + ": model '" + n.model + "' is not available yet (only virtio)");
+    if (n.model != "virtio" && n.model != "e1000") {
+      throw MachineError(who + ": model '" + n.model + "' is not available (virtio or e1000)");
     }
     virtio::VirtioNet::Options o;
     if (n.mac.empty()) {
@@ -414,12 +414,37 @@ void PcBoard::wire_nics() {
     int slot = kNicFirstSlot;
     while (slot <= kLastSlot && host_->function(slot, 0)) slot++;
     if (slot > kLastSlot) throw MachineError(who + ": no free PCI slot");
-    auto dev = std::make_shared<virtio::VirtioNet>(be, o);
-
-    virtio_net_.push_back(attach_virtio(dev, slot, "virtio-net"));
-    dev->start();
-    nics_.push_back(dev);
-    // No bootorder entry: there is no iPXE ROM, so SeaBIOS cannot boot from it.
+    std::vector<uint8_t> rom;
+    if (!n.rom.empty()) {
+      try {
+        rom = boot::read_file(n.rom, "option ROM");
+      } catch (std::exception& e) {
+        throw MachineError(who + ": " + e.what());
+      }
+      if (rom.size() < 3 || rom[0] != 0x55 || rom[1] != 0xaa)
+        throw MachineError(who + ": '" + n.rom + "' is not a PCI option ROM (no 55 AA signature)");
+    }
+    if (n.model == "e1000") {
+      e1000::E1000::Options eo;
+      eo.mac = o.mac;
+      eo.link_up = o.link_up;
+      auto dev = std::make_shared<e1000::E1000>(be, &m_.memory(), eo);
+      dev->name = "e1000@" + std::to_string(slot);
+      if (!rom.empty()) dev->set_rom(std::move(rom));
+      host_->attach(slot, 0, dev);  // INTA# through the PIIX3 PIRQ routing, as every PCI function
+      dev->start();
+      e1000_.push_back(dev);
+      nics_.push_back(dev);
+    } else {
+      auto dev = std::make_shared<virtio::VirtioNet>(be, o);
+      auto fn = attach_virtio(dev, slot, "virtio-net");
+      if (!rom.empty()) fn->set_rom(std::move(rom));
+      virtio_net_.push_back(fn);
+      dev->start();
+      nics_.push_back(dev);
+    }
+    // No bootorder entry: SeaBIOS runs a card's option ROM (NicSpec::rom),
+    // and boots it only after the disks and CD-ROMs, or when nothing else boots.
   }
 }
 
@@ -429,8 +454,8 @@ bool PcBoard::set_nic_link(size_t i, bool up) {
   return true;
 }
 
-virtio::NetCounters PcBoard::nic_counters(size_t i) const {
-  return i < nics_.size() ? nics_[i]->counters() : virtio::NetCounters{};
+net::NicCounters PcBoard::nic_counters(size_t i) const {
+  return i < nics_.size() ? nics_[i]->counters() : net::NicCounters{};
 }
 
 std::vector<PcBoard::PciInfo> PcBoard::pci_functions() const {

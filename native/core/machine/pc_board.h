@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "block/block.h"
+#include "devices/net/e1000.h"
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/net/device.h"
 
@@ -139,7 +140,7 @@ public:
   size_t nic_count() const { return nics_.size(); }
   bool set_nic_link(size_t i, bool up);
   // Counters of NIC i (zeros for no such NIC).
-  virtio::NetCounters nic_counters(size_t i) const;
+  net::NicCounters nic_counters(size_t i) const;
 
   // Every PCI function on bus 0 as the guest's config cycles see it (IDs and
   // class read through the host bridge's config mechanism), for diagnostics.
@@ -164,8 +165,8 @@ private:
   void configure_firmware();
   void configure_smbios();
   void map_rom(int devfn, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped);
-  // MachineConfig::nics: a virtio-net function per NIC at the next free slot
-  // from 3, each with its backend. Throws MachineError naming the NIC.
+  // MachineConfig::nics: a virtio-net or e1000 function per NIC at the next
+  // free slot from 3, each with its backend. Throws MachineError naming the NIC.
   void wire_nics();
 
   Machine& m_;
@@ -220,7 +221,8 @@ private:
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_blk_;
   std::vector<std::shared_ptr<virtio::VirtioBlk>> blk_devs_;        // for quiesce()
   std::vector<std::shared_ptr<block::BlockBackend>> disk_backends_;  // every disk, for quiesce()
-  std::vector<std::shared_ptr<virtio::VirtioNet>> nics_;  // backends stop first in ~PcBoard
+  std::vector<std::shared_ptr<net::Nic>> nics_;  // backends stop first in ~PcBoard
+  std::vector<std::shared_ptr<e1000::E1000>> e1000_;
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_net_;
   std::vector<std::unique_ptr<virtio::NotifyThread>> virtio_notify_;
 };

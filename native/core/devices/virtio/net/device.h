@@ -29,6 +29,7 @@
 #include "devices/virtio/device.h"
 #include "devices/virtio/virtio.h"
 #include "net/backend.h"
+#include "net/nic.h"
 
 namespace vireo::virtio {
 
@@ -47,16 +48,13 @@ constexpr uint8_t kNetHdrFNeedsCsum = 1, kNetHdrFDataValid = 2;
 constexpr uint8_t kNetHdrGsoNone = 0, kNetHdrGsoEcn = 0x80;
 constexpr int kNetRxQ = 0, kNetTxQ = 1;
 
-struct NetCounters {
-  uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0;
-  uint64_t tx_packets = 0, tx_bytes = 0, tx_dropped = 0;
-  uint64_t tx_malformed = 0;  // frames or chains from the guest that broke the rules
-  uint64_t rx_bad_buffers = 0;  // receive chains the guest got wrong (read-only, outside RAM)
-};
+// tx_malformed: frames or chains from the guest that broke the rules;
+// rx_bad_buffers: receive chains the guest got wrong (read-only, outside RAM).
+using NetCounters = net::NicCounters;
 
 using MacAddr = std::array<uint8_t, 6>;
 
-class VirtioNet : public VirtioDevice {
+class VirtioNet : public VirtioDevice, public net::Nic {
 public:
   struct Options {
     MacAddr mac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};  // QEMU's default
@@ -86,9 +84,9 @@ public:
   // Link up/down from the host (takes the transport lock). Down: frames both
   // ways are dropped and counted; the guest sees the status change (with
   // VIRTIO_NET_F_STATUS) through a configuration-change interrupt.
-  void set_link(bool up);
-  bool link_up() const { return link_up_.load(); }
-  NetCounters counters() const;
+  void set_link(bool up) override;
+  bool link_up() const override { return link_up_.load(); }
+  NetCounters counters() const override;
   const MacAddr& mac() const { return opt_.mac; }
   net::NetBackend& backend() { return *backend_; }
 
