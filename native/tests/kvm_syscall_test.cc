@@ -4,8 +4,9 @@
 // values are the architecture's (Intel SDM "SYSCALL"/"SYSRET"), so the test
 // holds on VT-x/AMD-V. On kvm_pvm hosts the host leaves a ring-3 SYSCALL at
 // CPL 3 (docs/architecture.md, "SYSCALL on kvm_pvm hosts") and Vireo's assist
-// completes it (kvm::complete_failed_syscall) and runs SWAPGS/SYSRET; the
-// variants the assist cannot cover there are printed, not asserted.
+// completes it (kvm::complete_failed_syscall; the host runs SWAPGS and
+// SYSRETQ itself); the variants the assist cannot cover there are printed,
+// not asserted.
 #include <map>
 #include <sstream>
 #include <vector>

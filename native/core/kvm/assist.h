@@ -47,8 +47,8 @@ enum class AssistKind : uint8_t {
   Hint,        // LFENCE/SFENCE/MFENCE, CLFLUSH(OPT), CLWB, PREFETCH*: nothing to do
   Native,      // SSE/AVX/AVX-512/BMI..., run on the host CPU on the guest's registers
   Fault,       // #GP / #PF / #NM raised by an instruction the assist ran
-  Swapgs,      // SWAPGS: GS.base <-> IA32_KERNEL_GS_BASE
-  Sysret,      // SYSRET back to ring 3
+  Swapgs,      // SWAPGS: GS.base <-> IA32_KERNEL_GS_BASE (kvm_pvm runs it itself today; a fallback)
+  Sysret,      // SYSRET back to ring 3 (likewise)
   Syscall,     // a ring-3 SYSCALL that kvm_pvm left in ring 3, completed (complete_failed_syscall)
   Count
 };
