@@ -7,6 +7,7 @@
 #include <cpuid.h>
 
 #include <cstring>
+#include <map>
 
 #include "check.h"
 
@@ -786,4 +787,202 @@ TEST(verw_of_the_kernel_data_selector_sets_zf_recorded_exit) {
   st.regs.rflags |= 0x40;
   run(verw, st, m);
   CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0));
+}
+
+// ---- SWAPGS, SYSRET and the kvm_pvm SYSCALL fix-up ----
+
+namespace {
+// Several ranges of guest-linear memory.
+struct SparseMemory : AssistMemory {
+  std::map<uint64_t, std::vector<uint8_t>> ranges;
+  void put(uint64_t a, const void* p, size_t n) {
+    auto& r = ranges[a];
+    r.assign(static_cast<const uint8_t*>(p), static_cast<const uint8_t*>(p) + n);
+  }
+  bool read(uint64_t a, void* dst, size_t n, uint32_t& pf) override {
+    for (auto& [base, bytes] : ranges)
+      if (a >= base && a + n <= base + bytes.size()) {
+        std::memcpy(dst, bytes.data() + (a - base), n);
+        return true;
+      }
+    pf = 0;
+    return false;
+  }
+  bool write(uint64_t, const void*, size_t, uint32_t& pf) override {
+    pf = 2;
+    return false;
+  }
+};
+
+// The state at the first instruction of the guest's #PF handler after
+// kvm_pvm's ring-3 SYSCALL, as recorded with guests/syscall.asm on this host
+// (Linux's GDT layout; LSTAR on a supervisor-only page).
+struct FailedSyscall {
+  AssistState st = long_mode();
+  SparseMemory mem;
+  uint64_t handler = 0x100600, idt = 0x101000, stack = 0x8ffd8, lstar = 0x4010044f, user_rip = 0x10041a;
+  FailedSyscall(bool endbr) {
+    st.sregs.efer = 0x501;  // LMA LME SCE
+    st.sregs.cs.selector = 0x10;
+    st.sregs.cs.dpl = 0;
+    st.sregs.idt.base = idt;
+    st.sregs.idt.limit = 256 * 16 - 1;
+    st.sregs.cr2 = lstar;
+    st.regs.rip = handler + (endbr ? 4 : 0);
+    st.regs.rsp = stack;
+    st.regs.rflags = 0x2;
+    st.regs.rcx = user_rip;
+    st.regs.r11 = 0x203;
+    st.star = (uint64_t(0x23) << 48) | (uint64_t(0x10) << 32);
+    st.lstar = lstar;
+    uint8_t gate[16] = {};
+    gate[0] = uint8_t(handler);
+    gate[1] = uint8_t(handler >> 8);
+    gate[2] = 0x10;
+    gate[5] = 0x8e;
+    gate[6] = uint8_t(handler >> 16);
+    gate[7] = uint8_t(handler >> 24);
+    mem.put(idt + 14 * 16, gate, sizeof gate);
+    const uint8_t entry[7] = {0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x01, 0xca};  // endbr64; clac
+    if (endbr) mem.put(handler, entry, sizeof entry);
+    else mem.put(handler, entry + 4, 3);
+    const uint64_t frame[6] = {0x5, lstar, 0x33, 0x10003, 0x3ff000, 0x2b};  // err, RIP, CS, RFLAGS, RSP, SS
+    mem.put(stack, frame, sizeof frame);
+    const uint8_t sc[2] = {0x0f, 0x05};
+    mem.put(user_rip - 2, sc, 2);
+  }
+};
+}  // namespace
+
+TEST(failed_syscall_is_recognised_and_completed_recorded_exit) {
+  for (bool endbr : {false, true}) {
+    FailedSyscall f(endbr);
+    SyscallFrame fr;
+    CHECK(failed_syscall_frame(f.st, f.mem, fr));
+    CHECK_EQ(fr.rip, f.lstar);
+    CHECK_EQ(fr.rsp, 0x3ff000u);
+    AssistResult r = complete_failed_syscall(f.st, fr);
+    CHECK(r.action == Action::Completed);
+    CHECK(r.kind == AssistKind::Syscall);
+    CHECK(r.regs_changed && r.sregs_changed);
+    CHECK_EQ(f.st.regs.rip, f.lstar);
+    CHECK_EQ(f.st.regs.rsp, 0x3ff000u);     // SYSCALL keeps the user RSP
+    CHECK_EQ(f.st.regs.rflags, 0x3u);       // masked by the host already; RF cleared
+    CHECK_EQ(f.st.regs.rcx, f.user_rip);    // as the host set them
+    CHECK_EQ(f.st.regs.r11, 0x203u);
+    CHECK_EQ(f.st.sregs.cs.selector, 0x10);
+    CHECK_EQ(f.st.sregs.cs.dpl, 0);
+    CHECK_EQ(f.st.sregs.cs.l, 1);
+    CHECK_EQ(f.st.sregs.ss.selector, 0x18);
+    CHECK_EQ(f.st.sregs.ss.dpl, 0);
+  }
+}
+
+TEST(page_faults_that_are_not_a_failed_syscall_are_left_alone) {
+  SyscallFrame fr;
+  {  // not at the #PF handler
+    FailedSyscall f(false);
+    f.st.regs.rip += 3;
+    CHECK(!failed_syscall_frame(f.st, f.mem, fr));
+  }
+  {  // a kernel-mode fault (frame CS RPL 0)
+    FailedSyscall f(false);
+    const uint64_t frame[6] = {0x5, f.lstar, 0x10, 0x10003, 0x3ff000, 0x2b};
+    f.mem.put(f.stack, frame, sizeof frame);
+    CHECK(!failed_syscall_frame(f.st, f.mem, fr));
+  }
+  {  // a user write fault
+    FailedSyscall f(false);
+    const uint64_t frame[6] = {0x7, f.lstar, 0x33, 0x10003, 0x3ff000, 0x2b};
+    f.mem.put(f.stack, frame, sizeof frame);
+    CHECK(!failed_syscall_frame(f.st, f.mem, fr));
+  }
+  {  // CR2 is not the faulting RIP (a data access)
+    FailedSyscall f(false);
+    f.st.sregs.cr2 = 0x5000;
+    CHECK(!failed_syscall_frame(f.st, f.mem, fr));
+  }
+  {  // RCX does not follow a SYSCALL: a user jump to a kernel address
+    FailedSyscall f(false);
+    const uint8_t other[2] = {0xff, 0xd0};
+    f.mem.put(f.user_rip - 2, other, 2);
+    CHECK(!failed_syscall_frame(f.st, f.mem, fr));
+  }
+  {  // handler reached in user mode
+    FailedSyscall f(false);
+    f.st.sregs.cs.selector = 0x33;
+    CHECK(!failed_syscall_frame(f.st, f.mem, fr));
+  }
+  {  // recognised, but the fault is not at LSTAR, or SYSCALL is off (EFER.SCE=0)
+    FailedSyscall f(false);
+    CHECK(failed_syscall_frame(f.st, f.mem, fr));
+    f.st.lstar = 0xffffffff81c00080ull;
+    CHECK(complete_failed_syscall(f.st, fr).action == Action::Unhandled);
+    FailedSyscall g(false);
+    CHECK(failed_syscall_frame(g.st, g.mem, fr));
+    g.st.sregs.efer &= ~1ull;
+    CHECK(complete_failed_syscall(g.st, fr).action == Action::Unhandled);
+  }
+}
+
+TEST(swapgs_swaps_gs_base_with_kernel_gs_base) {
+  AssistState st = long_mode();
+  FakeMemory m;
+  st.sregs.gs.base = 0x1234;
+  st.kernel_gs_base = 0xffff888000000000ull;
+  const uint8_t swapgs[] = {0x0f, 0x01, 0xf8};
+  CHECK_EQ(assist_needs(swapgs, 3, st.sregs), unsigned(kNeedSyscallMsrs));
+  AssistResult r = run(swapgs, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK(r.kernel_gs_base_changed && r.sregs_changed);
+  CHECK_EQ(st.sregs.gs.base, 0xffff888000000000ull);
+  CHECK_EQ(st.kernel_gs_base, 0x1234u);
+  CHECK_EQ(st.regs.rip, 0xffffffff81000003ull);
+  st.sregs.cs.selector = 0x33;  // ring 3: #GP(0)
+  r = run(swapgs, st, m);
+  CHECK(r.action == Action::Exception);
+  CHECK_EQ(r.vector, 13);
+}
+
+TEST(sysretq_and_sysretl_return_to_ring3_from_star) {
+  FakeMemory m;
+  const uint8_t sysretq[] = {0x48, 0x0f, 0x07}, sysretl[] = {0x0f, 0x07};
+  AssistState st = long_mode();
+  st.sregs.efer = 0xd01;
+  st.star = (uint64_t(0x23) << 48) | (uint64_t(0x10) << 32);
+  st.regs.rcx = 0x7f0000001234;
+  st.regs.r11 = 0x10303;  // TF, IF, CF and RF: RF is not restored (R11 & 0x3c7fd7)
+  AssistResult r = run(sysretq, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK(r.kind == AssistKind::Sysret);
+  CHECK_EQ(st.regs.rip, 0x7f0000001234ull);
+  CHECK_EQ(st.regs.rflags, 0x303u);
+  CHECK_EQ(st.sregs.cs.selector, 0x33);
+  CHECK_EQ(st.sregs.cs.dpl, 3);
+  CHECK_EQ(st.sregs.cs.l, 1);
+  CHECK_EQ(st.sregs.ss.selector, 0x2b);
+  CHECK_EQ(st.sregs.ss.dpl, 3);
+  // To 32-bit compatibility mode: CS = STAR[63:48], EIP = ECX.
+  st = long_mode();
+  st.sregs.efer = 0xd01;
+  st.star = (uint64_t(0x23) << 48) | (uint64_t(0x10) << 32);
+  st.regs.rcx = 0xffffffff08048000ull;
+  st.regs.r11 = 0x202;
+  r = run(sysretl, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(st.regs.rip, 0x08048000u);
+  CHECK_EQ(st.sregs.cs.selector, 0x23);
+  CHECK_EQ(st.sregs.cs.l, 0);
+  CHECK_EQ(st.sregs.cs.db, 1);
+  // Faults: non-canonical RCX, CPL 3 -> #GP(0); EFER.SCE=0 -> #UD.
+  st = long_mode();
+  st.sregs.efer = 0xd01;
+  st.regs.rcx = 0x0000800000000000ull;
+  CHECK_EQ(run(sysretq, st, m).vector, 13);
+  st.regs.rcx = 0x1000;
+  st.sregs.cs.selector = 0x33;
+  CHECK_EQ(run(sysretq, st, m).vector, 13);
+  st.sregs.cs.selector = 0x10;
+  st.sregs.efer = 0xd00;
+  CHECK_EQ(run(sysretq, st, m).vector, 6);
 }

@@ -644,6 +644,9 @@ const char* assist_kind_name(AssistKind k) {
     case AssistKind::Native: return "simd-native";
     case AssistKind::Hint: return "fence/cache";
     case AssistKind::Fault: return "fault";
+    case AssistKind::Swapgs: return "swapgs";
+    case AssistKind::Sysret: return "sysret";
+    case AssistKind::Syscall: return "syscall-fixup";
     case AssistKind::Count: break;
   }
   return "?";
@@ -670,9 +673,79 @@ unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s) {
       return kNeedXsave;
     case ZYDIS_MNEMONIC_RDPID:
       return kNeedTscAux;
+    case ZYDIS_MNEMONIC_SWAPGS: case ZYDIS_MNEMONIC_SYSRET:
+      return kNeedSyscallMsrs;
     default:
       return native_eligible(d) ? kNeedXsave : 0;
   }
+}
+
+bool failed_syscall_frame(const AssistState& st, AssistMemory& mem, SyscallFrame& out) {
+  const kvm_sregs& s = st.sregs;
+  // 64-bit mode, paging, CPL 0.
+  if (!(s.cr0 & 0x80000001u) || !(s.efer & (1u << 10)) || !s.cs.l || cpl(s) != 0) return false;
+  uint32_t pf;
+  // RIP at the #PF handler: IDT[14]'s target, or past an ENDBR64 there.
+  if (s.idt.limit < 14 * 16 + 15) return false;
+  uint8_t gate[16];
+  if (!mem.read(s.idt.base + 14 * 16, gate, sizeof gate, pf)) return false;
+  const uint64_t target = uint64_t(gate[0] | gate[1] << 8) | uint64_t(gate[6] | gate[7] << 8) << 16 |
+                          uint64_t(gate[8] | gate[9] << 8 | gate[10] << 16 | uint32_t(gate[11]) << 24) << 32;
+  const uint64_t rip = st.regs.rip;
+  if (rip != target) {
+    static const uint8_t endbr64[4] = {0xf3, 0x0f, 0x1e, 0xfa};
+    uint8_t b[4];
+    if (rip != target + 4 || !mem.read(target, b, 4, pf) || std::memcmp(b, endbr64, 4) != 0) return false;
+  }
+  // The frame: error code, RIP, CS, RFLAGS, RSP, SS.
+  uint64_t f[6];
+  if (!mem.read(st.regs.rsp, f, sizeof f, pf)) return false;
+  SyscallFrame fr{f[0], f[1], f[2], f[3], f[4], f[5]};
+  // A present-page, user-mode read-side fault (fetches are reads; bit 4 only with NX) at RIP = CR2, from ring 3.
+  if ((fr.error_code & 0x7) != 0x5 || (fr.cs & 3) != 3 || fr.rip != s.cr2) return false;
+  // RCX follows a SYSCALL instruction.
+  uint8_t sc[2];
+  if (!mem.read(st.regs.rcx - 2, sc, 2, pf) || sc[0] != 0x0f || sc[1] != 0x05) return false;
+  out = fr;
+  return true;
+}
+
+AssistResult complete_failed_syscall(AssistState& st, const SyscallFrame& f) {
+  AssistResult res;
+  if (f.rip != st.lstar || !(st.sregs.efer & 1)) return res;
+  const uint16_t k = uint16_t(st.star >> 32) & 0xfffc;
+  kvm_segment& cs = st.sregs.cs;
+  cs.selector = k;
+  cs.base = 0;
+  cs.limit = 0xffffffff;
+  cs.type = 0xb;
+  cs.s = 1;
+  cs.dpl = 0;
+  cs.present = 1;
+  cs.l = 1;
+  cs.db = 0;
+  cs.g = 1;
+  cs.unusable = 0;
+  kvm_segment& ss = st.sregs.ss;
+  ss.selector = uint16_t(k + 8);
+  ss.base = 0;
+  ss.limit = 0xffffffff;
+  ss.type = 0x3;
+  ss.s = 1;
+  ss.dpl = 0;
+  ss.present = 1;
+  ss.l = 0;
+  ss.db = 1;
+  ss.g = 1;
+  ss.unusable = 0;
+  st.regs.rip = st.lstar;
+  st.regs.rsp = f.rsp;
+  st.regs.rflags = (f.rflags & ~uint64_t(1u << 16)) | 2;
+  res.action = AssistResult::Action::Completed;
+  res.kind = AssistKind::Syscall;
+  res.regs_changed = res.sregs_changed = true;
+  res.what = "ring-3 SYSCALL completed at LSTAR (kvm_pvm left it at CPL 3; its #PF undone)";
+  return res;
 }
 
 AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st, AssistMemory& mem) {
@@ -783,6 +856,60 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
         r.rflags &= ~kZf;
       }
       return completed(AssistKind::Cmpxchg16b, r, d, name);
+    }
+    case ZYDIS_MNEMONIC_SWAPGS: {
+      if (d.mode != ZYDIS_MACHINE_MODE_LONG_64) return exception(AssistKind::Ud, kUd, "SWAPGS outside 64-bit mode: #UD");
+      if (cpl(st.sregs) != 0) return exception(AssistKind::Fault, kGp, "SWAPGS at CPL>0: #GP(0)");
+      const uint64_t gs = st.sregs.gs.base;
+      st.sregs.gs.base = st.kernel_gs_base;
+      st.kernel_gs_base = gs;
+      AssistResult res = completed(AssistKind::Swapgs, r, d, name);
+      res.sregs_changed = res.kernel_gs_base_changed = true;
+      return res;
+    }
+    case ZYDIS_MNEMONIC_SYSRET: {
+      // SDM "SYSRET": #UD without EFER.SCE or outside long mode; #GP(0) at
+      // CPL>0 or, for a 64-bit return, a non-canonical RCX.
+      if (!(st.sregs.efer & 1) || !(st.sregs.efer & (1u << 10)) || d.mode != ZYDIS_MACHINE_MODE_LONG_64)
+        return exception(AssistKind::Ud, kUd, "SYSRET with EFER.SCE=0 or outside 64-bit mode: #UD");
+      if (cpl(st.sregs) != 0) return exception(AssistKind::Fault, kGp, "SYSRET at CPL>0: #GP(0)");
+      const bool to64 = d.in.operand_width == 64;
+      const unsigned bits = (st.sregs.cr4 & (1u << 12)) ? 57 : 48;
+      if (to64 && uint64_t(int64_t(r.rcx << (64 - bits)) >> (64 - bits)) != r.rcx)
+        return exception(AssistKind::Fault, kGp, "SYSRET to a non-canonical RCX: #GP(0)");
+      const uint16_t base = uint16_t(st.star >> 48);
+      kvm_segment& cs = st.sregs.cs;
+      cs.selector = uint16_t((to64 ? base + 16 : base) | 3);
+      cs.base = 0;
+      cs.limit = 0xffffffff;
+      cs.type = 0xb;
+      cs.s = 1;
+      cs.dpl = 3;
+      cs.present = 1;
+      cs.l = to64;
+      cs.db = !to64;
+      cs.g = 1;
+      cs.unusable = 0;
+      kvm_segment& ss = st.sregs.ss;
+      ss.selector = uint16_t((base + 8) | 3);
+      ss.base = 0;
+      ss.limit = 0xffffffff;
+      ss.type = 0x3;
+      ss.s = 1;
+      ss.dpl = 3;
+      ss.present = 1;
+      ss.l = 0;
+      ss.db = 1;
+      ss.g = 1;
+      ss.unusable = 0;
+      r.rip = to64 ? r.rcx : (r.rcx & 0xffffffffu);
+      r.rflags = (r.r11 & 0x3c7fd7) | 2;
+      AssistResult res;
+      res.action = AssistResult::Action::Completed;
+      res.kind = AssistKind::Sysret;
+      res.regs_changed = res.sregs_changed = true;
+      res.what = to64 ? "sysretq" : "sysretl";
+      return res;
     }
     case ZYDIS_MNEMONIC_RDFSBASE: case ZYDIS_MNEMONIC_RDGSBASE:
     case ZYDIS_MNEMONIC_WRFSBASE: case ZYDIS_MNEMONIC_WRGSBASE: {

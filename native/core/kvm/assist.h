@@ -47,6 +47,9 @@ enum class AssistKind : uint8_t {
   Hint,        // LFENCE/SFENCE/MFENCE, CLFLUSH(OPT), CLWB, PREFETCH*: nothing to do
   Native,      // SSE/AVX/AVX-512/BMI..., run on the host CPU on the guest's registers
   Fault,       // #GP / #PF / #NM raised by an instruction the assist ran
+  Swapgs,      // SWAPGS: GS.base <-> IA32_KERNEL_GS_BASE (kvm_pvm runs it itself today; a fallback)
+  Sysret,      // SYSRET back to ring 3 (likewise)
+  Syscall,     // a ring-3 SYSCALL that kvm_pvm left in ring 3, completed (complete_failed_syscall)
   Count
 };
 const char* assist_kind_name(AssistKind k);
@@ -61,6 +64,9 @@ struct AssistState {
   uint64_t xcr0 = 1;
   uint64_t xss = 0;            // IA32_XSS
   uint64_t tsc_aux = 0;        // IA32_TSC_AUX (RDPID)
+  uint64_t star = 0;           // IA32_STAR (SYSRET; read when assist_needs says kNeedSyscallMsrs)
+  uint64_t lstar = 0;          // IA32_LSTAR (complete_failed_syscall)
+  uint64_t kernel_gs_base = 0; // IA32_KERNEL_GS_BASE (SWAPGS)
   std::array<uint8_t, 4096> xsave{};
   bool have_xsave = false;     // xsave[] holds the guest's state (read lazily by the glue)
   std::vector<kvm_cpuid_entry2> cpuid;
@@ -78,17 +84,39 @@ struct AssistResult {
   uint32_t error_code = 0;
   uint64_t cr2 = 0;
   bool regs_changed = false, sregs_changed = false, xcr0_changed = false, xsave_changed = false;
+  bool kernel_gs_base_changed = false;  // write st.kernel_gs_base back (SWAPGS)
   int followers = 0;  // Native: further SIMD instructions run in the same exit
   std::string what;  // mnemonic and a word on what was done, for logs and errors
 };
 
 // What state beyond registers the instruction needs (the glue reads only
 // that, as each costs an ioctl).
-enum : unsigned { kNeedXsave = 1, kNeedTscAux = 2 };  // kNeedXsave: the XSAVE buffer, XCR0 and IA32_XSS
+enum : unsigned { kNeedXsave = 1, kNeedTscAux = 2, kNeedSyscallMsrs = 4 };  // kNeedXsave: the XSAVE buffer, XCR0 and IA32_XSS;
+                                                                         // kNeedSyscallMsrs: IA32_STAR and IA32_KERNEL_GS_BASE
 unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s);
 
 // Decodes the instruction in `bytes` (fetched at CS:RIP) and runs it on `st`.
 AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st, AssistMemory& mem);
+
+// kvm_pvm and a ring-3 SYSCALL (docs/architecture.md, "SYSCALL on kvm_pvm
+// hosts"): the host sets RCX (next RIP), R11 (RFLAGS), RFLAGS &= ~FMASK and
+// RIP = LSTAR but leaves CS/SS, so CPL stays 3; fetching LSTAR's supervisor
+// page then raises a user-mode #PF (error P|U[|I], CR2 = RIP = LSTAR) that the
+// host delivers through the guest's IDT. Vireo first sees the guest again when
+// the #PF handler's first instruction exits to the assist (Linux's entries
+// begin with CLAC, which kvm_pvm's emulator lacks). failed_syscall_frame()
+// recognises that moment: CPL 0, RIP at IDT[14]'s target (or just past an
+// ENDBR64 there), and on the stack a user-mode instruction-side #PF frame whose
+// RIP is CR2 and whose RCX follows a SYSCALL (0f 05). complete_failed_syscall()
+// then gives the architectural SYSCALL result, as if the #PF had not happened:
+// CS/SS from STAR[47:32] at CPL 0, RIP = LSTAR, RSP = the user RSP, RFLAGS as
+// the host masked it (RF clear). RCX and R11 stay as the host set them.
+struct SyscallFrame {
+  uint64_t error_code = 0, rip = 0, cs = 0, rflags = 0, rsp = 0, ss = 0;
+};
+bool failed_syscall_frame(const AssistState& st, AssistMemory& mem, SyscallFrame& out);
+// Needs st.star and st.lstar; Unhandled unless the frame's RIP is LSTAR.
+AssistResult complete_failed_syscall(AssistState& st, const SyscallFrame& f);
 
 // CPUID as the guest sees it (0 if the leaf is absent).
 bool cpuid_lookup(const std::vector<kvm_cpuid_entry2>& t, uint32_t fn, uint32_t idx, kvm_cpuid_entry2& out);

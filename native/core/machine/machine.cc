@@ -763,8 +763,21 @@ bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
     why = "the instruction at RIP could not be read";
     return false;
   }
+  // A ring-3 SYSCALL that kvm_pvm left at CPL 3 shows up here, at the first
+  // instruction of the guest's #PF handler (see kvm::failed_syscall_frame).
+  kvm::SyscallFrame sc_frame;
+  if (kvm::failed_syscall_frame(st, mem, sc_frame)) {
+    v.get_msr(0xc0000081, st.star);
+    v.get_msr(0xc0000082, st.lstar);
+    kvm::AssistResult r = kvm::complete_failed_syscall(st, sc_frame);
+    if (r.action == kvm::AssistResult::Action::Completed) return apply_assist(v, st, r, bytes, n);
+  }
   const unsigned needs = kvm::assist_needs(bytes, n, st.sregs);
   if (needs & kvm::kNeedTscAux) v.get_msr(0xc0000103, st.tsc_aux);
+  if (needs & kvm::kNeedSyscallMsrs) {
+    v.get_msr(0xc0000081, st.star);
+    v.get_msr(0xc0000102, st.kernel_gs_base);
+  }
   if (needs & kvm::kNeedXsave) {
     uint8_t buf[4096];
     v.xsave(buf);
@@ -775,14 +788,31 @@ bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
     st.xcr0 = v.xcr0();
   }
   kvm::AssistResult r = kvm::assist_instruction(bytes, n, st, mem);
-  if (trace_assist_) {
-    std::fprintf(stderr, "[vireo] assist vCPU %d rip %#llx:", v.id(), (unsigned long long)st.regs.rip);
-    for (size_t i = 0; i < std::min<size_t>(n, 8); i++) std::fprintf(stderr, " %02x", bytes[i]);
-    std::fprintf(stderr, " -> %s (%s)\n", kvm::assist_kind_name(r.kind), r.what.c_str());
-  }
   if (r.action == kvm::AssistResult::Action::Unhandled) {
+    if (trace_assist_) trace_assist(v, st, r, bytes, n);
     why = r.what.empty() ? "not an instruction Vireo's assist knows" : "the assist does not handle " + r.what;
     return false;
+  }
+  return apply_assist(v, st, r, bytes, n);
+}
+
+void Machine::trace_assist(kvm::KvmVcpu& v, const kvm::AssistState& st, const kvm::AssistResult& r, const uint8_t* bytes,
+                           size_t n) {
+  std::fprintf(stderr, "[vireo] assist vCPU %d rip %#llx:", v.id(), (unsigned long long)st.regs.rip);
+  for (size_t i = 0; i < std::min<size_t>(n, 8); i++) std::fprintf(stderr, " %02x", bytes[i]);
+  std::fprintf(stderr, " -> %s (%s)\n", kvm::assist_kind_name(r.kind), r.what.c_str());
+}
+
+bool Machine::apply_assist(kvm::KvmVcpu& v, kvm::AssistState& st, const kvm::AssistResult& r, const uint8_t* bytes,
+                           size_t n) {
+  if (trace_assist_) {
+    if (r.kind == kvm::AssistKind::Syscall) {
+      std::fprintf(stderr, "[vireo] assist vCPU %d: SYSCALL at %#llx (from %#llx, rsp %#llx): %s\n", v.id(),
+                   (unsigned long long)st.regs.rip, (unsigned long long)st.regs.rcx, (unsigned long long)st.regs.rsp,
+                   r.what.c_str());
+    } else {
+      trace_assist(v, st, r, bytes, n);
+    }
   }
   // KVM queues a #UD of its own when emulation fails; replace it with ours (or nothing).
   kvm_vcpu_events ev = v.events();
@@ -812,6 +842,7 @@ bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
     std::memcpy(buf, st.xsave.data(), sizeof buf);
     v.set_xsave(buf);
   }
+  if (r.kernel_gs_base_changed) v.set_msrs({{0xc0000102, st.kernel_gs_base}});
   if (r.regs_changed) v.set_regs(st.regs);
   v.set_events(ev);
   assists_[size_t(v.id())][size_t(r.kind)]++;

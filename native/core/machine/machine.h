@@ -215,8 +215,13 @@ private:
   void set_state(RunState s, const StopInfo& info);
   void fill_fault_info(kvm::KvmVcpu& v, StopInfo& info);
   // kvm_pvm hosts: completes the instruction KVM's emulator refused, or
-  // delivers its exception (kvm/assist.h). False: not one the assist knows.
+  // delivers its exception (kvm/assist.h); also completes a ring-3 SYSCALL
+  // that the host left at CPL 3. False: not one the assist knows.
   bool assist(kvm::KvmVcpu& v, std::string& why);
+  // assist()'s second half: writes the result back into the vCPU.
+  bool apply_assist(kvm::KvmVcpu& v, kvm::AssistState& st, const kvm::AssistResult& r, const uint8_t* bytes, size_t n);
+  void trace_assist(kvm::KvmVcpu& v, const kvm::AssistState& st, const kvm::AssistResult& r, const uint8_t* bytes,
+                    size_t n);
   void do_reset();
   void capture_power_on_state();
 
