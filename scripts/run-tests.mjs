@@ -2,6 +2,8 @@
 //   native: ctest over native/out/core (each test binary prints "N passed, N failed, N skipped")
 //   sanitize: the native unit and device tests (not the KVM ones) again, built with
 //           ASan + UBSan in native/out/asan (any report fails the test)
+//   fuzz:   each libFuzzer target in native/fuzz (clang, ASan + UBSan, native/out/fuzz) for a
+//           few seconds from its seeds and regression inputs (skipped when clang is missing)
 //   unit:   vitest (electron/**, renderer/src/**)
 //   e2e:    vitest with e2e/vitest.config.mts (real `vireo serve`, real engine, Chromium)
 // `node scripts/run-tests.mjs native unit` runs a subset.
@@ -57,6 +59,59 @@ if (!want.length || want.includes('sanitize')) {
   if (!built || built.status !== 0) broken.push('sanitize (build)');
   // The KVM tests boot firmware for minutes; they run in the native suite above.
   else ctest('sanitize', dir, ['-E', '^(kvm_|qemu_compare)'], { ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1' });
+}
+
+// ---- libFuzzer smoke runs (docs/fuzzing.md; scripts/fuzz.sh runs them for hours) ----
+if (!want.length || want.includes('fuzz')) {
+  const dir = 'native/out/fuzz';
+  const cmake = fs.readFileSync(path.join(root, 'native/fuzz/extra.cmake'), 'utf8');
+  const targets = cmake.match(/set\(VIREO_FUZZ_TARGETS([^)]*)\)/)[1].trim().split(/\s+/);
+  const has = (p) => spawnSync('sh', ['-c', `command -v ${p}`], { encoding: 'utf8' }).stdout.trim();
+  if (!has('clang++')) {
+    console.log(`\n==== fuzz: skipped (${targets.length} targets): clang is not installed (scripts/setup.sh installs clang and libclang-rt-NN-dev)`);
+    total.skipped += targets.length;
+  } else {
+    const launcher = has('ccache');
+    let ok = true;
+    if (!fs.existsSync(path.join(root, dir, 'CMakeCache.txt'))) {
+      const cfg = run('fuzz', 'cmake', ['-S', 'native', '-B', dir, '-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DCMAKE_C_COMPILER=clang',
+        '-DCMAKE_CXX_COMPILER=clang++', '-DVIREO_FUZZ=ON',
+        ...(launcher ? [`-DCMAKE_CXX_COMPILER_LAUNCHER=${launcher}`, `-DCMAKE_C_COMPILER_LAUNCHER=${launcher}`] : [])], { capture: true });
+      ok = cfg.status === 0;
+    }
+    const built = ok ? run('fuzz', 'cmake', ['--build', dir, '--target', 'fuzzers', '-j', String(Math.max(1, os.cpus().length))]) : null;
+    const guests = path.join(root, 'native/out/core/guests');
+    const kernels = fs.existsSync(guests) ? fs.readdirSync(guests).filter((f) => f.endsWith('.elf')).map((f) => path.join(guests, f)) : [];
+    const corpus = built && built.status === 0 ? run('fuzz', 'sh', ['native/fuzz/make-corpus.sh', `${dir}/corpus`, `${dir}/fuzz_seeds`, ...kernels]) : null;
+    if (!corpus || corpus.status !== 0) {
+      broken.push('fuzz (build)');
+    } else {
+      // Each target: its seeds and regression inputs, then fresh inputs for up to
+      // 5 s or 20000 runs. Any crash, leak, timeout or sanitizer report fails it.
+      for (const t of targets) {
+        const work = fs.mkdtempSync(path.join(os.tmpdir(), `vireo-fuzz-${t}-`));
+        const dirs = [work, `${dir}/corpus/${t}`];
+        if (fs.existsSync(path.join(root, 'native/fuzz/regress', t))) dirs.push(`native/fuzz/regress/${t}`);
+        const t0 = Date.now();
+        const r = spawnSync(`${dir}/${t}`, ['-runs=20000', '-max_total_time=5', '-timeout=20', '-rss_limit_mb=2048', '-max_len=131072',
+          `-artifact_prefix=${work}/`, ...dirs], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26,
+          env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1', UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1' } });
+        const out = (r.stdout ?? '') + (r.stderr ?? '');
+        const done = out.match(/Done (\d+) runs in/);
+        const cov = [...out.matchAll(/cov: (\d+)/g)].pop();
+        if (r.status === 0 && done) {
+          console.log(`fuzz ${t}: passed, ${done[1]} runs in ${((Date.now() - t0) / 1000).toFixed(1)} s, cov ${cov ? cov[1] : '?'}`);
+          total.passed++;
+          fs.rmSync(work, { recursive: true, force: true });
+        } else {
+          console.log(out.split('\n').slice(-60).join('\n'));
+          console.log(`fuzz ${t}: FAILED (exit ${r.status}); the input is in ${work}`);
+          total.failed++;
+          broken.push(`fuzz ${t}`);
+        }
+      }
+    }
+  }
 }
 
 function vitest(name, extra) {

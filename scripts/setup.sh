@@ -15,13 +15,15 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 PKGS=(g++ make cmake nasm binutils acpica-tools pkg-config zlib1g-dev libzstd-dev liburing-dev libslirp-dev libzydis-dev
       seabios ipxe-qemu grub-rescue-pc grub-invaders xorriso mtools qemu-system-x86 qemu-utils
       chromium xvfb x11-apps imagemagick tesseract-ocr netpbm
-      linux-image-amd64 busybox-static grub-pc-bin cpio xz-utils)   # the last line: the OS lane's guest (docs/linux-guest.md)
+      linux-image-amd64 busybox-static grub-pc-bin cpio xz-utils   # this line: the OS lane's guest (docs/linux-guest.md)
+      clang)  # the fuzz suite's libFuzzer targets (docs/fuzzing.md); its runtime package is added below
 PKGS+=(libvirt-clients libxml2-utils osinfo-db)   # libvirt XML checks (virt-xml-validate, virsh test driver) and OS detection (docs/libvirt-xml.md)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if ((${#missing[@]})); then
+install_missing() {
+  ((${#missing[@]})) || return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -32,7 +34,19 @@ if ((${#missing[@]})); then
     log "install them with: sudo apt-get install ${missing[*]}"
     for p in g++ cmake make; do command -v "$p" >/dev/null || { log "cannot build without $p"; exit 1; }; done
   fi
+}
+install_missing
+# libFuzzer and clang's sanitizer runtimes are in libclang-rt-NN-dev (NN: clang's major
+# version), which clang only recommends; where the distribution has no such package
+# (older releases ship them in libclang-common-NN-dev) there is nothing to add.
+missing=()
+if command -v clang >/dev/null; then
+  rt="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
+  if ! dpkg-query -W -f='${Status}' "$rt" 2>/dev/null | grep -q "install ok installed" && apt-cache show "$rt" >/dev/null 2>&1; then
+    missing+=("$rt")
+  fi
 fi
+install_missing
 
 # ---- 2. npm ----
 stamp=node_modules/.vireo-npm-stamp

@@ -1,11 +1,23 @@
 #!/bin/sh
-# Regenerates the seed corpus for qcow2_fuzz with qemu-img/qemu-io: small
-# images (512-byte clusters where possible) covering v2, v3, backing file
-# names, compressed clusters (zlib, zstd), internal snapshots, extended L2,
-# zero clusters and other refcount widths.
+# Makes the seed corpora for the libFuzzer targets (docs/fuzzing.md):
+#   make-corpus.sh OUTDIR FUZZ_SEEDS_BINARY [KERNEL...]
+# OUTDIR/<target>/ gets that target's seeds: the hand-made programs that
+# fuzz_seeds writes (KERNEL files become kernel_fuzz seeds), and for the
+# qcow2 targets small images made with qemu-img/qemu-io (512-byte clusters
+# where possible) covering v2, v3, backing file names, compressed clusters
+# (zlib, zstd), internal snapshots, extended L2, zero clusters and other
+# refcount widths. Regression inputs live in native/fuzz/regress/<target>/.
 set -e
-out=$(cd "$(dirname "$0")" && pwd)/corpus
-mkdir -p "$out"
+out=$(mkdir -p "$1" && cd "$1" && pwd)
+seeds=$2
+shift 2
+"$seeds" "$out" "$@"
+q="$out/qcow2_fuzz"
+mkdir -p "$q" "$out/qcow2_write_fuzz"
+if ! command -v qemu-img >/dev/null || ! command -v qemu-io >/dev/null; then
+  echo "make-corpus: no qemu-img/qemu-io: the qcow2 targets start from the regression inputs only" >&2
+  exit 0
+fi
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
 cd "$t"
@@ -28,5 +40,6 @@ qemu-img convert -c -O qcow2 -o cluster_size=512 base.raw zlib.qcow2
 qemu-img convert -c -O qcow2 -o cluster_size=512,compression_type=zstd base.raw zstd.qcow2
 qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=16k ext.qcow2 256k
 qemu-io -c 'write -P 4 4k 1k' ext.qcow2 >/dev/null
-for f in *.qcow2; do cp "$f" "$out/$f"; done
-ls -l "$out"
+for f in *.qcow2; do cp "$f" "$q/$f"; done
+# The writable target reads its requests from the last 16 bytes of the image.
+for f in *.qcow2; do { cat "$f"; printf '\000\001\002\003\004\005\006\007\010\011\012\013\000\001\002\003'; } > "$out/qcow2_write_fuzz/$f"; done

@@ -1,7 +1,6 @@
 // libFuzzer target: qcow2 header, header extensions, snapshot table, L1/L2 and
 // refcount parsing, reads (incl. compressed clusters) and the consistency check.
-// Build: cmake -S native -B native/out/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang -DVIREO_FUZZ=ON
-// Run:   native/out/fuzz/qcow2_fuzz native/fuzz/corpus -max_len=65536
+// Build and run: scripts/fuzz.sh qcow2_fuzz [SECONDS] (docs/fuzzing.md)
 #include <sys/mman.h>
 #include <unistd.h>
 

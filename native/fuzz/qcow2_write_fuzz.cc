@@ -2,7 +2,7 @@
 // metadata overlap checks on guest writes, allocation, discard, flush), then
 // the consistency check. The input's last 16 bytes (still part of the image)
 // choose the requests.
-// Build and run as qcow2_fuzz (see extra.cmake); seeds: native/fuzz/corpus.
+// Build and run: scripts/fuzz.sh qcow2_write_fuzz [SECONDS] (docs/fuzzing.md).
 #include <sys/mman.h>
 #include <unistd.h>
 
