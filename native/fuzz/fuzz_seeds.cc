@@ -7,6 +7,7 @@
 // kernel_fuzz seeds as they are.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -111,6 +112,60 @@ void virtio_net() {
     w.u8(10);
     w.u8(9).u16(60).bytes({frame.data() + 12, 60});  // and one injected frame
     save("virtio_net_fuzz", mrg ? "tx-rx-mergeable" : "tx-rx", w.v);
+  }
+}
+
+// ---- e1000 (e1000_fuzz.cc ops) ----
+void e1000() {
+  auto reg = [](Writer& w, uint32_t off, uint32_t v) { w.u8(0).u32(off).u32(v); };
+  auto txd = [](Writer& w, uint8_t i, uint64_t addr, uint16_t len, uint8_t cso, uint8_t cmd, uint8_t css) {
+    w.u8(7).u8(i).u64(addr).u16(len).u8(cso).u8(cmd).u8(0).u8(css).u16(0);
+  };
+  // An ARP broadcast and a UDP/IPv4 packet with checksum offload, looped back into the RX ring.
+  std::vector<uint8_t> arp(60, 0);
+  const uint8_t head[14] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x08, 0x06};
+  std::copy(head, head + 14, arp.begin());
+  std::vector<uint8_t> udp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0x08, 0x00,
+                              0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 2, 15, 10, 0, 2, 2,
+                              0x30, 0x39, 0, 53, 0, 12, 0, 0, 'v', 'i', 'r', 'e'};
+  for (bool tso : {false, true}) {
+    Writer w;
+    w.u16(0);
+    reg(w, 0x0000, 1u << 26);   // CTRL.RST
+    reg(w, 0x0000, 1u << 6);    // CTRL.SLU
+    reg(w, 0x00d0, 0x9f);       // IMS: TXDW TXQE LSC RXDMT0 RXO RXT0
+    reg(w, 0x5400, 0x12005452); // RAL0/RAH0: 52:54:00:12:34:56, AV
+    reg(w, 0x5404, 0x80005634);
+    reg(w, 0x2800, 0x2000);     // RX ring at 0x2000, 16 descriptors, buffers at 0x4000 + 2 KiB each
+    reg(w, 0x2804, 0);
+    reg(w, 0x2808, 256);
+    reg(w, 0x2810, 0);
+    for (int i = 0; i < 16; i++) w.u8(2).u16(0x2000 + 16 * i).u8(8).u64(0x4000 + 2048ull * (i % 8));
+    reg(w, 0x2818, 15);
+    reg(w, 0x0100, (1u << 1) | (1u << 3) | (1u << 15));  // RCTL: EN UPE BAM, 2 KiB buffers
+    reg(w, 0x3800, 0x1000);     // TX ring at 0x1000, 16 descriptors
+    reg(w, 0x3804, 0);
+    reg(w, 0x3808, 256);
+    reg(w, 0x3810, 0);
+    reg(w, 0x3818, 0);
+    reg(w, 0x0400, (1u << 1) | (1u << 3));  // TCTL: EN PSP
+    w.u8(2).u16(0x3000).u8(60).bytes(arp);
+    w.u8(2).u16(0x3100).u8(uint8_t(udp.size())).bytes(udp);
+    txd(w, 0, 0x3000, 60, 0, 0x0b, 0);  // legacy: EOP IFCS RS
+    if (!tso) {
+      txd(w, 1, 0x3100, uint16_t(udp.size()), 40, 0x0f, 34);  // legacy with IC: UDP checksum at 40 from 34
+      reg(w, 0x3818, 2);
+    } else {
+      // Context (TSE, IP + TCP/UDP offsets, MSS 16) then one data descriptor with TSE.
+      w.u8(7).u8(1).u8(14).u8(24).u16(33).u8(34).u8(40).u16(0).u32(uint32_t(udp.size() - 42) | (0x2cu << 24)).u8(0).u8(42).u16(16);
+      w.u8(7).u8(2).u64(0x3100).u32(uint32_t(udp.size()) | (0x1u << 20) | (0x2fu << 24)).u8(0).u8(0x3).u16(0);
+      reg(w, 0x3818, 3);
+    }
+    w.u8(4);                      // loop what was sent back into RX
+    w.u8(1).u32(0x00c0);          // ICR (read-to-clear)
+    w.u8(3).u16(60).bytes(arp);   // a frame from the outside
+    w.u8(5).u8(0).u8(5).u8(1);    // link down, up
+    save("e1000_fuzz", tso ? "tx-tso-rx" : "tx-csum-rx", w.v);
   }
 }
 
@@ -389,6 +444,7 @@ int main(int argc, char** argv) {
   mkdir(g_out.c_str(), 0755);
   virtio_blk();
   virtio_net();
+  e1000();
   ide();
   vga();
   i8042();
