@@ -208,40 +208,7 @@ TEST(host_port_forward_reaches_guest) {
   Rig rig(slirp(o));
   Driver d(rig, kDriverFeatures);
   arp_gateway(d);  // slirp learns the guest's MAC from the request
-  int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  int r = ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  CHECK(r == 0 || errno == EINPROGRESS);
-  Bytes syn = d.wait_for([](const Bytes& f) {
-    return is_ipv4(f, 6) && get16(f, l4_off(f) + 2) == 22 && (f[l4_off(f) + 13] & (kSyn | kAck)) == kSyn;
-  });
-  CHECK(!syn.empty());
-  CHECK_EQ(std::memcmp(syn.data() + 30, kGuestIp.b, 4), 0);
-  CHECK_EQ(std::memcmp(syn.data(), kGuestMac.data(), 6), 0);
-  CHECK(l4_checksum_ok(syn));
-  // The guest accepts and says something; the host side reads it.
-  Ip4 from;
-  std::memcpy(from.b, syn.data() + 26, 4);
-  MacAddr gw;
-  std::memcpy(gw.data(), syn.data() + 6, 6);
-  uint16_t hport = get16(syn, l4_off(syn));
-  uint32_t hseq = get32(syn, l4_off(syn) + 4);
-  d.send(eth(gw, kGuestMac, 0x0800, ipv4(kGuestIp, from, 6, tcp(kGuestIp, from, 22, hport, 5000, hseq + 1, kSyn | kAck, {}))));
-  Bytes ack = d.wait_for([&](const Bytes& f) {
-    return is_ipv4(f, 6) && get16(f, l4_off(f) + 2) == 22 && (f[l4_off(f) + 13] & kAck) && get32(f, l4_off(f) + 8) == 5001;
-  });
-  CHECK(!ack.empty());
-  Bytes banner = {'S', 'S', 'H', '-', '2', '.', '0', '\n'};
-  d.send(eth(gw, kGuestMac, 0x0800, ipv4(kGuestIp, from, 6, tcp(kGuestIp, from, 22, hport, 5001, hseq + 1, kAck | kPsh, banner))));
-  pollfd p{c, POLLIN, 0};
-  CHECK_EQ(::poll(&p, 1, 5000), 1);
-  char buf[16] = {};
-  CHECK_EQ(::read(c, buf, sizeof buf), ssize_t(banner.size()));
-  CHECK_EQ(std::string(buf, 8), std::string("SSH-2.0\n"));
-  ::close(c);
+  check_port_forward_to_guest(d, port, 5000);
 }
 
 TEST(udp_port_forward_and_reply) {
