@@ -925,6 +925,68 @@ TEST(page_faults_that_are_not_a_failed_syscall_are_left_alone) {
   }
 }
 
+TEST(the_rcx_check_peeks_past_smap) {
+  // Linux sets CR4.SMAP: from CPL 0 the user bytes before RCX are unreadable
+  // to an instruction (and to KVM_TRANSLATE); the check peeks instead.
+  struct SmapMemory : SparseMemory {
+    uint64_t user_lo = 0, user_hi = 0;
+    bool read(uint64_t a, void* dst, size_t n, uint32_t& pf) override {
+      if (a < user_hi && a + n > user_lo) { pf = 0x1; return false; }  // present, supervisor read: SMAP
+      return SparseMemory::read(a, dst, n, pf);
+    }
+    bool peek(uint64_t a, void* dst, size_t n) override {
+      uint32_t pf;
+      return SparseMemory::read(a, dst, n, pf);
+    }
+  };
+  FailedSyscall f(true);
+  SmapMemory m;
+  m.ranges = f.mem.ranges;
+  m.user_lo = f.user_rip - 2;  // (the test's handler shares the page)
+  m.user_hi = f.user_rip;
+  SyscallFrame fr;
+  CHECK(failed_syscall_frame(f.st, m, fr));
+  CHECK_EQ(fr.rip, f.lstar);
+}
+
+TEST(long_mode_tables_are_walked_in_software) {
+  std::map<uint64_t, uint64_t> phys;  // 8-byte entries by physical address
+  auto rd = [&](uint64_t a, uint64_t& e) {
+    auto it = phys.find(a);
+    if (it == phys.end()) return false;
+    e = it->second;
+    return true;
+  };
+  const uint64_t cr3 = 0x1000;
+  // 4 KiB page: 0x0000_7fff_f000_1234 -> 0x5_5555_5000 | 0x234; U/S clear and NX set on the way: ignored.
+  const uint64_t va = 0x00007ffff0001234ull;
+  auto idx = [&](int level) { return (va >> (12 + 9 * (level - 1))) & 511; };
+  phys[cr3 + idx(4) * 8] = 0x2000 | 0x3;
+  phys[0x2000 + idx(3) * 8] = 0x3000 | 0x1;
+  phys[0x3000 + idx(2) * 8] = 0x4000 | 0x1;
+  phys[0x4000 + idx(1) * 8] = 0x8000000555555000ull | 0x1;
+  uint64_t gpa = 0;
+  CHECK(walk_long_mode_tables(cr3 | 0x18, false, va, rd, gpa));  // PCD/PWT bits in CR3 ignored
+  CHECK_EQ(gpa, 0x555555234ull);
+  // The PTE not present: no translation.
+  phys[0x4000 + idx(1) * 8] = 0x555555000ull;
+  CHECK(!walk_long_mode_tables(cr3, false, va, rd, gpa));
+  // A 2 MiB page at the PD level.
+  phys[0x3000 + idx(2) * 8] = 0x40000000ull | 0x81;
+  CHECK(walk_long_mode_tables(cr3, false, va, rd, gpa));
+  CHECK_EQ(gpa, 0x40000000ull | (va & 0x1fffff));
+  // A 1 GiB page at the PDPT level.
+  phys[0x2000 + idx(3) * 8] = 0x80000000ull | 0x81;
+  CHECK(walk_long_mode_tables(cr3, false, va, rd, gpa));
+  CHECK_EQ(gpa, 0x80000000ull | (va & 0x3fffffff));
+  // Five levels (LA57): one more table above.
+  phys[0x9000 + ((va >> 48) & 511) * 8] = cr3 | 0x1;
+  CHECK(walk_long_mode_tables(0x9000, true, va, rd, gpa));
+  CHECK_EQ(gpa, 0x80000000ull | (va & 0x3fffffff));
+  // A table that cannot be read.
+  CHECK(!walk_long_mode_tables(0x7000, false, va, rd, gpa));
+}
+
 TEST(swapgs_swaps_gs_base_with_kernel_gs_base) {
   AssistState st = long_mode();
   FakeMemory m;

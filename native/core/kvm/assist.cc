@@ -680,6 +680,25 @@ unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s) {
   }
 }
 
+bool walk_long_mode_tables(uint64_t cr3, bool la57, uint64_t linear,
+                           const std::function<bool(uint64_t gpa, uint64_t& entry)>& read_phys, uint64_t& gpa) {
+  constexpr uint64_t kAddr = 0x000ffffffffff000ull;  // bits 51:12
+  uint64_t table = cr3 & kAddr;
+  for (int level = la57 ? 5 : 4; level >= 1; level--) {
+    const unsigned shift = 12 + 9 * (level - 1);
+    uint64_t e;
+    if (!read_phys(table + ((linear >> shift) & 511) * 8, e) || !(e & 1)) return false;
+    if ((level == 3 || level == 2) && (e & 0x80)) {  // 1 GiB or 2 MiB page
+      const uint64_t size = uint64_t(1) << shift;
+      gpa = (e & kAddr & ~(size - 1)) | (linear & (size - 1));
+      return true;
+    }
+    table = e & kAddr;
+  }
+  gpa = table | (linear & 4095);
+  return true;
+}
+
 bool failed_syscall_frame(const AssistState& st, AssistMemory& mem, SyscallFrame& out) {
   const kvm_sregs& s = st.sregs;
   // 64-bit mode, paging, CPL 0.
@@ -705,7 +724,8 @@ bool failed_syscall_frame(const AssistState& st, AssistMemory& mem, SyscallFrame
   if ((fr.error_code & 0x7) != 0x5 || (fr.cs & 3) != 3 || fr.rip != s.cr2) return false;
   // RCX follows a SYSCALL instruction.
   uint8_t sc[2];
-  if (!mem.read(st.regs.rcx - 2, sc, 2, pf) || sc[0] != 0x0f || sc[1] != 0x05) return false;
+  // A peek: from CPL 0 a read of this user page is what CR4.SMAP forbids.
+  if (!mem.peek(st.regs.rcx - 2, sc, 2) || sc[0] != 0x0f || sc[1] != 0x05) return false;
   out = fr;
   return true;
 }

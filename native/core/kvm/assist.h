@@ -13,6 +13,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,23 @@ public:
   virtual ~AssistMemory() = default;
   virtual bool read(uint64_t linear, void* dst, size_t n, uint32_t& pf_error) = 0;
   virtual bool write(uint64_t linear, const void* src, size_t n, uint32_t& pf_error) = 0;
+  // A look at guest memory that no guest instruction makes: present mappings
+  // only, ignoring U/S, SMAP and write protection. failed_syscall_frame() reads
+  // the user bytes before RCX with it from CPL 0, where an instruction's read
+  // would fault under CR4.SMAP (Linux sets it). By default, read().
+  virtual bool peek(uint64_t linear, void* dst, size_t n) {
+    uint32_t pf;
+    return read(linear, dst, n, pf);
+  }
 };
+
+// The guest's 4- or 5-level (CR4.LA57) long-mode page tables from CR3, walked
+// in software: the physical address of `linear`, or false where a level is not
+// present (or `read_phys` cannot read a table). Only the P bit and the page
+// size (PS at the PDPT and PD levels) are looked at: no permission checks, no
+// A/D updates. For peeks that KVM_TRANSLATE refuses (it applies SMAP).
+bool walk_long_mode_tables(uint64_t cr3, bool la57, uint64_t linear,
+                           const std::function<bool(uint64_t gpa, uint64_t& entry)>& read_phys, uint64_t& gpa);
 
 // The kinds the assist counts (VIREO_PROFILE_EXITS) and the tests name.
 enum class AssistKind : uint8_t {

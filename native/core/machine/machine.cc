@@ -690,6 +690,27 @@ public:
   bool write(uint64_t linear, const void* src, size_t n, uint32_t& pf) override {
     return access(linear, const_cast<uint8_t*>(static_cast<const uint8_t*>(src)), n, true, pf);
   }
+  // KVM_TRANSLATE first; in long mode, where it refuses (SMAP, U/S), the
+  // guest's tables walked here (present bits only).
+  bool peek(uint64_t linear, void* dst, size_t n) override {
+    uint32_t pf;
+    if (read(linear, dst, n, pf)) return true;
+    if (!paging_ || !(v_.sregs().efer & (1u << 10))) return false;
+    const kvm_sregs s = v_.sregs();
+    auto* out = static_cast<uint8_t*>(dst);
+    while (n) {
+      const size_t chunk = std::min<size_t>(n, 4096 - (linear & 4095));
+      uint64_t gpa;
+      auto read_phys = [&](uint64_t a, uint64_t& e) { return mem_.read(a, &e, 8); };
+      if (!kvm::walk_long_mode_tables(s.cr3, s.cr4 & (1u << 12), linear, read_phys, gpa) || !mem_.ptr(gpa, chunk))
+        return false;
+      mem_.read(gpa, out, chunk);
+      linear += chunk;
+      out += chunk;
+      n -= chunk;
+    }
+    return true;
+  }
 
 private:
   bool access(uint64_t linear, uint8_t* p, size_t n, bool write, uint32_t& pf) {
