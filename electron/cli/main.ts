@@ -17,7 +17,7 @@ function verbs(): Map<string, { summary: string }> {
   require('./virt-install'); // install
   require('./virt-clone'); // clone
   require('./virsh-net'); // net-*
-  require('./virsh-dom'); // domifaddr, domiflist, domblklist
+  require('./virsh-dom'); // domifaddr, domiflist, domblklist, domifstat, domif-getlink, domif-setlink
   require('./virsh-storage'); // vol-create-as, vol-delete, pool-define-as, pool-undefine
   require('./virsh-autostart'); // autostart
   return virsh.VERBS;

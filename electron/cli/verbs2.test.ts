@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { freeName, optionOf, parseBoot, parseDisk, parseInstall, parseNetwork, parseOsVariant, subopts } from './virt-install';
 import { progressLine } from './virt-clone';
 import { netListTable } from './virsh-net';
-import { blkListTable, ifAddrTable, ifListTable } from './virsh-dom';
+import { blkListTable, ifAddrTable, ifStatLines, ifListTable } from './virsh-dom';
 import { parseSize } from './virsh-storage';
 import { editorCommand } from './virsh-xml';
 import { runVerb, VerbError } from './virsh';
@@ -113,7 +113,15 @@ describe('layouts', () => {
   const nics = [{ mac: '52:54:00:00:00:01', network: 'default', model: 'virtio' as const }];
   it('domiflist, domifaddr, domblklist like virsh', () => {
     expect(ifListTable({ nics })).toBe(' Interface   Type      Source    Model    MAC\n' + '-'.repeat(61) + '\n -           network   default   virtio   52:54:00:00:00:01\n');
-    expect(ifAddrTable({ nics })).toBe(' Name   MAC address         Protocol   Address\n' + '-'.repeat(48) + '\n net0   52:54:00:00:00:01   -          -\n');
+    expect(ifAddrTable([{ name: 'net0', mac: nics[0]!.mac, addresses: [] }])).toBe(' Name   MAC address         Protocol   Address\n' + '-'.repeat(48) + '\n net0   52:54:00:00:00:01   -          -\n');
+    const lease = { ip: '10.0.2.15', prefix: 24, source: 'lease' as const, expires: 0 };
+    expect(ifAddrTable([{ name: 'net0', mac: nics[0]!.mac, addresses: [lease] }])).toBe(
+      ' Name   MAC address         Protocol   Address\n' + '-'.repeat(53) + '\n net0   52:54:00:00:00:01   ipv4       10.0.2.15/24\n',
+    );
+    const counters = { rxPackets: 2, rxBytes: 700, rxDropped: 1, txPackets: 3, txBytes: 900, txDropped: 0, errors: 4 };
+    expect(ifStatLines({ name: 'net0', counters })).toBe(
+      'net0 rx_bytes 700\nnet0 rx_packets 2\nnet0 rx_errs 0\nnet0 rx_drop 1\nnet0 tx_bytes 900\nnet0 tx_packets 3\nnet0 tx_errs 4\nnet0 tx_drop 0\n',
+    );
     const disks = [
       { path: '/p/a.qcow2', format: 'qcow2' as const, media: 'disk' as const, bus: 'virtio' as const },
       { path: '', format: 'raw' as const, media: 'cdrom' as const, bus: 'ide' as const },

@@ -102,6 +102,18 @@ export interface NicStats {
   txMalformed: number;
   /** Receive buffers the guest posted wrongly (read-only, outside RAM). */
   rxBadBuffers: number;
+  /** The cable: plugged in (true) or pulled (setNicLink). */
+  linkUp: boolean;
+  /** Unexpired DHCP leases the NIC's user-mode NAT (libslirp) handed out, seen on the wire; [] for other backends. */
+  leases: NicLease[];
+}
+
+export interface NicLease {
+  mac: string;
+  ip: string;
+  /** Seconds since the epoch. */
+  expires: number;
+  hostname?: string;
 }
 
 export interface MachineConfig {

@@ -246,6 +246,15 @@ export class EngineHost {
           this.post({ t: 'devices', reqId: msg.reqId, error: (e as Error).message });
         }
         break;
+      case 'nics':
+        try {
+          const m = this.need();
+          if (msg.link && !m.setNicLink(msg.link.index, msg.link.up)) throw new Error(`the machine has no network card ${msg.link.index}`);
+          this.post({ t: 'nics', reqId: msg.reqId, nics: m.nicStats() });
+        } catch (e) {
+          this.post({ t: 'nics', reqId: msg.reqId, error: (e as Error).message });
+        }
+        break;
       case 'openStream':
         this.attachStream(msg.sid, { send: (data) => this.post({ t: 'stream', sid: msg.sid, data }) });
         break;

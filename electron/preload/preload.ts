@@ -27,6 +27,8 @@ const METHODS: Record<Method, true> = {
   'vm.deletePlan': true,
   'vm.delete': true,
   'vm.screenshot': true,
+  'vm.interfaces': true,
+  'vm.setLink': true,
   'fs.probe': true,
   'storage.pools': true,
   'storage.poolDefine': true,

@@ -21,6 +21,7 @@ import {
 import { DEFAULT_NETWORK } from '../common/contracts/network';
 import { NetworkError, NetworkService } from './networks';
 import { SwitchService } from './net-switches';
+import { InterfaceError, InterfaceService } from './interfaces';
 import { loadAddon } from '../engine-host/addon';
 import { serviceLocation } from './service-host';
 import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-config';
@@ -78,6 +79,7 @@ export class VireoService implements VireoApi {
   readonly networks: NetworkService;
   /** Isolated networks' switches (net-switches.ts). */
   readonly switches: SwitchService;
+  readonly interfaces: InterfaceService;
   /** Crash safety for disks vs. definitions (disk-journal.ts). */
   readonly journal: DiskJournal;
   /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
@@ -137,6 +139,12 @@ export class VireoService implements VireoApi {
       dir: path.join(this.paths.config, 'networks'),
       usage: () => this.store.list().map((d) => ({ name: d.name, running: this.supervisor.isRunning(d.uuid), networks: d.nics.map((n) => n.network) })),
       onChanged: (name) => this.emit('network.changed', { name }),
+    });
+    this.interfaces = new InterfaceService({
+      network: (name) => this.networks.get(name),
+      switchLeases: (name) => this.switches.leases(name),
+      running: (uuid) => this.supervisor.isRunning(uuid),
+      engineNics: (uuid, link) => this.supervisor.nics(uuid, link),
     });
   }
 
@@ -580,6 +588,23 @@ export class VireoService implements VireoApi {
   async 'vm.devices'({ uuid }: Params<'vm.devices'>): Promise<Result<'vm.devices'>> {
     const def = this.need(uuid);
     return { pci: await this.needRunning(def).devices(uuid) };
+  }
+
+  async 'vm.interfaces'({ uuid }: Params<'vm.interfaces'>): Promise<Result<'vm.interfaces'>> {
+    return this.interfaceCall(() => this.interfaces.list(this.need(uuid)));
+  }
+
+  async 'vm.setLink'({ uuid, iface, up }: Params<'vm.setLink'>): Promise<Result<'vm.setLink'>> {
+    return this.interfaceCall(() => this.interfaces.setLink(this.need(uuid), iface, up));
+  }
+
+  private async interfaceCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof InterfaceError) throw new UserError(e.message);
+      throw e;
+    }
   }
 
   openStream(uuid: string): StreamHandle {

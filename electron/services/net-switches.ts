@@ -12,15 +12,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NetworkDef } from '../common/contracts/network';
-import type { NativeSwitch, NetSwitchOptions } from '../common/engine-api';
+import type { NativeSwitch, NetSwitchOptions, NicLease } from '../common/engine-api';
 
-export interface SwitchLease {
-  mac: string;
-  ip: string;
-  /** Unix seconds. */
-  expires: number;
-  hostname?: string;
-}
+/** A lease the switch's DHCP server handed out: the shape the engine's NAT leases have. */
+export type SwitchLease = NicLease;
 
 export interface SwitchServiceOptions {
   /** Where the sockets go (made 0700). */

@@ -3,7 +3,7 @@
 // utilityProcess under Electron), relays control messages, and turns how a host
 // ended into a typed exit reason: shut down, crashed (with the engine's reason), or
 // killed (by a signal).
-import type { MachineConfig, PciDeviceInfo } from '../common/engine-api';
+import type { MachineConfig, NicStats, PciDeviceInfo } from '../common/engine-api';
 import { type FromHost, FromHostSchema, type StopReasonMsg, type ToHost } from '../common/contracts/engine-host';
 import type { ExitReason } from '../common/contracts/vm';
 
@@ -48,6 +48,7 @@ interface Running {
   screenshots: Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>;
   media: Map<number, { resolve: (r: { ejected?: boolean }) => void; reject: (e: Error) => void }>;
   devices?: Map<number, { resolve: (r: PciDeviceInfo[]) => void; reject: (e: Error) => void }>;
+  nics?: Map<number, { resolve: (r: NicStats[]) => void; reject: (e: Error) => void }>;
   streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
   killedByUs?: boolean;
   /** Force Off / quit asked the host to stop now: the exit reason says so. */
@@ -291,6 +292,24 @@ export class Supervisor {
     });
   }
 
+  /** The running machine's NICs (link, counters, NAT leases); with `link`, plug or pull that NIC's cable first. */
+  nics(uuid: string, link?: { index: number; up: boolean }, timeoutMs = 10000): Promise<NicStats[]> {
+    const r = this.need(uuid);
+    const reqId = this.nextId++;
+    const waiting: NonNullable<Running['nics']> = (r.nics ??= new Map());
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiting.delete(reqId);
+        reject(new Error('the engine did not answer the network card request'));
+      }, timeoutMs);
+      waiting.set(reqId, {
+        resolve: (v) => (clearTimeout(timer), resolve(v)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      r.host.send({ t: 'nics', reqId, ...(link ? { link } : {}) });
+    });
+  }
+
   openStream(uuid: string): StreamHandle {
     const r = this.need(uuid);
     const sid = this.nextId++;
@@ -386,6 +405,12 @@ export class Supervisor {
         const w = r.devices?.get(msg.reqId);
         r.devices?.delete(msg.reqId);
         if (w) msg.pci ? w.resolve(msg.pci) : w.reject(new Error(msg.error ?? 'no device list'));
+        break;
+      }
+      case 'nics': {
+        const w = r.nics?.get(msg.reqId);
+        r.nics?.delete(msg.reqId);
+        if (w) msg.nics ? w.resolve(msg.nics) : w.reject(new Error(msg.error ?? 'no network card list'));
         break;
       }
       case 'error':

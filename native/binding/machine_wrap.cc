@@ -517,6 +517,22 @@ Napi::Value MachineWrap::NicStats(const Napi::CallbackInfo& info) {
     o.Set("txDropped", double(c.tx_dropped));
     o.Set("txMalformed", double(c.tx_malformed));
     o.Set("rxBadBuffers", double(c.rx_bad_buffers));
+    o.Set("linkUp", b->nic_link_up(i));
+    auto leases = b->nic_leases(i);
+    auto la = Napi::Array::New(env, leases.size());
+    for (size_t k = 0; k < leases.size(); k++) {
+      const auto& l = leases[k];
+      char mac[18], ip[16];
+      std::snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", l.mac[0], l.mac[1], l.mac[2], l.mac[3], l.mac[4], l.mac[5]);
+      std::snprintf(ip, sizeof ip, "%u.%u.%u.%u", l.ip >> 24, l.ip >> 16 & 255, l.ip >> 8 & 255, l.ip & 255);
+      auto lo = Napi::Object::New(env);
+      lo.Set("mac", mac);
+      lo.Set("ip", ip);
+      lo.Set("expires", double(l.expires));
+      if (!l.hostname.empty()) lo.Set("hostname", l.hostname);
+      la.Set(uint32_t(k), lo);
+    }
+    o.Set("leases", la);
     a.Set(uint32_t(i), o);
   }
   return a;

@@ -148,18 +148,36 @@ Bytes tcp(const Ip4& src, const Ip4& dst, uint16_t sport, uint16_t dport, uint32
   put16(t, 16, partial ? fold(ps) : uint16_t(~fold(sum16(t.data(), t.size(), ps))));
   return t;
 }
-Bytes dhcp_discover(uint32_t xid) {
+// A DHCP client message from the guest's MAC, broadcast from 0.0.0.0:
+// `type` (option 53), with a requested address (50), server id (54), client
+// address (ciaddr) and hostname (12) when given (addresses in network order
+// as Ip4, zero = left out).
+Bytes dhcp_client(uint32_t xid, uint8_t type, Ip4 requested = kAny, Ip4 server = kAny, const char* hostname = nullptr,
+                  Ip4 ciaddr = kAny) {
   Bytes b(240, 0);
   b[0] = 1;  // BOOTREQUEST
   b[1] = 1;
   b[2] = 6;
   put32(b, 4, xid);
+  std::memcpy(b.data() + 12, ciaddr.b, 4);
   std::memcpy(b.data() + 28, kGuestMac.data(), 6);
   put32(b, 236, 0x63825363);
-  Bytes opts = {53, 1, 1, 55, 3, 1, 3, 6, 255};
+  Bytes opts = {53, 1, type, 55, 3, 1, 3, 6};
+  auto addr = [&](uint8_t code, const Ip4& a) {
+    if (a.b[0] | a.b[1] | a.b[2] | a.b[3]) opts.insert(opts.end(), {code, 4, a.b[0], a.b[1], a.b[2], a.b[3]});
+  };
+  addr(50, requested);
+  addr(54, server);
+  if (hostname) {
+    opts.push_back(12);
+    opts.push_back(uint8_t(std::strlen(hostname)));
+    opts.insert(opts.end(), hostname, hostname + std::strlen(hostname));
+  }
+  opts.push_back(255);
   b.insert(b.end(), opts.begin(), opts.end());
   return eth(kBcastMac, kGuestMac, 0x0800, ipv4(kAny, kBcast, 17, udp(kAny, kBcast, 68, 67, b)));
 }
+Bytes dhcp_discover(uint32_t xid) { return dhcp_client(xid, 1); }
 
 // Received-frame views.
 bool is_ipv4(const Bytes& f, uint8_t proto) { return f.size() >= 34 && get16(f, 12) == 0x0800 && f[23] == proto; }

@@ -127,6 +127,33 @@ TEST(dhcp_discover_gets_offer_for_10_0_2_15) {
   CHECK_EQ(d.headers.back()[1], kNetHdrGsoNone);
 }
 
+TEST(the_lease_slirps_dhcp_hands_out_is_known_and_ends_with_a_release) {
+  // libslirp does not report its leases: the backend watches the exchange.
+  auto be = slirp();
+  Rig rig(be);
+  Driver d(rig, kDriverFeatures);
+  CHECK(be->leases().empty());
+  Bytes offer = dhcp_exchange(d, 0x4242);
+  CHECK(!offer.empty());
+  CHECK(be->leases().empty());  // an offer is not a lease
+  const Ip4 ip{{10, 0, 2, 15}}, server{{10, 0, 2, 2}};
+  d.send(dhcp_client(0x4243, 3, ip, server, "guest-1"));
+  Bytes ack = d.wait_for([](const Bytes& f) { return is_dhcp_reply(f, 0x4243); });
+  CHECK(!ack.empty());
+  CHECK_EQ(dhcp_opt(ack, 53), Bytes{5});
+  auto ls = be->leases();
+  CHECK_EQ(ls.size(), 1u);
+  CHECK(std::memcmp(ls[0].mac.data(), kGuestMac.data(), 6) == 0);
+  CHECK_EQ(ls[0].ip, 0x0a00020fu);
+  CHECK_EQ(ls[0].hostname, std::string("guest-1"));
+  const int64_t now = int64_t(::time(nullptr));
+  CHECK(ls[0].expires > now + 60);  // slirp's lease time (a day), not zero
+  // A RELEASE from the client ends it.
+  d.send(dhcp_client(0x4244, 7, kAny, server, nullptr, ip));
+  for (int i = 0; i < 200 && !be->leases().empty(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(be->leases().empty());
+}
+
 TEST(dhcp_offer_over_mergeable_small_buffers) {
   Rig rig(slirp());
   Driver d(rig, kDriverFeatures | bit(kNetFMrgRxbuf), 128);

@@ -16,6 +16,7 @@ import { storageApi, storageEvents } from './storage';
 import { libvirtApi } from './libvirt';
 import { osinfoApi } from './osinfo';
 import { networkApi, networkEvents } from './network';
+import { interfacesApi } from './interfaces';
 import { PciDeviceSchema } from './engine-host';
 
 const id = s.string({ min: 1, max: 64 });
@@ -127,6 +128,7 @@ export const api = {
   ...libvirtApi,
   ...osinfoApi,
   ...networkApi,
+  ...interfacesApi,
 } as const;
 
 export type Api = typeof api;

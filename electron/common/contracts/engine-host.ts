@@ -29,6 +29,22 @@ const NicConfigSchema = s.object({
   tap: s.optional(s.string({ max: 15 })),
 });
 
+export const NicLeaseSchema = s.object({ mac: s.string(), ip: s.string(), expires: s.number(), hostname: s.optional(s.string()) });
+
+/** Mirrors NicStats in engine-api.ts: one NIC of a running machine. */
+export const NicStatsSchema = s.object({
+  linkUp: s.boolean(),
+  rxPackets: s.number(),
+  rxBytes: s.number(),
+  rxDropped: s.number(),
+  txPackets: s.number(),
+  txBytes: s.number(),
+  txDropped: s.number(),
+  txMalformed: s.number(),
+  rxBadBuffers: s.number(),
+  leases: s.array(NicLeaseSchema),
+});
+
 export const PciDeviceSchema = s.object({
   slot: s.number(),
   fn: s.number(),
@@ -88,6 +104,8 @@ export const ToHostSchema = s.variant('t', {
   media: s.object({ t: s.literal('media'), reqId: s.number(), path: s.nullable(s.string({ min: 1, max: 4096 })) }),
   /** The machine's PCI functions as the guest sees them (diagnostics, tests). */
   devices: s.object({ t: s.literal('devices'), reqId: s.number() }),
+  /** The NICs' link, counters and user-mode NAT leases; with `link`, that NIC's cable is plugged/pulled first. */
+  nics: s.object({ t: s.literal('nics'), reqId: s.number(), link: s.optional(s.object({ index: s.number({ int: true, min: 0, max: 15 }), up: s.boolean() })) }),
   openStream: s.object({ t: s.literal('openStream'), sid: s.number({ int: true, min: 1 }) }),
   closeStream: s.object({ t: s.literal('closeStream'), sid: s.number({ int: true, min: 1 }) }),
   stream: s.object({ t: s.literal('stream'), sid: s.number({ int: true, min: 1 }), data: s.bytes(1 << 20) }),
@@ -107,6 +125,7 @@ export const FromHostSchema = s.variant('t', {
   /** Reply to 'media': ok (with ejected=false when the guest locked the tray), or the engine's error. */
   media: s.object({ t: s.literal('media'), reqId: s.number(), ejected: s.optional(s.boolean()), error: s.optional(s.string()) }),
   devices: s.object({ t: s.literal('devices'), reqId: s.number(), pci: s.optional(s.array(PciDeviceSchema)), error: s.optional(s.string()) }),
+  nics: s.object({ t: s.literal('nics'), reqId: s.number(), nics: s.optional(s.array(NicStatsSchema)), error: s.optional(s.string()) }),
   error: s.object({ t: s.literal('error'), message: s.string() }),
   /** Reply to 'powerButton': pressed (the guest enabled ACPI), or why not. */
   acpi: s.object({ t: s.literal('acpi'), accepted: s.boolean(), message: s.optional(s.string()) }),

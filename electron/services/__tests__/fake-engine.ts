@@ -2,7 +2,7 @@
 // machine draws a 64x48 screen, echoes serial input, and stops on request.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicStats, PciDeviceInfo, StateEvent } from '../../common/engine-api';
+import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicLease, NicStats, PciDeviceInfo, StateEvent } from '../../common/engine-api';
 import { EngineHost } from '../../engine-host/host-core';
 import type { HostChannel, Launcher } from '../supervisor';
 import type { NewVmRequest } from '../../common/contracts/vm';
@@ -104,9 +104,12 @@ export class FakeMachine implements NativeMachine {
     this.nicLinks[index] = up;
     return true;
   }
+  /** What a NIC's user-mode NAT leased, per NIC (tests set it). */
+  nicLeases: NicLease[][] = [];
   nicStats(): NicStats[] {
-    return this.nicLinks.map(() => ({
-      rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0,
+    return this.nicLinks.map((linkUp, i) => ({
+      linkUp, rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0,
+      leases: this.nicLeases[i] ?? [],
     }));
   }
   /** Like the PC board: a virtio-net (1af4:1041, Ethernet) function per NIC from slot 3. */

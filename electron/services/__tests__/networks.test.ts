@@ -179,6 +179,35 @@ describe('networks', () => {
     expect(pci.map((p) => [p.slot, p.vendorId, p.deviceId])).toEqual([[3, 0x1af4, 0x1041]]);
   });
 
+  it("lists a VM's interfaces with the NAT's leases, counters and link, and plugs and pulls the cable (domifaddr, domif-setlink)", async () => {
+    const { vm } = await svc['vm.create'](newVmRequest(iso, { name: 'c', network: 'default', storage: { kind: 'none' } }));
+    const mac = vm!.nics[0]!.mac;
+    // Shut off: the definition's NIC, nothing live.
+    const off = await svc['vm.interfaces']({ uuid: vm!.uuid });
+    expect(off.running).toBe(false);
+    expect(off.interfaces).toEqual([{ name: 'net0', mac, model: 'virtio', network: 'default', mode: 'nat', addresses: [] }]);
+    await expect(svc['vm.setLink']({ uuid: vm!.uuid, iface: 'net0', up: false })).rejects.toThrow(/c is not running/);
+    await svc['vm.action']({ uuid: vm!.uuid, action: 'start' });
+    const m = FakeMachine.last!;
+    const expires = Math.floor(Date.now() / 1000) + 3600;
+    // The engine's NAT saw its DHCP lease this MAC 10.0.2.15; a lease for another MAC or outside 10.0.2.0/24 is not this NIC's.
+    m.nicLeases = [[
+      { mac: mac.toUpperCase(), ip: '10.0.2.15', expires, hostname: 'guest' },
+      { mac: '52:54:00:99:99:99', ip: '10.0.2.16', expires },
+      { mac, ip: '192.168.7.9', expires },
+    ]];
+    const on = await svc['vm.interfaces']({ uuid: vm!.uuid });
+    expect(on.running).toBe(true);
+    expect(on.interfaces[0]).toMatchObject({ name: 'net0', linkUp: true, addresses: [{ ip: '10.0.2.15', prefix: 24, source: 'lease', expires, hostname: 'guest' }] });
+    expect(on.interfaces[0]!.counters).toEqual({ rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, errors: 0 });
+    // The cable, by name and by MAC: the engine's link changes.
+    expect((await svc['vm.setLink']({ uuid: vm!.uuid, iface: 'net0', up: false })).linkUp).toBe(false);
+    expect(m.nicLinks).toEqual([false]);
+    expect((await svc['vm.setLink']({ uuid: vm!.uuid, iface: mac.toUpperCase(), up: true })).linkUp).toBe(true);
+    expect(m.nicLinks).toEqual([true]);
+    await expect(svc['vm.setLink']({ uuid: vm!.uuid, iface: 'net3', up: true })).rejects.toThrow(/c has no network interface 'net3': it has net0 \(52:54:00/);
+  });
+
   it("reads old definitions' 'user' NICs as 'default' and makes an 'isolated' network for old 'isolated' NICs", async () => {
     svc.shutdown();
     const vms = path.join(tmp, 'cfg', 'vireo', 'vms');

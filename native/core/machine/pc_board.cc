@@ -435,6 +435,7 @@ void PcBoard::wire_nics() {
       dev->start();
       e1000_.push_back(dev);
       nics_.push_back(dev);
+      nic_backends_.push_back(be);
     } else {
       auto dev = std::make_shared<virtio::VirtioNet>(be, o);
       auto fn = attach_virtio(dev, slot, "virtio-net");
@@ -442,6 +443,7 @@ void PcBoard::wire_nics() {
       virtio_net_.push_back(fn);
       dev->start();
       nics_.push_back(dev);
+      nic_backends_.push_back(be);
     }
     // No bootorder entry: SeaBIOS runs a card's option ROM (NicSpec::rom),
     // and boots it only after the disks and CD-ROMs, or when nothing else boots.
@@ -452,6 +454,10 @@ bool PcBoard::set_nic_link(size_t i, bool up) {
   if (i >= nics_.size()) return false;
   nics_[i]->set_link(up);
   return true;
+}
+
+std::vector<net::DhcpLease> PcBoard::nic_leases(size_t i) const {
+  return i < nic_backends_.size() ? nic_backends_[i]->leases() : std::vector<net::DhcpLease>{};
 }
 
 net::NicCounters PcBoard::nic_counters(size_t i) const {

@@ -139,8 +139,11 @@ public:
   // pulled or plugged (the guest is told); false for no such NIC.
   size_t nic_count() const { return nics_.size(); }
   bool set_nic_link(size_t i, bool up);
+  bool nic_link_up(size_t i) const { return i < nics_.size() && nics_[i]->link_up(); }
   // Counters of NIC i (zeros for no such NIC).
   net::NicCounters nic_counters(size_t i) const;
+  // The DHCP leases NIC i's user-mode NAT handed out (none for other backends).
+  std::vector<net::DhcpLease> nic_leases(size_t i) const;
 
   // Every PCI function on bus 0 as the guest's config cycles see it (IDs and
   // class read through the host bridge's config mechanism), for diagnostics.
@@ -222,6 +225,7 @@ private:
   std::vector<std::shared_ptr<virtio::VirtioBlk>> blk_devs_;        // for quiesce()
   std::vector<std::shared_ptr<block::BlockBackend>> disk_backends_;  // every disk, for quiesce()
   std::vector<std::shared_ptr<net::Nic>> nics_;  // backends stop first in ~PcBoard
+  std::vector<std::shared_ptr<net::NetBackend>> nic_backends_;  // nics_[i]'s
   std::vector<std::shared_ptr<e1000::E1000>> e1000_;
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_net_;
   std::vector<std::unique_ptr<virtio::NotifyThread>> virtio_notify_;

@@ -14,6 +14,9 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <vector>
+
+#include "net/dhcp.h"
 
 namespace vireo::net {
 
@@ -41,6 +44,9 @@ public:
   virtual bool send(std::span<const uint8_t> frame) = 0;
   // "user", "tap"...: for messages.
   virtual std::string kind() const = 0;
+  // The DHCP leases this backend's own server handed out (user-mode NAT),
+  // unexpired; none for backends without one (a switch reports its own).
+  virtual std::vector<DhcpLease> leases() const { return {}; }
 };
 
 }  // namespace vireo::net

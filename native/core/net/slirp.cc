@@ -86,7 +86,9 @@ struct SlirpBackend::Cb {
   static SlirpBackend* self(void* o) { return static_cast<SlirpBackend*>(o); }
   static ssize_t send_packet(const void* buf, size_t len, void* o) {
     auto* b = self(o);
-    if (b->rx_) b->rx_({static_cast<const uint8_t*>(buf), len});
+    const std::span<const uint8_t> f(static_cast<const uint8_t*>(buf), len);
+    b->leases_.to_guest(f);
+    if (b->rx_) b->rx_(f);
     return ssize_t(len);
   }
   static void guest_error(const char* msg, void* o) {
@@ -265,6 +267,8 @@ SlirpBackend::SlirpBackend(SlirpOptions opt) : opt_(std::move(opt)) {
   }
 }
 
+std::vector<DhcpLease> SlirpBackend::leases() const { return leases_.leases(int64_t(::time(nullptr))); }
+
 SlirpBackend::~SlirpBackend() {
   stop();
   if (slirp_) slirp_cleanup(slirp_);
@@ -312,7 +316,10 @@ void SlirpBackend::run() {
       batch.swap(tx_);
       tx_bytes_ = 0;
     }
-    for (auto& f : batch) slirp_input(slirp_, f.data(), int(f.size()));
+    for (auto& f : batch) {
+      leases_.from_guest(f);
+      slirp_input(slirp_, f.data(), int(f.size()));
+    }
     batch.clear();
 
     // Expired timers. A callback may free or re-arm timers: collect first.

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "net/backend.h"
+#include "net/dhcp.h"
 
 struct Slirp;
 
@@ -73,6 +74,8 @@ public:
   bool send(std::span<const uint8_t> frame) override;
   std::string kind() const override { return "user"; }
 
+  std::vector<DhcpLease> leases() const override;
+
   // Guest misbehaviour slirp reported (malformed packets it dropped).
   uint64_t guest_errors() const { return guest_errors_.load(); }
 
@@ -95,6 +98,7 @@ private:
   std::vector<std::unique_ptr<Timer>> timers_;
   std::vector<::pollfd>* pollfds_ = nullptr;  // during one loop iteration
   std::atomic<uint64_t> guest_errors_{0};
+  LeaseWatch leases_;  // what slirp's DHCP server handed out (it does not say)
 };
 
 }  // namespace vireo::net

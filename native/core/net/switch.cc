@@ -55,11 +55,6 @@ uint16_t ip_checksum(const uint8_t* p, size_t n) {
   return uint16_t(~s);
 }
 
-// DHCP message types (RFC 2132 option 53).
-enum : uint8_t { kDiscover = 1, kOffer = 2, kRequest = 3, kDecline = 4, kAck = 5, kNak = 6, kRelease = 7, kInform = 8 };
-constexpr uint32_t kMagic = 0x63825363;
-constexpr size_t kBootp = 236;  // fixed part, before the magic cookie
-
 }  // namespace
 
 uint32_t parse_ipv4(const std::string& s, const char* what) {
@@ -290,63 +285,32 @@ uint32_t Switch::pick_address(const Mac& mac, uint32_t requested, int64_t now) {
 }
 
 bool Switch::dhcp(size_t from, const uint8_t* f, size_t n) {
-  // IPv4 / UDP to port 67, a BOOTREQUEST for Ethernet with the magic cookie.
-  if (n < kEthHeader + 20 || rd16(f + 12) != 0x0800) return false;
-  const uint8_t* ip = f + kEthHeader;
-  size_t ihl = size_t(ip[0] & 15) * 4;
-  if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 17 || n < kEthHeader + ihl + 8) return false;
-  if (rd16(ip + 6) & 0x3fff) return false;  // a fragment: not ours to parse
-  const uint8_t* udp = ip + ihl;
-  if (rd16(udp + 2) != 67) return false;
-  // From here on the frame is DHCP for us: consumed even when malformed.
-  size_t ulen = std::min<size_t>(rd16(udp + 4), n - kEthHeader - ihl);
-  if (ulen < 8 + kBootp + 4) return true;
-  const uint8_t* b = udp + 8;
-  size_t blen = ulen - 8;
-  if (b[0] != 1 || b[1] != 1 || b[2] != 6 || rd32(b + kBootp) != kMagic) return true;
-  uint8_t type = 0;
-  uint32_t requested = 0, server_id = 0;
-  std::string hostname;
-  for (size_t i = kBootp + 4; i < blen;) {
-    uint8_t code = b[i];
-    if (code == 255) break;
-    if (code == 0) {
-      i++;
-      continue;
-    }
-    if (i + 2 > blen || i + 2 + b[i + 1] > blen) return true;  // runs past the packet
-    uint8_t len = b[i + 1];
-    const uint8_t* v = b + i + 2;
-    if (code == 53 && len == 1) type = v[0];
-    if (code == 50 && len == 4) requested = rd32(v);
-    if (code == 54 && len == 4) server_id = rd32(v);
-    if (code == 12) {
-      for (uint8_t k = 0; k < len; k++) {
-        char c = char(v[k]);
-        if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_') hostname += c;
-      }
-    }
-    i += 2 + size_t(len);
-  }
-  Mac mac;
-  std::memcpy(mac.data(), b + 28, 6);
-  uint32_t ciaddr = rd32(b + 12);
+  // IPv4 / UDP to port 67: DHCP for us, consumed even when malformed.
+  DhcpMessage m;
+  const DhcpParse p = parse_dhcp(std::span<const uint8_t>(f, n), 67, m);
+  if (p == DhcpParse::NotDhcp) return false;
+  if (p == DhcpParse::Malformed || m.op != 1) return true;
+  const uint8_t* b = m.bootp.data();
+  const uint8_t type = m.type;
+  const uint32_t requested = m.requested, server_id = m.server_id, ciaddr = m.ciaddr;
+  const std::string& hostname = m.hostname;
+  const Mac& mac = m.chaddr;
   const DhcpConfig& d = opt_.dhcp;
   int64_t now = real_s();
   uint8_t reply = 0;
   uint32_t yiaddr = 0;
   {
     std::lock_guard g(mu_);
-    if (type == kDiscover) {
+    if (type == kDhcpDiscover) {
       yiaddr = pick_address(mac, requested, now);
-      if (yiaddr) reply = kOffer;  // none free: no offer (the client retries)
-    } else if (type == kRequest) {
+      if (yiaddr) reply = kDhcpOffer;  // none free: no offer (the client retries)
+    } else if (type == kDhcpRequest) {
       if (server_id && server_id != d.server) return true;  // it chose another server
       uint32_t want = requested ? requested : ciaddr;
       uint32_t got = pick_address(mac, want, now);
       if (want && got == want) {
         yiaddr = want;
-        reply = kAck;
+        reply = kDhcpAck;
         auto l = std::find_if(leases_.begin(), leases_.end(), [&](const SwitchLease& x) { return x.mac == mac; });
         if (l == leases_.end()) l = leases_.insert(leases_.end(), SwitchLease{mac, want, 0, {}});
         // Another MAC's expired lease on this address is gone now.
@@ -356,12 +320,12 @@ bool Switch::dhcp(size_t from, const uint8_t* f, size_t n) {
         l->expires = now + d.lease_s;
         if (!hostname.empty()) l->hostname = hostname;
       } else {
-        reply = kNak;
+        reply = kDhcpNak;
       }
-    } else if (type == kRelease) {
+    } else if (type == kDhcpRelease) {
       std::erase_if(leases_, [&](const SwitchLease& x) { return x.mac == mac && x.ip == ciaddr; });
       return true;
-    } else if (type == kDecline) {
+    } else if (type == kDhcpDecline) {
       // The address is in use by someone else (RFC 2131 4.3.3): keep it out for a lease time.
       for (auto& l : leases_) {
         if (l.mac == mac) l = SwitchLease{Mac{}, l.ip, now + d.lease_s, "declined"};
@@ -383,7 +347,7 @@ bool Switch::dhcp(size_t from, const uint8_t* f, size_t n) {
   auto opt32 = [&](uint8_t code, uint32_t v) { opt(code, {uint8_t(v >> 24), uint8_t(v >> 16), uint8_t(v >> 8), uint8_t(v)}); };
   opt(53, {reply});
   opt32(54, d.server);
-  if (reply != kNak) {
+  if (reply != kDhcpNak) {
     opt32(51, d.lease_s);
     opt32(58, d.lease_s / 2);
     opt32(59, d.lease_s / 8 * 7);
@@ -392,10 +356,10 @@ bool Switch::dhcp(size_t from, const uint8_t* f, size_t n) {
     if (d.dns) opt32(6, d.dns);
   }
   o.push_back(255);
-  size_t bootp_len = std::max<size_t>(kBootp + 4 + o.size(), 300);
+  size_t bootp_len = std::max<size_t>(kBootpFixed + 4 + o.size(), 300);
   size_t total = kEthHeader + 20 + 8 + bootp_len;
   std::vector<uint8_t> r(total, 0);
-  bool bcast = reply == kNak || (rd16(b + 10) & 0x8000) || ciaddr == 0;
+  bool bcast = reply == kDhcpNak || (rd16(b + 10) & 0x8000) || ciaddr == 0;
   if (bcast) std::memset(r.data(), 0xff, 6);
   else std::memcpy(r.data(), mac.data(), 6);
   std::memcpy(r.data() + 6, kOwnMac.data(), 6);
@@ -423,8 +387,8 @@ bool Switch::dhcp(size_t from, const uint8_t* f, size_t n) {
   wr32(rb + 20, d.server);
   std::memcpy(rb + 24, b + 24, 4);  // giaddr
   std::memcpy(rb + 28, b + 28, 16);
-  wr32(rb + kBootp, kMagic);
-  std::memcpy(rb + kBootp + 4, o.data(), o.size());
+  wr32(rb + kBootpFixed, kDhcpMagic);
+  std::memcpy(rb + kBootpFixed + 4, o.data(), o.size());
   {
     std::lock_guard g(mu_);
     counters_.dhcp_replies++;

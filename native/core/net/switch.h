@@ -32,13 +32,12 @@
 #include <vector>
 
 #include "net/backend.h"
+#include "net/dhcp.h"
 
 namespace vireo::net {
 
 // A 1500-byte MTU frame with an 802.1Q tag: 14 + 4 + 1500 (no FCS).
 constexpr size_t kSwitchMaxFrame = 1518;
-
-using Mac = std::array<uint8_t, 6>;
 
 struct DhcpConfig {
   bool enabled = false;
@@ -55,12 +54,7 @@ struct SwitchOptions {
   size_t max_ports = 64;
 };
 
-struct SwitchLease {
-  Mac mac{};
-  uint32_t ip = 0;         // host byte order
-  int64_t expires = 0;     // CLOCK_REALTIME seconds
-  std::string hostname;    // option 12, when the client sent one
-};
+using SwitchLease = DhcpLease;
 
 struct SwitchCounters {
   uint64_t frames = 0;             // frames received from ports

@@ -7,6 +7,8 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import type { DetailsFieldError, VmDefinition, VmEdit } from '../../../../electron/common/contracts/vm';
 import { OS_CHOICES, editOf, nicModelFor } from '../../../../electron/common/contracts/vm';
 import type { NetworkSummary } from '../../../../electron/common/contracts/network';
+import type { VmInterface } from '../../../../electron/common/contracts/interfaces';
+import { fmtBytes as bytes } from '../storage/StorageView';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { Field } from '../dialogs/Modal';
@@ -52,6 +54,9 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
   const [cdChange, setCdChange] = useState<string | undefined>();
   const [cdLive, setCdLive] = useState<{ kind: 'ok' | 'error'; text: string } | undefined>();
   const [networks, setNetworks] = useState<NetworkSummary[]>([]);
+  /** A running VM's NICs as the engine has them (link, counters, leased addresses), polled on the NIC page. */
+  const [live, setLive] = useState<VmInterface[] | undefined>();
+  const [linkError, setLinkError] = useState<string | undefined>();
   const ref = useRef<HTMLDivElement>(null);
   const navRef = useRef<HTMLUListElement>(null);
 
@@ -83,6 +88,34 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
   }, [def === undefined]);
 
   const running = summary?.state === 'running' || summary?.state === 'paused' || summary?.state === 'starting';
+
+  useEffect(() => {
+    if (!running || section !== 'NIC') {
+      setLive(undefined);
+      return;
+    }
+    let stop = false;
+    const poll = () =>
+      getClient()
+        .call('vm.interfaces', { uuid })
+        .then((r) => !stop && setLive(r.running ? r.interfaces : undefined), () => !stop && setLive(undefined));
+    void poll();
+    const t = setInterval(poll, 3000);
+    return () => {
+      stop = true;
+      clearInterval(t);
+    };
+  }, [uuid, running, section]);
+
+  const setLink = async (iface: string, up: boolean) => {
+    setLinkError(undefined);
+    try {
+      const r = await getClient().call('vm.setLink', { uuid, iface, up });
+      setLive((l) => l?.map((x) => (x.name === r.name ? r : x)));
+    } catch (e) {
+      setLinkError((e as Error).message);
+    }
+  };
   const dirty = useMemo(() => !!def && !!edit && JSON.stringify(editOf(def)) !== JSON.stringify(edit), [def, edit]);
   const err = (field: string) => errors.find((e) => e.field === field)?.message;
   const bad = (s: Section) => errors.some((e) => sectionOf(e.field) === s);
@@ -447,6 +480,7 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
             <h3>Network interfaces</h3>
             {err('nics') && <div className="field-error" role="alert">{err('nics')}</div>}
             {edit.nics.length === 0 && <div className="details-note">No network interfaces: the VM has no network.</div>}
+            {linkError && <div className="field-error" role="alert">{linkError}</div>}
             {edit.nics.map((n, i) => {
               const net = networks.find((x) => x.name === n.network);
               const note = !net ? undefined : net.engineProblem ? `The VM won't start with this NIC yet: ${net.engineProblem}.` : !net.active ? `${net.name} is not active: start it under Networks.` : net.mode === 'bridge' ? `bridged to host bridge ${net.bridge ?? '?'}` : net.mode === 'isolated' ? `isolated ${net.ipv4.address}/${net.ipv4.prefix} (VMs on it reach each other only)` : `NAT ${net.ipv4.address}/${net.ipv4.prefix}, gateway ${net.ipv4.gateway}`;
@@ -456,6 +490,27 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
                     <strong>NIC {i + 1}</strong>
                     <button onClick={() => set({ nics: edit.nics.filter((_, j) => j !== i) })}>Remove</button>
                   </div>
+                  {(() => {
+                    // The running NIC this row is (same place and MAC in the saved definition).
+                    const l = live?.[i];
+                    if (!l || def?.nics[i]?.mac !== n.mac) return null;
+                    const c = l.counters;
+                    return (
+                      <div className="nic-live" role="status" aria-label={`NIC ${i + 1} now`}>
+                        <span>Link {l.linkUp ? 'up' : 'down'}</span>{' '}
+                        <button onClick={() => void setLink(l.name, !l.linkUp)}>{l.linkUp ? 'Unplug cable' : 'Plug in cable'}</button>
+                        <span>
+                          {' · '}
+                          {l.addresses.length
+                            ? l.addresses.map((a) => `IP ${a.ip}/${a.prefix}${a.hostname ? ` (${a.hostname})` : ''}`).join(', ') + ' from DHCP'
+                            : l.mode === 'bridge'
+                              ? 'IP address: given by the LAN, not known here'
+                              : 'No DHCP lease yet'}
+                        </span>
+                        {c && <span>{` · received ${c.rxPackets} packets (${bytes(c.rxBytes)}), sent ${c.txPackets} (${bytes(c.txBytes)})`}</span>}
+                      </div>
+                    );
+                  })()}
                   <div className="row-fields nic-fields">
                     <Field id={`d-nic-${i}-net`} label="Network" error={err(`nics.${i}.network`)} {...(note ? { hint: note } : {})}>
                       <select id={`d-nic-${i}-net`} value={n.network} aria-invalid={!!err(`nics.${i}.network`)} onChange={(e) => set({ nics: edit.nics.map((x, j) => (j === i ? { ...x, network: e.target.value } : x)) })}>
