@@ -5,7 +5,8 @@
 // creates an isolated network (and refuses a duplicate and an overlap on their
 // fields); Details moves a NIC to it and changes its model, adds and removes a NIC;
 // a VM on an isolated network starts on its switch; a VM on `default`
-// starts (Finish runs it) and the engine's PCI config space shows its virtio-net function.
+// starts (Finish runs it), the engine's PCI config space shows its virtio-net function, and
+// Details → NIC shows its live link and pulls and plugs its cable.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -89,6 +90,21 @@ describe.skipIf(!!why)('networks', () => {
       expect(nets).toEqual([{ slot: 3, fn: 0, vendorId: 0x1af4, deviceId: 0x1041, classCode: 0x020000, name: 'virtio-net@3' }]);
       // default can't be stopped while web runs on it.
       await expect(apiCall(srv, 'network.stop', { name: 'default' })).rejects.toThrow(/in use by running VM web/);
+      // Details → NIC of the running VM: the engine's link; Unplug pulls the cable in the
+      // engine (vm.interfaces says so), Plug in puts it back. GRUB asks no DHCP: no lease.
+      await contextMenu(page, 'web', 'Details');
+      const dv = page.getByRole('dialog', { name: 'Details of web' });
+      await dv.getByRole('tab', { name: 'NIC' }).click();
+      const liveNic = dv.getByRole('status', { name: 'NIC 1 now' });
+      await expect.poll(() => liveNic.textContent()).toMatch(/^Link up Unplug cable · No DHCP lease yet · received \d+ packets/);
+      await liveNic.getByRole('button', { name: 'Unplug cable' }).click();
+      await expect.poll(() => liveNic.textContent()).toMatch(/^Link down Plug in cable/);
+      const ifs = await apiCall(srv, 'vm.interfaces', { uuid: defOf('web').uuid });
+      expect(ifs.interfaces).toMatchObject([{ name: 'net0', network: 'default', mode: 'nat', linkUp: false, addresses: [] }]);
+      await liveNic.getByRole('button', { name: 'Plug in cable' }).click();
+      await expect.poll(async () => (await apiCall(srv, 'vm.interfaces', { uuid: defOf('web').uuid })).interfaces[0].linkUp).toBe(true);
+      await dv.getByRole('button', { name: 'Close', exact: true }).click();
+      await dv.waitFor({ state: 'detached' });
       await contextMenu(page, 'web', 'Force Off');
       await waitVmState(page, 'web', ['shutoff']);
     }
