@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
+
+#include "machine/state.h"
 
 namespace vireo {
 
@@ -189,6 +192,63 @@ void FwCfg::dma_transfer(uint64_t desc_addr) {
   uint8_t done[4];
   put_be32(done, error ? kDmaError : 0);
   mem_->write(desc_addr, done, 4);
+}
+
+// ---------------------------------------------------------------- saved state
+
+namespace {
+constexpr uint32_t kNoItem = 0xffffffffu;
+std::string key_name(uint16_t k) {
+  char b[16];
+  std::snprintf(b, sizeof b, "0x%04x", k);
+  return b;
+}
+}  // namespace
+
+void FwCfg::save(state::StateWriter& w) const {
+  w.u16(s.selector);
+  w.u32(s.offset);
+  w.u64(s.dma_addr);
+  auto it = items_.find(s.selector);
+  w.u32(it == items_.end() ? kNoItem : uint32_t(it->second.data.size()));
+  uint32_t n = 0;
+  for (auto& [k, item] : items_) n += item.writable;
+  w.u32(n);
+  for (auto& [k, item] : items_) {
+    if (!item.writable) continue;
+    w.u16(k);
+    w.blob(item.data);
+  }
+}
+
+void FwCfg::load(state::StateReader& r) {
+  if (r.version() != State::kVersion) r.fail("unknown version (this Vireo has " + std::to_string(State::kVersion) + ")");
+  State n;
+  n.selector = r.u16();
+  n.offset = r.u32();
+  n.dma_addr = r.u64();
+  uint32_t size = r.u32();
+  if (n.selector & ~kKeyMask) r.fail("selector has the write bit set");
+  auto it = items_.find(n.selector);
+  uint32_t here = it == items_.end() ? kNoItem : uint32_t(it->second.data.size());
+  if (size != here) {
+    auto say = [](uint32_t v) { return v == kNoItem ? std::string("absent") : std::to_string(v) + " bytes"; };
+    r.fail("fw_cfg item " + key_name(n.selector) + " is " + say(size) + " in the state file and " + say(here) +
+           " on this machine");
+  }
+  uint32_t count = r.u32();
+  std::vector<std::pair<uint16_t, std::vector<uint8_t>>> writes;
+  for (uint32_t i = 0; i < count; i++) {
+    uint16_t k = r.u16();
+    auto w = items_.find(k);
+    if (w == items_.end() || !w->second.writable) r.fail("fw_cfg item " + key_name(k) + " is not writable here");
+    auto data = r.blob(w->second.data.size());
+    if (data.size() != w->second.data.size()) r.fail("fw_cfg item " + key_name(k) + " has another size here");
+    writes.emplace_back(k, std::move(data));
+  }
+  r.finish();
+  s = n;
+  for (auto& [k, d] : writes) items_[k].data = std::move(d);
 }
 
 // ---------------------------------------------------------------- helpers

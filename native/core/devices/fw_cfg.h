@@ -78,6 +78,15 @@ public:
   // Run one DMA descriptor at guest-physical `desc_addr` now (what writing 0x518 does).
   void dma_transfer(uint64_t desc_addr);
 
+  // Saved state (section "fw_cfg"): the cursor only -- selector, offset, DMA
+  // address, with the selected item's size -- and the contents of items the
+  // guest may write. Item contents are rebuilt from the configuration, so a
+  // load refuses a state whose selected item has another size here.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return State::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
+
 private:
   struct Item {
     std::vector<uint8_t> data;

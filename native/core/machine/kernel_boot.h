@@ -56,6 +56,9 @@ public:
   void read(uint64_t offset, std::span<uint8_t> data) override;
   // A 32-bit write: the guest-physical address of the ROM's parameter block.
   void write(uint64_t offset, std::span<const uint8_t> data) override;
+  // Nothing to save: a write runs the whole load before it returns (the
+  // kernel is then in guest RAM), and the files come from the configuration.
+  StateKind state_kind() const override { return StateKind::None; }
 
 private:
   Machine& m_;

@@ -275,6 +275,7 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
   }
   setup_devices();
   if (!cfg_.bios.empty()) board_ = std::make_unique<PcBoard>(*this, *vm_);
+  if (board_) board_->register_chipset_state();
   for (int i = 0; i < cfg_.cpus; i++) {
     vcpus_.push_back(std::make_unique<kvm::KvmVcpu>(*vm_, i));
     setup_vcpu(*vcpus_.back(), i);

@@ -33,6 +33,7 @@
 #include "machine/layout.h"
 #include "machine/machine.h"
 #include "machine/smbios.h"
+#include "machine/state.h"
 #include "kvm/cpuid.h"
 #include "machine/pc_irq.h"
 
@@ -68,6 +69,15 @@ struct PostPort : IoDevice {
     d[0] = last;
   }
   void write(uint64_t, std::span<const uint8_t> d) override { last = d[0]; }
+  // Saved state (section "post", version 1): the last code.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  void save(state::StateWriter& w) const override { w.u8(last); }
+  void load(state::StateReader& r) override {
+    if (r.version() != 1) r.fail("unknown version (this Vireo has 1)");
+    uint8_t v = r.u8();
+    r.finish();
+    last = v;
+  }
 };
 
 
@@ -161,7 +171,8 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
 
   rtc_ = std::make_shared<CmosRtc>(isa_irq(kIrqRtc), mono_ns, wall_ns());
   pio.insert(rtc_, kRtcPort, kRtcLen, "rtc");
-  pio.insert(std::make_shared<PostPort>(), kPostPort, 1, "post");
+  post_ = std::make_shared<PostPort>();
+  pio.insert(post_, kPostPort, 1, "post");
   wire_nics();
 
   fw_ = std::make_shared<FwCfg>(&m.memory());
@@ -666,6 +677,17 @@ void PcBoard::reset_devices() {
     if (lfb_mapped_) vm_.set_memory(kLfbSlot, lfb_gpa_, 0, nullptr);
     lfb_mapped_ = false;
   }
+}
+
+void PcBoard::register_chipset_state() {
+  m_.register_state("pci", host_->config_port());  // first: BARs mapped before the functions' own sections load
+  m_.register_state("i8042", kbd_);
+  m_.register_state("rtc", rtc_);
+  m_.register_state("piix3", piix3_);
+  m_.register_state("piix4-pm", pm_);
+  m_.register_state("fw_cfg", fw_);
+  m_.register_state("post", post_);
+  m_.register_state("misc-ports", misc_);
 }
 
 void PcBoard::change_cdrom(const std::string& path) {

@@ -75,6 +75,8 @@ public:
   // every writable disk (qcow2 metadata and L2/refcount caches included), so
   // the image files are consistent as they are. 0 or the first -errno.
   virtual int quiesce() { return 0; }
+  // Registers the board's saved state with the Machine (Machine::register_state).
+  virtual void register_chipset_state() {}
 };
 
 class PcBoard : public Board {
@@ -125,6 +127,11 @@ public:
 
   void reset_devices() override;
   int quiesce() override;
+  // Registers the chipset's saved state with the Machine (docs/state.md):
+  // "pci" (config space of every function, first, so BARs are mapped before
+  // the devices behind them load), "i8042", "rtc", "piix3", "piix4-pm",
+  // "fw_cfg", "post", "misc-ports".
+  void register_chipset_state() override;
   // The kernel-boot device when the machine boots a kernel (else null).
   KernelBoot* kernel_boot() { return kboot_.get(); }
   // CD-ROM: insert another ISO (the guest sees a media change). Throws
@@ -186,6 +193,7 @@ private:
   std::shared_ptr<I8042> kbd_;
   std::shared_ptr<CmosRtc> rtc_;
   std::shared_ptr<FwCfg> fw_;
+  std::shared_ptr<IoDevice> post_;
   std::shared_ptr<KernelBoot> kboot_;
   int cdrom_channel_ = -1, cdrom_unit_ = -1;
   std::vector<std::string> boot_paths_disk_, boot_paths_cdrom_;

@@ -4,6 +4,9 @@
 #include <chrono>
 #include <climits>
 #include <ctime>
+#include <string>
+
+#include "machine/state.h"
 
 namespace vireo {
 
@@ -407,6 +410,57 @@ int64_t CmosRtc::wall_ns() {
 CmosRtc::State CmosRtc::snapshot() {
   std::lock_guard g(mu_);
   return s;
+}
+
+// ---------------------------------------------------------------- saved state
+
+void CmosRtc::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  int64_t now = clock_();
+  w.bytes(s.cmos, sizeof s.cmos);
+  w.u8(s.index);
+  w.boolean(s.nmi_disabled);
+  w.boolean(s.frozen);
+  w.i64(guest_sec(now));  // the guest's time now, rebased on load
+  w.i64(guest_sub_ns(now));
+  w.i64(s.last_update_sec);
+  w.boolean(s.next_periodic_ns != 0);
+  w.i64(s.next_periodic_ns ? s.next_periodic_ns - now : 0);
+}
+
+void CmosRtc::load(state::StateReader& r) {
+  if (r.version() != State::kVersion) r.fail("unknown version (this Vireo has " + std::to_string(State::kVersion) + ")");
+  State n;
+  r.bytes(n.cmos, sizeof n.cmos);
+  n.index = r.u8();
+  n.nmi_disabled = r.boolean();
+  n.frozen = r.boolean();
+  int64_t sec = r.i64(), sub = r.i64();
+  n.last_update_sec = r.i64();
+  bool armed = r.boolean();
+  int64_t due_in = r.i64();
+  r.finish();
+  // Years 1000..9999 either side of 1970 are far inside +-1e12 seconds.
+  constexpr int64_t kMaxSec = 1'000'000'000'000, kMaxDueNs = 3600 * kNsPerSec;
+  if (n.index > 0x7f) r.fail("CMOS index out of range");
+  if (sec < -kMaxSec || sec > kMaxSec || n.last_update_sec < -kMaxSec || n.last_update_sec > kMaxSec)
+    r.fail("guest time out of range");
+  if (sub < 0 || sub >= kNsPerSec) r.fail("guest time's nanoseconds out of range");
+  if (due_in < -kMaxDueNs || due_in > kMaxDueNs || (!armed && due_in)) r.fail("periodic interrupt due time out of range");
+  {
+    std::lock_guard g(mu_);
+    int64_t now = clock_();
+    n.base_wall_sec = sec;
+    n.base_wall_sub_ns = sub;
+    n.base_mono_ns = now;
+    n.next_periodic_ns = armed ? now + due_in : 0;
+    if (armed && n.next_periodic_ns == 0) n.next_periodic_ns = 1;
+    s = n;
+    bool irqf = s.cmos[kRegC] & kCIrqf;
+    if (irq_.level() != irqf) irq_.set(irqf);
+    kick_++;
+  }
+  cv_.notify_all();
 }
 
 void CmosRtc::restore(const State& st) {

@@ -94,6 +94,16 @@ public:
   State snapshot();
   void restore(const State& st);
 
+  // Saved state (section "rtc"): the 128 CMOS bytes, the index and NMI
+  // bit, and the guest's time as it was at the save (seconds + ns), which a
+  // load rebases to the load instant: the guest's clock goes on from the
+  // saved time, as kvmclock does, not from the host's. The periodic
+  // interrupt's next due time is kept relative to the save instant too.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return State::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
+
   static int64_t host_monotonic_ns();
   static int64_t host_realtime_ns();
 
@@ -114,7 +124,7 @@ private:
   State s;
   IrqLine irq_;
   Clock clock_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::thread thread_;
   bool stop_ = false;

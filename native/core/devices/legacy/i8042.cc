@@ -4,6 +4,9 @@
 #include <array>
 #include <cctype>
 #include <cstring>
+#include <string>
+
+#include "machine/state.h"
 
 namespace vireo {
 
@@ -107,6 +110,7 @@ constexpr uint8_t kAck = 0xfa, kNak = 0xfe, kBatOk = 0xaa;
 class PortAdapter : public IoDevice {
 public:
   PortAdapter(I8042& d, bool cmd) : d_(d), cmd_(cmd) {}
+  StateKind state_kind() const override { return StateKind::None; }  // the controller's (section "i8042")
   void read(uint64_t, std::span<uint8_t> data) override {
     if (data.empty()) return;
     data[0] = cmd_ ? d_.read_status() : d_.read_data();
@@ -666,6 +670,91 @@ void I8042::reset() {
 size_t I8042::backlog() const {
   std::lock_guard g(mu_);
   return size_t(s.status & kStOutFull) + s.ctrl_q.count + s.kbd_q.count + s.aux_q.count + host_keys_.size();
+}
+
+// ---------------------------------------------------------------- saved state
+
+namespace {
+
+void put_fifo(state::StateWriter& w, const I8042::Fifo& f) {
+  w.u8(f.count);
+  for (int i = 0; i < f.count; i++) w.u16(f.buf[(f.head + i) % I8042::Fifo::kCap]);
+}
+
+I8042::Fifo get_fifo(state::StateReader& r, uint16_t max, const char* what) {
+  I8042::Fifo f;
+  uint8_t n = r.u8();
+  if (n > I8042::Fifo::kCap) r.fail(std::string(what) + " queue holds " + std::to_string(n) + " entries, at most 64");
+  for (int i = 0; i < n; i++) {
+    uint16_t v = r.u16();
+    if (v > max) r.fail(std::string(what) + " queue entry out of range");
+    f.push(v);
+  }
+  return f;
+}
+
+}  // namespace
+
+void I8042::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  for (uint8_t b : {s.status, s.ctr, s.outport, s.pending_cmd, s.out}) w.u8(b);
+  w.boolean(s.xlate_release);
+  w.bytes(s.ram, sizeof s.ram);
+  put_fifo(w, s.ctrl_q);
+  put_fifo(w, s.kbd_q);
+  for (uint8_t b : {s.kbd_pending, s.kbd_set}) w.u8(b);
+  w.boolean(s.kbd_scan);
+  for (uint8_t b : {s.kbd_leds, s.kbd_typematic, s.kbd_last}) w.u8(b);
+  put_fifo(w, s.aux_q);
+  w.u8(s.aux_pending);
+  for (bool b : {s.aux_stream_enabled, s.aux_remote, s.aux_wrap, s.aux_scaling21}) w.boolean(b);
+  for (uint8_t b : {s.aux_rate, s.aux_resolution, s.aux_id}) w.u8(b);
+  w.bytes(s.aux_rates, sizeof s.aux_rates);
+  for (uint8_t b : {s.aux_buttons, s.aux_last}) w.u8(b);
+  for (int32_t v : {s.aux_dx, s.aux_dy, s.aux_dz}) w.i32(v);
+  w.u32(uint32_t(host_keys_.size()));
+  for (const HostKey& k : host_keys_) {
+    w.str(k.code);
+    w.boolean(k.down);
+  }
+}
+
+void I8042::load(state::StateReader& r) {
+  if (r.version() != State::kVersion) r.fail("unknown version (this Vireo has " + std::to_string(State::kVersion) + ")");
+  State n;
+  for (uint8_t* b : {&n.status, &n.ctr, &n.outport, &n.pending_cmd, &n.out}) *b = r.u8();
+  n.xlate_release = r.boolean();
+  r.bytes(n.ram, sizeof n.ram);
+  n.ctrl_q = get_fifo(r, 0x1ff, "controller");
+  n.kbd_q = get_fifo(r, 0xff, "keyboard");
+  for (uint8_t* b : {&n.kbd_pending, &n.kbd_set}) *b = r.u8();
+  n.kbd_scan = r.boolean();
+  for (uint8_t* b : {&n.kbd_leds, &n.kbd_typematic, &n.kbd_last}) *b = r.u8();
+  n.aux_q = get_fifo(r, 0xff, "mouse");
+  n.aux_pending = r.u8();
+  for (bool* b : {&n.aux_stream_enabled, &n.aux_remote, &n.aux_wrap, &n.aux_scaling21}) *b = r.boolean();
+  for (uint8_t* b : {&n.aux_rate, &n.aux_resolution, &n.aux_id}) *b = r.u8();
+  r.bytes(n.aux_rates, sizeof n.aux_rates);
+  for (uint8_t* b : {&n.aux_buttons, &n.aux_last}) *b = r.u8();
+  for (int32_t* v : {&n.aux_dx, &n.aux_dy, &n.aux_dz}) *v = r.i32();
+  if (n.kbd_set < 1 || n.kbd_set > 3) r.fail("keyboard scancode set " + std::to_string(n.kbd_set) + " (1 to 3)");
+  if (n.aux_id != 0 && n.aux_id != 3 && n.aux_id != 4) r.fail("mouse ID " + std::to_string(n.aux_id) + " (0, 3 or 4)");
+  if (n.aux_resolution > 3) r.fail("mouse resolution out of range");
+  uint32_t keys = r.u32();
+  if (keys > kHostKeyCap) r.fail(std::to_string(keys) + " waiting host keys, at most " + std::to_string(kHostKeyCap));
+  std::deque<HostKey> hk;
+  for (uint32_t i = 0; i < keys; i++) {
+    HostKey k;
+    k.code = r.str(64);
+    k.down = r.boolean();
+    if (scancodes(k.code, k.down, 2).empty()) r.fail("waiting host key '" + k.code + "' is not a key");
+    hk.push_back(std::move(k));
+  }
+  r.finish();
+  std::lock_guard g(mu_);
+  s = n;
+  host_keys_ = std::move(hk);
+  update_irq();
 }
 
 I8042::State I8042::snapshot() const {

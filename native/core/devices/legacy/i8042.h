@@ -27,7 +27,7 @@
 
 namespace vireo {
 
-class I8042 {
+class I8042 : public Stateful {
 public:
   static constexpr uint16_t kDataPort = 0x60;     // IBM PC/AT: 8042 data
   static constexpr uint16_t kCommandPort = 0x64;  // IBM PC/AT: 8042 status (read) / command (write)
@@ -126,6 +126,15 @@ public:
   size_t backlog() const;
   State snapshot() const;
   void restore(const State& st);
+
+  // Saved state (section "i8042"): the controller, keyboard and mouse
+  // registers, the three queues in order and the host keys still waiting
+  // for room; the IRQ lines are driven again from the loaded state. The two
+  // port adapters have no state of their own.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return State::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
 
   // Scancodes for a DOM code in set 1 or 2 (make or break), empty if unknown. For tests and tools.
   static std::vector<uint8_t> scancodes(const std::string& dom_code, bool down, int set);

@@ -1,6 +1,9 @@
 #include "devices/legacy/misc_ports.h"
 
 #include <algorithm>
+#include <string>
+
+#include "machine/state.h"
 
 namespace vireo {
 
@@ -8,6 +11,7 @@ namespace {
 class RangeHandler : public IoDevice {
 public:
   RangeHandler(MiscPorts& m, const MiscPorts::Range& r) : m_(m), r_(r) {}
+  StateKind state_kind() const override { return StateKind::None; }  // MiscPorts' (section "misc-ports")
   void read(uint64_t off, std::span<uint8_t> d) override { m_.on_read(r_, off, d); }
   void write(uint64_t off, std::span<const uint8_t> d) override { m_.on_write(r_, off, d); }
 
@@ -56,6 +60,24 @@ void MiscPorts::on_write(const Range& r, uint64_t off, std::span<const uint8_t> 
 uint8_t MiscPorts::post_code() const {
   std::lock_guard g(mu_);
   return s.post_code;
+}
+
+void MiscPorts::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  w.u8(s.post_code);
+  w.u64(s.post_writes);
+  w.u64(s.dummy_writes);
+}
+
+void MiscPorts::load(state::StateReader& r) {
+  if (r.version() != State::kVersion) r.fail("unknown version (this Vireo has " + std::to_string(State::kVersion) + ")");
+  State n;
+  n.post_code = r.u8();
+  n.post_writes = r.u64();
+  n.dummy_writes = r.u64();
+  r.finish();
+  std::lock_guard g(mu_);
+  s = n;
 }
 
 MiscPorts::State MiscPorts::snapshot() const {

@@ -19,7 +19,7 @@
 
 namespace vireo {
 
-class MiscPorts {
+class MiscPorts : public Stateful {
 public:
   enum class Kind : uint8_t { Dummy, Post, DebugCon };
   struct Range {
@@ -79,6 +79,14 @@ public:
 
   uint8_t post_code() const;
   State snapshot() const;
+
+  // Saved state (section "misc-ports"): the POST code and the write
+  // counters. The range handlers have none of their own (dummy ranges read
+  // a constant, debugcon output goes straight out).
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return State::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
 
   // What the handlers call.
   void on_read(const Range& r, uint64_t off, std::span<uint8_t> d);

@@ -46,6 +46,22 @@ void I440fx::config_write(uint32_t offset, int size, uint32_t value) {
   if (smram_changed && cb_.smram_changed) cb_.smram_changed(smram_now);
 }
 
+void I440fx::config_loaded() {
+  std::vector<PamRegion> regions;
+  uint8_t sm;
+  {
+    std::lock_guard g(cfg_mu_);
+    uint8_t& smram = cfg[kSmram];
+    smram = uint8_t((smram & ~0x07) | kSmramBaseSeg);
+    wmask[kSmram] = (smram & kSmramLock) ? kSmramClose : uint8_t(kSmramOpen | kSmramClose | kSmramLock | kSmramEnable);
+    if (smram & kSmramLock) smram = uint8_t(smram & ~kSmramOpen);
+    regions = pam_regions();
+    sm = smram;
+  }
+  if (cb_.pam_changed) cb_.pam_changed(regions);
+  if (cb_.smram_changed) cb_.smram_changed(sm);
+}
+
 void I440fx::reset() {
   {
     std::lock_guard g(cfg_mu_);

@@ -44,6 +44,10 @@ public:
 
   void config_write(uint32_t offset, int size, uint32_t value) override;
   void reset() override;
+  // After a state load (config space is all its state, saved with the
+  // host's "pci" section): the SMRAM write mask follows the lock bit, and
+  // the PAM / SMRAM callbacks hear the loaded values.
+  void config_loaded() override;
 
   uint8_t pam(int i) const { return cfg[kPam0 + i]; }
   uint8_t smram() const { return cfg[kSmram]; }

@@ -3,9 +3,13 @@
 // chapter 6 (configuration space) and 3.2.2.3.2 (mechanism #1).
 #include "devices/pci/pci.h"
 
+#include "machine/state.h"
+
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 namespace vireo::pci {
 
@@ -38,6 +42,7 @@ uint32_t bar_flags(BarKind k) {
 class RomDevice : public IoDevice {
 public:
   explicit RomDevice(const std::vector<uint8_t>& img) : img_(img) {}
+  StateKind state_kind() const override { return StateKind::None; }  // the image comes from the configuration
   void read(uint64_t off, std::span<uint8_t> d) override {
     for (size_t i = 0; i < d.size(); i++) d[i] = off + i < img_.size() ? img_[off + i] : 0;
   }
@@ -56,6 +61,13 @@ public:
   };
   explicit ConfigPort(PciHost& h) : host_(h) {}
   State s;
+
+  // The address register and every function's config space: PciHost's
+  // section ("pci"), so the bus walk before a save sees this port registered.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return PciHost::kStateVersion; }
+  void save(state::StateWriter& w) const override { host_.save_state(w); }
+  void load(state::StateReader& r) override { host_.load_state(r); }
 
   static constexpr uint32_t kEnable = 0x80000000u;
 
@@ -391,6 +403,104 @@ void PciHost::reset_all() {
     f->reset();
   }
   if (config_port_) static_cast<ConfigPort*>(config_port_.get())->s.address = 0;
+}
+
+}  // namespace vireo::pci
+
+namespace vireo::pci {
+
+// ---------------------------------------------------------------- saved state
+
+namespace {
+constexpr uint32_t kConfigAddressMask = 0x80fffffcu;  // what ConfigPort keeps of a write
+std::string devfn_name(int devfn) {
+  char b[16];
+  std::snprintf(b, sizeof b, "%02x.%x", devfn >> 3, devfn & 7);
+  return b;
+}
+}  // namespace
+
+void PciHost::save_state(state::StateWriter& w) const {
+  std::array<std::shared_ptr<PciFunction>, 256> copy;
+  {
+    std::lock_guard g(fns_mu_);
+    copy = fns_;
+  }
+  w.u32(config_port_ ? static_cast<const ConfigPort*>(config_port_.get())->s.address : 0);
+  uint32_t n = 0;
+  for (auto& f : copy) n += f != nullptr;
+  w.u32(n);
+  for (int devfn = 0; devfn < 256; devfn++) {
+    auto& f = copy[devfn];
+    if (!f) continue;
+    std::lock_guard g(f->cfg_mu_);
+    w.u8(uint8_t(devfn));
+    w.bytes(f->cfg.data(), f->cfg.size());
+    w.boolean(f->intx_level_);
+  }
+}
+
+void PciHost::load_state(state::StateReader& r) {
+  if (r.version() != kStateVersion) r.fail("unknown version (this Vireo has " + std::to_string(kStateVersion) + ")");
+  std::array<std::shared_ptr<PciFunction>, 256> copy;
+  {
+    std::lock_guard g(fns_mu_);
+    copy = fns_;
+  }
+  struct Fn {
+    int devfn;
+    std::array<uint8_t, 256> cfg;
+    bool intx;
+  };
+  uint32_t address = r.u32();
+  if (address & ~kConfigAddressMask) r.fail("config address register has reserved bits set");
+  uint32_t n = r.u32();
+  uint32_t have = 0;
+  for (auto& f : copy) have += f != nullptr;
+  if (n != have)
+    r.fail("the state has " + std::to_string(n) + " PCI functions, this machine has " + std::to_string(have));
+  std::vector<Fn> fns;
+  std::array<bool, 256> seen{};
+  for (uint32_t i = 0; i < n; i++) {
+    Fn x;
+    x.devfn = r.u8();
+    r.bytes(x.cfg.data(), x.cfg.size());
+    x.intx = r.boolean();
+    const auto& f = copy[x.devfn];
+    if (!f) r.fail("PCI function " + devfn_name(x.devfn) + " is not on this machine");
+    if (seen[x.devfn]) r.fail("PCI function " + devfn_name(x.devfn) + " appears twice");
+    seen[x.devfn] = true;
+    // The same device: IDs, revision and class, header type, and each BAR's
+    // read-only kind bits (the BAR layout).
+    std::lock_guard g(f->cfg_mu_);
+    auto differs = [&](uint32_t off, uint32_t len) {
+      for (uint32_t k = off; k < off + len; k++)
+        if (x.cfg[k] != f->cfg[k]) return true;
+      return false;
+    };
+    if (differs(kVendorId, 4) || differs(kRevision, 4) || differs(kHeaderType, 1))
+      r.fail("PCI function " + devfn_name(x.devfn) + " (" + f->name + ") is a different device in the state file");
+    for (uint32_t k = kBar0; k < kBar0 + 24; k++) {
+      if ((x.cfg[k] ^ f->cfg[k]) & ~f->wmask[k])
+        r.fail("PCI function " + devfn_name(x.devfn) + " (" + f->name + ") has other BARs in the state file");
+    }
+    fns.push_back(x);
+  }
+  r.finish();
+  // Parsed and checked: now change things.
+  if (config_port_) static_cast<ConfigPort*>(config_port_.get())->s.address = address;
+  for (const Fn& x : fns) {
+    PciFunction& f = *copy[x.devfn];
+    {
+      std::lock_guard g(f.cfg_mu_);
+      f.cfg = x.cfg;
+      f.intx_level_ = x.intx;
+    }
+    f.config_loaded();
+    f.update_mappings();  // BARs and the ROM BAR as a guest's write would map them
+    std::lock_guard g(f.cfg_mu_);
+    f.update_intx();
+  }
 }
 
 }  // namespace vireo::pci

@@ -46,6 +46,11 @@ public:
   virtual void bar_mapped(int bar, uint64_t addr, bool mapped) {}
   // Guest reset of the whole machine.
   virtual void reset() {}
+  // A saved state replaced config space (PciHost::load_state): re-apply what
+  // config space decides beyond the standard BARs (PIRQ routing, I/O blocks
+  // at device-specific base registers, write masks that depend on a lock
+  // bit). Called without the config lock, before the BARs are re-mapped.
+  virtual void config_loaded() {}
 
   // ---- set-up helpers for derived classes (call in the constructor) ----
   void set_ids(uint16_t vendor, uint16_t device, uint32_t class_code /*24-bit: class<<16|sub<<8|prog*/,
@@ -160,6 +165,17 @@ public:
   void config_write(int bus, int slot, int fn, uint32_t reg, int size, uint32_t value);
 
   void reset_all();
+
+  // Saved state (docs/state.md, section "pci", version kStateVersion): the
+  // config-address register, then every attached function's 256 config
+  // bytes and INTx level. load_state checks the whole section first (the same
+  // functions, each with the same IDs, class, header type and BAR kinds),
+  // then replaces config space and re-maps BARs, ROM BARs and whatever
+  // config_loaded() re-applies, as after a guest's config write. The
+  // config port (config_port()) saves and loads through these.
+  static constexpr uint32_t kStateVersion = 1;
+  void save_state(state::StateWriter& w) const;
+  void load_state(state::StateReader& r);
 
   Bus& pio() { return pio_; }
   Bus& mmio() { return mmio_; }

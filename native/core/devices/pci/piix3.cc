@@ -1,5 +1,9 @@
 #include "devices/pci/piix3.h"
 
+#include <string>
+
+#include "machine/state.h"
+
 namespace vireo::pci {
 
 namespace {
@@ -10,6 +14,7 @@ public:
   using Rd = std::function<uint8_t(uint64_t)>;
   using Wr = std::function<void(uint64_t, uint8_t)>;
   FnPort(Rd r, Wr w) : r_(std::move(r)), w_(std::move(w)) {}
+  StateKind state_kind() const override { return StateKind::None; }  // the registers are the bridge's (section "piix3")
   void read(uint64_t off, std::span<uint8_t> d) override {
     for (size_t i = 0; i < d.size(); i++) d[i] = r_(off + i);
   }
@@ -195,6 +200,46 @@ void Piix3::write_92(uint8_t v) {
 uint16_t Piix3::elcr() const {
   std::lock_guard g(cfg_mu_);
   return uint16_t(s.elcr[0] | s.elcr[1] << 8);
+}
+
+void Piix3::save(state::StateWriter& w) const {
+  std::lock_guard g(cfg_mu_);
+  w.u8(s.elcr[0]);
+  w.u8(s.elcr[1]);
+  w.u8(s.rcr);
+  w.u8(s.port92);
+  for (uint32_t v : s.pin_levels) w.u32(v);
+  for (uint32_t v : s.ext_levels) w.u32(v);
+}
+
+void Piix3::load(state::StateReader& r) {
+  if (r.version() != State::kVersion) r.fail("unknown version (this Vireo has " + std::to_string(State::kVersion) + ")");
+  State n;
+  n.elcr[0] = r.u8();
+  n.elcr[1] = r.u8();
+  n.rcr = r.u8();
+  n.port92 = r.u8();
+  for (uint32_t& v : n.pin_levels) v = r.u32();
+  for (uint32_t& v : n.ext_levels) v = r.u32();
+  r.finish();
+  if ((n.elcr[0] & ~kElcrMask1) || (n.elcr[1] & ~kElcrMask2)) r.fail("ELCR marks an always-edge IRQ level-triggered");
+  if (n.rcr & ~0x02) r.fail("reset control register out of range");
+  if (n.port92 & ~0x03) r.fail("port 0x92 out of range");
+  uint16_t before, after;
+  {
+    std::lock_guard g(cfg_mu_);
+    before = uint16_t(s.elcr[0] | s.elcr[1] << 8);
+    n.isa_levels = s.isa_levels;  // what the interrupt controller has now; recompute drives the difference
+    s = n;
+    after = uint16_t(s.elcr[0] | s.elcr[1] << 8);
+    recompute();
+  }
+  if (before != after && cb_.elcr_changed) cb_.elcr_changed(after);
+}
+
+void Piix3::config_loaded() {
+  std::lock_guard g(cfg_mu_);
+  recompute();  // PIRQ routing may differ
 }
 
 Piix3::State Piix3::snapshot() const {

@@ -22,7 +22,7 @@
 
 namespace vireo::pci {
 
-class Piix3 : public PciFunction {
+class Piix3 : public PciFunction, public Stateful {
 public:
   static constexpr uint16_t kVendor = 0x8086, kDevice = 0x7000;
   static constexpr int kSlot = 1, kFn = 0;  // QEMU pc/i440fx layout: 00:01.0
@@ -74,6 +74,17 @@ public:
 
   uint16_t elcr() const;
   State snapshot() const;
+
+  // Saved state (section "piix3"): ELCR, RCR, port 0x92 and the interrupt
+  // inputs (PCI INTx per pin and slot, external sources per IRQ). Config
+  // space (PIRQ routing) is in the host's "pci" section; after either loads
+  // the ISA lines are driven again from the loaded inputs. The port handlers
+  // (0x92, 0xcf9, ELCR) have no state of their own.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return State::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
+  void config_loaded() override;
 
 private:
   void recompute();

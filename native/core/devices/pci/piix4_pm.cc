@@ -1,6 +1,10 @@
 #include "devices/pci/piix4_pm.h"
 
+#include <algorithm>
 #include <chrono>
+#include <string>
+
+#include "machine/state.h"
 
 namespace vireo::pci {
 
@@ -16,6 +20,7 @@ public:
   using R = void (Piix4Pm::*)(uint64_t, std::span<uint8_t>);
   using W = void (Piix4Pm::*)(uint64_t, std::span<const uint8_t>);
   Forward(Piix4Pm& p, R r, W w) : p_(p), r_(r), w_(w) {}
+  StateKind state_kind() const override { return StateKind::None; }  // the registers are the PM's (section "piix4-pm")
   void read(uint64_t off, std::span<uint8_t> d) override { (p_.*r_)(off, d); }
   void write(uint64_t off, std::span<const uint8_t> d) override { (p_.*w_)(off, d); }
 
@@ -31,6 +36,7 @@ private:
 class SmbusDummy : public IoDevice {
 public:
   uint8_t regs[16]{};
+  StateKind state_kind() const override { return StateKind::None; }  // regs are saved with the PM's section
   void read(uint64_t off, std::span<uint8_t> d) override {
     for (size_t i = 0; i < d.size(); i++) d[i] = off + i < 16 ? regs[off + i] : 0xff;
   }
@@ -334,6 +340,60 @@ void Piix4Pm::run(After a) {
       break;
     case After::None: break;
   }
+}
+
+// ---------------------------------------------------------------- saved state
+
+void Piix4Pm::save(state::StateWriter& w) const {
+  std::lock_guard g(cfg_mu_);
+  w.u16(s.pm1_sts);
+  w.u16(s.pm1_en);
+  w.u16(s.pm1_cnt);
+  w.u16(s.gpe_sts);
+  w.u16(s.gpe_en);
+  w.u8(s.apm_cnt);
+  w.u8(s.apm_sts);
+  w.bytes(s.regs, sizeof s.regs);
+  int64_t el = clock_() - s.tmr_base_ns;
+  w.i64(el < 0 ? 0 : el);  // how long the PM timer has run
+  w.u64(s.tmr_last_msb);
+  w.bytes(static_cast<const SmbusDummy*>(smb_dev_.get())->regs, 16);
+}
+
+void Piix4Pm::load(state::StateReader& r) {
+  if (r.version() != State::kVersion) r.fail("unknown version (this Vireo has " + std::to_string(State::kVersion) + ")");
+  State n;
+  n.pm1_sts = r.u16();
+  n.pm1_en = r.u16();
+  n.pm1_cnt = r.u16();
+  n.gpe_sts = r.u16();
+  n.gpe_en = r.u16();
+  n.apm_cnt = r.u8();
+  n.apm_sts = r.u8();
+  r.bytes(n.regs, sizeof n.regs);
+  int64_t elapsed = r.i64();
+  n.tmr_last_msb = r.u64();
+  uint8_t smb[16];
+  r.bytes(smb, sizeof smb);
+  r.finish();
+  if (n.pm1_en & ~kSciEvents) r.fail("PM1 enable has bits no event uses");
+  if (n.pm1_cnt & (kSlpEn | 0x0004)) r.fail("PM1 control has SLP_EN or GBL_RLS set");
+  constexpr int64_t kMaxElapsed = int64_t(100) * 365 * 86400 * 1'000'000'000;  // a century
+  if (elapsed < 0 || elapsed > kMaxElapsed) r.fail("PM timer time out of range");
+  uint64_t ticks = uint64_t((__int128)elapsed * kPmTimerHz / 1'000'000'000);
+  if (n.tmr_last_msb > (ticks >> 23)) r.fail("PM timer overflow count ahead of the timer");
+  std::lock_guard g(cfg_mu_);
+  n.pm_mapped_at = s.pm_mapped_at;  // follows config space (config_loaded)
+  n.smb_mapped_at = s.smb_mapped_at;
+  n.tmr_base_ns = clock_() - elapsed;
+  s = n;
+  std::copy(smb, smb + 16, static_cast<SmbusDummy*>(smb_dev_.get())->regs);
+  update_sci();
+}
+
+void Piix4Pm::config_loaded() {
+  std::lock_guard g(cfg_mu_);
+  remap_io();
 }
 
 Piix4Pm::State Piix4Pm::snapshot() const {

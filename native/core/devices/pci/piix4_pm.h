@@ -31,7 +31,7 @@
 
 namespace vireo::pci {
 
-class Piix4Pm : public PciFunction {
+class Piix4Pm : public PciFunction, public Stateful {
 public:
   static constexpr uint16_t kVendor = 0x8086, kDevice = 0x7113;
   static constexpr int kSlot = 1, kFn = 3;
@@ -117,6 +117,19 @@ public:
   void apm_write(uint64_t off, std::span<const uint8_t> d);
 
   State snapshot() const;
+
+  // Saved state (section "piix4-pm"): PM1 status/enable/control, GPE0,
+  // APM, the other PM block bytes, the SMBus placeholder's registers and the
+  // PM timer as the time it had run (rebased to the load instant, so the
+  // guest's timer goes on from where it was). Where the PM and SMBus blocks
+  // are mapped follows config space ("pci" section, config_loaded); after a
+  // load the SCI is driven from the loaded registers. SLP_EN is not latched
+  // (a write with S5 powers off at once), so no sleep request is pending.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return State::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
+  void config_loaded() override;
 
 private:
   enum class After { None, Poweroff, Suspend, Smi };
