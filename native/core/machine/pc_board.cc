@@ -132,6 +132,8 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   pio.insert(ide_->channel(1)->cmd_block(), kIdeSecondaryCmd, 8, "ide1-cmd");
   pio.insert(ide_->channel(1)->ctl_block(), kIdeSecondaryCtl, 1, "ide1-ctl");
   wire_ide();
+  m.register_state("ide0", ide_->channel(0));
+  m.register_state("ide1", ide_->channel(1));
 
   if (cfg.usb_tablet) {
     // PIIX3 function 2, INTD (PIRQD by the i440FX swizzle), as on QEMU's pc.
@@ -139,6 +141,8 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
     uhci_ = std::make_shared<usb::Uhci>(&m.memory(), mono_ns);
     uhci_->attach(0, tablet_);
     host_->attach(usb::Uhci::kSlot, usb::Uhci::kFn, uhci_);
+    m.register_state("uhci", uhci_);
+    m.register_state("tablet", tablet_);
   }
 
   std::vector<uint8_t> vgabios;
@@ -156,6 +160,7 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
     }
   };
   host_->attach(kVgaSlot, 0, vga_);
+  m.register_state("vga", vga_->vga());
   pio.insert(vga_->vga()->legacy_ports(), kVgaLegacyPorts, kVgaLegacyLen, "vga");
   pio.insert(vga_->vga()->dispi_ports(), kDispiPort, kDispiLen, "vbe-dispi");
   mmio.insert(vga_->vga()->legacy_memory(), layout::kVgaWindow, layout::kVgaWindowSize, "vga-window");
@@ -361,6 +366,7 @@ std::shared_ptr<virtio::VirtioPci> PcBoard::attach_virtio(std::shared_ptr<virtio
   fn->name = std::string(kind) + "@" + std::to_string(slot);
   n->start([t = fn.get()](int q) { t->notify(q); });
   host_->attach(slot, 0, fn);
+  m_.register_state(fn->name, fn);
   virtio_notify_.push_back(std::move(notify));
   return fn;
 }
@@ -443,6 +449,7 @@ void PcBoard::wire_nics() {
       dev->name = "e1000@" + std::to_string(slot);
       if (!rom.empty()) dev->set_rom(std::move(rom));
       host_->attach(slot, 0, dev);  // INTA# through the PIIX3 PIRQ routing, as every PCI function
+      m_.register_state(dev->name, dev);
       dev->start();
       e1000_.push_back(dev);
       nics_.push_back(dev);

@@ -21,6 +21,7 @@
 // Device state goes through StateWriter / StateReader: an in-memory byte
 // buffer and a bounds-checked cursor over one section's bytes.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -79,6 +80,27 @@ public:
     bytes(b.data(), b.size());
   }
   void str(const std::string& s) { blob({reinterpret_cast<const uint8_t*>(s.data()), s.size()}); }
+  // A memory area, sparse, as the `ram` section stores RAM: u64 size, u32
+  // page size (4096), the page bitmap (bit set = page follows), then the
+  // pages with their bit set, in order. All-zero pages are left out.
+  void pages(const uint8_t* mem, uint64_t size) {
+    constexpr uint64_t kPage = 4096;
+    const uint64_t n = (size + kPage - 1) / kPage;
+    u64(size);
+    u32(uint32_t(kPage));
+    std::vector<uint8_t> bitmap((n + 7) / 8, 0);
+    auto zero = [&](uint64_t i) {
+      const uint64_t len = std::min(kPage, size - i * kPage);
+      for (uint64_t k = 0; k < len; k++)
+        if (mem[i * kPage + k]) return false;
+      return true;
+    };
+    for (uint64_t i = 0; i < n; i++)
+      if (!zero(i)) bitmap[i / 8] |= uint8_t(1u << (i % 8));
+    bytes(bitmap.data(), bitmap.size());
+    for (uint64_t i = 0; i < n; i++)
+      if (bitmap[i / 8] >> (i % 8) & 1) bytes(mem + i * kPage, std::min(kPage, size - i * kPage));
+  }
   const std::vector<uint8_t>& data() const { return buf_; }
   std::vector<uint8_t> take() { return std::move(buf_); }
 
@@ -136,6 +158,47 @@ public:
   std::string str(size_t max) {
     auto b = blob(max);
     return {b.begin(), b.end()};
+  }
+  // What StateWriter::pages wrote, checked (size `size`, page size, bitmap
+  // bits past the end clear, the data all there) but not yet applied: the
+  // caller checks the rest of its section, then apply()s.
+  struct Pages {
+    uint64_t size = 0;
+    std::span<const uint8_t> bitmap, data;
+    // Copies the present pages to `mem` (`size` bytes) and zeroes the others.
+    void apply(uint8_t* mem) const {
+      constexpr uint64_t kPage = 4096;
+      const uint64_t n = (size + kPage - 1) / kPage;
+      const uint8_t* src = data.data();
+      for (uint64_t i = 0; i < n; i++) {
+        const uint64_t len = std::min(kPage, size - i * kPage);
+        if (bitmap[i / 8] >> (i % 8) & 1) {
+          std::memcpy(mem + i * kPage, src, len);
+          src += len;
+        } else {
+          std::memset(mem + i * kPage, 0, len);
+        }
+      }
+    }
+  };
+  Pages pages(uint64_t size) {
+    constexpr uint64_t kPage = 4096;
+    Pages p;
+    p.size = u64();
+    if (p.size != size) fail("a memory area of " + std::to_string(p.size) + " bytes, this device has " + std::to_string(size));
+    if (u32() != kPage) fail("page size is not 4096");
+    const uint64_t n = (size + kPage - 1) / kPage;
+    p.bitmap = span((n + 7) / 8);
+    uint64_t present = 0, bytes_wanted = 0;
+    for (uint64_t i = 0; i < p.bitmap.size() * 8; i++) {
+      if (!(p.bitmap[i / 8] >> (i % 8) & 1)) continue;
+      if (i >= n) fail("page bitmap has bits past the end");
+      present++;
+      bytes_wanted += std::min(kPage, size - i * kPage);
+    }
+    p.data = span(bytes_wanted);
+    (void)present;
+    return p;
   }
   size_t left() const { return d_.size() - pos_; }
   // Call after the last field: bytes left over mean a layout mismatch.

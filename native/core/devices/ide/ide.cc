@@ -1,5 +1,7 @@
 #include "devices/ide/ide.h"
 
+#include "machine/state.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -24,6 +26,7 @@ void put_word(std::vector<uint8_t>& id, int word, uint16_t v) {
 
 class CmdBlock : public IoDevice {
 public:
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the IdeChannel
   explicit CmdBlock(std::shared_ptr<IdeChannel> c) : c_(std::move(c)) {}
   void read(uint64_t off, std::span<uint8_t> d) override {
     if (off == 0) {
@@ -46,6 +49,7 @@ private:
 
 class CtlBlock : public IoDevice {
 public:
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the IdeChannel
   explicit CtlBlock(std::shared_ptr<IdeChannel> c) : c_(std::move(c)) {}
   void read(uint64_t off, std::span<uint8_t> d) override {
     std::fill(d.begin(), d.end(), 0xff);
@@ -193,6 +197,139 @@ void IdeChannel::restore(const ChannelState& s) {
   std::lock_guard g(mu_);
   s_ = s;
   s_.version = ChannelState::kVersion;
+  update_irq();
+}
+
+namespace {
+constexpr uint32_t kMaxSavedBuffer = 1u << 20;  // DRQ blocks and replies are far smaller
+}
+
+void IdeChannel::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  for (int u = 0; u < 2; u++) {
+    const DriveState& d = s_.drive[u];
+    w.u8(uint8_t(d.kind));
+    w.boolean(backend_[u] != nullptr);
+    for (uint8_t b : {d.tf.feature, d.tf.hob_feature, d.tf.nsector, d.tf.hob_nsector, d.tf.lbal, d.tf.hob_lbal,
+                      d.tf.lbam, d.tf.hob_lbam, d.tf.lbah, d.tf.hob_lbah, d.tf.select, d.status, d.error})
+      w.u8(b);
+    w.u16(d.cyls);
+    w.u16(d.heads);
+    w.u16(d.spt);
+    w.u8(d.mult_sectors);
+    w.boolean(d.write_cache);
+    w.boolean(d.standby);
+    w.u8(d.xfer_mode);
+    w.u8(d.sense_key);
+    w.u8(d.asc);
+    w.u8(d.ascq);
+    w.boolean(d.unit_attention);
+    w.boolean(d.locked);
+    w.boolean(d.tray_open);
+    w.u8(d.media_event);
+  }
+  w.u8(s_.unit);
+  w.u8(s_.control);
+  w.boolean(s_.irq_pending);
+  w.u8(uint8_t(s_.xfer));
+  w.u8(s_.xfer_unit);
+  w.boolean(s_.xfer_from_reply);
+  w.u64(s_.xfer_off);
+  w.u64(s_.xfer_left);
+  w.u32(s_.xfer_block);
+  w.blob(s_.buf);
+  w.u32(s_.buf_pos);
+  w.blob(s_.reply);
+  w.u16(s_.byte_limit);
+  w.boolean(s_.packet_dma);
+  w.u8(s_.bm_cmd);
+  w.u8(s_.bm_status);
+  w.u32(s_.bm_prd);
+}
+
+void IdeChannel::load(state::StateReader& r) {
+  if (r.version() != ChannelState::kVersion)
+    r.fail("unknown version (this Vireo has " + std::to_string(ChannelState::kVersion) + ")");
+  ChannelState n;
+  std::array<bool, 2> media{};
+  std::array<DriveKind, 2> have;
+  {
+    std::lock_guard g(mu_);
+    have = {s_.drive[0].kind, s_.drive[1].kind};
+  }
+  auto max = [&](uint64_t v, uint64_t m, const char* what) {
+    if (v > m) r.fail(std::string(what) + " is " + std::to_string(v) + ", at most " + std::to_string(m));
+  };
+  static const char* kKinds[] = {"no drive", "a disk", "a CD-ROM drive"};
+  for (int u = 0; u < 2; u++) {
+    DriveState& d = n.drive[u];
+    uint8_t kind = r.u8();
+    max(kind, uint8_t(DriveKind::Cdrom), "drive kind");
+    d.kind = DriveKind(kind);
+    if (d.kind != have[u])
+      r.fail(std::string("the state has ") + kKinds[kind] + " as " + (u ? "slave" : "master") + ", this machine has " +
+             kKinds[int(have[u])]);
+    media[u] = r.boolean();
+    for (uint8_t* b : {&d.tf.feature, &d.tf.hob_feature, &d.tf.nsector, &d.tf.hob_nsector, &d.tf.lbal, &d.tf.hob_lbal,
+                       &d.tf.lbam, &d.tf.hob_lbam, &d.tf.lbah, &d.tf.hob_lbah, &d.tf.select, &d.status, &d.error})
+      *b = r.u8();
+    d.cyls = r.u16();
+    d.heads = r.u16();
+    d.spt = r.u16();
+    max(d.cyls, 65535, "cylinders");
+    if (d.heads < 1 || d.heads > 16 || d.spt < 1 || d.spt > 255) r.fail("CHS geometry out of range");
+    d.mult_sectors = r.u8();
+    max(d.mult_sectors, 16, "READ/WRITE MULTIPLE block");
+    if (d.mult_sectors & (d.mult_sectors - 1)) r.fail("READ/WRITE MULTIPLE block is not a power of two");
+    d.write_cache = r.boolean();
+    d.standby = r.boolean();
+    d.xfer_mode = r.u8();
+    d.sense_key = r.u8();
+    max(d.sense_key, 0x0f, "sense key");
+    d.asc = r.u8();
+    d.ascq = r.u8();
+    d.unit_attention = r.boolean();
+    d.locked = r.boolean();
+    d.tray_open = r.boolean();
+    d.media_event = r.u8();
+    max(d.media_event, 4, "media event");
+    if (d.kind == DriveKind::Disk && !media[u]) r.fail("a disk without its image");
+  }
+  n.unit = r.u8();
+  max(n.unit, 1, "selected device");
+  n.control = r.u8();
+  n.irq_pending = r.boolean();
+  uint8_t xfer = r.u8();
+  max(xfer, uint8_t(Xfer::AtapiDmaIn), "transfer kind");
+  n.xfer = Xfer(xfer);
+  n.xfer_unit = r.u8();
+  max(n.xfer_unit, 1, "transfer device");
+  if (n.xfer != Xfer::None && n.drive[n.xfer_unit].kind == DriveKind::None) r.fail("a transfer on no drive");
+  n.xfer_from_reply = r.boolean();
+  n.xfer_off = r.u64();
+  n.xfer_left = r.u64();
+  n.xfer_block = r.u32();
+  if (n.xfer_block == 0) r.fail("transfer block size is 0");
+  max(n.xfer_block, kMaxSavedBuffer, "transfer block size");
+  n.buf = r.blob(kMaxSavedBuffer);
+  n.buf_pos = r.u32();
+  max(n.buf_pos, n.buf.size(), "data buffer position");
+  n.reply = r.blob(kMaxSavedBuffer);
+  if (n.xfer_from_reply) max(n.xfer_off, n.reply.size(), "reply position");
+  n.byte_limit = r.u16();
+  n.packet_dma = r.boolean();
+  n.bm_cmd = r.u8();
+  n.bm_status = r.u8();
+  n.bm_prd = r.u32();
+  r.finish();
+  for (int u = 0; u < 2; u++) {
+    if (n.drive[u].kind == DriveKind::Cdrom && media[u] && !backend_[u])
+      r.fail(std::string("the state has a CD in the ") + (u ? "slave" : "master") + " drive, this machine has none");
+  }
+  std::lock_guard g(mu_);
+  s_ = n;
+  for (int u = 0; u < 2; u++)
+    if (s_.drive[u].kind == DriveKind::Cdrom && !media[u]) backend_[u].reset();
   update_irq();
 }
 

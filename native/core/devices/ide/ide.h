@@ -106,7 +106,7 @@ struct ChannelState {
   uint32_t bm_prd = 0;
 };
 
-class IdeChannel : public std::enable_shared_from_this<IdeChannel> {
+class IdeChannel : public std::enable_shared_from_this<IdeChannel>, public Stateful {
 public:
   // Create with std::make_shared: the bus adapters hold a reference.
   // `bus_master_enabled` is asked before every DMA (PCI command bit 2); null = always.
@@ -138,6 +138,19 @@ public:
   void reset();  // power-on / PCI reset of both devices
   ChannelState save();
   void restore(const ChannelState& s);
+
+  // Saved state (machine/state.h, docs/state.md, sections `dev:ide0` and
+  // `dev:ide1`): both devices' task files, status, ATA settings, ATAPI sense
+  // and media state (whether a medium is in), the current transfer with its
+  // buffers (a PIO transfer saved between two data-port accesses goes on where
+  // it was) and the bus-master registers. Commands run to completion inside
+  // the vCPU's port access, so a paused machine has none half done. The
+  // drives themselves (disks, CD-ROM) come from the configuration: a state
+  // whose drive kinds differ is refused; a CD-ROM saved empty is emptied.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return ChannelState::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
 
 private:
   DriveState& sel() { return s_.drive[s_.unit]; }
@@ -174,7 +187,7 @@ private:
   uint64_t cd_sectors(int u) const;
   std::vector<uint8_t> mode_page(uint8_t page, bool changeable);
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   ChannelState s_;
   std::array<std::shared_ptr<block::BlockBackend>, 2> backend_{};
   IrqLine irq_;

@@ -7,6 +7,7 @@ namespace {
 class BmDma : public IoDevice {
 public:
   explicit BmDma(std::array<std::shared_ptr<IdeChannel>, 2> ch) : ch_(std::move(ch)) {}
+  StateKind state_kind() const override { return StateKind::None; }  // registers saved by each IdeChannel
   void read(uint64_t off, std::span<uint8_t> d) override {
     for (size_t i = 0; i < d.size(); i++) {
       uint64_t o = off + i;

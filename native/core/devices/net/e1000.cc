@@ -6,6 +6,8 @@
 // code was taken from it.
 #include "devices/net/e1000.h"
 
+#include "machine/state.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -76,6 +78,7 @@ constexpr int kEeInitCtrl1 = 0x0a, kEeSubsysId = 0x0b, kEeSubsysVendor = 0x0c, k
 // merge into the dword, 64-bit ones are two dwords.
 class E1000::Mmio : public IoDevice {
 public:
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the E1000
   explicit Mmio(E1000& d) : d_(d) {}
   void read(uint64_t off, std::span<uint8_t> data) override {
     uint64_t v = 0;
@@ -116,6 +119,7 @@ private:
 // BAR1: IOADDR (0) selects a register, IODATA (4) reads or writes it (13.2.2).
 class E1000::Io : public IoDevice {
 public:
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the E1000
   explicit Io(E1000& d) : d_(d) {}
   void read(uint64_t off, std::span<uint8_t> data) override {
     uint32_t v = 0xffffffffu;
@@ -856,6 +860,98 @@ bool E1000::tx_segment(std::vector<uint8_t>& f, uint8_t popts, bool tso) {
   }
   tx_send(f);
   return true;
+}
+
+// ------------------------------------------------------------ saved state
+
+void E1000::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  uint32_t nonzero = 0;
+  for (uint32_t v : regs_) nonzero += v != 0;
+  w.u32(nonzero);
+  for (size_t i = 0; i < regs_.size(); i++) {
+    if (!regs_[i]) continue;
+    w.u32(uint32_t(i));
+    w.u32(regs_[i]);
+  }
+  for (uint16_t v : eeprom_) w.u16(v);
+  for (uint16_t v : phy_) w.u16(v);
+  for (uint64_t v : stats_) w.u64(v);
+  w.u32(eecd_);
+  w.i32(ee_bits_);
+  w.u32(ee_cmd_);
+  w.u32(ioaddr_);
+  w.boolean(link_up_.load());
+  w.u32(uint32_t(fifo_.size()));
+  for (const auto& f : fifo_) w.blob(f);
+  for (uint8_t b : {ctx_.ipcss, ctx_.ipcso, ctx_.tucss, ctx_.tucso, ctx_.tucmd, ctx_.hdrlen}) w.u8(b);
+  for (uint16_t v : {ctx_.ipcse, ctx_.tucse, ctx_.mss}) w.u16(v);
+  w.u32(ctx_.paylen);
+  w.blob(tx_.data);
+  for (bool b : {tx_.tse, tx_.legacy, tx_.bad, tx_.first}) w.boolean(b);
+  for (uint8_t b : {tx_.popts, tx_.cso, tx_.css, tx_.cmd}) w.u8(b);
+}
+
+void E1000::load(state::StateReader& r) {
+  if (r.version() != 1) r.fail("unknown version (this Vireo has 1)");
+  std::vector<uint32_t> regs(regs_.size(), 0);
+  uint32_t nonzero = r.u32();
+  if (nonzero > regs.size()) r.fail("more registers than the device has");
+  for (uint32_t k = 0, last = 0; k < nonzero; k++) {
+    uint32_t i = r.u32();
+    if (i >= regs.size() || (k && i <= last)) r.fail("register index " + std::to_string(i) + " out of range or order");
+    last = i;
+    regs[i] = r.u32();
+  }
+  std::array<uint16_t, kEepromWords> eeprom;
+  for (auto& v : eeprom) v = r.u16();
+  uint16_t sum = 0;
+  for (uint16_t v : eeprom) sum = uint16_t(sum + v);
+  if (sum != 0xbaba) r.fail("the EEPROM checksum is wrong");
+  if (eeprom[0] != le16(opt_.mac.data()) || eeprom[1] != le16(opt_.mac.data() + 2) || eeprom[2] != le16(opt_.mac.data() + 4))
+    r.fail("the EEPROM holds another MAC address than this card's");
+  std::array<uint16_t, 32> phy;
+  for (auto& v : phy) v = r.u16();
+  std::array<uint64_t, 64> stats;
+  for (auto& v : stats) v = r.u64();
+  uint32_t eecd = r.u32();
+  int32_t ee_bits = r.i32();
+  if (ee_bits < 0 || ee_bits > 10 + 16 * kEepromWords) r.fail("the EEPROM clock count is out of range");
+  uint32_t ee_cmd = r.u32();
+  if (ee_cmd >> 9) r.fail("the EEPROM command has more than 9 bits");
+  uint32_t ioaddr = r.u32();
+  bool link = r.boolean();
+  uint32_t nf = r.u32();
+  if (nf > opt_.rx_fifo) r.fail(std::to_string(nf) + " frames waiting, at most " + std::to_string(opt_.rx_fifo));
+  std::deque<std::vector<uint8_t>> fifo;
+  for (uint32_t i = 0; i < nf; i++) {
+    fifo.push_back(r.blob(kMaxLongFrame));
+    if (fifo.back().size() < net::kMinFrame) r.fail("a waiting frame is shorter than an Ethernet header");
+  }
+  TxContext ctx;
+  for (uint8_t* b : {&ctx.ipcss, &ctx.ipcso, &ctx.tucss, &ctx.tucso, &ctx.tucmd, &ctx.hdrlen}) *b = r.u8();
+  for (uint16_t* v : {&ctx.ipcse, &ctx.tucse, &ctx.mss}) *v = r.u16();
+  ctx.paylen = r.u32();
+  TxState tx;
+  tx.data = r.blob(kMaxTsoPacket);
+  for (bool* b : {&tx.tse, &tx.legacy, &tx.bad, &tx.first}) *b = r.boolean();
+  for (uint8_t* b : {&tx.popts, &tx.cso, &tx.css, &tx.cmd}) *b = r.u8();
+  if (!tx.tse && tx.data.size() > kMaxTxPacket) r.fail("the packet being gathered is longer than a packet without TSO");
+  r.finish();
+  std::lock_guard g(mu_);
+  regs_ = std::move(regs);
+  eeprom_ = eeprom;
+  phy_ = phy;
+  stats_ = stats;
+  eecd_ = eecd;
+  ee_bits_ = ee_bits;
+  ee_cmd_ = ee_cmd;
+  ioaddr_ = ioaddr;
+  link_up_ = link;
+  fifo_ = std::move(fifo);
+  ctx_ = ctx;
+  tx_ = std::move(tx);
+  update_irq();
 }
 
 }  // namespace vireo::e1000

@@ -96,7 +96,7 @@ constexpr uint16_t kBmsrLink = 0x0004, kBmsrAnComplete = 0x0020;
 constexpr uint32_t kEepromChecksum = 0xbaba;
 constexpr int kEepromWords = 64;
 
-class E1000 : public pci::PciFunction, public net::Nic {
+class E1000 : public pci::PciFunction, public net::Nic, public Stateful {
 public:
   static constexpr uint16_t kVendor = 0x8086, kDevice = 0x100e;
   static constexpr uint64_t kMmioSize = 128 << 10, kIoSize = 64;
@@ -129,6 +129,18 @@ public:
 
   const std::array<uint16_t, kEepromWords>& eeprom() const { return eeprom_; }
   const MacAddr& mac() const { return opt_.mac; }
+
+  // Saved state (machine/state.h, docs/state.md, section `dev:e1000@<slot>`):
+  // the BAR0 registers (ring bases, lengths, heads and tails, interrupt
+  // registers, filters...; written as the non-zero ones), the EEPROM and its
+  // Microwire state, the PHY registers, the statistics, the I/O window
+  // address, the link, the frames waiting for receive descriptors and the
+  // transmit context and packet being gathered. The descriptors themselves
+  // are in guest RAM. PCI config space is the PCI host's.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return 1; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
 
 private:
   class Mmio;

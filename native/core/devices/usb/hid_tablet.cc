@@ -1,5 +1,7 @@
 #include "devices/usb/hid_tablet.h"
 
+#include "machine/state.h"
+
 #include <algorithm>
 
 namespace vireo::usb {
@@ -371,6 +373,97 @@ bool HidTablet::setup(const SetupPacket& s) {
     }
   }
   return false;
+}
+
+// ---- saved state ----
+
+void HidTablet::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  const int64_t now = clock_();
+  w.u8(address_);
+  w.u8(pending_address_);
+  w.boolean(set_address_pending_);
+  w.u8(config_);
+  w.boolean(ep_halted_);
+  w.u8(idle_);
+  w.u8(protocol_);
+  w.i64(now - last_report_ns_);
+  w.i64(now - last_poll_ns_);
+  w.boolean(polled_);
+  w.u8(uint8_t(stage_));
+  for (uint8_t b : {setup_.request_type, setup_.request}) w.u8(b);
+  for (uint16_t v : {setup_.value, setup_.index, setup_.length}) w.u16(v);
+  w.blob(ctrl_data_);
+  w.u32(uint32_t(ctrl_pos_));
+  w.i32(x_);
+  w.i32(y_);
+  w.u8(buttons_);
+  w.i32(wheel_);
+  w.i32(hwheel_);
+  w.boolean(changed_);
+}
+
+void HidTablet::load(state::StateReader& r) {
+  if (r.version() != 1) r.fail("unknown version (this Vireo has 1)");
+  auto in = [&](int64_t v, int64_t lo, int64_t hi, const char* what) {
+    if (v < lo || v > hi) r.fail(std::string(what) + " is " + std::to_string(v) + ", not in " + std::to_string(lo) + ".." + std::to_string(hi));
+  };
+  uint8_t address = r.u8(), pending = r.u8();
+  in(address, 0, 127, "the USB address");
+  in(pending, 0, 127, "the pending USB address");
+  bool pending_set = r.boolean();
+  uint8_t config = r.u8();
+  in(config, 0, 1, "the configuration");
+  bool halted = r.boolean();
+  uint8_t idle = r.u8(), protocol = r.u8();
+  in(protocol, 0, 1, "the protocol");
+  int64_t report_age = r.i64(), poll_age = r.i64();
+  bool polled = r.boolean();
+  uint8_t stage = r.u8();
+  in(stage, 0, uint8_t(Stage::Stalled), "the control stage");
+  SetupPacket setup;
+  setup.request_type = r.u8();
+  setup.request = r.u8();
+  setup.value = r.u16();
+  setup.index = r.u16();
+  setup.length = r.u16();
+  std::vector<uint8_t> data = r.blob(65535);
+  uint32_t pos = r.u32();
+  in(pos, 0, int64_t(data.size()), "the control data position");
+  int32_t x = r.i32(), y = r.i32();
+  in(x, 0, kMaxCoord, "x");
+  in(y, 0, kMaxCoord, "y");
+  uint8_t buttons = r.u8();
+  in(buttons, 0, 0x1f, "the buttons");
+  int32_t wheel = r.i32(), hwheel = r.i32();
+  in(wheel, -1000, 1000, "the wheel");
+  in(hwheel, -1000, 1000, "the horizontal wheel");
+  bool changed = r.boolean();
+  r.finish();
+  std::lock_guard g(mu_);
+  const int64_t now = clock_();
+  address_ = address;
+  pending_address_ = pending;
+  set_address_pending_ = pending_set;
+  config_ = config;
+  ep_halted_ = halted;
+  idle_ = idle;
+  protocol_ = protocol;
+  // Ages at the save, from this process's clock (a negative age is a clock
+  // that went backwards: treat it as just now).
+  last_report_ns_ = now - std::max<int64_t>(report_age, 0);
+  last_poll_ns_ = now - std::max<int64_t>(poll_age, 0);
+  polled_ = polled;
+  stage_ = Stage(stage);
+  setup_ = setup;
+  ctrl_data_ = std::move(data);
+  ctrl_pos_ = pos;
+  x_ = x;
+  y_ = y;
+  buttons_ = buttons;
+  wheel_ = wheel;
+  hwheel_ = hwheel;
+  changed_ = changed;
 }
 
 }  // namespace vireo::usb

@@ -26,11 +26,12 @@
 #include <span>
 #include <vector>
 
+#include "bus/device.h"
 #include "devices/usb/usb.h"
 
 namespace vireo::usb {
 
-class HidTablet : public UsbDevice {
+class HidTablet : public UsbDevice, public Stateful {
 public:
   static constexpr int kMaxCoord = 32767;
   static constexpr uint16_t kVendor = 0x1209, kProduct = 0x0001;
@@ -56,6 +57,16 @@ public:
   // Configured by the guest, and its interrupt endpoint polled in the last kActiveNs.
   bool active() const;
   bool configured() const;
+
+  // Saved state (machine/state.h, docs/state.md, section `dev:tablet`): the
+  // USB device state (address, configuration, halt, idle, protocol), a
+  // control transfer in progress, the pointer and the report not yet
+  // delivered; the last report and poll times as ages, rebased to the clock
+  // at load.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return 1; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
 
   // ---- UsbDevice (the controller's frame thread) ----
   void bus_reset() override;

@@ -3,6 +3,8 @@
 // TDs, QHs) and 3.4 (the execution model).
 #include "devices/usb/uhci.h"
 
+#include "machine/state.h"
+
 #include <algorithm>
 #include <chrono>
 
@@ -13,6 +15,7 @@ namespace {
 class UhciIo : public IoDevice {
 public:
   explicit UhciIo(Uhci* u) : u_(u) {}
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the Uhci
   void read(uint64_t off, std::span<uint8_t> d) override { u64_to_span(u_->reg_read(uint32_t(off), int(d.size())), d); }
   void write(uint64_t off, std::span<const uint8_t> d) override {
     u_->reg_write(uint32_t(off), int(d.size()), uint32_t(span_to_u64(d)));
@@ -472,6 +475,59 @@ void Uhci::frame_locked() {
     }
   }
   end_frame();
+}
+
+// ---- saved state ----
+
+void Uhci::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  w.u16(cmd_);
+  w.u16(sts_);
+  w.u16(intr_);
+  w.u16(frnum_);
+  w.u32(flbase_);
+  w.u8(sofmod_);
+  for (uint16_t p : portsc_) w.u16(p);
+  w.boolean(int_ioc_);
+  w.boolean(int_short_);
+  w.boolean(last_frame_busy_);
+  w.i64(next_frame_ns_ - clock_());
+}
+
+void Uhci::load(state::StateReader& r) {
+  if (r.version() != 1) r.fail("unknown version (this Vireo has 1)");
+  uint16_t cmd = r.u16(), sts = r.u16(), intr = r.u16(), frnum = r.u16();
+  uint32_t flbase = r.u32();
+  uint8_t sofmod = r.u8();
+  std::array<uint16_t, kPorts> ports{};
+  for (auto& p : ports) p = r.u16();
+  bool ioc = r.boolean(), shrt = r.boolean(), busy = r.boolean();
+  int64_t to_next = r.i64();
+  r.finish();
+  if (cmd & ~0xffu) r.fail("USBCMD has undefined bits");
+  if (sts & ~0x3fu) r.fail("USBSTS has undefined bits");
+  if (intr & ~0xfu) r.fail("USBINTR has undefined bits");
+  if (frnum > 0x7ff) r.fail("the frame number is past 2047");
+  if (flbase & 0xfffu) r.fail("the frame list base is not 4 KiB aligned");
+  if (sofmod > 0x7f) r.fail("SOFMOD is past 127");
+  std::lock_guard g(mu_);
+  for (int p = 0; p < kPorts; p++) {
+    if (bool(ports[size_t(p)] & kPortCcs) != bool(dev_[size_t(p)]))
+      r.fail("port " + std::to_string(p + 1) + (dev_[size_t(p)] ? " has a device here, none in the state" : " has a device in the state, none here"));
+  }
+  cmd_ = cmd;
+  sts_ = sts;
+  intr_ = intr;
+  frnum_ = frnum;
+  flbase_ = flbase;
+  sofmod_ = sofmod;
+  portsc_ = ports;
+  int_ioc_ = ioc;
+  int_short_ = shrt;
+  last_frame_busy_ = busy;
+  next_frame_ns_ = clock_() + std::clamp<int64_t>(to_next, 0, kFrameNs);
+  update_irq();
+  cv_.notify_all();
 }
 
 }  // namespace vireo::usb

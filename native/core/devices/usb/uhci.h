@@ -38,7 +38,7 @@
 
 namespace vireo::usb {
 
-class Uhci : public pci::PciFunction {
+class Uhci : public pci::PciFunction, public Stateful {
 public:
   static constexpr uint16_t kVendor = 0x8086, kDevice = 0x7020;
   static constexpr uint32_t kClass = 0x0c0300;  // serial bus, USB, UHCI
@@ -114,6 +114,17 @@ public:
   void reset() override;
 
   Counters counters() const;
+
+  // Saved state (machine/state.h, docs/state.md, section `dev:uhci`): the
+  // I/O registers, the ports' status, the interrupt causes, and the frame
+  // clock as the time to the next frame, rebased to the clock at load (the
+  // frames a saved machine did not run are not run at once). The devices on
+  // the ports save their own state; PCI config space (LEGSUP included) is the
+  // PCI host's.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return 1; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
   bool irq_level() const { return intx_level(); }
 
 private:

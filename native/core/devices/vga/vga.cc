@@ -1,6 +1,7 @@
 #include "devices/vga/vga.h"
 
 #include "devices/vga/png.h"
+#include "machine/state.h"
 
 #include <sys/mman.h>
 
@@ -48,6 +49,7 @@ inline uint32_t bgrx(uint8_t r, uint8_t g, uint8_t b) {
 // Adapters: each bus range gets a thin IoDevice that forwards into the core.
 class LegacyPorts : public IoDevice {
 public:
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the VgaDevice
   explicit LegacyPorts(std::shared_ptr<VgaDevice> d) : d_(std::move(d)) {}
   void read(uint64_t off, std::span<uint8_t> data) override {
     for (size_t i = 0; i < data.size(); i++) data[i] = d_->port_read(uint16_t(0x3b0 + off + i));
@@ -64,26 +66,28 @@ private:
 class DispiPorts : public IoDevice {
 public:
   explicit DispiPorts(std::shared_ptr<VgaDevice> d) : d_(std::move(d)) {}
+  // The index lives in the device's VgaState (saved with it); BAR2 uses direct offsets.
+  StateKind state_kind() const override { return StateKind::None; }
   void read(uint64_t off, std::span<uint8_t> data) override {
-    u64_to_span(off == 0 ? index_ : d_->dispi_read(index_), data);
+    u64_to_span(off == 0 ? d_->dispi_index() : d_->dispi_read(d_->dispi_index()), data);
   }
   void write(uint64_t off, std::span<const uint8_t> data) override {
     uint16_t v = uint16_t(span_to_u64(data));
     if (off == 0) {
-      index_ = v;
-      if (data.size() >= 4) d_->dispi_write(index_, uint16_t(span_to_u64(data) >> 16));
+      d_->set_dispi_index(v);
+      if (data.size() >= 4) d_->dispi_write(v, uint16_t(span_to_u64(data) >> 16));
     } else {
-      d_->dispi_write(index_, v);
+      d_->dispi_write(d_->dispi_index(), v);
     }
   }
 
 private:
   std::shared_ptr<VgaDevice> d_;
-  uint16_t index_ = 0;  // only this adapter sees the index; BAR2 uses direct offsets
 };
 
 class LegacyMemory : public IoDevice {
 public:
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the VgaDevice
   explicit LegacyMemory(std::shared_ptr<VgaDevice> d) : d_(std::move(d)) {}
   void read(uint64_t off, std::span<uint8_t> data) override {
     for (size_t i = 0; i < data.size(); i++) data[i] = d_->mem_read(uint32_t(off + i));
@@ -101,6 +105,7 @@ public:
   Forward(std::shared_ptr<VgaDevice> d, std::function<void(uint64_t, std::span<uint8_t>)> r,
           std::function<void(uint64_t, std::span<const uint8_t>)> w)
       : d_(std::move(d)), r_(std::move(r)), w_(std::move(w)) {}
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the VgaDevice
   void read(uint64_t off, std::span<uint8_t> data) override { r_(off, data); }
   void write(uint64_t off, std::span<const uint8_t> data) override { w_(off, data); }
 
@@ -149,6 +154,107 @@ void VgaDevice::restore(const VgaState& s) {
   std::lock_guard g(mu_);
   s_ = s;
   s_.version = VgaState::kVersion;
+  reg_gen_++;
+  mem_gen_++;
+  cur_geom_ = {};  // next poll is a full frame
+}
+
+uint16_t VgaDevice::dispi_index() {
+  std::lock_guard g(mu_);
+  return s_.dispi_index;
+}
+
+void VgaDevice::set_dispi_index(uint16_t v) {
+  std::lock_guard g(mu_);
+  s_.dispi_index = v;
+}
+
+void VgaDevice::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  w.u8(s_.misc_output);
+  w.u8(s_.feature_control);
+  w.u8(s_.seq_index);
+  w.bytes(s_.seq.data(), s_.seq.size());
+  w.u8(s_.gc_index);
+  w.bytes(s_.gc.data(), s_.gc.size());
+  w.u8(s_.ar_index);
+  w.boolean(s_.ar_flip_flop);
+  w.bytes(s_.ar.data(), s_.ar.size());
+  w.u8(s_.crtc_index);
+  w.bytes(s_.crtc.data(), s_.crtc.size());
+  w.u8(s_.dac_read_index);
+  w.u8(s_.dac_write_index);
+  w.u8(s_.dac_sub_index);
+  w.u8(s_.dac_state);
+  w.bytes(s_.dac_cache.data(), s_.dac_cache.size());
+  w.bytes(s_.palette.data(), s_.palette.size());
+  w.u8(s_.pel_mask);
+  w.u8(s_.st01_toggle);
+  w.u32(s_.latch);
+  w.u16(s_.dispi_index);
+  for (uint16_t v : s_.dispi) w.u16(v);
+  w.u32(s_.vbe_start);
+  w.u32(s_.vbe_line_offset);
+  w.u32(s_.vbe_bank_offset);
+  w.pages(vram_, vram_size_);
+}
+
+void VgaDevice::load(state::StateReader& r) {
+  if (r.version() != VgaState::kVersion)
+    r.fail("unknown version (this Vireo has " + std::to_string(VgaState::kVersion) + ")");
+  VgaState n;
+  auto in_range = [&](uint32_t v, uint32_t max, const char* what) {
+    if (v > max) r.fail(std::string(what) + " is " + std::to_string(v) + ", at most " + std::to_string(max));
+  };
+  n.misc_output = r.u8();
+  n.feature_control = r.u8();
+  in_range(n.feature_control, 3, "feature control");
+  n.seq_index = r.u8();
+  in_range(n.seq_index, 7, "sequencer index");
+  r.bytes(n.seq.data(), n.seq.size());
+  n.gc_index = r.u8();
+  in_range(n.gc_index, 0x0f, "graphics controller index");
+  r.bytes(n.gc.data(), n.gc.size());
+  n.ar_index = r.u8();
+  in_range(n.ar_index, 0x3f, "attribute controller index");
+  n.ar_flip_flop = r.boolean();
+  r.bytes(n.ar.data(), n.ar.size());
+  n.crtc_index = r.u8();
+  in_range(n.crtc_index, 0x1f, "CRTC index");
+  r.bytes(n.crtc.data(), n.crtc.size());
+  n.dac_read_index = r.u8();
+  n.dac_write_index = r.u8();
+  n.dac_sub_index = r.u8();
+  in_range(n.dac_sub_index, 2, "DAC colour component");
+  n.dac_state = r.u8();
+  if (n.dac_state != 0 && n.dac_state != 3) r.fail("DAC state is " + std::to_string(n.dac_state) + ", not 0 or 3");
+  r.bytes(n.dac_cache.data(), n.dac_cache.size());
+  r.bytes(n.palette.data(), n.palette.size());
+  n.pel_mask = r.u8();
+  n.st01_toggle = r.u8();
+  n.latch = r.u32();
+  n.dispi_index = r.u16();
+  for (uint16_t& v : n.dispi) v = r.u16();
+  n.vbe_start = r.u32();
+  n.vbe_line_offset = r.u32();
+  n.vbe_bank_offset = r.u32();
+  const uint16_t id = n.dispi[kDispiId], bpp = n.dispi[kDispiBpp];
+  if (id < kDispiId0 || id > kDispiId5) r.fail("VBE id is not one of B0C0..B0C5");
+  in_range(n.dispi[kDispiXres], kDispiMaxXres, "VBE width");
+  in_range(n.dispi[kDispiYres], kDispiMaxYres, "VBE height");
+  if (bpp != 4 && bpp != 8 && bpp != 15 && bpp != 16 && bpp != 24 && bpp != 32)
+    r.fail("VBE depth is " + std::to_string(bpp) + " bits");
+  const uint32_t banks = uint32_t(vram_size_ >> 16);
+  in_range(n.dispi[kDispiBank], banks - 1, "VBE bank");
+  if (n.vbe_bank_offset != uint32_t(n.dispi[kDispiBank]) << 16) r.fail("VBE bank offset does not match the bank");
+  in_range(n.vbe_start, uint32_t(vram_size_), "VBE start");
+  in_range(n.vbe_line_offset, uint32_t(vram_size_), "VBE line length");
+  auto vram = r.pages(vram_size_);
+  r.finish();
+  std::lock_guard g(mu_);
+  s_ = n;
+  vram.apply(vram_);
+  std::fill(win_dirty_.begin(), win_dirty_.end(), ~uint64_t(0));
   reg_gen_++;
   mem_gen_++;
   cur_geom_ = {};  // next poll is a full frame

@@ -109,7 +109,7 @@ struct Frame {
 
 enum class DisplayMode : uint8_t { Blank, Text, Vga256, Planar16, Vbe };
 
-class VgaDevice : public std::enable_shared_from_this<VgaDevice> {
+class VgaDevice : public std::enable_shared_from_this<VgaDevice>, public Stateful {
 public:
   static constexpr size_t kDefaultVramSize = 16u << 20;
   static constexpr size_t kPageSize = 4096;
@@ -158,6 +158,19 @@ public:
   void reset();
   VgaState save();
   void restore(const VgaState& s);
+  // The Bochs dispi index as the 0x1ce port holds it (VgaState::dispi_index).
+  uint16_t dispi_index();
+  void set_dispi_index(uint16_t v);
+
+  // Saved state (machine/state.h, docs/state.md, section `dev:vga`): every
+  // register of VgaState, then VRAM as present pages (zero pages left out).
+  // Loading re-checks every index and the VBE geometry against VRAM, then
+  // copies VRAM in place (the KVM slot maps this same memory, so the LFB
+  // shows it at once) and makes the next poll() a full frame.
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return VgaState::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
 
   // 128-byte EDID 1.4 block served at BAR2 offset 0.
   static std::array<uint8_t, 128> make_edid();
@@ -190,7 +203,7 @@ private:
   void render_vbe_line(uint32_t y, uint32_t* out) const;
   void render_full(const ModeGeom& g, uint32_t* out, uint64_t now_ns) const;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   VgaState s_;
   uint8_t* vram_ = nullptr;
   size_t vram_size_ = 0;

@@ -6,10 +6,12 @@
 // (an I/O thread) takes it before touching its queues.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <span>
 #include <string>
 
+#include "bus/device.h"
 #include "devices/virtio/queue.h"
 #include "machine/guest_memory.h"
 
@@ -59,6 +61,16 @@ public:
   // Wait until no work started by this device is still running on other
   // threads. Called without the lock, before the transport goes away.
   virtual void quiesce() {}
+
+  // Saved state (machine/state.h): what the device keeps beyond the
+  // transport's registers and queues, written into the transport's section.
+  // save_device() runs with the transport lock held; it throws
+  // state::StateError when the device holds work it cannot save (requests in
+  // flight). load_device() reads and checks its part without changing
+  // anything and returns what applies it (called with the transport lock
+  // held, after activate() when the driver was running).
+  virtual void save_device(state::StateWriter&) const {}
+  virtual std::function<void()> load_device(state::StateReader&) { return [] {}; }
 
 protected:
   Transport* transport_ = nullptr;

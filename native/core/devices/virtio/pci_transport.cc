@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "machine/state.h"
+
 namespace vireo::virtio {
 
 namespace {
@@ -58,6 +60,7 @@ uint32_t pci_class_for(uint16_t type) {
 
 class VirtioPci::ModernBar : public IoDevice {
 public:
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the VirtioPci
   explicit ModernBar(VirtioPci* t) : t_(t) {}
   void read(uint64_t off, std::span<uint8_t> d) override { t_->bar4_read(off, d); }
   void write(uint64_t off, std::span<const uint8_t> d) override { t_->bar4_write(off, d); }
@@ -68,6 +71,7 @@ private:
 
 class VirtioPci::MsixBar : public IoDevice {
 public:
+  StateKind state_kind() const override { return StateKind::None; }  // saved by the VirtioPci
   explicit MsixBar(VirtioPci* t) : t_(t) {}
   void read(uint64_t off, std::span<uint8_t> d) override { t_->msix_read(off, d); }
   void write(uint64_t off, std::span<const uint8_t> d) override { t_->msix_write(off, d); }
@@ -469,6 +473,120 @@ void VirtioPci::msix_write(uint64_t off, std::span<const uint8_t> d) {
     }
   }
   if (unmasked) deliver_pending();
+}
+
+// ------------------------------------------------------------ saved state
+
+void VirtioPci::save(state::StateWriter& w) const {
+  std::lock_guard g(mu_);
+  for (size_t i = 0; i < queues_.size(); i++) {
+    if (queues_[i].heads_in_flight())
+      throw state::StateError(name + ": queue " + std::to_string(i) + " has " +
+                              std::to_string(queues_[i].heads_in_flight()) + " requests in flight; pause the machine first");
+  }
+  w.u16(uint16_t(queues_.size()));
+  w.u16(msix_vectors_);
+  w.u32(s_.device_feature_select);
+  w.u32(s_.driver_feature_select);
+  w.u64(s_.driver_features);
+  w.u16(s_.config_msix_vector);
+  w.u8(s_.status);
+  w.u8(s_.config_generation);
+  w.u16(s_.queue_select);
+  w.u8(s_.isr);
+  for (uint16_t v = 0; v < msix_vectors_; v++) {
+    const auto& e = s_.msix[v];
+    w.u32(e.addr_lo);
+    w.u32(e.addr_hi);
+    w.u32(e.data);
+    w.u32(e.ctrl);
+    w.boolean(s_.pba[v]);
+  }
+  for (const auto& q : queues_) {
+    w.u16(q.s.size);
+    w.boolean(q.s.ready);
+    w.u16(q.s.msix_vector);
+    w.u64(q.s.desc);
+    w.u64(q.s.avail);
+    w.u64(q.s.used);
+    w.u16(q.s.last_avail);
+    w.u16(q.s.used_idx);
+    w.u16(q.s.signalled_used);
+  }
+  w.str(needs_reset_why_);
+  dev_->save_device(w);
+}
+
+void VirtioPci::load(state::StateReader& r) {
+  if (r.version() != State::kVersion) r.fail("unknown version (this Vireo has " + std::to_string(State::kVersion) + ")");
+  const uint16_t nq = r.u16(), nv = r.u16();
+  if (nq != queues_.size() || nv != msix_vectors_)
+    r.fail("the state has " + std::to_string(nq) + " queues and " + std::to_string(nv) + " MSI-X vectors, this device " +
+           std::to_string(queues_.size()) + " and " + std::to_string(msix_vectors_));
+  auto vector = [&](uint16_t v, const char* what) {
+    if (v != kNoVector && v >= msix_vectors_) r.fail(std::string(what) + " is " + std::to_string(v) + ", past the MSI-X table");
+  };
+  State n;
+  n.device_feature_select = r.u32();
+  n.driver_feature_select = r.u32();
+  n.driver_features = r.u64();
+  n.config_msix_vector = r.u16();
+  vector(n.config_msix_vector, "the configuration vector");
+  n.status = r.u8();
+  n.config_generation = r.u8();
+  n.queue_select = r.u16();
+  n.isr = r.u8();
+  if (n.isr & ~(kIsrQueue | kIsrConfig)) r.fail("ISR has undefined bits");
+  if ((n.status & kStatusFeaturesOk) &&
+      ((n.driver_features & ~dev_->device_features()) || !(n.driver_features & bit(kFVersion1))))
+    r.fail("the negotiated features are not ones this device offers");
+  n.msix.assign(msix_vectors_, {});
+  n.pba.assign(msix_vectors_, false);
+  for (uint16_t v = 0; v < msix_vectors_; v++) {
+    auto& e = n.msix[v];
+    e.addr_lo = r.u32();
+    e.addr_hi = r.u32();
+    e.data = r.u32();
+    e.ctrl = r.u32();
+    if (e.ctrl > 1) r.fail("an MSI-X vector control has undefined bits");
+    n.pba[v] = r.boolean();
+  }
+  std::vector<SplitQueue::State> qs(queues_.size());
+  for (size_t i = 0; i < queues_.size(); i++) {
+    auto& q = qs[i];
+    q.size = r.u16();
+    if (!q.size || q.size > queues_[i].max_size() || (q.size & (q.size - 1)))
+      r.fail("queue " + std::to_string(i) + " size " + std::to_string(q.size) + " is not a power of two up to " +
+             std::to_string(queues_[i].max_size()));
+    q.ready = r.boolean();
+    q.msix_vector = r.u16();
+    vector(q.msix_vector, "a queue vector");
+    q.desc = r.u64();
+    q.avail = r.u64();
+    q.used = r.u64();
+    q.last_avail = r.u16();
+    q.used_idx = r.u16();
+    q.signalled_used = r.u16();
+  }
+  std::string why = r.str(4096);
+  std::function<void()> apply_device = dev_->load_device(r);
+  r.finish();
+
+  std::lock_guard g(mu_);
+  epoch_++;
+  dev_->reset();
+  s_ = n;
+  for (size_t i = 0; i < queues_.size(); i++) {
+    auto& q = queues_[i];
+    q.reset();
+    q.s = qs[i];
+    q.event_idx = (n.status & kStatusFeaturesOk) && (n.driver_features & bit(kFEventIdx));
+    q.indirect = (n.status & kStatusFeaturesOk) && (n.driver_features & bit(kFIndirectDesc));
+  }
+  needs_reset_why_ = why;
+  if ((n.status & kStatusDriverOk) && (n.status & kStatusFeaturesOk)) dev_->activate(n.driver_features);
+  apply_device();
+  set_intx(s_.isr != 0);
 }
 
 }  // namespace vireo::virtio

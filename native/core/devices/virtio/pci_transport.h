@@ -24,7 +24,7 @@
 
 namespace vireo::virtio {
 
-class VirtioPci : public pci::PciFunction, public Transport {
+class VirtioPci : public pci::PciFunction, public Transport, public Stateful {
 public:
   struct Hooks {
     // Send an MSI (address, data). Unset: MSI-X messages are dropped.
@@ -72,6 +72,20 @@ public:
   uint8_t cap_offset(uint8_t cfg_type) const;  // 0 if absent
   uint8_t msix_cap() const { return msix_cap_; }
   VirtioDevice& device() { return *dev_; }
+
+  // Saved state (machine/state.h, docs/state.md, section `dev:<kind>@<slot>`):
+  // the common configuration (feature selects, driver features, status,
+  // config vector and generation, queue select), ISR, the MSI-X table and
+  // pending bits, every queue's size, enable, vector, ring addresses and
+  // last_avail / used / signalled indices, then the device's own part
+  // (VirtioDevice::save_device). The PCI config space (BARs, the MSI-X enable
+  // bit) is the PCI host's to save. A queue with chains still held by the
+  // device cannot be saved (pause drains virtio-blk; virtio-net holds none
+  // between calls).
+  StateKind state_kind() const override { return StateKind::Saved; }
+  uint32_t state_version() const override { return State::kVersion; }
+  void save(state::StateWriter& w) const override;
+  void load(state::StateReader& r) override;
 
   // Saved state of the transport (queues are saved with their own State).
   struct State {

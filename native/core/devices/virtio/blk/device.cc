@@ -1,6 +1,8 @@
 // virtio-blk device (virtio 1.2, 5.2).
 #include "devices/virtio/blk/device.h"
 
+#include "machine/state.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -267,6 +269,11 @@ void VirtioBlk::complete(Request& req) {
     return;
   }
   transport_->signal_used(r->q);
+}
+
+void VirtioBlk::save_device(state::StateWriter&) const {
+  size_t n = io_->in_flight() + deferred_.size();
+  if (n) throw state::StateError("virtio-blk: " + std::to_string(n) + " requests still in flight; pause the machine first");
 }
 
 }  // namespace vireo::virtio

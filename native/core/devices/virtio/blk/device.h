@@ -65,6 +65,9 @@ public:
   void queue_notify(int q) override;
   void quiesce() override;
   void reset() override;  // transport lock held
+  // Saved state: nothing beyond the transport's; refuses while requests are
+  // in flight or waiting for room (Machine::pause drains them first).
+  void save_device(state::StateWriter& w) const override;
 
   // Tests: wait until every submitted request has completed.
   void drain() { io_->drain(); }

@@ -1,6 +1,8 @@
 // virtio-net device (virtio 1.2, 5.1). See device.h.
 #include "devices/virtio/net/device.h"
 
+#include "machine/state.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -330,6 +332,29 @@ bool VirtioNet::tx_one(const SplitQueue::Chain& ch) {
   c_.tx_packets++;
   c_.tx_bytes += frame.size();
   return true;
+}
+
+void VirtioNet::save_device(state::StateWriter& w) const {
+  w.boolean(link_up_.load());
+  w.boolean(broken_);
+  w.u32(uint32_t(backlog_.size()));
+  for (const auto& f : backlog_) w.blob(f);
+}
+
+std::function<void()> VirtioNet::load_device(state::StateReader& r) {
+  bool link = r.boolean(), broken = r.boolean();
+  uint32_t n = r.u32();
+  if (n > opt_.rx_backlog) r.fail(std::to_string(n) + " frames waiting, at most " + std::to_string(opt_.rx_backlog));
+  std::deque<std::vector<uint8_t>> frames;
+  for (uint32_t i = 0; i < n; i++) {
+    frames.push_back(r.blob(net::kMaxFrame));
+    if (frames.back().size() < net::kMinFrame) r.fail("a waiting frame is shorter than an Ethernet header");
+  }
+  return [this, link, broken, frames = std::move(frames)]() mutable {
+    link_up_ = link;
+    broken_ = broken;
+    backlog_ = std::move(frames);
+  };
 }
 
 }  // namespace vireo::virtio

@@ -78,6 +78,10 @@ public:
   void reset() override;
   // Stops the backend: no frame arrives after it returns.
   void quiesce() override;
+  // Saved state: the link status, whether the device broke down (needs a
+  // reset), and the frames waiting for receive buffers.
+  void save_device(state::StateWriter& w) const override;
+  std::function<void()> load_device(state::StateReader& r) override;
 
   // Starts the backend; call once the transport is attached.
   void start();
