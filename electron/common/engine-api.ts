@@ -226,6 +226,11 @@ export interface NativeAddon {
   kvmIsPvm(): boolean;
   /** The UID at the other end of a connected UNIX socket (SO_PEERCRED); the service's socket checks it. */
   peerUid?(fd: number): number;
+  /**
+   * Confines the calling process for running a guest (native/core/sandbox/confine.h): no_new_privs,
+   * a seccomp filter refusing exec/ptrace/modules/mounts/..., no core files. Irreversible.
+   */
+  confine?(): { noNewPrivs: boolean; seccomp: boolean; coreLimit: boolean; problems: string[] };
   /** An isolated network's switch (native/core/net/switch.h); absent in engines built before it. */
   NetSwitch?: new (options: NetSwitchOptions) => NativeSwitch;
 }

@@ -1,5 +1,6 @@
 // The native addon through its one loader: events arrive off the vCPU
 // threads, and dropping machines leaves no fds or threads behind.
+import { fork } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -66,8 +67,10 @@ describe.skipIf(!!why)('native addon', () => {
     const nets = m.pciDevices().filter((d) => d.classCode === 0x020000);
     expect(nets.map((d) => [d.slot, d.fn, d.vendorId, d.deviceId, d.name])).toEqual([[3, 0, 0x1af4, 0x1041, 'virtio-net@3'], [4, 0, 0x1af4, 0x1041, 'virtio-net@4']]);
     expect(m.pciDevices().find((d) => d.slot === 0)).toMatchObject({ vendorId: 0x8086, deviceId: 0x1237 }); // i440FX host bridge
-    expect(stats[1]).toEqual({ rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0 });
+    expect(stats[1]).toEqual({ linkUp: false, rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0, leases: [] });
+    expect(stats[0]!.linkUp).toBe(true);
     expect(m.setNicLink(1, true)).toBe(true);
+    expect(m.nicStats()[1]!.linkUp).toBe(true);
     expect(m.setNicLink(2, true)).toBe(false);
     m.stop();
     expect(m.nicStats()).toEqual([]);
@@ -156,5 +159,26 @@ describe.skipIf(!!why)('native addon', () => {
     for (let i = 0; i < 50; i++) await once(i);
     expect(count('/proc/self/fd')).toBe(fds);
     expect(count('/proc/self/task')).toBe(tasks);
+  });
+
+  it('the engine host confines itself before any guest runs: no_new_privs, a seccomp filter, no core files', async () => {
+    const entry = path.join(appRoot(), 'dist', 'electron', 'engine-host', 'main.js');
+    expect(fs.existsSync(entry), `${entry} is not built (npx tsc -p tsconfig.json)`).toBe(true);
+    const child = fork(entry, ['--vm', 'confine-test'], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += String(d)));
+    try {
+      const ready = await new Promise<{ t: string; pid: number }>((resolve, reject) => {
+        child.on('message', (m) => (m as { t?: string }).t === 'ready' && resolve(m as { t: string; pid: number }));
+        child.on('exit', (code) => reject(new Error(`the engine host exited (${code}): ${stderr}`)));
+      });
+      const status = fs.readFileSync(`/proc/${ready.pid}/status`, 'utf8');
+      expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+      expect(status).toMatch(/^Seccomp:\s+2$/m);
+      expect(fs.readFileSync(`/proc/${ready.pid}/limits`, 'utf8')).toMatch(/^Max core file size\s+0\s+0\s/m);
+      expect(stderr).not.toMatch(/confinement incomplete|cannot confine/);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

@@ -19,7 +19,15 @@ function main(): void {
   };
   let host: EngineHost;
   try {
-    host = new EngineHost(loadAddon(), post, (code) => process.exit(code));
+    const addon = loadAddon();
+    // Before any guest runs: give up exec, ptrace, modules, mounts... (docs/architecture.md,
+    // "Engine host confinement"). VIREO_NO_CONFINE=1 leaves it off (debugging only).
+    if (process.env.VIREO_NO_CONFINE !== '1') {
+      const c = addon.confine?.();
+      if (!c) process.stderr.write('vireo engine host: this engine build cannot confine itself (rebuild it)\n');
+      else if (c.problems.length) process.stderr.write(`vireo engine host: confinement incomplete: ${c.problems.join('; ')}\n`);
+    }
+    host = new EngineHost(addon, post, (code) => process.exit(code));
   } catch (e) {
     post({ t: 'error', message: (e as Error).message });
     setTimeout(() => process.exit(3), 20);

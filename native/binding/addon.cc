@@ -1,4 +1,4 @@
-// Module entry: Machine, kvmProblem(), kvmIsPvm(), peerUid(), NetSwitch.
+// Module entry: Machine, kvmProblem(), kvmIsPvm(), peerUid(), confine(), NetSwitch.
 #include <napi.h>
 #include <sys/socket.h>
 
@@ -7,6 +7,7 @@
 
 #include "binding/machine_wrap.h"
 #include "kvm/kvm.h"
+#include "sandbox/confine.h"
 
 namespace vireo::binding {
 Napi::Function InitSwitch(Napi::Env env);  // switch_wrap.cc
@@ -36,11 +37,26 @@ Napi::Value PeerUid(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(cred.uid));
 }
 
+// The engine host confines itself before it builds a machine (sandbox/confine.h).
+Napi::Value Confine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto r = vireo::sandbox::confine_engine_host();
+  auto o = Napi::Object::New(env);
+  o.Set("noNewPrivs", r.no_new_privs);
+  o.Set("seccomp", r.seccomp);
+  o.Set("coreLimit", r.core_limit);
+  auto p = Napi::Array::New(env, r.problems.size());
+  for (size_t i = 0; i < r.problems.size(); i++) p.Set(uint32_t(i), r.problems[i]);
+  o.Set("problems", p);
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Machine", vireo::binding::MachineWrap::Init(env));
   exports.Set("kvmProblem", Napi::Function::New(env, KvmProblem));
   exports.Set("kvmIsPvm", Napi::Function::New(env, KvmIsPvm));
   exports.Set("peerUid", Napi::Function::New(env, PeerUid));
+  exports.Set("confine", Napi::Function::New(env, Confine));
   exports.Set("NetSwitch", vireo::binding::InitSwitch(env));
   return exports;
 }
