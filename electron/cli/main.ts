@@ -20,6 +20,7 @@ function verbs(): Map<string, { summary: string }> {
   require('./virsh-dom'); // domifaddr, domiflist, domblklist, domifstat, domif-getlink, domif-setlink
   require('./virsh-storage'); // vol-create-as, vol-delete, pool-define-as, pool-undefine
   require('./virsh-autostart'); // autostart
+  require('./virsh-managedsave'); // managedsave, managedsave-remove
   return virsh.VERBS;
 }
 

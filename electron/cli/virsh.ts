@@ -56,9 +56,9 @@ export function registerVerb(v: Verb): void {
   VERBS.set(v.name, v);
 }
 
-/** virsh's names for the states. */
+/** virsh's names for the states. A VM with a managed save is "shut off", as in virsh (dominfo: "Managed save: yes"). */
 export function stateName(s: VmState): string {
-  return { shutoff: 'shut off', starting: 'starting', running: 'running', paused: 'paused', shuttingdown: 'in shutdown', crashed: 'crashed' }[s];
+  return { shutoff: 'shut off', starting: 'starting', running: 'running', paused: 'paused', shuttingdown: 'in shutdown', crashed: 'crashed', saved: 'shut off' }[s];
 }
 const active = (s: VmState) => s === 'running' || s === 'paused' || s === 'starting' || s === 'shuttingdown';
 
@@ -171,10 +171,10 @@ registerVerb({
       ['Used memory', `${vm.memoryMiB * 1024} KiB`],
       ['Persistent', 'yes'],
       ['Autostart', vm.autostart ? 'enable' : 'disable'],
-      ['Managed save', 'no'],
+      ['Managed save', vm.hasManagedSave ? 'yes' : 'no'],
     ];
     if (ctx.json) {
-      ctx.out(JSON.stringify({ id: id ?? null, name: vm.name, uuid: vm.uuid, osType: 'hvm', state: stateName(vm.state), cpus: vm.cpus, maxMemoryKiB: vm.memoryMiB * 1024, usedMemoryKiB: vm.memoryMiB * 1024, persistent: true, autostart: !!vm.autostart, ...(vm.lastExit ? { lastExit: vm.lastExit } : {}) }, null, 2) + '\n');
+      ctx.out(JSON.stringify({ id: id ?? null, name: vm.name, uuid: vm.uuid, osType: 'hvm', state: stateName(vm.state), cpus: vm.cpus, maxMemoryKiB: vm.memoryMiB * 1024, usedMemoryKiB: vm.memoryMiB * 1024, persistent: true, autostart: !!vm.autostart, managedSave: !!vm.hasManagedSave, ...(vm.lastExit ? { lastExit: vm.lastExit } : {}) }, null, 2) + '\n');
     } else ctx.out(info.map(([k, v]) => `${(k + ':').padEnd(16)}${v}`).join('\n') + '\n\n');
     return 0;
   },

@@ -191,7 +191,7 @@ export class EngineHost {
             this.serialLog = undefined; // a log that can't be opened never stops the VM (the service checked the path)
           }
         }
-        this.boot();
+        this.boot(msg.restore);
         this.statsTimer = setInterval(() => this.stats(), 1000);
         this.statsTimer.unref?.();
         break;
@@ -228,6 +228,9 @@ export class EngineHost {
       }
       case 'stop':
         this.stopNow();
+        break;
+      case 'save':
+        this.save(msg.reqId, msg.path);
         break;
       case 'screenshot':
         try {
@@ -301,6 +304,49 @@ export class EngineHost {
     this.finish(0);
   }
 
+  /**
+   * Managed save (virsh managedsave): pause, write the state file, then stop the machine
+   * (disks flushed and closed) and exit 0. An engine error is answered and the machine
+   * goes on as it was (resumed if it was running).
+   */
+  private save(reqId: number, path: string): void {
+    if (this.stopping) {
+      this.post({ t: 'saved', reqId, error: 'the machine is stopping' });
+      return;
+    }
+    let m: NativeMachine;
+    try {
+      m = this.need();
+    } catch (e) {
+      this.post({ t: 'saved', reqId, error: (e as Error).message });
+      return;
+    }
+    const wasRunning = m.state === 'running';
+    try {
+      if (wasRunning) m.pause();
+      m.saveState(path);
+    } catch (e) {
+      if (wasRunning) {
+        try {
+          m.resume();
+        } catch {
+          /* the reply says what failed; the state events say the rest */
+        }
+      }
+      this.post({ t: 'saved', reqId, error: e instanceof Error ? e.message : String(e) });
+      return;
+    }
+    this.post({ t: 'saved', reqId });
+    this.stopping = true;
+    try {
+      m.stop();
+    } catch (e) {
+      this.post({ t: 'error', message: `stop: ${(e as Error).message}` });
+    }
+    this.post({ t: 'state', state: 'stopped', reason: { kind: 'stopped', message: 'saved to a state file' } });
+    this.finish(0);
+  }
+
   /** Live CD change; the config follows, so a Reboot in this host keeps the new disc. */
   private media(reqId: number, path: string | null): void {
     let ejected: boolean | undefined;
@@ -321,13 +367,27 @@ export class EngineHost {
     this.post({ t: 'media', reqId, ...(ejected !== undefined ? { ejected } : {}) });
   }
 
-  private boot(): void {
+  /** restore: a state file loaded before start() (only the first boot; a reset boots fresh). */
+  private boot(restore?: string): void {
     const cfg = this.config!;
     // An ejected CD drive has path '': the engine has no empty drive, so it is left out.
     const m = new this.addon.Machine(cfg.disks?.some((d) => d.path === '') ? { ...cfg, disks: cfg.disks.filter((d) => d.path !== '') } : cfg);
     this.machine = m;
     m.onSerial((port, data) => this.onSerial(port, data));
     m.onState((ev) => this.onState(m, ev));
+    if (restore) {
+      try {
+        m.loadState(restore);
+      } catch (e) {
+        this.machine = undefined; // its events are not this host's any more
+        try {
+          m.stop();
+        } catch {
+          /* never started */
+        }
+        throw e;
+      }
+    }
     m.start();
     if (m.state === 'running') this.post({ t: 'state', state: 'running' });
   }

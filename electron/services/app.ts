@@ -36,6 +36,7 @@ import { DiskBatch, DiskJournal, removeIfSame, sweepTemps } from './disk-journal
 import { syncDir } from './atomic';
 import { checkEdit } from './vm-edit';
 import { VmStore } from './vm-store';
+import { DISCARD_HINT, ManagedSaves, VmStateError } from './vm-state';
 import { LibvirtXml } from './libvirt/service';
 import { OsInfoDb } from './osinfo/db';
 import { detectOs } from './osinfo/detect';
@@ -80,6 +81,8 @@ export class VireoService implements VireoApi {
   /** Isolated networks' switches (net-switches.ts). */
   readonly switches: SwitchService;
   readonly interfaces: InterfaceService;
+  /** Managed saves (vm-state.ts): <config>/save/<uuid>.vstate. */
+  readonly saves: ManagedSaves;
   /** Crash safety for disks vs. definitions (disk-journal.ts). */
   readonly journal: DiskJournal;
   /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
@@ -146,6 +149,11 @@ export class VireoService implements VireoApi {
       running: (uuid) => this.supervisor.isRunning(uuid),
       engineNics: (uuid, link) => this.supervisor.nics(uuid, link),
     });
+    this.saves = new ManagedSaves({
+      dir: path.join(this.paths.config, 'save'),
+      save: (uuid, file, written) => this.supervisor.save(uuid, file, written),
+      runState: (uuid) => this.supervisor.stateOf(uuid),
+    });
   }
 
   async init(): Promise<this> {
@@ -157,7 +165,7 @@ export class VireoService implements VireoApi {
     // What a killed service left: finish or undo journalled disk changes, then sweep
     // the hidden temporaries of unfinished copies, creates and atomic writes.
     this.recovered.journalled = await this.journal.recover((uuid) => this.store.get(uuid) !== undefined);
-    this.recovered.temporaries = await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), path.join(this.paths.config, 'networks'), this.journal.dir]);
+    this.recovered.temporaries = (await this.saves.init((uuid) => this.store.get(uuid) !== undefined)).concat(await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), path.join(this.paths.config, 'networks'), this.journal.dir]));
     return this;
   }
 
@@ -177,17 +185,21 @@ export class VireoService implements VireoApi {
 
   summary(def: VmDefinition): VmSummary {
     const rt = this.runtime.get(def.uuid);
+    const saved = this.saves.has(def.uuid);
+    let state: VmState = rt?.state ?? 'shutoff';
+    if (saved && (state === 'shutoff' || state === 'crashed')) state = 'saved';
     return {
       uuid: def.uuid,
       name: def.name,
       os: def.os,
       memoryMiB: def.memoryMiB,
       cpus: def.cpus,
-      state: rt?.state ?? 'shutoff',
+      state,
       ...(rt?.lastExit ? { lastExit: rt.lastExit } : {}),
       ...(rt?.notice ? { notice: rt.notice } : {}),
       ...(rt?.temporary ? { temporary: true } : {}),
       ...(def.autostart ? { autostart: true } : {}),
+      ...(saved ? { hasManagedSave: true } : {}),
       disks: def.disks,
       boot: def.boot,
       nics: def.nics,
@@ -383,7 +395,10 @@ export class VireoService implements VireoApi {
       chainProblem: async (p, fmt) => this.storage.backingChain(p, fmt).then(() => null, (e: Error) => e.message),
       networkExists: (n) => this.networks.get(n) !== undefined,
     });
-    if (errors.length || dryRun || !next) return { errors, nextBoot };
+    if (errors.length || !next) return { errors, nextBoot };
+    const savedProblem = this.saves.editProblem(def, edit);
+    if (savedProblem) return { errors: [{ field: 'saved', message: savedProblem }], nextBoot };
+    if (dryRun) return { errors, nextBoot };
     if (next.name.toLowerCase() !== def.name.toLowerCase() && this.busy.has(`name:${next.name.toLowerCase()}`)) {
       return { errors: [{ field: 'name', message: `A VM named '${next.name}' is being created.` }], nextBoot };
     }
@@ -435,6 +450,7 @@ export class VireoService implements VireoApi {
     const def = this.need(uuid);
     if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
     if (!def.disks.some((d) => d.media === 'cdrom')) throw new UserError(`${def.name} has no CD-ROM drive: add one under Disks.`);
+    if (this.saves.has(uuid)) throw new UserError(`${def.name} has a saved state with its disc in the drive: restore it (Run) or discard the saved state before changing the disc.`);
     if (p !== null) {
       if (!path.isAbsolute(p)) throw new UserError('Give the full path of the ISO image (starting with /).');
       const st = await this['fs.probe']({ path: p });
@@ -482,13 +498,21 @@ export class VireoService implements VireoApi {
         } finally {
           this.busy.delete(uuid);
         }
+        const restore = this.saves.has(uuid) ? this.saves.pathOf(uuid) : undefined;
+        if (restore && temporary) throw new UserError(`${def.name} has a saved state: start it normally to restore it, or discard the saved state to run it with temporary changes.`);
         // Run with temporary changes: every writable disk gets a throwaway overlay (QEMU -snapshot).
         if (temporary) cfg.disks = cfg.disks?.map((d) => (d.media === 'cdrom' || d.readOnly ? d : { ...d, snapshot: true }));
         const before = this.runtime.get(uuid);
         this.runtime.set(uuid, { state: 'starting', ...(temporary ? { temporary: true } : {}) });
         try {
-          await this.supervisor.start(uuid, cfg);
+          await this.supervisor.start(uuid, cfg, restore);
         } catch (e) {
+          if (restore) {
+            // The state file was refused (or the machine died restoring it): the VM stays Saved, nothing is deleted.
+            this.runtime.set(uuid, { state: 'shutoff', ...(before?.lastExit ? { lastExit: before.lastExit } : {}) });
+            this.changed(uuid);
+            throw new UserError(`${def.name} could not be restored from its saved state: ${(e as Error).message}. ${DISCARD_HINT}`);
+          }
           const err = await this.startError(def, e as Error);
           // Refused for a locked disk: the machine never ran, so the VM is shut off as it
           // was (with its earlier last exit), not "crashed"; the message says why.
@@ -498,8 +522,23 @@ export class VireoService implements VireoApi {
           }
           throw err;
         }
+        // Like libvirt: the state file goes once the restored machine runs.
+        if (restore) {
+          await this.saves.remove(uuid);
+          this.changed(uuid);
+        }
         break;
       }
+      case 'save':
+        if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+        await this.stateCall(() => this.saves.save(def, () => this.changed(uuid)));
+        this.changed(uuid);
+        break;
+      case 'discardSave':
+        if (running) throw new UserError(`${def.name} is running: its saved state was already restored.`);
+        await this.stateCall(() => this.saves.discard(def));
+        this.changed(uuid);
+        break;
       case 'pause':
         this.needRunning(def).pause(uuid);
         break;
@@ -524,6 +563,15 @@ export class VireoService implements VireoApi {
         break;
     }
     return {};
+  }
+
+  private async stateCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof VmStateError) throw new UserError(e.message);
+      throw e;
+    }
   }
 
   /**
@@ -785,6 +833,7 @@ export class VireoService implements VireoApi {
       const entry = await this.journal.record(uuid, 'delete', deleteDisks.map((p) => ({ path: p })));
       await this.store.remove(uuid);
       this.runtime.delete(uuid);
+      await this.saves.remove(uuid); // its saved state goes with it (a kill here: init() removes it)
       const deleted: string[] = [];
       const dirs = new Set<string>();
       for (const f of (await this.journal.read(entry)).files) {

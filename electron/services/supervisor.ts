@@ -49,10 +49,11 @@ interface Running {
   media: Map<number, { resolve: (r: { ejected?: boolean }) => void; reject: (e: Error) => void }>;
   devices?: Map<number, { resolve: (r: PciDeviceInfo[]) => void; reject: (e: Error) => void }>;
   nics?: Map<number, { resolve: (r: NicStats[]) => void; reject: (e: Error) => void }>;
+  saves?: Map<number, { resolve: () => void; reject: (e: Error) => void }>;
   streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
   killedByUs?: boolean;
   /** Force Off / quit asked the host to stop now: the exit reason says so. */
-  forced?: 'forceoff' | 'quit';
+  forced?: 'forceoff' | 'quit' | 'save';
   acpiWaiters: Array<{ resolve: (r: { accepted: boolean; message?: string }) => void }>;
   shutdownTimer?: ReturnType<typeof setTimeout>;
   exited: Promise<void>;
@@ -94,7 +95,7 @@ export function exitReasonOf(
   lastError?: string,
   killedByUs = true,
   failure?: string,
-  forced?: 'forceoff' | 'quit',
+  forced?: 'forceoff' | 'quit' | 'save',
 ): ExitReason {
   if (failure) return { kind: 'crashed', reason: failure };
   if (signal && !killedByUs) {
@@ -102,7 +103,7 @@ export function exitReasonOf(
     return { kind: 'crashed', reason: `the engine host died of ${signal}${what ? ` (${what})` : ''}` };
   }
   if (stop) {
-    if (stop.kind === 'stopped' && forced) return { kind: 'shutdown', detail: forced === 'quit' ? 'stopped when Vireo quit' : 'forced off' };
+    if (stop.kind === 'stopped' && forced) return { kind: 'shutdown', detail: forced === 'quit' ? 'stopped when Vireo quit' : forced === 'save' ? 'saved' : 'forced off' };
     switch (stop.kind) {
       case 'poweroff':
         return { kind: 'shutdown', detail: 'the guest powered off' };
@@ -140,7 +141,7 @@ export class Supervisor {
   }
 
   /** Starts a host and the machine in it; resolves once the machine runs. */
-  start(uuid: string, config: MachineConfig): Promise<void> {
+  start(uuid: string, config: MachineConfig, restore?: string): Promise<void> {
     if (this.running.has(uuid)) return Promise.reject(new Error('the VM is already running'));
     const host = this.launch(uuid);
     let markExited = () => undefined as void;
@@ -162,7 +163,7 @@ export class Supervisor {
       host.kill('SIGKILL');
     }, ms);
     r.startTimer.unref?.();
-    host.send({ t: 'start', config });
+    host.send({ t: 'start', config, ...(restore ? { restore } : {}) });
     return started;
   }
 
@@ -218,6 +219,31 @@ export class Supervisor {
     return this.stopHost(this.need(uuid), 'forceoff');
   }
 
+  /**
+   * Managed save: the host pauses the machine, writes its state to `file`, then stops it and
+   * exits. Resolves once the host has exited (the VM is off, its state on disk); rejects with
+   * the engine's error, the VM still running.
+   */
+  async save(uuid: string, file: string, written?: () => void, timeoutMs = 10 * 60_000): Promise<void> {
+    const r = this.need(uuid);
+    if (r.state === 'starting') throw new Error('the VM is still starting');
+    const reqId = this.nextId++;
+    const waiting: NonNullable<Running['saves']> = (r.saves ??= new Map());
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiting.delete(reqId);
+        reject(new Error('the engine did not answer the save request'));
+      }, timeoutMs);
+      timer.unref?.();
+      waiting.set(reqId, {
+        resolve: () => (clearTimeout(timer), written?.(), resolve()),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      r.host.send({ t: 'save', reqId, path: file });
+    });
+    await this.stopHost(r, 'save', false);
+  }
+
   /** Kills the host process at once (SIGKILL): only for a host that does not answer. */
   kill(uuid: string): void {
     const r = this.need(uuid);
@@ -225,9 +251,12 @@ export class Supervisor {
     r.host.kill('SIGKILL');
   }
 
-  private stopHost(r: Running, why: 'forceoff' | 'quit'): Promise<void> {
+  /** send=false: the host is already stopping by itself (after a save); only the grace period applies. */
+  private stopHost(r: Running, why: 'forceoff' | 'quit' | 'save', send = true): Promise<void> {
     r.forced ??= why;
-    if (why === 'quit') r.host.kill('SIGTERM'); // the host stops gracefully on SIGTERM, as on 'stop'
+    if (!send) {
+      /* the host stops on its own */
+    } else if (why === 'quit') r.host.kill('SIGTERM'); // the host stops gracefully on SIGTERM, as on 'stop'
     else r.host.send({ t: 'stop' });
     const timer = setTimeout(() => {
       if (this.running.get(r.uuid) !== r) return;
@@ -413,6 +442,13 @@ export class Supervisor {
         if (w) msg.nics ? w.resolve(msg.nics) : w.reject(new Error(msg.error ?? 'no network card list'));
         break;
       }
+      case 'saved': {
+        const w = r.saves?.get(msg.reqId);
+        r.saves?.delete(msg.reqId);
+        if (msg.error === undefined) r.forced = 'save';
+        if (w) msg.error !== undefined ? w.reject(new Error(msg.error)) : w.resolve();
+        break;
+      }
       case 'error':
         r.lastError = msg.message;
         break;
@@ -436,6 +472,7 @@ export class Supervisor {
     for (const w of r.startWaiters.splice(0)) w.reject(err);
     for (const w of r.screenshots.values()) w.reject(err);
     for (const w of r.media.values()) w.reject(err);
+    for (const w of r.saves?.values() ?? []) w.reject(err);
     for (const s of r.streams.values()) s.close(err.message);
     r.streams.clear();
     this.events.state(r.uuid, reason.kind === 'crashed' ? 'crashed' : 'shutoff', reason);

@@ -40,9 +40,12 @@ export type HostInfo = s.Infer<typeof HostInfoSchema>;
 /**
  * shutdown: ACPI power button, the VM shows 'shuttingdown' until the guest powers off (refused
  * when the guest has not enabled ACPI); forceoff: stop now (the engine flushes the disks);
- * reboot: ask the guest to restart (ctrl-alt-del); reset: the board's reset line.
+ * reboot: ask the guest to restart (ctrl-alt-del); reset: the board's reset line;
+ * save: managed save (virsh managedsave): the running or paused VM's state goes to a file, the
+ * engine stops, the VM is 'saved' and the next start restores it (the file is removed once it
+ * runs); discardSave: delete that saved state (virsh managedsave-remove), the next start boots fresh.
  */
-export const VM_ACTIONS = ['start', 'pause', 'resume', 'shutdown', 'reboot', 'reset', 'forceoff'] as const;
+export const VM_ACTIONS = ['start', 'pause', 'resume', 'shutdown', 'reboot', 'reset', 'forceoff', 'save', 'discardSave'] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
 
 export const DiskPlanSchema = s.object({

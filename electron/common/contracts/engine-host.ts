@@ -85,7 +85,13 @@ const StopReasonSchema = s.object({
 });
 
 export const ToHostSchema = s.variant('t', {
-  start: s.object({ t: s.literal('start'), config: MachineConfigSchema }),
+  /** restore: a state file (docs/state.md) loaded into the new machine before it starts; a refused file fails the start. */
+  start: s.object({ t: s.literal('start'), config: MachineConfigSchema, restore: s.optional(s.string({ min: 1, max: 4096 })) }),
+  /**
+   * Managed save: pause, write the whole state to path (PATH.partial, fsync, rename), then stop
+   * the machine and exit 0; answered with 'saved'. On an error the machine runs on (resumed if it was running).
+   */
+  save: s.object({ t: s.literal('save'), reqId: s.number(), path: s.string({ min: 1, max: 4096 }) }),
   pause: s.object({ t: s.literal('pause') }),
   resume: s.object({ t: s.literal('resume') }),
   /** Reboot: ask the guest to restart (ctrl-alt-del on the keyboard, as virsh's reboot asks). */
@@ -126,6 +132,8 @@ export const FromHostSchema = s.variant('t', {
   media: s.object({ t: s.literal('media'), reqId: s.number(), ejected: s.optional(s.boolean()), error: s.optional(s.string()) }),
   devices: s.object({ t: s.literal('devices'), reqId: s.number(), pci: s.optional(s.array(PciDeviceSchema)), error: s.optional(s.string()) }),
   nics: s.object({ t: s.literal('nics'), reqId: s.number(), nics: s.optional(s.array(NicStatsSchema)), error: s.optional(s.string()) }),
+  /** Reply to 'save': ok (the host then stops the machine and exits), or the engine's error (the VM runs on). */
+  saved: s.object({ t: s.literal('saved'), reqId: s.number(), error: s.optional(s.string()) }),
   error: s.object({ t: s.literal('error'), message: s.string() }),
   /** Reply to 'powerButton': pressed (the guest enabled ACPI), or why not. */
   acpi: s.object({ t: s.literal('acpi'), accepted: s.boolean(), message: s.optional(s.string()) }),

@@ -88,8 +88,11 @@ export const VmDefinitionSchema = s.object({
 });
 export type VmDefinition = s.Infer<typeof VmDefinitionSchema>;
 
-/** 'shuttingdown': Shut Down pressed the ACPI power button; the guest powers off when it is ready. */
-export const VmStateSchema = s.enums(['shutoff', 'starting', 'running', 'paused', 'shuttingdown', 'crashed'] as const);
+/**
+ * 'shuttingdown': Shut Down pressed the ACPI power button; the guest powers off when it is ready.
+ * 'saved': off, with a managed save (virt-manager's "Saved"): the next start restores it.
+ */
+export const VmStateSchema = s.enums(['shutoff', 'starting', 'running', 'paused', 'shuttingdown', 'crashed', 'saved'] as const);
 export type VmState = s.Infer<typeof VmStateSchema>;
 
 /** How an engine host ended: the supervisor's typed exit reasons. */
@@ -114,6 +117,8 @@ export const VmSummarySchema = s.object({
   temporary: s.optional(s.boolean()),
   /** Starts when the Vireo service starts (virsh autostart). */
   autostart: s.optional(s.boolean()),
+  /** A managed save exists (virsh dominfo "Managed save: yes"): the next start restores it. */
+  hasManagedSave: s.optional(s.boolean()),
   disks: s.array(DiskSchema),
   boot: BootSchema,
   nics: s.array(NicSchema),

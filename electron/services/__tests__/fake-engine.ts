@@ -30,11 +30,31 @@ export class FakeMachine implements NativeMachine {
   pause() {
     this.state = 'paused';
   }
-  saveState(_path: string) {
-    throw new Error('the fake engine cannot save state');
+  /** Tests set it to make the next saveState fail like the engine would. */
+  saveError: string | undefined;
+  /** What loadState read (the restored fake state), for tests. */
+  restored: { pixel: number; keys: string[] } | undefined;
+  /** Like the engine: PATH.partial, then renamed; a small JSON "state" with its own magic. */
+  saveState(path: string) {
+    if (this.state !== 'paused') throw new Error('the machine must be paused to save its state');
+    if (this.saveError) throw new Error(this.saveError);
+    fs.writeFileSync(`${path}.partial`, 'FAKEVST\n' + JSON.stringify({ memoryMiB: this.config.memoryMiB, cpus: this.config.cpus, pixel: this.pixel, keys: this.keys }));
+    fs.renameSync(`${path}.partial`, path);
   }
-  loadState(_path: string) {
-    throw new Error('the fake engine cannot load state');
+  loadState(path: string) {
+    if (this.state !== 'created') throw new Error('load the state before start()');
+    const text = fs.readFileSync(path, 'latin1');
+    if (!text.startsWith('FAKEVST\n')) throw new Error(`${path} is not a Vireo state file`);
+    let st: { memoryMiB: number; cpus: number; pixel: number; keys: string[] };
+    try {
+      st = JSON.parse(text.slice(8));
+    } catch {
+      throw new Error(`${path} is corrupted`);
+    }
+    if (st.memoryMiB !== this.config.memoryMiB) throw new Error(`RAM size: the state file has ${st.memoryMiB} MiB, this machine has ${this.config.memoryMiB} MiB`);
+    this.pixel = st.pixel;
+    this.keys = st.keys;
+    this.restored = { pixel: st.pixel, keys: st.keys };
   }
   resume() {
     this.state = 'running';

@@ -138,7 +138,8 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
       if (r.errors.length) {
         const first = SECTIONS.find((s) => r.errors.some((e) => sectionOf(e.field) === s))!;
         setSection(first);
-        setStatus({ kind: 'error', text: `Not saved: ${r.errors.length === 1 ? 'one field needs' : `${r.errors.length} fields need`} attention.` });
+        const saved = r.errors.find((e) => e.field === 'saved');
+        setStatus({ kind: 'error', text: saved ? `Not saved: ${saved.message}` : `Not saved: ${r.errors.length === 1 ? 'one field needs' : `${r.errors.length} fields need`} attention.` });
         return false;
       }
       if (r.vm) useVms.getState().upsert(r.vm);
@@ -207,11 +208,17 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
   };
 
   const title = `Details of ${def?.name ?? summary?.name ?? 'VM'}`;
-  const pendingNote = running && (
+  const pendingNote = running ? (
     <div className="details-note pending" role="note">
       {summary?.name} is {summary?.state}: changes are saved now and apply the next time it starts (after it is shut off).
     </div>
-  );
+  ) : summary?.state === 'saved' ? (
+    // The machine in the saved state has this hardware: it can't change until the VM is restored or the state discarded.
+    <div className="details-note pending" role="note" data-testid="saved-note">
+      {summary.name} has a saved state: its memory, CPUs, boot options, disks and network cards can't change until it is
+      restored (Restore) or the saved state is discarded. Name, OS, serial log and autostart can.
+    </div>
+  ) : null;
 
   const panel = () => {
     if (!edit || !def) return <p>Loading…</p>;

@@ -20,6 +20,7 @@ const STATE_LABEL: Record<VmSummary['state'], string> = {
   paused: 'Paused',
   shuttingdown: 'Shutting down',
   crashed: 'Crashed',
+  saved: 'Saved',
 };
 
 export function useManagerFeed() {
@@ -105,7 +106,7 @@ export function Manager() {
     else if (e.key === 'Enter' && sel) getClient().openConsole(sel.uuid);
     else if ((e.key === 'ContextMenu' || (e.key === 'F10' && e.shiftKey)) && sel) {
       openMenuFor(sel, listRef.current?.querySelector<HTMLElement>(`[data-uuid="${sel.uuid}"]`) ?? null);
-    } else if (e.key === 'Delete' && sel && sel.state === 'shutoff') setDialog({ kind: 'delete', vm: sel });
+    } else if (e.key === 'Delete' && sel && (sel.state === 'shutoff' || sel.state === 'saved')) setDialog({ kind: 'delete', vm: sel });
     else return;
     e.preventDefault();
   };
@@ -125,7 +126,7 @@ export function Manager() {
           Details
         </button>
         <button disabled={!sel || !menuFor(sel).find((m) => m.cmd === 'start')!.enabled} onClick={() => sel && runAction(sel.uuid, 'start')}>
-          Run
+          {sel?.state === 'saved' ? 'Restore' : 'Run'}
         </button>
         <button
           disabled={!sel || (sel.state !== 'running' && sel.state !== 'paused')}
@@ -135,6 +136,13 @@ export function Manager() {
         </button>
         <button disabled={!sel || sel.state !== 'running'} onClick={() => sel && runAction(sel.uuid, 'shutdown')}>
           Shut Down
+        </button>
+        <button
+          disabled={!sel || !menuFor(sel).find((m) => m.cmd === 'save')!.enabled}
+          onClick={() => sel && runAction(sel.uuid, 'save')}
+          title="Save the VM's state to disk and stop it; Restore resumes it where it was (virsh managedsave)"
+        >
+          Save
         </button>
         <button disabled={!sel || !menuFor(sel).find((m) => m.cmd === 'forceoff')!.enabled} onClick={() => sel && runAction(sel.uuid, 'forceoff')}>
           Force Off

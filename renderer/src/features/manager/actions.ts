@@ -19,14 +19,18 @@ export function menuFor(vm: VmSummary): MenuItem[] {
   return [
     { cmd: 'open', label: 'Open', enabled: true },
     { cmd: 'details', label: 'Details', enabled: true },
-    { cmd: 'start', label: 'Run', enabled: !on },
-    { cmd: 'startTemporary', label: 'Run with temporary changes', enabled: !on },
+    // A saved VM's Run restores it (virt-manager's "Restore").
+    { cmd: 'start', label: s === 'saved' ? 'Restore' : 'Run', enabled: !on },
+    { cmd: 'startTemporary', label: 'Run with temporary changes', enabled: !on && s !== 'saved' },
     s === 'paused' ? { cmd: 'resume', label: 'Resume', enabled: true } : { cmd: 'pause', label: 'Pause', enabled: s === 'running' || s === 'shuttingdown' },
     // Shut Down presses the power button and waits; the guest must be running to see it.
     { cmd: 'shutdown', label: 'Shut Down', enabled: s === 'running' },
     { cmd: 'reboot', label: 'Reboot', enabled: s === 'running' },
     { cmd: 'reset', label: 'Reset', enabled: s === 'running' || s === 'paused' || s === 'shuttingdown' },
     { cmd: 'forceoff', label: 'Force Off', enabled: on },
+    // Save: the machine's state to disk, then off (virt-manager's "Save", virsh managedsave).
+    { cmd: 'save', label: 'Save', enabled: s === 'running' || s === 'paused' },
+    ...(s === 'saved' ? [{ cmd: 'discardSave' as const, label: 'Discard saved state', enabled: true }] : []),
     { cmd: 'clone', label: 'Clone…', enabled: !on || s === 'paused' },
     { cmd: 'delete', label: 'Delete…', enabled: !on },
   ];
