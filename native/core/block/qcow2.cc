@@ -950,6 +950,48 @@ int Qcow2Backend::pread(void* buf, uint64_t len, uint64_t off) {
   return 0;
 }
 
+int Qcow2Backend::block_status(uint64_t off, uint64_t len, uint64_t* n) {
+  *n = 0;
+  if (off > size_ || len > size_ - off) return -EIO;
+  if (!len) return kZero;
+  enum { kUnalloc = 2 };
+  int kind = -1;
+  uint64_t run = 0;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    trim_caches();
+    while (run < len) {
+      uint64_t o = off + run, m = std::min(len - run, cs_ - (o & (cs_ - 1)));
+      int k;
+      uint64_t l1i = o >> (cluster_bits_ + l2_bits_);
+      if (l1i >= l1_.size() || !(l1_[l1i] & kOffMask)) {
+        k = kUnalloc;  // a whole L2 table's range is unallocated
+        uint64_t span = cs_ << l2_bits_;
+        m = std::min(len - run, span - (o & (span - 1)));
+      } else {
+        uint64_t e, bm;
+        if (int r = lookup(o, &e, &bm)) return r;
+        if (ext_l2_) k = (e & kOffMask) || bm ? kData : kUnalloc;
+        else if (e & kCompressed) k = kData;
+        else if (version_ >= 3 && (e & kZeroFlag)) k = kZero;
+        else k = (e & kOffMask) ? kData : kUnalloc;
+      }
+      if (kind < 0) kind = k;
+      else if (k != kind) break;
+      run += m;
+    }
+  }
+  if (kind != kUnalloc) {
+    *n = run;
+    return kind;
+  }
+  if (!backing_ || off >= backing_->size()) {
+    *n = run;
+    return kZero;
+  }
+  return backing_->block_status(off, std::min(run, backing_->size() - off), n);
+}
+
 // ---------------------------------------------------------------- writing
 
 int Qcow2Backend::grow_l1(uint64_t min_entries) {
