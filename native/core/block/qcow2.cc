@@ -976,6 +976,7 @@ int Qcow2Backend::block_status(uint64_t off, uint64_t len, uint64_t* n) {
         else if (version_ >= 3 && (e & kZeroFlag)) k = kZero;
         else k = (e & kOffMask) ? kData : kUnalloc;
       }
+      if (k == kUnalloc && !backing_) k = kZero;  // zero clusters and holes in one run
       if (kind < 0) kind = k;
       else if (k != kind) break;
       run += m;
