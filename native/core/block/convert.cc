@@ -140,6 +140,10 @@ private:
       return;
     }
     while (off < size) {
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        if (stop_) return;  // the writer gave up
+      }
       if (cancel_ && cancel_->load()) {
         fail.off = off, fail.err = -ECANCELED;
         push(fail);
