@@ -272,3 +272,27 @@ TEST(convert_progress_and_signal_cleanup) {
   CHECK(err.find("cancelled") != std::string::npos);
   CHECK_EQ(ls(d.path).size(), size_t(2));  // src.raw, o.qcow2
 }
+
+TEST(convert_qemu_compressed_and_extended_l2_exactly) {
+  need_qemu();
+  TmpDir d;
+  std::string raw = d / "data.raw";
+  CHECK_EQ(sh("qemu-img create -q -f raw " + q(raw) + " 16M"), 0);
+  CHECK_EQ(sh("qemu-io -f raw -c 'write -P 7 0 3M' -c 'write -P 0 5M 1M' -c 'write -P 9 9M 100k' " + q(raw) + " >/dev/null"), 0);
+  std::vector<std::string> srcs = {d / "z.qcow2", d / "x.qcow2"};
+  CHECK_EQ(sh("qemu-img convert -c -O qcow2 " + q(raw) + " " + q(srcs[0])), 0);
+  CHECK_EQ(sh("qemu-img convert -O qcow2 -o extended_l2=on,cluster_size=128k " + q(raw) + " " + q(srcs[1])), 0);
+  CHECK_EQ(sh("qemu-io -c 'write -P 3 12M 8k' -c 'write -z 1M 4k' " + q(srcs[1]) + " >/dev/null"), 0);  // subclusters
+  for (auto& src : srcs) {
+    auto in = open_ro(src);
+    for (const char* fmt : {"raw", "qcow2"}) {
+      std::string out = src + ".out." + fmt, err, msg;
+      ConvertOptions o;
+      o.format = fmt;
+      CHECK_EQ(convert_image(*in, out, o, &err), 0);
+      if (sh("qemu-img compare -q " + q(src) + " " + q(out), &msg))
+        throw vireo_test::Failure{src + " -> " + fmt + ": " + msg};
+      if (std::string(fmt) == "qcow2" && sh("qemu-img check " + q(out), &msg)) throw vireo_test::Failure{"check: " + msg};
+    }
+  }
+}
