@@ -61,7 +61,7 @@ function checkTree(dir: string): void {
   const pool = path.join(dir, 'data', 'vireo', 'images');
   for (const d of [pool, path.join(cfg, 'vms'), path.join(cfg, 'pools'), path.join(cfg, 'pending')]) {
     if (!fs.existsSync(d)) continue;
-    const tmps = fs.readdirSync(d).filter((f) => f.endsWith('.tmp'));
+    const tmps = fs.readdirSync(d).filter((f) => f.endsWith('.tmp') || f.includes('.vireo-convert-')); // vireo-img convert's too
     expect(tmps, `temporaries left in ${d}`).toEqual([]);
   }
   expect(fs.existsSync(path.join(cfg, 'pending')) ? fs.readdirSync(path.join(cfg, 'pending')) : [], 'journal entries left').toEqual([]);

@@ -20,8 +20,13 @@ import * as path from 'node:path';
 import * as s from '../common/contracts/schema';
 import { syncDir, writeFileAtomic } from './atomic';
 
-/** `.<name>.<12 hex>.tmp`: what writeFileAtomic, copyDisk, createImage and DiskBatch make. */
-export const TEMP_PATTERN = /^\..+\.[0-9a-f]{12}\.tmp$/;
+/**
+ * `.<name>.<12 hex>.tmp`: what writeFileAtomic, copyDisk, createImage and DiskBatch make;
+ * `.<name>.vireo-convert-<16 hex>`: what `vireo-img convert` (Clone's full copy) writes
+ * before its rename (native/core/block/convert.h; a killed one's is also swept by the
+ * next convert into that directory).
+ */
+export const TEMP_PATTERN = /^\..+(\.[0-9a-f]{12}\.tmp|\.vireo-convert-[0-9a-f]{16})$/;
 
 export function tempPathFor(final: string): string {
   return path.join(path.dirname(final), `.${path.basename(final)}.${randomBytes(6).toString('hex')}.tmp`);

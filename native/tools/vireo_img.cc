@@ -1,9 +1,11 @@
 // vireo-img: create, inspect, check, convert and snapshot disk images.
 // Commands, options, output and exit codes follow qemu-img where they overlap.
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "block/convert.h"
 #include "block/image.h"
 #include "block/qcow2.h"
 #include "block/raw.h"
@@ -21,6 +24,8 @@ namespace {
 
 // -U / --force-share: read without taking image locks (block/lock.h), like qemu-img -U.
 bool g_force_share = false;
+// SIGINT/SIGTERM/SIGHUP during convert: stop and remove the temporary.
+std::atomic<bool> g_cancel{false};
 
 int usage() {
   std::fprintf(stderr,
@@ -28,7 +33,7 @@ int usage() {
                "  create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1] FILE [SIZE]\n"
                "  info [-f FMT] [--output human|json] FILE\n"
                "  check [-q] [-f FMT] [-r leaks|all] [--output human|json] FILE\n"
-               "  convert [-q] [-p] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...] IN OUT\n"
+               "  convert [-q] [-p] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...] [-U] IN OUT\n"
                "  snapshot [-q] -c|-a|-d NAME FILE | snapshot -l FILE\n"
                "  resize [-f FMT] FILE [+]SIZE\n"
                "  rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)\n"
@@ -421,60 +426,42 @@ int cmd_convert(Args& a) {
     std::fprintf(stderr, "vireo-img: invalid options '%s'\n", a.o.c_str());
     return 1;
   }
-  int r = ofmt == "raw" ? create_raw(a.pos[1], in->size(), &err)
-        : ofmt == "qcow2" ? create_qcow2(a.pos[1], in->size(), cbits, "", "", version, &err)
-        : (err = "unknown format '" + ofmt + "'", -EINVAL);
+  int r = 0;
+  if (ofmt != "raw" && ofmt != "qcow2") {
+    std::fprintf(stderr, "vireo-img: unknown format '%s'\n", ofmt.c_str());
+    return 1;
+  }
+  ConvertOptions co;
+  co.format = ofmt;
+  co.cluster_bits = cbits;
+  co.version = version;
+  co.cancel = &g_cancel;
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_cancel = true; };
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGHUP, &sa, nullptr);
+  int last = -1;
+  timespec t0 {};
+  if (a.p) {
+    co.progress = [&](uint64_t done, uint64_t total) {
+      // like qemu-img's "    (NN.NN/100%)\r", at most every 1/100 % and 50 ms
+      int v = total ? int(10000.0 * double(done) / double(total)) : 10000;
+      timespec t {};
+      clock_gettime(CLOCK_MONOTONIC, &t);
+      double dt = double(t.tv_sec - t0.tv_sec) + double(t.tv_nsec - t0.tv_nsec) / 1e9;
+      if (v == last || (v < 10000 && last >= 0 && dt < 0.05)) return;
+      last = v, t0 = t;
+      std::printf("    (%d.%02d/100%%)\r", v / 100, v % 100);
+      std::fflush(stdout);
+    };
+    std::printf("    (0.00/100%%)\r");
+    std::fflush(stdout);
+  }
+  r = convert_image(*in, a.pos[1], co, &err);
+  if (a.p) std::printf("\n");
   if (r) {
     std::fprintf(stderr, "vireo-img: %s\n", err.c_str());
-    return 1;
-  }
-  OpenOptions oo;
-  oo.format = ofmt;
-  auto out = open_block(a.pos[1], oo, &err);
-  if (!out) {
-    std::fprintf(stderr, "vireo-img: %s\n", err.c_str());
-    return 1;
-  }
-  const uint64_t chunk = 2 << 20, gran = 64 << 10;
-  std::vector<uint8_t> buf(chunk);
-  uint64_t size = in->size();
-  int last_pct = -1;
-  for (uint64_t off = 0; off < size; off += chunk) {
-    uint64_t n = std::min(chunk, size - off);
-    if ((r = in->pread(buf.data(), n, off))) {
-      std::fprintf(stderr, "vireo-img: error while reading at offset %" PRIu64 ": %s\n", off, std::strerror(-r));
-      return 1;
-    }
-    // Write only the non-zero parts: the new image reads zeros elsewhere.
-    for (uint64_t p = 0; p < n;) {
-      uint64_t m = std::min(gran, n - p);
-      const uint8_t* s = buf.data() + p;
-      bool zero = s[0] == 0 && std::memcmp(s, s + 1, m - 1) == 0;
-      if (!zero) {
-        uint64_t q = p + m;  // extend over following non-zero pieces
-        while (q < n) {
-          uint64_t mm = std::min(gran, n - q);
-          const uint8_t* t = buf.data() + q;
-          if (t[0] == 0 && std::memcmp(t, t + 1, mm - 1) == 0) break;
-          q += mm;
-        }
-        if ((r = out->pwrite(s, q - p, off + p))) {
-          std::fprintf(stderr, "vireo-img: error while writing at offset %" PRIu64 ": %s\n", off + p, std::strerror(-r));
-          return 1;
-        }
-        p = q;
-      } else {
-        p += m;
-      }
-    }
-    if (a.p) {
-      int pct = int(100.0 * double(off + n) / double(size));
-      if (pct != last_pct) std::printf("    (%d.00/100%%)\r", pct), std::fflush(stdout), last_pct = pct;
-    }
-  }
-  if (a.p) std::printf("    (100.00/100%%)\n");
-  if ((r = out->flush())) {
-    std::fprintf(stderr, "vireo-img: flush failed: %s\n", std::strerror(-r));
     return 1;
   }
   return 0;

@@ -40,6 +40,8 @@ describe('the next start after a kill', () => {
     const svc = await service();
     const junk = [
       path.join(svc.paths.pool, '.grub-clone.img.0123456789ab.tmp'),
+      // what a killed `vireo-img convert` (Clone's full copy) leaves
+      path.join(svc.paths.pool, '..grub-clone.img.0123456789ab.tmp.vireo-convert-0123456789abcdef'),
       path.join(svc.paths.vms, '.0c4a1e4e-0000-4000-8000-000000000000.json.abcdef012345.tmp'),
     ];
     for (const j of junk) fs.writeFileSync(j, 'partial');

@@ -1,27 +1,39 @@
 // Full copies for Clone: a reflink first (instant and shared on btrfs/XFS; Node can't
-// issue FICLONE, so `cp --reflink=always` does it), else coreutils' sparse copy
-// (`cp --sparse=always`: SEEK_DATA/SEEK_HOLE and copy_file_range, twice the speed of
-// reading every byte in JS) with progress polled from the growing file and cancel by
-// killing it; where cp can't run, the JS sparse copy in pool.ts. The copy is made
+// issue FICLONE, so `cp --reflink=always` does it), else the block layer's convert
+// (`vireo-img convert -U -p -f raw -O raw`, the same path as `vireo img convert`: the
+// image file copied byte for byte, qcow2 metadata, snapshots and backing name
+// included, holes found by SEEK_DATA/SEEK_HOLE and never read, copy_file_range in the
+// kernel, one fdatasync; docs/block.md) with progress from its `(NN.NN/100%)` lines and
+// cancel by SIGTERM (it removes its temporary), else coreutils' sparse copy
+// (`cp --sparse=always`) with progress polled from the growing file and cancel by
+// killing it; where neither can run, the JS sparse copy in pool.ts. -U: Clone copies
+// a stopped or paused VM's disks (a paused VM still holds its write lock). The copy is made
 // under a hidden temporary name, fsynced, and only then linked to its name: a
 // failed or cancelled copy leaves nothing. `cp` runs under `setpriv --pdeathsig KILL`
 // where util-linux has it, so a copy never outlives a killed service (the hidden
 // temporary it was writing is swept at the next start: disk-journal.ts).
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { imgToolPath } from '../../cli/img';
 import { syncDir } from '../atomic';
 import { type CopyProgress, CopyCancelled, copySparse } from '../pool';
 
-export type CopyMethod = 'reflink' | 'cp-sparse' | 'sparse';
+export type CopyMethod = 'reflink' | 'vireo-img' | 'cp-sparse' | 'sparse';
 
 let pdeathsig: boolean | undefined;
 
-/** `cp …`, made to die with this process (PR_SET_PDEATHSIG through setpriv) where it can be. */
-export function cpCommand(args: string[]): [string, string[]] {
+/** A command made to die with this process (PR_SET_PDEATHSIG through setpriv) where it can be. */
+function withPdeathsig(cmd: string, args: string[]): [string, string[]] {
   pdeathsig ??= spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }).status === 0;
-  return pdeathsig ? ['setpriv', ['--pdeathsig', 'KILL', '--', 'cp', ...args]] : ['cp', args];
+  return pdeathsig ? ['setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
+}
+
+/** `cp …`, made to die with this process where it can be. */
+export function cpCommand(args: string[]): [string, string[]] {
+  return withPdeathsig('cp', args);
 }
 
 function cpReflink(src: string, dst: string): Promise<boolean> {
@@ -58,6 +70,36 @@ function cpSparse(src: string, dst: string, size: number, onProgress: CopyProgre
   });
 }
 
+/** `vireo-img convert` of the file as raw bytes; resolves false when the tool isn't there. */
+function imgCopy(src: string, dst: string, size: number, onProgress: CopyProgress, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new CopyCancelled());
+    const tool = imgToolPath();
+    if (process.env.VIREO_CLONE_NO_IMG === '1' || !existsSync(tool)) return resolve(false);
+    const [cmd, args] = withPdeathsig(tool, ['convert', '-U', '-p', '-f', 'raw', '-O', 'raw', src, dst]);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let err = '';
+    let out = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      out = (out + d.toString()).slice(-200);
+      const all = [...out.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)];
+      const last = all[all.length - 1];
+      if (last) onProgress(Math.min(size, Math.round((Number(last[1]) / 100) * size)), size);
+    });
+    const onAbort = () => child.kill('SIGTERM');
+    signal?.addEventListener('abort', onAbort);
+    const end = () => signal?.removeEventListener('abort', onAbort);
+    child.on('error', (e) => (end(), (e as NodeJS.ErrnoException).code === 'ENOENT' ? resolve(false) : reject(e)));
+    child.on('exit', (code) => {
+      end();
+      if (signal?.aborted) reject(new CopyCancelled());
+      else if (code === 0) resolve(true);
+      else reject(new Error(`copying ${path.basename(src)} failed: ${err.trim().replace(/^vireo-img:\s*/, '') || `vireo-img exited with ${code}`}`));
+    });
+  });
+}
+
 /**
  * Copies src into `tmp` (a hidden temporary that must not exist), fsynced. Nothing is
  * linked: the caller puts it in place (DiskBatch). A failed or cancelled copy removes tmp.
@@ -70,7 +112,8 @@ export async function copyDiskTemp(src: string, tmp: string, onProgress: CopyPro
     if (process.env.VIREO_NO_REFLINK !== '1' && (await cpReflink(src, tmp))) how = 'reflink';
     else {
       await fs.rm(tmp, { force: true });
-      if (await cpSparse(src, tmp, size, onProgress, signal)) how = 'cp-sparse';
+      if (await imgCopy(src, tmp, size, onProgress, signal)) how = 'vireo-img';
+      else if (await cpSparse(src, tmp, size, onProgress, signal)) how = 'cp-sparse';
     }
     if (!how) {
       await copySparse(src, tmp, onProgress, signal);

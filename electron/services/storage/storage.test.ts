@@ -171,7 +171,7 @@ describe.skipIf(!!why)('storage pools and volumes', () => {
     fs.closeSync(fh);
     const dst = path.join(tmp, 'dst.img');
     const how = await copyDisk(src, dst, () => undefined);
-    expect(['reflink', 'cp-sparse', 'sparse']).toContain(how);
+    expect(['reflink', 'vireo-img', 'cp-sparse', 'sparse']).toContain(how);
     expect(fs.statSync(dst).size).toBe(256 * MiB);
     expect(fs.statSync(dst).blocks * 512).toBeLessThan(4 * MiB);
     const b = Buffer.alloc(4);
@@ -180,6 +180,40 @@ describe.skipIf(!!why)('storage pools and volumes', () => {
     fs.closeSync(d);
     expect(b.toString()).toBe('TAIL');
     expect(fs.readdirSync(tmp).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+
+  it('copyDisk without reflink: vireo-img convert copies sparse with progress; cancel leaves nothing', async () => {
+    if (imgToolProblem()) return console.log(`SKIP: ${imgToolProblem()}`);
+    const prev = process.env.VIREO_NO_REFLINK;
+    process.env.VIREO_NO_REFLINK = '1';
+    try {
+      const src = path.join(tmp, 'big.img');
+      const fh = fs.openSync(src, 'w');
+      const chunk = Buffer.alloc(MiB, 7);
+      for (let i = 0; i < 64; i += 2) fs.writeSync(fh, chunk, 0, MiB, i * MiB);
+      fs.ftruncateSync(fh, 128 * MiB);
+      fs.closeSync(fh);
+      const dst = path.join(tmp, 'big-copy.img');
+      const seen: number[] = [];
+      const how = await copyDisk(src, dst, (done) => seen.push(done));
+      expect(how).toBe('vireo-img');
+      expect(fs.readFileSync(dst).equals(fs.readFileSync(src))).toBe(true);
+      expect(fs.statSync(dst).blocks * 512).toBeLessThan(40 * MiB);
+      expect(seen[seen.length - 1]).toBe(128 * MiB);
+      // cancelled before it starts and while it runs: no target, no temporary
+      const ac = new AbortController();
+      ac.abort();
+      await expect(copyDisk(src, path.join(tmp, 'c1.img'), () => undefined, ac.signal)).rejects.toThrow(/cancelled/);
+      const ac2 = new AbortController();
+      const p = copyDisk(src, path.join(tmp, "c2.img"), (d) => void (d > 0 && ac2.abort()), ac2.signal);
+      await p.then(() => undefined, (e) => expect(String(e)).toMatch(/cancelled/));
+      expect(fs.existsSync(path.join(tmp, 'c1.img'))).toBe(false);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(fs.readdirSync(tmp).filter((f) => f.startsWith('.') || /^c[12]\.img$/.test(f))).toEqual(fs.existsSync(path.join(tmp, 'c2.img')) ? ['c2.img'] : []);
+    } finally {
+      if (prev === undefined) delete process.env.VIREO_NO_REFLINK;
+      else process.env.VIREO_NO_REFLINK = prev;
+    }
   });
 });
 

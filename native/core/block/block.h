@@ -31,6 +31,16 @@ public:
     return 0;
   }
   virtual std::string format() const = 0;  // "raw", "qcow2", "memory"
+  // Allocation status of [off, off+len) as the whole backing chain reads it:
+  // kData (must be read), kZero (reads as zeros without being read: a hole, a
+  // zero cluster, unallocated with no backing data). Sets *n (> 0 when len > 0)
+  // to the bytes from off that share the status. kData, kZero or -errno.
+  // The default says everything is data (callers then read and compare).
+  static constexpr int kZero = 0, kData = 1;
+  virtual int block_status(uint64_t off, uint64_t len, uint64_t* n) {
+    *n = len;
+    return kData;
+  }
 };
 
 // A backend over a heap buffer: for device-model unit tests.

@@ -940,14 +940,77 @@ int Qcow2Backend::pread(void* buf, uint64_t len, uint64_t off) {
   std::lock_guard<std::mutex> g(mu_);
   trim_caches();
   auto* p = static_cast<uint8_t*>(buf);
+  auto plain = [&](uint64_t e) {  // a data cluster read as is
+    return !ext_l2_ && !(e & kCompressed) && !(version_ >= 3 && (e & kZeroFlag)) && (e & kOffMask);
+  };
   while (len) {
     uint64_t in = off & (cs_ - 1), n = std::min(len, cs_ - in);
     uint64_t e, bm;
     if (int r = lookup(off, &e, &bm)) return r;
+    uint64_t host = e & kOffMask;
+    if (n < len && plain(e) && !(host & (cs_ - 1)) && host < file_end_ + cs_) {
+      // Data clusters that follow each other in the file: one read (convert, sequential I/O).
+      if (int r = check_data_host(host, cs_, false, "data cluster")) return r;
+      uint64_t total = n;
+      while (total < len) {
+        uint64_t e2, bm2;
+        if (int r = lookup(off + total, &e2, &bm2)) return r;
+        uint64_t h2 = e2 & kOffMask;
+        if (!plain(e2) || h2 != host + in + total || h2 >= file_end_ + cs_) break;
+        if (int r = check_data_host(h2, cs_, false, "data cluster")) return r;
+        total += std::min(len - total, cs_);
+      }
+      if (int r = pread_full(fd_, p, total, host + in)) return r;
+      p += total, off += total, len -= total;
+      continue;
+    }
     if (int r = read_in_cluster(e, bm, p, in, n, off - in)) return r;
     p += n, off += n, len -= n;
   }
   return 0;
+}
+
+int Qcow2Backend::block_status(uint64_t off, uint64_t len, uint64_t* n) {
+  *n = 0;
+  if (off > size_ || len > size_ - off) return -EIO;
+  if (!len) return kZero;
+  enum { kUnalloc = 2 };
+  int kind = -1;
+  uint64_t run = 0;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    trim_caches();
+    while (run < len) {
+      uint64_t o = off + run, m = std::min(len - run, cs_ - (o & (cs_ - 1)));
+      int k;
+      uint64_t l1i = o >> (cluster_bits_ + l2_bits_);
+      if (l1i >= l1_.size() || !(l1_[l1i] & kOffMask)) {
+        k = kUnalloc;  // a whole L2 table's range is unallocated
+        uint64_t span = cs_ << l2_bits_;
+        m = std::min(len - run, span - (o & (span - 1)));
+      } else {
+        uint64_t e, bm;
+        if (int r = lookup(o, &e, &bm)) return r;
+        if (ext_l2_) k = (e & kOffMask) || bm ? kData : kUnalloc;
+        else if (e & kCompressed) k = kData;
+        else if (version_ >= 3 && (e & kZeroFlag)) k = kZero;
+        else k = (e & kOffMask) ? kData : kUnalloc;
+      }
+      if (k == kUnalloc && !backing_) k = kZero;  // zero clusters and holes in one run
+      if (kind < 0) kind = k;
+      else if (k != kind) break;
+      run += m;
+    }
+  }
+  if (kind != kUnalloc) {
+    *n = run;
+    return kind;
+  }
+  if (!backing_ || off >= backing_->size()) {
+    *n = run;
+    return kZero;
+  }
+  return backing_->block_status(off, std::min(run, backing_->size() - off), n);
 }
 
 // ---------------------------------------------------------------- writing
@@ -1050,12 +1113,60 @@ int Qcow2Backend::pwrite(const void* buf, uint64_t len, uint64_t off) {
   if (corrupt_) return -EIO;
   trim_caches();
   auto* p = static_cast<const uint8_t*>(buf);
+  // Whole clusters written where nothing was allocated get new clusters, which
+  // mostly follow each other at the end of the file: their data goes out in one
+  // write (up to 8 MiB) before this call returns. Should that write fail, their
+  // L2 entries are put back (the clusters leak; nothing points at unwritten data).
+  struct Pending {
+    uint64_t host = 0, len = 0;
+    const uint8_t* p = nullptr;
+    std::vector<std::pair<L2Table*, uint64_t>> slots;
+  } pend;
+  auto flush_pending = [&]() -> int {
+    if (!pend.len) return 0;
+    int r = write_at(pend.p, pend.len, pend.host);
+    if (r)
+      for (auto& sl : pend.slots) sl.first->e[sl.second] = 0;
+    pend.len = 0;
+    pend.slots.clear();
+    return r;
+  };
   while (len) {
     uint64_t n = std::min(len, cs_ - (off & (cs_ - 1)));
+    if (n == cs_ && !ext_l2_) {
+      L2Table* t;
+      uint64_t idx;
+      if (int r = l2_for_write(off, &t, &idx)) {
+        flush_pending();
+        return r;
+      }
+      if (t->e[idx] == 0) {
+        uint64_t nc;
+        if (int r = alloc_clusters(1, &nc)) {
+          flush_pending();
+          return r;
+        }
+        int k = meta_overlap(nc, cs_);
+        if (k == -2 || k >= 0) {
+          flush_pending();
+          return k == -2 ? -EIO : mark_corrupt("cluster " + hex(nc) + " is free in the refcounts but holds " + meta_name(k));
+        }
+        if (pend.len && (nc != pend.host + pend.len || p != pend.p + pend.len || pend.len >= (8u << 20)))
+          if (int r = flush_pending()) return r;
+        if (!pend.len) pend.host = nc, pend.p = p;
+        pend.len += cs_;
+        pend.slots.emplace_back(t, idx);
+        t->e[idx] = nc | kCopied;
+        t->dirty = true;
+        p += n, off += n, len -= n;
+        continue;
+      }
+    }
+    if (int r = flush_pending()) return r;
     if (int r = write_chunk(p, n, off)) return r;
     p += n, off += n, len -= n;
   }
-  return 0;
+  return flush_pending();
 }
 
 int Qcow2Backend::flush() {

@@ -43,6 +43,10 @@ public:
   int discard(uint64_t off, uint64_t len) override;
   int write_zeroes(uint64_t off, uint64_t len) override;
   std::string format() const override { return "qcow2"; }
+  // From the L1/L2 map: data and compressed clusters are data, zero clusters
+  // zero, unallocated ones what the backing file says (zero past its end or
+  // without one). Extended-L2 clusters with any bit set count as data.
+  int block_status(uint64_t off, uint64_t len, uint64_t* n) override;
 
   std::vector<SnapshotInfo> snapshots() override;
   int snapshot_create(const std::string& name, std::string* error) override;

@@ -3,6 +3,8 @@
 #include "block/lock.h"
 
 #include <fcntl.h>
+
+#include <algorithm>
 #include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -79,6 +81,28 @@ int RawBackend::pwrite(const void* buf, uint64_t len, uint64_t off) {
 int RawBackend::flush() {
   if (ro_) return 0;
   return ::fdatasync(fd_) ? -errno : 0;
+}
+
+int RawBackend::block_status(uint64_t off, uint64_t len, uint64_t* n) {
+  *n = 0;
+  if (off > size_ || len > size_ - off) return -EIO;
+  if (!len) return kZero;
+  off_t d = ::lseek(fd_, off_t(off), SEEK_DATA);
+  if (d < 0) {
+    if (errno == ENXIO) {  // only a hole from here to the end
+      *n = len;
+      return kZero;
+    }
+    *n = len;  // no SEEK_DATA here (EINVAL): all data
+    return kData;
+  }
+  if (uint64_t(d) > off) {
+    *n = std::min<uint64_t>(len, uint64_t(d) - off);
+    return kZero;
+  }
+  off_t h = ::lseek(fd_, off_t(off), SEEK_HOLE);
+  *n = h < 0 || uint64_t(h) <= off ? len : std::min<uint64_t>(len, uint64_t(h) - off);
+  return kData;
 }
 
 int RawBackend::discard(uint64_t off, uint64_t len) {

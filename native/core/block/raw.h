@@ -21,6 +21,7 @@ public:
   int discard(uint64_t off, uint64_t len) override;        // punches a hole
   int write_zeroes(uint64_t off, uint64_t len) override;   // zero range / hole
   std::string format() const override { return "raw"; }
+  int block_status(uint64_t off, uint64_t len, uint64_t* n) override;  // SEEK_DATA / SEEK_HOLE
   int fd() const { return fd_; }
 
 private:

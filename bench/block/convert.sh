@@ -1,0 +1,87 @@
+#!/bin/bash
+# Whole-image copy: `vireo-img convert` vs `qemu-img convert` vs `cp --sparse=always`
+# on the same files in one run, medians of RUNS (default 3).
+#   images: a GiB-sized raw with 50 % of its 64 KiB blocks allocated at random
+#   (SIZE_GB, default 4) and a sparse 100 GiB raw with 64 MiB of data scattered in 1 MiB
+#   pieces, plus qemu-img's qcow2 of each.
+# Usage: bench/block/convert.sh [BUILD_DIR] [SIZE_GB]   (default native/out/core, 4)
+# Needs qemu-img and ~4x SIZE_GB/2 free in $TMPDIR. Not part of CI.
+# Ratios are other's time / Vireo's time: >= 1.00 means Vireo is at least as fast.
+# vireo-img's output is durable when it exits (fdatasync + directory fsync);
+# qemu-img convert (default -t unsafe) and cp are not, so each is also timed with
+# `sync FILE` (fsync of the output) after it ("+fsync" columns).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-$here/../../native/out/core}" && pwd)
+size_gb=${2:-4}
+RUNS=${RUNS:-3}
+VIMG=$build/vireo-img
+[ -x "$VIMG" ] || { echo "missing $VIMG (build first)"; exit 1; }
+command -v qemu-img >/dev/null || { echo "qemu-img missing (apt-get install qemu-utils)"; exit 1; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/vireo-convert-bench-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+python3 - "$size_gb" <<'PY'
+import os, random, sys
+random.seed(1)
+buf = os.urandom(2 << 20)
+size = int(sys.argv[1]) << 30
+with open("half.raw", "wb") as f:
+    f.truncate(size)
+    for off in range(0, size, 64 << 10):
+        if random.random() < 0.5:
+            s = random.randrange(0, 1 << 20)
+            f.seek(off); f.write(buf[s:s + (64 << 10)])
+with open("sparse.raw", "wb") as f:
+    f.truncate(100 << 30)
+    for _ in range(64):
+        off = random.randrange(0, 100 << 10) << 20
+        s = random.randrange(0, 1 << 20)
+        f.seek(off); f.write(buf[s:s + (1 << 20)])
+PY
+qemu-img convert -O qcow2 half.raw half.qcow2
+qemu-img convert -O qcow2 sparse.raw sparse.qcow2
+sync
+
+now() { date +%s.%N; }
+# med CMD...: median wall seconds of RUNS runs (the output file o.* removed before each)
+med() {
+  local ts=() t0 t1
+  for ((i = 0; i < RUNS; i++)); do
+    rm -f o.raw o.qcow2; sync
+    t0=$(now); "$@" >/dev/null; t1=$(now)
+    ts+=("$(echo "$t1 - $t0" | bc -l)")
+  done
+  printf '%s\n' "${ts[@]}" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+}
+fsynced() { "$@" && sync "${@: -1}"; }
+
+echo "| image | convert | Vireo s | qemu-img s | qemu-img+fsync s | cp s | cp+fsync s | vs qemu-img | vs qemu-img+fsync | vs cp | vs cp+fsync |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+for img in half sparse; do
+  for row in "raw raw" "raw qcow2" "qcow2 raw" "qcow2 qcow2"; do
+    set -- $row
+    src=$img.$1 out=o.$2
+    tv=$(med "$VIMG" convert -O "$2" "$src" "$out")
+    "$VIMG" convert -O "$2" "$src" "$out"
+    qemu-img compare -q "$src" "$out" || { echo "compare failed: $src -> $out"; exit 1; }
+    if [ "$2" = qcow2 ]; then qemu-img check -q "$out" || { echo "check failed: $out"; exit 1; }; fi
+    tq=$(med qemu-img convert -O "$2" "$src" "$out")
+    tqs=$(med fsynced qemu-img convert -O "$2" "$src" "$out")
+    if [ "$1" = "$2" ]; then
+      tc=$(med cp --sparse=always "$src" "$out")
+      tcs=$(med fsynced cp --sparse=always "$src" "$out")
+    else
+      tc=- tcs=-
+    fi
+    python3 - "$img" "$1->$2" "$tv" "$tq" "$tqs" "$tc" "$tcs" <<'PY'
+import sys
+img, conv, v, q, qs, c, cs = sys.argv[1:]
+v = float(v)
+def s(x): return "-" if x == "-" else f"{float(x):.3f}"
+def r(x): return "-" if x == "-" else f"{float(x) / v:.2f}"
+print(f"| {img} | {conv} | {v:.3f} | {s(q)} | {s(qs)} | {s(c)} | {s(cs)} | {r(q)} | {r(qs)} | {r(c)} | {r(cs)} |")
+PY
+  done
+done

@@ -1,0 +1,55 @@
+// Whole-image copy (vireo-img convert, the app's full clone): walks only the
+// source's allocated data (BlockBackend::block_status: SEEK_DATA/SEEK_HOLE on
+// raw, the L1/L2 map on qcow2, through the backing chain), never reads holes,
+// reads 4 MiB pieces on one thread while another writes them, copy_file_range
+// for raw -> raw where the kernel allows it, and makes the target durable once
+// at the end.
+//
+// The target is written under a temporary name in its own directory,
+// `.<name>.vireo-convert-<random>`, flock()ed while it is being written; only
+// a complete, fsynced copy is renamed to the target's name (then the
+// directory is fsynced). A failed or cancelled copy removes the temporary; a
+// killed one leaves it, and the next convert into that directory removes every
+// such file nobody holds (sweep_convert_temps).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "block/block.h"
+
+namespace vireo::block {
+
+struct ConvertOptions {
+  std::string format = "raw";  // target: "raw" or "qcow2"
+  int cluster_bits = 16;       // qcow2 target
+  int version = 3;             // qcow2 target: 2 (compat=0.10) or 3
+  // Called on the writing thread with bytes of the virtual disk done (holes count).
+  std::function<void(uint64_t done, uint64_t total)> progress;
+  const std::atomic<bool>* cancel = nullptr;  // set -> the copy stops with -ECANCELED
+  bool allow_copy_range = true;  // tests: false forces the read/write path for raw -> raw
+};
+
+// What the last convert did (tests and benchmarks).
+struct ConvertStats {
+  uint64_t data_bytes = 0;      // bytes of the source read (or copied by the kernel)
+  uint64_t written_bytes = 0;   // bytes written to the target (zero pieces skipped)
+  uint64_t copy_range_bytes = 0;
+  bool used_copy_range = false;
+};
+
+// Copies `in` (its whole backing chain, flattened) to a new image at `target`.
+// An existing target is replaced, unless another process holds it (a running
+// VM's disk): that is refused with the lock message. 0 or -errno, with *error
+// naming the target ("could not write 'out.raw': No space left on device").
+int convert_image(BlockBackend& in, const std::string& target, const ConvertOptions& opts,
+                  std::string* error, ConvertStats* stats = nullptr);
+
+// Removes leftovers of killed converts in `dir` (unheld temporaries). Returns how many.
+int sweep_convert_temps(const std::string& dir);
+
+// The temporary-name marker (".<name>" + kConvertTempMarker + random).
+constexpr const char* kConvertTempMarker = ".vireo-convert-";
+
+}  // namespace vireo::block
