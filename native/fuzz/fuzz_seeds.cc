@@ -433,6 +433,18 @@ void kernel(const std::vector<std::string>& files) {
   }
 }
 
+// ---- saved-state loaders (state_load_fuzz.cc ops) ----
+void state_load() {
+  // Per device (8 in the target's list): its own section with a few flipped
+  // bytes, and cut short with garbage after it.
+  for (int dev = 0; dev < 8; dev++) {
+    Writer w;
+    w.u8(dev).u8(1).u8(0).u8(3).u16(1).u8(0x80).u16(9).u8(0x01).u16(40).u8(0xff);
+    w.u8(dev).u8(2).u8(0).u16(12).u16(4).u32(0xdeadbeef);
+    save("state_load_fuzz", "dev" + std::to_string(dev), w.v);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -450,6 +462,7 @@ int main(int argc, char** argv) {
   i8042();
   serial();
   fw_cfg();
+  state_load();
   kernel(std::vector<std::string>(argv + 2, argv + argc));
   return 0;
 }
