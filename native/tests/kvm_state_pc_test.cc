@@ -376,14 +376,15 @@ TEST(guest_writing_its_virtio_disk_goes_on_after_restore) { diskw_save_and_resto
 TEST(guest_writing_its_ide_disk_goes_on_after_restore) { diskw_save_and_restore(false); }
 
 namespace {
-// Saves a GRUB CD machine once `ready` says so, then restores it into a new
-// Machine that must reach GRUB's menu and take 'c'.
+// Saves a two-vCPU GRUB CD machine once `ready` says so, then restores it
+// into a new Machine that must reach GRUB's menu and take 'c'.
 void save_early_then_reach_menu(const char* what, const std::function<void(Machine&, Run&)>& ready) {
   require_grub();
   Cleanup clean;
   std::string path = tmp_path(what);
   clean.paths = {path};
   MachineConfig c = grub_config();
+  c.cpus = 2;  // SeaBIOS wakes the second vCPU during its POST and parks it
   std::string at_save;
   {
     Machine m(c);
