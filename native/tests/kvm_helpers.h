@@ -15,7 +15,7 @@
 
 // The DOM KeyboardEvent.code that types `c` on a US layout, and whether it
 // needs Shift. Covers what tests type into GRUB: letters, digits, space,
-// Enter, Backspace and - _ = . / ; :
+// Enter, Backspace and - _ = . / ; : ( ) +
 inline std::pair<std::string, bool> us_key(char c) {
   if (c >= 'a' && c <= 'z') return {std::string("Key") + char(c - 'a' + 'A'), false};
   if (c >= 'A' && c <= 'Z') return {std::string("Key") + c, true};
@@ -31,6 +31,9 @@ inline std::pair<std::string, bool> us_key(char c) {
     case '/': return {"Slash", false};
     case ';': return {"Semicolon", false};
     case ':': return {"Semicolon", true};
+    case '(': return {"Digit9", true};
+    case ')': return {"Digit0", true};
+    case '+': return {"Equal", true};
   }
   return {"", false};
 }
