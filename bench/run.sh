@@ -3,13 +3,14 @@
 # suite (npm test never calls it): it takes minutes and its figures depend on
 # the machine.
 #
-#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app,linux]
+#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app,state,linux]
 #
 # engine  bench/engine/*.py        start -> first serial byte, memory, display frames (vs QEMU)
 # block   bench/block/bench.sh     block layer vs qemu-io, image copy vs qemu-img/cp
 # pc      bench/pc/grub-menu.mjs   start -> GRUB menu (SeaBIOS, ATAPI) vs QEMU
 # storage bench/storage/*.ts       linked clone time, full clone copy vs cp
 # app     bench/app/app-bench.ts   UI budgets in Chromium (no QEMU peer)
+# state   bench/state/save-restore.ts save/restore time and file size vs QEMU-KVM migrate-to-file
 # linux   bench/linux-boot/bench.ts start -> Linux init prompt vs QEMU-KVM and TCG (up to LINUX_LIMIT s per boot)
 # Each suite runs only if its files are present; a failing suite is reported
 # in the table and the others still run. Logs stay in $BENCH_OUT (a temp dir).
@@ -79,6 +80,12 @@ if want app && [ -f bench/app/app-bench.ts ]; then
   else
     cp "$OUT/app.build.log" "$OUT/app.txt"; status app 1
   fi
+fi
+if want state && [ -f bench/state/save-restore.ts ]; then
+  log "state: save/restore of a running VM, 100 MiB touched, vs QEMU-KVM migrate to a file (${STATE_RUNS:=3} runs)"
+  [ -f dist/bench/state/save-restore.js ] && [ dist/bench/state/save-restore.js -nt bench/state/save-restore.ts ] ||
+    npx tsc -p tsconfig.json >"$OUT/state.build.log" 2>&1
+  node dist/bench/state/save-restore.js --runs "$STATE_RUNS" >"$OUT/state.txt" 2>"$OUT/state.err"; status state $?
 fi
 if want linux && [ -f bench/linux-boot/bench.ts ]; then
   log "linux: start -> init prompt (limit ${LINUX_LIMIT:=300} s per boot; minutes on a kvm_pvm host)"
@@ -173,6 +180,7 @@ def generic_rows(suite, key):
             header = cells; continue
         rows.append((suite, f"{header[0]}: {cells[0]}", "; ".join(f"{h}: {c}" for h, c in zip(header[1:], cells[1:])), "n/a", "", ""))
 generic_rows("storage", "storage")
+generic_rows("state", "state")
 generic_rows("linux", "linux")
 if failed("app"): fail_row("app", "app")
 elif os.path.exists(os.path.join(out, "app.txt")):
