@@ -584,7 +584,7 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
             ))}
           </ul>
           <div className="details-panel" role="tabpanel" id="d-panel" aria-labelledby={`d-tab-${section}`}>
-            {pendingNote}
+            {section !== 'Performance' && pendingNote}
             {panel()}
           </div>
         </div>
