@@ -88,6 +88,21 @@ export interface PciDeviceInfo {
   name: string;
 }
 
+/** machine.perfStats(): counters since power-on for the Performance graphs (rates come from two samples). */
+export interface PerfStats {
+  vcpus: number;
+  /** CPU time the running vCPU threads have used (ns; on kvm_pvm includes KVM's emulation of guest ring 0). */
+  cpuNs: number;
+  /** Guest RAM configured (bytes). */
+  ramBytes: number;
+  /** Guest RAM resident in host memory, i.e. touched (bytes); -1 when asked with {memory: false}. */
+  residentBytes: number;
+  /** Every disk and CD-ROM in MachineConfig.disks order: bytes and requests that completed. */
+  disks: { path: string; cdrom: boolean; readBytes: number; readOps: number; writeBytes: number; writeOps: number; flushOps: number }[];
+  /** Every NIC in MachineConfig.nics order. */
+  nics: { rxBytes: number; rxPackets: number; txBytes: number; txPackets: number }[];
+}
+
 /** Per-NIC counters since power-on. */
 export interface NicStats {
   rxPackets: number;
@@ -214,6 +229,8 @@ export interface NativeMachine {
   setNicLink(index: number, up: boolean): boolean;
   /** Counters of every NIC, in MachineConfig.nics order ([] once the machine is released). */
   nicStats(): NicStats[];
+  /** Guest CPU time, touched RAM, per-disk and per-NIC counters in one call; {memory: false} skips the mincore() scan. */
+  perfStats(opts?: { memory?: boolean }): PerfStats;
   /** Every PCI function on bus 0 (IDs and class read through config space); [] without the PC board. */
   pciDevices(): PciDeviceInfo[];
 }

@@ -44,6 +44,32 @@ describe.skipIf(!!why)('native addon', () => {
     expect(() => m.start()).toThrow(/cannot start a machine that is stopped/);
   });
 
+  it('perfStats: vCPU time, touched RAM and the CD-ROM bytes SeaBIOS read over ATAPI', async () => {
+    const bios = '/usr/share/seabios/bios.bin';
+    const iso = '/usr/lib/grub-rescue/grub-rescue-cdrom.iso';
+    if (!fs.existsSync(bios) || !fs.existsSync(iso)) return console.log('SKIP perfStats addon test: no SeaBIOS or GRUB rescue ISO');
+    const { Machine } = loadAddon();
+    const m = new Machine({ memoryMiB: 64, cpus: 1, bios, disks: [{ path: iso, media: 'cdrom', format: 'raw', readOnly: true }] });
+    const before = m.perfStats();
+    expect(before).toMatchObject({ vcpus: 1, cpuNs: 0, ramBytes: 64 << 20 });
+    expect(before.disks).toEqual([{ path: iso, cdrom: true, readBytes: 0, readOps: 0, writeBytes: 0, writeOps: 0, flushOps: 0 }]);
+    expect(before.nics).toEqual([]);
+    m.start();
+    try {
+      const deadline = Date.now() + 60000;
+      while (m.perfStats({ memory: false }).disks[0]!.readBytes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      const p = m.perfStats();
+      expect(p.disks[0]!.readBytes).toBeGreaterThan(0);
+      expect(p.disks[0]!.readOps).toBeGreaterThan(0);
+      expect(p.cpuNs).toBeGreaterThan(0);
+      expect(p.residentBytes).toBeGreaterThan(0);
+      expect(p.residentBytes).toBeLessThanOrEqual(64 << 20);
+      expect(m.perfStats({ memory: false }).residentBytes).toBe(-1);
+    } finally {
+      m.stop();
+    }
+  }, 90000);
+
   it('rejects a bad configuration with a clear error', () => {
     const { Machine } = loadAddon();
     expect(() => new Machine({ memoryMiB: 64, cpus: 1, kernel: '/nonexistent/k' })).toThrow(/\/nonexistent\/k.*No such file/);

@@ -82,8 +82,12 @@ export class EngineHost {
   private serialLogBytes = 0;
   private scrollback: Uint8Array[] = [];
   private scrollbackBytes = 0;
-  private lastCpu = process.cpuUsage();
-  private lastCpuAt = Date.now();
+  /** The previous perf sample's vCPU time and clock (guest CPU % over the interval). */
+  private lastCpuNs = -1;
+  private lastCpuAt = 0;
+  /** Touched guest RAM, rescanned every 2 s (mincore over guest RAM). */
+  private memoryMiB = 0;
+  private memoryAt = 0;
   private rebooting = false;
   private stopping = false;
   /** The guest drives the USB tablet (last seen by checkTablet). */
@@ -535,15 +539,39 @@ export class EngineHost {
 
   private stats(): void {
     this.checkTablet();
+    const m = this.machine;
+    if (!m) return;
     const now = Date.now();
-    const cpu = process.cpuUsage(this.lastCpu);
-    const elapsedUs = Math.max(1, (now - this.lastCpuAt) * 1000);
-    this.lastCpu = process.cpuUsage();
+    const scanMemory = now - this.memoryAt >= 2000;
+    let p;
+    try {
+      p = m.perfStats({ memory: scanMemory });
+    } catch {
+      return; // the machine is going away: no sample this second
+    }
+    if (scanMemory && p.residentBytes >= 0) {
+      this.memoryMiB = Math.round(p.residentBytes / (1024 * 1024));
+      this.memoryAt = now;
+    }
+    // Guest CPU: the vCPU threads' CPU time over the interval, percent of all vCPUs (0–100).
+    let cpuPercent = 0;
+    if (this.lastCpuNs >= 0 && p.cpuNs >= this.lastCpuNs && now > this.lastCpuAt) {
+      const pct = ((p.cpuNs - this.lastCpuNs) / ((now - this.lastCpuAt) * 1e6 * Math.max(1, p.vcpus))) * 100;
+      cpuPercent = Math.round(Math.min(100, Math.max(0, pct)) * 10) / 10;
+    }
+    this.lastCpuNs = p.cpuNs;
     this.lastCpuAt = now;
     this.post({
       t: 'stats',
-      cpuPercent: Math.round(((cpu.user + cpu.system) / elapsedUs) * 1000) / 10,
-      memoryMiB: Math.round(process.memoryUsage().rss / (1024 * 1024)),
+      cpuPercent,
+      memoryMiB: this.memoryMiB,
+      perf: {
+        at: now,
+        vcpus: p.vcpus,
+        ramMiB: Math.round(p.ramBytes / (1024 * 1024)),
+        disks: p.disks.slice(0, 64).map((d) => ({ readBytes: d.readBytes, readOps: d.readOps, writeBytes: d.writeBytes, writeOps: d.writeOps })),
+        nics: p.nics.slice(0, 64).map((n) => ({ rxBytes: n.rxBytes, rxPackets: n.rxPackets, txBytes: n.txBytes, txPackets: n.txPackets })),
+      },
     });
   }
 }

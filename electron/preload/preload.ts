@@ -44,6 +44,7 @@ const METHODS: Record<Method, true> = {
   'os.detect': true,
   'os.list': true,
   'vm.devices': true,
+  'vm.statsHistory': true,
   'network.list': true,
   'network.define': true,
   'network.edit': true,

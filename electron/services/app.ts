@@ -22,6 +22,7 @@ import { DEFAULT_NETWORK } from '../common/contracts/network';
 import { NetworkError, NetworkService } from './networks';
 import { SwitchService } from './net-switches';
 import { InterfaceError, InterfaceService } from './interfaces';
+import { VmPerf } from './vm-perf';
 import { loadAddon } from '../engine-host/addon';
 import { serviceLocation } from './service-host';
 import { toMachineConfig, type FirmwarePaths, firmwarePaths } from './machine-config';
@@ -92,6 +93,8 @@ export class VireoService implements VireoApi {
   private readonly jobs = new Map<string, AbortController>();
   /** uuid (or `name:<lower-case name>`) -> what it is busy with ('cloned', 'started', 'deleted', 'created'). */
   private readonly busy = new Map<string, string>();
+  /** The last minutes of performance points per running VM (vm.statsHistory). */
+  readonly perf = new VmPerf();
   private nextJob = 1;
 
   constructor(private readonly opts: ServiceOptions) {
@@ -107,12 +110,18 @@ export class VireoService implements VireoApi {
         rt.state = state;
         if (exit) rt.lastExit = exit;
         if (state !== 'shuttingdown') delete rt.notice;
-        if (state === 'shutoff' || state === 'crashed') delete rt.temporary;
+        if (state === 'shutoff' || state === 'crashed') {
+          delete rt.temporary;
+          this.perf.drop(uuid);
+        }
         this.runtime.set(uuid, rt);
         if (exit) this.emit('vm.exited', { uuid, reason: exit });
         this.changed(uuid);
       },
-      stats: (uuid, cpuPercent, memoryMiB) => this.emit('vm.stats', { uuid, cpuPercent, memoryMiB }),
+      stats: (uuid, cpuPercent, memoryMiB, perf) => {
+        const point = this.perf.ingest(uuid, cpuPercent, memoryMiB, perf);
+        this.emit('vm.stats', { uuid, cpuPercent: point.cpuPercent, memoryMiB: point.memoryMiB, point });
+      },
       notice: (uuid, message) => {
         const rt = this.runtime.get(uuid);
         if (!rt) return;
@@ -636,6 +645,11 @@ export class VireoService implements VireoApi {
   async 'vm.devices'({ uuid }: Params<'vm.devices'>): Promise<Result<'vm.devices'>> {
     const def = this.need(uuid);
     return { pci: await this.needRunning(def).devices(uuid) };
+  }
+
+  async 'vm.statsHistory'({ uuid }: Params<'vm.statsHistory'>): Promise<Result<'vm.statsHistory'>> {
+    this.need(uuid);
+    return { points: this.perf.history(uuid) };
   }
 
   async 'vm.interfaces'({ uuid }: Params<'vm.interfaces'>): Promise<Result<'vm.interfaces'>> {

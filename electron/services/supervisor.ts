@@ -4,6 +4,7 @@
 // ended into a typed exit reason: shut down, crashed (with the engine's reason), or
 // killed (by a signal).
 import type { MachineConfig, NicStats, PciDeviceInfo } from '../common/engine-api';
+import type { PerfSample } from '../common/contracts/engine-host';
 import { type FromHost, FromHostSchema, type StopReasonMsg, type ToHost } from '../common/contracts/engine-host';
 import type { ExitReason } from '../common/contracts/vm';
 
@@ -25,7 +26,8 @@ export type RunState = 'starting' | 'running' | 'paused' | 'shuttingdown';
 
 export interface SupervisorEvents {
   state(uuid: string, state: RunState | 'shutoff' | 'crashed', exit?: ExitReason): void;
-  stats(uuid: string, cpuPercent: number, memoryMiB: number): void;
+  /** Once a second: guest CPU %, touched RAM (MiB) and the engine's cumulative counters (perf). */
+  stats(uuid: string, cpuPercent: number, memoryMiB: number, perf?: PerfSample): void;
   /** A hint for the user about a running VM (a Shut Down the guest has not acted on), or null to clear it. */
   notice?(uuid: string, message: string | null): void;
 }
@@ -416,7 +418,7 @@ export class Supervisor {
         }
         break;
       case 'stats':
-        this.events.stats(r.uuid, msg.cpuPercent, msg.memoryMiB);
+        this.events.stats(r.uuid, msg.cpuPercent, msg.memoryMiB, msg.perf);
         break;
       case 'screenshot': {
         const w = r.screenshots.get(msg.reqId);

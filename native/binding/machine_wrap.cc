@@ -152,6 +152,7 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::EjectCdrom>("ejectCdrom"),
                                      InstanceMethod<&MachineWrap::SetNicLink>("setNicLink"),
                                      InstanceMethod<&MachineWrap::NicStats>("nicStats"),
+                                     InstanceMethod<&MachineWrap::PerfStats>("perfStats"),
                                      InstanceMethod<&MachineWrap::PciDevices>("pciDevices"),
                                  });
   env.AddCleanupHook([] {
@@ -536,6 +537,52 @@ Napi::Value MachineWrap::NicStats(const Napi::CallbackInfo& info) {
     a.Set(uint32_t(i), o);
   }
   return a;
+}
+
+// One call for the Performance graphs: cumulative counters (the caller takes
+// rates from two samples). memory.residentBytes costs a mincore() over guest
+// RAM; pass {memory: false} to skip it (then it is -1).
+Napi::Value MachineWrap::PerfStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool want_mem = true;
+  if (info.Length() > 0 && info[0].IsObject()) {
+    auto opt = info[0].As<Napi::Object>();
+    if (opt.Has("memory")) want_mem = opt.Get("memory").ToBoolean();
+  }
+  auto o = Napi::Object::New(env);
+  o.Set("vcpus", m_ ? m_->vcpu_count() : 0);
+  o.Set("cpuNs", m_ ? double(m_->vcpu_cpu_ns()) : 0.0);
+  o.Set("ramBytes", m_ ? double(m_->ram_bytes()) : 0.0);
+  o.Set("residentBytes", m_ && want_mem ? double(m_->ram_resident_bytes()) : -1.0);
+  PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
+  auto disks = b ? b->disk_io() : std::vector<PcBoard::DiskIo>{};
+  auto da = Napi::Array::New(env, disks.size());
+  for (size_t i = 0; i < disks.size(); i++) {
+    const auto& d = disks[i];
+    auto e = Napi::Object::New(env);
+    e.Set("path", d.path);
+    e.Set("cdrom", d.cdrom);
+    e.Set("readBytes", double(d.read_bytes));
+    e.Set("readOps", double(d.read_ops));
+    e.Set("writeBytes", double(d.write_bytes));
+    e.Set("writeOps", double(d.write_ops));
+    e.Set("flushOps", double(d.flush_ops));
+    da.Set(uint32_t(i), e);
+  }
+  o.Set("disks", da);
+  size_t n = b ? b->nic_count() : 0;
+  auto na = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++) {
+    auto c = b->nic_counters(i);
+    auto e = Napi::Object::New(env);
+    e.Set("rxBytes", double(c.rx_bytes));
+    e.Set("rxPackets", double(c.rx_packets));
+    e.Set("txBytes", double(c.tx_bytes));
+    e.Set("txPackets", double(c.tx_packets));
+    na.Set(uint32_t(i), e);
+  }
+  o.Set("nics", na);
+  return o;
 }
 
 }  // namespace vireo::binding

@@ -42,6 +42,7 @@ private:
   Napi::Value EjectCdrom(const Napi::CallbackInfo& info);
   Napi::Value SetNicLink(const Napi::CallbackInfo& info);
   Napi::Value NicStats(const Napi::CallbackInfo& info);
+  Napi::Value PerfStats(const Napi::CallbackInfo& info);
   Napi::Value PciDevices(const Napi::CallbackInfo& info);
 
   void DrainSerial(Napi::Env env);

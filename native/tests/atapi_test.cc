@@ -6,6 +6,7 @@
 #include <string>
 
 #include "check.h"
+#include "block/counting.h"
 #include "devices/ide/piix_ide.h"
 
 using namespace vireo;
@@ -316,4 +317,28 @@ TEST(master_disk_and_slave_cdrom_share_a_channel) {
   ch.cmd_write(6, 0xe0, 1);
   ch.cmd_write(7, 0x20, 1);
   CHECK_EQ(uint8_t(ch.cmd_read(0, 1)), uint8_t(0x77));
+}
+
+// GRUB and SeaBIOS read the CD over ATAPI: those reads reach the counters the
+// board keeps per drive (block/counting.h).
+TEST(read10_counts_into_the_drive_counters) {
+  Rig r(false);
+  auto io = std::make_shared<block::IoCounters>();
+  r.ch().attach_cdrom(0, std::make_shared<block::CountingBackend>(r.iso, io));
+  r.out(6, 0xa0);
+  uint32_t prd[2] = {0x8000, 0x80000000u | 4096};
+  std::memcpy(&r.ram[0x1000], prd, 8);
+  auto& bm = *r.ide->bmdma();
+  uint8_t p[4] = {0x00, 0x10, 0, 0};
+  bm.write(8 + 4, p);
+  uint8_t c = kBmCmdToMemory;
+  bm.write(8, std::span<const uint8_t>(&c, 1));
+  CHECK(r.packet({0x28, 0, 0, 0, 0, 20, 0, 0, 2, 0}, 0, true));
+  c = kBmCmdToMemory | kBmCmdStart;
+  bm.write(8, std::span<const uint8_t>(&c, 1));
+  CHECK_EQ(r.result(), 0);
+  CHECK(std::memcmp(&r.ram[0x8000], r.iso->data.data() + 20 * 2048, 4096) == 0);
+  CHECK_EQ(io->read_bytes.load(), 4096u);
+  CHECK(io->read_ops.load() >= 1u);
+  CHECK_EQ(io->write_bytes.load(), 0u);
 }

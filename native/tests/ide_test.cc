@@ -5,6 +5,7 @@
 #include <string>
 
 #include "check.h"
+#include "block/counting.h"
 #include "devices/ide/piix_ide.h"
 
 using namespace vireo;
@@ -436,4 +437,47 @@ TEST(pci_config_identity_and_bar4) {
   pio.read(0xc00a, std::span<uint8_t>(&got, 1));
   CHECK_EQ(got, uint8_t(0x60));
   CHECK_EQ(r.ch(1).bm_read(2), uint8_t(0x60));
+}
+
+// The board counts every disk's traffic with a CountingBackend in front of the
+// image (block/counting.h): reads and writes through the device, PIO and DMA,
+// bump the bytes and ops; a failed read counts nothing.
+TEST(counting_backend_counts_pio_and_dma_traffic) {
+  Rig r;
+  auto disk = patterned_disk(1 << 20);
+  auto io = std::make_shared<block::IoCounters>();
+  r.ch().attach_disk(0, std::make_shared<block::CountingBackend>(disk, io));
+  r.lba28(5, 2);
+  r.out(7, 0x20);  // READ SECTORS, two blocks
+  auto a = r.read_block(1024);
+  CHECK(std::memcmp(a.data(), disk->data.data() + 5 * 512, 1024) == 0);
+  CHECK_EQ(io->read_bytes.load(), 1024u);
+  CHECK(io->read_ops.load() >= 1u);
+  CHECK_EQ(io->write_bytes.load(), 0u);
+  // READ DMA of three sectors.
+  uint64_t ops = io->read_ops.load();
+  r.prd(0x1000, 0x2000, 1536, true);
+  r.bm_prd(0, 0x1000);
+  r.bm(0, kBmCmdToMemory | kBmCmdStart);
+  r.lba28(3, 3);
+  r.out(7, 0xc8);
+  CHECK(std::memcmp(&r.ram[0x2000], disk->data.data() + 3 * 512, 1536) == 0);
+  CHECK_EQ(io->read_bytes.load(), 1024u + 1536u);
+  CHECK(io->read_ops.load() > ops);
+  r.bm(0, 0);
+  r.bm(2, kBmStIrq);
+  // WRITE SECTORS of one block, then FLUSH CACHE.
+  r.lba28(10, 1);
+  r.out(7, 0x30);
+  for (int i = 0; i < 256; i++) r.outw(uint16_t(i));
+  CHECK_EQ(io->write_bytes.load(), 512u);
+  CHECK_EQ(io->write_ops.load(), 1u);
+  r.out(7, 0xe7);
+  CHECK_EQ(io->flush_ops.load(), 1u);
+  // A read past the end fails in the device and counts nothing.
+  uint64_t before = io->read_bytes.load();
+  r.lba28(0x0fffffff, 1);
+  r.out(7, 0x20);
+  CHECK_EQ(r.in(7) & 0x01, 0x01);
+  CHECK_EQ(io->read_bytes.load(), before);
 }

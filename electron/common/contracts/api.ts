@@ -17,6 +17,7 @@ import { libvirtApi } from './libvirt';
 import { osinfoApi } from './osinfo';
 import { networkApi, networkEvents } from './network';
 import { interfacesApi } from './interfaces';
+import { perfApi, PerfPointSchema } from './perf';
 import { PciDeviceSchema } from './engine-host';
 
 const id = s.string({ min: 1, max: 64 });
@@ -132,6 +133,7 @@ export const api = {
   ...osinfoApi,
   ...networkApi,
   ...interfacesApi,
+  ...perfApi,
 } as const;
 
 export type Api = typeof api;
@@ -144,7 +146,8 @@ export const events = {
   'ui.newVm': s.object({}),
   'vm.changed': s.object({ vm: VmSummarySchema }),
   'vm.removed': s.object({ uuid: id }),
-  'vm.stats': s.object({ uuid: id, cpuPercent: s.number(), memoryMiB: s.number() }),
+  /** Once a second per running VM: guest CPU % and touched RAM (MiB), and the whole point (rates) for the graphs. */
+  'vm.stats': s.object({ uuid: id, cpuPercent: s.number(), memoryMiB: s.number(), point: s.optional(PerfPointSchema) }),
   'vm.exited': s.object({ uuid: id, reason: ExitReasonSchema }),
   'job.progress': s.object({ jobId: id, doneBytes: s.number(), totalBytes: s.number(), label: s.string() }),
   'job.done': s.object({

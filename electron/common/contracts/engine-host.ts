@@ -32,6 +32,19 @@ const NicConfigSchema = s.object({
 export const NicLeaseSchema = s.object({ mac: s.string(), ip: s.string(), expires: s.number(), hostname: s.optional(s.string()) });
 
 /** Mirrors NicStats in engine-api.ts: one NIC of a running machine. */
+/** The engine host's per-second sample: `at` (ms since the epoch) and cumulative counters since power-on. */
+export const PerfSampleSchema = s.object({
+  at: s.number(),
+  vcpus: s.number(),
+  ramMiB: s.number(),
+  disks: s.array(
+    s.object({ readBytes: s.number(), readOps: s.number(), writeBytes: s.number(), writeOps: s.number() }),
+    { max: 64 },
+  ),
+  nics: s.array(s.object({ rxBytes: s.number(), rxPackets: s.number(), txBytes: s.number(), txPackets: s.number() }), { max: 64 }),
+});
+export type PerfSample = s.Infer<typeof PerfSampleSchema>;
+
 export const NicStatsSchema = s.object({
   linkUp: s.boolean(),
   rxPackets: s.number(),
@@ -121,7 +134,12 @@ export type ToHost = s.Infer<typeof ToHostSchema>;
 export const FromHostSchema = s.variant('t', {
   ready: s.object({ t: s.literal('ready'), pid: s.number() }),
   state: s.object({ t: s.literal('state'), state: s.string(), reason: s.optional(StopReasonSchema) }),
-  stats: s.object({ t: s.literal('stats'), cpuPercent: s.number(), memoryMiB: s.number() }),
+  /**
+   * Once a second while the machine runs. cpuPercent: the guest's vCPU threads' CPU time over the last interval,
+   * as a percent of all its vCPUs (0–100); memoryMiB: guest RAM the guest has touched (resident), sampled every 2 s.
+   * perf: the engine's cumulative counters (PerfSampleSchema); the service turns them into rates.
+   */
+  stats: s.object({ t: s.literal('stats'), cpuPercent: s.number(), memoryMiB: s.number(), perf: s.optional(PerfSampleSchema) }),
   screenshot: s.object({
     t: s.literal('screenshot'),
     reqId: s.number(),

@@ -2,7 +2,7 @@
 // machine draws a 64x48 screen, echoes serial input, and stops on request.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicLease, NicStats, PciDeviceInfo, StateEvent } from '../../common/engine-api';
+import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicLease, NicStats, PciDeviceInfo, PerfStats, StateEvent } from '../../common/engine-api';
 import { EngineHost } from '../../engine-host/host-core';
 import type { HostChannel, Launcher } from '../supervisor';
 import type { NewVmRequest } from '../../common/contracts/vm';
@@ -131,6 +131,22 @@ export class FakeMachine implements NativeMachine {
       linkUp, rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0, txMalformed: 0, rxBadBuffers: 0,
       leases: this.nicLeases[i] ?? [],
     }));
+  }
+  /** Cumulative counters perfStats() reports; tests move them between samples (like a guest reading its disk). */
+  perf = { cpuNs: 0, residentBytes: 0, readBytes: 0, readOps: 0, writeBytes: 0, writeOps: 0, rxBytes: 0, txBytes: 0 };
+  perfStats(opts?: { memory?: boolean }): PerfStats {
+    const p = this.perf;
+    return {
+      vcpus: this.config.cpus ?? 1,
+      cpuNs: p.cpuNs,
+      ramBytes: (this.config.memoryMiB ?? 0) * 1024 * 1024,
+      residentBytes: opts?.memory === false ? -1 : p.residentBytes,
+      disks: (this.config.disks ?? []).map((d, i) => ({
+        path: d.path, cdrom: d.media === 'cdrom', flushOps: 0,
+        ...(i === 0 ? { readBytes: p.readBytes, readOps: p.readOps, writeBytes: p.writeBytes, writeOps: p.writeOps } : { readBytes: 0, readOps: 0, writeBytes: 0, writeOps: 0 }),
+      })),
+      nics: this.nicLinks.map((_, i) => (i === 0 ? { rxBytes: p.rxBytes, rxPackets: 0, txBytes: p.txBytes, txPackets: 0 } : { rxBytes: 0, rxPackets: 0, txBytes: 0, txPackets: 0 })),
+    };
   }
   /** Like the PC board: a virtio-net (1af4:1041, Ethernet) function per NIC from slot 3. */
   pciDevices(): PciDeviceInfo[] {

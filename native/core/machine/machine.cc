@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <memory>
@@ -633,6 +634,42 @@ void Machine::stop() {
   if (board_) board_->quiesce();
 }
 
+uint64_t Machine::vcpu_cpu_ns() const {
+  uint64_t total = 0;
+  for (size_t i = 0; i < vcpus_.size() && i < vcpu_tids_.size(); i++) {
+    int tid = vcpu_tids_[i].load();
+    if (!tid) continue;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", tid);
+    // schedstat: "<ns on CPU> <ns waiting> <slices>"; without it (kernels
+    // without CONFIG_SCHED_INFO) the clock of the thread's CPU time.
+    if (FILE* f = std::fopen(path, "r")) {
+      unsigned long long ns = 0;
+      if (std::fscanf(f, "%llu", &ns) == 1) total += ns;
+      std::fclose(f);
+      continue;
+    }
+    clockid_t cid = clockid_t(((~unsigned(tid)) << 3) | 6);  // CPUCLOCK_SCHED per-thread clock of tid (Linux ABI)
+    timespec ts{};
+    if (clock_gettime(cid, &ts) == 0) total += uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+  }
+  return total;
+}
+
+uint64_t Machine::ram_resident_bytes() const {
+  if (!ram_ || !ram_size_) return 0;
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  const size_t pages = (ram_size_ + page - 1) / page;
+  std::vector<unsigned char> v(std::min<size_t>(pages, 1u << 20));
+  uint64_t resident = 0;
+  for (size_t at = 0; at < pages; at += v.size()) {
+    size_t n = std::min(v.size(), pages - at);
+    if (::mincore(ram_ + at * page, n * page, v.data()) != 0) return 0;
+    for (size_t i = 0; i < n; i++) resident += v[i] & 1;
+  }
+  return resident * page;
+}
+
 RunState Machine::state() const {
   std::lock_guard g(mu_);
   return state_;
@@ -1005,6 +1042,11 @@ void Machine::vcpu_loop(int id) {
   sigaddset(&set, kick_signal());
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   kvm::KvmVcpu& v = *vcpus_[size_t(id)];
+  struct TidMark {
+    std::atomic<int>& slot;
+    explicit TidMark(std::atomic<int>& s) : slot(s) { slot.store(int(::gettid())); }
+    ~TidMark() { slot.store(0); }
+  } tid_mark(vcpu_tids_[size_t(id)]);
   bool stepping = false, at_boundary = true;
   const bool trace_step = std::getenv("VIREO_TRACE_STEP") != nullptr;  // log single-step on/off to stderr
   std::unique_ptr<ExitProfile> profile = ExitProfile::enabled() ? std::make_unique<ExitProfile>(id) : nullptr;

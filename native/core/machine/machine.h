@@ -204,6 +204,19 @@ public:
   // How many times the guest has rebooted.
   int reset_count() const { return reset_count_.load(); }
 
+  // Performance numbers (addon machine.perfStats(), docs/app.md "Live
+  // graphs"). vcpu_cpu_ns: CPU time the running vCPU threads have used so far
+  // (user + system, which on kvm_pvm includes KVM's emulation of guest ring 0),
+  // read from /proc/self/task/TID/schedstat from any thread; a thread that
+  // has ended counts no more. ram_resident_bytes: guest RAM resident in host
+  // memory, i.e. pages the guest (or a loaded state) touched: mincore over the
+  // RAM mapping, one byte of scratch per 4 KiB page, so call it every second
+  // or two, not per frame.
+  uint64_t vcpu_cpu_ns() const;
+  uint64_t ram_resident_bytes() const;
+  uint64_t ram_bytes() const { return ram_size_; }
+  int vcpu_count() const { return int(vcpus_.size()); }
+
 private:
   void setup_memory();
   void setup_devices();
@@ -271,6 +284,7 @@ private:
   std::unique_ptr<PowerOn> power_on_;
   int parked_ = 0;
   int live_threads_ = 0;
+  std::array<std::atomic<int>, 64> vcpu_tids_{};  // each vCPU thread's TID while it runs (0: none)
   RunState final_state_ = RunState::Stopped;
 };
 

@@ -288,7 +288,9 @@ void PcBoard::wire_ide() {
     if (!be) throw MachineError((d.cdrom ? "CD-ROM image " : "disk image ") + err);
     int ch, unit;
     if (!place(d.cdrom, ch, unit)) throw MachineError("too many IDE devices: at most four disks and CD-ROMs");
-    std::shared_ptr<block::BlockBackend> shared(std::move(be));
+    auto io = std::make_shared<block::IoCounters>();
+    disk_counters_.push_back({d.path, d.cdrom, io});
+    std::shared_ptr<block::BlockBackend> shared = counted(std::move(be), io);
     if (!d.cdrom) disk_backends_.push_back(shared);
     std::string path = fwcfg::ide_path(kIdeSlot, kIdeFn, ch, unit);
     if (d.cdrom) {
@@ -297,6 +299,7 @@ void PcBoard::wire_ide() {
       if (cdrom_channel_ < 0) {
         cdrom_channel_ = ch;
         cdrom_unit_ = unit;
+        cdrom_io_ = io;
       }
     } else {
       ide_->channel(ch)->attach_disk(unit, shared);
@@ -335,7 +338,9 @@ void PcBoard::wire_virtio_blk(const DiskSpec& d) {
   if (!be) throw MachineError("disk image " + err);
   virtio::VirtioBlk::Options bo;
   bo.read_only = d.read_only;
-  std::shared_ptr<block::BlockBackend> shared(std::move(be));
+  auto io = std::make_shared<block::IoCounters>();
+  disk_counters_.push_back({d.path, false, io});
+  std::shared_ptr<block::BlockBackend> shared = counted(std::move(be), io);
   disk_backends_.push_back(shared);
   auto dev = std::make_shared<virtio::VirtioBlk>(shared, bo);
   blk_devs_.push_back(dev);
@@ -476,6 +481,23 @@ bool PcBoard::set_nic_link(size_t i, bool up) {
 
 std::vector<net::DhcpLease> PcBoard::nic_leases(size_t i) const {
   return i < nic_backends_.size() ? nic_backends_[i]->leases() : std::vector<net::DhcpLease>{};
+}
+
+std::shared_ptr<block::BlockBackend> PcBoard::counted(std::unique_ptr<block::BlockBackend> be,
+                                                      const std::shared_ptr<block::IoCounters>& io) {
+  return std::make_shared<block::CountingBackend>(std::shared_ptr<block::BlockBackend>(std::move(be)), io);
+}
+
+std::vector<PcBoard::DiskIo> PcBoard::disk_io() const {
+  std::vector<DiskIo> out;
+  out.reserve(disk_counters_.size());
+  for (const auto& d : disk_counters_) {
+    const auto& c = *d.io;
+    out.push_back({d.path, d.cdrom, c.read_bytes.load(std::memory_order_relaxed), c.read_ops.load(std::memory_order_relaxed),
+                   c.write_bytes.load(std::memory_order_relaxed), c.write_ops.load(std::memory_order_relaxed),
+                   c.flush_ops.load(std::memory_order_relaxed)});
+  }
+  return out;
 }
 
 net::NicCounters PcBoard::nic_counters(size_t i) const {
@@ -705,7 +727,8 @@ void PcBoard::change_cdrom(const std::string& path) {
   std::string err;
   auto be = block::open_block(path, o, &err);
   if (!be) throw MachineError("CD-ROM image " + err);
-  ide_->channel(cdrom_channel_)->change_media(cdrom_unit_, std::shared_ptr<block::BlockBackend>(std::move(be)));
+  if (!cdrom_io_) cdrom_io_ = std::make_shared<block::IoCounters>();
+  ide_->channel(cdrom_channel_)->change_media(cdrom_unit_, counted(std::move(be), cdrom_io_));
 }
 
 bool PcBoard::eject_cdrom() {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "block/block.h"
+#include "block/counting.h"
 #include "devices/net/e1000.h"
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/net/device.h"
@@ -152,6 +153,15 @@ public:
   // The DHCP leases NIC i's user-mode NAT handed out (none for other backends).
   std::vector<net::DhcpLease> nic_leases(size_t i) const;
 
+  // Disk traffic per disk and CD-ROM, in MachineConfig::disks order (a
+  // changed CD keeps its drive's counters); see block/counting.h.
+  struct DiskIo {
+    std::string path;
+    bool cdrom;
+    uint64_t read_bytes, read_ops, write_bytes, write_ops, flush_ops;
+  };
+  std::vector<DiskIo> disk_io() const;
+
   // Every PCI function on bus 0 as the guest's config cycles see it (IDs and
   // class read through the host bridge's config mechanism), for diagnostics.
   struct PciInfo {
@@ -232,6 +242,16 @@ private:
   std::vector<std::shared_ptr<virtio::VirtioPci>> virtio_blk_;
   std::vector<std::shared_ptr<virtio::VirtioBlk>> blk_devs_;        // for quiesce()
   std::vector<std::shared_ptr<block::BlockBackend>> disk_backends_;  // every disk, for quiesce()
+  struct DiskCounted {
+    std::string path;
+    bool cdrom;
+    std::shared_ptr<block::IoCounters> io;
+  };
+  std::vector<DiskCounted> disk_counters_;  // MachineConfig::disks order
+  std::shared_ptr<block::IoCounters> cdrom_io_;  // the first CD-ROM drive's (change_cdrom)
+  // Puts a CountingBackend in front of `be`, counting into `io`.
+  static std::shared_ptr<block::BlockBackend> counted(std::unique_ptr<block::BlockBackend> be,
+                                                      const std::shared_ptr<block::IoCounters>& io);
   std::vector<std::shared_ptr<net::Nic>> nics_;  // backends stop first in ~PcBoard
   std::vector<std::shared_ptr<net::NetBackend>> nic_backends_;  // nics_[i]'s
   std::vector<std::shared_ptr<e1000::E1000>> e1000_;

@@ -12,9 +12,10 @@ import { fmtBytes as bytes } from '../storage/StorageView';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { Field } from '../dialogs/Modal';
+import { PerformanceView } from './PerformanceView';
 import './details.css';
 
-export const SECTIONS = ['Overview', 'CPUs', 'Memory', 'Boot options', 'Disks', 'Display', 'Serial', 'NIC'] as const;
+export const SECTIONS = ['Overview', 'Performance', 'CPUs', 'Memory', 'Boot options', 'Disks', 'Display', 'Serial', 'NIC'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** Which section shows a field's error. */
@@ -223,6 +224,8 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
   const panel = () => {
     if (!edit || !def) return <p>Loading…</p>;
     switch (section) {
+      case 'Performance':
+        return <PerformanceView uuid={uuid} running={!!summary && ['starting', 'running', 'paused', 'shuttingdown'].includes(summary.state)} />;
       case 'Overview':
         return (
           <>
@@ -581,7 +584,7 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
             ))}
           </ul>
           <div className="details-panel" role="tabpanel" id="d-panel" aria-labelledby={`d-tab-${section}`}>
-            {pendingNote}
+            {section !== 'Performance' && pendingNote}
             {panel()}
           </div>
         </div>
