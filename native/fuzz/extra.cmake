@@ -6,7 +6,7 @@
 # scripts/fuzz.sh does both, makes the seed corpora and runs the targets.
 option(VIREO_FUZZ "Build libFuzzer targets (needs clang)" OFF)
 set(VIREO_FUZZ_TARGETS qcow2_fuzz qcow2_write_fuzz kernel_fuzz virtio_blk_fuzz virtio_net_fuzz e1000_fuzz ide_fuzz vga_fuzz
-    i8042_fuzz serial_fuzz fw_cfg_fuzz state_load_fuzz)
+    i8042_fuzz serial_fuzz fw_cfg_fuzz state_load_fuzz uhci_fuzz)
 if(VIREO_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "VIREO_FUZZ needs clang (libFuzzer): -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang")

@@ -433,6 +433,46 @@ void kernel(const std::vector<std::string>& files) {
   }
 }
 
+// ---- UHCI + tablet (uhci_fuzz.cc ops) ----
+void uhci() {
+  // RAM image: frame list at 0x1000 -> QH at 0x2000 -> SETUP TD (GET_DESCRIPTOR
+  // device) at 0x3000 -> IN TD at 0x3020 -> status OUT TD at 0x3040.
+  std::vector<uint8_t> img(0x4200, 0);
+  auto w32 = [&](uint32_t a, uint32_t v) { for (int i = 0; i < 4; i++) img[a + i] = uint8_t(v >> (8 * i)); };
+  for (uint32_t i = 0; i < 1024; i++) w32(0x1000 + 4 * i, 0x2000 | 2);
+  w32(0x2000, 1);
+  w32(0x2004, 0x3000);
+  const uint32_t active = (1u << 23) | (3u << 27);
+  w32(0x3000, 0x3020 | 4);
+  w32(0x3004, active);
+  w32(0x3008, (7u << 21) | 0x2d);
+  w32(0x300c, 0x4000);
+  w32(0x3020, 0x3040 | 4);
+  w32(0x3024, active);
+  w32(0x3028, (17u << 21) | (1u << 19) | 0x69);
+  w32(0x302c, 0x4100);
+  w32(0x3040, 1);
+  w32(0x3044, active | (1u << 24));
+  w32(0x3048, (0x7ffu << 21) | (1u << 19) | 0xe1);
+  const uint8_t setup[8] = {0x80, 0x06, 0x00, 0x01, 0x00, 0x00, 0x12, 0x00};
+  std::memcpy(img.data() + 0x4000, setup, 8);
+  Writer w;
+  w.u16(img.size()).bytes(img);
+  auto reg = [&](uint8_t off, int size, uint32_t v) { w.u8(0).u8(off).u8(size == 1 ? 0 : size == 2 ? 1 : 2).u32(v); };
+  reg(0x10, 2, 1u << 9);  // port 1 reset
+  w.u8(6).u16(4000);      // 64 ms
+  reg(0x10, 2, 0);
+  reg(0x10, 2, 1u << 2);  // enable
+  reg(0x08, 4, 0x1000);   // FLBASEADD
+  reg(0x04, 2, 0xf);      // all interrupts
+  reg(0x00, 2, 0x81);     // run, max packet 64
+  for (int i = 0; i < 4; i++) w.u8(5);
+  w.u8(1).u8(0x02).u8(1);  // USBSTS
+  w.u8(7).u16(0x4000).u16(0x2000).u8(1).u8(1);
+  w.u8(6).u16(100);
+  save("uhci_fuzz", "get-device-descriptor", w.v);
+}
+
 // ---- saved-state loaders (state_load_fuzz.cc ops) ----
 void state_load() {
   // Per device (8 in the target's list): its own section with a few flipped
@@ -463,6 +503,7 @@ int main(int argc, char** argv) {
   serial();
   fw_cfg();
   state_load();
+  uhci();
   kernel(std::vector<std::string>(argv + 2, argv + argc));
   return 0;
 }
