@@ -800,6 +800,8 @@ export class VireoService implements VireoApi {
         createdAt: new Date().toISOString(),
       };
       delete clone.autostart; // like virt-clone: a clone does not start with the host
+      // Its own serial log: two VMs appending to one file would interleave their consoles.
+      if (def.serial?.logFile) clone.serial = { logFile: this.cloneLogPath(name) };
       await this.store.save(clone);
       await batch.done();
       this.emit('vm.changed', { vm: this.summary(clone) });
@@ -809,6 +811,16 @@ export class VireoService implements VireoApi {
       await batch.abort().catch(() => undefined); // best effort; the next start's recovery finishes it
       const cancelled = e instanceof CopyCancelled;
       this.emit('job.done', { jobId, ok: false, cancelled, ...(cancelled ? {} : { error: (e as Error).message }) });
+    }
+  }
+
+  /** `<name>-com1.log` in the log directory (name made file-safe), with -2, -3... if another VM logs there. */
+  private cloneLogPath(name: string): string {
+    const used = new Set(this.store.list().map((d) => d.serial?.logFile).filter((f): f is string => !!f));
+    const base = name.replace(/[^\w.-]/g, '_');
+    for (let i = 1; ; i++) {
+      const f = path.join(this.paths.logs, `${base}${i > 1 ? `-${i}` : ''}-com1.log`);
+      if (!used.has(f)) return f;
     }
   }
 

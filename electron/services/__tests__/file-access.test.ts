@@ -65,6 +65,31 @@ describe('serial log files', () => {
     expect(r2.errors).toEqual([{ field: 'serial.logFile', message: expect.stringMatching(/symbolic link/) }]);
   });
 
+  it('a clone gets its own serial log file (not the original\'s), unique in the log directory', async () => {
+    const { vm, edit } = await vmWithEdit();
+    expect((await svc['vm.update']({ uuid: vm.uuid, edit: { ...edit, serial: { logFile: 'web-com1.log' } } })).errors).toEqual([]);
+    const clone = async (name: string) => {
+      const done = new Promise<string>((resolve) => {
+        const off = svc.onEvent((ev, p) => {
+          if (ev === 'job.done') {
+            off();
+            resolve((p as { vmUuid?: string; error?: string }).vmUuid ?? `error: ${(p as { error?: string }).error}`);
+          }
+        });
+      });
+      const r = await svc['vm.clone']({ uuid: vm.uuid, name });
+      expect(r.errors).toEqual([]);
+      return svc.store.get(await done)!;
+    };
+    const a = await clone('web-clone');
+    expect(a.serial).toEqual({ logFile: path.join(svc.paths.logs, 'web-clone-com1.log') });
+    // A name whose file another VM already logs to gets the next free one.
+    await svc.store.save({ ...svc.store.get(vm.uuid)!, serial: { logFile: path.join(svc.paths.logs, 'b-com1.log') } });
+    const b = await clone('b');
+    expect(b.serial).toEqual({ logFile: path.join(svc.paths.logs, 'b-2-com1.log') });
+    expect(svc.store.get(vm.uuid)!.serial).toEqual({ logFile: path.join(svc.paths.logs, 'b-com1.log') });
+  });
+
   it('a definition naming a log outside (edited by hand, or from an older version) does not start', async () => {
     const { vm } = await vmWithEdit();
     const outside = path.join(tmp, 'outside.log');
