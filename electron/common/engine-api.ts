@@ -187,6 +187,10 @@ export interface NativeMachine {
   saveState(path: string): void;
   /** Before start(): loads a state file saved from a machine with this configuration; throws naming what differs or is wrong. */
   loadState(path: string): void;
+  /** Paused (or not started): internal snapshot `name` on every writable qcow2 disk, all or nothing; raw disks refused by name. */
+  createDiskSnapshots(name: string): void;
+  /** Paused (or not started): deletes internal snapshot `name` from every writable qcow2 disk that has it. */
+  deleteDiskSnapshots(name: string): void;
   resume(): void;
   /** Stops the vCPUs, joins threads, closes fds. Idempotent. */
   stop(): void;

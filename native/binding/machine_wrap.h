@@ -24,6 +24,8 @@ private:
   Napi::Value Resume(const Napi::CallbackInfo& info);
   Napi::Value SaveState(const Napi::CallbackInfo& info);
   Napi::Value LoadState(const Napi::CallbackInfo& info);
+  Napi::Value CreateDiskSnapshots(const Napi::CallbackInfo& info);
+  Napi::Value DeleteDiskSnapshots(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value GetState(const Napi::CallbackInfo& info);
   Napi::Value WriteSerial(const Napi::CallbackInfo& info);

@@ -594,6 +594,27 @@ void Machine::pause() {
   if (on_state) on_state(RunState::Paused, {});
 }
 
+void Machine::create_disk_snapshots(const std::string& name) {
+  RunState st = state();
+  if (st != RunState::Paused && st != RunState::Created)
+    throw MachineError(std::string("cannot snapshot the disks of a machine that is ") + run_state_name(st) +
+                       ": pause it first");
+  if (name.empty()) throw MachineError("a snapshot needs a name");
+  if (!board_) throw MachineError("this machine has no disks to snapshot");
+  if (int r = board_->quiesce())
+    throw MachineError(std::string("cannot snapshot the disks: flushing them failed: ") + std::strerror(-r));
+  board_->create_disk_snapshots(name);
+}
+
+void Machine::delete_disk_snapshots(const std::string& name) {
+  RunState st = state();
+  if (st != RunState::Paused && st != RunState::Created)
+    throw MachineError(std::string("cannot delete disk snapshots of a machine that is ") + run_state_name(st) +
+                       ": pause it first");
+  if (!board_) throw MachineError("this machine has no disks to snapshot");
+  board_->delete_disk_snapshots(name);
+}
+
 void Machine::resume() {
   std::unique_lock g(mu_);
   if (state_ != RunState::Paused) return;

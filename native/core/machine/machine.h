@@ -201,6 +201,18 @@ public:
   // A device whose state goes into state files under `name` (boards call it
   // while the machine is built; names are unique).
   void register_state(const std::string& name, std::shared_ptr<Stateful> dev);
+  // Internal disk snapshots (docs/state.md, "Snapshots"): with the machine
+  // paused (the caller pauses; pause drains I/O and flushes the images) or
+  // not started, creates an internal snapshot `name` on every writable qcow2
+  // disk through its open image. All or nothing: a failure deletes the ones
+  // already made. Read-only disks are skipped; raw disks are refused
+  // ("snapshots need qcow2 disks: PATHS"), as are disks running with
+  // temporary changes. Throws MachineError.
+  void create_disk_snapshots(const std::string& name);
+  // Deletes internal snapshot `name` from every writable qcow2 disk that has
+  // it (a disk without it is skipped). Throws MachineError naming the disks
+  // that failed.
+  void delete_disk_snapshots(const std::string& name);
   // How many times the guest has rebooted.
   int reset_count() const { return reset_count_.load(); }
 

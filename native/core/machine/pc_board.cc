@@ -291,7 +291,10 @@ void PcBoard::wire_ide() {
     auto io = std::make_shared<block::IoCounters>();
     disk_counters_.push_back({d.path, d.cdrom, io});
     std::shared_ptr<block::BlockBackend> shared = counted(std::move(be), io);
-    if (!d.cdrom) disk_backends_.push_back(shared);
+    if (!d.cdrom) {
+      disk_backends_.push_back(shared);
+      disk_info_.push_back({d.path, d.format, d.read_only, d.snapshot});
+    }
     std::string path = fwcfg::ide_path(kIdeSlot, kIdeFn, ch, unit);
     if (d.cdrom) {
       ide_->channel(ch)->attach_cdrom(unit, shared);
@@ -319,6 +322,73 @@ int PcBoard::quiesce() {
   return first;
 }
 
+void Board::create_disk_snapshots(const std::string&) {
+  throw MachineError("this machine has no disks to snapshot");
+}
+void Board::delete_disk_snapshots(const std::string&) {
+  throw MachineError("this machine has no disks to snapshot");
+}
+
+std::vector<std::pair<block::SnapshotTarget*, const PcBoard::DiskInfo*>> PcBoard::snapshot_disks() {
+  std::vector<std::pair<block::SnapshotTarget*, const DiskInfo*>> out;
+  std::string raw, overlay;
+  for (size_t i = 0; i < disk_backends_.size(); i++) {
+    const DiskInfo& d = disk_info_[i];
+    if (d.read_only) continue;  // nothing writes it: nothing to snapshot
+    if (d.overlay) {
+      overlay += (overlay.empty() ? "" : ", ") + d.path;
+      continue;
+    }
+    block::BlockBackend* be = disk_backends_[i].get();
+    if (auto* c = dynamic_cast<block::CountingBackend*>(be)) be = c->inner();  // the image behind the I/O counters
+    block::SnapshotTarget* t = block::as_snapshots(be);
+    if (!t || d.format != "qcow2") {
+      raw += (raw.empty() ? "" : ", ") + d.path;
+      continue;
+    }
+    out.push_back({t, &d});
+  }
+  if (!raw.empty()) throw MachineError("snapshots need qcow2 disks: " + raw);
+  if (!overlay.empty())
+    throw MachineError("cannot snapshot disks running with temporary changes: " + overlay);
+  return out;
+}
+
+void PcBoard::create_disk_snapshots(const std::string& name) {
+  auto disks = snapshot_disks();
+  if (disks.empty()) throw MachineError("this machine has no writable disk to snapshot");
+  // Nothing is made unless every disk can take it: refuse a name in use first.
+  for (auto& [t, d] : disks)
+    for (auto& s : t->snapshots())
+      if (s.name == name) throw MachineError("disk '" + d->path + "' already has a snapshot named '" + name + "'");
+  std::vector<block::SnapshotTarget*> made;
+  for (auto& [t, d] : disks) {
+    std::string err;
+    if (t->snapshot_create(name, &err) != 0) {
+      // All or nothing: take back the ones already made.
+      for (auto* m : made) {
+        std::string ignored;
+        m->snapshot_delete(name, &ignored);
+      }
+      throw MachineError("could not create snapshot '" + name + "' on disk '" + d->path + "': " + err);
+    }
+    made.push_back(t);
+  }
+}
+
+void PcBoard::delete_disk_snapshots(const std::string& name) {
+  auto disks = snapshot_disks();
+  std::string failed;
+  for (auto& [t, d] : disks) {
+    bool has = false;
+    for (auto& s : t->snapshots()) has = has || s.name == name;
+    if (!has) continue;  // a disk added after the snapshot was taken
+    std::string err;
+    if (t->snapshot_delete(name, &err) != 0) failed += (failed.empty() ? "" : "; ") + d->path + ": " + err;
+  }
+  if (!failed.empty()) throw MachineError("could not delete snapshot '" + name + "' on disk " + failed);
+}
+
 void PcBoard::wire_virtio_blk(const DiskSpec& d) {
   // QEMU's "pc" machine puts the first -device virtio-blk-pci at slot 5 when
   // slots 3 and 4 are taken by a NIC and others; guests do not care, SeaBIOS
@@ -342,6 +412,7 @@ void PcBoard::wire_virtio_blk(const DiskSpec& d) {
   disk_counters_.push_back({d.path, false, io});
   std::shared_ptr<block::BlockBackend> shared = counted(std::move(be), io);
   disk_backends_.push_back(shared);
+  disk_info_.push_back({d.path, d.format, d.read_only, d.snapshot});
   auto dev = std::make_shared<virtio::VirtioBlk>(shared, bo);
   blk_devs_.push_back(dev);
 

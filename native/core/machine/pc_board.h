@@ -65,6 +65,7 @@ class MiscPorts;
 class KernelBoot;
 namespace block {
 class BlockBackend;
+class SnapshotTarget;
 }
 
 class Board {
@@ -78,6 +79,10 @@ public:
   virtual int quiesce() { return 0; }
   // Registers the board's saved state with the Machine (Machine::register_state).
   virtual void register_chipset_state() {}
+  // Internal disk snapshots (Machine::create_disk_snapshots): with the vCPUs
+  // parked and the disks quiesced. Throws MachineError.
+  virtual void create_disk_snapshots(const std::string& name);
+  virtual void delete_disk_snapshots(const std::string& name);
 };
 
 class PcBoard : public Board {
@@ -128,6 +133,8 @@ public:
 
   void reset_devices() override;
   int quiesce() override;
+  void create_disk_snapshots(const std::string& name) override;
+  void delete_disk_snapshots(const std::string& name) override;
   // Registers the chipset's saved state with the Machine (docs/state.md):
   // "pci" (config space of every function, first, so BARs are mapped before
   // the devices behind them load), "i8042", "rtc", "piix3", "piix4-pm",
@@ -252,6 +259,15 @@ private:
   // Puts a CountingBackend in front of `be`, counting into `io`.
   static std::shared_ptr<block::BlockBackend> counted(std::unique_ptr<block::BlockBackend> be,
                                                       const std::shared_ptr<block::IoCounters>& io);
+  // disk_backends_[i]'s spec: path, format, read-only, temporary overlay.
+  struct DiskInfo {
+    std::string path, format;
+    bool read_only = false, overlay = false;
+  };
+  std::vector<DiskInfo> disk_info_;
+  // The disks a snapshot covers (writable ones); throws MachineError for raw
+  // disks or disks running with temporary changes, naming them.
+  std::vector<std::pair<block::SnapshotTarget*, const DiskInfo*>> snapshot_disks();
   std::vector<std::shared_ptr<net::Nic>> nics_;  // backends stop first in ~PcBoard
   std::vector<std::shared_ptr<net::NetBackend>> nic_backends_;  // nics_[i]'s
   std::vector<std::shared_ptr<e1000::E1000>> e1000_;
