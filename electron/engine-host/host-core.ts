@@ -236,6 +236,9 @@ export class EngineHost {
       case 'save':
         this.save(msg.reqId, msg.path);
         break;
+      case 'snapshot':
+        this.snapshot(msg.reqId, msg.op, msg.name, msg.statePath);
+        break;
       case 'screenshot':
         try {
           this.post({ t: 'screenshot', reqId: msg.reqId, png: new Uint8Array(this.need().screenshotPng()) });
@@ -349,6 +352,50 @@ export class EngineHost {
     }
     this.post({ t: 'state', state: 'stopped', reason: { kind: 'stopped', message: 'saved to a state file' } });
     this.finish(0);
+  }
+
+  /**
+   * Snapshot of a live machine: pause (drains disk I/O, flushes the images), the state file
+   * when asked, the disk snapshots, resume unless it was paused. The machine pauses only for
+   * the capture. A failure leaves no state file and no disk snapshot.
+   */
+  private snapshot(reqId: number, op: 'create' | 'delete', name: string, statePath?: string): void {
+    if (this.stopping) {
+      this.post({ t: 'snapshot', reqId, error: 'the machine is stopping' });
+      return;
+    }
+    let m: NativeMachine;
+    try {
+      m = this.need();
+    } catch (e) {
+      this.post({ t: 'snapshot', reqId, error: (e as Error).message });
+      return;
+    }
+    const wasRunning = m.state === 'running';
+    let error: string | undefined;
+    try {
+      if (wasRunning) m.pause();
+      if (op === 'delete') m.deleteDiskSnapshots(name);
+      else {
+        if (statePath) m.saveState(statePath);
+        try {
+          m.createDiskSnapshots(name);
+        } catch (e) {
+          if (statePath) fs.rmSync(statePath, { force: true });
+          throw e;
+        }
+      }
+    } catch (e) {
+      error = e instanceof Error ? e.message : String(e);
+    }
+    if (wasRunning) {
+      try {
+        m.resume();
+      } catch {
+        /* the state events say what happened */
+      }
+    }
+    this.post({ t: 'snapshot', reqId, ...(error !== undefined ? { error } : {}) });
   }
 
   /** Live CD change; the config follows, so a Reboot in this host keeps the new disc. */

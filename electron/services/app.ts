@@ -38,6 +38,8 @@ import { syncDir } from './atomic';
 import { checkEdit } from './vm-edit';
 import { VmStore } from './vm-store';
 import { DISCARD_HINT, ManagedSaves, VmStateError } from './vm-state';
+import { SnapshotError, SnapshotService } from './snapshots';
+import { imgSnapshot, imgSnapshots } from './storage/img';
 import { LibvirtXml } from './libvirt/service';
 import { OsInfoDb } from './osinfo/db';
 import { detectOs } from './osinfo/detect';
@@ -84,6 +86,8 @@ export class VireoService implements VireoApi {
   readonly interfaces: InterfaceService;
   /** Managed saves (vm-state.ts): <config>/save/<uuid>.vstate. */
   readonly saves: ManagedSaves;
+  /** Snapshots (snapshots.ts): <config>/snapshots/<uuid>/. */
+  readonly snapshots: SnapshotService;
   /** Crash safety for disks vs. definitions (disk-journal.ts). */
   readonly journal: DiskJournal;
   /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
@@ -162,6 +166,30 @@ export class VireoService implements VireoApi {
       dir: path.join(this.paths.config, 'save'),
       save: (uuid, file, written) => this.supervisor.save(uuid, file, written),
       runState: (uuid) => this.supervisor.stateOf(uuid),
+    });
+    this.snapshots = new SnapshotService({
+      dir: path.join(this.paths.config, 'snapshots'),
+      disks: {
+        list: (f) => imgSnapshots(f),
+        create: (f, n) => imgSnapshot('create', f, n),
+        apply: (f, n) => imgSnapshot('apply', f, n),
+        remove: (f, n) => imgSnapshot('delete', f, n),
+      },
+      runState: (uuid) => this.supervisor.stateOf(uuid),
+      temporary: (uuid) => !!this.runtime.get(uuid)?.temporary,
+      saved: (uuid) => this.saves.has(uuid),
+      engine: (uuid, op, name, statePath) => this.supervisor.snapshot(uuid, op, name, statePath),
+      forceOff: (uuid) => this.supervisor.forceOff(uuid),
+      discardSave: (uuid) => this.saves.remove(uuid),
+      saveDefinition: async (def) => {
+        await this.store.save(def);
+        this.changed(def.uuid);
+      },
+      startFrom: (uuid, file) => this.startVm(this.need(uuid), { restoreFrom: file }),
+      changed: (uuid) => {
+        this.emit('snapshot.changed', { uuid });
+        this.changed(uuid);
+      },
     });
   }
 
@@ -495,49 +523,9 @@ export class VireoService implements VireoApi {
     const def = this.need(uuid);
     const running = this.supervisor.isRunning(uuid);
     switch (action) {
-      case 'start': {
-        if (running) throw new UserError(`${def.name} is already running.`);
-        if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
-        // Busy while the disks are checked: a delete in that window is refused.
-        this.busy.set(uuid, 'started');
-        let cfg;
-        try {
-          await this.startChecks(def);
-          cfg = toMachineConfig(def, this.opts.firmware ?? firmwarePaths(), (n) => this.networks.get(n), (n) => (this.switches.isRunning(n) ? this.switches.socketPath(n) : undefined));
-        } finally {
-          this.busy.delete(uuid);
-        }
-        const restore = this.saves.has(uuid) ? this.saves.pathOf(uuid) : undefined;
-        if (restore && temporary) throw new UserError(`${def.name} has a saved state: start it normally to restore it, or discard the saved state to run it with temporary changes.`);
-        // Run with temporary changes: every writable disk gets a throwaway overlay (QEMU -snapshot).
-        if (temporary) cfg.disks = cfg.disks?.map((d) => (d.media === 'cdrom' || d.readOnly ? d : { ...d, snapshot: true }));
-        const before = this.runtime.get(uuid);
-        this.runtime.set(uuid, { state: 'starting', ...(temporary ? { temporary: true } : {}) });
-        try {
-          await this.supervisor.start(uuid, cfg, restore);
-        } catch (e) {
-          if (restore) {
-            // The state file was refused (or the machine died restoring it): the VM stays Saved, nothing is deleted.
-            this.runtime.set(uuid, { state: 'shutoff', ...(before?.lastExit ? { lastExit: before.lastExit } : {}) });
-            this.changed(uuid);
-            throw new UserError(`${def.name} could not be restored from its saved state: ${(e as Error).message}. ${DISCARD_HINT}`);
-          }
-          const err = await this.startError(def, e as Error);
-          // Refused for a locked disk: the machine never ran, so the VM is shut off as it
-          // was (with its earlier last exit), not "crashed"; the message says why.
-          if (err !== e && !this.supervisor.isRunning(uuid)) {
-            this.runtime.set(uuid, { state: 'shutoff', ...(before?.lastExit ? { lastExit: before.lastExit } : {}) });
-            this.changed(uuid);
-          }
-          throw err;
-        }
-        // Like libvirt: the state file goes once the restored machine runs.
-        if (restore) {
-          await this.saves.remove(uuid);
-          this.changed(uuid);
-        }
+      case 'start':
+        await this.startVm(def, { temporary: !!temporary });
         break;
-      }
       case 'save':
         if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
         await this.stateCall(() => this.saves.save(def, () => this.changed(uuid)));
@@ -572,6 +560,59 @@ export class VireoService implements VireoApi {
         break;
     }
     return {};
+  }
+
+  /**
+   * Starts a VM: its managed save restored when it has one, or `restoreFrom` (a snapshot's
+   * machine state, kept afterwards), or fresh (with throwaway overlays when `temporary`).
+   */
+  private async startVm(def: VmDefinition, o: { temporary?: boolean; restoreFrom?: string }): Promise<void> {
+    const uuid = def.uuid;
+    const temporary = o.temporary;
+    const running = this.supervisor.isRunning(uuid);
+    if (running) throw new UserError(`${def.name} is already running.`);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+    // Busy while the disks are checked: a delete in that window is refused.
+    this.busy.set(uuid, 'started');
+    let cfg;
+    try {
+      await this.startChecks(def);
+      cfg = toMachineConfig(def, this.opts.firmware ?? firmwarePaths(), (n) => this.networks.get(n), (n) => (this.switches.isRunning(n) ? this.switches.socketPath(n) : undefined));
+    } finally {
+      this.busy.delete(uuid);
+    }
+    const managed = this.saves.has(uuid) ? this.saves.pathOf(uuid) : undefined;
+    if (managed && o.restoreFrom) throw new UserError(`${def.name} has a saved state: discard it before starting from a snapshot.`);
+    const restore = managed ?? o.restoreFrom;
+    if (restore && temporary) throw new UserError(`${def.name} has a saved state: start it normally to restore it, or discard the saved state to run it with temporary changes.`);
+    // Run with temporary changes: every writable disk gets a throwaway overlay (QEMU -snapshot).
+    if (temporary) cfg.disks = cfg.disks?.map((d) => (d.media === 'cdrom' || d.readOnly ? d : { ...d, snapshot: true }));
+    const before = this.runtime.get(uuid);
+    this.runtime.set(uuid, { state: 'starting', ...(temporary ? { temporary: true } : {}) });
+    try {
+      await this.supervisor.start(uuid, cfg, restore);
+    } catch (e) {
+      if (restore) {
+        // The state file was refused (or the machine died restoring it): the VM stays Saved, nothing is deleted.
+        this.runtime.set(uuid, { state: 'shutoff', ...(before?.lastExit ? { lastExit: before.lastExit } : {}) });
+        this.changed(uuid);
+        if (!managed) throw new UserError(`${def.name} could not be started from the snapshot's machine state: ${(e as Error).message}`);
+        throw new UserError(`${def.name} could not be restored from its saved state: ${(e as Error).message}. ${DISCARD_HINT}`);
+      }
+      const err = await this.startError(def, e as Error);
+      // Refused for a locked disk: the machine never ran, so the VM is shut off as it
+      // was (with its earlier last exit), not "crashed"; the message says why.
+      if (err !== e && !this.supervisor.isRunning(uuid)) {
+        this.runtime.set(uuid, { state: 'shutoff', ...(before?.lastExit ? { lastExit: before.lastExit } : {}) });
+        this.changed(uuid);
+      }
+      throw err;
+    }
+    // Like libvirt: the state file goes once the restored machine runs (a snapshot's stays).
+    if (managed) {
+      await this.saves.remove(uuid);
+      this.changed(uuid);
+    }
   }
 
   private async stateCall<T>(fn: () => Promise<T>): Promise<T> {
@@ -633,6 +674,40 @@ export class VireoService implements VireoApi {
           `${def.name} can't start: its disk ${path.basename(d.path)} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}, and writing to it would corrupt ${backs.length === 1 ? 'that linked clone' : 'those linked clones'}. Delete the linked clones, or run a full clone instead.`,
         );
       }
+    }
+  }
+
+  // ---- snapshots (snapshots.ts) ----
+
+  async 'snapshot.list'({ uuid }: Params<'snapshot.list'>): Promise<Result<'snapshot.list'>> {
+    return this.snapshotCall(() => this.snapshots.list(this.need(uuid)));
+  }
+
+  async 'snapshot.create'({ uuid, name, description }: Params<'snapshot.create'>): Promise<Result<'snapshot.create'>> {
+    const def = this.need(uuid);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+    return this.snapshotCall(() => this.snapshots.create(def, name, description ?? ''));
+  }
+
+  async 'snapshot.revert'({ uuid, name, force }: Params<'snapshot.revert'>): Promise<Result<'snapshot.revert'>> {
+    const def = this.need(uuid);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+    return this.snapshotCall(() => this.snapshots.revert(def, name, !!force));
+  }
+
+  async 'snapshot.delete'({ uuid, name }: Params<'snapshot.delete'>): Promise<Result<'snapshot.delete'>> {
+    const def = this.need(uuid);
+    if (this.busy.has(uuid)) throw new UserError(`${def.name} is being ${this.busy.get(uuid)}.`);
+    await this.snapshotCall(() => this.snapshots.remove(def, name));
+    return {};
+  }
+
+  private async snapshotCall<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof SnapshotError) throw new UserError(e.message);
+      throw e;
     }
   }
 
@@ -860,6 +935,7 @@ export class VireoService implements VireoApi {
       await this.store.remove(uuid);
       this.runtime.delete(uuid);
       await this.saves.remove(uuid); // its saved state goes with it (a kill here: init() removes it)
+      await this.snapshots.forget(uuid); // and its snapshot list and machine states (never a disk)
       const deleted: string[] = [];
       const dirs = new Set<string>();
       for (const f of (await this.journal.read(entry)).files) {

@@ -52,6 +52,7 @@ interface Running {
   devices?: Map<number, { resolve: (r: PciDeviceInfo[]) => void; reject: (e: Error) => void }>;
   nics?: Map<number, { resolve: (r: NicStats[]) => void; reject: (e: Error) => void }>;
   saves?: Map<number, { resolve: () => void; reject: (e: Error) => void }>;
+  snapshots?: Map<number, { resolve: () => void; reject: (e: Error) => void }>;
   streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
   killedByUs?: boolean;
   /** Force Off / quit asked the host to stop now: the exit reason says so. */
@@ -244,6 +245,30 @@ export class Supervisor {
       r.host.send({ t: 'save', reqId, path: file });
     });
     await this.stopHost(r, 'save', false);
+  }
+
+  /**
+   * Snapshot of a running VM (the host pauses it for the capture and resumes it): 'create'
+   * writes the state to statePath when given and makes internal snapshot `name` on every
+   * writable qcow2 disk; 'delete' removes it from the disks. Rejects with the engine's error.
+   */
+  async snapshot(uuid: string, op: 'create' | 'delete', name: string, statePath?: string, timeoutMs = 10 * 60_000): Promise<void> {
+    const r = this.need(uuid);
+    if (r.state === 'starting') throw new Error('the VM is still starting');
+    const reqId = this.nextId++;
+    const waiting: NonNullable<Running['snapshots']> = (r.snapshots ??= new Map());
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiting.delete(reqId);
+        reject(new Error('the engine did not answer the snapshot request'));
+      }, timeoutMs);
+      timer.unref?.();
+      waiting.set(reqId, {
+        resolve: () => (clearTimeout(timer), resolve()),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      r.host.send({ t: 'snapshot', reqId, op, name, ...(statePath ? { statePath } : {}) });
+    });
   }
 
   /** Kills the host process at once (SIGKILL): only for a host that does not answer. */
@@ -451,6 +476,12 @@ export class Supervisor {
         if (w) msg.error !== undefined ? w.reject(new Error(msg.error)) : w.resolve();
         break;
       }
+      case 'snapshot': {
+        const w = r.snapshots?.get(msg.reqId);
+        r.snapshots?.delete(msg.reqId);
+        if (w) msg.error !== undefined ? w.reject(new Error(msg.error)) : w.resolve();
+        break;
+      }
       case 'error':
         r.lastError = msg.message;
         break;
@@ -475,6 +506,7 @@ export class Supervisor {
     for (const w of r.screenshots.values()) w.reject(err);
     for (const w of r.media.values()) w.reject(err);
     for (const w of r.saves?.values() ?? []) w.reject(err);
+    for (const w of r.snapshots?.values() ?? []) w.reject(err);
     for (const s of r.streams.values()) s.close(err.message);
     r.streams.clear();
     this.events.state(r.uuid, reason.kind === 'crashed' ? 'crashed' : 'shutoff', reason);

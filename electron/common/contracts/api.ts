@@ -18,6 +18,7 @@ import { osinfoApi } from './osinfo';
 import { networkApi, networkEvents } from './network';
 import { interfacesApi } from './interfaces';
 import { perfApi, PerfPointSchema } from './perf';
+import { snapshotEvents, snapshotsApi } from './snapshots';
 import { PciDeviceSchema } from './engine-host';
 
 const id = s.string({ min: 1, max: 64 });
@@ -134,6 +135,7 @@ export const api = {
   ...networkApi,
   ...interfacesApi,
   ...perfApi,
+  ...snapshotsApi,
 } as const;
 
 export type Api = typeof api;
@@ -159,6 +161,7 @@ export const events = {
   }),
   ...storageEvents,
   ...networkEvents,
+  ...snapshotEvents,
 } as const;
 
 export type Events = typeof events;

@@ -105,6 +105,20 @@ export const ToHostSchema = s.variant('t', {
    * the machine and exit 0; answered with 'saved'. On an error the machine runs on (resumed if it was running).
    */
   save: s.object({ t: s.literal('save'), reqId: s.number(), path: s.string({ min: 1, max: 4096 }) }),
+  /**
+   * Snapshot (docs/state.md, "Snapshots"), the machine keeps going: 'create' pauses (pause drains
+   * disk I/O and flushes the images), writes the whole state to statePath when given (PATH.partial,
+   * fsync, rename), creates internal snapshot `name` on every writable qcow2 disk (all or nothing),
+   * and resumes unless it was paused. 'delete' deletes `name` from the disks the same way (the
+   * engine holds the images). Answered with 'snapshot'.
+   */
+  snapshot: s.object({
+    t: s.literal('snapshot'),
+    reqId: s.number(),
+    op: s.enums(['create', 'delete'] as const),
+    name: s.string({ min: 1, max: 64 }),
+    statePath: s.optional(s.string({ min: 1, max: 4096 })),
+  }),
   pause: s.object({ t: s.literal('pause') }),
   resume: s.object({ t: s.literal('resume') }),
   /** Reboot: ask the guest to restart (ctrl-alt-del on the keyboard, as virsh's reboot asks). */
@@ -152,6 +166,8 @@ export const FromHostSchema = s.variant('t', {
   nics: s.object({ t: s.literal('nics'), reqId: s.number(), nics: s.optional(s.array(NicStatsSchema)), error: s.optional(s.string()) }),
   /** Reply to 'save': ok (the host then stops the machine and exits), or the engine's error (the VM runs on). */
   saved: s.object({ t: s.literal('saved'), reqId: s.number(), error: s.optional(s.string()) }),
+  /** Reply to 'snapshot': done, or the engine's error (nothing made; the machine as it was). */
+  snapshot: s.object({ t: s.literal('snapshot'), reqId: s.number(), error: s.optional(s.string()) }),
   error: s.object({ t: s.literal('error'), message: s.string() }),
   /** Reply to 'powerButton': pressed (the guest enabled ACPI), or why not. */
   acpi: s.object({ t: s.literal('acpi'), accepted: s.boolean(), message: s.optional(s.string()) }),

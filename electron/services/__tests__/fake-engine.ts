@@ -1,5 +1,6 @@
 // A fake native addon and an in-process launcher, for unit tests only. The fake
 // machine draws a 64x48 screen, echoes serial input, and stops on request.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, NicLease, NicStats, PciDeviceInfo, PerfStats, StateEvent } from '../../common/engine-api';
@@ -8,6 +9,7 @@ import type { HostChannel, Launcher } from '../supervisor';
 import type { NewVmRequest } from '../../common/contracts/vm';
 import { VireoService } from '../app';
 import { resolvePaths } from '../paths';
+import { imgToolPath } from '../../cli/img';
 
 export class FakeMachine implements NativeMachine {
   static last: FakeMachine | undefined;
@@ -58,6 +60,42 @@ export class FakeMachine implements NativeMachine {
   }
   resume() {
     this.state = 'running';
+  }
+  /** Disk snapshot names the engine made/deleted (tests read it); createError makes the next create fail. */
+  diskSnapshots: string[] = [];
+  createError: string | undefined;
+  /**
+   * Like the engine: paused (or not started); a writable raw disk is refused by name; all or
+   * nothing. The fake holds no image open, so the snapshots are made on the real qcow2 files
+   * with vireo-img (the real block layer).
+   */
+  createDiskSnapshots(name: string) {
+    if (this.state !== 'paused' && this.state !== 'created') throw new Error(`cannot snapshot the disks of a machine that is ${this.state}: pause it first`);
+    const disks = (this.config.disks ?? []).filter((d) => d.media !== 'cdrom' && !d.readOnly);
+    const raw = disks.filter((d) => d.format !== 'qcow2');
+    if (raw.length) throw new Error(`snapshots need qcow2 disks: ${raw.map((d) => d.path).join(', ')}`);
+    if (this.createError) throw new Error(this.createError);
+    const made: string[] = [];
+    for (const d of disks) {
+      const r = spawnSync(imgToolPath(), ['snapshot', '-c', name, d.path], { encoding: 'utf8' });
+      if (r.status !== 0) {
+        for (const m of made) spawnSync(imgToolPath(), ['snapshot', '-d', name, m]);
+        throw new Error(`could not create snapshot '${name}' on disk '${d.path}': ${(r.stderr || String(r.error)).trim()}`);
+      }
+      made.push(d.path);
+    }
+    this.diskSnapshots.push(name);
+  }
+  deleteDiskSnapshots(name: string) {
+    if (this.state !== 'paused' && this.state !== 'created') throw new Error(`cannot delete disk snapshots of a machine that is ${this.state}: pause it first`);
+    for (const d of (this.config.disks ?? []).filter((x) => x.media !== 'cdrom' && !x.readOnly && x.format === 'qcow2')) {
+      const info = spawnSync(imgToolPath(), ['info', '-U', '--output', 'json', d.path], { encoding: 'utf8' });
+      const names = ((JSON.parse(info.stdout || '{}') as { snapshots?: Array<{ name: string }> }).snapshots ?? []).map((x) => x.name);
+      if (!names.includes(name)) continue;
+      const r = spawnSync(imgToolPath(), ['snapshot', '-d', name, d.path], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`could not delete snapshot '${name}' on disk ${d.path}: ${r.stderr.trim()}`);
+    }
+    this.diskSnapshots = this.diskSnapshots.filter((n) => n !== name);
   }
   stop() {
     if (this.state === 'stopped') return;

@@ -95,3 +95,15 @@ export async function looksQcow2(file: string): Promise<boolean> {
     await fh?.close();
   }
 }
+
+/** Internal snapshots of a qcow2 image (`vireo-img info -U`: a running VM's disk is locked; reading the table is safe). */
+export async function imgSnapshots(file: string): Promise<Array<{ name: string; dateSec: number }>> {
+  const { stdout } = await runImg(['info', '-U', '--output', 'json', file]);
+  const j = JSON.parse(stdout) as { snapshots?: Array<{ name?: unknown; 'date-sec'?: unknown }> };
+  return (j.snapshots ?? []).map((s) => ({ name: String(s.name ?? ''), dateSec: Number(s['date-sec'] ?? 0) }));
+}
+
+/** `vireo-img snapshot -c|-a|-d NAME FILE` on an image no VM has open (the lock refuses otherwise). */
+export async function imgSnapshot(op: 'create' | 'apply' | 'delete', file: string, name: string): Promise<void> {
+  await runImg(['snapshot', op === 'create' ? '-c' : op === 'apply' ? '-a' : '-d', name, file]);
+}
