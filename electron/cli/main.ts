@@ -21,6 +21,7 @@ function verbs(): Map<string, { summary: string }> {
   require('./virsh-storage'); // vol-create-as, vol-delete, pool-define-as, pool-undefine
   require('./virsh-autostart'); // autostart
   require('./virsh-managedsave'); // managedsave, managedsave-remove
+  require('./virsh-snapshot'); // snapshot-create-as, snapshot-list, snapshot-revert, snapshot-delete, snapshot-current
   return virsh.VERBS;
 }
 

@@ -7,6 +7,8 @@ import { blkListTable, ifAddrTable, ifStatLines, ifListTable } from './virsh-dom
 import { parseSize } from './virsh-storage';
 import { editorCommand } from './virsh-xml';
 import { runVerb, VerbError } from './virsh';
+import { snapshotTable, snapshotTime, snapshotTree } from './virsh-snapshot';
+import type { Snapshot } from '../common/contracts/snapshots';
 import { fromNetworkXml, toNetworkXml } from '../services/libvirt/network-xml';
 import { defaultIpv4, type NetworkSummary } from '../common/contracts/network';
 
@@ -176,5 +178,22 @@ describe('libvirt network XML', () => {
     expect(() => fromNetworkXml("<network><name>r</name><ip address='10.0.0.1' netmask='255.0.255.0'/></network>")).toThrow(/not a contiguous netmask/);
     expect(() => fromNetworkXml('<network><name/></network>')).toThrow(/needs a <name>/);
     expect(() => fromNetworkXml('<domain/>')).toThrow(/not <network>/);
+  });
+});
+
+describe('snapshot verbs (virsh layouts)', () => {
+  const snap = (name: string, parent: string | null, over: Partial<Snapshot> = {}): Snapshot => ({
+    name, description: '', createdAt: '2026-11-30T22:41:05.000Z', parent, children: [], kind: 'disk+ram', state: 'running', current: false, ...over,
+  });
+  it('snapshot-list: Name, Creation Time, State like virsh; disk-only shows disk-snapshot', () => {
+    expect(snapshotTime('2026-01-02T03:04:05.000Z')).toBe('2026-01-02 03:04:05 +0000');
+    expect(snapshotTable([snap('menu', null), snap('off', 'menu', { kind: 'disk', state: 'shutoff' })])).toBe(
+      ' Name   Creation Time               State\n' + '-'.repeat(51) + '\n menu   2026-11-30 22:41:05 +0000   running\n off    2026-11-30 22:41:05 +0000   disk-snapshot\n',
+    );
+  });
+  it('snapshot-list --tree: children under their parent, as virsh draws them', () => {
+    expect(snapshotTree([snap('a', null), snap('b', 'a'), snap('c', 'b'), snap('d', 'a'), snap('e', null)])).toBe(
+      ['a', '  |', '  +- b', '  |   |', '  |   +- c', '  |', '  +- d', '', 'e', '', ''].join('\n'),
+    );
   });
 });
