@@ -13,9 +13,10 @@ import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { Field } from '../dialogs/Modal';
 import { PerformanceView } from './PerformanceView';
+import { SnapshotsPanel } from './SnapshotsPanel';
 import './details.css';
 
-export const SECTIONS = ['Overview', 'Performance', 'CPUs', 'Memory', 'Boot options', 'Disks', 'Display', 'Serial', 'NIC'] as const;
+export const SECTIONS = ['Overview', 'Performance', 'CPUs', 'Memory', 'Boot options', 'Disks', 'Display', 'Serial', 'NIC', 'Snapshots'] as const;
 type Section = (typeof SECTIONS)[number];
 
 /** Which section shows a field's error. */
@@ -81,6 +82,15 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
       .call('vm.get', { uuid })
       .then(load, (e) => setStatus({ kind: 'error', text: (e as Error).message }));
   }, [uuid]);
+
+  // A snapshot revert puts the snapshot's hardware back in the definition: show it.
+  useEffect(
+    () =>
+      getClient().on('snapshot.changed', (p) => {
+        if (p.uuid === uuid) void getClient().call('vm.get', { uuid }).then(load, () => undefined);
+      }),
+    [uuid],
+  );
 
   useEffect(() => {
     const prev = document.activeElement as HTMLElement | null;
@@ -484,6 +494,8 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
             </Field>
           </>
         );
+      case 'Snapshots':
+        return <SnapshotsPanel uuid={uuid} vmName={def.name} state={summary?.state} />;
       case 'NIC':
         return (
           <>
