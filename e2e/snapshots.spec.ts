@@ -77,6 +77,7 @@ describe.skipIf(!!why)('snapshots', () => {
     await con.keyboard.press('ArrowDown');
     await waitScreen(new RegExp(`^(?![\\s\\S]*executed automatically)[\\s\\S]*(${MENU.source})`), 60000);
     step('countdown stopped');
+    await con.close().catch(() => undefined);
 
     // Details → Snapshots → Take: a bad name is refused on the field, then "menu" is taken live.
     await contextMenu(page, 'grub', 'Details');
@@ -102,16 +103,19 @@ describe.skipIf(!!why)('snapshots', () => {
     expect(listed.status, listed.stderr).toBe(0);
     expect(listed.stdout).toMatch(/\bmenu\b/);
     const atSnapshot = await shot();
+    await dlg.getByRole('button', { name: 'Close', exact: true }).click();
 
     // The guest goes on: `c` opens GRUB's command line.
-    await con.bringToFront();
+    con = await openConsole(a, 'grub');
     await capture(con);
     await con.keyboard.press('c');
     await waitScreen(/grub>/, 60000);
     step('GRUB command line');
 
     // Revert: the warning says what is lost and that the running VM is forced off.
-    await page.bringToFront();
+    await con.close().catch(() => undefined);
+    await contextMenu(page, 'grub', 'Details');
+    await dlg.getByRole('tab', { name: 'Snapshots' }).click();
     await snapRow.click();
     await dlg.getByRole('button', { name: 'Revert…' }).click();
     const rev = page.getByRole('dialog', { name: "Revert grub to 'menu'?" });
@@ -133,7 +137,6 @@ describe.skipIf(!!why)('snapshots', () => {
     await page.getByRole('dialog', { name: "Delete snapshot 'menu'?" }).getByRole('button', { name: 'Delete snapshot' }).click();
     await expect.poll(() => dlg.getByTestId('snapshot-note').textContent(), { timeout: 60000 }).toBe("Snapshot 'menu' deleted.");
     await dlg.getByText('No snapshots yet.').waitFor();
-    await con.close().catch(() => undefined);
     await apiCall(a, 'vm.action', { uuid, action: 'forceoff' });
     await waitVmState(page, 'grub', ['shutoff']);
     expect(fs.existsSync(disk)).toBe(true);
