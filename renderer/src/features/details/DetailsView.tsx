@@ -596,7 +596,7 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
             ))}
           </ul>
           <div className="details-panel" role="tabpanel" id="d-panel" aria-labelledby={`d-tab-${section}`}>
-            {section !== 'Performance' && pendingNote}
+            {section !== 'Performance' && section !== 'Snapshots' && pendingNote}
             {panel()}
           </div>
         </div>
