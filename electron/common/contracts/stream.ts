@@ -37,7 +37,7 @@ export interface WireRect {
 }
 
 export type HostToUi =
-  | { op: 'frame'; width: number; height: number; modeChanged: boolean; rects: WireRect[] }
+  | { op: 'frame'; width: number; height: number; modeChanged: boolean; rects: WireRect[]; /** Size on the wire. */ bytes: number }
   | { op: 'serial'; port: number; data: Uint8Array }
   | { op: 'info'; info: StreamInfo };
 
@@ -137,7 +137,7 @@ export function decodeHostToUi(buf: Uint8Array): HostToUi {
         o += 8 + len;
       }
       if (o !== buf.byteLength) throw new StreamError('trailing bytes after frame');
-      return { op: 'frame', width, height, modeChanged, rects };
+      return { op: 'frame', width, height, modeChanged, rects, bytes: buf.byteLength };
     }
     case Op.Serial:
       if (buf.byteLength < 2) throw new StreamError('short serial message');

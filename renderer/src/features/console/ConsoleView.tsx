@@ -31,6 +31,7 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   const wrap = useRef<HTMLDivElement>(null);
   const serialSink = useRef<SerialSink | undefined>(undefined);
   const frames = useRef(0);
+  const wireBytes = useRef(0);
   const pendingAck = useRef(false);
   const live = vm && (vm.state === 'running' || vm.state === 'paused');
 
@@ -56,6 +57,8 @@ export function ConsoleView({ uuid }: { uuid: string }) {
         if (ctx) paintRects(ctx, m.rects);
         frames.current++;
         c.dataset.frames = String(frames.current);
+        wireBytes.current += m.bytes;
+        c.dataset.wireBytes = String(wireBytes.current);
         // Ack on the next animation frame: the engine never runs ahead of what we can show.
         if (!pendingAck.current) {
           pendingAck.current = true;
