@@ -184,6 +184,44 @@ async function benchSerial(): Promise<Record<string, number | boolean>> {
 
 type Pattern = 'flat' | 'desktop' | 'noise';
 
+/**
+ * CPU time (ms, user + system) of each process on the path, by role: the profile that the
+ * shared host's load does not distort as much as wall-clock rates (each figure is that
+ * process's own work). Roles: engine host (its cmdline names the VM), service, serve,
+ * and Chromium's processes (its profile dir is under `dir`) by --type.
+ */
+function cpuByRole(dir: string, uuid: string, servePid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  const tick = 10; // ms per clock tick (CLK_TCK 100)
+  let servicePid = -1;
+  try {
+    servicePid = Number(fs.readFileSync(path.join(dir, 'run', 'vireo', 'service.pid'), 'utf8'));
+  } catch {
+    /* no service (standalone) */
+  }
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let cmd: string;
+    let stat: string;
+    try {
+      cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const pid = Number(e);
+    let role: string | undefined;
+    if (pid === servePid) role = 'serve';
+    else if (pid === servicePid) role = 'service';
+    else if (cmd.includes(`--vm ${uuid}`)) role = 'engineHost';
+    else if (cmd.includes(dir) && cmd.includes('chromium')) role = `chromium-${/--type=([\w-]+)/.exec(cmd)?.[1] ?? 'browser'}`;
+    if (!role) continue;
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out[role] = (out[role] ?? 0) + (Number(f[11]) + Number(f[12])) * tick;
+  }
+  return out;
+}
+
 /** Whole-screen changes on every engine poll: frames painted into the canvas per second. */
 async function benchFrames(pattern: Pattern, w: number, h: number, seconds = 5): Promise<Record<string, number | string>> {
   let uuid = '';
@@ -200,12 +238,19 @@ async function benchFrames(pattern: Pattern, w: number, h: number, seconds = 5):
     await s.page.waitForTimeout(500); // settle (measurement window, not a test wait)
     const f0 = Number(await s.page.locator('canvas').getAttribute('data-frames'));
     const b0 = Number(await s.page.locator('canvas').getAttribute('data-wire-bytes'));
+    const c0 = cpuByRole(s.dir, uuid, s.proc.pid!);
     const t0 = Date.now();
     await s.page.waitForTimeout(seconds * 1000);
     const f1 = Number(await s.page.locator('canvas').getAttribute('data-frames'));
     const b1 = Number(await s.page.locator('canvas').getAttribute('data-wire-bytes'));
     const secs = (Date.now() - t0) / 1000;
+    const c1 = cpuByRole(s.dir, uuid, s.proc.pid!);
     const fps = (f1 - f0) / secs;
+    const cpuMsPerFrame = Object.fromEntries(
+      Object.keys(c1)
+        .map((k) => [k, +((c1[k]! - (c0[k] ?? 0)) / Math.max(1, f1 - f0)).toFixed(1)] as const)
+        .filter(([, v]) => v > 0),
+    );
     return {
       pattern,
       width: w,
@@ -213,6 +258,7 @@ async function benchFrames(pattern: Pattern, w: number, h: number, seconds = 5):
       fps: +fps.toFixed(1),
       MBpsPixels: +((fps * w * h * 4) / 1048576).toFixed(1),
       MBpsWire: +((b1 - b0) / 1048576 / secs).toFixed(1),
+      cpuMsPerFrame: JSON.stringify(cpuMsPerFrame),
     };
   } finally {
     await s.close();
@@ -302,14 +348,17 @@ async function main(): Promise<void> {
         ['noise', 1920, 1080],
       ] as Array<[Pattern, number, number]>) {
         const key = `${pattern}${w}x${h}`;
+        if (process.env.VIREO_BENCH_CASES && !process.env.VIREO_BENCH_CASES.split(',').includes(key)) continue;
         (runs[key] ??= []).push(await benchFrames(pattern, w, h));
       }
     }
     results.framesFullScreen = Object.fromEntries(
       Object.entries(runs).map(([k, rs]) => [k, { ...rs[0], fps: median(rs.map((x) => x.fps as number)), fpsRuns: rs.map((x) => x.fps), MBpsWire: median(rs.map((x) => x.MBpsWire as number)) }]),
     );
-    results.framesIdle = await benchIdle();
-    results.cursorBlink = await benchBlink();
+    if (!process.env.VIREO_BENCH_CASES) {
+      results.framesIdle = await benchIdle();
+      results.cursorBlink = await benchBlink();
+    }
   }
   console.log(JSON.stringify(results, null, 2));
   const m = results.manager200 as { renderMsMedian: number } | undefined;
