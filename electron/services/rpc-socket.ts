@@ -32,26 +32,62 @@ export function encodeFrame(kind: number, payload: Uint8Array, sid?: number): Bu
   return out;
 }
 
+/**
+ * Writes a stream frame without copying its payload into a joined buffer: header and
+ * payload go to the socket as one corked write (a console's whole screen is megabytes).
+ */
+export function writeStreamFrame(sock: net.Socket, sid: number, payload: Uint8Array): void {
+  const head = Buffer.allocUnsafe(9);
+  head.writeUInt32LE(5 + payload.byteLength, 0);
+  head[4] = KIND_STREAM;
+  head.writeUInt32LE(sid, 5);
+  sock.cork();
+  sock.write(head);
+  sock.write(payload);
+  sock.uncork();
+}
+
 export function jsonFrame(msg: unknown): Buffer {
   return encodeFrame(KIND_JSON, Buffer.from(JSON.stringify(msg)));
 }
 
 export class FrameError extends Error {}
 
-/** Splits a byte stream into frames; throws FrameError on a malformed or oversized one. */
+/**
+ * Splits a byte stream into frames; throws FrameError on a malformed or oversized one.
+ * A large frame (a console's whole screen) arrives in many chunks: they are kept in a
+ * list and joined once when the frame is complete, never re-copied per chunk.
+ */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private size = 0;
+  /** Total length (4 + len) of the frame being gathered, once its header is known. */
+  private need = 0;
   push(chunk: Buffer, on: (kind: number, payload: Buffer) => void): void {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    while (this.buf.length >= 4) {
-      const len = this.buf.readUInt32LE(0);
-      if (len < 1 || len > MAX_FRAME) throw new FrameError(`bad frame length ${len}`);
-      if (this.buf.length < 4 + len) return;
-      const kind = this.buf[4]!;
-      const payload = this.buf.subarray(5, 4 + len);
-      this.buf = this.buf.subarray(4 + len);
-      on(kind, payload);
+    if (!chunk.length) return;
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    for (;;) {
+      if (!this.need) {
+        if (this.size < 4) return;
+        const head = this.chunks[0]!.length >= 4 ? this.chunks[0]! : this.join();
+        const len = head.readUInt32LE(0);
+        if (len < 1 || len > MAX_FRAME) throw new FrameError(`bad frame length ${len}`);
+        this.need = 4 + len;
+      }
+      if (this.size < this.need) return;
+      const buf = this.join();
+      const n = this.need;
+      this.need = 0;
+      const rest = buf.subarray(n);
+      this.chunks = rest.length ? [rest] : [];
+      this.size = rest.length;
+      on(buf[4]!, buf.subarray(5, n));
     }
+  }
+  private join(): Buffer {
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.size)];
+    return this.chunks[0]!;
   }
 }
 
@@ -200,7 +236,9 @@ function serveConnection(sock: net.Socket, backend: Backend): void {
               return reply({ t: 'stream.closed', sid, why: (e as Error).message });
             }
             streams.set(sid, st);
-            st.onData((d) => send(encodeFrame(KIND_STREAM, d, sid)));
+            st.onData((d) => {
+              if (open && !sock.destroyed) writeStreamFrame(sock, sid, d);
+            });
             st.onClose((why) => {
               if (streams.delete(sid)) reply({ t: 'stream.closed', sid, why });
             });
@@ -331,7 +369,7 @@ export class RpcClient implements Backend {
     else this.sock.write(jsonFrame({ t: 'stream.open', sid, uuid }));
     return {
       send: (d) => {
-        if (open && !this.closed) this.sock.write(encodeFrame(KIND_STREAM, d, sid));
+        if (open && !this.closed) writeStreamFrame(this.sock, sid, d);
       },
       onData: (cb) => (dataCb = cb),
       onClose: (cb) => {

@@ -25,7 +25,7 @@ describe('stream wire format', () => {
   it('round-trips frames and input, and rejects malformed bytes', () => {
     const data = new Uint8Array(2 * 3 * 4).fill(9);
     const f = decodeHostToUi(encodeFrame(640, 480, true, [{ x: 10, y: 20, w: 2, h: 3, data }]));
-    expect(f).toMatchObject({ op: 'frame', width: 640, height: 480, modeChanged: true });
+    expect(f).toMatchObject({ op: 'frame', width: 640, height: 480, modeChanged: true, rects: [{ x: 10, y: 20, w: 2, h: 3 }] });
     expect(() => decodeHostToUi(encodeFrame(4, 4, false, [{ x: 3, y: 0, w: 2, h: 3, data }]))).toThrow(/outside/);
     for (const m of [
       { op: 'key', code: 'KeyA', down: true },

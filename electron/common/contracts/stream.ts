@@ -28,16 +28,27 @@ export const enum Op {
   Pointer = 0x89,
 }
 
+/** A dirty rectangle as the engine gives it: BGRX pixels, w*h*4 bytes. */
+export interface PixelRect {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  data: Uint8Array;
+}
+
+/** A dirty rectangle as it travels: `data` is its pixels in encoding `enc` (frame-codec.ts); paint with decodeRect. */
 export interface WireRect {
   x: number;
   y: number;
   w: number;
   h: number;
-  data: Uint8Array; // BGRX, w*h*4 bytes
+  enc: number;
+  data: Uint8Array;
 }
 
 export type HostToUi =
-  | { op: 'frame'; width: number; height: number; modeChanged: boolean; rects: WireRect[] }
+  | { op: 'frame'; width: number; height: number; modeChanged: boolean; rects: WireRect[]; /** Size on the wire. */ bytes: number }
   | { op: 'serial'; port: number; data: Uint8Array }
   | { op: 'info'; info: StreamInfo };
 
@@ -60,7 +71,10 @@ export type UiToHost =
   | { op: 'fullFrame' }
   | { op: 'subscribe'; frames: boolean; serial: boolean };
 
-export class StreamError extends Error {}
+import { ENC_RLE24, decodeRle24, encodeRle24 } from './frame-codec';
+import { StreamError } from './stream-error';
+
+export { StreamError };
 
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: true });
@@ -73,9 +87,22 @@ export const COMBOS = [
 const COMBO_SET = new Set<string>(COMBOS);
 const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
 
-export function encodeFrame(width: number, height: number, modeChanged: boolean, rects: WireRect[]): Uint8Array {
-  let size = 1 + 2 + 2 + 1 + 2;
-  for (const r of rects) size += 8 + r.data.byteLength;
+/**
+ * A frame message: [op][width u16][height u16][modeChanged u8][rect count u16], then per
+ * rect [x u16][y u16][w u16][h u16][enc u8][length u32][payload] (little endian). The
+ * pixels are RLE24-coded here (frame-codec.ts): the one copy the engine's pixels make in
+ * the host, and 3 bytes a pixel or far fewer on the way out.
+ */
+export function encodeFrame(width: number, height: number, modeChanged: boolean, rects: PixelRect[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let size = FRAME_HEADER;
+  for (const r of rects) {
+    if (r.data.byteLength !== r.w * r.h * 4) throw new StreamError('rect data size does not match w*h*4');
+    // encodeRle24 reuses one scratch buffer: keep a copy of each rect's bytes but the last.
+    const p = encodeRle24(r.data, r.w * r.h);
+    parts.push(rects.length > 1 ? p.slice() : p);
+    size += RECT_HEADER + p.byteLength;
+  }
   const out = new Uint8Array(size);
   const dv = new DataView(out.buffer);
   out[0] = Op.Frame;
@@ -83,17 +110,31 @@ export function encodeFrame(width: number, height: number, modeChanged: boolean,
   dv.setUint16(3, height, true);
   out[5] = modeChanged ? 1 : 0;
   dv.setUint16(6, rects.length, true);
-  let o = 8;
-  for (const r of rects) {
-    if (r.data.byteLength !== r.w * r.h * 4) throw new StreamError('rect data size does not match w*h*4');
+  let o = FRAME_HEADER;
+  rects.forEach((r, i) => {
+    const p = parts[i]!;
     dv.setUint16(o, r.x, true);
     dv.setUint16(o + 2, r.y, true);
     dv.setUint16(o + 4, r.w, true);
     dv.setUint16(o + 6, r.h, true);
-    out.set(r.data, o + 8);
-    o += 8 + r.data.byteLength;
-  }
+    out[o + 8] = ENC_RLE24;
+    dv.setUint32(o + 9, p.byteLength, true);
+    out.set(p, o + RECT_HEADER);
+    o += RECT_HEADER + p.byteLength;
+  });
   return out;
+}
+
+const FRAME_HEADER = 8;
+const RECT_HEADER = 13;
+
+/**
+ * Paints a decoded message's rect into `dst`: RGBA pixels as 32-bit words (an ImageData's
+ * buffer), `stride` pixels a row. Throws StreamError on corrupt pixel data.
+ */
+export function decodeRect(r: WireRect, dst: Uint32Array, stride: number): void {
+  if (r.enc !== ENC_RLE24) throw new StreamError(`unknown pixel encoding ${r.enc}`);
+  decodeRle24(r.data, r.w, r.h, dst, stride, r.x, r.y);
 }
 
 export function encodeSerial(port: number, data: Uint8Array): Uint8Array {
@@ -123,21 +164,23 @@ export function decodeHostToUi(buf: Uint8Array): HostToUi {
       const modeChanged = buf[5] === 1;
       const n = dv.getUint16(6, true);
       const rects: WireRect[] = [];
-      let o = 8;
+      let o = FRAME_HEADER;
       for (let i = 0; i < n; i++) {
-        if (o + 8 > buf.byteLength) throw new StreamError('short rect header');
+        if (o + RECT_HEADER > buf.byteLength) throw new StreamError('short rect header');
         const x = dv.getUint16(o, true);
         const y = dv.getUint16(o + 2, true);
         const w = dv.getUint16(o + 4, true);
         const h = dv.getUint16(o + 6, true);
-        const len = w * h * 4;
+        const enc = buf[o + 8]!;
+        const len = dv.getUint32(o + 9, true);
         if (x + w > width || y + h > height) throw new StreamError('rect outside the screen');
-        if (o + 8 + len > buf.byteLength) throw new StreamError('short rect data');
-        rects.push({ x, y, w, h, data: buf.subarray(o + 8, o + 8 + len) });
-        o += 8 + len;
+        if (enc !== ENC_RLE24) throw new StreamError(`unknown pixel encoding ${enc}`);
+        if (o + RECT_HEADER + len > buf.byteLength) throw new StreamError('short rect data');
+        rects.push({ x, y, w, h, enc, data: buf.subarray(o + RECT_HEADER, o + RECT_HEADER + len) });
+        o += RECT_HEADER + len;
       }
       if (o !== buf.byteLength) throw new StreamError('trailing bytes after frame');
-      return { op: 'frame', width, height, modeChanged, rects };
+      return { op: 'frame', width, height, modeChanged, rects, bytes: buf.byteLength };
     }
     case Op.Serial:
       if (buf.byteLength < 2) throw new StreamError('short serial message');

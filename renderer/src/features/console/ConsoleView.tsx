@@ -8,7 +8,7 @@ import type { VmSummary } from '../../../../electron/common/contracts/vm';
 import { type ConsoleStream, getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { runAction } from '../manager/actions';
-import { canvasToFramebuffer, paintRects, wheelNotches } from './paint';
+import { ScreenPainter, canvasToFramebuffer, wheelNotches } from './paint';
 import { type SerialSink, SerialTerminal } from './SerialTerminal';
 
 type Scale = 'fit' | '1:1';
@@ -31,6 +31,7 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   const wrap = useRef<HTMLDivElement>(null);
   const serialSink = useRef<SerialSink | undefined>(undefined);
   const frames = useRef(0);
+  const wireBytes = useRef(0);
   const pendingAck = useRef(false);
   const live = vm && (vm.state === 'running' || vm.state === 'paused');
 
@@ -43,6 +44,7 @@ export function ConsoleView({ uuid }: { uuid: string }) {
     if (!live) return;
     const s = getClient().openStream(uuid);
     const ctxOf = () => canvas.current?.getContext('2d', { alpha: false }) ?? null;
+    const painter = new ScreenPainter();
     s.onMessage((m) => {
       if (m.op === 'frame') {
         const c = canvas.current;
@@ -53,9 +55,19 @@ export function ConsoleView({ uuid }: { uuid: string }) {
           setSize({ w: m.width, h: m.height });
         }
         const ctx = ctxOf();
-        if (ctx) paintRects(ctx, m.rects);
+        if (ctx) {
+          try {
+            painter.paint(ctx, m.width, m.height, m.rects);
+          } catch (e) {
+            // Corrupt pixels: say so and ask for a whole new screen (the stream itself goes on).
+            setNote(`display: ${(e as Error).message}`);
+            s.send({ op: 'fullFrame' });
+          }
+        }
         frames.current++;
         c.dataset.frames = String(frames.current);
+        wireBytes.current += m.bytes;
+        c.dataset.wireBytes = String(wireBytes.current);
         // Ack on the next animation frame: the engine never runs ahead of what we can show.
         if (!pendingAck.current) {
           pendingAck.current = true;

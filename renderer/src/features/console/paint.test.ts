@@ -1,17 +1,35 @@
 import { describe, expect, it } from 'vitest';
-import { bgrxToRgba, canvasToFramebuffer, wheelNotches } from './paint';
+import { decodeHostToUi, encodeFrame } from '../../../../electron/common/contracts/stream';
+import { ScreenPainter, canvasToFramebuffer, wheelNotches } from './paint';
 
-describe('bgrxToRgba', () => {
-  it('swaps blue and red and makes pixels opaque', () => {
-    const src = Uint8Array.of(1, 2, 3, 0, 10, 20, 30, 99);
-    const dst = new Uint8ClampedArray(8);
-    bgrxToRgba(src, dst);
-    expect([...dst]).toEqual([3, 2, 1, 255, 30, 20, 10, 255]);
-    const odd = new Uint8Array(9).subarray(1);
-    odd.set(src);
-    const d2 = new Uint8ClampedArray(8);
-    bgrxToRgba(odd, d2);
-    expect([...d2]).toEqual([3, 2, 1, 255, 30, 20, 10, 255]);
+describe('ScreenPainter', () => {
+  it('decodes each rect into one reused screen image and puts only that rect', () => {
+    const puts: Array<[ImageData, number[]]> = [];
+    const created: ImageData[] = [];
+    const ctx = {
+      createImageData: (w: number, h: number) => {
+        const img = { width: w, height: h, data: new Uint8ClampedArray(w * h * 4) } as unknown as ImageData;
+        created.push(img);
+        return img;
+      },
+      putImageData: (img: ImageData, ...args: number[]) => puts.push([img, args]),
+    } as unknown as CanvasRenderingContext2D;
+    const p = new ScreenPainter();
+    const px = new Uint8Array(new Uint32Array([0x00010203, 0x00010203, 0x00aabbcc, 0x00010203]).buffer);
+    const send = (x: number, y: number) => {
+      const m = decodeHostToUi(encodeFrame(4, 3, false, [{ x, y, w: 2, h: 2, data: px }]));
+      if (m.op !== 'frame') throw new Error('not a frame');
+      return p.paint(ctx, 4, 3, m.rects);
+    };
+    expect(send(1, 0)).toBe(4);
+    expect(send(2, 1)).toBe(4);
+    expect(created).toHaveLength(1);
+    expect(puts.map(([, a]) => a)).toEqual([[0, 0, 1, 0, 2, 2], [0, 0, 2, 1, 2, 2]]);
+    const d = created[0]!.data;
+    // (1,0) from the first frame: BGRX 03 02 01 -> RGBA 01 02 03 ff; (2,2) = the third pixel of the second.
+    expect([...d.subarray(4, 8)]).toEqual([1, 2, 3, 255]);
+    expect([...d.subarray((2 * 4 + 2) * 4, (2 * 4 + 2) * 4 + 4)]).toEqual([0xaa, 0xbb, 0xcc, 255]);
+    expect([...d.subarray(0, 4)]).toEqual([0, 0, 0, 0]);
   });
 });
 

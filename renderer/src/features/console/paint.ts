@@ -1,51 +1,29 @@
-// Paints frame updates (BGRX dirty rectangles) onto a canvas. Kept free of React:
-// frames go straight from the stream to the canvas, never through component state.
-import type { WireRect } from '../../../../electron/common/contracts/stream';
+// Paints frame updates (encoded dirty rectangles, stream.ts / frame-codec.ts) onto a
+// canvas. Kept free of React: frames go straight from the stream to the canvas, never
+// through component state. One ImageData the size of the screen is kept and reused:
+// each rect is decoded straight into it (no per-frame buffers, no separate colour
+// swizzle pass) and only the rect's area is put on the canvas.
+import { type WireRect, decodeRect } from '../../../../electron/common/contracts/stream';
 
-export function bgrxToRgba(src: Uint8Array, dst: Uint8ClampedArray): void {
-  const n = src.byteLength >> 2;
-  if (src.byteOffset % 4 === 0 && dst.byteOffset % 4 === 0) {
-    const s = new Uint32Array(src.buffer, src.byteOffset, n);
-    const d = new Uint32Array(dst.buffer, dst.byteOffset, n);
-    for (let i = 0; i < n; i++) {
-      const v = s[i]!;
-      d[i] = 0xff000000 | ((v & 0xff) << 16) | (v & 0xff00) | ((v >>> 16) & 0xff);
+export class ScreenPainter {
+  private img: ImageData | undefined;
+  private px: Uint32Array | undefined;
+
+  /** Decodes and paints the rects; returns the pixels painted. Throws StreamError on corrupt pixel data. */
+  paint(ctx: CanvasRenderingContext2D, width: number, height: number, rects: WireRect[]): number {
+    if (!this.img || this.img.width !== width || this.img.height !== height) {
+      this.img = ctx.createImageData(width, height);
+      this.px = new Uint32Array(this.img.data.buffer);
     }
-  } else {
-    for (let i = 0, o = 0; i < n; i++, o += 4) {
-      dst[o] = src[o + 2]!;
-      dst[o + 1] = src[o + 1]!;
-      dst[o + 2] = src[o]!;
-      dst[o + 3] = 255;
+    let pixels = 0;
+    for (const r of rects) {
+      if (!r.w || !r.h) continue;
+      decodeRect(r, this.px!, width);
+      ctx.putImageData(this.img, 0, 0, r.x, r.y, r.w, r.h);
+      pixels += r.w * r.h;
     }
+    return pixels;
   }
-}
-
-// One reusable ImageData per rectangle size: full-screen updates repeat the same size,
-// and a fresh 3 MB buffer per frame is garbage the collector would have to chase.
-const images = new Map<string, ImageData>();
-
-function imageFor(ctx: CanvasRenderingContext2D, w: number, h: number): ImageData {
-  const key = `${w}x${h}`;
-  let img = images.get(key);
-  if (!img) {
-    if (images.size > 32) images.clear();
-    img = ctx.createImageData(w, h);
-    images.set(key, img);
-  }
-  return img;
-}
-
-export function paintRects(ctx: CanvasRenderingContext2D, rects: WireRect[]): number {
-  let pixels = 0;
-  for (const r of rects) {
-    if (!r.w || !r.h) continue;
-    const img = imageFor(ctx, r.w, r.h);
-    bgrxToRgba(r.data, img.data);
-    ctx.putImageData(img, r.x, r.y);
-    pixels += r.w * r.h;
-  }
-  return pixels;
 }
 
 /**
