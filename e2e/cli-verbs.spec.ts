@@ -78,7 +78,7 @@ describe.skipIf(!!why)('vireo install, clone, net-*, vol-create-as on the per-us
     expect(r.out).toMatch(new RegExp(`^ hdb\\s+${ISO}$`, 'm'));
     r = await vireo(['domifaddr', 'grub']);
     expect(r.out).toMatch(/^ net0\s+52:54:00(:[0-9a-f]{2}){3}\s+-\s+-$/m);
-    expect(r.err).toMatch(/addresses are not known/);
+    expect(r.err).toMatch(/no address known for net0: no DHCP lease seen/);
 
     r = await vireo(['destroy', 'grub']);
     expect(r.code, r.err).toBe(0);

@@ -251,7 +251,9 @@ describe.skipIf(!!notBuilt)('VM lifecycle', () => {
     await page.keyboard.press('Enter');
     const details = page.getByRole('dialog', { name: 'Details of beta' });
     await details.waitFor();
-    // Inside Details the section list is keyboard-driven too.
+    // Inside Details the section list is keyboard-driven too (Overview, Performance, CPUs, ... as virt-manager orders them).
+    await page.keyboard.press('ArrowDown');
+    expect(await details.getByRole('tab', { name: 'Performance' }).getAttribute('aria-selected')).toBe('true');
     await page.keyboard.press('ArrowDown');
     expect(await details.getByRole('tab', { name: 'CPUs' }).getAttribute('aria-selected')).toBe('true');
     await page.keyboard.press('Escape');

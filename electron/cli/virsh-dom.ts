@@ -105,6 +105,10 @@ registerVerb({
       return 0;
     }
     ctx.out(ifAddrTable(list) + '\n');
+    const none = list.filter((i) => !i.addresses.length).map((i) => i.name);
+    if (none.length) {
+      process.stderr.write(`note: no address known for ${none.join(', ')}: no DHCP lease seen from ${none.length > 1 ? 'them' : 'it'} (a static or bridged address is not known: there is no guest agent)\n`);
+    }
     return 0;
   },
 });
