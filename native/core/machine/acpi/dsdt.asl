@@ -42,38 +42,142 @@ DefinitionBlock ("", "DSDT", 1, "VIREO ", "VIREOPC ", 1)
              * PCI interrupt routing: slot S pin P (0 = INTA#) goes to PIRQ
              * (S - 1 + P) & 3, the i440FX/PIIX3 swizzle Piix3::pirq_of
              * implements, i.e. (4*S + P + S + 3) & 3 for entry index 4*S + P.
+             * A static package, not a Method building it in a While loop:
+             * ACPICA aborts an AML loop after 30 s (AE_AML_LOOP_TIMEOUT), and
+             * on a host that emulates guest ring 0 the loop took longer, so
+             * Linux found no PCI interrupt routing (seen on kvm_pvm, 2 vCPUs).
              */
-            Method (_PRT, 0, NotSerialized)
+            Name (_PRT, Package (0x80)
             {
-                Local0 = Package (0x80) {}
-                Local1 = Zero
-                While ((Local1 < 0x80))
-                {
-                    Local2 = (Local1 >> 0x02)
-                    Local3 = ((Local1 + Local2 + 0x03) & 0x03)
-                    If ((Local3 == Zero))
-                    {
-                        Local4 = Package (0x04) { Zero, Zero, LNKA, Zero }
-                    }
-                    If ((Local3 == One))
-                    {
-                        Local4 = Package (0x04) { Zero, Zero, LNKB, Zero }
-                    }
-                    If ((Local3 == 0x02))
-                    {
-                        Local4 = Package (0x04) { Zero, Zero, LNKC, Zero }
-                    }
-                    If ((Local3 == 0x03))
-                    {
-                        Local4 = Package (0x04) { Zero, Zero, LNKD, Zero }
-                    }
-                    Local4 [Zero] = ((Local2 << 0x10) | 0xFFFF)
-                    Local4 [One] = (Local1 & 0x03)
-                    Local0 [Local1] = Local4
-                    Local1++
-                }
-                Return (Local0)
-            }
+                Package (0x04) { 0x0000FFFF, 0x00, LNKD, Zero },
+                Package (0x04) { 0x0000FFFF, 0x01, LNKA, Zero },
+                Package (0x04) { 0x0000FFFF, 0x02, LNKB, Zero },
+                Package (0x04) { 0x0000FFFF, 0x03, LNKC, Zero },
+                Package (0x04) { 0x0001FFFF, 0x00, LNKA, Zero },
+                Package (0x04) { 0x0001FFFF, 0x01, LNKB, Zero },
+                Package (0x04) { 0x0001FFFF, 0x02, LNKC, Zero },
+                Package (0x04) { 0x0001FFFF, 0x03, LNKD, Zero },
+                Package (0x04) { 0x0002FFFF, 0x00, LNKB, Zero },
+                Package (0x04) { 0x0002FFFF, 0x01, LNKC, Zero },
+                Package (0x04) { 0x0002FFFF, 0x02, LNKD, Zero },
+                Package (0x04) { 0x0002FFFF, 0x03, LNKA, Zero },
+                Package (0x04) { 0x0003FFFF, 0x00, LNKC, Zero },
+                Package (0x04) { 0x0003FFFF, 0x01, LNKD, Zero },
+                Package (0x04) { 0x0003FFFF, 0x02, LNKA, Zero },
+                Package (0x04) { 0x0003FFFF, 0x03, LNKB, Zero },
+                Package (0x04) { 0x0004FFFF, 0x00, LNKD, Zero },
+                Package (0x04) { 0x0004FFFF, 0x01, LNKA, Zero },
+                Package (0x04) { 0x0004FFFF, 0x02, LNKB, Zero },
+                Package (0x04) { 0x0004FFFF, 0x03, LNKC, Zero },
+                Package (0x04) { 0x0005FFFF, 0x00, LNKA, Zero },
+                Package (0x04) { 0x0005FFFF, 0x01, LNKB, Zero },
+                Package (0x04) { 0x0005FFFF, 0x02, LNKC, Zero },
+                Package (0x04) { 0x0005FFFF, 0x03, LNKD, Zero },
+                Package (0x04) { 0x0006FFFF, 0x00, LNKB, Zero },
+                Package (0x04) { 0x0006FFFF, 0x01, LNKC, Zero },
+                Package (0x04) { 0x0006FFFF, 0x02, LNKD, Zero },
+                Package (0x04) { 0x0006FFFF, 0x03, LNKA, Zero },
+                Package (0x04) { 0x0007FFFF, 0x00, LNKC, Zero },
+                Package (0x04) { 0x0007FFFF, 0x01, LNKD, Zero },
+                Package (0x04) { 0x0007FFFF, 0x02, LNKA, Zero },
+                Package (0x04) { 0x0007FFFF, 0x03, LNKB, Zero },
+                Package (0x04) { 0x0008FFFF, 0x00, LNKD, Zero },
+                Package (0x04) { 0x0008FFFF, 0x01, LNKA, Zero },
+                Package (0x04) { 0x0008FFFF, 0x02, LNKB, Zero },
+                Package (0x04) { 0x0008FFFF, 0x03, LNKC, Zero },
+                Package (0x04) { 0x0009FFFF, 0x00, LNKA, Zero },
+                Package (0x04) { 0x0009FFFF, 0x01, LNKB, Zero },
+                Package (0x04) { 0x0009FFFF, 0x02, LNKC, Zero },
+                Package (0x04) { 0x0009FFFF, 0x03, LNKD, Zero },
+                Package (0x04) { 0x000AFFFF, 0x00, LNKB, Zero },
+                Package (0x04) { 0x000AFFFF, 0x01, LNKC, Zero },
+                Package (0x04) { 0x000AFFFF, 0x02, LNKD, Zero },
+                Package (0x04) { 0x000AFFFF, 0x03, LNKA, Zero },
+                Package (0x04) { 0x000BFFFF, 0x00, LNKC, Zero },
+                Package (0x04) { 0x000BFFFF, 0x01, LNKD, Zero },
+                Package (0x04) { 0x000BFFFF, 0x02, LNKA, Zero },
+                Package (0x04) { 0x000BFFFF, 0x03, LNKB, Zero },
+                Package (0x04) { 0x000CFFFF, 0x00, LNKD, Zero },
+                Package (0x04) { 0x000CFFFF, 0x01, LNKA, Zero },
+                Package (0x04) { 0x000CFFFF, 0x02, LNKB, Zero },
+                Package (0x04) { 0x000CFFFF, 0x03, LNKC, Zero },
+                Package (0x04) { 0x000DFFFF, 0x00, LNKA, Zero },
+                Package (0x04) { 0x000DFFFF, 0x01, LNKB, Zero },
+                Package (0x04) { 0x000DFFFF, 0x02, LNKC, Zero },
+                Package (0x04) { 0x000DFFFF, 0x03, LNKD, Zero },
+                Package (0x04) { 0x000EFFFF, 0x00, LNKB, Zero },
+                Package (0x04) { 0x000EFFFF, 0x01, LNKC, Zero },
+                Package (0x04) { 0x000EFFFF, 0x02, LNKD, Zero },
+                Package (0x04) { 0x000EFFFF, 0x03, LNKA, Zero },
+                Package (0x04) { 0x000FFFFF, 0x00, LNKC, Zero },
+                Package (0x04) { 0x000FFFFF, 0x01, LNKD, Zero },
+                Package (0x04) { 0x000FFFFF, 0x02, LNKA, Zero },
+                Package (0x04) { 0x000FFFFF, 0x03, LNKB, Zero },
+                Package (0x04) { 0x0010FFFF, 0x00, LNKD, Zero },
+                Package (0x04) { 0x0010FFFF, 0x01, LNKA, Zero },
+                Package (0x04) { 0x0010FFFF, 0x02, LNKB, Zero },
+                Package (0x04) { 0x0010FFFF, 0x03, LNKC, Zero },
+                Package (0x04) { 0x0011FFFF, 0x00, LNKA, Zero },
+                Package (0x04) { 0x0011FFFF, 0x01, LNKB, Zero },
+                Package (0x04) { 0x0011FFFF, 0x02, LNKC, Zero },
+                Package (0x04) { 0x0011FFFF, 0x03, LNKD, Zero },
+                Package (0x04) { 0x0012FFFF, 0x00, LNKB, Zero },
+                Package (0x04) { 0x0012FFFF, 0x01, LNKC, Zero },
+                Package (0x04) { 0x0012FFFF, 0x02, LNKD, Zero },
+                Package (0x04) { 0x0012FFFF, 0x03, LNKA, Zero },
+                Package (0x04) { 0x0013FFFF, 0x00, LNKC, Zero },
+                Package (0x04) { 0x0013FFFF, 0x01, LNKD, Zero },
+                Package (0x04) { 0x0013FFFF, 0x02, LNKA, Zero },
+                Package (0x04) { 0x0013FFFF, 0x03, LNKB, Zero },
+                Package (0x04) { 0x0014FFFF, 0x00, LNKD, Zero },
+                Package (0x04) { 0x0014FFFF, 0x01, LNKA, Zero },
+                Package (0x04) { 0x0014FFFF, 0x02, LNKB, Zero },
+                Package (0x04) { 0x0014FFFF, 0x03, LNKC, Zero },
+                Package (0x04) { 0x0015FFFF, 0x00, LNKA, Zero },
+                Package (0x04) { 0x0015FFFF, 0x01, LNKB, Zero },
+                Package (0x04) { 0x0015FFFF, 0x02, LNKC, Zero },
+                Package (0x04) { 0x0015FFFF, 0x03, LNKD, Zero },
+                Package (0x04) { 0x0016FFFF, 0x00, LNKB, Zero },
+                Package (0x04) { 0x0016FFFF, 0x01, LNKC, Zero },
+                Package (0x04) { 0x0016FFFF, 0x02, LNKD, Zero },
+                Package (0x04) { 0x0016FFFF, 0x03, LNKA, Zero },
+                Package (0x04) { 0x0017FFFF, 0x00, LNKC, Zero },
+                Package (0x04) { 0x0017FFFF, 0x01, LNKD, Zero },
+                Package (0x04) { 0x0017FFFF, 0x02, LNKA, Zero },
+                Package (0x04) { 0x0017FFFF, 0x03, LNKB, Zero },
+                Package (0x04) { 0x0018FFFF, 0x00, LNKD, Zero },
+                Package (0x04) { 0x0018FFFF, 0x01, LNKA, Zero },
+                Package (0x04) { 0x0018FFFF, 0x02, LNKB, Zero },
+                Package (0x04) { 0x0018FFFF, 0x03, LNKC, Zero },
+                Package (0x04) { 0x0019FFFF, 0x00, LNKA, Zero },
+                Package (0x04) { 0x0019FFFF, 0x01, LNKB, Zero },
+                Package (0x04) { 0x0019FFFF, 0x02, LNKC, Zero },
+                Package (0x04) { 0x0019FFFF, 0x03, LNKD, Zero },
+                Package (0x04) { 0x001AFFFF, 0x00, LNKB, Zero },
+                Package (0x04) { 0x001AFFFF, 0x01, LNKC, Zero },
+                Package (0x04) { 0x001AFFFF, 0x02, LNKD, Zero },
+                Package (0x04) { 0x001AFFFF, 0x03, LNKA, Zero },
+                Package (0x04) { 0x001BFFFF, 0x00, LNKC, Zero },
+                Package (0x04) { 0x001BFFFF, 0x01, LNKD, Zero },
+                Package (0x04) { 0x001BFFFF, 0x02, LNKA, Zero },
+                Package (0x04) { 0x001BFFFF, 0x03, LNKB, Zero },
+                Package (0x04) { 0x001CFFFF, 0x00, LNKD, Zero },
+                Package (0x04) { 0x001CFFFF, 0x01, LNKA, Zero },
+                Package (0x04) { 0x001CFFFF, 0x02, LNKB, Zero },
+                Package (0x04) { 0x001CFFFF, 0x03, LNKC, Zero },
+                Package (0x04) { 0x001DFFFF, 0x00, LNKA, Zero },
+                Package (0x04) { 0x001DFFFF, 0x01, LNKB, Zero },
+                Package (0x04) { 0x001DFFFF, 0x02, LNKC, Zero },
+                Package (0x04) { 0x001DFFFF, 0x03, LNKD, Zero },
+                Package (0x04) { 0x001EFFFF, 0x00, LNKB, Zero },
+                Package (0x04) { 0x001EFFFF, 0x01, LNKC, Zero },
+                Package (0x04) { 0x001EFFFF, 0x02, LNKD, Zero },
+                Package (0x04) { 0x001EFFFF, 0x03, LNKA, Zero },
+                Package (0x04) { 0x001FFFFF, 0x00, LNKC, Zero },
+                Package (0x04) { 0x001FFFFF, 0x01, LNKD, Zero },
+                Package (0x04) { 0x001FFFFF, 0x02, LNKA, Zero },
+                Package (0x04) { 0x001FFFFF, 0x03, LNKB, Zero }
+            })
 
             /* 00:01.0 PIIX3 PCI-to-ISA bridge (Piix3::kSlot/kFn) */
             Device (ISA)
