@@ -26,7 +26,7 @@ import {
 
 const BOOT_S = Number(process.env.VIREO_LINUX_BOOT_S ?? 150);
 const TCG_S = Number(process.env.VIREO_LINUX_TCG_S ?? 180);
-const CPUS = 2;
+const CPUS = Number(process.env.VIREO_LINUX_CPUS ?? 2); // VIREO_LINUX_CPUS=1: the slow lane on one vCPU (docs/linux-guest.md)
 const KVM_PVM = fs.existsSync('/sys/module/kvm_pvm');
 const LOGS = process.env.VIREO_LINUX_LOG;
 
