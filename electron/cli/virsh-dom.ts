@@ -46,6 +46,13 @@ async function interfaces(ctx: VerbContext, dom: string) {
   return { vm, ...(await ctx.call('vm.interfaces', { uuid: vm.uuid })) };
 }
 
+/** A running VM's interface named net<N> or by MAC (domifstat, domif-getlink). */
+async function runningIface(ctx: VerbContext, dom: string, iface: string): Promise<VmInterface> {
+  const { vm, running, interfaces: all } = await interfaces(ctx, dom);
+  if (!running) throw new VerbError(`${vm.name} is not running`);
+  return pick(vm, all, iface);
+}
+
 function pick(vm: VmSummary, list: VmInterface[], iface: string): VmInterface {
   const i = list.find((x) => x.name === iface || x.mac.toLowerCase() === iface.toLowerCase());
   if (!i) throw new VerbError(`${vm.name} has no interface '${iface}' (it has ${list.map((x) => `${x.name} ${x.mac}`).join(', ') || 'none'})`);
@@ -119,9 +126,7 @@ registerVerb({
   usage: '<domain> <interface>',
   args: { min: 2, max: 2, names: ['domain', 'interface'] },
   async run(ctx, _f, [dom, iface]) {
-    const { vm, running, interfaces: all } = await interfaces(ctx, dom!);
-    if (!running) throw new VerbError(`${vm.name} is not running`);
-    const i = pick(vm, all, iface!);
+    const i = await runningIface(ctx, dom!, iface!);
     if (ctx.json) ctx.out(JSON.stringify({ name: i.name, ...i.counters }, null, 2) + '\n');
     else ctx.out(ifStatLines(i));
     return 0;
@@ -134,9 +139,7 @@ registerVerb({
   usage: '<domain> <interface>',
   args: { min: 2, max: 2, names: ['domain', 'interface'] },
   async run(ctx, _f, [dom, iface]) {
-    const { vm, running, interfaces: all } = await interfaces(ctx, dom!);
-    if (!running) throw new VerbError(`${vm.name} is not running`);
-    const i = pick(vm, all, iface!);
+    const i = await runningIface(ctx, dom!, iface!);
     ctx.out(ctx.json ? JSON.stringify({ name: i.name, link: i.linkUp ? 'up' : 'down' }) + '\n' : `${i.name} ${i.linkUp ? 'up' : 'down'}\n`);
     return 0;
   },
