@@ -20,7 +20,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  type BootSpec, type GuestBuild, type Media, type RunResult, ROOT, buildGuest, lastLine, parseChecks, prepareMedia, qemuArgs,
+  type BootSpec, type GuestBuild, type Media, type RunResult, ROOT, buildGuest, lastLine, parseChecks, prepareMedia, qemuArgs, startHostHttp,
   runGuest, verifyHost, vireoArgs, which,
 } from '../bench/linux-boot/guest';
 
@@ -83,7 +83,8 @@ function expectAllPass(r: RunResult, want: Parameters<typeof verifyHost>[1]): vo
   expect(r.checks.length).toBe(r.summary!.pass);
   // The checks a PC with these disks must have run (a missing one is a failure, not a pass).
   for (const n of ['modules', 'pci', 'serial', 'i8042', 'rtc-driver', 'acpi-button', 'display', 'disk-virtio-read',
-    'disk-virtio-write', 'disk-ide-read', 'disk-ide-write', 'cdrom', 'cpus', 'rtc']) {
+    'disk-virtio-write', 'disk-ide-read', 'disk-ide-write', 'cdrom', 'usb-tablet', 'cpus', 'rtc',
+    ...(want.http ? ['net-virtio_net', 'net-e1000'] : [])]) {
     expect(r.checks.map((c) => c.name), `check ${n} ran`).toContain(n);
   }
   const host = verifyHost(r, want).filter((v) => !v.ok).map((v) => `${v.name}: ${v.detail}`);
@@ -119,13 +120,16 @@ describe.skipIf(!!noGuest)('Linux guest (reference: QEMU TCG)', () => {
       const m = media(`tcg-${bootPath}`);
       if (typeof m === 'string') return ctx.skip(m);
       const epoch = Math.floor(Date.now() / 1000);
-      const spec: BootSpec = { path: bootPath, media: m, memoryMiB: 512, cpus: CPUS,
-        append: `console=ttyS0 vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.poweroff=1` };
+      const web = await startHostHttp();
+      const spec: BootSpec = { path: bootPath, media: m, memoryMiB: 512, cpus: CPUS, nics: true,
+        append: `console=ttyS0 vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.http=${web.port} vireo.poweroff=1` };
       const args = qemuArgs(spec, guest(), 'tcg');
-      const r = await runGuest(qemu, args, { limitS: TCG_S, atPrompt: 'poweroff -f\n' });
+      const r = await runGuest(qemu, args, { limitS: TCG_S, atPrompt: 'poweroff -f\n' }).finally(() => web.close());
       keepLog(`tcg-${bootPath}`, r, [qemu, ...args]);
       console.log(report(`QEMU TCG, ${title}`, r));
-      expectAllPass(r, { media: m, cdToken: bootPath === 'iso' ? guest().isoCdToken : m.tokens.cd, cpus: CPUS });
+      // The boot ISO's GRUB line cannot carry vireo.http=PORT: its cards are checked on PCI only.
+      expectAllPass(r, { media: m, cdToken: bootPath === 'iso' ? guest().isoCdToken : m.tokens.cd, cpus: CPUS, nics: true,
+        http: bootPath === 'kernel' ? web : undefined });
     }, (TCG_S + 60) * 1000);
   }
 });
@@ -150,10 +154,11 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
       const m = media(`vireo-${bootPath}`);
       if (typeof m === 'string') return ctx.skip(m);
       const epoch = Math.floor(Date.now() / 1000);
+      const web = await startHostHttp();
       const spec: BootSpec = { path: bootPath, media: m, memoryMiB: 512, cpus: CPUS, kernel: useBz ? guest().vmlinuz : guest().vmlinux,
-        append: `console=ttyS0 vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.poweroff=1${EXTRA}` };
+        nics: true, append: `console=ttyS0 vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.http=${web.port} vireo.poweroff=1${EXTRA}` };
       const args = [path.join(ROOT, 'bin', 'vireo.js'), 'boot', ...vireoArgs(spec, guest(), BOOT_S)];
-      const r = await runGuest(process.execPath, args, { limitS: BOOT_S + 20, atPrompt: 'poweroff -f\n' });
+      const r = await runGuest(process.execPath, args, { limitS: BOOT_S + 20, atPrompt: 'poweroff -f\n' }).finally(() => web.close());
       keepLog(`vireo-${bootPath}`, r, [process.execPath, ...args]);
       console.log(report(`Vireo, ${title}`, r));
       const failed = r.checks.filter((c) => !c.ok);
@@ -169,7 +174,9 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
         }
         throw new Error(`Vireo ${title}: ${where}`);
       }
-      expectAllPass(r, { media: m, cdToken: bootPath === 'iso' ? guest().isoCdToken : m.tokens.cd, cpus: CPUS });
+      // The boot ISO's GRUB line cannot carry vireo.http=PORT: its cards are checked on PCI only.
+      expectAllPass(r, { media: m, cdToken: bootPath === 'iso' ? guest().isoCdToken : m.tokens.cd, cpus: CPUS, nics: true,
+        http: bootPath === 'kernel' ? web : undefined });
       expect(r.exitCode, 'vireo boot exits 0 on the guest power-off').toBe(0);
     }, (BOOT_S + 60) * 1000);
   }

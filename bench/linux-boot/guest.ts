@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..', ...(path.basename(path.resolve(__dirname, '..', '..')) === 'dist' ? ['..'] : []));
@@ -117,7 +118,12 @@ export interface BootSpec {
   media?: Media;
   memoryMiB: number;
   cpus: number;
+  /** Two network cards on user-mode NAT: virtio-net (10.0.2.0/24) and e1000 (10.0.3.0/24). */
+  nics?: boolean;
 }
+
+/** The second card's NAT network (the first is the default 10.0.2.0/24). */
+export const E1000_NET = '10.0.3.0/24';
 
 /** Arguments for `vireo boot` (after `boot`). */
 export function vireoArgs(s: BootSpec, build: GuestBuild, timeoutS: number): string[] {
@@ -129,13 +135,15 @@ export function vireoArgs(s: BootSpec, build: GuestBuild, timeoutS: number): str
     if (s.media) a.push('--disk', s.media.ide, '--disk', `${s.media.virtio},if=virtio`);
     a.push('--cdrom', build.iso!, '--boot', 'order=d');
   }
+  if (s.nics) a.push('--nic', 'user,model=virtio', '--nic', `user,model=e1000,net=${E1000_NET}`);
   return a;
 }
 
 /** Arguments for qemu-system-x86_64: the same board as Vireo's PC (i440FX, PIIX IDE, std-vga). */
 export function qemuArgs(s: BootSpec, build: GuestBuild, accel: 'tcg' | 'kvm'): string[] {
   const a = ['-machine', 'pc', '-m', String(s.memoryMiB), '-smp', String(s.cpus), '-display', 'none', '-vga', 'std',
-    '-serial', 'stdio', '-monitor', 'none', '-nodefaults', '-no-reboot'];
+    '-serial', 'stdio', '-monitor', 'none', '-nodefaults', '-no-reboot', '-usb', '-device', 'usb-tablet'];
+  if (s.nics) a.push('-nic', 'user,model=virtio-net-pci', '-nic', `user,model=e1000,net=${E1000_NET}`);
   a.push(...(accel === 'kvm' ? ['-enable-kvm', '-cpu', 'qemu64,-cx16,-xsave'] : ['-accel', 'tcg']));
   if (s.media) {
     a.push('-drive', `file=${s.media.ide},format=qcow2,if=ide,index=0,media=disk`);
@@ -257,9 +265,41 @@ export function runGuest(cmd: string, args: string[], o: RunOptions): Promise<Ru
 /** PCI functions Vireo's PC puts on the board with a Linux driver, as vendor:device → driver. */
 export const EXPECTED_PCI: Record<string, string> = {
   '8086:7010': 'ata_piix', // PIIX3 IDE
+  '8086:7020': 'uhci_hcd', // PIIX3 USB (UHCI), the tablet's controller
   '1234:1111': 'bochs-drm', // std-vga
   '1af4:1001': 'virtio-pci', // virtio-blk (transitional)
+  '1af4:1000': 'virtio-pci', // virtio-net (transitional)
+  '8086:100e': 'e1000', // Intel 82540EM
 };
+const NIC_PCI = new Set(['1af4:1000', '8086:100e']);
+
+/** The host's end of the network checks: an HTTP server on loopback that the guest reaches at its NAT gateway. */
+export interface HostHttp {
+  port: number;
+  token: string;
+  /** Paths the guest fetched, in order. */
+  hits: string[];
+  close(): Promise<void>;
+}
+
+/** Answers GET /NAME with `VIREO-HTTP name=NAME token=TOKEN`. */
+export function startHostHttp(): Promise<HostHttp> {
+  const token = `h-${crypto.randomBytes(6).toString('hex')}`;
+  const hits: string[] = [];
+  const server = http.createServer((req, res) => {
+    const name = (req.url ?? '/').slice(1).replace(/[^\w.-]/g, '');
+    hits.push(name);
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`VIREO-HTTP name=${name} token=${token}\n`);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as import('node:net').AddressInfo).port;
+      resolve({ port, token, hits, close: () => new Promise((r) => server.close(() => r())) });
+    });
+  });
+}
 
 export interface HostVerdict {
   name: string;
@@ -268,7 +308,7 @@ export interface HostVerdict {
 }
 
 /** Host-side checks: tokens the guest read, the guest's writes in the images, qemu-img check, RTC vs the host clock, CPU count, the board's PCI functions bound. */
-export function verifyHost(r: RunResult, want: { media?: Media; cdToken?: string; cpus?: number }): HostVerdict[] {
+export function verifyHost(r: RunResult, want: { media?: Media; cdToken?: string; cpus?: number; nics?: boolean; http?: HostHttp }): HostVerdict[] {
   const v: HostVerdict[] = [];
   const by = new Map(r.checks.map((c) => [c.name, c]));
   const detail = (n: string) => by.get(n)?.detail ?? '';
@@ -300,9 +340,17 @@ export function verifyHost(r: RunResult, want: { media?: Media; cdToken?: string
   if (want.cpus) add('host-cpus', new RegExp(`online=${want.cpus} `).test(detail('cpus')), `guest: ${detail('cpus')}, want ${want.cpus}`);
   const pci = r.checks.filter((c) => c.name.startsWith('pci-'));
   for (const [id, driver] of Object.entries(EXPECTED_PCI)) {
-    if (id.startsWith('1af4') && !want.media) continue;
+    if (id === '1af4:1001' && !want.media) continue;
+    if (NIC_PCI.has(id) && !want.nics) continue;
     const hit = pci.find((c) => c.detail.includes(`id=${id} `));
     add(`host-pci-${id}`, !!hit && hit.detail.includes(`driver=${driver}`), hit ? hit.detail : `no PCI function ${id}`);
+  }
+  if (want.http) {
+    for (const drv of ['virtio_net', 'e1000']) {
+      const d = detail(`net-${drv}`);
+      add(`host-net-${drv}`, d.includes(`token=${want.http.token}`) && want.http.hits.includes(drv),
+        `guest: ${d || '(no check)'}; host served: ${want.http.hits.join(', ') || '(nothing)'}`);
+    }
   }
   return v;
 }
