@@ -114,6 +114,7 @@ if (!want.length || want.includes('fuzz')) {
   }
 }
 
+const failedTests = [];
 function vitest(name, extra) {
   const out = path.join(os.tmpdir(), `vireo-${name}-${process.pid}.json`);
   const r = run(name, 'npx', ['--no-install', 'vitest', 'run', ...extra, '--reporter=default', '--reporter=json', `--outputFile=${out}`]);
@@ -123,6 +124,14 @@ function vitest(name, extra) {
     total.passed += j.numPassedTests;
     total.failed += j.numFailedTests;
     total.skipped += j.numPendingTests + (j.numTodoTests ?? 0);
+    // Name every failed test again at the end, where a truncated CI log still shows it.
+    for (const f of j.testResults ?? []) {
+      for (const a of f.assertionResults ?? []) {
+        if (a.status !== 'failed') continue;
+        const why = (a.failureMessages ?? []).join(' ').split('\n')[0].slice(0, 300);
+        failedTests.push(`${name}: ${path.relative(root, f.name)} > ${a.fullName}: ${why}`);
+      }
+    }
     fs.rmSync(out, { force: true });
   } catch {
     broken.push(`${name} (no results)`);
@@ -134,6 +143,7 @@ vitest('unit', []);
 if (fs.existsSync(path.join(root, 'e2e/vitest.config.mts'))) vitest('e2e', ['--config', 'e2e/vitest.config.mts']);
 
 console.log('');
+for (const t of failedTests) console.log(`FAILED ${t}`);
 if (broken.length) console.log(`suites that failed: ${broken.join(', ')}`);
 console.log(`${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped`);
 process.exit(broken.length || total.failed ? 1 : 0);
