@@ -84,7 +84,7 @@ function expectAllPass(r: RunResult, want: Parameters<typeof verifyHost>[1]): vo
   // The checks a PC with these disks must have run (a missing one is a failure, not a pass).
   for (const n of ['modules', 'pci', 'serial', 'i8042', 'rtc-driver', 'acpi-button', 'display', 'disk-virtio-read',
     'disk-virtio-write', 'disk-ide-read', 'disk-ide-write', 'cdrom', 'usb-tablet', 'cpus', 'rtc',
-    ...(want.http ? ['net-virtio_net', 'net-e1000'] : [])]) {
+    ...(want.http ? ['virtio_net', 'e1000'].flatMap((d) => [`net-${d}`, `net-${d}-ping`, `net-${d}-down`, `net-${d}-up`]) : [])]) {
     expect(r.checks.map((c) => c.name), `check ${n} ran`).toContain(n);
   }
   const host = verifyHost(r, want).filter((v) => !v.ok).map((v) => `${v.name}: ${v.detail}`);

@@ -282,15 +282,32 @@ export interface HostHttp {
   close(): Promise<void>;
 }
 
-/** Answers GET /NAME with `VIREO-HTTP name=NAME token=TOKEN`. */
+/**
+ * GET /NAME answers `VIREO-HTTP name=NAME token=TOKEN`; GET /blob/NAME 1 MiB of random bytes and GET /blobmd5/NAME
+ * their md5 (host → guest); POST /up/NAME answers `md5=M len=N` of the body it received (guest → host).
+ */
 export function startHostHttp(): Promise<HostHttp> {
   const token = `h-${crypto.randomBytes(6).toString('hex')}`;
+  const blob = crypto.randomBytes(1 << 20);
+  const blobMd5 = crypto.createHash('md5').update(blob).digest('hex');
   const hits: string[] = [];
   const server = http.createServer((req, res) => {
-    const name = (req.url ?? '/').slice(1).replace(/[^\w.-]/g, '');
-    hits.push(name);
-    res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end(`VIREO-HTTP name=${name} token=${token}\n`);
+    const url = (req.url ?? '/').replace(/[^\w./-]/g, '');
+    hits.push(url.slice(1));
+    const send = (body: string | Buffer) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+      res.end(body);
+    };
+    if (req.method === 'POST' && url.startsWith('/up/')) {
+      const h = crypto.createHash('md5');
+      let n = 0;
+      req.on('data', (c: Buffer) => { h.update(c); n += c.length; });
+      req.on('end', () => send(`md5=${h.digest('hex')} len=${n}\n`));
+      return;
+    }
+    if (url.startsWith('/blob/')) return send(blob);
+    if (url.startsWith('/blobmd5/')) return send(`${blobMd5}\n`);
+    send(`VIREO-HTTP name=${url.slice(1)} token=${token}\n`);
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -348,8 +365,9 @@ export function verifyHost(r: RunResult, want: { media?: Media; cdToken?: string
   if (want.http) {
     for (const drv of ['virtio_net', 'e1000']) {
       const d = detail(`net-${drv}`);
-      add(`host-net-${drv}`, d.includes(`token=${want.http.token}`) && want.http.hits.includes(drv),
-        `guest: ${d || '(no check)'}; host served: ${want.http.hits.join(', ') || '(nothing)'}`);
+      const served = ['', 'blob/', 'up/'].map((p) => `${p}${drv}`);
+      add(`host-net-${drv}`, d.includes(`token=${want.http.token}`) && served.every((p) => want.http!.hits.includes(p)),
+        `guest: ${d || '(no check)'}; host served: ${want.http.hits.join(', ') || '(nothing)'} (needs ${served.join(', ')})`);
     }
   }
   return v;
