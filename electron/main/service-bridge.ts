@@ -22,6 +22,12 @@ export interface BridgeIpcEvent {
   sender: { postMessage(channel: string, message: unknown, transfer?: never[]): void };
 }
 
+/** The last message on a console port before it closes: why (the VM stopped, is not running, the service went). */
+export interface PortClosed {
+  t: 'closed';
+  why: string;
+}
+
 /** What the bridge uses of ipcMain. */
 export interface BridgeIpc {
   handle(channel: string, listener: (e: BridgeIpcEvent, arg: unknown) => unknown): void;
@@ -32,7 +38,8 @@ export interface BridgeIpc {
 
 /** This process's end of a MessageChannel (MessagePortMain in the app, adapted). */
 export interface LocalPort {
-  postMessage(data: Uint8Array): void;
+  /** stream.ts bytes, or the last message: { t: 'closed', why }. */
+  postMessage(data: Uint8Array | PortClosed): void;
   onMessage(cb: (data: unknown) => void): void;
   onClose(cb: () => void): void;
   start(): void;
@@ -176,22 +183,23 @@ export async function startServiceBridge(opts: BridgeOptions): Promise<ServiceBr
     const entry = { st, port: local };
     streams.add(entry);
     let open = true;
-    const end = () => {
+    const end = (why?: string) => {
       if (!open) return;
       open = false;
       streams.delete(entry);
       st.close();
+      if (why !== undefined) local.postMessage({ t: 'closed', why });
       local.close();
     };
     st.onData((d) => {
       if (open) local.postMessage(own(d));
     });
     // The VM stopped, the service went, or it refused the stream (not running): the window's port closes.
-    st.onClose(end);
+    st.onClose((why) => end(why));
     local.onMessage((d) => {
       if (open && d instanceof Uint8Array) st.send(d);
     });
-    local.onClose(end);
+    local.onClose(() => end());
     local.start();
     try {
       e.sender.postMessage(STREAM_PORT_CHANNEL, { uuid }, [remote as never]);

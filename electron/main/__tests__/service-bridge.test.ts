@@ -170,9 +170,10 @@ describe('the Electron main as a client of the Vireo service', () => {
     expect(posted[0]).toMatchObject({ channel: STREAM_PORT_CHANNEL, message: { uuid } });
     const port = posted[0]!.port!;
     const got: HostToUi[] = [];
+    const last: unknown[] = [];
     port.on('message', (d: unknown) => {
-      expect(d).toBeInstanceOf(Uint8Array);
-      const m = decodeHostToUi(d as Uint8Array);
+      if (!(d instanceof Uint8Array)) return void last.push(d);
+      const m = decodeHostToUi(d);
       got.push(m);
       if (m.op === 'frame') port.postMessage(encodeUiToHost({ op: 'ackFrame' }));
     });
@@ -190,10 +191,17 @@ describe('the Electron main as a client of the Vireo service', () => {
     ipc.send(IPC.openStream, e, 'nope');
     expect(bad.posted).toHaveLength(0);
     expect(posted).toHaveLength(1);
-    // The VM stops: the window's port is closed.
+    // The VM stops: the window is told why, and its port is closed.
     const closed = new Promise<void>((r) => port.once('close', () => r()));
     await call('vm.action', { uuid, action: 'forceoff' });
     await closed;
+    expect(last).toEqual([{ t: 'closed', why: expect.any(String) }]);
+    // A VM that is not running: a port that says so and closes.
+    const again = windowEvent();
+    ipc.send(IPC.openStream, again.e, uuid);
+    const p2 = again.posted[0]!.port!;
+    const said = await new Promise<unknown>((r) => p2.once('message', r));
+    expect(said).toMatchObject({ t: 'closed', why: expect.stringMatching(/not running/) });
   });
 
   it('closing the bridge (quitting the app) leaves a running VM running in the service', async () => {
