@@ -61,7 +61,8 @@ class Events {
   }
 }
 
-function portStream(port: MessagePort): ConsoleStream {
+/** A console stream over the MessagePort the preload hands the page (Electron). */
+export function portStream(port: MessagePort): ConsoleStream {
   let msgCb: (m: HostToUi) => void = () => undefined;
   let closeCb: (why: string) => void = () => undefined;
   port.onmessage = (e) => {
