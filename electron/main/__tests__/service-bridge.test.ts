@@ -13,7 +13,8 @@ import { type HostToUi, decodeHostToUi, encodeUiToHost } from '../../common/cont
 import type { VireoService } from '../../services/app';
 import { newVmRequest, testService } from '../../services/__tests__/fake-engine';
 import { RpcClient } from '../../services/rpc-socket';
-import { type ServiceHost, ensureService, hostService, serviceLocation } from '../../services/service-host';
+import { appRoot } from '../../engine-host/addon';
+import { type ServiceHost, ensureService, hostService, probe, serviceLocation } from '../../services/service-host';
 import { type BridgeIpcEvent, type ServiceBridge, STREAM_PORT_CHANNEL, serviceCommand, startServiceBridge } from '../service-bridge';
 
 const APP = 'file:///app/renderer/index.html';
@@ -250,5 +251,43 @@ describe('the Electron main as a client of the Vireo service', () => {
     await expect(ensureService({ env, command: { file: process.execPath, args: ['-e', script, 'service'], env: { ELECTRON_RUN_AS_NODE: '1' } }, timeoutMs: 5000 })).rejects.toThrow(/exited at once \(code 3\)/);
     expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toEqual({ argv: ['service'], asNode: '1' });
     host = await hostService({ service: svc, location: serviceLocation(env), peerCheck: () => null, log: () => undefined }); // for afterEach
+  });
+
+  // The command itself, for real: `vireo service` from the built dist, started detached by the bridge's connect.
+  const built = fs.existsSync(path.join(appRoot(), 'dist', 'electron', 'cli', 'main.js'));
+  if (!built) console.log('SKIP starting a real `vireo service` process: dist/ is not built (npx tsc -p tsconfig.json)');
+  it.skipIf(!built)('starts a real `vireo service` with serviceCommand when none runs, and leaves it running when closed', async () => {
+    const env2 = { ...env, XDG_RUNTIME_DIR: path.join(dir, 'run2'), VIREO_SERVICE_IDLE_S: '30' };
+    const loc = serviceLocation(env2);
+    const started: string[] = [];
+    // Under plain Node, ELECTRON_RUN_AS_NODE means nothing; under the app's binary it makes it Node.
+    bridge = await startServiceBridge({
+      connect: () => ensureService({ env: env2, command: serviceCommand(process.execPath, appRoot()), onStarted: (l) => void started.push(l) }),
+      ipc,
+      newChannel: () => {
+        throw new Error('not used');
+      },
+      windows: () => [],
+      trusted: () => true,
+      openConsole: () => undefined,
+      log: () => undefined,
+    });
+    try {
+      expect(started).toEqual([path.join(dir, 'data', 'vireo', 'logs', 'service.log')]);
+      const pid = Number(fs.readFileSync(loc.pidFile, 'utf8'));
+      expect(pid).not.toBe(process.pid);
+      expect(await call('vm.list', {})).toMatchObject({ t: 'result', value: [] });
+      bridge.close();
+      bridge = undefined;
+      expect(await probe(loc.socket)).toBe(true);
+      process.kill(pid, 'SIGTERM');
+      await vi.waitFor(async () => expect(await probe(loc.socket)).toBe(false), { timeout: 10000 });
+    } finally {
+      try {
+        process.kill(Number(fs.readFileSync(loc.pidFile, 'utf8')), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
   });
 });
