@@ -6,7 +6,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { IPC } from '../../common/contracts/api';
 import { type HostToUi, decodeHostToUi, encodeUiToHost } from '../../common/contracts/stream';
@@ -15,7 +14,8 @@ import { newVmRequest, testService } from '../../services/__tests__/fake-engine'
 import { RpcClient } from '../../services/rpc-socket';
 import { appRoot } from '../../engine-host/addon';
 import { type ServiceHost, ensureService, hostService, probe, serviceLocation } from '../../services/service-host';
-import { type BridgeIpcEvent, type ServiceBridge, STREAM_PORT_CHANNEL, serviceCommand, startServiceBridge } from '../service-bridge';
+import { type ServiceBridge, STREAM_PORT_CHANNEL, serviceCommand, startServiceBridge } from '../service-bridge';
+import { fakeIpc, nodeChannel, windowEvent } from './bridge-stand-ins';
 
 const APP = 'file:///app/renderer/index.html';
 let dir: string;
@@ -24,38 +24,6 @@ let svc: VireoService;
 let host: ServiceHost;
 let bridge: ServiceBridge | undefined;
 const extra: RpcClient[] = [];
-
-/** ipcMain as far as the bridge uses it; invoke/send play a window's side. */
-function fakeIpc() {
-  const handlers = new Map<string, (e: BridgeIpcEvent, a: unknown) => unknown>();
-  const listeners = new Map<string, Set<(e: BridgeIpcEvent, a: unknown) => void>>();
-  return {
-    handle: (ch: string, fn: (e: BridgeIpcEvent, a: unknown) => unknown) => void handlers.set(ch, fn),
-    removeHandler: (ch: string) => void handlers.delete(ch),
-    on: (ch: string, fn: (e: BridgeIpcEvent, a: unknown) => void) => void (listeners.get(ch) ?? listeners.set(ch, new Set()).get(ch)!).add(fn),
-    removeListener: (ch: string, fn: (e: BridgeIpcEvent, a: unknown) => void) => void listeners.get(ch)?.delete(fn),
-    invoke: async (ch: string, e: BridgeIpcEvent, a: unknown) => {
-      const h = handlers.get(ch);
-      if (!h) throw new Error(`no handler for ${ch}`);
-      return h(e, a);
-    },
-    send: (ch: string, e: BridgeIpcEvent, a: unknown) => {
-      for (const l of listeners.get(ch) ?? []) l(e, a);
-    },
-    handlers,
-    listeners,
-  };
-}
-
-/** A window's IPC event: its frame's URL, and the ports main posts back to it. */
-function windowEvent(url = APP) {
-  const posted: Array<{ channel: string; message: unknown; port: MessagePort | undefined }> = [];
-  const e: BridgeIpcEvent = {
-    senderFrame: { url },
-    sender: { postMessage: (channel, message, transfer) => void posted.push({ channel, message, port: (transfer as unknown as MessagePort[] | undefined)?.[0] }) },
-  };
-  return { e, posted };
-}
 
 let ipc: ReturnType<typeof fakeIpc>;
 const windowEvents: Array<{ name: string; payload: any }> = [];
@@ -66,13 +34,7 @@ async function startBridge(): Promise<ServiceBridge> {
   bridge = await startServiceBridge({
     connect: () => ensureService({ env, noStart: true }),
     ipc,
-    newChannel: () => {
-      const { port1, port2 } = new MessageChannel();
-      return {
-        local: { postMessage: (d) => port1.postMessage(d), onMessage: (cb) => port1.on('message', cb), onClose: (cb) => port1.on('close', cb), start: () => port1.start(), close: () => port1.close() },
-        remote: port2,
-      };
-    },
+    newChannel: nodeChannel,
     windows: () => [{ send: (ch: string, m: unknown) => ch === IPC.event && windowEvents.push(m as { name: string; payload: unknown }) }],
     trusted: (e) => e.senderFrame?.url === APP,
     openConsole: (uuid, name) => void consoles.push([uuid, name]),
@@ -89,7 +51,7 @@ async function iso(): Promise<string> {
 }
 
 let nextId = 1;
-const call = (method: string, params: unknown, e = windowEvent().e) => ipc.invoke(IPC.call, e, { t: 'call', id: nextId++, method, params }) as Promise<any>;
+const call = (method: string, params: unknown, e = windowEvent(APP).e) => ipc.invoke(IPC.call, e, { t: 'call', id: nextId++, method, params }) as Promise<any>;
 
 beforeEach(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-bridge-'));
@@ -118,7 +80,7 @@ describe('the Electron main as a client of the Vireo service', () => {
     expect(svc.store.byName('alpha')).toBeTruthy();
     expect(await call('vm.list', {})).toMatchObject({ t: 'result', value: [{ name: 'alpha' }] });
     // The window's id comes back, whatever id the socket used.
-    expect(await ipc.invoke(IPC.call, windowEvent().e, { t: 'call', id: 4242, method: 'vm.list', params: {} })).toMatchObject({ t: 'result', id: 4242 });
+    expect(await ipc.invoke(IPC.call, windowEvent(APP).e, { t: 'call', id: 4242, method: 'vm.list', params: {} })).toMatchObject({ t: 'result', id: 4242 });
     // A service error comes back as the same error.
     expect(await call('vm.get', { uuid: '00000000-0000-0000-0000-000000000000' })).toMatchObject({ t: 'error', code: 'user', message: expect.stringMatching(/No such VM/) });
 
@@ -128,8 +90,8 @@ describe('the Electron main as a client of the Vireo service', () => {
     // Not a Vireo window.
     expect(await call('vm.list', {}, windowEvent('https://evil.example/').e)).toMatchObject({ t: 'error', code: 'forbidden' });
     // Malformed: not an envelope, another message type, an unknown method, off-contract params.
-    expect(await ipc.invoke(IPC.call, windowEvent().e, 'junk')).toMatchObject({ t: 'error', id: -1, code: 'bad-request' });
-    expect(await ipc.invoke(IPC.call, windowEvent().e, { t: 'stream.open', id: 9, sid: 1, uuid: created.value.vm.uuid })).toMatchObject({ t: 'error', id: 9, code: 'bad-request' });
+    expect(await ipc.invoke(IPC.call, windowEvent(APP).e, 'junk')).toMatchObject({ t: 'error', id: -1, code: 'bad-request' });
+    expect(await ipc.invoke(IPC.call, windowEvent(APP).e, { t: 'stream.open', id: 9, sid: 1, uuid: created.value.vm.uuid })).toMatchObject({ t: 'error', id: 9, code: 'bad-request' });
     expect(await call('vm.nope', {})).toMatchObject({ t: 'error', code: 'bad-request', message: expect.stringMatching(/unknown method/) });
     expect(await call('vm.get', { uuid: 5 })).toMatchObject({ t: 'error', code: 'invalid' });
     expect(await call('vm.get', { uuid: 'x'.repeat(65) })).toMatchObject({ t: 'error', code: 'invalid' });
@@ -151,11 +113,11 @@ describe('the Electron main as a client of the Vireo service', () => {
     extra.push(cli);
     await cli.request('vm.action', { uuid, action: 'start' });
     await vi.waitFor(() => expect(windowEvents.some((m) => m.name === 'vm.changed' && m.payload.vm.uuid === uuid && m.payload.vm.state === 'running')).toBe(true));
-    ipc.send(IPC.openConsoleWindow, windowEvent().e, uuid);
+    ipc.send(IPC.openConsoleWindow, windowEvent(APP).e, uuid);
     await vi.waitFor(() => expect(consoles).toEqual([[uuid, 'beta']]));
     // Not from a Vireo window, or not a VM id: nothing opens.
     ipc.send(IPC.openConsoleWindow, windowEvent('https://evil.example/').e, uuid);
-    ipc.send(IPC.openConsoleWindow, windowEvent().e, '../etc');
+    ipc.send(IPC.openConsoleWindow, windowEvent(APP).e, '../etc');
     await new Promise((r) => setTimeout(r, 50));
     expect(consoles).toHaveLength(1);
   });
@@ -165,7 +127,7 @@ describe('the Electron main as a client of the Vireo service', () => {
     const { value } = await call('vm.create', newVmRequest(await iso(), { name: 'gamma', storage: { kind: 'none' } as never }));
     const uuid = value.vm.uuid as string;
     expect(await call('vm.action', { uuid, action: 'start' })).toMatchObject({ t: 'result' });
-    const { e, posted } = windowEvent();
+    const { e, posted } = windowEvent(APP);
     ipc.send(IPC.openStream, e, uuid);
     expect(posted).toHaveLength(1);
     expect(posted[0]).toMatchObject({ channel: STREAM_PORT_CHANNEL, message: { uuid } });
@@ -198,7 +160,7 @@ describe('the Electron main as a client of the Vireo service', () => {
     await closed;
     expect(last).toEqual([{ t: 'closed', why: expect.any(String) }]);
     // A VM that is not running: a port that says so and closes.
-    const again = windowEvent();
+    const again = windowEvent(APP);
     ipc.send(IPC.openStream, again.e, uuid);
     const p2 = again.posted[0]!.port!;
     const said = await new Promise<unknown>((r) => p2.once('message', r));
@@ -210,7 +172,7 @@ describe('the Electron main as a client of the Vireo service', () => {
     const { value } = await call('vm.create', newVmRequest(await iso(), { name: 'delta', storage: { kind: 'none' } as never }));
     const uuid = value.vm.uuid as string;
     await call('vm.action', { uuid, action: 'start' });
-    const { e, posted } = windowEvent();
+    const { e, posted } = windowEvent(APP);
     ipc.send(IPC.openStream, e, uuid);
     const port = posted[0]!.port!;
     const portClosed = new Promise<void>((r) => port.once('close', () => r()));
