@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { _electron } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ROOT, distReady } from './harness';
+import { ROOT, distReady, servicePid, stopServiceAndWait } from './harness';
 
 function electronBinary(): string | null {
   try {
@@ -33,17 +33,20 @@ describe.skipIf(!!why)('the Electron desktop app', () => {
 
   it('opens the manager over IPC, with a CSP that allows no connections and no permissions beyond the allow-list', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-electron-'));
-    const app = await _electron.launch({
-      executablePath: bin!,
-      args: [ROOT, '--no-sandbox'],
-      env: { ...process.env, HOME: dir, XDG_CONFIG_HOME: path.join(dir, 'config'), XDG_DATA_HOME: path.join(dir, 'data') },
-    });
+    // Its own runtime directory: the app starts its own Vireo service there (and this test stops it).
+    const env = { ...process.env, HOME: dir, XDG_RUNTIME_DIR: path.join(dir, 'run'), XDG_CONFIG_HOME: path.join(dir, 'config'), XDG_DATA_HOME: path.join(dir, 'data') };
+    const app = await _electron.launch({ executablePath: bin!, args: [ROOT, '--no-sandbox'], env });
     close = async () => {
       await app.close();
+      await stopServiceAndWait(env);
       fs.rmSync(dir, { recursive: true, force: true });
     };
     const win = await app.firstWindow();
     await win.waitForFunction(() => document.documentElement.dataset.vireoReady === 'manager', undefined, { timeout: 30000 });
+    // The manager came up through the service that the app started (its binary as Node), not in the app's process.
+    const pid = servicePid(env);
+    expect(pid).not.toBeNull();
+    expect(pid).not.toBe(await app.evaluate(() => process.pid));
     // The renderer has no Node and no way out: a WebSocket to anywhere is refused by the CSP.
     const blocked = await win.evaluate(
       () =>

@@ -1,14 +1,14 @@
-// The Electron shell: thin on purpose. The app services (electron/services) do the
-// work; this file wires them to windows over validated IPC, starts engine hosts as
-// utility processes, and hands each console window a MessagePort to its engine host.
-import { BrowserWindow, Menu, MessageChannelMain, app, ipcMain } from 'electron';
+// The Electron shell: a thin client of the per-user Vireo service (service-host.ts),
+// like `vireo serve`. It connects to the service (starting it detached, with this
+// binary run as Node, when none runs), and service-bridge.ts forwards the windows'
+// validated IPC to it, its events to the windows and console streams to MessagePorts.
+// The VMs belong to the service: quitting the app leaves them running.
+import { BrowserWindow, Menu, MessageChannelMain, type MessagePortMain, app, dialog, ipcMain } from 'electron';
 import { IPC } from '../common/contracts/api';
-import { UUID_PATTERN } from '../common/contracts/vm';
-import { engineProblem } from '../cli/serve';
-import { VireoService } from '../services/app';
-import { dispatch } from '../services/dispatch';
-import { utilityLauncher } from './launcher-utility';
+import { appRoot } from '../engine-host/addon';
+import { ensureService } from '../services/service-host';
 import { buildMenu } from './menu';
+import { type LocalPort, type ServiceBridge, serviceCommand, startServiceBridge } from './service-bridge';
 import { createWindow, hardenSession, isAppUrl } from './windows';
 
 let manager: BrowserWindow | undefined;
@@ -16,7 +16,9 @@ const consoles = new Map<string, BrowserWindow>();
 
 function showManager(): BrowserWindow {
   if (manager && !manager.isDestroyed()) {
+    if (manager.isMinimized()) manager.restore();
     manager.show();
+    manager.focus();
     return manager;
   }
   manager = createWindow({ width: 1100, height: 720, title: 'Vireo' });
@@ -32,41 +34,47 @@ function openConsole(uuid: string, name: string): void {
   win.on('closed', () => consoles.delete(uuid));
 }
 
+function localPort(p: MessagePortMain): LocalPort {
+  return {
+    postMessage: (d) => p.postMessage(d),
+    onMessage: (cb) => p.on('message', (e) => cb(e.data)),
+    onClose: (cb) => p.on('close', cb),
+    start: () => p.start(),
+    close: () => p.close(),
+  };
+}
+
 async function main(): Promise<void> {
+  // A second instance focuses the first (second-instance below) instead of starting anything.
   if (!app.requestSingleInstanceLock()) return app.quit();
   await app.whenReady();
   hardenSession();
-  const service = await new VireoService({ launcher: utilityLauncher(), engineProblem, version: app.getVersion() }).init();
 
-  const trusted = (e: Electron.IpcMainEvent | Electron.IpcMainInvokeEvent) => !!e.senderFrame && isAppUrl(e.senderFrame.url);
-
-  ipcMain.handle(IPC.call, async (e, envelope: unknown) => {
-    if (!trusted(e)) return { t: 'error', id: -1, message: 'refused: not a Vireo window', code: 'forbidden' };
-    return dispatch(service, envelope);
-  });
-  // VMs marked "Start when the Vireo service starts" (virsh autostart).
-  void service.autostart().then((rs) => {
-    for (const r of rs) console.error(`vireo: autostart ${r.name}: ${r.error ?? 'started'}`);
-  });
-  service.onEvent((name, payload) => {
-    for (const w of BrowserWindow.getAllWindows()) if (!w.isDestroyed()) w.webContents.send(IPC.event, { name, payload });
-  });
-  ipcMain.on(IPC.openStream, (e, uuid: unknown) => {
-    if (!trusted(e) || typeof uuid !== 'string' || !UUID_PATTERN.test(uuid)) return;
-    const { port1, port2 } = new MessageChannelMain();
-    try {
-      if (!service.supervisor.attachPort(uuid, port1)) throw new Error('no port support');
-      e.sender.postMessage('vireo:stream-port', { uuid }, [port2]);
-    } catch {
-      port1.close();
-      port2.close();
-    }
-  });
-  ipcMain.on(IPC.openConsoleWindow, (e, uuid: unknown) => {
-    if (!trusted(e) || typeof uuid !== 'string' || !UUID_PATTERN.test(uuid)) return;
-    const vm = service.store.get(uuid);
-    if (vm) openConsole(uuid, vm.name);
-  });
+  let bridge: ServiceBridge;
+  try {
+    bridge = await startServiceBridge({
+      // Packaged, there is no `node`: the service runs under this binary with ELECTRON_RUN_AS_NODE=1.
+      connect: () =>
+        ensureService({
+          command: serviceCommand(process.execPath, appRoot()),
+          onStarted: (log) => console.error(`vireo: started the Vireo service (its log: ${log})`),
+        }),
+      ipc: ipcMain,
+      newChannel: () => {
+        const { port1, port2 } = new MessageChannelMain();
+        return { local: localPort(port1), remote: port2 };
+      },
+      windows: () =>
+        BrowserWindow.getAllWindows()
+          .filter((w) => !w.isDestroyed())
+          .map((w) => w.webContents),
+      trusted: (e) => !!e.senderFrame && isAppUrl(e.senderFrame.url),
+      openConsole,
+    });
+  } catch (e) {
+    dialog.showErrorBox('Vireo could not reach its service', (e as Error).message);
+    return app.quit();
+  }
 
   Menu.setApplicationMenu(
     buildMenu({
@@ -77,16 +85,8 @@ async function main(): Promise<void> {
   showManager();
   app.on('second-instance', () => showManager());
   app.on('window-all-closed', () => app.quit());
-  // Quit waits for running VMs to stop gracefully (engines flush and close their disks).
-  let vmsStopped = false;
-  app.on('before-quit', (e) => {
-    if (vmsStopped) return;
-    e.preventDefault();
-    void service.shutdown().finally(() => {
-      vmsStopped = true;
-      app.quit();
-    });
-  });
+  // Quitting only disconnects: the VMs run on in the service (which exits by itself once idle).
+  app.on('will-quit', () => bridge.close());
 }
 
 void main();

@@ -328,6 +328,10 @@ export class RpcClient implements Backend {
   /** Sends a raw envelope (its id is replaced) and resolves with the reply, id restored. */
   call(raw: unknown): Promise<ReplyEnvelope> {
     const origId = (raw as { id?: unknown })?.id;
+    // Only calls go through here: an {t:'events'} or {t:'stream.open'} from a page would act on this connection.
+    if (typeof raw !== 'object' || raw === null || (raw as { t?: unknown }).t !== 'call') {
+      return Promise.resolve({ t: 'error', id: typeof origId === 'number' ? origId : -1, message: 'not a call envelope', code: 'bad-request' });
+    }
     if (this.closed) return Promise.resolve({ t: 'error', id: typeof origId === 'number' ? origId : -1, message: this.closed, code: 'unavailable' });
     const id = this.nextId++;
     const msg = typeof raw === 'object' && raw !== null ? { ...(raw as object), id } : raw;

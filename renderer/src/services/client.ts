@@ -61,10 +61,14 @@ class Events {
   }
 }
 
-function portStream(port: MessagePort): ConsoleStream {
+/** A console stream over the MessagePort the preload hands the page (Electron). */
+export function portStream(port: MessagePort): ConsoleStream {
   let msgCb: (m: HostToUi) => void = () => undefined;
   let closeCb: (why: string) => void = () => undefined;
   port.onmessage = (e) => {
+    // The main process's last word before it closes the port (the VM stopped, or is not running).
+    const last = e.data as { t?: unknown; why?: unknown } | null;
+    if (last && typeof last === 'object' && last.t === 'closed' && typeof last.why === 'string') return void closeCb(last.why);
     if (!(e.data instanceof Uint8Array)) return;
     try {
       msgCb(decodeHostToUi(e.data));
