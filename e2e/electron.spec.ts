@@ -43,7 +43,7 @@ describe.skipIf(!!why)('the Electron desktop app', () => {
     };
     const win = await app.firstWindow();
     await win.waitForFunction(() => document.documentElement.dataset.vireoReady === 'manager', undefined, { timeout: 30000 });
-    // The manager came up through the service that the app started (its binary as Node), not in the app's process.
+    // The manager came up through the service that the app started (its binary with --vireo-service), not in the app's process.
     const pid = servicePid(env);
     expect(pid).not.toBeNull();
     expect(pid).not.toBe(await app.evaluate(() => process.pid));

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import { loadAddon } from '../engine-host/addon';
 import { VireoService } from '../services/app';
 import { nodeLauncher } from '../services/launcher-node';
+import type { Launcher } from '../services/supervisor';
 import { peerUidCheck, type PeerCheck } from '../services/rpc-socket';
 import { AlreadyRunning, DEFAULT_IDLE_S, hostService, probe, serviceLocation } from '../services/service-host';
 import { engineProblem } from './serve';
@@ -57,6 +58,17 @@ export async function run(args: string[]): Promise<number> {
     console.error('vireo service: --idle wants a number of seconds (0: never)');
     return 2;
   }
+  return runService({ idleS, launcher: nodeLauncher() });
+}
+
+/**
+ * Runs the service until it stops (idle, --stop, a signal): `vireo service` under
+ * Node with engine hosts as child processes, and the Electron app's binary with
+ * --vireo-service (electron/main/main.ts) with engine hosts as utility processes.
+ */
+export async function runService(o: { idleS: number; launcher: Launcher }): Promise<number> {
+  const loc = serviceLocation();
+  const idleS = o.idleS;
   let peerCheck: PeerCheck;
   try {
     const addon = loadAddon();
@@ -67,7 +79,7 @@ export async function run(args: string[]): Promise<number> {
     console.error(`vireo service: peer UID check unavailable (${(e as Error).message}); relying on the 0700 directory ${loc.dir}`);
     peerCheck = () => null;
   }
-  const service = await new VireoService({ launcher: nodeLauncher(), engineProblem }).init();
+  const service = await new VireoService({ launcher: o.launcher, engineProblem }).init();
   const log = (l: string) => console.error(`${new Date().toISOString()} ${l}`);
   for (const b of service.store.broken) log(`vireo service: skipped ${b.file}: ${b.problem}`);
   for (const f of service.recovered.journalled) log(`vireo service: removed ${f}, left by an unfinished create, clone or delete`);

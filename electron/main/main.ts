@@ -1,14 +1,17 @@
 // The Electron shell: a thin client of the per-user Vireo service (service-host.ts),
-// like `vireo serve`. It connects to the service (starting it detached, with this
-// binary run as Node, when none runs), and service-bridge.ts forwards the windows'
-// validated IPC to it, its events to the windows and console streams to MessagePorts.
-// The VMs belong to the service: quitting the app leaves them running.
+// like `vireo serve`. It connects to the service (starting it detached when none
+// runs: this binary again, with --vireo-service, runs it headless), and
+// service-bridge.ts forwards the windows' validated IPC to it, its events to the
+// windows and console streams to MessagePorts. The VMs belong to the service:
+// quitting the app leaves them running.
 import { BrowserWindow, Menu, MessageChannelMain, type MessagePortMain, app, dialog, ipcMain } from 'electron';
 import { IPC } from '../common/contracts/api';
+import { runService } from '../cli/service';
 import { appRoot } from '../engine-host/addon';
-import { ensureService } from '../services/service-host';
+import { DEFAULT_IDLE_S, ensureService } from '../services/service-host';
+import { utilityLauncher } from './launcher-utility';
 import { buildMenu } from './menu';
-import { type LocalPort, type ServiceBridge, serviceCommand, startServiceBridge } from './service-bridge';
+import { type LocalPort, SERVICE_FLAG, type ServiceBridge, serviceCommand, startServiceBridge } from './service-bridge';
 import { createWindow, hardenSession, isAppUrl } from './windows';
 
 let manager: BrowserWindow | undefined;
@@ -44,6 +47,18 @@ function localPort(p: MessagePortMain): LocalPort {
   };
 }
 
+/**
+ * The app's binary started with --vireo-service (by a client's ensureService): the
+ * per-user service, headless, engine hosts as utility processes. It never takes the
+ * single-instance lock (the app's windows keep theirs) and exits when the service does.
+ */
+async function serviceMain(): Promise<void> {
+  await app.whenReady();
+  app.on('window-all-closed', () => undefined); // it has none; idle exit ends it
+  const code = await runService({ idleS: Number(process.env.VIREO_SERVICE_IDLE_S ?? DEFAULT_IDLE_S), launcher: utilityLauncher() });
+  app.exit(code);
+}
+
 async function main(): Promise<void> {
   // A second instance focuses the first (second-instance below) instead of starting anything.
   if (!app.requestSingleInstanceLock()) return app.quit();
@@ -53,10 +68,10 @@ async function main(): Promise<void> {
   let bridge: ServiceBridge;
   try {
     bridge = await startServiceBridge({
-      // Packaged, there is no `node`: the service runs under this binary with ELECTRON_RUN_AS_NODE=1.
+      // Packaged, there is no `node`: the service is this binary again, with --vireo-service.
       connect: () =>
         ensureService({
-          command: serviceCommand(process.execPath, appRoot()),
+          command: serviceCommand(process.execPath, appRoot(), { electron: true, packaged: app.isPackaged }),
           onStarted: (log) => console.error(`vireo: started the Vireo service (its log: ${log})`),
         }),
       ipc: ipcMain,
@@ -89,4 +104,5 @@ async function main(): Promise<void> {
   app.on('will-quit', () => bridge.close());
 }
 
-void main();
+if (process.argv.includes(SERVICE_FLAG)) void serviceMain();
+else void main();

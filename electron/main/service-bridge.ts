@@ -72,9 +72,23 @@ export interface ServiceBridge {
   close(): void;
 }
 
-/** How the app starts the service: its own binary as Node, running the CLI's `service`. */
-export function serviceCommand(execPath: string, appRoot: string): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
-  return { file: execPath, args: [path.join(appRoot, 'bin', 'vireo.js'), 'service'], env: { ELECTRON_RUN_AS_NODE: '1' } };
+/** The argument that makes the app's binary the headless service (electron/main/main.ts). */
+export const SERVICE_FLAG = '--vireo-service';
+
+/**
+ * How a client starts the service. Under Electron: the app's own binary with
+ * --vireo-service (its main process then runs the service without windows and
+ * starts engine hosts as utility processes), so the packaged binary keeps the
+ * runAsNode fuse off; an unpackaged app passes its directory first, as `electron .`
+ * does. Under Node: `node bin/vireo.js service`.
+ */
+export function serviceCommand(
+  execPath: string,
+  appRoot: string,
+  host: { electron: boolean; packaged?: boolean } = { electron: !!process.versions.electron },
+): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
+  if (host.electron) return { file: execPath, args: [...(host.packaged ? [] : [appRoot]), SERVICE_FLAG], env: {} };
+  return { file: execPath, args: [path.join(appRoot, 'bin', 'vireo.js'), 'service'], env: {} };
 }
 
 const refuse = (id: number, message: string, code: string): ReplyEnvelope => ({ t: 'error', id, message, code }) as ReplyEnvelope;

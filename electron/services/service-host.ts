@@ -207,8 +207,9 @@ export async function ensureService(opts: EnsureOptions = {}): Promise<RpcClient
     fs.mkdirSync(paths.logs, { recursive: true, mode: 0o700 });
     const logFile = serviceLogFile(paths);
     const out = fs.openSync(logFile, 'a', 0o600);
-    // Under Electron, its binary runs the service as plain Node.
-    const cmd = opts.command ?? { file: process.execPath, args: [path.join(appRoot(), 'bin', 'vireo.js'), 'service'], env: process.versions.electron ? { ELECTRON_RUN_AS_NODE: '1' } : {} };
+    // Under Node: `node bin/vireo.js service`. The Electron app passes its own command
+    // (its binary with --vireo-service: electron/main/service-bridge.ts serviceCommand).
+    const cmd = opts.command ?? { file: process.execPath, args: [path.join(appRoot(), 'bin', 'vireo.js'), 'service'], env: {} };
     const child = spawn(cmd.file, cmd.args, { detached: true, stdio: ['ignore', out, out], env: { ...env, ...cmd.env } });
     fs.closeSync(out);
     let exited: string | null = null;

@@ -203,15 +203,19 @@ describe('the Electron main as a client of the Vireo service', () => {
     expect(logs.join('\n')).toMatch(/lost the Vireo service.*\n.*connected to the Vireo service again/);
   });
 
-  it('starts the service with the given command: the app binary as Node running `vireo service`', async () => {
-    const cmd = serviceCommand('/opt/Vireo/vireo', '/opt/Vireo/resources/app.asar');
-    expect(cmd).toEqual({ file: '/opt/Vireo/vireo', args: ['/opt/Vireo/resources/app.asar/bin/vireo.js', 'service'], env: { ELECTRON_RUN_AS_NODE: '1' } });
+  it('starts the service with the given command: the app binary with --vireo-service (no runAsNode), node with `vireo service`', async () => {
+    expect(serviceCommand('/opt/Vireo/vireo', '/opt/Vireo/resources/app.asar', { electron: true, packaged: true }))
+      .toEqual({ file: '/opt/Vireo/vireo', args: ['--vireo-service'], env: {} });
+    expect(serviceCommand('/src/node_modules/electron/dist/electron', '/src', { electron: true, packaged: false }))
+      .toEqual({ file: '/src/node_modules/electron/dist/electron', args: ['/src', '--vireo-service'], env: {} });
+    expect(serviceCommand('/usr/bin/node', '/src', { electron: false }))
+      .toEqual({ file: '/usr/bin/node', args: ['/src/bin/vireo.js', 'service'], env: {} });
     // ensureService spawns exactly that command when none answers (here one that records itself and exits).
     await host.stop('test');
     const out = path.join(dir, 'spawned.json');
-    const script = `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({ argv: process.argv.slice(1), asNode: process.env.ELECTRON_RUN_AS_NODE })); process.exit(3)`;
-    await expect(ensureService({ env, command: { file: process.execPath, args: ['-e', script, 'service'], env: { ELECTRON_RUN_AS_NODE: '1' } }, timeoutMs: 5000 })).rejects.toThrow(/exited at once \(code 3\)/);
-    expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toEqual({ argv: ['service'], asNode: '1' });
+    const script = `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({ argv: process.argv.slice(1), mark: process.env.VIREO_SPAWN_MARK })); process.exit(3)`;
+    await expect(ensureService({ env, command: { file: process.execPath, args: ['-e', script, 'service'], env: { VIREO_SPAWN_MARK: '1' } }, timeoutMs: 5000 })).rejects.toThrow(/exited at once \(code 3\)/);
+    expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toEqual({ argv: ['service'], mark: '1' });
     host = await hostService({ service: svc, location: serviceLocation(env), peerCheck: () => null, log: () => undefined }); // for afterEach
   });
 
@@ -222,7 +226,6 @@ describe('the Electron main as a client of the Vireo service', () => {
     const env2 = { ...env, XDG_RUNTIME_DIR: path.join(dir, 'run2'), VIREO_SERVICE_IDLE_S: '30' };
     const loc = serviceLocation(env2);
     const started: string[] = [];
-    // Under plain Node, ELECTRON_RUN_AS_NODE means nothing; under the app's binary it makes it Node.
     bridge = await startServiceBridge({
       connect: () => ensureService({ env: env2, command: serviceCommand(process.execPath, appRoot()), onStarted: (l) => void started.push(l) }),
       ipc,
