@@ -1,9 +1,9 @@
 // A running VM's guest IP in the manager (issue 11), from a real DHCP exchange:
 // a real `vireo serve`, Debian's Chromium, the real engine. The wizard makes a
 // direct-kernel VM whose kernel is native/guests/dhcp.asm (a multiboot kernel
-// with its own polled e1000 driver: DISCOVER, OFFER, REQUEST, ACK with the
-// `default` NAT network's DHCP server, libslirp's); Details makes its NIC an
-// e1000. Once it runs, the engine's lease table has 10.0.2.15 for its MAC: the
+// with its own polled e1000 and virtio-net drivers: DISCOVER, OFFER, REQUEST,
+// ACK with the `default` NAT network's DHCP server, libslirp's); Details makes
+// its NIC an e1000 (kvm_nic_test covers virtio-net). Once it runs, the engine's lease table has 10.0.2.15 for its MAC: the
 // manager row shows it under the name, Details → NIC shows it, and
 // `vireo domifaddr` against the same service prints it.
 import { spawn } from 'node:child_process';

@@ -1,13 +1,14 @@
 ; A multiboot v1 kernel (a.out kludge) for the PC board that gets a DHCP
-; lease through an Intel 82540EM (e1000), polled, no interrupts: finds the
-; card by scanning PCI bus 0, resets it, sets up 8-entry receive and transmit
-; descriptor rings, sends DHCPDISCOVER, reads the OFFER, sends DHCPREQUEST,
-; reads the ACK, prints
+; lease through an Intel 82540EM (e1000) or a modern virtio-net card, polled,
+; no interrupts: finds the first such card by scanning PCI bus 0, resets it,
+; sets up 8-entry receive and transmit rings, sends DHCPDISCOVER, reads the
+; OFFER, sends DHCPREQUEST, reads the ACK, prints
 ;     DHCP <your address> via <server address>
 ; on COM1 and idles (HLT). Failures print "DHCP failed: <why>" and idle too.
-; Written from Intel's 8254x Software Developer's Manual (sections in the
-; comments) and RFC 2131/2132. SeaBIOS has given the card its BAR0 (the
-; multiboot ROM path); the kernel turns on memory decoding and bus mastering.
+; Written from Intel's 8254x Software Developer's Manual and the virtio 1.x
+; specification (sections in the comments) and RFC 2131/2132. SeaBIOS has
+; given the card its BARs (the multiboot ROM path); the kernel turns on memory
+; decoding and bus mastering.
 bits 32
 %include "macros.inc"
 %define LOAD_ADDR 0x100000
@@ -16,7 +17,10 @@ bits 32
 %define RXDESC 0x200000                ; 8 x 16-byte legacy descriptors (ring length a multiple of 128)
 %define TXDESC 0x200080
 %define RXBUF  0x201000                ; 8 x 2048 bytes
-%define TXBUF  0x205000
+%define VHDR   0x206000                ; virtio-net: the 12-byte header before the frame (5.1.6)
+%define TXBUF  (VHDR + 12)             ; the frame to send
+%define RXQ    0x210000                ; virtio: receive queue (descriptors, avail at +0x100, used at +0x200)
+%define TXQ    0x211000                ; virtio: transmit queue, the same layout
 %define NDESC  8
 %define FRAME_LEN (14 + 20 + 8 + 548)  ; BOOTP 236 + options 312 (RFC 2131's 576-byte IP minimum)
 
@@ -47,13 +51,14 @@ org LOAD_ADDR
 start:
     cli
     mov esp, 0x90000
-    call find_e1000
-    test ebp, ebp
-    jnz .found
-    mov esi, msg_nonic
-    jmp fail
-.found:
+    call find_nic
+    cmp byte [nic_kind], 1
+    jne .virtio
     call e1000_init
+    jmp .ready
+.virtio:
+    call vnet_init
+.ready:
     ; DISCOVER until an OFFER comes (5 tries), then REQUEST until the ACK.
     mov dword [tries], 5
 .discover:
@@ -125,59 +130,100 @@ pci_read:
     pop edx
     ret
 
-; find_e1000: bus 0, functions 0 of devices 0..31, vendor:device 8086:100E.
-; EBP = BAR0 memory base (0 when none), [pci_addr] = its config address.
-find_e1000:
-    xor ebp, ebp
-    mov ecx, 0
+; pci_write16: EAX = config address, CX = the word written at its low half.
+pci_write16:
+    push edx
+    mov dx, 0xcf8
+    out dx, eax
+    mov dx, 0xcfc
+    mov ax, cx
+    out dx, ax
+    pop edx
+    ret
+
+; find_nic: bus 0, function 0 of devices 0..31: the first 8086:100E (e1000,
+; [nic_kind] 1) or 1af4:1041 (virtio-net, [nic_kind] 2). [pci_addr] = its
+; config address; memory decoding and bus mastering turned on. None: fails.
+find_nic:
+    xor ecx, ecx
 .dev:
     mov eax, ecx
     shl eax, 11
     or eax, 0x80000000
     mov [pci_addr], eax
     call pci_read
+    mov esi, msg_e1000
+    mov byte [nic_kind], 1
     cmp eax, 0x100e8086
+    je .it
+    mov esi, msg_vnet
+    mov byte [nic_kind], 2
+    cmp eax, 0x10411af4
     je .it
     inc ecx
     cmp ecx, 32
     jb .dev
-    ret
+    mov esi, msg_nonic
+    jmp fail
 .it:
-    mov esi, msg_nic
+    call puts
+    mov esi, msg_at
     call puts
     mov al, cl
     call puthex8
     mov esi, msg_nic2
     call puts
-    ; Command register (offset 4): memory space (bit 1) and bus master (bit 2).
+    ; Command register (offset 4): memory space (bit 1) and bus master (bit 2);
+    ; the command word only (status, the high half, is write-1-to-clear).
     mov eax, [pci_addr]
     or eax, 4
     call pci_read
     or ax, 0x0006
-    mov edx, eax
+    mov cx, ax
     mov eax, [pci_addr]
     or eax, 4
-    push edx
-    mov dx, 0xcf8
-    out dx, eax
-    pop eax
-    mov dx, 0xcfc
-    out dx, ax                          ; the command word only (status is write-1-to-clear)
+    call pci_write16
+    ret
+
+; bar_base: EAX = BAR index -> EAX = its memory base. A 64-bit BAR placed
+; above 4 GiB cannot be reached from this 32-bit kernel without paging: fails.
+bar_base:
+    push ecx
+    lea ecx, [eax * 4 + 0x10]
     mov eax, [pci_addr]
-    or eax, 0x10                        ; BAR0
+    or eax, ecx
     call pci_read
-    test al, 1                          ; an I/O BAR here would not be the register BAR
-    jnz .none
+    test al, 1
+    jnz .io
+    push eax
+    and al, 6
+    cmp al, 4                           ; 64-bit: the next BAR is the high half
+    pop eax
+    jne .low
+    push eax
+    mov eax, [pci_addr]
+    lea eax, [eax + ecx + 4]
+    call pci_read
+    test eax, eax
+    pop eax
+    jnz .high
+.low:
     and eax, 0xfffffff0
-    mov ebp, eax
+    pop ecx
     ret
-.none:
-    xor ebp, ebp
-    ret
+.io:
+    mov esi, msg_iobar
+    jmp fail
+.high:
+    mov esi, msg_highbar
+    jmp fail
 
 ; ---- e1000 -------------------------------------------------------------
 
 e1000_init:
+    xor eax, eax                        ; BAR0: the registers
+    call bar_base
+    mov ebp, eax
     ; Software reset (CTRL.RST, 14.9): clears itself when done.
     mov dword [ebp + CTRL], 1 << 26
     mov ecx, 100000
@@ -194,21 +240,7 @@ e1000_init:
     mov [mac], eax
     mov eax, [ebp + RAH0]
     mov [mac + 4], ax
-    mov esi, msg_mac
-    call puts
-    mov esi, mac
-    mov ecx, 6
-.macb:
-    lodsb
-    call puthex8
-    cmp ecx, 1
-    je .macd
-    mov al, ':'
-    call putc
-.macd:
-    loop .macb
-    mov esi, crlf
-    call puts
+    call print_mac
     ; Receive ring (3.2, 14.4): every descriptor owns a 2048-byte buffer.
     mov edi, RXDESC
     xor ecx, ecx
@@ -258,9 +290,12 @@ e1000_init:
     call puts
     ret
 
-; send_frame: TXBUF holds FRAME_LEN bytes; queue them on the next transmit
-; descriptor (EOP, IFCS, RS) and wait for DD.
+; send_frame: TXBUF holds FRAME_LEN bytes: send them on the card.
 send_frame:
+    cmp byte [nic_kind], 1
+    jne vnet_send
+; e1000_send: queue them on the next transmit descriptor (EOP, IFCS, RS) and wait for DD.
+e1000_send:
     mov eax, [tx_tail]
     shl eax, 4
     lea edi, [TXDESC + eax]
@@ -383,26 +418,15 @@ wait_dhcp:
     mov byte [got_type], 0
     call timer_start
 .poll:
-    mov eax, [rx_next]
-    shl eax, 4
-    lea edi, [RXDESC + eax]
-    test byte [edi + 12], 1             ; DD: the card wrote a frame here
-    jnz .frame
+    call rx_poll
+    jnc .frame
     call timer_expired
     jnc .poll
     stc
     ret
 .frame:
-    movzx ecx, word [edi + 8]           ; length
-    mov esi, [edi]                      ; buffer
     call parse_reply
-    ; hand the descriptor back: clear its status, move the tail onto it
-    mov dword [edi + 12], 0
-    mov eax, [rx_next]
-    mov [ebp + RDT], eax
-    inc eax
-    and eax, NDESC - 1
-    mov [rx_next], eax
+    call rx_release
     mov al, [got_type]
     cmp al, bl
     je .got
@@ -412,6 +436,38 @@ wait_dhcp:
     ret
 .got:
     clc
+    ret
+
+; rx_poll: CF clear with ESI = the next received frame, ECX = its length;
+; CF set when none has come. rx_release gives its buffer back to the card.
+; Both keep EBX.
+rx_poll:
+    cmp byte [nic_kind], 1
+    jne vnet_rx_poll
+    mov eax, [rx_next]
+    shl eax, 4
+    lea edi, [RXDESC + eax]
+    test byte [edi + 12], 1             ; DD: the card wrote a frame here
+    jz .none
+    movzx ecx, word [edi + 8]           ; length
+    mov esi, [edi]                      ; buffer
+    clc
+    ret
+.none:
+    stc
+    ret
+rx_release:
+    cmp byte [nic_kind], 1
+    jne vnet_rx_release
+    ; clear the descriptor's status, move the tail onto it
+    mov eax, [rx_next]
+    shl eax, 4
+    mov dword [RXDESC + eax + 12], 0
+    mov eax, [rx_next]
+    mov [ebp + RDT], eax
+    inc eax
+    and eax, NDESC - 1
+    mov [rx_next], eax
     ret
 
 ; parse_reply: ESI = frame, ECX = length. When it is a DHCP reply (UDP to
@@ -480,6 +536,274 @@ parse_reply:
     pop edi
     ret
 
+; ---- virtio-net (virtio 1.x, PCI transport 4.1) -----------------------
+
+; Common configuration fields (4.1.4.3).
+%define VC_DFSEL   0x00
+%define VC_DF      0x04
+%define VC_GFSEL   0x08
+%define VC_GF      0x0c
+%define VC_STATUS  0x14
+%define VC_QSEL    0x16
+%define VC_QSIZE   0x18
+%define VC_QMSIX   0x1a
+%define VC_QENABLE 0x1c
+%define VC_QNOTOFF 0x1e
+%define VC_QDESC   0x20
+%define VC_QAVAIL  0x28
+%define VC_QUSED   0x30
+
+; vnet_init: find the common, notify and device configuration structures
+; through the vendor capabilities (4.1.4), reset, negotiate VERSION_1 (and
+; MAC), set up queue 0 (receive, 8 device-writable 2048-byte buffers posted)
+; and queue 1 (transmit), DRIVER_OK (3.1.1). EBP = the common configuration.
+vnet_init:
+    ; Capability list: pointer at 0x34 (status bit 4 says there is one).
+    mov eax, [pci_addr]
+    or eax, 0x34
+    call pci_read
+    movzx ebx, al
+.cap:
+    and ebx, 0xfc
+    jz .caps_done
+    mov eax, [pci_addr]
+    or eax, ebx
+    call pci_read                       ; vndr, next, len, cfg_type
+    mov edx, eax
+    cmp dl, 0x09                        ; vendor-specific: a virtio structure
+    jne .next
+    mov eax, [pci_addr]
+    lea eax, [eax + ebx + 4]
+    call pci_read                       ; bar
+    movzx eax, al
+    call bar_base
+    push eax
+    mov eax, [pci_addr]
+    lea eax, [eax + ebx + 8]
+    call pci_read                       ; offset in the BAR
+    pop ecx
+    add ecx, eax                        ; ECX = where the structure is
+    mov eax, edx
+    shr eax, 24                         ; cfg_type
+    cmp al, 1
+    jne .not_common
+    mov [vcommon], ecx
+.not_common:
+    cmp al, 4
+    jne .not_device
+    mov [vdevice], ecx
+.not_device:
+    cmp al, 2
+    jne .next
+    mov [vnotify], ecx
+    mov eax, [pci_addr]
+    lea eax, [eax + ebx + 16]
+    call pci_read                       ; notify_off_multiplier
+    mov [vnotmul], eax
+.next:
+    movzx ebx, dh                       ; cap_next
+    jmp .cap
+.caps_done:
+    mov ebp, [vcommon]
+    test ebp, ebp
+    jz .nocaps
+    cmp dword [vnotify], 0
+    je .nocaps
+    ; Reset, then ACKNOWLEDGE | DRIVER (3.1.1).
+    mov byte [ebp + VC_STATUS], 0
+    mov ecx, 100000
+.rst:
+    cmp byte [ebp + VC_STATUS], 0
+    je .reset
+    loop .rst
+    mov esi, msg_noreset
+    jmp fail
+.reset:
+    mov byte [ebp + VC_STATUS], 1
+    mov byte [ebp + VC_STATUS], 1 | 2
+    ; Features: MAC (bit 5) when offered, VERSION_1 (bit 32).
+    mov dword [ebp + VC_DFSEL], 0
+    mov eax, [ebp + VC_DF]
+    and eax, 1 << 5
+    mov [vfeat], eax
+    mov dword [ebp + VC_GFSEL], 0
+    mov [ebp + VC_GF], eax
+    mov dword [ebp + VC_DFSEL], 1
+    test dword [ebp + VC_DF], 1
+    jz .nov1
+    mov dword [ebp + VC_GFSEL], 1
+    mov dword [ebp + VC_GF], 1
+    mov byte [ebp + VC_STATUS], 1 | 2 | 8      ; FEATURES_OK
+    test byte [ebp + VC_STATUS], 8
+    jz .nofeat
+    ; The queues.
+    mov edi, RXQ
+    xor eax, eax
+    call vq_setup
+    mov edi, TXQ
+    mov eax, 1
+    call vq_setup
+    ; Receive buffers: descriptor i -> RXBUF + 2048 i, device-writable; all in the avail ring.
+    xor ecx, ecx
+.rxd:
+    mov eax, ecx
+    shl eax, 4
+    mov edx, ecx
+    shl edx, 11
+    add edx, RXBUF
+    mov [RXQ + eax], edx
+    mov dword [RXQ + eax + 4], 0
+    mov dword [RXQ + eax + 8], 2048
+    mov dword [RXQ + eax + 12], 2       ; flags WRITE, next 0
+    mov [RXQ + 0x100 + 4 + ecx * 2], cx
+    inc ecx
+    cmp ecx, NDESC
+    jb .rxd
+    mov word [RXQ + 0x100 + 2], NDESC   ; avail idx
+    mov byte [ebp + VC_STATUS], 1 | 2 | 8 | 4  ; DRIVER_OK
+    xor eax, eax
+    call vq_notify
+    ; The MAC from the device configuration (5.1.4), else a fixed local one.
+    mov dword [mac], 0x00545202         ; 02:52:54:00:00:01 (locally administered)
+    mov word [mac + 4], 0x0100
+    cmp dword [vfeat], 0
+    je .mac_done
+    mov esi, [vdevice]
+    test esi, esi
+    jz .mac_done
+    mov eax, [esi]
+    mov [mac], eax
+    mov ax, [esi + 4]
+    mov [mac + 4], ax
+.mac_done:
+    call print_mac
+    mov esi, msg_vready
+    call puts
+    ret
+.nocaps:
+    mov esi, msg_nocaps
+    jmp fail
+.nov1:
+    mov esi, msg_nov1
+    jmp fail
+.nofeat:
+    mov esi, msg_nofeat
+    jmp fail
+
+; vq_setup: EAX = queue index, EDI = its memory (descriptors at +0,
+; avail at +0x100, used at +0x200, cleared here); size NDESC, no MSI-X vector.
+vq_setup:
+    push edi
+    push eax
+    mov ecx, 0x300 / 4
+    xor eax, eax
+    rep stosd
+    pop eax
+    pop edi
+    mov [ebp + VC_QSEL], ax
+    cmp word [ebp + VC_QSIZE], NDESC
+    jb .small
+    mov word [ebp + VC_QSIZE], NDESC
+    mov word [ebp + VC_QMSIX], 0xffff
+    mov [ebp + VC_QDESC], edi
+    mov dword [ebp + VC_QDESC + 4], 0
+    lea ecx, [edi + 0x100]
+    mov [ebp + VC_QAVAIL], ecx
+    mov dword [ebp + VC_QAVAIL + 4], 0
+    lea ecx, [edi + 0x200]
+    mov [ebp + VC_QUSED], ecx
+    mov dword [ebp + VC_QUSED + 4], 0
+    movzx ecx, word [ebp + VC_QNOTOFF]
+    mov [vqnotoff + eax * 4], ecx
+    mov word [ebp + VC_QENABLE], 1
+    ret
+.small:
+    mov esi, msg_qsmall
+    jmp fail
+
+; vq_notify: EAX = queue index: write it at notify + queue_notify_off * multiplier (4.1.4.4).
+vq_notify:
+    push eax
+    push edx
+    mov edx, [vqnotoff + eax * 4]
+    imul edx, [vnotmul]
+    add edx, [vnotify]
+    mov [edx], ax
+    pop edx
+    pop eax
+    ret
+
+; vnet_send: the 12-byte header (all zero: no offloads) and the frame in one
+; device-readable descriptor on queue 1; waits for the used ring to move.
+vnet_send:
+    mov eax, [tx_tail]
+    mov edi, eax
+    shl edi, 4
+    add edi, TXQ
+    mov dword [edi], VHDR
+    mov dword [edi + 4], 0
+    mov dword [edi + 8], 12 + FRAME_LEN
+    mov dword [edi + 12], 0
+    mov dword [VHDR], 0
+    mov dword [VHDR + 4], 0
+    mov dword [VHDR + 8], 0
+    movzx ecx, word [TXQ + 0x100 + 2]   ; avail idx
+    mov edx, ecx
+    and edx, NDESC - 1
+    mov [TXQ + 0x100 + 4 + edx * 2], ax
+    inc ecx
+    mov [TXQ + 0x100 + 2], cx
+    inc eax
+    and eax, NDESC - 1
+    mov [tx_tail], eax
+    mov eax, 1
+    call vq_notify
+    call timer_start
+.wait:
+    cmp [TXQ + 0x200 + 2], cx           ; used idx caught up
+    je .done
+    call timer_expired
+    jnc .wait
+    mov esi, msg_notx
+    jmp fail
+.done:
+    ret
+
+; vnet_rx_poll / vnet_rx_release: rx_poll and rx_release for virtio-net.
+vnet_rx_poll:
+    mov ax, [RXQ + 0x200 + 2]           ; used idx
+    cmp ax, [rx_used]
+    je .none
+    movzx eax, word [rx_used]
+    and eax, NDESC - 1
+    mov edx, [RXQ + 0x200 + 4 + eax * 8]      ; id
+    mov ecx, [RXQ + 0x200 + 4 + eax * 8 + 4]  ; length written, header included
+    and edx, NDESC - 1
+    mov [rx_id], edx
+    mov esi, edx
+    shl esi, 11
+    add esi, RXBUF + 12
+    sub ecx, 12
+    jae .ok
+    xor ecx, ecx
+.ok:
+    clc
+    ret
+.none:
+    stc
+    ret
+vnet_rx_release:
+    movzx eax, word [RXQ + 0x100 + 2]   ; avail idx
+    mov edx, eax
+    and edx, NDESC - 1
+    mov ecx, [rx_id]
+    mov [RXQ + 0x100 + 4 + edx * 2], cx
+    inc eax
+    mov [RXQ + 0x100 + 2], ax
+    inc word [rx_used]
+    xor eax, eax
+    jmp vq_notify
+
 ; ---- time --------------------------------------------------------------
 
 ; timer_start / timer_expired: a deadline of 2^32 TSC ticks (1-2 s at
@@ -507,6 +831,24 @@ timer_expired:
     ret
 
 ; ---- output ------------------------------------------------------------
+
+; print_mac: "mac xx:xx:xx:xx:xx:xx".
+print_mac:
+    mov esi, msg_mac
+    call puts
+    mov esi, mac
+    mov ecx, 6
+.b:
+    lodsb
+    call puthex8
+    cmp ecx, 1
+    je .d
+    mov al, ':'
+    call putc
+.d:
+    loop .b
+    mov esi, crlf
+    jmp puts
 
 ; put_ip: EAX = IPv4 address as it lies in a frame; prints a.b.c.d.
 put_ip:
@@ -579,15 +921,25 @@ puthex8:
 
 %include "lib.inc"
 
-msg_nic:     db "e1000 at 00:", 0
+msg_e1000:   db "e1000", 0
+msg_vnet:    db "virtio-net", 0
+msg_at:      db " at 00:", 0
 msg_nic2:    db ".0", 13, 10, 0
 msg_mac:     db "mac ", 0
 msg_link:    db "link up", 13, 10, 0
+msg_vready:  db "queues ready", 13, 10, 0
 msg_dhcp:    db "DHCP ", 0
 msg_via:     db " via ", 0
 msg_nak:     db "DHCP NAK, starting again", 13, 10, 0
 msg_failed:  db "DHCP failed: ", 0
-msg_nonic:   db "no e1000 (8086:100e) on PCI bus 0", 0
+msg_nonic:   db "no e1000 (8086:100e) or virtio-net (1af4:1041) on PCI bus 0", 0
+msg_iobar:   db "an I/O BAR where memory was expected", 0
+msg_highbar: db "a 64-bit BAR above 4 GiB (this kernel has no paging)", 0
+msg_nocaps:  db "virtio-net without common and notify structures", 0
+msg_nov1:    db "virtio-net without VERSION_1", 0
+msg_nofeat:  db "virtio-net refused FEATURES_OK", 0
+msg_noreset: db "virtio-net did not reset", 0
+msg_qsmall:  db "virtio-net queue smaller than 8", 0
 msg_nolink:  db "the link stayed down", 0
 msg_notx:    db "the card did not send the frame", 0
 msg_nooffer: db "no DHCPOFFER after 5 DISCOVERs", 0
@@ -604,7 +956,16 @@ rx_next:  dd 0
 offered:  dd 0
 yiaddr:   dd 0
 server:   dd 0
+vcommon:  dd 0
+vdevice:  dd 0
+vnotify:  dd 0
+vnotmul:  dd 0
+vfeat:    dd 0
+vqnotoff: dd 0, 0
+rx_id:    dd 0
+rx_used:  dw 0
 got_type: db 0
+nic_kind: db 0
 align 4
 t0:       dd 0, 0
 mac:      times 8 db 0
