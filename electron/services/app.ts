@@ -22,6 +22,7 @@ import { DEFAULT_NETWORK } from '../common/contracts/network';
 import { NetworkError, NetworkService } from './networks';
 import { SwitchService } from './net-switches';
 import { InterfaceError, InterfaceService } from './interfaces';
+import { AddressWatch } from './vm-addresses';
 import { VmPerf } from './vm-perf';
 import { loadAddon } from '../engine-host/addon';
 import { serviceLocation } from './service-host';
@@ -59,6 +60,8 @@ export interface ServiceOptions {
   version?: string;
   /** Where isolated networks' switch sockets go (default: <service runtime dir>/networks; with explicit paths, <config>/run/networks). */
   switchDir?: string;
+  /** How often a running VM's leased addresses are looked at for the manager list (default 3 s; tests make it short). */
+  addressIntervalMs?: number;
 }
 
 type Listener = <E extends EventName>(name: E, payload: EventPayload<E>) => void;
@@ -84,6 +87,8 @@ export class VireoService implements VireoApi {
   /** Isolated networks' switches (net-switches.ts). */
   readonly switches: SwitchService;
   readonly interfaces: InterfaceService;
+  /** The running VMs' leased addresses for the summaries (vm-addresses.ts). */
+  readonly addresses: AddressWatch;
   /** Managed saves (vm-state.ts): <config>/save/<uuid>.vstate. */
   readonly saves: ManagedSaves;
   /** Snapshots (snapshots.ts): <config>/snapshots/<uuid>/. */
@@ -117,6 +122,7 @@ export class VireoService implements VireoApi {
         if (state === 'shutoff' || state === 'crashed') {
           delete rt.temporary;
           this.perf.drop(uuid);
+          this.addresses.drop(uuid);
         }
         this.runtime.set(uuid, rt);
         if (exit) this.emit('vm.exited', { uuid, reason: exit });
@@ -125,6 +131,7 @@ export class VireoService implements VireoApi {
       stats: (uuid, cpuPercent, memoryMiB, perf) => {
         const point = this.perf.ingest(uuid, cpuPercent, memoryMiB, perf);
         this.emit('vm.stats', { uuid, cpuPercent: point.cpuPercent, memoryMiB: point.memoryMiB, point });
+        void this.addresses.tick(uuid);
       },
       notice: (uuid, message) => {
         const rt = this.runtime.get(uuid);
@@ -161,6 +168,16 @@ export class VireoService implements VireoApi {
       switchLeases: (name) => this.switches.leases(name),
       running: (uuid) => this.supervisor.isRunning(uuid),
       engineNics: (uuid, link) => this.supervisor.nics(uuid, link),
+    });
+    this.addresses = new AddressWatch({
+      look: async (uuid) => {
+        const def = this.store.get(uuid);
+        if (!def || def.nics.length === 0 || !this.supervisor.isRunning(uuid)) return undefined;
+        const { interfaces } = await this.interfaces.list(def);
+        return interfaces.flatMap((i) => i.addresses.map((a) => a.ip));
+      },
+      onChange: (uuid) => this.changed(uuid),
+      ...(opts.addressIntervalMs !== undefined ? { intervalMs: opts.addressIntervalMs } : {}),
     });
     this.saves = new ManagedSaves({
       dir: path.join(this.paths.config, 'save'),
@@ -237,6 +254,7 @@ export class VireoService implements VireoApi {
       ...(rt?.temporary ? { temporary: true } : {}),
       ...(def.autostart ? { autostart: true } : {}),
       ...(saved ? { hasManagedSave: true } : {}),
+      ...(this.addresses.get(def.uuid).length ? { addresses: this.addresses.get(def.uuid) } : {}),
       disks: def.disks,
       boot: def.boot,
       nics: def.nics,

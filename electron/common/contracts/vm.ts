@@ -119,6 +119,11 @@ export const VmSummarySchema = s.object({
   autostart: s.optional(s.boolean()),
   /** A managed save exists (virsh dominfo "Managed save: yes"): the next start restores it. */
   hasManagedSave: s.optional(s.boolean()),
+  /**
+   * Running VMs: the IPv4 addresses its networks' DHCP servers leased to its NICs' MACs, in NIC order (what
+   * vm.interfaces lists; the manager shows them under the name). Absent when none is known.
+   */
+  addresses: s.optional(s.array(s.string({ max: 64 }), { max: 64 })),
   disks: s.array(DiskSchema),
   boot: BootSchema,
   nics: s.array(NicSchema),

@@ -203,6 +203,11 @@ export function Manager() {
               <span>
                 <strong>{vm.name}</strong>
                 <small>{vm.os} · {vm.memoryMiB} MiB · {vm.cpus} vCPU</small>
+                {vm.addresses && vm.addresses.length > 0 && vm.state !== 'shutoff' && (
+                  <small className="addresses" title="Leased by the network's DHCP server (vireo domifaddr)">
+                    IP {vm.addresses.join(', ')}
+                  </small>
+                )}
               </span>
             </span>
             <span className="state" title={vm.lastExit ? exitText(vm) : undefined}>
