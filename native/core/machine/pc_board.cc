@@ -193,6 +193,10 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   // controllers, LPT, floppy...), so no guest access is left unanswered.
   misc_ = std::make_shared<MiscPorts>();
   misc_->register_all(pio);
+  // Built paused: nothing runs on its own until Machine::start() (a state
+  // being loaded into this machine must not be changed by a frame or a
+  // received packet before then).
+  pause_devices();
   rtc_->start_thread();
   if (uhci_) uhci_->start_thread();
   pvm_host_ = kvm::host_is_pvm();
@@ -309,6 +313,22 @@ void PcBoard::wire_ide() {
       boot_paths_disk_.push_back(path);
     }
   }
+}
+
+void PcBoard::pause_devices() {
+  // Notifications first: a kick signalled before the vCPUs parked starts its
+  // request now, so quiesce() (after this) drains it.
+  for (auto& n : virtio_notify_) n->pause();
+  for (auto& n : nics_) n->set_paused(true);
+  if (uhci_) uhci_->pause();
+  if (rtc_) rtc_->pause();
+}
+
+void PcBoard::resume_devices() {
+  if (rtc_) rtc_->resume();
+  if (uhci_) uhci_->resume();
+  for (auto& n : nics_) n->set_paused(false);
+  for (auto& n : virtio_notify_) n->resume();
 }
 
 int PcBoard::quiesce() {
@@ -526,6 +546,7 @@ void PcBoard::wire_nics() {
       if (!rom.empty()) dev->set_rom(std::move(rom));
       host_->attach(slot, 0, dev);  // INTA# through the PIIX3 PIRQ routing, as every PCI function
       m_.register_state(dev->name, dev);
+      dev->set_paused(true);  // until Machine::start()
       dev->start();
       e1000_.push_back(dev);
       nics_.push_back(dev);
@@ -535,6 +556,7 @@ void PcBoard::wire_nics() {
       auto fn = attach_virtio(dev, slot, "virtio-net");
       if (!rom.empty()) fn->set_rom(std::move(rom));
       virtio_net_.push_back(fn);
+      dev->set_paused(true);  // until Machine::start()
       dev->start();
       nics_.push_back(dev);
       nic_backends_.push_back(be);
