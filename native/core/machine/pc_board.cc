@@ -380,7 +380,12 @@ void PcBoard::create_disk_snapshots(const std::string& name) {
   // Nothing is made unless every disk can take it: refuse a name in use first.
   for (auto& [t, d] : disks)
     for (auto& s : t->snapshots())
+    {
       if (s.name == name) throw MachineError("disk '" + d->path + "' already has a snapshot named '" + name + "'");
+      if (s.id == name)
+        throw MachineError("'" + name + "' is the ID of snapshot '" + s.name + "' on disk '" + d->path +
+                           "' (a number names that snapshot in qemu-img); choose another name");
+    }
   std::vector<block::SnapshotTarget*> made;
   for (auto& [t, d] : disks) {
     std::string err;
@@ -388,7 +393,7 @@ void PcBoard::create_disk_snapshots(const std::string& name) {
       // All or nothing: take back the ones already made.
       for (auto* m : made) {
         std::string ignored;
-        m->snapshot_delete(name, &ignored);
+        m->snapshot_delete(name, &ignored, true);
       }
       throw MachineError("could not create snapshot '" + name + "' on disk '" + d->path + "': " + err);
     }
@@ -404,7 +409,7 @@ void PcBoard::delete_disk_snapshots(const std::string& name) {
     for (auto& s : t->snapshots()) has = has || s.name == name;
     if (!has) continue;  // a disk added after the snapshot was taken
     std::string err;
-    if (t->snapshot_delete(name, &err) != 0) failed += (failed.empty() ? "" : "; ") + d->path + ": " + err;
+    if (t->snapshot_delete(name, &err, true) != 0) failed += (failed.empty() ? "" : "; ") + d->path + ": " + err;
   }
   if (!failed.empty()) throw MachineError("could not delete snapshot '" + name + "' on disk " + failed);
 }
