@@ -36,6 +36,8 @@ export class SnapshotError extends Error {
 /** Internal snapshots of one image, as vireo-img info lists them. */
 export interface DiskSnapshotInfo {
   name: string;
+  /** The qcow2 snapshot ID ("1", "2"...), where the tool gives it. */
+  id?: string;
   /** Seconds since the epoch. */
   dateSec: number;
 }
@@ -133,6 +135,22 @@ export class SnapshotService {
     return out;
   }
 
+  /** A snapshot on one of the VM's qcow2 disks whose qcow2 ID is `name`. */
+  private async idClash(def: VmDefinition, name: string): Promise<{ name: string; disk: string } | undefined> {
+    for (const d of writableDisks(def)) {
+      if (d.format !== 'qcow2') continue;
+      let list: DiskSnapshotInfo[];
+      try {
+        list = await this.deps.disks.list(d.path);
+      } catch {
+        continue;
+      }
+      const hit = list.find((s) => s.id === name && s.name !== name);
+      if (hit) return { name: hit.name, disk: d.path };
+    }
+    return undefined;
+  }
+
   async list(def: VmDefinition): Promise<{ snapshots: Snapshot[]; current: string | null; problem: string | null }> {
     const idx = await this.load(def.uuid);
     const foreign = await this.foreign(def, idx);
@@ -172,6 +190,12 @@ export class SnapshotService {
     if (!shape) {
       const taken = idx.snapshots.some((s) => s.name === name) || (await this.foreign(def, idx)).has(name);
       if (taken) errors.push({ field: 'name', message: `${def.name} already has a snapshot named '${name}'.` });
+      else {
+        // qemu-img (and QEMU's loadvm) take a number as a snapshot ID first: a name that is the ID
+        // of another snapshot on a disk would address that one there, so it is refused.
+        const clash = await this.idClash(def, name);
+        if (clash) errors.push({ field: 'name', message: `'${name}' is the ID of snapshot '${clash.name}' on ${path.basename(clash.disk)} (qemu-img would take '${name}' to mean that one): choose another name.` });
+      }
     }
     if (errors.length) return { errors };
     return this.exclusive(def, async () => {

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <random>
 
@@ -240,6 +241,41 @@ TEST(qcow2_snapshots_create_apply_delete) {
   CHECK_EQ(b->pwrite(c.data(), c.size(), 100000), 0);
   CHECK_EQ(b->flush(), 0);
   CHECK_EQ(check_file(p).image_end_offset, before);
+}
+
+// Snapshots have an ID ("1", "2"...) and a name. A name that is another
+// snapshot's ID is refused (qemu-img takes a number as an ID first, so it
+// would address the other one), new IDs skip numbers used as names, and a
+// key that is one snapshot's name and another's ID is ambiguous unless looked
+// up by name (the app's names win).
+TEST(qcow2_snapshot_names_vs_ids) {
+  TmpDir d;
+  std::string p = d / "n.qcow2";
+  CHECK_EQ(create_qcow2(p, 1 << 20, 16, "", "", 3, nullptr), 0);
+  auto b = open_rw(p);
+  auto* s = as_snapshots(b.get());
+  std::string err;
+  CHECK_EQ(s->snapshot_create("base", &err), 0);  // ID 1
+  CHECK_EQ(s->snapshot_create("1", &err), -EEXIST);
+  CHECK(err.find("'1' is the ID of snapshot 'base'") != std::string::npos);
+  CHECK_EQ(s->snapshot_create("2", &err), 0);  // would be ID 2: that is its own name, so 3
+  auto l = s->snapshots();
+  CHECK_EQ(l.size(), size_t(2));
+  CHECK_EQ(l[1].name, std::string("2"));
+  CHECK_EQ(l[1].id, std::string("3"));
+  CHECK_EQ(s->snapshot_create("x", &err), 0);  // 4
+  CHECK_EQ(s->snapshots()[2].id, std::string("4"));
+  CHECK_EQ(s->snapshot_create("3", &err), -EEXIST);  // the ID of '2'
+  CHECK(err.find("snapshot '2'") != std::string::npos);
+  // "2" is a name only: found by name with or without by_name.
+  CHECK_EQ(s->snapshot_apply("2", &err), 0);
+  CHECK_EQ(s->snapshot_apply("2", &err, true), 0);
+  CHECK_EQ(s->snapshot_apply("4", &err), 0);        // an ID: 'x'
+  CHECK_EQ(s->snapshot_apply("4", &err, true), -ENOENT);  // not a name
+  CHECK(err.find("'4' not found") != std::string::npos);
+  CHECK_EQ(s->snapshot_delete("base", &err, true), 0);
+  CHECK_EQ(b->flush(), 0);
+  CHECK_EQ(check_file(p).corruptions, uint64_t(0));
 }
 
 TEST(qcow2_random_io_matches_shadow) {

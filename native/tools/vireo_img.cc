@@ -34,7 +34,7 @@ int usage() {
                "  info [-f FMT] [--output human|json] FILE\n"
                "  check [-q] [-f FMT] [-r leaks|all] [--output human|json] FILE\n"
                "  convert [-q] [-p] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...] [-U] IN OUT\n"
-               "  snapshot [-q] -c|-a|-d NAME FILE | snapshot -l FILE\n"
+               "  snapshot [-q] -c|-a|-d NAME FILE | snapshot -l FILE   (-a/-d --by-name: NAME is never an ID)\n"
                "  resize [-f FMT] FILE [+]SIZE\n"
                "  rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)\n"
                "SIZE takes a suffix k, M, G, T (powers of 1024).\n"
@@ -121,6 +121,7 @@ struct Args {
   std::vector<std::string> pos;
   std::string f, O, b, F, o, r, output = "human", snap_name;
   char snap_op = 0;
+  bool by_name = false;  // snapshot -a/-d: NAME is a name, never an ID
   bool q = false, p = false, u = false, have_b = false;
 };
 
@@ -148,6 +149,7 @@ bool parse_args(int argc, char** argv, Args* a) {
       a->snap_op = s[1];
       if (!need(&a->snap_name)) return false;
     } else if (s == "-l") a->snap_op = 'l';
+    else if (s == "--by-name") a->by_name = true;
     else if (s.size() > 1 && s[0] == '-' && !(s[1] >= '0' && s[1] <= '9')) {
       std::fprintf(stderr, "vireo-img: unknown option '%s'\n", s.c_str());
       return false;
@@ -492,8 +494,8 @@ int cmd_snapshot(Args& a) {
       return 0;
     }
     case 'c': r = q->snapshot_create(a.snap_name, &err); break;
-    case 'a': r = q->snapshot_apply(a.snap_name, &err); break;
-    case 'd': r = q->snapshot_delete(a.snap_name, &err); break;
+    case 'a': r = q->snapshot_apply(a.snap_name, &err, a.by_name); break;
+    case 'd': r = q->snapshot_delete(a.snap_name, &err, a.by_name); break;
   }
   if (!r) r = q->flush();
   if (r) {

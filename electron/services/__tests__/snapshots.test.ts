@@ -20,6 +20,7 @@ import { FakeMachine, newVmRequest, testService } from './fake-engine';
 
 const why = imgToolProblem();
 const qemuImg = spawnSync('qemu-img', ['--version']).status === 0;
+const qemuIo = spawnSync('qemu-io', ['--version']).status === 0;
 if (why) console.log(`snapshots tests skipped: ${why}`);
 
 let tmp: string;
@@ -94,6 +95,44 @@ describe.skipIf(!!why)('snapshots', () => {
     // A name that only a disk has (made by qemu-img or vireo-img) is taken too.
     spawnSync(imgToolPath(), ['snapshot', '-c', 'from-qemu', disk]);
     expect((await svc['snapshot.create']({ uuid, name: 'from-qemu' })).errors[0]?.field).toBe('name');
+  });
+
+  it('names vs qcow2 IDs: a name that is another snapshot\'s ID is refused naming both; a name that is also an ID means the named one', async () => {
+    const svc = await open();
+    const { uuid, disk } = await create(svc);
+    expect((await svc['snapshot.create']({ uuid, name: 'base' })).errors).toEqual([]); // ID 1
+    expect((await svc['snapshot.create']({ uuid, name: '1' })).errors).toEqual([
+      { field: 'name', message: `'1' is the ID of snapshot 'base' on ${path.basename(disk)} (qemu-img would take '1' to mean that one): choose another name.` },
+    ]);
+    expect(diskSnapshots(disk)).toEqual(['base']);
+    // "2" is free as a name and as an ID: taken; its ID skips 2 (IDs never equal a name).
+    expect((await svc['snapshot.create']({ uuid, name: '2' })).errors).toEqual([]);
+    const ids = spawnSync(imgToolPath(), ['info', '-U', '--output', 'json', disk], { encoding: 'utf8' });
+    expect((JSON.parse(ids.stdout) as { snapshots: Array<{ id: string; name: string }> }).snapshots.map((x) => [x.id, x.name])).toEqual([['1', 'base'], ['3', '2']]);
+  });
+
+  it.skipIf(!qemuImg || !qemuIo)('names vs qcow2 IDs: qemu-img made "2" (ID 1) and "x" (ID 2); revert and delete of "2" mean the one named "2"', async () => {
+    const svc = await open();
+    const { uuid, disk } = await create(svc);
+    const sh = (cmd: string, args: string[]) => {
+      const r = spawnSync(cmd, args, { encoding: 'utf8' });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const pattern = (p: number) => !sh('qemu-io', ['-c', `read -P ${p} 0 64k`, disk]).includes('Pattern verification failed');
+    sh('qemu-io', ['-c', 'write -P 1 0 64k', disk]);
+    sh('qemu-img', ['snapshot', '-c', '2', disk]);
+    sh('qemu-io', ['-c', 'write -P 2 0 64k', disk]);
+    sh('qemu-img', ['snapshot', '-c', 'x', disk]);
+    sh('qemu-io', ['-c', 'write -P 3 0 64k', disk]);
+    expect((await svc['snapshot.list']({ uuid })).snapshots.map((x) => x.name).sort()).toEqual(['2', 'x']);
+    await svc['snapshot.revert']({ uuid, name: '2' });
+    expect(pattern(1)).toBe(true); // the snapshot named "2", not ID 2 ('x', pattern 2)
+    await svc['snapshot.revert']({ uuid, name: 'x' });
+    expect(pattern(2)).toBe(true);
+    await svc['snapshot.delete']({ uuid, name: '2' });
+    expect(diskSnapshots(disk)).toEqual(['x']);
+    qemuCheck(disk);
   });
 
   it('running: disk + RAM, the VM runs on; paused stays paused; an engine failure leaves nothing', async () => {

@@ -97,13 +97,17 @@ export async function looksQcow2(file: string): Promise<boolean> {
 }
 
 /** Internal snapshots of a qcow2 image (`vireo-img info -U`: a running VM's disk is locked; reading the table is safe). */
-export async function imgSnapshots(file: string): Promise<Array<{ name: string; dateSec: number }>> {
+export async function imgSnapshots(file: string): Promise<Array<{ name: string; id: string; dateSec: number }>> {
   const { stdout } = await runImg(['info', '-U', '--output', 'json', file]);
-  const j = JSON.parse(stdout) as { snapshots?: Array<{ name?: unknown; 'date-sec'?: unknown }> };
-  return (j.snapshots ?? []).map((s) => ({ name: String(s.name ?? ''), dateSec: Number(s['date-sec'] ?? 0) }));
+  const j = JSON.parse(stdout) as { snapshots?: Array<{ name?: unknown; id?: unknown; 'date-sec'?: unknown }> };
+  return (j.snapshots ?? []).map((s) => ({ name: String(s.name ?? ''), id: String(s.id ?? ''), dateSec: Number(s['date-sec'] ?? 0) }));
 }
 
-/** `vireo-img snapshot -c|-a|-d NAME FILE` on an image no VM has open (the lock refuses otherwise). */
+/**
+ * `vireo-img snapshot -c|-a|-d NAME FILE` on an image no VM has open (the lock refuses otherwise).
+ * Apply and delete pass `--by-name`: the app's snapshots are names (as libvirt's are), so a name
+ * that is also another snapshot's qcow2 ID means the named one.
+ */
 export async function imgSnapshot(op: 'create' | 'apply' | 'delete', file: string, name: string): Promise<void> {
-  await runImg(['snapshot', op === 'create' ? '-c' : op === 'apply' ? '-a' : '-d', name, file]);
+  await runImg(['snapshot', ...(op === 'create' ? [] : ['--by-name']), op === 'create' ? '-c' : op === 'apply' ? '-a' : '-d', name, file]);
 }

@@ -65,10 +65,18 @@ class SnapshotTarget {
 public:
   virtual ~SnapshotTarget() = default;
   virtual std::vector<SnapshotInfo> snapshots() = 0;
-  // All return 0 or -errno and set *error. `name` matches a tag or an id.
+  // All return 0 or -errno and set *error.
+  // Create: refused when `name` is a snapshot's name (-EEXIST) or another
+  // snapshot's ID (-EEXIST, naming it: qemu-img takes a number as an ID
+  // first, so such a name would address the other one). New IDs skip
+  // numbers that are names.
+  // Apply / delete: `name` is a name or an ID; one that is the name of one
+  // snapshot and the ID of another is ambiguous (-EINVAL, naming both).
+  // With `by_name` only names match (the app's snapshots are names, as
+  // libvirt's are), so the name wins.
   virtual int snapshot_create(const std::string& name, std::string* error) = 0;
-  virtual int snapshot_apply(const std::string& name, std::string* error) = 0;
-  virtual int snapshot_delete(const std::string& name, std::string* error) = 0;
+  virtual int snapshot_apply(const std::string& name, std::string* error, bool by_name = false) = 0;
+  virtual int snapshot_delete(const std::string& name, std::string* error, bool by_name = false) = 0;
 };
 
 // Null when the backend has no internal snapshots (raw, memory).

@@ -1356,12 +1356,22 @@ int Qcow2Backend::write_snapshot_table(const std::vector<Snap>& snaps) {
   return 0;
 }
 
-int Qcow2Backend::find_snapshot(const std::string& name) const {
-  for (size_t i = 0; i < snaps_.size(); i++)
-    if (snaps_[i].name == name) return int(i);
-  for (size_t i = 0; i < snaps_.size(); i++)
-    if (snaps_[i].id == name) return int(i);
-  return -1;
+int Qcow2Backend::find_snapshot(const std::string& key, bool by_name, std::string* error) const {
+  int named = -1, numbered = -1;
+  for (size_t i = 0; i < snaps_.size(); i++) {
+    if (named < 0 && snaps_[i].name == key) named = int(i);
+    if (numbered < 0 && snaps_[i].id == key) numbered = int(i);
+  }
+  if (by_name) numbered = -1;
+  if (named >= 0 && numbered >= 0 && named != numbered) {
+    *error = "'" + key + "' is ambiguous: it is the name of snapshot ID " + snaps_[size_t(named)].id +
+             " and the ID of snapshot '" + snaps_[size_t(numbered)].name + "'";
+    return -EINVAL;
+  }
+  if (named >= 0) return named;
+  if (numbered >= 0) return numbered;
+  *error = "snapshot '" + key + "' not found";
+  return -ENOENT;
 }
 
 std::vector<SnapshotInfo> Qcow2Backend::snapshots() {
@@ -1388,7 +1398,13 @@ int Qcow2Backend::snapshot_create(const std::string& name, std::string* error) {
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
   if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
   if (name.empty() || name.size() > 65535) return *error = "invalid snapshot name", -EINVAL;
-  if (find_snapshot(name) >= 0) return *error = "snapshot '" + name + "' already exists", -EEXIST;
+  for (auto& o : snaps_) {
+    if (o.name == name) return *error = "snapshot '" + name + "' already exists", -EEXIST;
+    if (o.id == name)
+      return *error = "'" + name + "' is the ID of snapshot '" + o.name +
+                      "' (a number names that snapshot in qemu-img); choose another name",
+             -EEXIST;
+  }
   if (int r = flush_metadata()) return *error = std::strerror(-r), r;
   Snap s;
   if (!l1_.empty()) {
@@ -1403,9 +1419,18 @@ int Qcow2Backend::snapshot_create(const std::string& name, std::string* error) {
     return r;
   }
   if (int r = fix_copied_flags()) return *error = std::strerror(-r), r;
+  // One past the highest ID, as QEMU numbers them, but never a number that
+  // is a snapshot's name (the new name included): that would make it ambiguous.
   unsigned long maxid = 0;
   for (auto& o : snaps_) maxid = std::max(maxid, std::strtoul(o.id.c_str(), nullptr, 10));
-  s.id = std::to_string(maxid + 1);
+  auto is_name = [&](const std::string& id) {
+    if (id == name) return true;
+    for (auto& o : snaps_)
+      if (o.name == id) return true;
+    return false;
+  };
+  do s.id = std::to_string(++maxid);
+  while (is_name(s.id));
   s.name = name;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -1422,12 +1447,12 @@ int Qcow2Backend::snapshot_create(const std::string& name, std::string* error) {
   return 0;
 }
 
-int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error) {
+int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error, bool by_name) {
   std::lock_guard<std::mutex> g(mu_);
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
   if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
-  int i = find_snapshot(name);
-  if (i < 0) return *error = "snapshot '" + name + "' not found", -ENOENT;
+  int i = find_snapshot(name, by_name, error);
+  if (i < 0) return i;
   if (int r = flush_metadata()) return *error = std::strerror(-r), r;
   Snap s = snaps_[i];
   std::vector<uint64_t> sl1;
@@ -1454,12 +1479,12 @@ int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error) {
   return 0;
 }
 
-int Qcow2Backend::snapshot_delete(const std::string& name, std::string* error) {
+int Qcow2Backend::snapshot_delete(const std::string& name, std::string* error, bool by_name) {
   std::lock_guard<std::mutex> g(mu_);
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
   if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
-  int i = find_snapshot(name);
-  if (i < 0) return *error = "snapshot '" + name + "' not found", -ENOENT;
+  int i = find_snapshot(name, by_name, error);
+  if (i < 0) return i;
   if (int r = flush_metadata()) return *error = std::strerror(-r), r;
   Snap s = snaps_[i];
   std::vector<uint64_t> sl1;

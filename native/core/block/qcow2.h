@@ -50,8 +50,8 @@ public:
 
   std::vector<SnapshotInfo> snapshots() override;
   int snapshot_create(const std::string& name, std::string* error) override;
-  int snapshot_apply(const std::string& name, std::string* error) override;
-  int snapshot_delete(const std::string& name, std::string* error) override;
+  int snapshot_apply(const std::string& name, std::string* error, bool by_name = false) override;
+  int snapshot_delete(const std::string& name, std::string* error, bool by_name = false) override;
 
   // Grows the virtual disk (L1 table grows as needed). 0 or -errno.
   int resize(uint64_t new_size);
@@ -122,7 +122,9 @@ private:
   int refcount_walk(const std::vector<uint64_t>& l1, int delta, bool later);
   int fix_copied_flags();
   int write_snapshot_table(const std::vector<Snap>& snaps);
-  int find_snapshot(const std::string& name) const;
+  // The snapshot `key` names (by_name) or names or numbers (see
+  // SnapshotTarget): its index, -ENOENT or -EINVAL (ambiguous), *error set.
+  int find_snapshot(const std::string& key, bool by_name, std::string* error) const;
   void trim_caches();
   struct Refs;
   int count_refs(Refs* refs, CheckResult* res, bool include_refcount_structs);

@@ -559,6 +559,7 @@ void Machine::start() {
   std::unique_lock g(mu_);
   if (state_ != RunState::Created) throw MachineError(std::string("cannot start a machine that is ") + run_state_name(state_));
   install_kick_handler();
+  if (board_) board_->resume_devices();  // built paused (Board::pause_devices)
   state_ = RunState::Running;
   live_threads_ = int(vcpus_.size());
   for (size_t i = 0; i < vcpus_.size(); i++) threads_.emplace_back([this, i] { vcpu_loop(int(i)); });
@@ -589,6 +590,9 @@ void Machine::pause() {
   if (stop_requested_) return;
   state_ = RunState::Paused;
   g.unlock();
+  // No device thread changes guest memory or raises an interrupt from here
+  // on (USB frames, RTC timer, received packets, pending virtio kicks).
+  if (board_) board_->pause_devices();
   // Paused means the disks are consistent on disk (a full clone copies them).
   if (board_) board_->quiesce();
   if (on_state) on_state(RunState::Paused, {});
@@ -618,6 +622,7 @@ void Machine::delete_disk_snapshots(const std::string& name) {
 void Machine::resume() {
   std::unique_lock g(mu_);
   if (state_ != RunState::Paused) return;
+  if (board_) board_->resume_devices();
   pause_requested_ = false;
   state_ = RunState::Running;
   cv_.notify_all();

@@ -193,6 +193,10 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   // controllers, LPT, floppy...), so no guest access is left unanswered.
   misc_ = std::make_shared<MiscPorts>();
   misc_->register_all(pio);
+  // Built paused: nothing runs on its own until Machine::start() (a state
+  // being loaded into this machine must not be changed by a frame or a
+  // received packet before then).
+  pause_devices();
   rtc_->start_thread();
   if (uhci_) uhci_->start_thread();
   pvm_host_ = kvm::host_is_pvm();
@@ -311,6 +315,22 @@ void PcBoard::wire_ide() {
   }
 }
 
+void PcBoard::pause_devices() {
+  // Notifications first: a kick signalled before the vCPUs parked starts its
+  // request now, so quiesce() (after this) drains it.
+  for (auto& n : virtio_notify_) n->pause();
+  for (auto& n : nics_) n->set_paused(true);
+  if (uhci_) uhci_->pause();
+  if (rtc_) rtc_->pause();
+}
+
+void PcBoard::resume_devices() {
+  if (rtc_) rtc_->resume();
+  if (uhci_) uhci_->resume();
+  for (auto& n : nics_) n->set_paused(false);
+  for (auto& n : virtio_notify_) n->resume();
+}
+
 int PcBoard::quiesce() {
   for (auto& d : blk_devs_) d->drain();  // IDE runs its transfers on the vCPU threads: done once they stop
   int first = 0;
@@ -360,7 +380,12 @@ void PcBoard::create_disk_snapshots(const std::string& name) {
   // Nothing is made unless every disk can take it: refuse a name in use first.
   for (auto& [t, d] : disks)
     for (auto& s : t->snapshots())
+    {
       if (s.name == name) throw MachineError("disk '" + d->path + "' already has a snapshot named '" + name + "'");
+      if (s.id == name)
+        throw MachineError("'" + name + "' is the ID of snapshot '" + s.name + "' on disk '" + d->path +
+                           "' (a number names that snapshot in qemu-img); choose another name");
+    }
   std::vector<block::SnapshotTarget*> made;
   for (auto& [t, d] : disks) {
     std::string err;
@@ -368,7 +393,7 @@ void PcBoard::create_disk_snapshots(const std::string& name) {
       // All or nothing: take back the ones already made.
       for (auto* m : made) {
         std::string ignored;
-        m->snapshot_delete(name, &ignored);
+        m->snapshot_delete(name, &ignored, true);
       }
       throw MachineError("could not create snapshot '" + name + "' on disk '" + d->path + "': " + err);
     }
@@ -384,7 +409,7 @@ void PcBoard::delete_disk_snapshots(const std::string& name) {
     for (auto& s : t->snapshots()) has = has || s.name == name;
     if (!has) continue;  // a disk added after the snapshot was taken
     std::string err;
-    if (t->snapshot_delete(name, &err) != 0) failed += (failed.empty() ? "" : "; ") + d->path + ": " + err;
+    if (t->snapshot_delete(name, &err, true) != 0) failed += (failed.empty() ? "" : "; ") + d->path + ": " + err;
   }
   if (!failed.empty()) throw MachineError("could not delete snapshot '" + name + "' on disk " + failed);
 }
@@ -526,6 +551,7 @@ void PcBoard::wire_nics() {
       if (!rom.empty()) dev->set_rom(std::move(rom));
       host_->attach(slot, 0, dev);  // INTA# through the PIIX3 PIRQ routing, as every PCI function
       m_.register_state(dev->name, dev);
+      dev->set_paused(true);  // until Machine::start()
       dev->start();
       e1000_.push_back(dev);
       nics_.push_back(dev);
@@ -535,6 +561,7 @@ void PcBoard::wire_nics() {
       auto fn = attach_virtio(dev, slot, "virtio-net");
       if (!rom.empty()) fn->set_rom(std::move(rom));
       virtio_net_.push_back(fn);
+      dev->set_paused(true);  // until Machine::start()
       dev->start();
       nics_.push_back(dev);
       nic_backends_.push_back(be);

@@ -77,6 +77,13 @@ public:
   // every writable disk (qcow2 metadata and L2/refcount caches included), so
   // the image files are consistent as they are. 0 or the first -errno.
   virtual int quiesce() { return 0; }
+  // The machine pauses (every vCPU parked; before quiesce) or resumes (before
+  // the vCPUs run again): device and backend threads (USB frames, the RTC's
+  // timer, network receive, virtio notifications) stop changing guest memory
+  // and raising interrupts, and use no CPU, until resume_devices(). A board
+  // is built paused; Machine::start() resumes it.
+  virtual void pause_devices() {}
+  virtual void resume_devices() {}
   // Registers the board's saved state with the Machine (Machine::register_state).
   virtual void register_chipset_state() {}
   // Internal disk snapshots (Machine::create_disk_snapshots): with the vCPUs
@@ -113,6 +120,8 @@ public:
   bool tablet_active() const;
   // The tablet itself (null without MachineConfig::usb_tablet), for tests.
   usb::HidTablet* tablet() { return tablet_.get(); }
+  // The UHCI (null without a tablet), for tests.
+  usb::Uhci* uhci() { return uhci_.get(); }
 
   // Display: what changed since the last poll (nothing while the screen is still).
   std::optional<vga::FrameUpdate> poll(bool force_full);
@@ -133,6 +142,8 @@ public:
 
   void reset_devices() override;
   int quiesce() override;
+  void pause_devices() override;
+  void resume_devices() override;
   void create_disk_snapshots(const std::string& name) override;
   void delete_disk_snapshots(const std::string& name) override;
   // Registers the chipset's saved state with the Machine (docs/state.md):

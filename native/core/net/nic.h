@@ -22,6 +22,11 @@ public:
   virtual NicCounters counters() const = 0;
   // Stops the backend: no frame arrives after it returns. Idempotent.
   virtual void quiesce() = 0;
+  // The machine is paused (or not started): frames from the backend wait in
+  // the card's receive backlog (bounded as usual, the excess dropped) and
+  // nothing touches guest memory or raises an interrupt; unpausing delivers
+  // what waits, as QEMU queues packets for a stopped VM.
+  virtual void set_paused(bool paused) = 0;
 };
 
 }  // namespace vireo::net

@@ -231,16 +231,37 @@ void CmosRtc::start_thread() {
   thread_ = std::thread([this] {
     std::unique_lock lk(mu_);
     while (!stop_) {
+      if (paused_) {
+        cv_.wait(lk, [&] { return stop_ || !paused_; });
+        continue;
+      }
       lk.unlock();
       int64_t due = next_event_ns();
       lk.lock();
       int64_t wait = due - clock_();
       uint64_t k = kick_;
-      if (wait > 0) cv_.wait_for(lk, std::chrono::nanoseconds(wait), [&] { return stop_ || kick_ != k; });
+      if (wait > 0) cv_.wait_for(lk, std::chrono::nanoseconds(wait), [&] { return stop_ || paused_ || kick_ != k; });
       if (stop_) break;
+      if (paused_) continue;
       advance(clock_());
     }
   });
+}
+
+void CmosRtc::pause() {
+  {
+    std::lock_guard g(mu_);
+    paused_ = true;
+  }
+  cv_.notify_all();
+}
+
+void CmosRtc::resume() {
+  {
+    std::lock_guard g(mu_);
+    paused_ = false;
+  }
+  cv_.notify_all();
 }
 
 void CmosRtc::stop_thread() {

@@ -77,6 +77,12 @@ public:
   // Run tick() from a thread at each next_event_ns (woken on register writes). Stopped by the destructor.
   void start_thread();
   void stop_thread();
+  // While the machine is paused (or not started) the thread raises nothing
+  // and sleeps without a timeout; resume() lets it look once (a periodic or
+  // update interrupt missed meanwhile is one pending flag, not a burst) and
+  // go on. The clock itself keeps the host's time, as QEMU's RTC does.
+  void pause();
+  void resume();
 
   // ---- board set-up ----
   // Memory sizes (bytes): RAM below 4 GiB (incl. the first MiB) and above 4 GiB.
@@ -128,6 +134,7 @@ private:
   std::condition_variable cv_;
   std::thread thread_;
   bool stop_ = false;
+  bool paused_ = false;
   uint64_t kick_ = 0;
 };
 

@@ -192,6 +192,17 @@ void E1000::quiesce() {
   if (backend_) backend_->stop();
 }
 
+void E1000::set_paused(bool paused) {
+  std::lock_guard g(mu_);
+  if (paused_ == paused) return;
+  paused_ = paused;
+  if (!paused_ && !fifo_.empty()) {
+    bool had_room = rx_free() > 0;
+    flush_rx();
+    if (!fifo_.empty() && !had_room) stat_add(reg::RNBC);
+  }
+}
+
 void E1000::reset() {
   std::lock_guard g(mu_);
   reset_locked();
@@ -528,10 +539,11 @@ void E1000::receive(std::span<const uint8_t> frame) {
   if (fifo_.size() >= opt_.rx_fifo) {  // the packet buffer is full: missed
     stat_add(reg::MPC);
     c_.rx_dropped++;
-    set_cause(kIcrRxo);
+    if (!paused_) set_cause(kIcrRxo);
     return;
   }
   fifo_.emplace_back(frame.begin(), frame.end());
+  if (paused_) return;  // delivered by set_paused(false)
   bool had_room = fifo_.size() == 1 && rx_free() > 0;
   flush_rx();
   if (!fifo_.empty() && !had_room) stat_add(reg::RNBC);

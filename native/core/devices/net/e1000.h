@@ -117,6 +117,7 @@ public:
   bool link_up() const override { return link_up_.load(); }
   net::NicCounters counters() const override;
   void quiesce() override;
+  void set_paused(bool paused) override;
 
   // PCI function reset (machine reset): device registers back to power-on.
   void reset() override;
@@ -189,6 +190,7 @@ private:
   Options opt_;
   std::atomic<bool> link_up_{true};
   mutable std::mutex mu_;
+  bool paused_ = false;  // under mu_
 
   std::vector<uint32_t> regs_;  // BAR0 as 32-bit registers (plain stored values)
   std::array<uint16_t, kEepromWords> eeprom_{};

@@ -197,7 +197,7 @@ void Uhci::write_cmd(uint16_t v) {
   cmd_ = v & 0xff;
   if ((v & kCmdRs) && !(old & kCmdRs)) {
     sts_ &= uint16_t(~kStsHalted);
-    next_frame_ns_ = clock_() + kFrameNs;
+    next_frame_ns_ = now_locked() + kFrameNs;
     last_frame_busy_ = true;
     cv_.notify_all();
   } else if (!(v & kCmdRs) && (old & kCmdRs)) {
@@ -239,7 +239,7 @@ void Uhci::halt(uint16_t why) {
 
 int Uhci::run_due(int64_t now) {
   std::lock_guard g(mu_);
-  if (!(cmd_ & kCmdRs) || now < next_frame_ns_) return 0;
+  if (paused_ || !(cmd_ & kCmdRs) || now < next_frame_ns_) return 0;
   int64_t due = (now - next_frame_ns_) / kFrameNs + 1;
   int64_t run = std::min<int64_t>(due, kMaxCatchUp);
   if (due > run) {
@@ -264,7 +264,7 @@ void Uhci::start_thread() {
   thread_ = std::thread([this] {
     std::unique_lock lk(mu_);
     while (!stop_) {
-      if (!(cmd_ & kCmdRs)) {
+      if (paused_ || !(cmd_ & kCmdRs)) {
         cv_.wait(lk);
         continue;
       }
@@ -282,6 +282,29 @@ void Uhci::start_thread() {
       lk.lock();
     }
   });
+}
+
+void Uhci::pause() {
+  std::lock_guard g(mu_);
+  if (paused_) return;
+  paused_ = true;
+  paused_at_ = clock_();
+  cv_.notify_all();  // a thread in a timed wait goes back to sleep without a timeout
+}
+
+void Uhci::resume() {
+  {
+    std::lock_guard g(mu_);
+    if (!paused_) return;
+    paused_ = false;
+    next_frame_ns_ += clock_() - paused_at_;
+  }
+  cv_.notify_all();
+}
+
+bool Uhci::paused() const {
+  std::lock_guard g(mu_);
+  return paused_;
 }
 
 void Uhci::stop_thread() {
@@ -491,7 +514,7 @@ void Uhci::save(state::StateWriter& w) const {
   w.boolean(int_ioc_);
   w.boolean(int_short_);
   w.boolean(last_frame_busy_);
-  w.i64(next_frame_ns_ - clock_());
+  w.i64(next_frame_ns_ - now_locked());
 }
 
 void Uhci::load(state::StateReader& r) {
@@ -525,7 +548,7 @@ void Uhci::load(state::StateReader& r) {
   int_ioc_ = ioc;
   int_short_ = shrt;
   last_frame_busy_ = busy;
-  next_frame_ns_ = clock_() + std::clamp<int64_t>(to_next, 0, kFrameNs);
+  next_frame_ns_ = now_locked() + std::clamp<int64_t>(to_next, 0, kFrameNs);
   update_irq();
   cv_.notify_all();
 }

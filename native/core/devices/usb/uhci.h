@@ -10,7 +10,7 @@
 //   Interrupt: INTx (the board sets pin D as the PIIX3 has it).
 //
 // The schedule runs in 1 ms frames on the controller's own timer thread
-// (start_thread) while USBCMD.RS is set: each frame reads its frame list
+// (start_thread) while USBCMD.RS is set and the machine is not paused: each frame reads its frame list
 // entry and walks the TDs and QHs there (queue heads vertically, depth or
 // breadth first as each TD's Vf bit says, horizontally on), executing active
 // TDs against the device on an enabled port with the TD's address, then
@@ -112,6 +112,15 @@ public:
   void start_thread();
   void stop_thread();
   void reset() override;
+  // The machine is paused (Machine::pause) or not started yet: no frame runs,
+  // the thread sleeps without a timeout (no CPU), and the frame clock stands
+  // still at the pause instant. resume() moves the next frame's due time on
+  // by the time spent paused, so the frames that would have run meanwhile are
+  // not run at once, and frames go on 1 ms apart. Saved state taken while
+  // paused counts the time to the next frame from the pause instant.
+  void pause();
+  void resume();
+  bool paused() const;
 
   Counters counters() const;
 
@@ -128,6 +137,7 @@ public:
   bool irq_level() const { return intx_level(); }
 
 private:
+  int64_t now_locked() const { return paused_ ? paused_at_ : clock_(); }
   uint16_t read16(uint32_t reg);
   void write16(uint32_t reg, uint16_t v, uint16_t written /*bits the access covered*/);
   void write_cmd(uint16_t v);
@@ -149,6 +159,8 @@ private:
   std::condition_variable cv_;
   std::thread thread_;
   bool stop_ = false;
+  bool paused_ = false;
+  int64_t paused_at_ = 0;
 
   uint16_t cmd_ = 0, sts_ = kStsHalted, intr_ = 0, frnum_ = 0;
   uint32_t flbase_ = 0;

@@ -12,6 +12,7 @@ namespace vireo::virtio {
 NotifyThread::NotifyThread(int queues, Bind bind) : bind_(std::move(bind)), slots_(size_t(queues)) {
   for (auto& s : slots_) s.efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   stop_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ctl_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
 void NotifyThread::start(std::function<void(int q)> kick) {
@@ -21,6 +22,11 @@ void NotifyThread::start(std::function<void(int q)> kick) {
 }
 
 NotifyThread::~NotifyThread() {
+  {
+    std::lock_guard g(pause_mu_);
+    stopping_ = true;
+  }
+  pause_cv_.notify_all();
   uint64_t one = 1;
   if (stop_fd_ >= 0 && ::write(stop_fd_, &one, sizeof one) < 0) {
     // Cannot happen for an eventfd below its maximum; the join below would hang, so say so.
@@ -33,6 +39,33 @@ NotifyThread::~NotifyThread() {
     if (s.efd >= 0) ::close(s.efd);
   }
   if (stop_fd_ >= 0) ::close(stop_fd_);
+  if (ctl_fd_ >= 0) ::close(ctl_fd_);
+}
+
+void NotifyThread::pause() {
+  std::unique_lock g(pause_mu_);
+  if (paused_) return;
+  paused_ = true;
+  uint64_t gen = ++pause_gen_;
+  if (!thread_.joinable()) {
+    parked_gen_ = gen;  // nothing runs kicks; start() begins parked
+    return;
+  }
+  uint64_t one = 1;
+  if (ctl_fd_ < 0 || ::write(ctl_fd_, &one, sizeof one) != sizeof one) {
+    std::perror("virtio notify thread: pause eventfd write");
+    return;
+  }
+  pause_cv_.wait(g, [&] { return parked_gen_ == gen || stopping_; });
+}
+
+void NotifyThread::resume() {
+  {
+    std::lock_guard g(pause_mu_);
+    if (!paused_) return;
+    paused_ = false;
+  }
+  pause_cv_.notify_all();
 }
 
 void NotifyThread::mapped(int q, uint64_t gpa, bool mapped) {
@@ -58,7 +91,39 @@ bool NotifyThread::bound(int q) const {
 void NotifyThread::run() {
   std::vector<pollfd> fds;
   for (auto& s : slots_) fds.push_back({s.efd, POLLIN, 0});
+  const size_t nq = fds.size();
+  fds.push_back({ctl_fd_, POLLIN, 0});
   fds.push_back({stop_fd_, POLLIN, 0});
+  auto kick_signalled = [&](bool all) {
+    for (size_t i = 0; i < nq; i++) {
+      if (!all && !(fds[i].revents & POLLIN)) continue;
+      uint64_t v;
+      if (::read(fds[i].fd, &v, sizeof v) == sizeof v) {
+        kicks_++;
+        kick_(int(i));
+      }
+    }
+  };
+  // While paused: each new pause generation first handles every kick already
+  // signalled (read from every eventfd, so one that landed after poll()
+  // returned counts too), then says it is parked. False: stopping.
+  auto park = [&] {
+    std::unique_lock g(pause_mu_);
+    while (paused_ && !stopping_) {
+      uint64_t gen = pause_gen_;
+      if (parked_gen_ != gen) {
+        g.unlock();
+        kick_signalled(true);
+        g.lock();
+        parked_gen_ = gen;
+        pause_cv_.notify_all();
+        continue;
+      }
+      pause_cv_.wait(g, [&] { return !paused_ || stopping_ || pause_gen_ != parked_gen_; });
+    }
+    return !stopping_;
+  };
+  if (!park()) return;  // paused before start()
   for (;;) {
     int n = ::poll(fds.data(), fds.size(), -1);
     if (n < 0) {
@@ -66,13 +131,13 @@ void NotifyThread::run() {
       return;
     }
     if (fds.back().revents) return;
-    for (size_t i = 0; i + 1 < fds.size(); i++) {
-      if (!(fds[i].revents & POLLIN)) continue;
+    kick_signalled(false);
+    if (fds[nq].revents & POLLIN) {
       uint64_t v;
-      if (::read(fds[i].fd, &v, sizeof v) == sizeof v) {
-        kicks_++;
-        kick_(int(i));
+      if (::read(ctl_fd_, &v, sizeof v) < 0) {
+        // EAGAIN only (another wake-up read it): nothing to do
       }
+      if (!park()) return;
     }
   }
 }

@@ -6,6 +6,7 @@
 // transport's notify region handles it.
 #pragma once
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -25,6 +26,13 @@ public:
 
   // Starts the thread; `kick(q)` runs on it for every notification.
   void start(std::function<void(int q)> kick);
+  // The machine pauses (every vCPU parked): the thread first handles every
+  // notification already signalled (a driver's write that reached the
+  // eventfd before its vCPU parked), then waits, without touching the
+  // device, until resume(); pause() returns once that has happened, so no
+  // request starts after it. Idempotent; a thread not started pauses at once.
+  void pause();
+  void resume();
   // The transport's Hooks::notify_mapped.
   void mapped(int q, uint64_t gpa, bool mapped);
   // Is queue q's notify address bound to its eventfd now?
@@ -45,6 +53,14 @@ private:
   int stop_fd_ = -1;
   mutable std::mutex mu_;
   std::atomic<uint64_t> kicks_{0};
+  // Pausing: pause() sets paused_, a new pause_gen_, and writes ctl_fd_; the
+  // thread handles the pending kicks, answers with parked_gen_ = that
+  // generation and waits on pause_cv_.
+  int ctl_fd_ = -1;
+  std::mutex pause_mu_;
+  std::condition_variable pause_cv_;
+  bool paused_ = false, stopping_ = false;
+  uint64_t pause_gen_ = 0, parked_gen_ = 0;
   std::thread thread_;
 };
 

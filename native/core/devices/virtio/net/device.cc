@@ -124,7 +124,14 @@ void VirtioNet::receive(std::span<const uint8_t> frame) {
     return;
   }
   backlog_.emplace_back(frame.begin(), frame.end());
-  flush_rx();
+  if (!paused_) flush_rx();  // else delivered by set_paused(false)
+}
+
+void VirtioNet::set_paused(bool paused) {
+  std::lock_guard g(transport_->lock());
+  if (paused_ == paused) return;
+  paused_ = paused;
+  if (!paused_ && !backlog_.empty()) flush_rx();
 }
 
 void VirtioNet::flush_rx() {

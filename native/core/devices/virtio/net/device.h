@@ -78,6 +78,7 @@ public:
   void reset() override;
   // Stops the backend: no frame arrives after it returns.
   void quiesce() override;
+  void set_paused(bool paused) override;
   // Saved state: the link status, whether the device broke down (needs a
   // reset), and the frames waiting for receive buffers.
   void save_device(state::StateWriter& w) const override;
@@ -107,6 +108,7 @@ private:
   std::shared_ptr<net::NetBackend> backend_;
   Options opt_;
   std::atomic<bool> link_up_{true};
+  bool paused_ = false;  // under the transport's lock
   bool active_ = false, broken_ = false;
   std::deque<std::vector<uint8_t>> backlog_;
   std::vector<uint8_t> txbuf_;
