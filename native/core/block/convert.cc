@@ -18,6 +18,7 @@
 
 #include "block/image.h"
 #include "block/lock.h"
+#include "block/qcow2.h"
 #include "block/raw.h"
 
 namespace vireo::block {
@@ -247,6 +248,82 @@ uint64_t copy_ranges(BlockBackend& in, int in_fd, Sink& sink, const ConvertOptio
   return off;
 }
 
+// convert -c: takes the pieces in order, stores every non-zero cluster of the
+// target through Qcow2Backend::write_compressed. Whole clusters inside a piece
+// are deflated in parallel; a cluster split across pieces (source extents need
+// not be cluster-aligned) is gathered in a staging buffer first.
+class Compressor {
+public:
+  Compressor(Qcow2Backend& q, uint64_t size, ConvertStats& st)
+      : q_(q), cs_(q.cluster_size()), size_(size), st_(st) {
+    unsigned hc = std::thread::hardware_concurrency();
+    threads_ = std::max(1u, std::min(4u, hc ? hc : 1u));
+  }
+  int piece(const uint8_t* buf, uint64_t off, uint64_t len) {
+    struct Job {
+      uint64_t off, n;
+      const uint8_t* p;
+      std::vector<uint8_t> z;
+    };
+    std::vector<Job> jobs;
+    for (uint64_t c = off / cs_; c * cs_ < off + len; c++) {
+      uint64_t cstart = c * cs_, cend = std::min(cstart + cs_, size_);
+      uint64_t lo = std::max(off, cstart), hi = std::min(off + len, cend);
+      if (lo == cstart && hi == cend && !(staged_ && stage_c_ == c)) {
+        if (!all_zero(buf + (lo - off), hi - lo)) jobs.push_back({cstart, cend - cstart, buf + (lo - off), {}});
+        continue;
+      }
+      if (staged_ && stage_c_ != c)
+        if (int r = flush_stage()) return r;
+      if (!staged_) {
+        stage_.assign(cs_, 0);
+        stage_c_ = c;
+        staged_ = true;
+      }
+      std::memcpy(stage_.data() + (lo - cstart), buf + (lo - off), hi - lo);
+    }
+    auto work = [&](size_t k) {
+      for (size_t i = k; i < jobs.size(); i += threads_)
+        jobs[i].z = Qcow2Backend::deflate_cluster(jobs[i].p, jobs[i].n, cs_);
+    };
+    if (threads_ > 1 && jobs.size() > 1) {
+      std::vector<std::thread> th;
+      for (unsigned k = 1; k < threads_; k++) th.emplace_back(work, k);
+      work(0);
+      for (auto& t : th) t.join();
+    } else {
+      work(0);
+    }
+    for (auto& j : jobs)
+      if (int r = store(j.p, j.n, j.off, j.z)) return r;
+    return 0;
+  }
+  int flush_stage() {
+    if (!staged_) return 0;
+    staged_ = false;
+    uint64_t cstart = stage_c_ * cs_, n = std::min(cs_, size_ - cstart);
+    if (all_zero(stage_.data(), n)) return 0;
+    return store(stage_.data(), n, cstart, Qcow2Backend::deflate_cluster(stage_.data(), n, cs_));
+  }
+
+private:
+  int store(const uint8_t* p, uint64_t n, uint64_t off, const std::vector<uint8_t>& z) {
+    int r = q_.write_compressed(p, n, off, z);
+    if (!r) {
+      (z.empty() ? st_.plain_clusters : st_.compressed_clusters)++;
+      st_.written_bytes += z.empty() ? n : z.size();
+    }
+    return r;
+  }
+  Qcow2Backend& q_;
+  const uint64_t cs_, size_;
+  ConvertStats& st_;
+  unsigned threads_ = 1;
+  std::vector<uint8_t> stage_;
+  uint64_t stage_c_ = 0;
+  bool staged_ = false;
+};
+
 std::string temp_name(const std::string& dir, const std::string& base) {
   std::random_device rd;
   char r[17];
@@ -288,6 +365,7 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
   };
   if (o.format != "raw" && o.format != "qcow2")
     return fail(-EINVAL, "unknown format '" + o.format + "'");
+  if (o.compress && o.format != "qcow2") return fail(-EINVAL, "Compression not supported for this file format");
   const std::string dir = dir_of(target), base = base_of(target);
   if (base.empty() || base == "." || base == "..") return fail(-EINVAL, "'" + target + "': not a file name");
   sweep_convert_temps(dir);
@@ -335,6 +413,12 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     sink.out = qout.get();
     sink.fd = hold;
   }
+  std::unique_ptr<Compressor> zc;
+  if (o.compress) {
+    auto* q = dynamic_cast<Qcow2Backend*>(qout.get());
+    if (!q) return abort_with(-EINVAL, "could not write '" + target + "': not a qcow2 image");
+    zc = std::make_unique<Compressor>(*q, size, st);
+  }
 
   uint64_t start = 0;
   auto* raw_in = dynamic_cast<RawBackend*>(&in);
@@ -356,7 +440,12 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
         return abort_with(p.err, "could not read the source image at offset " + std::to_string(p.off) + ": " +
                                      std::strerror(-p.err));
       }
-      if (p.buf) {
+      if (p.buf && zc) {
+        st.data_bytes += p.len;
+        int r = zc->piece(p.buf, p.off, p.len);
+        pipe.give_back(p.buf);
+        if (r) return abort_with(r, werr(r));
+      } else if (p.buf) {
         st.data_bytes += p.len;
         // Write the non-zero runs (grain-aligned within the image): the new image reads zeros elsewhere.
         for (uint64_t q = 0; q < p.len;) {
@@ -384,6 +473,8 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     }
   }
 
+  if (zc)
+    if (int r = zc->flush_stage()) return abort_with(r, werr(r));
   // Durable, then visible under its name.
   int r = qout ? qout->flush() : (::fdatasync(hold) ? -errno : 0);
   if (r) return abort_with(r, werr(r));
