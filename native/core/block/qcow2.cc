@@ -339,10 +339,16 @@ int Qcow2Backend::flush_metadata() {
         b.dirty = false;
       }
     if (::fdatasync(fd_)) return -errno;
-    for (uint64_t c : freed) {
-      free_hint_ = std::min(free_hint_, c);
-      l2_cache_.erase(c * cs_);
-      ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, c * cs_, cs_);
+    // One hole punch per run of freed clusters (each call can cost a journal
+    // commit: per cluster, shrinking 20 MiB of 4 KiB clusters took 7 s).
+    std::sort(freed.begin(), freed.end());
+    for (size_t i = 0; i < freed.size();) {
+      size_t j = i + 1;
+      while (j < freed.size() && freed[j] == freed[j - 1] + 1) j++;
+      for (size_t k = i; k < j; k++) l2_cache_.erase(freed[k] * cs_);
+      free_hint_ = std::min(free_hint_, freed[i]);
+      ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, freed[i] * cs_, (freed[j - 1] - freed[i] + 1) * cs_);
+      i = j;
     }
     if (!freed.empty()) zc_host_ = ~0ULL, meta_changed();
   }
