@@ -1433,12 +1433,12 @@ int Qcow2Backend::write_compressed(const uint8_t* data, uint64_t n, uint64_t off
       at = c;
     }
   }
-  if (int r = write_at(z.data(), zlen, at)) return r;
-  uint64_t end = (at + zlen + 511) & ~511ULL;  // whole sectors, as readers read them
-  if (file_end_ < end) {
-    if (::ftruncate(fd_, off_t(end))) return -errno;
-    file_end_ = end;
-  }
+  // Padded with zeros to a whole sector, as readers read them (the next
+  // compressed cluster overwrites the padding): one write, no truncate.
+  uint64_t end = (at + zlen + 511) & ~511ULL;
+  zbuf_.assign(z.begin(), z.end());
+  zbuf_.resize(end - at, 0);
+  if (int r = write_at(zbuf_.data(), zbuf_.size(), at)) return r;
   const uint32_t shift = 62 - (cluster_bits_ - 8);
   uint64_t sectors_m1 = ((at + zlen - 1) >> 9) - (at >> 9);
   t->e[idx] = kCompressed | (sectors_m1 << shift) | at;

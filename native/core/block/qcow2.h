@@ -206,6 +206,7 @@ private:
   bool snap_l2_stale_ = true;
   bool corrupt_ = false;           // found at run time: no more writes
   std::string corrupt_why_;
+  std::vector<uint8_t> zbuf_;  // write_compressed's sector-padded copy
   uint64_t zfree_ = 0;  // next free byte for compressed data (0: start a new cluster)
   uint64_t zc_host_ = ~0ULL;  // last decompressed cluster (L2 entry) and its data
   std::vector<uint8_t> zc_data_;
