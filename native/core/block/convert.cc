@@ -249,28 +249,35 @@ uint64_t copy_ranges(BlockBackend& in, int in_fd, Sink& sink, const ConvertOptio
 }
 
 // convert -c: takes the pieces in order, stores every non-zero cluster of the
-// target through Qcow2Backend::write_compressed. Whole clusters inside a piece
-// are deflated in parallel; a cluster split across pieces (source extents need
-// not be cluster-aligned) is gathered in a staging buffer first.
+// target through Qcow2Backend::write_compressed, in order. Clusters are copied
+// out of the piece and deflated by up to 4 worker threads while this thread
+// writes finished ones (at most kZInFlight waiting), so reading, deflating and
+// writing overlap. A cluster split across pieces (source extents need not be
+// cluster-aligned) is gathered in a staging buffer first.
+constexpr size_t kZInFlight = 128;
 class Compressor {
 public:
   Compressor(Qcow2Backend& q, uint64_t size, ConvertStats& st)
       : q_(q), cs_(q.cluster_size()), size_(size), st_(st) {
     unsigned hc = std::thread::hardware_concurrency();
-    threads_ = std::max(1u, std::min(4u, hc ? hc : 1u));
+    unsigned n = std::max(1u, std::min(4u, hc ? hc : 1u));
+    for (unsigned i = 0; i < n; i++) workers_.emplace_back([this] { work(); });
+  }
+  ~Compressor() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
   }
   int piece(const uint8_t* buf, uint64_t off, uint64_t len) {
-    struct Job {
-      uint64_t off, n;
-      const uint8_t* p;
-      std::vector<uint8_t> z;
-    };
-    std::vector<Job> jobs;
     for (uint64_t c = off / cs_; c * cs_ < off + len; c++) {
       uint64_t cstart = c * cs_, cend = std::min(cstart + cs_, size_);
       uint64_t lo = std::max(off, cstart), hi = std::min(off + len, cend);
       if (lo == cstart && hi == cend && !(staged_ && stage_c_ == c)) {
-        if (!all_zero(buf + (lo - off), hi - lo)) jobs.push_back({cstart, cend - cstart, buf + (lo - off), {}});
+        if (!all_zero(buf + (lo - off), hi - lo))
+          if (int r = submit(cstart, buf + (lo - off), hi - lo)) return r;
         continue;
       }
       if (staged_ && stage_c_ != c)
@@ -282,43 +289,86 @@ public:
       }
       std::memcpy(stage_.data() + (lo - cstart), buf + (lo - off), hi - lo);
     }
-    auto work = [&](size_t k) {
-      for (size_t i = k; i < jobs.size(); i += threads_)
-        jobs[i].z = Qcow2Backend::deflate_cluster(jobs[i].p, jobs[i].n, cs_);
-    };
-    if (threads_ > 1 && jobs.size() > 1) {
-      std::vector<std::thread> th;
-      for (unsigned k = 1; k < threads_; k++) th.emplace_back(work, k);
-      work(0);
-      for (auto& t : th) t.join();
-    } else {
-      work(0);
-    }
-    for (auto& j : jobs)
-      if (int r = store(j.p, j.n, j.off, j.z)) return r;
-    return 0;
+    return drain(false);
   }
   int flush_stage() {
     if (!staged_) return 0;
     staged_ = false;
     uint64_t cstart = stage_c_ * cs_, n = std::min(cs_, size_ - cstart);
     if (all_zero(stage_.data(), n)) return 0;
-    return store(stage_.data(), n, cstart, Qcow2Backend::deflate_cluster(stage_.data(), n, cs_));
+    return submit(cstart, stage_.data(), n);
+  }
+  // Everything submitted, written.
+  int finish() {
+    if (int r = flush_stage()) return r;
+    return drain(true);
   }
 
 private:
-  int store(const uint8_t* p, uint64_t n, uint64_t off, const std::vector<uint8_t>& z) {
-    int r = q_.write_compressed(p, n, off, z);
-    if (!r) {
-      (z.empty() ? st_.plain_clusters : st_.compressed_clusters)++;
-      st_.written_bytes += z.empty() ? n : z.size();
+  struct Job {
+    uint64_t off = 0;
+    std::vector<uint8_t> data, z;
+    bool done = false;
+  };
+  int submit(uint64_t off, const uint8_t* p, uint64_t n) {
+    auto j = std::make_shared<Job>();
+    j->off = off;
+    j->data.assign(p, p + n);
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      todo_.push_back(j);
+      order_.push_back(j);
     }
-    return r;
+    cv_.notify_one();
+    return drain(false);
+  }
+  // Writes finished jobs from the front; waits while too many are in flight (or all, at the end).
+  int drain(bool all) {
+    for (;;) {
+      std::shared_ptr<Job> j;
+      {
+        std::unique_lock<std::mutex> g(mu_);
+        if (order_.empty()) return 0;
+        if (!order_.front()->done) {
+          if (!all && order_.size() < kZInFlight) return 0;
+          done_cv_.wait(g, [&] { return order_.front()->done; });
+        }
+        j = order_.front();
+        order_.pop_front();
+      }
+      int r = q_.write_compressed(j->data.data(), j->data.size(), j->off, j->z);
+      if (r) return r;
+      (j->z.empty() ? st_.plain_clusters : st_.compressed_clusters)++;
+      st_.written_bytes += j->z.empty() ? j->data.size() : j->z.size();
+    }
+  }
+  void work() {
+    for (;;) {
+      std::shared_ptr<Job> j;
+      {
+        std::unique_lock<std::mutex> g(mu_);
+        cv_.wait(g, [&] { return stop_ || !todo_.empty(); });
+        if (stop_) return;
+        j = todo_.front();
+        todo_.pop_front();
+      }
+      auto z = Qcow2Backend::deflate_cluster(j->data.data(), j->data.size(), cs_);
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        j->z = std::move(z);
+        j->done = true;
+      }
+      done_cv_.notify_all();
+    }
   }
   Qcow2Backend& q_;
   const uint64_t cs_, size_;
   ConvertStats& st_;
-  unsigned threads_ = 1;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::shared_ptr<Job>> todo_, order_;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
   std::vector<uint8_t> stage_;
   uint64_t stage_c_ = 0;
   bool staged_ = false;
@@ -473,8 +523,10 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     }
   }
 
-  if (zc)
-    if (int r = zc->flush_stage()) return abort_with(r, werr(r));
+  if (zc) {
+    if (int r = zc->finish()) return abort_with(r, werr(r));
+    zc.reset();
+  }
   // Durable, then visible under its name.
   int r = qout ? qout->flush() : (::fdatasync(hold) ? -errno : 0);
   if (r) return abort_with(r, werr(r));
