@@ -4,7 +4,11 @@
 #   images: a GiB-sized raw with 50 % of its 64 KiB blocks allocated at random
 #   (SIZE_GB, default 4) and a sparse 100 GiB raw with 64 MiB of data scattered in 1 MiB
 #   pieces, plus qemu-img's qcow2 of each.
+#   convert -c: a COMP_MB (default 1024) raw with 50 % of its 64 KiB blocks allocated,
+#   three quarters of them text-like (compressible), a quarter random, to compressed
+#   qcow2 by both tools (each deflates on up to 4 threads).
 # Usage: bench/block/convert.sh [BUILD_DIR] [SIZE_GB]   (default native/out/core, 4)
+#   PARTS="copy compress" (default) picks the tables to run.
 # Needs qemu-img and ~4x SIZE_GB/2 free in $TMPDIR. Not part of CI.
 # Ratios are other's time / Vireo's time: >= 1.00 means Vireo is at least as fast.
 # vireo-img's output is durable when it exits (fdatasync + directory fsync);
@@ -15,6 +19,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../native/out/core}" && pwd)
 size_gb=${2:-4}
 RUNS=${RUNS:-3}
+PARTS=${PARTS:-copy compress}
+COMP_MB=${COMP_MB:-1024}
 VIMG=$build/vireo-img
 [ -x "$VIMG" ] || { echo "missing $VIMG (build first)"; exit 1; }
 command -v qemu-img >/dev/null || { echo "qemu-img missing (apt-get install qemu-utils)"; exit 1; }
@@ -22,10 +28,23 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/vireo-convert-bench-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-python3 - "$size_gb" <<'PY'
+python3 - "$size_gb" "$PARTS" "$COMP_MB" <<'PY'
 import os, random, sys
 random.seed(1)
 buf = os.urandom(2 << 20)
+if "compress" in sys.argv[2]:
+    words = [b"qcow2", b"cluster", b"refcount", b"table", b"guest", b"virtio", b"sector", b"vireo", b"\n"]
+    text = b" ".join(random.choice(words) + str(random.randrange(1000)).encode() for _ in range(600000))[: 2 << 20]
+    size = int(sys.argv[3]) << 20
+    with open("comp.raw", "wb") as f:
+        f.truncate(size)
+        for off in range(0, size, 64 << 10):
+            if random.random() < 0.5:
+                src = text if random.random() < 0.75 else buf
+                s = random.randrange(0, 1 << 20)
+                f.seek(off); f.write(src[s:s + (64 << 10)])
+if "copy" not in sys.argv[2]:
+    sys.exit(0)
 size = int(sys.argv[1]) << 30
 with open("half.raw", "wb") as f:
     f.truncate(size)
@@ -40,8 +59,10 @@ with open("sparse.raw", "wb") as f:
         s = random.randrange(0, 1 << 20)
         f.seek(off); f.write(buf[s:s + (1 << 20)])
 PY
-qemu-img convert -O qcow2 half.raw half.qcow2
-qemu-img convert -O qcow2 sparse.raw sparse.qcow2
+if [[ $PARTS == *copy* ]]; then
+  qemu-img convert -O qcow2 half.raw half.qcow2
+  qemu-img convert -O qcow2 sparse.raw sparse.qcow2
+fi
 sync
 
 now() { date +%s.%N; }
@@ -57,6 +78,7 @@ med() {
 }
 fsynced() { "$@" && sync "${@: -1}"; }
 
+if [[ $PARTS == *copy* ]]; then
 echo "| image | convert | Vireo s | qemu-img s | qemu-img+fsync s | cp s | cp+fsync s | vs qemu-img | vs qemu-img+fsync | vs cp | vs cp+fsync |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for img in half sparse; do
@@ -85,3 +107,24 @@ print(f"| {img} | {conv} | {v:.3f} | {s(q)} | {s(qs)} | {s(c)} | {s(cs)} | {r(q)
 PY
   done
 done
+fi
+
+if [[ $PARTS == *compress* ]]; then
+  echo
+  echo "| image | convert -c | Vireo s | qemu-img s | qemu-img+fsync s | vs qemu-img | vs qemu-img+fsync | size Vireo MiB | size qemu-img MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  tv=$(med "$VIMG" convert -c -O qcow2 comp.raw o.qcow2)
+  "$VIMG" convert -c -O qcow2 comp.raw o.qcow2
+  qemu-img compare -q comp.raw o.qcow2 || { echo "compare failed: comp.raw -> o.qcow2 (-c)"; exit 1; }
+  qemu-img check -q o.qcow2 || { echo "check failed: o.qcow2 (-c)"; exit 1; }
+  sv=$(stat -c %s o.qcow2)
+  tq=$(med qemu-img convert -c -O qcow2 comp.raw o.qcow2)
+  tqs=$(med fsynced qemu-img convert -c -O qcow2 comp.raw o.qcow2)
+  qemu-img convert -c -O qcow2 comp.raw o.qcow2
+  sq=$(stat -c %s o.qcow2)
+  python3 - "$tv" "$tq" "$tqs" "$sv" "$sq" "$COMP_MB" <<'PY'
+import sys
+v, q, qs, sv, sq, mb = map(float, sys.argv[1:])
+print(f"| comp ({int(mb)} MiB) | raw->qcow2 | {v:.3f} | {q:.3f} | {qs:.3f} | {q / v:.2f} | {qs / v:.2f} | {sv / 2**20:.1f} | {sq / 2**20:.1f} |")
+PY
+fi

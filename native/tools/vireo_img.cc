@@ -27,19 +27,30 @@ bool g_force_share = false;
 // SIGINT/SIGTERM/SIGHUP during convert: stop and remove the temporary.
 std::atomic<bool> g_cancel{false};
 
-int usage() {
-  std::fprintf(stderr,
-               "usage: vireo-img COMMAND ...\n"
-               "  create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1] FILE [SIZE]\n"
-               "  info [-f FMT] [--output human|json] FILE\n"
-               "  check [-q] [-f FMT] [-r leaks|all] [--output human|json] FILE\n"
-               "  convert [-q] [-p] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...] [-U] IN OUT\n"
-               "  snapshot [-q] -c|-a|-d NAME FILE | snapshot -l FILE   (-a/-d --by-name: NAME is never an ID)\n"
-               "  resize [-f FMT] FILE [+]SIZE\n"
-               "  rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)\n"
+const char* const kUsage[][2] = {
+    {"create", "create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1] FILE [SIZE]"},
+    {"info", "info [-f FMT] [-U] [--output human|json] FILE"},
+    {"check", "check [-q] [-f FMT] [-U] [-r leaks|all] [--output human|json] FILE"},
+    {"convert", "convert [-q] [-p] [-c] [-U] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...] IN OUT"},
+    {"snapshot", "snapshot [-q] -c|-a|-d NAME FILE | snapshot [-U] -l FILE   (-a/-d --by-name: NAME is never an ID)"},
+    {"resize", "resize [-q] [-f FMT] [--shrink] FILE [+|-]SIZE"},
+    {"rebase", "rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)"},
+};
+
+void print_usage(FILE* f, const std::string& only) {
+  std::fprintf(f, "usage: vireo-img COMMAND ...\n");
+  for (auto& u : kUsage)
+    if (only.empty() || only == u[0]) std::fprintf(f, "  %s\n", u[1]);
+  std::fprintf(f,
                "SIZE takes a suffix k, M, G, T (powers of 1024).\n"
+               "convert -c writes compressed qcow2 clusters (deflate, like qemu-img convert -c).\n"
+               "resize: shrinking needs --shrink; data past the new end is lost.\n"
                "Images are locked like QEMU's: an image a VM (Vireo or QEMU) writes is not opened;\n"
                "info, check (without -r), convert and snapshot -l take -U / --force-share to read it anyway.\n");
+}
+
+int usage(const std::string& only = "") {
+  print_usage(stderr, only);
   return 1;
 }
 
@@ -122,12 +133,21 @@ struct Args {
   std::string f, O, b, F, o, r, output = "human", snap_name;
   char snap_op = 0;
   bool by_name = false;  // snapshot -a/-d: NAME is a name, never an ID
-  bool q = false, p = false, u = false, have_b = false;
+  bool q = false, p = false, u = false, have_b = false, compress = false, shrink = false, help = false;
 };
 
-bool parse_args(int argc, char** argv, Args* a) {
+bool parse_args(const std::string& cmd, int argc, char** argv, Args* a) {
+  bool opts = true;
   for (int i = 0; i < argc; i++) {
     std::string s = argv[i];
+    if (!opts) {
+      a->pos.push_back(s);
+      continue;
+    }
+    if (s == "--") {  // the rest are operands (resize FILE -- -1G)
+      opts = false;
+      continue;
+    }
     auto need = [&](std::string* dst) {
       if (i + 1 >= argc) return false;
       *dst = argv[++i];
@@ -145,6 +165,10 @@ bool parse_args(int argc, char** argv, Args* a) {
     else if (s == "-q") a->q = true;
     else if (s == "-p") a->p = true;
     else if (s == "-U" || s == "--force-share") g_force_share = true;
+    else if (s == "-h" || s == "--help") a->help = true;
+    else if (cmd == "convert" && s == "-c") a->compress = true;
+    else if (cmd == "resize" && s == "--shrink") a->shrink = true;
+    else if (cmd == "resize" && i == argc - 1 && s.size() > 1 && s[0] == '-') a->pos.push_back(s);  // -SIZE
     else if (s == "-c" || s == "-a" || s == "-d") {
       a->snap_op = s[1];
       if (!need(&a->snap_name)) return false;
@@ -159,7 +183,7 @@ bool parse_args(int argc, char** argv, Args* a) {
 }
 
 int cmd_create(Args& a) {
-  if (a.pos.empty() || a.pos.size() > 2) return usage();
+  if (a.pos.empty() || a.pos.size() > 2) return usage("create");
   std::string fmt = a.f.empty() ? "raw" : a.f;
   int cbits = 16, version = 3;
   std::string backing = a.b, bfmt = a.F;
@@ -244,7 +268,7 @@ void print_snapshots(const std::vector<SnapshotInfo>& v) {
 }
 
 int cmd_info(Args& a) {
-  if (a.pos.size() != 1) return usage();
+  if (a.pos.size() != 1) return usage("info");
   const std::string& path = a.pos[0];
   std::string err, fmt = a.f;
   if (fmt.empty()) fmt = probe_format(path, &err);
@@ -349,7 +373,7 @@ int cmd_info(Args& a) {
 }
 
 int cmd_check(Args& a) {
-  if (a.pos.size() != 1) return usage();
+  if (a.pos.size() != 1) return usage("check");
   const std::string& path = a.pos[0];
   std::string err, fmt = a.f;
   if (fmt.empty()) fmt = probe_format(path, &err);
@@ -410,7 +434,7 @@ int cmd_check(Args& a) {
 }
 
 int cmd_convert(Args& a) {
-  if (a.pos.size() != 2) return usage();
+  if (a.pos.size() != 2) return usage("convert");
   std::string err;
   OpenOptions o;
   o.format = a.f;
@@ -433,8 +457,13 @@ int cmd_convert(Args& a) {
     std::fprintf(stderr, "vireo-img: unknown format '%s'\n", ofmt.c_str());
     return 1;
   }
+  if (a.compress && ofmt != "qcow2") {
+    std::fprintf(stderr, "vireo-img: Compression not supported for this file format\n");
+    return 1;
+  }
   ConvertOptions co;
   co.format = ofmt;
+  co.compress = a.compress;
   co.cluster_bits = cbits;
   co.version = version;
   co.cancel = &g_cancel;
@@ -470,7 +499,7 @@ int cmd_convert(Args& a) {
 }
 
 int cmd_snapshot(Args& a) {
-  if (a.pos.size() != 1 || !a.snap_op) return usage();
+  if (a.pos.size() != 1 || !a.snap_op) return usage("snapshot");
   std::string err;
   std::string fmt = probe_format(a.pos[0], &err);
   if (fmt.empty()) {
@@ -507,39 +536,68 @@ int cmd_snapshot(Args& a) {
   return 0;
 }
 
+// Like qemu-img resize: [+|-]SIZE; shrinking only with --shrink (raw: the
+// file is truncated; qcow2: clusters past the end are freed).
 int cmd_resize(Args& a) {
-  if (a.pos.size() != 2) return usage();
+  if (a.pos.size() != 2) return usage("resize");
+  const std::string& path = a.pos[0];
+  std::string s = a.pos[1];
+  int sign = s[0] == '+' ? 1 : s[0] == '-' ? -1 : 0;
+  uint64_t n;
+  if (!parse_size(sign ? s.substr(1) : s, &n)) {
+    std::fprintf(stderr, "vireo-img: Invalid image size specified: '%s'\n", s.c_str());
+    return 1;
+  }
   std::string err;
   OpenOptions o;
   o.format = a.f;
-  auto b = open_block(a.pos[0], o, &err);
+  auto b = open_block(path, o, &err);
   if (!b) {
     std::fprintf(stderr, "vireo-img: %s\n", err.c_str());
     return 1;
   }
-  std::string s = a.pos[1];
-  bool rel = s[0] == '+';
-  uint64_t n;
-  if (!parse_size(rel ? s.substr(1) : s, &n)) {
-    std::fprintf(stderr, "vireo-img: invalid size '%s'\n", s.c_str());
+  uint64_t cur = b->size(), ns;
+  if (sign < 0) {
+    if (n >= cur) {
+      std::fprintf(stderr, "vireo-img: New image size must be positive\n");
+      return 1;
+    }
+    ns = cur - n;
+  } else {
+    ns = sign > 0 ? cur + n : n;
+  }
+  if (ns == 0) {
+    std::fprintf(stderr, "vireo-img: New image size must be positive\n");
     return 1;
   }
-  uint64_t ns = rel ? b->size() + n : n;
+  if (ns < cur && !a.shrink) {
+    std::fprintf(stderr,
+                 "vireo-img: Use the --shrink option to perform a shrink operation.\n"
+                 "vireo-img: warning: Shrinking an image will delete all data beyond the shrunken image's "
+                 "end. Before performing such an operation, make sure there is no important data there.\n");
+    return 1;
+  }
   int r;
-  if (auto* q = dynamic_cast<Qcow2Backend*>(b.get())) r = q->resize(ns);
-  else if (auto* raw = dynamic_cast<RawBackend*>(b.get())) r = ::ftruncate(raw->fd(), off_t(ns)) ? -errno : 0;
-  else r = -ENOTSUP;
+  if (auto* q = dynamic_cast<Qcow2Backend*>(b.get())) {
+    r = q->resize(ns, &err);
+  } else if (auto* raw = dynamic_cast<RawBackend*>(b.get())) {
+    r = ::ftruncate(raw->fd(), off_t(ns)) ? -errno : 0;
+    if (!r && ::fdatasync(raw->fd())) r = -errno;
+    if (r) err = std::strerror(-r);
+  } else {
+    r = -ENOTSUP;
+    err = "format '" + b->format() + "' cannot be resized";
+  }
   if (r) {
-    std::fprintf(stderr, "vireo-img: cannot resize '%s': %s\n", a.pos[0].c_str(),
-                 r == -ENOTSUP ? "only growing an image without snapshots is supported" : std::strerror(-r));
+    std::fprintf(stderr, "vireo-img: cannot resize '%s': %s\n", path.c_str(), err.c_str());
     return 1;
   }
-  std::printf("Image resized.\n");
+  if (!a.q) std::printf("Image resized.\n");
   return 0;
 }
 
 int cmd_rebase(Args& a) {
-  if (a.pos.size() != 1 || !a.have_b) return usage();
+  if (a.pos.size() != 1 || !a.have_b) return usage("rebase");
   if (!a.u) {
     std::fprintf(stderr, "vireo-img: only 'rebase -u' (rewrite the header, copy no data) is supported\n");
     return 1;
@@ -562,11 +620,21 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage();
   std::string cmd = argv[1];
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-    usage();
+    print_usage(stdout, "");
     return 0;
   }
+  bool known = false;
+  for (auto& u : kUsage) known = known || cmd == u[0];
+  if (!known) {
+    std::fprintf(stderr, "vireo-img: unknown command '%s'\n", cmd.c_str());
+    return usage();
+  }
   Args a;
-  if (!parse_args(argc - 2, argv + 2, &a)) return usage();
+  if (!parse_args(cmd, argc - 2, argv + 2, &a)) return usage(cmd);
+  if (a.help) {
+    print_usage(stdout, cmd);
+    return 0;
+  }
   if (g_force_share && !(cmd == "info" || cmd == "convert" || (cmd == "check" && a.r.empty()) ||
                          (cmd == "snapshot" && a.snap_op == 'l'))) {
     std::fprintf(stderr, "vireo-img: -U/--force-share is only for reading (info, check without -r, convert, "

@@ -18,6 +18,7 @@
 
 #include "block/image.h"
 #include "block/lock.h"
+#include "block/qcow2.h"
 #include "block/raw.h"
 
 namespace vireo::block {
@@ -247,6 +248,132 @@ uint64_t copy_ranges(BlockBackend& in, int in_fd, Sink& sink, const ConvertOptio
   return off;
 }
 
+// convert -c: takes the pieces in order, stores every non-zero cluster of the
+// target through Qcow2Backend::write_compressed, in order. Clusters are copied
+// out of the piece and deflated by up to 4 worker threads while this thread
+// writes finished ones (at most kZInFlight waiting), so reading, deflating and
+// writing overlap. A cluster split across pieces (source extents need not be
+// cluster-aligned) is gathered in a staging buffer first.
+constexpr size_t kZInFlight = 128;
+class Compressor {
+public:
+  Compressor(Qcow2Backend& q, uint64_t size, ConvertStats& st)
+      : q_(q), cs_(q.cluster_size()), size_(size), st_(st) {
+    unsigned hc = std::thread::hardware_concurrency();
+    unsigned n = std::max(1u, std::min(4u, hc ? hc : 1u));
+    for (unsigned i = 0; i < n; i++) workers_.emplace_back([this] { work(); });
+  }
+  ~Compressor() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+  int piece(const uint8_t* buf, uint64_t off, uint64_t len) {
+    for (uint64_t c = off / cs_; c * cs_ < off + len; c++) {
+      uint64_t cstart = c * cs_, cend = std::min(cstart + cs_, size_);
+      uint64_t lo = std::max(off, cstart), hi = std::min(off + len, cend);
+      if (lo == cstart && hi == cend && !(staged_ && stage_c_ == c)) {
+        if (!all_zero(buf + (lo - off), hi - lo))
+          if (int r = submit(cstart, buf + (lo - off), hi - lo)) return r;
+        continue;
+      }
+      if (staged_ && stage_c_ != c)
+        if (int r = flush_stage()) return r;
+      if (!staged_) {
+        stage_.assign(cs_, 0);
+        stage_c_ = c;
+        staged_ = true;
+      }
+      std::memcpy(stage_.data() + (lo - cstart), buf + (lo - off), hi - lo);
+    }
+    return drain(false);
+  }
+  int flush_stage() {
+    if (!staged_) return 0;
+    staged_ = false;
+    uint64_t cstart = stage_c_ * cs_, n = std::min(cs_, size_ - cstart);
+    if (all_zero(stage_.data(), n)) return 0;
+    return submit(cstart, stage_.data(), n);
+  }
+  // Everything submitted, written.
+  int finish() {
+    if (int r = flush_stage()) return r;
+    return drain(true);
+  }
+
+private:
+  struct Job {
+    uint64_t off = 0;
+    std::vector<uint8_t> data, z;
+    bool done = false;
+  };
+  int submit(uint64_t off, const uint8_t* p, uint64_t n) {
+    auto j = std::make_shared<Job>();
+    j->off = off;
+    j->data.assign(p, p + n);
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      todo_.push_back(j);
+      order_.push_back(j);
+    }
+    cv_.notify_one();
+    return drain(false);
+  }
+  // Writes finished jobs from the front; waits while too many are in flight (or all, at the end).
+  int drain(bool all) {
+    for (;;) {
+      std::shared_ptr<Job> j;
+      {
+        std::unique_lock<std::mutex> g(mu_);
+        if (order_.empty()) return 0;
+        if (!order_.front()->done) {
+          if (!all && order_.size() < kZInFlight) return 0;
+          done_cv_.wait(g, [&] { return order_.front()->done; });
+        }
+        j = order_.front();
+        order_.pop_front();
+      }
+      int r = q_.write_compressed(j->data.data(), j->data.size(), j->off, j->z);
+      if (r) return r;
+      (j->z.empty() ? st_.plain_clusters : st_.compressed_clusters)++;
+      st_.written_bytes += j->z.empty() ? j->data.size() : j->z.size();
+    }
+  }
+  void work() {
+    for (;;) {
+      std::shared_ptr<Job> j;
+      {
+        std::unique_lock<std::mutex> g(mu_);
+        cv_.wait(g, [&] { return stop_ || !todo_.empty(); });
+        if (stop_) return;
+        j = todo_.front();
+        todo_.pop_front();
+      }
+      auto z = Qcow2Backend::deflate_cluster(j->data.data(), j->data.size(), cs_);
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        j->z = std::move(z);
+        j->done = true;
+      }
+      done_cv_.notify_all();
+    }
+  }
+  Qcow2Backend& q_;
+  const uint64_t cs_, size_;
+  ConvertStats& st_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_cv_;
+  std::deque<std::shared_ptr<Job>> todo_, order_;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+  std::vector<uint8_t> stage_;
+  uint64_t stage_c_ = 0;
+  bool staged_ = false;
+};
+
 std::string temp_name(const std::string& dir, const std::string& base) {
   std::random_device rd;
   char r[17];
@@ -288,6 +415,7 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
   };
   if (o.format != "raw" && o.format != "qcow2")
     return fail(-EINVAL, "unknown format '" + o.format + "'");
+  if (o.compress && o.format != "qcow2") return fail(-EINVAL, "Compression not supported for this file format");
   const std::string dir = dir_of(target), base = base_of(target);
   if (base.empty() || base == "." || base == "..") return fail(-EINVAL, "'" + target + "': not a file name");
   sweep_convert_temps(dir);
@@ -335,6 +463,12 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     sink.out = qout.get();
     sink.fd = hold;
   }
+  std::unique_ptr<Compressor> zc;
+  if (o.compress) {
+    auto* q = dynamic_cast<Qcow2Backend*>(qout.get());
+    if (!q) return abort_with(-EINVAL, "could not write '" + target + "': not a qcow2 image");
+    zc = std::make_unique<Compressor>(*q, size, st);
+  }
 
   uint64_t start = 0;
   auto* raw_in = dynamic_cast<RawBackend*>(&in);
@@ -356,7 +490,12 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
         return abort_with(p.err, "could not read the source image at offset " + std::to_string(p.off) + ": " +
                                      std::strerror(-p.err));
       }
-      if (p.buf) {
+      if (p.buf && zc) {
+        st.data_bytes += p.len;
+        int r = zc->piece(p.buf, p.off, p.len);
+        pipe.give_back(p.buf);
+        if (r) return abort_with(r, werr(r));
+      } else if (p.buf) {
         st.data_bytes += p.len;
         // Write the non-zero runs (grain-aligned within the image): the new image reads zeros elsewhere.
         for (uint64_t q = 0; q < p.len;) {
@@ -384,6 +523,10 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     }
   }
 
+  if (zc) {
+    if (int r = zc->finish()) return abort_with(r, werr(r));
+    zc.reset();
+  }
   // Durable, then visible under its name.
   int r = qout ? qout->flush() : (::fdatasync(hold) ? -errno : 0);
   if (r) return abort_with(r, werr(r));

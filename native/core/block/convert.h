@@ -25,6 +25,10 @@ struct ConvertOptions {
   std::string format = "raw";  // target: "raw" or "qcow2"
   int cluster_bits = 16;       // qcow2 target
   int version = 3;             // qcow2 target: 2 (compat=0.10) or 3
+  // qcow2 target: compressed clusters (qemu-img convert -c). Each non-zero
+  // cluster is deflated (raw deflate, windowBits -12, on up to 4 threads) and
+  // stored compressed when that is smaller than a cluster, else as it is.
+  bool compress = false;
   // Called on the writing thread with bytes of the virtual disk done (holes count).
   std::function<void(uint64_t done, uint64_t total)> progress;
   const std::atomic<bool>* cancel = nullptr;  // set -> the copy stops with -ECANCELED
@@ -36,6 +40,8 @@ struct ConvertStats {
   uint64_t data_bytes = 0;      // bytes of the source read (or copied by the kernel)
   uint64_t written_bytes = 0;   // bytes written to the target (zero pieces skipped)
   uint64_t copy_range_bytes = 0;
+  uint64_t compressed_clusters = 0;  // convert -c: clusters stored compressed
+  uint64_t plain_clusters = 0;       // convert -c: clusters that did not compress
   bool used_copy_range = false;
 };
 

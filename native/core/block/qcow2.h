@@ -53,8 +53,28 @@ public:
   int snapshot_apply(const std::string& name, std::string* error, bool by_name = false) override;
   int snapshot_delete(const std::string& name, std::string* error, bool by_name = false) override;
 
-  // Grows the virtual disk (L1 table grows as needed). 0 or -errno.
-  int resize(uint64_t new_size);
+  // Grows or shrinks the virtual disk, like qemu-img resize. Growing: the L1
+  // table grows as needed (over a larger backing file, the new range reads as
+  // zeros). Shrinking: clusters past the new end are freed, L1 entries and L2
+  // tables past it dropped, refcount blocks that count nothing freed and the
+  // file truncated after its last used cluster; the tail of a partly kept
+  // cluster is zeroed. The size must be a multiple of 512; images with internal
+  // snapshots are refused. 0 or -errno with *error saying why.
+  int resize(uint64_t new_size, std::string* error = nullptr);
+
+  // Compressed clusters (qemu-img convert -c). deflate_cluster compresses one
+  // cluster (`n` <= cluster size, zero-padded to it) as raw deflate (zlib,
+  // windowBits -12): the compressed bytes, or empty when that is not smaller
+  // than a cluster (or zlib is missing). Thread-safe; no image needed.
+  static std::vector<uint8_t> deflate_cluster(const uint8_t* data, uint64_t n, uint64_t cluster_size);
+  // Stores the cluster at guest offset `off` (cluster-aligned; `n` bytes, a
+  // whole cluster or the image's last partial one): as a compressed cluster
+  // when `z` (from deflate_cluster) is non-empty and the cluster is
+  // unallocated, otherwise as a normal write of `data`. Compressed data is
+  // packed byte-wise into shared host clusters, each counted once per
+  // compressed cluster that touches it, as the qcow2 spec and QEMU do.
+  int write_compressed(const uint8_t* data, uint64_t n, uint64_t off, const std::vector<uint8_t>& z);
+  uint64_t cluster_size() const { return cs_; }
 
   struct Info {
     uint32_t version = 0, cluster_bits = 0, refcount_bits = 0;
@@ -118,6 +138,8 @@ private:
   int l2_for_write(uint64_t off, L2Table** t, uint64_t* idx);
   int write_chunk(const uint8_t* p, uint64_t len, uint64_t off);
   int zero_range(uint64_t off, uint64_t len, bool discard);
+  int shrink(uint64_t new_size);
+  int free_empty_refblocks();
   int read_l1(uint64_t off, uint32_t n, std::vector<uint64_t>* l1);
   int refcount_walk(const std::vector<uint64_t>& l1, int delta, bool later);
   int fix_copied_flags();
@@ -186,6 +208,8 @@ private:
   bool snap_l2_stale_ = true;
   bool corrupt_ = false;           // found at run time: no more writes
   std::string corrupt_why_;
+  std::vector<uint8_t> zbuf_;  // write_compressed's sector-padded copy
+  uint64_t zfree_ = 0;  // next free byte for compressed data (0: start a new cluster)
   uint64_t zc_host_ = ~0ULL;  // last decompressed cluster (L2 entry) and its data
   std::vector<uint8_t> zc_data_;
 };
