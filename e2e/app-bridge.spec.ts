@@ -5,9 +5,7 @@
 // channel is a real MessageChannel). Issue 13's check: a VM started from the CLI shows
 // Running in the app, keeps running when the app goes, and the app opened again shows
 // it Running; its console port carries the guest's serial bytes both ways.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { IPC } from '../electron/common/contracts/api';
@@ -15,32 +13,16 @@ import { decodeHostToUi, encodeUiToHost } from '../electron/common/contracts/str
 import { fakeIpc, nodeChannel, windowEvent } from '../electron/main/__tests__/bridge-stand-ins';
 import { type ServiceBridge, serviceCommand, startServiceBridge } from '../electron/main/service-bridge';
 import { ensureService } from '../electron/services/service-host';
-import { ROOT, buildGuest, engineCapability, servicePid, stopServiceAndWait } from './harness';
+import { ROOT, buildGuest, engineCapability, servicePid, stopServiceAndWait, isolatedEnv, runVireo } from './harness';
 
 const APP = 'file:///vireo/renderer/index.html';
 const built = ['dist/electron/cli/main.js', 'dist/electron/engine-host/main.js'].find((f) => !fs.existsSync(path.join(ROOT, f)));
 const why = (built ? `${built} is missing: build first (npx tsc -p tsconfig.json)` : null) ?? engineCapability();
 if (why) console.log(`SKIP app bridge e2e: ${why}`);
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-appbridge-'));
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  HOME: dir,
-  XDG_CONFIG_HOME: path.join(dir, 'config'),
-  XDG_DATA_HOME: path.join(dir, 'data'),
-  XDG_RUNTIME_DIR: path.join(dir, 'run'),
-};
+const { dir, env } = isolatedEnv('vireo-appbridge-');
 
-function vireo(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.on('exit', (code) => resolve({ code, out, err }));
-  });
-}
+const vireo = (args: string[], timeoutMs = 60000) => runVireo(env, args, timeoutMs);
 
 /** The app's main process, as far as the service is concerned: a bridge and one window. */
 async function openApp() {

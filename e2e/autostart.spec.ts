@@ -2,37 +2,18 @@
 // a VM, `dominfo` says "Autostart: enable", and the next service started on the configuration
 // starts it by itself; `--disable` unmarks it and the service after that leaves it shut off.
 // The guest is the echo guest (direct kernel boot: runs at once).
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../electron/services/rpc-socket';
-import { ROOT, apiCall, buildGuest, contextMenu, distReady, engineCapability, launchApp, servicePid, stopServiceAndWait } from './harness';
+import { ROOT, apiCall, buildGuest, contextMenu, distReady, engineCapability, launchApp, servicePid, stopServiceAndWait, isolatedEnv, runVireo } from './harness';
 
 const why = distReady() ?? engineCapability();
 if (why) console.log(`SKIP vireo autostart e2e: ${why}`);
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-autostart-'));
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  HOME: dir,
-  XDG_CONFIG_HOME: path.join(dir, 'config'),
-  XDG_DATA_HOME: path.join(dir, 'data'),
-  XDG_RUNTIME_DIR: path.join(dir, 'run'),
-};
+const { dir, env } = isolatedEnv('vireo-autostart-');
 
-function vireo(args: string[], timeoutMs = 30000): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    const t = setTimeout(() => (p.kill('SIGKILL'), reject(new Error(`vireo ${args.join(' ')} timed out:\n${out}\n${err}`))), timeoutMs);
-    p.on('exit', (code) => (clearTimeout(t), resolve({ code, out, err })));
-  });
-}
+const vireo = (args: string[], timeoutMs = 30000) => runVireo(env, args, timeoutMs);
 
 async function stateAfterServiceStarts(): Promise<string> {
   // The first verb starts a service; autostart runs right after it listens, so poll a little.

@@ -5,43 +5,18 @@
 // The guest is the lead's echo guest (native/guests/echo.asm), as serial.spec.ts uses.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RpcClient } from '../electron/services/rpc-socket';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT, buildGuest, distReady, engineCapability, servicePid, startServe, stopServiceAndWait, waitVmState } from './harness';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, buildGuest, distReady, engineCapability, servicePid, startServe, stopServiceAndWait, waitVmState, isolatedEnv, runVireo } from './harness';
 
 const why = distReady() ?? engineCapability();
 if (why) console.log(`SKIP vireo CLI + service e2e: ${why}`);
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-cli-'));
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  HOME: dir,
-  XDG_CONFIG_HOME: path.join(dir, 'config'),
-  XDG_DATA_HOME: path.join(dir, 'data'),
-  XDG_RUNTIME_DIR: path.join(dir, 'run'),
-};
+const { dir, env } = isolatedEnv('vireo-cli-');
 
-interface Run {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-/** Runs `vireo ARGS` (the compiled CLI) to its end. */
-function vireo(args: string[], timeoutMs = 30000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    const t = setTimeout(() => (p.kill('SIGKILL'), reject(new Error(`vireo ${args.join(' ')} timed out:\n${out}\n${err}`))), timeoutMs);
-    p.on('exit', (code) => (clearTimeout(t), resolve({ code, out, err })));
-  });
-}
+const vireo = (args: string[], timeoutMs = 30000) => runVireo(env, args, timeoutMs);
 
 afterAll(async () => {
   await stopServiceAndWait(env);

@@ -3,12 +3,11 @@
 // runs (disk + RAM: it keeps running), bad and taken names refused; destroy, then a
 // disk-only snapshot on top; snapshot-list and --tree in virsh's shapes; snapshot-current;
 // snapshot-revert to the live one starts the VM again; snapshot-delete; qemu-img agrees.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, distReady, engineCapability, stopServiceAndWait } from './harness';
+import { ROOT, distReady, engineCapability, stopServiceAndWait, isolatedEnv, runVireo } from './harness';
 
 const ISO = '/usr/lib/grub-rescue/grub-rescue-cdrom.iso';
 const qemuImg = spawnSync('qemu-img', ['--version']).status === 0;
@@ -19,27 +18,10 @@ const why =
   (qemuImg ? null : 'qemu-img is missing (apt-get install qemu-utils)');
 if (why) console.log(`SKIP vireo snapshot verbs e2e: ${why}`);
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-snapverbs-'));
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  HOME: dir,
-  XDG_CONFIG_HOME: path.join(dir, 'config'),
-  XDG_DATA_HOME: path.join(dir, 'data'),
-  XDG_RUNTIME_DIR: path.join(dir, 'run'),
-};
+const { dir, env } = isolatedEnv('vireo-snapverbs-');
 const disk = path.join(dir, 'data', 'vireo', 'images', 'grub.qcow2');
 
-function vireo(args: string[], timeoutMs = 60000): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    const t = setTimeout(() => (p.kill('SIGKILL'), reject(new Error(`vireo ${args.join(' ')} timed out:\n${out}\n${err}`))), timeoutMs);
-    p.on('exit', (code) => (clearTimeout(t), resolve({ code, out, err })));
-  });
-}
+const vireo = (args: string[], timeoutMs = 60000) => runVireo(env, args, timeoutMs);
 
 afterAll(async () => {
   await stopServiceAndWait(env);

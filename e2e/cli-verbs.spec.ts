@@ -1,38 +1,20 @@
 // More `vireo` verbs against a real per-user service and the real engine: install from
 // the GRUB rescue ISO (defines and starts a VM), --print-xml checked by libvirt's schema,
 // clone --auto-clone, the net-* round trip, vol-create-as then vol-list, domblklist.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, distReady, engineCapability, stopServiceAndWait } from './harness';
+import { ROOT, distReady, engineCapability, stopServiceAndWait, isolatedEnv, runVireo } from './harness';
 
 const ISO = '/usr/lib/grub-rescue/grub-rescue-cdrom.iso';
 const why = distReady() ?? engineCapability() ?? (fs.existsSync(ISO) ? null : `${ISO} is missing (apt-get install grub-rescue-pc)`);
 if (why) console.log(`SKIP vireo install/clone/net/vol verbs e2e: ${why}`);
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-verbs-'));
-const env: NodeJS.ProcessEnv = {
-  ...process.env,
-  HOME: dir,
-  XDG_CONFIG_HOME: path.join(dir, 'config'),
-  XDG_DATA_HOME: path.join(dir, 'data'),
-  XDG_RUNTIME_DIR: path.join(dir, 'run'),
-};
+const { dir, env } = isolatedEnv('vireo-verbs-');
 const pool = path.join(dir, 'data', 'vireo', 'images');
 
-function vireo(args: string[], timeoutMs = 60000): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    const t = setTimeout(() => (p.kill('SIGKILL'), reject(new Error(`vireo ${args.join(' ')} timed out:\n${out}\n${err}`))), timeoutMs);
-    p.on('exit', (code) => (clearTimeout(t), resolve({ code, out, err })));
-  });
-}
+const vireo = (args: string[], timeoutMs = 60000) => runVireo(env, args, timeoutMs);
 
 function validate(xml: string, kind: 'domain' | 'network'): void {
   const f = path.join(dir, `check-${kind}.xml`);

@@ -6,28 +6,17 @@
 // its NIC an e1000 (kvm_nic_test covers virtio-net). Once it runs, the engine's lease table has 10.0.2.15 for its MAC: the
 // manager row shows it under the name, Details → NIC shows it, and
 // `vireo domifaddr` against the same service prints it.
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CHROMIUM, CHROMIUM_ARGS, ROOT, buildGuest, contextMenu, createViaWizard, distReady, engineCapability, startServe, waitVmState } from './harness';
+import { CHROMIUM, CHROMIUM_ARGS, ROOT, buildGuest, contextMenu, createViaWizard, distReady, engineCapability, startServe, waitVmState, runVireo } from './harness';
 
 const why = distReady() ?? engineCapability() ?? (fs.existsSync('/usr/share/seabios/bios.bin') ? null : 'SeaBIOS is missing (apt-get install seabios)');
 if (why) console.log(`SKIP guest IP e2e: ${why}`);
 let cleanup: Array<() => Promise<void> | void> = [];
 
-function vireo(env: NodeJS.ProcessEnv, args: string[], timeoutMs = 60000): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    const t = setTimeout(() => (p.kill('SIGKILL'), reject(new Error(`vireo ${args.join(' ')} timed out:\n${out}\n${err}`))), timeoutMs);
-    p.on('exit', (code) => (clearTimeout(t), resolve({ code, out, err })));
-  });
-}
+const vireo = runVireo;
 
 describe.skipIf(!!why)('guest IP in the manager', () => {
   afterEach(async () => {

@@ -41,6 +41,38 @@ export function distReady(): string | null {
 }
 
 /** `reuseDir`: start on the files an earlier server left there (kill-recovery.spec.ts). */
+/** A private home for one spec: HOME and the XDG config, data and runtime directories under a fresh temp dir. */
+export function isolatedEnv(prefix: string): { dir: string; env: NodeJS.ProcessEnv } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: dir,
+    XDG_CONFIG_HOME: path.join(dir, 'config'),
+    XDG_DATA_HOME: path.join(dir, 'data'),
+    XDG_RUNTIME_DIR: path.join(dir, 'run'),
+  };
+  return { dir, env };
+}
+
+export interface CliRun {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** Runs `vireo ARGS` (the compiled CLI, bin/vireo.js) to its end in `env`; past `timeoutMs` it is killed and this rejects. */
+export function runVireo(env: NodeJS.ProcessEnv, args: string[], timeoutMs = 60000): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'vireo.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    const t = setTimeout(() => (p.kill('SIGKILL'), reject(new Error(`vireo ${args.join(' ')} timed out:\n${out}\n${err}`))), timeoutMs);
+    p.on('exit', (code) => (clearTimeout(t), resolve({ code, out, err })));
+  });
+}
+
 export async function startServe(extraEnv: NodeJS.ProcessEnv = {}, reuseDir?: string): Promise<Omit<App, 'context' | 'page' | 'close'> & { stop(): Promise<void> }> {
   const dir = reuseDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-e2e-'));
   const env = {
