@@ -122,31 +122,30 @@ export class SnapshotService {
   private async foreign(def: VmDefinition, idx: SnapshotIndex): Promise<Map<string, DiskSnapshotInfo>> {
     const known = new Set(idx.snapshots.map((s) => s.name));
     const out = new Map<string, DiskSnapshotInfo>();
+    for (const { list } of await this.qcow2Lists(def))
+      for (const s of list) if (!known.has(s.name) && !out.has(s.name)) out.set(s.name, s);
+    return out;
+  }
+
+  /** The internal snapshots of each of the VM's writable qcow2 disks (a missing disk is left out: the start will say so). */
+  private async qcow2Lists(def: VmDefinition): Promise<Array<{ disk: string; list: DiskSnapshotInfo[] }>> {
+    const out: Array<{ disk: string; list: DiskSnapshotInfo[] }> = [];
     for (const d of writableDisks(def)) {
       if (d.format !== 'qcow2') continue;
-      let list: DiskSnapshotInfo[];
       try {
-        list = await this.deps.disks.list(d.path);
+        out.push({ disk: d.path, list: await this.deps.disks.list(d.path) });
       } catch {
-        continue; // a missing disk: the start will say so
+        continue;
       }
-      for (const s of list) if (!known.has(s.name) && !out.has(s.name)) out.set(s.name, s);
     }
     return out;
   }
 
   /** A snapshot on one of the VM's qcow2 disks whose qcow2 ID is `name`. */
   private async idClash(def: VmDefinition, name: string): Promise<{ name: string; disk: string } | undefined> {
-    for (const d of writableDisks(def)) {
-      if (d.format !== 'qcow2') continue;
-      let list: DiskSnapshotInfo[];
-      try {
-        list = await this.deps.disks.list(d.path);
-      } catch {
-        continue;
-      }
+    for (const { disk, list } of await this.qcow2Lists(def)) {
       const hit = list.find((s) => s.id === name && s.name !== name);
-      if (hit) return { name: hit.name, disk: d.path };
+      if (hit) return { name: hit.name, disk };
     }
     return undefined;
   }
