@@ -3,7 +3,8 @@
 // runs: this binary again, with --vireo-service, runs it headless), and
 // service-bridge.ts forwards the windows' validated IPC to it, its events to the
 // windows and console streams to MessagePorts. The VMs belong to the service:
-// quitting the app leaves them running.
+// quitting the app asks what to do with the ones that run (quit-plan.ts: keep them
+// running there, save, shut down, force off, or cancel).
 import { BrowserWindow, Menu, MessageChannelMain, type MessagePortMain, app, dialog, ipcMain } from 'electron';
 import { IPC } from '../common/contracts/api';
 import { runService } from '../cli/service';
@@ -11,6 +12,8 @@ import { appRoot } from '../engine-host/addon';
 import { DEFAULT_IDLE_S, ensureService } from '../services/service-host';
 import { utilityLauncher } from './launcher-utility';
 import { buildMenu } from './menu';
+import { electronQuitUi } from './quit-dialogs';
+import { describeOutcome, quitFlow } from './quit-plan';
 import { type LocalPort, SERVICE_FLAG, type ServiceBridge, serviceCommand, startServiceBridge } from './service-bridge';
 import { createWindow, hardenSession, isAppUrl } from './windows';
 
@@ -100,7 +103,33 @@ async function main(): Promise<void> {
   showManager();
   app.on('second-instance', () => showManager());
   app.on('window-all-closed', () => app.quit());
-  // Quitting only disconnects: the VMs run on in the service (which exits by itself once idle).
+  // Quit (menu, Ctrl+Q, the last window closing): when VMs run, ask what happens to them
+  // and carry it out through the service first; Cancel (or staying after a failure)
+  // calls the quit off. Then quitting only disconnects: kept VMs run on in the service.
+  let quit: 'ask' | 'asking' | 'go' = 'ask';
+  app.on('before-quit', (e) => {
+    if (quit === 'go') return;
+    e.preventDefault();
+    if (quit === 'asking') return; // the question is up already
+    quit = 'asking';
+    const parent = () => (manager && !manager.isDestroyed() ? manager : BrowserWindow.getFocusedWindow() ?? undefined);
+    quitFlow(bridge.client(), electronQuitUi(parent), { log: (l) => console.error(l) })
+      .then((r) => {
+        for (const o of r.outcomes) console.error(`vireo: quitting: ${describeOutcome(o)}`);
+        if (!r.quit) {
+          quit = 'ask';
+          if (!BrowserWindow.getAllWindows().length) showManager(); // the last window had closed: Vireo stays, so does a window
+          return;
+        }
+        quit = 'go';
+        app.quit();
+      })
+      .catch((err: Error) => {
+        quit = 'ask';
+        dialog.showErrorBox('Vireo could not quit cleanly', `${err.message}\n\nNothing more was done to the VMs; Vireo stays open.`);
+        if (!BrowserWindow.getAllWindows().length) showManager();
+      });
+  });
   app.on('will-quit', () => bridge.close());
 }
 
