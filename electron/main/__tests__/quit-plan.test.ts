@@ -102,14 +102,17 @@ describe('quitting the app with VMs running', () => {
     expect(fs.readFileSync(svc.saves.pathOf(a.uuid), 'latin1')).toMatch(/^FAKEVST\n/);
   });
 
-  it('Shut down: the power button is pressed, the app waits (showing which VMs are left) until the guest powers off; nothing is killed', async () => {
+  it('Shut down (a paused VM resumed first): the power button is pressed, the app waits (showing which VMs are left) until the guest powers off; nothing is killed', async () => {
     const a = await running('alpha');
     const b = await running('beta');
     a.m.acpiEnabled = true;
     b.m.acpiEnabled = true;
+    await client.request('vm.action', { uuid: b.uuid, action: 'pause' }); // resumed first, so its guest can react
     const u = user({ all: 'shutdown' });
     const flow = quitFlow(client, u.ui, OPTS);
     await vi.waitFor(() => expect(u.asked.waiting).toEqual([['alpha', 'beta']]));
+    expect(u.asked.all).toEqual([['alpha:running', 'beta:paused']]);
+    expect(await state(b.uuid)).toBe('shuttingdown');
     expect(await state(a.uuid)).toBe('shuttingdown');
     expect(a.m.powerButtonPresses).toBe(1);
     a.m.powerOff(); // the first guest powers off: the progress shows only the other
