@@ -23,6 +23,7 @@ import {
   type BootSpec, type GuestBuild, type Media, type RunResult, ROOT, buildGuest, lastLine, parseChecks, prepareMedia, qemuArgs, startHostHttp,
   runGuest, verifyHost, vireoArgs, which,
 } from '../bench/linux-boot/guest';
+import { ocr } from './harness';
 
 const BOOT_S = Number(process.env.VIREO_LINUX_BOOT_S ?? 150);
 const TCG_S = Number(process.env.VIREO_LINUX_TCG_S ?? 180);
@@ -161,7 +162,9 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
       const web = await startHostHttp();
       const spec: BootSpec = { path: bootPath, media: m, memoryMiB: 512, cpus: CPUS, kernel: useBz ? guest().vmlinuz : guest().vmlinux,
         nics: true, append: `console=ttyS0 ${KERNEL_WORDS} vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.http=${web.port} vireo.poweroff=1${EXTRA}` };
-      const args = [path.join(ROOT, 'bin', 'vireo.js'), 'boot', ...vireoArgs(spec, guest(), BOOT_S)];
+      // The init writes its summary on the framebuffer console, then says so on serial: the screenshot is taken then.
+      const display = path.join(m.dir, 'display.png');
+      const args = [path.join(ROOT, 'bin', 'vireo.js'), 'boot', ...vireoArgs(spec, guest(), BOOT_S), '--screenshot-on', `VIREO-SCREEN written:${display}`];
       const r = await runGuest(process.execPath, args, { limitS: BOOT_S + 20, atPrompt: 'poweroff -f\n' }).finally(() => web.close());
       keepLog(`vireo-${bootPath}`, r, [process.execPath, ...args]);
       console.log(report(`Vireo, ${title}`, r));
@@ -182,6 +185,12 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
       expectAllPass(r, { media: m, cdToken: bootPath === 'iso' ? guest().isoCdToken : m.tokens.cd, cpus: CPUS, nics: true,
         http: bootPath === 'kernel' ? web : undefined });
       expect(r.exitCode, 'vireo boot exits 0 on the guest power-off').toBe(0);
+      // Linux's own output on Vireo's display: fbcon on bochs-drm shows the summary line (read back by OCR).
+      expect(r.serial, 'the init wrote its summary on the framebuffer console').toContain('VIREO-SCREEN written');
+      expect(fs.existsSync(display), '--screenshot-on wrote the screenshot').toBe(true);
+      const text = ocr(fs.readFileSync(display), m.dir);
+      if (text === null) console.log('NOTE tesseract is not installed: the screenshot is not read back');
+      else expect(text, 'the screen shows the summary').toMatch(new RegExp(`[VU]IRE[O0]-?D[I1l]SPLAY pass=${r.summary!.pass} fail=0`));
     }, (BOOT_S + 60) * 1000);
   }
 });

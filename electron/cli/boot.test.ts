@@ -145,6 +145,13 @@ describe('parseBootArgs', () => {
     expect(() => parseBootArgs(['--uuid', '6f1a7b2c-3d4e-4f50-8a61-72839405a6b'])).toThrow(/--uuid/);
     expect(() => parseBootArgs(['--uuid', 'not-a-uuid'])).toThrow(/--uuid/);
   });
+  it('parses --screenshot-on TEXT:FILE.png (the last colon ends TEXT)', () => {
+    const o = parseBootArgs(['--kernel', 'k', '--screenshot-on', 'login: ready:/tmp/a.png', '--screenshot-on', 'x:b.png']);
+    expect(o.screenshotsOn).toEqual([{ text: 'login: ready', file: '/tmp/a.png' }, { text: 'x', file: 'b.png' }]);
+    expect(() => parseBootArgs(['--kernel', 'k', '--screenshot-on', 'no-colon.png'])).toThrow(/TEXT:FILE.png/);
+    expect(() => parseBootArgs(['--kernel', 'k', '--screenshot-on', ':a.png'])).toThrow(/TEXT:FILE.png/);
+    expect(() => parseBootArgs(['--kernel', 'k', '--screenshot-on', 'ready:a.jpg'])).toThrow(/must end in .png/);
+  });
   it('parses memory sizes', () => {
     expect(parseMemory('256M')).toBe(256);
     expect(parseMemory('2G')).toBe(2048);
@@ -230,14 +237,22 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
       const disk = path.join(dir, 'd.img');
       fs.writeFileSync(disk, Buffer.alloc(4 << 20));
       const png = path.join(dir, 's.png');
+      const onText = path.join(dir, 'on-text.png');
+      const never = path.join(dir, 'never.png');
       const r = run(['--kernel', path.join(guests, 'vgabanner.bin'), '--memory', '64M', '--disk', disk,
-        '--screenshot-at', `20:${png}`, '--timeout', '22']);
+        '--screenshot-at', `20:${png}`, '--screenshot-on', `disk: VIREO HARDDISK:${onText}`,
+        '--screenshot-on', `text the guest never prints:${never}`, '--timeout', '22']);
       expect(r.stdout).toContain('Vireo multiboot guest on the PC board');
       expect(r.stdout).toContain('disk: VIREO HARDDISK');
       expect(r.status).toBe(124);
-      const b = fs.readFileSync(png);
-      expect(b.subarray(1, 4).toString()).toBe('PNG');
-      expect(b.length).toBeGreaterThan(1000);
+      for (const f of [png, onText]) {
+        const b = fs.readFileSync(f);
+        expect(b.subarray(1, 4).toString()).toBe('PNG');
+        expect(b.length).toBeGreaterThan(1000);
+      }
+      // --screenshot-on fired when the line came (well before the 20 s one), and only for text that came.
+      expect(fs.statSync(onText).mtimeMs).toBeLessThan(fs.statSync(png).mtimeMs - 5000);
+      expect(fs.existsSync(never)).toBe(false);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -10,6 +10,8 @@ export interface BootOptions {
   serial: { kind: 'stdio' } | { kind: 'file'; path: string };
   timeoutS?: number;
   screenshots: Array<{ atS: number; file: string }>;
+  /** --screenshot-on: a screenshot the first time the guest's serial output contains `text`. */
+  screenshotsOn: Array<{ text: string; file: string }>;
   keys: Array<{ atS: number; keys: string }>;
   /** --save-at: pause at atS, write the state to file, exit 0. */
   saveAt?: { atS: number; file: string };
@@ -21,7 +23,7 @@ export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--
                    [--cdrom ISO] [--disk IMG[,format=raw|qcow2][,if=ide|virtio]]... [--boot order=dc] [--boot-menu]
                    [--nic none|user[,model=virtio|e1000][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]
                          [,net=A.B.C.D/N][,host=IP][,dhcpstart=IP][,dns=IP]]...
-                   [--screenshot-at SECONDS:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
+                   [--screenshot-at SECONDS:FILE.png]... [--screenshot-on TEXT:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
                   | --flat FILE [--flat-address ADDR])
                   [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS] [--no-reboot]
                   [--snapshot] [--save-at SECONDS:FILE] [--restore FILE]
@@ -56,7 +58,10 @@ none. Network cards need the PC (not --flat).
 --save-at SECONDS:FILE pauses the machine after SECONDS, writes its whole state
 (RAM, vCPUs, devices; docs/state.md) to FILE and exits 0. --restore FILE resumes
 such a state: give the same machine options (memory, cpus, disks, boot files) it
-was saved with; a different configuration is refused, naming what differs.`;
+was saved with; a different configuration is refused, naming what differs.
+--screenshot-on TEXT:FILE.png writes the display to FILE.png the first time the
+guest's first serial port prints TEXT (the last ':' ends TEXT), e.g. when a test
+guest says its screen is ready.`;
 
 export class UsageError extends Error {}
 
@@ -83,7 +88,7 @@ const DEFAULT_VGA_BIOS = '/usr/share/seabios/vgabios-stdvga.bin';
 
 const VALUE_FLAGS = new Set([
   '--kernel', '--initrd', '--append', '--flat', '--flat-address', '--memory', '-m', '--cpus', '--smp', '--serial',
-  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--keys-at', '--uuid', '--nic', '--save-at', '--restore',
+  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--screenshot-on', '--keys-at', '--uuid', '--nic', '--save-at', '--restore',
 ]);
 
 /** One --nic value: 'user[,model=virtio|e1000][,mac=M][,hostfwd=...]...[,restrict=on|off]'. */
@@ -184,7 +189,7 @@ function looksQcow2Sync(file: string): boolean {
 
 export function parseBootArgs(args: string[]): BootOptions {
   const config: MachineConfig = { memoryMiB: 256, cpus: 1, disks: [] };
-  const o: BootOptions = { config, serial: { kind: 'stdio' }, screenshots: [], keys: [] };
+  const o: BootOptions = { config, serial: { kind: 'stdio' }, screenshots: [], screenshotsOn: [], keys: [] };
   let snapshot = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -253,6 +258,15 @@ export function parseBootArgs(args: string[]): BootOptions {
         o.screenshots.push({ atS, file: rest });
         break;
       }
+      case '--screenshot-on': {
+        const i = v.lastIndexOf(':');
+        const text = v.slice(0, Math.max(i, 0));
+        const file = v.slice(i + 1);
+        if (i <= 0 || !text) throw new UsageError(`--screenshot-on: expected TEXT:FILE.png, got '${v}'`);
+        if (!file.endsWith('.png')) throw new UsageError(`--screenshot-on: the file must end in .png (got '${file}')`);
+        o.screenshotsOn.push({ text, file });
+        break;
+      }
       case '--keys-at': {
         const { atS, rest } = parseAt(flag, v);
         o.keys.push({ atS, keys: rest });
@@ -276,8 +290,8 @@ export function parseBootArgs(args: string[]): BootOptions {
   if ((config.initrd || config.append) && !config.kernel) throw new UsageError('--initrd and --append need --kernel');
   if (config.nics?.length && config.flat) throw new UsageError('--nic needs the PC, not --flat');
   config.uuid ??= randomUUID();
-  if (config.flat && (config.disks!.length || o.screenshots.length || o.keys.length || config.bootOrder || config.bootMenu)) {
-    throw new UsageError('--flat runs a bare machine: --disk, --cdrom, --boot, --boot-menu, --screenshot-at and --keys-at need the PC (use --kernel)');
+  if (config.flat && (config.disks!.length || o.screenshots.length || o.screenshotsOn.length || o.keys.length || config.bootOrder || config.bootMenu)) {
+    throw new UsageError('--flat runs a bare machine: --disk, --cdrom, --boot, --boot-menu, --screenshot-at, --screenshot-on and --keys-at need the PC (use --kernel)');
   }
   if (!config.flat) {
     config.bios = DEFAULT_BIOS;
@@ -405,10 +419,29 @@ function runMachine(m: NativeMachine, opts: BootOptions): Promise<number> {
       }
     };
 
+    const shoot = (file: string) => {
+      try {
+        fs.writeFileSync(file, m.screenshotPng());
+      } catch (e) {
+        process.stderr.write(`vireo: screenshot ${file}: ${(e as Error).message}\n`);
+      }
+    };
+    // --screenshot-on: the serial text seen so far, kept as long as the longest TEXT needs across chunks.
+    const waiting = [...opts.screenshotsOn];
+    const keep = Math.max(0, ...waiting.map((w) => w.text.length - 1));
+    let tail = '';
     m.onSerial((port, data) => {
       if (port !== 0) return;
       if (out === 1) process.stdout.write(data);
       else fs.writeSync(out, data);
+      if (!waiting.length) return;
+      const seen = tail + Buffer.from(data).toString('latin1');
+      for (let i = waiting.length - 1; i >= 0; i--) {
+        if (!seen.includes(waiting[i]!.text)) continue;
+        shoot(waiting[i]!.file);
+        waiting.splice(i, 1);
+      }
+      tail = keep ? seen.slice(-keep) : '';
     });
     m.onState((ev) => {
       if (ev.state !== 'stopped' && ev.state !== 'crashed') return;
@@ -417,15 +450,7 @@ function runMachine(m: NativeMachine, opts: BootOptions): Promise<number> {
     });
 
     if (opts.timeoutS) timers.push(setTimeout(() => finish(124, `vireo: timed out after ${opts.timeoutS} s`), opts.timeoutS * 1000));
-    for (const s of opts.screenshots) {
-      timers.push(setTimeout(() => {
-        try {
-          fs.writeFileSync(s.file, m.screenshotPng());
-        } catch (e) {
-          process.stderr.write(`vireo: screenshot ${s.file}: ${(e as Error).message}\n`);
-        }
-      }, s.atS * 1000));
-    }
+    for (const s of opts.screenshots) timers.push(setTimeout(() => shoot(s.file), s.atS * 1000));
     if (opts.saveAt) {
       const { atS, file } = opts.saveAt;
       timers.push(setTimeout(() => {
