@@ -3,7 +3,7 @@
 # suite (npm test never calls it): it takes minutes and its figures depend on
 # the machine.
 #
-#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app,state,linux]
+#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app,state,linux,service]
 #
 # engine  bench/engine/*.py        start -> first serial byte, memory, display frames (vs QEMU)
 # block   bench/block/bench.sh     block layer vs qemu-io, image copy vs qemu-img/cp
@@ -12,6 +12,7 @@
 # app     bench/app/app-bench.ts   UI budgets in Chromium (no QEMU peer)
 # state   bench/state/save-restore.ts save/restore time and file size vs QEMU-KVM migrate-to-file
 # linux   bench/linux-boot/bench.ts start -> Linux init prompt vs QEMU-KVM and TCG (up to LINUX_LIMIT s per boot)
+# service bench/service/bench.ts   vireo list/start/destroy and the service's calls vs virsh/libvirtd (Vireo alone without one)
 # Each suite runs only if its files are present; a failing suite is reported
 # in the table and the others still run. Logs stay in $BENCH_OUT (a temp dir).
 set -uo pipefail
@@ -92,6 +93,12 @@ if want linux && [ -f bench/linux-boot/bench.ts ]; then
   [ -f dist/bench/linux-boot/bench.js ] && [ dist/bench/linux-boot/bench.js -nt bench/linux-boot/bench.ts ] ||
     npx tsc -p tsconfig.json >"$OUT/linux.build.log" 2>&1
   node dist/bench/linux-boot/bench.js --runs "${LINUX_RUNS:-1}" --limit "$LINUX_LIMIT" --json "$OUT/linux.json" >"$OUT/linux.txt" 2>"$OUT/linux.err"; status linux $?
+fi
+if want service && [ -f bench/service/bench.ts ]; then
+  log "service: vireo verbs and the service's calls vs virsh against libvirtd"
+  [ -f dist/bench/service/bench.js ] && [ dist/bench/service/bench.js -nt bench/service/bench.ts ] ||
+    npx tsc -p tsconfig.json >"$OUT/service.build.log" 2>&1
+  node dist/bench/service/bench.js $(((quick)) && echo --runs 3 --cycles 2 --calls 20) >"$OUT/service.txt" 2>"$OUT/service.err"; status service $?
 fi
 
 python3 - "$OUT" <<'PY'
@@ -182,6 +189,7 @@ def generic_rows(suite, key):
 generic_rows("storage", "storage")
 generic_rows("state", "state")
 generic_rows("linux", "linux")
+generic_rows("service", "service")
 if failed("app"): fail_row("app", "app")
 elif os.path.exists(os.path.join(out, "app.txt")):
     t = open(os.path.join(out, "app.txt")).read()

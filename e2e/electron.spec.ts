@@ -2,6 +2,7 @@
 // it on a machine that can reach Electron's download host): Playwright's _electron
 // drives the real main process, preload and renderer against the real engine. Where
 // no binary exists (the development hosts), the spec says so and skips.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -64,5 +65,27 @@ describe.skipIf(!!why)('the Electron desktop app', () => {
     expect(await win.evaluate(() => typeof (globalThis as { require?: unknown }).require)).toBe('undefined');
     const geo = await win.evaluate(() => navigator.permissions.query({ name: 'geolocation' }).then((s) => s.state));
     expect(geo).not.toBe('granted');
+  });
+
+  it('runs `vireo` verbs headless from the app binary: output, exit codes, no window (launch-mode.ts)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-electron-cli-'));
+    const env = { ...process.env, HOME: dir, XDG_RUNTIME_DIR: path.join(dir, 'run'), XDG_CONFIG_HOME: path.join(dir, 'config'), XDG_DATA_HOME: path.join(dir, 'data') };
+    const app = (...args: string[]) => spawnSync(bin!, ['--no-sandbox', ROOT, ...args], { env, encoding: 'utf8', timeout: 60000 });
+    try {
+      // The verb starts the service as this binary with --vireo-service, lists, and the process exits 0.
+      const list = app('list', '--all');
+      expect(list.status, list.stderr).toBe(0);
+      expect(list.stdout).toMatch(/Id\s+Name\s+State/);
+      expect(servicePid(env)).not.toBeNull();
+      const help = app('--help');
+      expect(help.status).toBe(0);
+      expect(help.stdout).toContain('usage: vireo <command>');
+      const typo = app('lsit');
+      expect(typo.status).toBe(2);
+      expect(typo.stderr).toContain("unknown command 'lsit'");
+    } finally {
+      await stopServiceAndWait(env);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

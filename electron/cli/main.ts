@@ -25,6 +25,11 @@ function verbs(): Map<string, { summary: string }> {
   return virsh.VERBS;
 }
 
+/** Whether `word` is a `vireo` command or verb: the table main() dispatches on (the app's launch-mode.ts asks too). */
+export function isCommand(word: string): boolean {
+  return Object.hasOwn(commands, word) || verbs().has(word);
+}
+
 export function usage(): string {
   const lines = ['usage: vireo <command> [options]', '', 'commands:'];
   for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(8)} ${c.summary}`);
@@ -40,7 +45,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(usage());
     return cmd ? 0 : 2;
   }
-  const sub = commands[cmd];
+  const sub = Object.hasOwn(commands, cmd) ? commands[cmd] : undefined;
   if (!sub && verbs().has(cmd)) return (require('./virsh') as typeof import('./virsh')).runVerb(cmd, rest);
   if (!sub) {
     console.error(`vireo: unknown command '${cmd}'\n\n${usage()}`);

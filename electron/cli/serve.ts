@@ -5,9 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { appRoot, loadAddon } from '../engine-host/addon';
 import { VireoService } from '../services/app';
-import { nodeLauncher } from '../services/launcher-node';
 import type { RpcClient } from '../services/rpc-socket';
 import { ensureService } from '../services/service-host';
+import { cliLauncher, cliServiceCommand } from './runtime';
 import { startBridge } from '../services/ws-bridge';
 
 const HELP = `usage: vireo serve [--port N] [--static DIR] [--standalone]
@@ -58,7 +58,7 @@ export async function run(args: string[]): Promise<number> {
     return 2;
   }
   if (!standalone) return serveFromService(staticDir, port);
-  const service = await new VireoService({ launcher: nodeLauncher(), engineProblem }).init();
+  const service = await new VireoService({ launcher: cliLauncher(), engineProblem }).init();
   for (const b of service.store.broken) console.error(`vireo serve: skipped ${b.file}: ${b.problem}`);
   for (const f of service.recovered.journalled) console.error(`vireo serve: removed ${f}, left by an unfinished create, clone or delete`);
   for (const f of service.recovered.temporaries) console.error(`vireo serve: removed the temporary ${f}, left by an unfinished copy or write`);
@@ -89,7 +89,7 @@ export async function run(args: string[]): Promise<number> {
 async function serveFromService(staticDir: string, port: number): Promise<number> {
   let client: RpcClient;
   try {
-    client = await ensureService({ onStarted: (log) => console.error(`vireo serve: started the Vireo service (its log: ${log})`) });
+    client = await ensureService({ command: cliServiceCommand(), onStarted: (log) => console.error(`vireo serve: started the Vireo service (its log: ${log})`) });
   } catch (e) {
     console.error(`vireo serve: ${(e as Error).message}`);
     return 1;

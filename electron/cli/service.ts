@@ -3,10 +3,10 @@
 import * as fs from 'node:fs';
 import { loadAddon } from '../engine-host/addon';
 import { VireoService } from '../services/app';
-import { nodeLauncher } from '../services/launcher-node';
 import type { Launcher } from '../services/supervisor';
 import { peerUidCheck, type PeerCheck } from '../services/rpc-socket';
 import { AlreadyRunning, DEFAULT_IDLE_S, hostService, probe, serviceLocation } from '../services/service-host';
+import { cliLauncher } from './runtime';
 import { engineProblem } from './serve';
 
 const HELP = `usage: vireo service [--idle SECONDS] | --status | --stop
@@ -58,7 +58,7 @@ export async function run(args: string[]): Promise<number> {
     console.error('vireo service: --idle wants a number of seconds (0: never)');
     return 2;
   }
-  return runService({ idleS, launcher: nodeLauncher() });
+  return runService({ idleS, launcher: cliLauncher() });
 }
 
 /**

@@ -13,6 +13,7 @@ import { UUID_PATTERN } from '../common/contracts/vm';
 import { encodeUiToHost, decodeHostToUi } from '../common/contracts/stream';
 import type { RpcClient } from '../services/rpc-socket';
 import { ensureService } from '../services/service-host';
+import { cliServiceCommand } from './runtime';
 
 export class VerbError extends Error {
   constructor(
@@ -366,7 +367,7 @@ export async function runVerb(name: string, argv: string[], io: { stdin?: NodeJS
     stdin: io.stdin ?? process.stdin,
     stdout,
     out: (t) => void stdout.write(t),
-    client: async () => (client ??= await ensureService()),
+    client: async () => (client ??= await ensureService({ command: cliServiceCommand() })),
     call: async (m, p) => (await ctx.client()).request(m, p),
     vm: async (key) => {
       const all = await ctx.call('vm.list', {});

@@ -7,14 +7,17 @@
 // running there, save, shut down, force off, or cancel).
 import { BrowserWindow, Menu, MessageChannelMain, type MessagePortMain, app, dialog, ipcMain } from 'electron';
 import { IPC } from '../common/contracts/api';
+import { isCommand, main as cliMain } from '../cli/main';
+import { setCliRuntime } from '../cli/runtime';
 import { runService } from '../cli/service';
 import { appRoot } from '../engine-host/addon';
 import { DEFAULT_IDLE_S, ensureService } from '../services/service-host';
 import { utilityLauncher } from './launcher-utility';
+import { launchMode, needsAppReady } from './launch-mode';
 import { buildMenu } from './menu';
 import { electronQuitUi } from './quit-dialogs';
 import { describeOutcome, quitFlow } from './quit-plan';
-import { type LocalPort, SERVICE_FLAG, type ServiceBridge, serviceCommand, startServiceBridge } from './service-bridge';
+import { type LocalPort, type ServiceBridge, serviceCommand, startServiceBridge } from './service-bridge';
 import { createWindow, hardenSession, isAppUrl } from './windows';
 
 let manager: BrowserWindow | undefined;
@@ -60,6 +63,31 @@ async function serviceMain(): Promise<void> {
   app.on('window-all-closed', () => undefined); // it has none; idle exit ends it
   const code = await runService({ idleS: Number(process.env.VIREO_SERVICE_IDLE_S ?? DEFAULT_IDLE_S), launcher: utilityLauncher() });
   app.exit(code);
+}
+
+/**
+ * The app's binary started as a `vireo` command (`vireo list`, `vireo start web`,
+ * `vireo serve`, …; launch-mode.ts decides): the command runs here, headless, as
+ * bin/vireo.js runs it under Node, with its stdout, stderr and exit code, and no
+ * window and no single-instance lock. A service it has to start is this binary
+ * with --vireo-service; engine hosts it starts itself are utility processes.
+ */
+async function commandMain(args: string[]): Promise<void> {
+  setCliRuntime({
+    serviceCommand: serviceCommand(process.execPath, appRoot(), { electron: true, packaged: app.isPackaged }),
+    launcher: () => utilityLauncher(),
+  });
+  app.disableHardwareAcceleration(); // no window: no GPU process work
+  app.on('window-all-closed', () => undefined); // it has none; the command's end ends it
+  let code: number;
+  try {
+    if (needsAppReady(args)) await app.whenReady(); // utility processes need it
+    code = await cliMain(args);
+  } catch (e) {
+    console.error(`vireo: ${(e as Error).message ?? String(e)}`);
+    code = 1;
+  }
+  app.exit(code ?? 0);
 }
 
 async function main(): Promise<void> {
@@ -133,5 +161,7 @@ async function main(): Promise<void> {
   app.on('will-quit', () => bridge.close());
 }
 
-if (process.argv.includes(SERVICE_FLAG)) void serviceMain();
+const launch = launchMode(process.argv, { defaultApp: !!process.defaultApp, isCommand });
+if (launch.kind === 'service') void serviceMain();
+else if (launch.kind === 'cli') void commandMain(launch.args);
 else void main();

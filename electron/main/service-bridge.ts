@@ -12,6 +12,7 @@ import { type EventName, IPC, type ReplyEnvelope, RequestEnvelope, api, isMethod
 import { UUID_PATTERN } from '../common/contracts/vm';
 import type { RpcClient } from '../services/rpc-socket';
 import type { StreamHandle } from '../services/supervisor';
+import { SERVICE_FLAG } from './launch-mode';
 
 /** The channel the preload listens on for a console's port (preload.ts). */
 export const STREAM_PORT_CHANNEL = 'vireo:stream-port';
@@ -72,8 +73,8 @@ export interface ServiceBridge {
   close(): void;
 }
 
-/** The argument that makes the app's binary the headless service (electron/main/main.ts). */
-export const SERVICE_FLAG = '--vireo-service';
+// The argument that makes the app's binary the headless service (main.ts asks launch-mode.ts).
+export { SERVICE_FLAG };
 
 /**
  * How a client starts the service. Under Electron: the app's own binary with
