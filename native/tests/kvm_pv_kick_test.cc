@@ -36,7 +36,50 @@ const uint8_t kWaiter[] = {0xfa, 0xf4, 0xe6, 0xf5, 0xf4, 0xeb, 0xfd};
 const uint8_t kKicker[] = {0x66, 0xb8, 0x01, 0, 0, 0x40, 0x0f, 0xa2, 0x66, 0xa3, 0x00, 0x30, 0xe6, 0xf6,
                            0x66, 0xb8, KVM_HC_KICK_CPU, 0, 0, 0, 0x66, 0xbb, 0, 0, 0, 0, 0x66, 0xb9, 1, 0, 0, 0,
                            0x0f, 0x01, 0xc1, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd};
-constexpr uint16_t kVmcallAt = 0x1000 + 32;
+// The same in 64-bit mode (where Linux makes its hypercalls): mov eax,
+// 0x40000001; cpuid; mov [0x3000], eax; out 0xf6, al; mov eax, 5; xor ebx,
+// ebx; mov ecx, 1; vmcall; out 0xf4, al; hlt; jmp $-1
+const uint8_t kKicker64[] = {0xb8, 0x01, 0, 0, 0x40, 0x0f, 0xa2, 0x89, 0x04, 0x25, 0x00, 0x30, 0, 0, 0xe6, 0xf6,
+                             0xb8, KVM_HC_KICK_CPU, 0, 0, 0, 0x31, 0xdb, 0xb9, 1, 0, 0, 0,
+                             0x0f, 0x01, 0xc1, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd};
+uint64_t vmcall_at(bool long_mode) { return 0x1000 + (long_mode ? 28 : 32); }
+
+// 64-bit ring 0 with the first 2 MiB identity-mapped (PML4 0x4000, PDPT
+// 0x5000, PD 0x6000 with one 2 MiB page), as a kernel runs.
+void long_mode_at(kvm::KvmVcpu& v, uint8_t* ram, uint16_t ip) {
+  auto put = [&](uint64_t at, uint64_t val) { std::memcpy(ram + at, &val, 8); };
+  put(0x4000, 0x5000 | 3);
+  put(0x5000, 0x6000 | 3);
+  put(0x6000, 0x0 | 0x83);
+  kvm_sregs s = v.sregs();
+  auto seg = [](kvm_segment& g, uint16_t sel, uint8_t type, bool code) {
+    g = kvm_segment{};
+    g.selector = sel;
+    g.limit = 0xffffffff;
+    g.type = type;
+    g.present = 1;
+    g.s = 1;
+    g.l = code ? 1 : 0;
+    g.db = code ? 0 : 1;
+    g.g = 1;
+  };
+  seg(s.cs, 0x08, 0xb, true);
+  seg(s.ds, 0x10, 0x3, false);
+  seg(s.es, 0x10, 0x3, false);
+  seg(s.ss, 0x10, 0x3, false);
+  seg(s.fs, 0x10, 0x3, false);
+  seg(s.gs, 0x10, 0x3, false);
+  s.cr3 = 0x4000;
+  s.cr4 = 0x20;                // PAE
+  s.cr0 = 0x80000011;          // PG | ET | PE
+  s.efer = (1u << 8) | (1u << 10);  // LME | LMA
+  v.set_sregs(s);
+  kvm_regs r{};
+  r.rflags = 2;
+  r.rip = ip;
+  r.rsp = 0x8000;
+  v.set_regs(r);
+}
 
 void real_mode_at(kvm::KvmVcpu& v, uint16_t ip) {
   kvm_sregs s = v.sregs();
@@ -57,10 +100,13 @@ struct Rig {
   std::unique_ptr<kvm::KvmVcpu> v0, v1;
   std::vector<kvm_cpuid_entry2> table0;
 
-  Rig() {
+  bool long_mode;
+
+  explicit Rig(bool lm) : long_mode(lm) {
     ram = ::mmap(nullptr, kRam, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(ram != MAP_FAILED);
-    std::memcpy(static_cast<uint8_t*>(ram) + 0x1000, kKicker, sizeof kKicker);
+    if (lm) std::memcpy(static_cast<uint8_t*>(ram) + 0x1000, kKicker64, sizeof kKicker64);
+    else std::memcpy(static_cast<uint8_t*>(ram) + 0x1000, kKicker, sizeof kKicker);
     std::memcpy(static_cast<uint8_t*>(ram) + 0x2000, kWaiter, sizeof kWaiter);
     vm.create_irqchip();
     vm.set_memory(0, 0, kRam, ram);
@@ -71,8 +117,13 @@ struct Rig {
     v0->set_cpuid(table0);
     v1->set_cpuid(kvm::build_cpuid(sys.supported_cpuid(), {.vcpu_id = 1, .vcpu_count = 2, .pvm_host = pvm}));
     v1->set_mp_state_runnable();  // no INIT/SIPI: start the AP directly
-    real_mode_at(*v0, 0x1000);
-    real_mode_at(*v1, 0x2000);
+    if (lm) {
+      long_mode_at(*v0, static_cast<uint8_t*>(ram), 0x1000);
+      long_mode_at(*v1, static_cast<uint8_t*>(ram), 0x2000);
+    } else {
+      real_mode_at(*v0, 0x1000);
+      real_mode_at(*v1, 0x2000);
+    }
   }
   ~Rig() { ::munmap(ram, kRam); }
   bool table_has_pv_unhalt() const {
@@ -147,15 +198,15 @@ KickResult kick_a_halted_vcpu(Rig& rig) {
 
 }  // namespace
 
-TEST(pv_unhalt_is_advertised_only_where_a_kick_wakes_a_halted_vcpu) {
+static void check_kick(bool long_mode) {
   require_kvm();
-  Rig rig;
+  Rig rig(long_mode);
   const KickResult k = kick_a_halted_vcpu(rig);
   const bool seen = k.guest_kvm_features & (1u << KVM_FEATURE_PV_UNHALT);
-  const bool stuck = k.v0_port != 0xf4 && k.v0_rip == kVmcallAt;
-  std::printf("  host %s: the guest's CPUID 0x40000001 EAX %#x (PV_UNHALT %s; Vireo's table %s it); vmcall "
+  const bool stuck = k.v0_port != 0xf4 && k.v0_rip == vmcall_at(long_mode);
+  std::printf("  %s, host %s: the guest's CPUID 0x40000001 EAX %#x (PV_UNHALT %s; Vireo's table %s it); vmcall "
               "KVM_HC_KICK_CPU: %s (rax %#llx, rip %#llx); vCPU 1 %s (mp_state %u)\n",
-              kvm::host_is_pvm() ? "kvm_pvm" : "KVM", k.guest_kvm_features, seen ? "set" : "clear",
+              long_mode ? "64-bit" : "real mode", kvm::host_is_pvm() ? "kvm_pvm" : "KVM", k.guest_kvm_features, seen ? "set" : "clear",
               rig.table_has_pv_unhalt() ? "has" : "clears", stuck ? "never completed (vCPU 0 still on it)" : "completed",
               (unsigned long long)k.hc_ret, (unsigned long long)k.v0_rip, k.woke ? "woke" : "stayed halted",
               unsigned(k.v1_mp_state));
@@ -167,3 +218,6 @@ TEST(pv_unhalt_is_advertised_only_where_a_kick_wakes_a_halted_vcpu) {
     CHECK(!"PV_UNHALT is only withheld on kvm_pvm hosts");
   }
 }
+
+TEST(pv_unhalt_is_advertised_only_where_a_kick_wakes_a_halted_vcpu_real_mode) { check_kick(false); }
+TEST(pv_unhalt_is_advertised_only_where_a_kick_wakes_a_halted_vcpu_64_bit) { check_kick(true); }
