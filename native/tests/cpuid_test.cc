@@ -37,3 +37,25 @@ TEST(hardware_host_keeps_features) {
   CHECK(t[0].ecx & (1u << 28));
   CHECK(t[1].ebx & (1u << 5));
 }
+
+// KVM's PV leaf as KVM_GET_SUPPORTED_CPUID reports it on this kind of host
+// (0x40000001 EAX 0x1007efb: kvmclock, PV EOI, PV_UNHALT, PV TLB flush, PV
+// IPIs, poll control, directed yield, ...).
+static std::vector<kvm_cpuid_entry2> with_kvm_leaf() {
+  std::vector<kvm_cpuid_entry2> t(1);
+  t[0].function = 0x40000001;
+  t[0].eax = 0x1007efb;
+  return t;
+}
+
+TEST(pvm_hides_the_pv_features_that_are_hypercalls) {
+  auto t = build_cpuid(with_kvm_leaf(), {.vcpu_id = 1, .vcpu_count = 2, .pvm_host = true});
+  CHECK_EQ(t[0].eax & (1u << 7), 0u);   // PV_UNHALT: PV spinlocks kick with KVM_HC_KICK_CPU
+  CHECK_EQ(t[0].eax & (1u << 9), 0u);   // PV_TLB_FLUSH (left to the host; unverified on kvm_pvm)
+  CHECK_EQ(t[0].eax & (1u << 11), 0u);  // PV_SEND_IPI
+  CHECK_EQ(t[0].eax & (1u << 13), 0u);  // PV_SCHED_YIELD
+  CHECK_EQ(t[0].eax & (1u << 16), 0u);  // HC_MAP_GPA_RANGE
+  CHECK_EQ(t[0].eax, 0x1007efbu & ~((1u << 7) | (1u << 9) | (1u << 11) | (1u << 13) | (1u << 16)));  // the rest stays
+  auto h = build_cpuid(with_kvm_leaf(), {.vcpu_id = 1, .vcpu_count = 2, .pvm_host = false});
+  CHECK_EQ(h[0].eax, 0x1007efbu);  // real KVM completes hypercalls: all kept
+}

@@ -12,6 +12,14 @@ constexpr uint32_t kEcxFma = 1u << 12, kEcxCx16 = 1u << 13, kEcxPcid = 1u << 17,
                    kEcxF16c = 1u << 29, kEcxHypervisor = 1u << 31;
 // Leaf 7.0 EBX bits: AVX2 (5), and the AVX-512 family (16, 17, 21, 26, 27, 28, 30, 31).
 constexpr uint32_t kEbx7Avx2 = 1u << 5;
+// Leaf 0x40000001 (KVM_CPUID_FEATURES) EAX: the paravirtual features whose
+// use is a hypercall (VMCALL from ring 0): PV_UNHALT (KVM_HC_KICK_CPU, PV
+// spinlocks), PV_SEND_IPI (KVM_HC_SEND_IPI), PV_SCHED_YIELD
+// (KVM_HC_SCHED_YIELD), HC_MAP_GPA_RANGE (KVM_HC_MAP_GPA_RANGE); and
+// PV_TLB_FLUSH, which goes with directed yield: a preempted vCPU's flush is
+// left to the host through the steal-time area instead of an IPI, which
+// nothing here shows kvm_pvm doing (the IPI works).
+constexpr uint32_t kKvmHypercallFeatures = (1u << 7) | (1u << 9) | (1u << 11) | (1u << 13) | (1u << 16);
 constexpr uint32_t kEbx7Avx512 = (1u << 16) | (1u << 17) | (1u << 21) | (1u << 26) | (1u << 27) | (1u << 28) |
                                  (1u << 30) | (1u << 31);
 }  // namespace
@@ -47,6 +55,19 @@ std::vector<kvm_cpuid_entry2> build_cpuid(std::vector<kvm_cpuid_entry2> t, const
           e.ebx &= ~(kEbx7Avx2 | kEbx7Avx512);
           e.ecx &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14));  // AVX512 VBMI/VBMI2/VNNI/BITALG/VPOPCNTDQ
           e.edx &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 23));                // AVX512 4VNNIW/4FMAPS/VP2INTERSECT, AVX512_FP16
+        }
+        break;
+      case 0x40000001:
+        if (o.pvm_host) {
+          // kvm_pvm never completes a VMCALL from (emulated) ring 0: the vCPU
+          // stays on the instruction inside KVM_RUN for good
+          // (kvm_pv_kick_test). Linux with 2+ CPUs would make them: a PV
+          // spinlock waiter halts with interrupts off until the holder's
+          // KICK_CPU, so one contended lock stopped the whole guest
+          // (docs/linux-guest.md, "2 vCPUs"). Without these bits Linux uses
+          // plain spinlocks, APIC IPIs and no directed yield, as QEMU's
+          // default CPU model has it.
+          e.eax &= ~kKvmHypercallFeatures;
         }
         break;
       case 0xb:

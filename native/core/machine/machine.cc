@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -22,6 +23,7 @@
 #include "machine/layout.h"
 #include "machine/pc_board.h"
 #include "machine/state.h"
+#include "machine/vcpu_sample.h"
 
 namespace vireo {
 
@@ -562,7 +564,13 @@ void Machine::start() {
   if (board_) board_->resume_devices();  // built paused (Board::pause_devices)
   state_ = RunState::Running;
   live_threads_ = int(vcpus_.size());
+  started_ns_ = ExitProfile::now();
   for (size_t i = 0; i < vcpus_.size(); i++) threads_.emplace_back([this, i] { vcpu_loop(int(i)); });
+  if (const char* e = std::getenv("VIREO_SAMPLE_VCPUS")) {
+    const double period = std::atof(e);
+    if (period > 0) sampler_ = std::thread([this, period] { sampler_loop(period); });
+    else std::fprintf(stderr, "[vireo] VIREO_SAMPLE_VCPUS=%s is not a number of seconds > 0: no samples\n", e);
+  }
   g.unlock();
   if (on_state) on_state(RunState::Running, {});
 }
@@ -655,6 +663,7 @@ void Machine::stop() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
+  if (sampler_.joinable()) sampler_.join();
   // Every vCPU is out: finish in-flight disk requests and write back cached
   // metadata now (closing the images, when the Machine goes, flushes again).
   if (board_) board_->quiesce();
@@ -816,6 +825,74 @@ private:
 };
 
 }  // namespace
+
+void Machine::sampler_loop(double period_s) {
+  const auto period = std::chrono::milliseconds(int64_t(period_s * 1000));
+  std::unique_lock g(mu_);
+  while (!stop_requested_) {
+    if (cv_.wait_for(g, period, [&] { return bool(stop_requested_); })) break;
+    if (state_ != RunState::Running || pause_requested_) continue;
+    for (size_t i = 0; i < vcpus_.size() && i < sample_wanted_.size(); i++) sample_wanted_[i] = true;
+    // A kick that lands outside KVM_RUN is lost (the handler does nothing):
+    // kick again until every vCPU has taken its sample, for up to a second.
+    for (int tries = 0; tries < 20 && !stop_requested_; tries++) {
+      bool all = true;
+      for (size_t i = 0; i < vcpus_.size() && i < sample_wanted_.size(); i++) {
+        if (!sample_wanted_[i]) continue;
+        all = false;
+        vcpus_[i]->run_page()->immediate_exit = 1;
+        if (i < threads_.size() && threads_[i].joinable()) pthread_kill(threads_[i].native_handle(), kick_signal());
+      }
+      if (all) break;
+      cv_.wait_for(g, std::chrono::milliseconds(50), [&] { return bool(stop_requested_); });
+    }
+  }
+}
+
+void Machine::take_vcpu_sample(kvm::KvmVcpu& v, int id) {
+  VcpuSample s;
+  s.vcpu = id;
+  s.t_s = double(ExitProfile::now() - started_ns_) / 1e9;
+  const uint64_t runs = run_count_[size_t(id)].load(std::memory_order_relaxed);
+  s.exits = runs - sample_last_exits_[size_t(id)];
+  sample_last_exits_[size_t(id)] = runs;
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) {
+    const uint64_t ns = uint64_t(ts.tv_sec) * 1'000'000'000u + uint64_t(ts.tv_nsec);
+    s.cpu_ns = ns - sample_last_cpu_ns_[size_t(id)];
+    sample_last_cpu_ns_[size_t(id)] = ns;
+  }
+  try {
+    s.regs = v.regs();
+    s.sregs = v.sregs();
+    s.mp_state = v.mp_state().mp_state;
+    s.events = v.events();
+  } catch (const kvm::KvmError& e) {
+    std::fprintf(stderr, "[vireo] sample vCPU %d: %s\n", id, e.what());
+    return;
+  }
+  try {
+    s.lapic = v.lapic();
+    s.have_lapic = true;
+  } catch (const kvm::KvmError&) {
+  }
+  uint64_t tsc = 0, deadline = 0;
+  if (v.get_msr(0x10, tsc) && v.get_msr(0x6e0, deadline)) {
+    s.have_deadline = true;
+    s.tsc = tsc;
+    s.tsc_deadline = deadline;
+  }
+  if (s.sregs.cr0 & 0x80000000u) {
+    VcpuMemory m(v, mem_, true, false);
+    uint64_t q[32];
+    size_t n = 32;
+    const uint64_t to_page_end = (4096 - (s.regs.rsp & 4095)) / 8;
+    if (!m.peek(s.regs.rsp, q, sizeof q)) n = std::min<uint64_t>(to_page_end, 32);
+    if (n == 32 || (n && m.peek(s.regs.rsp, q, n * 8))) s.stack.assign(q, q + n);
+  }
+  const std::string line = format_vcpu_sample(s) + "\n";
+  std::fputs(line.c_str(), stderr);
+}
 
 bool Machine::assist(kvm::KvmVcpu& v, std::string& why) {
   kvm_run* run = v.run_page();
@@ -1092,6 +1169,7 @@ void Machine::vcpu_loop(int id) {
   };
   for (;;) {
     if (stop_requested_) break;
+    if (sample_wanted_[size_t(id)].exchange(false)) take_vcpu_sample(v, id);
     if (reset_requested_ && id == 0) {
       complete_pending_exit();
       do_reset();
@@ -1121,6 +1199,7 @@ void Machine::vcpu_loop(int id) {
     const int64_t t0 = profile ? ExitProfile::now() : 0;
     int r = v.run();
     v.run_page()->immediate_exit = 0;
+    run_count_[size_t(id)].fetch_add(1, std::memory_order_relaxed);
     at_boundary = r < 0 || (v.run_page()->exit_reason != KVM_EXIT_IO && v.run_page()->exit_reason != KVM_EXIT_MMIO);
     if (r == -EINTR || r == -EAGAIN) continue;
     if (r < 0) {

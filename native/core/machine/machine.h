@@ -249,6 +249,10 @@ private:
                     size_t n);
   void do_reset();
   void capture_power_on_state();
+  // VIREO_SAMPLE_VCPUS=SECONDS (machine/vcpu_sample.h): the sampler thread
+  // kicks every vCPU each period; each vCPU prints its own sample.
+  void sampler_loop(double period_s);
+  void take_vcpu_sample(kvm::KvmVcpu& v, int id);
 
   MachineConfig cfg_;
   GuestMemory mem_;
@@ -298,6 +302,11 @@ private:
   int live_threads_ = 0;
   std::array<std::atomic<int>, 64> vcpu_tids_{};  // each vCPU thread's TID while it runs (0: none)
   RunState final_state_ = RunState::Stopped;
+  std::thread sampler_;
+  std::array<std::atomic<bool>, 64> sample_wanted_{};
+  std::array<std::atomic<uint64_t>, 64> run_count_{};  // KVM_RUN returns per vCPU (VIREO_SAMPLE_VCPUS)
+  std::array<uint64_t, 64> sample_last_exits_{}, sample_last_cpu_ns_{};  // each written by its vCPU thread
+  int64_t started_ns_ = 0;
 };
 
 }  // namespace vireo
