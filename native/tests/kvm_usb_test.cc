@@ -167,6 +167,16 @@ TEST(the_input_guest_reports_pointer_wheel_and_typed_lines_exactly) {
     expect_line(ptr(tablet_coord(k.px, f.width), tablet_coord(k.py, f.height), 0, 0, 0));
   }
   CHECK(tablet_coord(int(f.width) - 1, f.width) == 32767);
+  // A fast click (move, press, release back to back, as a browser sends them):
+  // all three arrive, none merged away.
+  for (int i = 0; i < 20; i++) {
+    int px = 200 + i, py = 100 + i;
+    CHECK(b->pointer_abs(px, py, 0, 0));
+    CHECK(b->pointer_abs(px, py, 1, 0));
+    CHECK(b->pointer_abs(px, py, 0, 0));
+    expect_line(ptr(tablet_coord(px, f.width), tablet_coord(py, f.height), 1, 0, 0) + "\r\n" +
+                ptr(tablet_coord(px, f.width), tablet_coord(py, f.height), 0, 0, 0));
+  }
   // Off the screen clamps to its edge.
   CHECK(b->pointer_abs(int(f.width) + 50, -7, 0, 0));
   expect_line(ptr(32767, 0, 0, 0, 0));
