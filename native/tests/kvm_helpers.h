@@ -14,8 +14,8 @@
 #include "machine/machine.h"
 
 // The DOM KeyboardEvent.code that types `c` on a US layout, and whether it
-// needs Shift. Covers what tests type into GRUB: letters, digits, space,
-// Enter, Backspace and - _ = . / ; : ( ) +
+// needs Shift: letters, digits, space, Enter, Backspace, Tab and every
+// printable symbol (electron/common/keys.ts has the same map for the app).
 inline std::pair<std::string, bool> us_key(char c) {
   if (c >= 'a' && c <= 'z') return {std::string("Key") + char(c - 'a' + 'A'), false};
   if (c >= 'A' && c <= 'Z') return {std::string("Key") + c, true};
@@ -34,6 +34,29 @@ inline std::pair<std::string, bool> us_key(char c) {
     case '(': return {"Digit9", true};
     case ')': return {"Digit0", true};
     case '+': return {"Equal", true};
+    case '\t': return {"Tab", false};
+    case '[': return {"BracketLeft", false};
+    case ']': return {"BracketRight", false};
+    case '\\': return {"Backslash", false};
+    case '\'': return {"Quote", false};
+    case '`': return {"Backquote", false};
+    case ',': return {"Comma", false};
+    case '!': return {"Digit1", true};
+    case '@': return {"Digit2", true};
+    case '#': return {"Digit3", true};
+    case '$': return {"Digit4", true};
+    case '%': return {"Digit5", true};
+    case '^': return {"Digit6", true};
+    case '&': return {"Digit7", true};
+    case '*': return {"Digit8", true};
+    case '{': return {"BracketLeft", true};
+    case '}': return {"BracketRight", true};
+    case '|': return {"Backslash", true};
+    case '"': return {"Quote", true};
+    case '~': return {"Backquote", true};
+    case '<': return {"Comma", true};
+    case '>': return {"Period", true};
+    case '?': return {"Slash", true};
   }
   return {"", false};
 }

@@ -382,6 +382,8 @@ TEST(tablet_and_uhci_round_trip_keep_the_report_and_registers) {
   CHECK(tab->transfer(usb::Pid::Setup, 0, setup) >= 0);
   CHECK(tab->transfer(usb::Pid::In, 0, {}) >= 0);
   CHECK(tab->configured());
+  uint8_t origin[8] = {};
+  CHECK_EQ(tab->transfer(usb::Pid::In, usb::HidTablet::kIntEndpoint, origin), 7);  // the first poll: where it is
   tab->pointer(1234, 4321, usb::HidTablet::kLeft, 2);
   auto bytes = save(*tab);
 
@@ -402,12 +404,37 @@ TEST(tablet_and_uhci_round_trip_keep_the_report_and_registers) {
 
   // Bad: x out of range, leaving the device as it was.
   auto bad = bytes;
-  size_t xoff = bad.size() - 1 - 4 - 4 - 1 - 4 - 4;
+  size_t xoff = bad.size() - 1 - 1 - 4 - 4 - 1 - 4 - 4;
   bad[xoff + 3] = 0x7f;
   auto before = save(*tab2);
   CHECK(refused(*tab2, bad, "x is"));
-  CHECK(refused(*tab2, bytes, "unknown version", 2));
+  CHECK(refused(*tab2, bytes, "unknown version", 3));
   CHECK(save(*tab2) == before);
+
+  // Version 2 keeps the reports queued for button changes: presses and
+  // releases the guest has not taken yet are all delivered after a load
+  // (the saved press with its wheel steps, a release, a press, a release).
+  tab->pointer(10, 20, 0, 0);
+  tab->pointer(10, 20, usb::HidTablet::kLeft, 0);
+  tab->pointer(10, 20, 0, 0);
+  auto queued = save(*tab);
+  CHECK_EQ(queued[queued.size() - 1 - 3 * 7], uint8_t(3));  // the count, then 7 bytes each
+  auto tab3 = std::make_shared<usb::HidTablet>(clock);
+  load(*tab3, queued);
+  std::vector<int> buttons;
+  for (int i = 0; i < 6 && tab3->transfer(usb::Pid::In, usb::HidTablet::kIntEndpoint, rep) == 7; i++) buttons.push_back(rep[0]);
+  CHECK_EQ(buttons, (std::vector<int>{1, 0, 1, 0}));
+  // A version 1 section (no queue) still loads.
+  auto v1 = bytes;
+  v1.pop_back();
+  auto tab4 = std::make_shared<usb::HidTablet>(clock);
+  load(*tab4, v1, 1);
+  CHECK_EQ(tab4->transfer(usb::Pid::In, usb::HidTablet::kIntEndpoint, rep), 7);
+  CHECK_EQ(int(rep[1] | rep[2] << 8), 1234);
+  // A queued report with bad buttons is refused.
+  auto badq = queued;
+  badq[badq.size() - 3 * 7] = 0xff;
+  CHECK(refused(*tab4, badq, "buttons"));
 
   // UHCI: registers, frame number and the port; the clock rebased.
   std::vector<uint8_t> ram(1 << 20, 0);

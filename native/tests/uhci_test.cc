@@ -361,8 +361,9 @@ TEST(enumeration_and_tablet_reports) {
   CHECK(st & Uhci::kTdNak);
   CHECK_EQ(r.rd32(kQh + 4), t);  // the queue did not advance
   CHECK(!r.irq);
-  // The pointer moves: the next poll returns exactly the latest state.
-  r.tab->pointer(100, 200, HidTablet::kLeft, 0);
+  // The pointer moves: the next poll returns exactly the latest state
+  // (positions coalesce while the buttons stay).
+  r.tab->pointer(100, 200, HidTablet::kLeft | HidTablet::kMiddle, 0);
   r.tab->pointer(0x1234, 0x7fff, HidTablet::kLeft | HidTablet::kMiddle, -2, 1);
   r.frames(1);
   st = r.rd32(t + 4);
@@ -378,6 +379,44 @@ TEST(enumeration_and_tablet_reports) {
   // The tablet stops counting as active a second after the last poll.
   r.now += 2'000'000'000;
   CHECK(!r.tab->active());
+}
+
+// A click shorter than the polling interval (press and release between two
+// polls, as a fast click or a busy guest gives) is still a press and a
+// release: button changes are queued, positions in between coalesce.
+TEST(press_and_release_between_polls_are_separate_reports) {
+  Rig r;
+  r.enumerate();
+  r.tab->pointer(10, 20, 0, 0);
+  r.tab->pointer(11, 21, 0, 0);                  // coalesces with the move before
+  r.tab->pointer(11, 21, HidTablet::kLeft, 0);   // press: the move is a report of its own
+  r.tab->pointer(12, 22, HidTablet::kLeft, 1);   // a drag step with a wheel step: merges into the press
+  r.tab->pointer(12, 22, 0, 0);                  // release
+  CHECK_EQ(r.tab->current_report(), (Bytes{0, 11, 0, 21, 0, 0, 0}));
+  std::vector<Bytes> got;
+  for (int i = 0; i < 5; i++) {
+    uint32_t t = r.poll_td(i & 1);
+    r.frames(1);
+    if (r.rd32(t + 4) & Uhci::kTdActive) break;
+    got.emplace_back(r.ram.begin() + kBufs + 0x800, r.ram.begin() + kBufs + 0x807);
+  }
+  CHECK_EQ(got.size(), size_t(3));
+  CHECK_EQ(got[0], (Bytes{0, 11, 0, 21, 0, 0, 0}));
+  CHECK_EQ(got[1], (Bytes{1, 12, 0, 22, 0, 1, 0}));
+  CHECK_EQ(got[2], (Bytes{0, 12, 0, 22, 0, 0, 0}));
+  // A flood of clicks the guest never takes is bounded: kQueueMax reports, then the latest state.
+  for (int i = 0; i < 100; i++) r.tab->pointer(i, i, uint8_t(i & 1), 0);
+  int reports = 0;
+  Bytes last;
+  for (int i = 0; i < 40; i++) {
+    uint32_t t = r.poll_td(i & 1);
+    r.frames(1);
+    if (r.rd32(t + 4) & Uhci::kTdActive) break;
+    reports++;
+    last.assign(r.ram.begin() + kBufs + 0x800, r.ram.begin() + kBufs + 0x807);
+  }
+  CHECK_EQ(reports, int(HidTablet::kQueueMax) + 1);
+  CHECK_EQ(last, (Bytes{1, 99, 0, 99, 0, 0, 0}));
 }
 
 TEST(wheel_steps_carry_over_127) {

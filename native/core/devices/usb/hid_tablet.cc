@@ -134,6 +134,9 @@ void HidTablet::pointer(int x, int y, uint8_t buttons, int wheel, int hwheel) {
   x = std::clamp(x, 0, kMaxCoord);
   y = std::clamp(y, 0, kMaxCoord);
   buttons &= 0x1f;
+  // The state the guest has not seen yet ends with this button change: it
+  // becomes a report of its own (only for a configured device: nobody polls before).
+  if (buttons != buttons_ && changed_ && config_ != 0 && queued_.size() < kQueueMax) queued_.push_back(report_locked());
   if (x != x_ || y != y_ || buttons != buttons_ || wheel || hwheel) changed_ = true;
   x_ = x;
   y_ = y;
@@ -165,6 +168,7 @@ void HidTablet::bus_reset() {
   stage_ = Stage::Idle;
   ctrl_data_.clear();
   ctrl_pos_ = 0;
+  queued_.clear();
   changed_ = true;  // the first poll after configuration reports where the pointer is
 }
 
@@ -182,6 +186,7 @@ std::array<uint8_t, HidTablet::kReportLen> HidTablet::report_locked() {
 
 std::vector<uint8_t> HidTablet::current_report() {
   std::lock_guard g(mu_);
+  if (!queued_.empty()) return {queued_.front().begin(), queued_.front().end()};
   int w = wheel_, h = hwheel_;
   auto r = report_locked();
   wheel_ = w;  // a peek: the steps stay for the endpoint
@@ -202,9 +207,15 @@ int HidTablet::interrupt_in(std::span<uint8_t> data) {
   last_poll_ns_ = now;
   polled_ = true;
   bool idle_due = idle_ != 0 && now - last_report_ns_ >= int64_t(idle_) * 4'000'000;
-  if (!changed_ && !idle_due) return kNak;
-  auto r = report_locked();
-  changed_ = wheel_ != 0 || hwheel_ != 0;  // steps past +-127 go in the next report
+  std::array<uint8_t, kReportLen> r;
+  if (!queued_.empty()) {
+    r = queued_.front();  // the current state stays due after it
+    queued_.pop_front();
+  } else {
+    if (!changed_ && !idle_due) return kNak;
+    r = report_locked();
+    changed_ = wheel_ != 0 || hwheel_ != 0;  // steps past +-127 go in the next report
+  }
   last_report_ns_ = now;
   size_t n = std::min(data.size(), r.size());
   std::copy_n(r.begin(), n, data.begin());
@@ -401,10 +412,13 @@ void HidTablet::save(state::StateWriter& w) const {
   w.i32(wheel_);
   w.i32(hwheel_);
   w.boolean(changed_);
+  w.u8(uint8_t(queued_.size()));
+  for (auto& q : queued_)
+    for (uint8_t b : q) w.u8(b);
 }
 
 void HidTablet::load(state::StateReader& r) {
-  if (r.version() != 1) r.fail("unknown version (this Vireo has 1)");
+  if (r.version() != 1 && r.version() != 2) r.fail("unknown version (this Vireo has 1 and 2)");
   auto in = [&](int64_t v, int64_t lo, int64_t hi, const char* what) {
     if (v < lo || v > hi) r.fail(std::string(what) + " is " + std::to_string(v) + ", not in " + std::to_string(lo) + ".." + std::to_string(hi));
   };
@@ -439,6 +453,19 @@ void HidTablet::load(state::StateReader& r) {
   in(wheel, -1000, 1000, "the wheel");
   in(hwheel, -1000, 1000, "the horizontal wheel");
   bool changed = r.boolean();
+  std::deque<std::array<uint8_t, kReportLen>> queued;
+  if (r.version() >= 2) {
+    uint8_t n = r.u8();
+    in(n, 0, int64_t(kQueueMax), "the queued reports");
+    for (int i = 0; i < n; i++) {
+      std::array<uint8_t, kReportLen> q;
+      for (auto& b : q) b = r.u8();
+      in(q[0], 0, 0x1f, "a queued report's buttons");
+      in(q[1] | q[2] << 8, 0, kMaxCoord, "a queued report's x");
+      in(q[3] | q[4] << 8, 0, kMaxCoord, "a queued report's y");
+      queued.push_back(q);
+    }
+  }
   r.finish();
   std::lock_guard g(mu_);
   const int64_t now = clock_();
@@ -464,6 +491,7 @@ void HidTablet::load(state::StateReader& r) {
   wheel_ = wheel;
   hwheel_ = hwheel;
   changed_ = changed;
+  queued_ = std::move(queued);
 }
 
 }  // namespace vireo::usb

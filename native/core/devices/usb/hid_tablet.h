@@ -17,10 +17,15 @@
 //
 // The interrupt endpoint NAKs until the pointer changed (or the SET_IDLE
 // period ran out) and then returns the latest state: positions coalesce,
-// wheel steps add up (beyond +-127 per report they carry to the next).
+// wheel steps add up (beyond +-127 per report they carry to the next). A
+// button change is never merged away: while the guest has not yet taken the
+// state before it, that state is queued as a report of its own (up to
+// kQueueMax), so a click shorter than the guest's polling interval still
+// arrives as a press and a release.
 #pragma once
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <span>
@@ -42,6 +47,8 @@ public:
   static constexpr uint8_t kLeft = 1, kRight = 2, kMiddle = 4, kBack = 8, kForward = 16;
   // The endpoint counts as "being polled" this long after the last IN token.
   static constexpr int64_t kActiveNs = 1'000'000'000;
+  // Reports held back for button changes (beyond that, states merge again).
+  static constexpr size_t kQueueMax = 16;
 
   // HID class requests (HID 1.11, 7.2) and descriptor types (7.1).
   enum : uint8_t { kGetReport = 1, kGetIdle = 2, kGetProtocol = 3, kSetReport = 9, kSetIdle = 10, kSetProtocol = 11 };
@@ -61,10 +68,11 @@ public:
   // Saved state (machine/state.h, docs/state.md, section `dev:tablet`): the
   // USB device state (address, configuration, halt, idle, protocol), a
   // control transfer in progress, the pointer and the report not yet
-  // delivered; the last report and poll times as ages, rebased to the clock
-  // at load.
+  // delivered, and (version 2) the reports queued for button changes; the
+  // last report and poll times as ages, rebased to the clock at load.
+  // Version 1 (no queue) still loads.
   StateKind state_kind() const override { return StateKind::Saved; }
-  uint32_t state_version() const override { return 1; }
+  uint32_t state_version() const override { return 2; }
   void save(state::StateWriter& w) const override;
   void load(state::StateReader& r) override;
 
@@ -111,6 +119,8 @@ private:
   uint8_t buttons_ = 0;
   int wheel_ = 0, hwheel_ = 0;
   bool changed_ = false;
+  // Reports not yet delivered that a button change closed, oldest first.
+  std::deque<std::array<uint8_t, kReportLen>> queued_;
 };
 
 }  // namespace vireo::usb

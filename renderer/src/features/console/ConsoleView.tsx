@@ -119,15 +119,19 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   const buttons = useRef(0);
   // The last absolute position sent (the wheel goes with it).
   const lastPos = useRef({ x: 0, y: 0 });
-  const pointerAt = (offsetX: number, offsetY: number) => {
+  // From the client coordinates and the canvas's own rect, not offsetX/Y: Chromium gives
+  // those as whole pixels cut from a canvas that may sit at a fractional position, which
+  // put scaled clicks up to a CSS pixel (more than half a guest pixel) off.
+  const pointerAt = (clientX: number, clientY: number) => {
     const c = canvas.current!;
-    return canvasToFramebuffer(offsetX, offsetY, c.clientWidth, c.clientHeight, c.width, c.height, scale === 'fit');
+    const r = c.getBoundingClientRect();
+    return canvasToFramebuffer(clientX - r.left - c.clientLeft, clientY - r.top - c.clientTop, c.clientWidth, c.clientHeight, c.width, c.height, scale === 'fit');
   };
   const onMouse = (e: React.MouseEvent) => {
     if (tablet && stream && !document.pointerLockElement) {
       // USB tablet: where the pointer is over the picture, whether or not the keyboard is captured.
       if (e.type !== 'mousemove') e.preventDefault();
-      lastPos.current = pointerAt(e.nativeEvent.offsetX, e.nativeEvent.offsetY);
+      lastPos.current = pointerAt(e.clientX, e.clientY);
       stream.send({ op: 'pointer', ...lastPos.current, buttons: e.buttons & 31, wheel: 0, hwheel: 0 });
       return;
     }
