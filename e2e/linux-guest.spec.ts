@@ -167,6 +167,7 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
       const args = [path.join(ROOT, 'bin', 'vireo.js'), 'boot', ...vireoArgs(spec, guest(), BOOT_S), '--screenshot-on', `VIREO-SCREEN written:${display}`];
       const r = await runGuest(process.execPath, args, { limitS: BOOT_S + 20, atPrompt: 'poweroff -f\n' }).finally(() => web.close());
       keepLog(`vireo-${bootPath}`, r, [process.execPath, ...args]);
+      if (LOGS && fs.existsSync(display)) fs.copyFileSync(display, path.join(LOGS, `vireo-${bootPath}.display.png`));
       console.log(report(`Vireo, ${title}`, r));
       const failed = r.checks.filter((c) => !c.ok);
       if (!r.summary && failed.length === 0) {

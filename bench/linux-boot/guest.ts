@@ -263,15 +263,20 @@ export function runGuest(cmd: string, args: string[], o: RunOptions): Promise<Ru
 
 // ---- what the host checks on top of the guest's own verdicts ----
 /** PCI functions Vireo's PC puts on the board with a Linux driver, as vendor:device → driver. */
+/**
+ * The key names the function; a virtio device may carry either ID: QEMU's `-machine pc` makes transitional ones
+ * (1af4:1000 net, 1af4:1001 block), Vireo modern-only ones (1af4:1041 net, 1af4:1042 block; docs/virtio.md).
+ */
 export const EXPECTED_PCI: Record<string, string> = {
   '8086:7010': 'ata_piix', // PIIX3 IDE
   '8086:7020': 'uhci_hcd', // PIIX3 USB (UHCI), the tablet's controller
   '1234:1111': 'bochs-drm', // std-vga
-  '1af4:1001': 'virtio-pci', // virtio-blk (transitional)
-  '1af4:1000': 'virtio-pci', // virtio-net (transitional)
+  '1af4:1001|1af4:1042': 'virtio-pci', // virtio-blk (transitional | modern)
+  '1af4:1000|1af4:1041': 'virtio-pci', // virtio-net (transitional | modern)
   '8086:100e': 'e1000', // Intel 82540EM
 };
-const NIC_PCI = new Set(['1af4:1000', '8086:100e']);
+const DISK_PCI = '1af4:1001|1af4:1042';
+const NIC_PCI = new Set(['1af4:1000|1af4:1041', '8086:100e']);
 
 /** The host's end of the network checks: an HTTP server on loopback that the guest reaches at its NAT gateway. */
 export interface HostHttp {
@@ -356,11 +361,11 @@ export function verifyHost(r: RunResult, want: { media?: Media; cdToken?: string
   } else add('host-rtc', false, 'no rtc=… in the guest rtc check');
   if (want.cpus) add('host-cpus', new RegExp(`online=${want.cpus} `).test(detail('cpus')), `guest: ${detail('cpus')}, want ${want.cpus}`);
   const pci = r.checks.filter((c) => c.name.startsWith('pci-'));
-  for (const [id, driver] of Object.entries(EXPECTED_PCI)) {
-    if (id === '1af4:1001' && !want.media) continue;
-    if (NIC_PCI.has(id) && !want.nics) continue;
-    const hit = pci.find((c) => c.detail.includes(`id=${id} `));
-    add(`host-pci-${id}`, !!hit && hit.detail.includes(`driver=${driver}`), hit ? hit.detail : `no PCI function ${id}`);
+  for (const [ids, driver] of Object.entries(EXPECTED_PCI)) {
+    if (ids === DISK_PCI && !want.media) continue;
+    if (NIC_PCI.has(ids) && !want.nics) continue;
+    const hit = pci.find((c) => ids.split('|').some((id) => c.detail.includes(`id=${id} `)));
+    add(`host-pci-${ids.split('|')[0]}`, !!hit && hit.detail.includes(`driver=${driver}`), hit ? hit.detail : `no PCI function ${ids.replace('|', ' or ')}`);
   }
   if (want.http) {
     for (const drv of ['virtio_net', 'e1000']) {
