@@ -120,16 +120,6 @@ fail:
 
 ; ---- PCI ---------------------------------------------------------------
 
-; pci_read: EAX = config address (0x80000000 | dev << 11 | reg) -> EAX = dword.
-pci_read:
-    push edx
-    mov dx, 0xcf8
-    out dx, eax
-    mov dx, 0xcfc
-    in eax, dx
-    pop edx
-    ret
-
 ; pci_write16: EAX = config address, CX = the word written at its low half.
 pci_write16:
     push edx
@@ -868,53 +858,6 @@ put_ip:
 .n:
     loop .b
     pop edx
-    pop ecx
-    pop eax
-    ret
-
-; putdec: EAX (< 1000) in decimal.
-putdec:
-    push eax
-    push ebx
-    push ecx
-    push edx
-    mov ebx, 10
-    xor ecx, ecx
-.div:
-    xor edx, edx
-    div ebx
-    push edx
-    inc ecx
-    test eax, eax
-    jnz .div
-.pr:
-    pop eax
-    add al, '0'
-    call putc
-    loop .pr
-    pop edx
-    pop ecx
-    pop ebx
-    pop eax
-    ret
-
-; puthex8: AL as 2 hex digits.
-puthex8:
-    push eax
-    push ecx
-    mov ecx, 2
-    mov ah, al
-.d:
-    rol ah, 4
-    mov al, ah
-    and al, 0x0f
-    add al, '0'
-    cmp al, '9'
-    jbe .o
-    add al, 'a' - '0' - 10
-.o:
-    call putc
-    loop .d
     pop ecx
     pop eax
     ret

@@ -90,16 +90,6 @@ idle:
 
 ; ---- PCI ---------------------------------------------------------------
 
-; pci_read: EAX = config address -> EAX = dword.
-pci_read:
-    push edx
-    mov dx, 0xcf8
-    out dx, eax
-    mov dx, 0xcfc
-    in eax, dx
-    pop edx
-    ret
-
 ; find_uhci: the first function on bus 0 of class 0x0c0300 (serial bus, USB,
 ; UHCI). [iobase] = its BAR4 (I/O, 32 bytes); I/O decoding and bus mastering
 ; turned on.
@@ -622,58 +612,12 @@ poll_kbd:
 
 ; ---- output --------------------------------------------------------------
 
-puthex8:
-    push eax
-    push ecx
-    mov ah, al
-    mov ecx, 2
-.d:
-    rol ah, 4
-    mov al, ah
-    and al, 0x0f
-    add al, '0'
-    cmp al, '9'
-    jbe .o
-    add al, 'a' - '0' - 10
-.o:
-    call putc
-    loop .d
-    pop ecx
-    pop eax
-    ret
-
 puthex16:
     push eax
     xchg al, ah
     call puthex8
     xchg al, ah
     call puthex8
-    pop eax
-    ret
-
-; putdec: EAX unsigned, in decimal.
-putdec:
-    push eax
-    push ecx
-    push edx
-    push ebx
-    mov ebx, 10
-    xor ecx, ecx
-.div:
-    xor edx, edx
-    div ebx
-    push edx
-    inc ecx
-    test eax, eax
-    jnz .div
-.out:
-    pop eax
-    add al, '0'
-    call putc
-    loop .out
-    pop ebx
-    pop edx
-    pop ecx
     pop eax
     ret
 
