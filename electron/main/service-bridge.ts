@@ -7,11 +7,11 @@
 // No 'electron' import here: main.ts hands in ipcMain, MessageChannelMain and the
 // windows through the small interfaces below, and the unit test hands in Node's own
 // MessageChannel and fakes of the rest (electron/main/__tests__/service-bridge.test.ts).
-import * as path from 'node:path';
 import { type EventName, IPC, type ReplyEnvelope, RequestEnvelope, api, isMethod } from '../common/contracts/api';
 import { UUID_PATTERN } from '../common/contracts/vm';
 import type { RpcClient } from '../services/rpc-socket';
 import type { StreamHandle } from '../services/supervisor';
+import { nodeServiceCommand } from '../services/service-host';
 import { SERVICE_FLAG } from './launch-mode';
 
 /** The channel the preload listens on for a console's port (preload.ts). */
@@ -89,7 +89,7 @@ export function serviceCommand(
   host: { electron: boolean; packaged?: boolean } = { electron: !!process.versions.electron },
 ): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
   if (host.electron) return { file: execPath, args: [...(host.packaged ? [] : [appRoot]), SERVICE_FLAG], env: {} };
-  return { file: execPath, args: [path.join(appRoot, 'bin', 'vireo.js'), 'service'], env: {} };
+  return nodeServiceCommand(execPath, appRoot);
 }
 
 const refuse = (id: number, message: string, code: string): ReplyEnvelope => ({ t: 'error', id, message, code }) as ReplyEnvelope;

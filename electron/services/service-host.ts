@@ -192,6 +192,11 @@ export function serviceLogFile(paths: VireoPaths): string {
   return path.join(paths.logs, 'service.log');
 }
 
+/** `node bin/vireo.js service`: how a client under Node starts the service. */
+export function nodeServiceCommand(execPath = process.execPath, root = appRoot()): { file: string; args: string[]; env: NodeJS.ProcessEnv } {
+  return { file: execPath, args: [path.join(root, 'bin', 'vireo.js'), 'service'], env: {} };
+}
+
 /**
  * A client of this user's service, started detached first when none answers. Checks
  * that the service serves the same configuration directory as this process would
@@ -209,7 +214,7 @@ export async function ensureService(opts: EnsureOptions = {}): Promise<RpcClient
     const out = fs.openSync(logFile, 'a', 0o600);
     // Under Node: `node bin/vireo.js service`. The Electron app passes its own command
     // (its binary with --vireo-service: electron/main/service-bridge.ts serviceCommand).
-    const cmd = opts.command ?? { file: process.execPath, args: [path.join(appRoot(), 'bin', 'vireo.js'), 'service'], env: {} };
+    const cmd = opts.command ?? nodeServiceCommand();
     const child = spawn(cmd.file, cmd.args, { detached: true, stdio: ['ignore', out, out], env: { ...env, ...cmd.env } });
     fs.closeSync(out);
     let exited: string | null = null;
