@@ -3,6 +3,7 @@
 
 #include <elf.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -322,4 +323,53 @@ TEST(initrd_bigger_than_ram_names_the_initrd) {
   e = load_error(k, big);
   CHECK(e.find("/tmp/rd.img") != std::string::npos);
   CHECK(e.find("does not fit") != std::string::npos);
+}
+
+// ---- Words Vireo adds to a Linux command line on kvm_pvm hosts (issue 10) ----
+TEST(pvm_hosts_add_their_words_to_linux_command_lines_only) {
+  const std::vector<uint8_t> bz = fake_bzimage(0x020f, 4096);
+  // A PVH vmlinux: the entry note plus XEN_ELFNOTE_GUEST_OS "linux", as Linux's
+  // own ELF notes carry it.
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = 0x1000;
+  ph.p_paddr = 0x100000;
+  ph.p_filesz = 0x100;
+  ph.p_memsz = 0x100;
+  std::vector<uint8_t> pvh = elf64_one_load(ph);
+  CHECK(!is_linux_kernel(pvh));  // a PVH kernel that does not say it is Linux
+  Elf64_Phdr note{};
+  std::memcpy(&note, &pvh[sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr)], sizeof note);
+  note.p_filesz = 20 + 12 + 4 + 8;
+  std::memcpy(&pvh[sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr)], &note, sizeof note);
+  w32(pvh, 0x814, 4);
+  w32(pvh, 0x818, 6);
+  w32(pvh, 0x81c, 6);
+  std::memcpy(&pvh[0x820], "Xen", 4);
+  std::memcpy(&pvh[0x824], "linux", 6);
+  CHECK(is_linux_kernel(pvh));
+  CHECK(is_linux_kernel(bz));
+  // A multiboot kernel and garbage are not Linux.
+  std::vector<uint8_t> mb(0x400, 0x90);
+  w32(mb, 0x20, 0x1BADB002);
+  w32(mb, 0x24, 0);
+  w32(mb, 0x28, uint32_t(-0x1BADB002));
+  CHECK(!is_linux_kernel(mb));
+  CHECK(!is_linux_kernel(std::vector<uint8_t>(4096, 0x41)));
+
+  CHECK_EQ(host_kernel_cmdline(bz, "console=ttyS0", false), std::string("console=ttyS0"));  // other hosts: untouched
+  std::string added;
+  CHECK_EQ(host_kernel_cmdline(bz, "console=ttyS0", true, &added), std::string("console=ttyS0 cryptomgr.notests"));
+  CHECK_EQ(added, std::string("cryptomgr.notests"));
+  CHECK_EQ(host_kernel_cmdline(pvh, "", true), std::string("cryptomgr.notests"));
+  CHECK_EQ(host_kernel_cmdline(mb, "x", true, &added), std::string("x"));
+  CHECK_EQ(added, std::string(""));
+  // The user's own setting wins, with or without a value; words after "--" are init's.
+  CHECK_EQ(host_kernel_cmdline(bz, "cryptomgr.notests=0 quiet", true), std::string("cryptomgr.notests=0 quiet"));
+  CHECK_EQ(host_kernel_cmdline(bz, "quiet -- cryptomgr.notests", true),
+           std::string("quiet cryptomgr.notests -- cryptomgr.notests"));
+  CHECK_EQ(host_kernel_cmdline(bz, "-- single", true), std::string("cryptomgr.notests -- single"));
+  ::setenv("VIREO_PVM_KERNEL_WORDS", "none", 1);
+  CHECK_EQ(host_kernel_cmdline(bz, "console=ttyS0", true), std::string("console=ttyS0"));
+  ::unsetenv("VIREO_PVM_KERNEL_WORDS");
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -376,6 +377,25 @@ bool find_pvh_entry(const std::vector<uint8_t>& k, const std::vector<ElfSeg>& no
   return false;
 }
 
+constexpr uint32_t kXenElfnoteGuestOs = 6;
+
+bool guest_os_is_linux(const std::vector<uint8_t>& k, const std::vector<ElfSeg>& notes) {
+  for (auto& n : notes) {
+    uint64_t o = n.offset, end = n.offset + n.filesz;
+    while (o <= end && end - o >= 12) {
+      uint32_t namesz = rd32(k, o), descsz = rd32(k, o + 4), type = rd32(k, o + 8);
+      uint64_t name_o = o + 12, desc_o = name_o + align_up(namesz, 4);
+      uint64_t next = desc_o + align_up(descsz, 4);
+      if (next > end) break;
+      if (type == kXenElfnoteGuestOs && namesz == 4 && std::memcmp(k.data() + name_o, "Xen", 4) == 0 && descsz >= 5 &&
+          std::memcmp(k.data() + desc_o, "linux", 5) == 0)
+        return true;
+      o = next;
+    }
+  }
+  return false;
+}
+
 BootResult load_pvh(const Ctx& c, const std::vector<uint8_t>& k, const std::vector<ElfSeg>& segs, uint64_t entry,
                     const std::vector<uint8_t>& initrd, const std::string& cmdline) {
   const GuestMemory& mem = c.mem;
@@ -492,6 +512,67 @@ BootResult load_kernel_image(const GuestMemory& mem, const RamLayout& ram, const
   }
   write_boot_gdt(mem);
   return r;
+}
+
+bool is_linux_kernel(const std::vector<uint8_t>& k) {
+  if (k.size() > 0x260 && rd16(k, 0x1fe) == 0xAA55 && std::memcmp(k.data() + 0x202, "HdrS", 4) == 0) return true;
+  if (k.size() < 64 || find_multiboot(k) >= 0) return false;
+  std::vector<ElfSeg> segs, notes;
+  uint64_t entry = 0;
+  try {
+    if (!parse_elf(k, segs, entry, &notes, "kernel")) return false;
+  } catch (const BootError&) {
+    return false;
+  }
+  return guest_os_is_linux(k, notes);
+}
+
+namespace {
+// The word's name as the kernel matches it: up to '=' ("a.b=1" -> "a.b").
+std::string word_name(const std::string& w) { return w.substr(0, w.find('=')); }
+
+bool cmdline_sets(const std::string& cmdline, const std::string& name) {
+  size_t i = 0;
+  while (i < cmdline.size()) {
+    while (i < cmdline.size() && cmdline[i] == ' ') i++;
+    size_t j = cmdline.find(' ', i);
+    if (j == std::string::npos) j = cmdline.size();
+    std::string w = cmdline.substr(i, j - i);
+    if (w == "--") return false;  // what follows goes to init, not the kernel
+    if (!w.empty() && word_name(w) == name) return true;
+    i = j;
+  }
+  return false;
+}
+}  // namespace
+
+std::string pvm_linux_words(const std::vector<uint8_t>& kernel, const std::string& cmdline, bool pvm_host) {
+  if (!pvm_host) return "";
+  if (const char* e = std::getenv("VIREO_PVM_KERNEL_WORDS"); e && std::string(e) == "none") return "";
+  if (!is_linux_kernel(kernel)) return "";
+  static const char* const kWords[] = {"cryptomgr.notests"};
+  std::string out;
+  for (const char* w : kWords) {
+    if (cmdline_sets(cmdline, word_name(w))) continue;
+    if (!out.empty()) out += ' ';
+    out += w;
+  }
+  return out;
+}
+
+std::string host_kernel_cmdline(const std::vector<uint8_t>& kernel, const std::string& cmdline, bool pvm_host,
+                                std::string* added) {
+  std::string words = pvm_linux_words(kernel, cmdline, pvm_host);
+  if (added) *added = words;
+  if (words.empty()) return cmdline;
+  // Before a "--": the words after it are init's.
+  size_t dd = std::string::npos;
+  for (size_t i = 0; (i = cmdline.find("--", i)) != std::string::npos; i += 2) {
+    bool start = i == 0 || cmdline[i - 1] == ' ', end = i + 2 == cmdline.size() || cmdline[i + 2] == ' ';
+    if (start && end) { dd = i; break; }
+  }
+  if (dd == std::string::npos) return cmdline.empty() ? words : cmdline + " " + words;
+  return cmdline.substr(0, dd) + words + " " + cmdline.substr(dd);
 }
 
 BootResult load_kernel(const GuestMemory& mem, const RamLayout& ram, const KernelBootOptions& o) {

@@ -83,6 +83,24 @@ BootResult load_flat(const GuestMemory& mem, const std::string& path, uint64_t a
 
 std::vector<uint8_t> read_file(const std::string& path, const char* what);
 
+// True when the image is a Linux kernel: a bzImage ("HdrS"), or an ELF vmlinux
+// whose Xen note XEN_ELFNOTE_GUEST_OS says "linux" (what a PVH-capable
+// Linux build carries).
+bool is_linux_kernel(const std::vector<uint8_t>& k);
+
+// Kernel words Vireo adds by itself to a Linux command line on kvm_pvm hosts,
+// where guest ring-0 code is emulated instruction by instruction
+// (docs/linux-guest.md, "Words Vireo adds on kvm_pvm hosts"). Each skips
+// boot-time work that tests the kernel itself, not the machine:
+//   cryptomgr.notests   the crypto API's self-tests (~9 min of emulated ring 0)
+// A word the command line already sets (by name, with or without a value) is
+// left to the user's value. None on other hosts, for other kernels, or when
+// VIREO_PVM_KERNEL_WORDS=none. Returns the words added ("" when none).
+std::string pvm_linux_words(const std::vector<uint8_t>& kernel, const std::string& cmdline, bool pvm_host);
+// cmdline with those words appended; `added` gets them (for the log line).
+std::string host_kernel_cmdline(const std::vector<uint8_t>& kernel, const std::string& cmdline, bool pvm_host,
+                                std::string* added = nullptr);
+
 // Writes the flat 32-bit GDT used for protected-mode entry at layout::kBootGdt.
 void write_boot_gdt(const GuestMemory& mem);
 

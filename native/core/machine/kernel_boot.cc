@@ -3,8 +3,10 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
+#include "kvm/kvm.h"
 #include "machine/layout.h"
 #include "machine/machine.h"
 
@@ -35,6 +37,15 @@ struct Scratch {
   ~Scratch() { ::munmap(base, size); }
 };
 }  // namespace
+
+void log_host_kernel_words(const std::string& added) {
+  if (added.empty()) return;
+  std::fprintf(stderr,
+               "[vireo] kvm_pvm host: added to the Linux command line: %s (boot-time self-tests that this host, which "
+               "emulates guest kernel code, would spend minutes on; VIREO_PVM_KERNEL_WORDS=none leaves the command line "
+               "as given; docs/linux-guest.md)\n",
+               added.c_str());
+}
 
 std::vector<uint8_t> finish_option_rom(std::vector<uint8_t> rom) {
   if (rom.size() < 0x20) throw MachineError("option ROM image is too small");
@@ -108,7 +119,9 @@ KernelBoot::KernelBoot(Machine& m) : m_(m) {
   const MachineConfig& cfg = m.config();
   kernel_ = boot::read_file(cfg.kernel, "kernel");
   if (!cfg.initrd.empty()) initrd_ = boot::read_file(cfg.initrd, "initrd");
-  cmdline_ = cfg.append;
+  std::string added;
+  cmdline_ = boot::host_kernel_cmdline(kernel_, cfg.append, kvm::host_is_pvm(), &added);
+  log_host_kernel_words(added);
   names_.name = "kernel '" + cfg.kernel + "'";
   if (!cfg.initrd.empty()) names_.initrd_name = "initrd '" + cfg.initrd + "'";
   ram_ = boot::ram_layout(cfg.mem_bytes);

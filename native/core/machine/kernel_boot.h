@@ -36,6 +36,10 @@ boot::BootResult load_from_rom_request(const GuestMemory& mem, uint64_t params, 
                                        const std::vector<uint8_t>& kernel, const std::vector<uint8_t>& initrd,
                                        const std::string& cmdline, boot::ImageOptions names);
 
+// Prints the words boot::host_kernel_cmdline added (nothing when none), on
+// stderr, where `vireo boot` and the VM's log show it.
+void log_host_kernel_words(const std::string& added);
+
 class KernelBoot : public IoDevice {
 public:
   static constexpr const char* kRomFile = "genroms/vireo-kboot.bin";

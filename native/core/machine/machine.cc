@@ -272,7 +272,10 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
     boot::ImageOptions o;
     o.name = "kernel '" + cfg_.kernel + "'";
     if (!cfg_.initrd.empty()) o.initrd_name = "initrd '" + cfg_.initrd + "'";
-    boot_ = boot::load_kernel_image(mem_, ram_layout_, kernel, initrd, cfg_.append, o);
+    std::string added;
+    std::string cmdline = boot::host_kernel_cmdline(kernel, cfg_.append, pvm_, &added);
+    log_host_kernel_words(added);
+    boot_ = boot::load_kernel_image(mem_, ram_layout_, kernel, initrd, cmdline, o);
   } else if (!cfg_.flat.empty()) {
     boot_ = boot::load_flat(mem_, cfg_.flat, cfg_.flat_addr);
   }
