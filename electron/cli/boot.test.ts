@@ -145,6 +145,17 @@ describe('parseBootArgs', () => {
     expect(() => parseBootArgs(['--uuid', '6f1a7b2c-3d4e-4f50-8a61-72839405a6b'])).toThrow(/--uuid/);
     expect(() => parseBootArgs(['--uuid', 'not-a-uuid'])).toThrow(/--uuid/);
   });
+  it('parses --keys-on TEXT:KEYS (the first unescaped colon ends TEXT) and the power-button options', () => {
+    const o = parseBootArgs(['--kernel', 'k', '--keys-on', 'VIREO-KEYS ready:echo a:b >/dev/ttyS0<Enter>', '--keys-on', 'login\\: :root<Enter>',
+      '--power-button-on', 'VIREO-BUTTON ready', '--power-button-at', '12.5']);
+    expect(o.keysOn).toEqual([{ text: 'VIREO-KEYS ready', keys: 'echo a:b >/dev/ttyS0<Enter>' }, { text: 'login: ', keys: 'root<Enter>' }]);
+    expect(o.powerButton).toEqual([{ text: 'VIREO-BUTTON ready' }, { atS: 12.5 }]);
+    expect(() => parseBootArgs(['--kernel', 'k', '--keys-on', 'no-colon'])).toThrow(/TEXT:KEYS/);
+    expect(() => parseBootArgs(['--kernel', 'k', '--keys-on', ':x'])).toThrow(/TEXT:KEYS/);
+    expect(() => parseBootArgs(['--kernel', 'k', '--power-button-at', 'soon'])).toThrow(/seconds/);
+    expect(() => parseBootArgs(['--flat', 'f', '--power-button-on', 'x'])).toThrow(/need the PC/);
+  });
+
   it('parses --screenshot-on TEXT:FILE.png (the last colon ends TEXT)', () => {
     const o = parseBootArgs(['--kernel', 'k', '--screenshot-on', 'login: ready:/tmp/a.png', '--screenshot-on', 'x:b.png']);
     expect(o.screenshotsOn).toEqual([{ text: 'login: ready', file: '/tmp/a.png' }, { text: 'x', file: 'b.png' }]);
@@ -257,6 +268,38 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 60000);
+  it('--keys-on types on the keyboard when the serial port shows TEXT', () => {
+    // input.bin (native/guests/input.asm) prints "INPUT ready", then "KEY <text>" for each line typed on the i8042.
+    const r = run(['--kernel', path.join(guests, 'input.bin'), '--memory', '64M', '--timeout', '20',
+      '--keys-on', 'INPUT ready:vireo Keys-On 42<Enter>', '--keys-on', 'KEY vireo Keys-On 42:second line<Enter>']);
+    expect(r.stdout).toContain('INPUT ready');
+    expect(r.stdout).toContain('KEY vireo Keys-On 42');
+    expect(r.stdout).toContain('KEY second line');  // the second trigger is the first line's echo
+    expect(r.status).toBe(124);
+  }, 60000);
+  it('--power-button-on presses the ACPI power button when the serial port shows TEXT; the guest powers off', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vireo-pwrbtn-'));
+    try {
+      // acpi_off.bin (native/guests/acpi_off.asm): a boot sector that prints "acpi ready", waits for the
+      // button, prints "power button", waits the delay in byte 509 and enters S5 ("powering off").
+      const disk = path.join(dir, 'd.img');
+      const img = Buffer.alloc(1 << 20);
+      fs.readFileSync(path.join(guests, 'acpi_off.bin')).copy(img);
+      img[509] = 1;
+      fs.writeFileSync(disk, img);
+      const r = run(['--disk', `${disk},format=raw`, '--memory', '64M', '--timeout', '60', '--power-button-on', 'acpi ready']);
+      expect(r.stdout).toContain('power button');
+      expect(r.stdout).toContain('powering off');
+      expect(r.status).toBe(0);  // the guest's own power-off
+      // Never pressed: the same guest waits until the time limit.
+      const idle = run(['--disk', `${disk},format=raw`, '--memory', '64M', '--timeout', '8', '--power-button-on', 'text the guest never prints']);
+      expect(idle.stdout).toContain('acpi ready');
+      expect(idle.stdout).not.toContain('power button');
+      expect(idle.status).toBe(124);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120000);
   it('says what to do when /dev/kvm is missing', () => {
     const r = run(['--kernel', path.join(guests, 'hello.bin')], { env: { VIREO_KVM_DEVICE: '/nonexistent/kvm' } });
     expect(r.status).toBe(1);

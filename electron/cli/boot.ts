@@ -13,6 +13,10 @@ export interface BootOptions {
   /** --screenshot-on: a screenshot the first time the guest's serial output contains `text`. */
   screenshotsOn: Array<{ text: string; file: string }>;
   keys: Array<{ atS: number; keys: string }>;
+  /** --keys-on: keys typed the first time the guest's serial output contains `text`. */
+  keysOn: Array<{ text: string; keys: string }>;
+  /** --power-button-at / --power-button-on: the ACPI power button pressed at atS, or when serial shows `text`. */
+  powerButton: Array<{ atS?: number; text?: string }>;
   /** --save-at: pause at atS, write the state to file, exit 0. */
   saveAt?: { atS: number; file: string };
   /** --restore: load this state file into the new machine before it starts. */
@@ -24,6 +28,7 @@ export const BOOT_USAGE = `usage: vireo boot ([--kernel FILE [--initrd FILE] [--
                    [--nic none|user[,model=virtio|e1000][,mac=M][,hostfwd=tcp:[HOST]:PORT-[GUEST]:PORT]...[,restrict=on]
                          [,net=A.B.C.D/N][,host=IP][,dhcpstart=IP][,dns=IP]]...
                    [--screenshot-at SECONDS:FILE.png]... [--screenshot-on TEXT:FILE.png]... [--keys-at SECONDS:COMBO|TEXT]...
+                   [--keys-on TEXT:KEYS]... [--power-button-at SECONDS] [--power-button-on TEXT]
                   | --flat FILE [--flat-address ADDR])
                   [--memory 256M] [--cpus N] [--uuid UUID] [--serial stdio|file:PATH] [--timeout SECONDS] [--no-reboot]
                   [--snapshot] [--save-at SECONDS:FILE] [--restore FILE]
@@ -61,7 +66,13 @@ such a state: give the same machine options (memory, cpus, disks, boot files) it
 was saved with; a different configuration is refused, naming what differs.
 --screenshot-on TEXT:FILE.png writes the display to FILE.png the first time the
 guest's first serial port prints TEXT (the last ':' ends TEXT), e.g. when a test
-guest says its screen is ready.`;
+guest says its screen is ready.
+--keys-on TEXT:KEYS types KEYS on the PS/2 keyboard (as --keys-at: a combo, <Enter>-style
+key names or literal text) the first time the serial port prints TEXT; the first ':'
+not written as '\\:' ends TEXT (--keys-on 'login\\::root<Enter>').
+--power-button-at SECONDS / --power-button-on TEXT press the ACPI power button (what
+Shut Down and virsh shutdown do; QEMU's system_powerdown) then, or the first time the
+serial port prints TEXT: the guest decides how to power off.`;
 
 export class UsageError extends Error {}
 
@@ -88,7 +99,7 @@ const DEFAULT_VGA_BIOS = '/usr/share/seabios/vgabios-stdvga.bin';
 
 const VALUE_FLAGS = new Set([
   '--kernel', '--initrd', '--append', '--flat', '--flat-address', '--memory', '-m', '--cpus', '--smp', '--serial',
-  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--screenshot-on', '--keys-at', '--uuid', '--nic', '--save-at', '--restore',
+  '--cdrom', '--disk', '--boot', '--timeout', '--screenshot-at', '--screenshot-on', '--keys-at', '--keys-on', '--power-button-at', '--power-button-on', '--uuid', '--nic', '--save-at', '--restore',
 ]);
 
 /** One --nic value: 'user[,model=virtio|e1000][,mac=M][,hostfwd=...]...[,restrict=on|off]'. */
@@ -189,7 +200,7 @@ function looksQcow2Sync(file: string): boolean {
 
 export function parseBootArgs(args: string[]): BootOptions {
   const config: MachineConfig = { memoryMiB: 256, cpus: 1, disks: [] };
-  const o: BootOptions = { config, serial: { kind: 'stdio' }, screenshots: [], screenshotsOn: [], keys: [] };
+  const o: BootOptions = { config, serial: { kind: 'stdio' }, screenshots: [], screenshotsOn: [], keys: [], keysOn: [], powerButton: [] };
   let snapshot = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -272,6 +283,22 @@ export function parseBootArgs(args: string[]): BootOptions {
         o.keys.push({ atS, keys: rest });
         break;
       }
+      case '--keys-on': {
+        const m = /^((?:[^:\\]|\\.)+):([\s\S]+)$/.exec(v);
+        if (!m) throw new UsageError(`--keys-on: expected TEXT:KEYS (a ':' in TEXT as '\\:'), got '${v}'`);
+        o.keysOn.push({ text: m[1]!.replace(/\\(.)/g, '$1'), keys: m[2]! });
+        break;
+      }
+      case '--power-button-at': {
+        const n = Number(v);
+        if (!(n >= 0) || !Number.isFinite(n)) throw new UsageError(`--power-button-at: a number of seconds (got '${v}')`);
+        o.powerButton.push({ atS: n });
+        break;
+      }
+      case '--power-button-on':
+        if (!v) throw new UsageError('--power-button-on: the serial text to wait for');
+        o.powerButton.push({ text: v });
+        break;
       case '--save-at': {
         const { atS, rest } = parseAt(flag, v);
         if (!rest) throw new UsageError('--save-at: SECONDS:FILE');
@@ -290,8 +317,8 @@ export function parseBootArgs(args: string[]): BootOptions {
   if ((config.initrd || config.append) && !config.kernel) throw new UsageError('--initrd and --append need --kernel');
   if (config.nics?.length && config.flat) throw new UsageError('--nic needs the PC, not --flat');
   config.uuid ??= randomUUID();
-  if (config.flat && (config.disks!.length || o.screenshots.length || o.screenshotsOn.length || o.keys.length || config.bootOrder || config.bootMenu)) {
-    throw new UsageError('--flat runs a bare machine: --disk, --cdrom, --boot, --boot-menu, --screenshot-at, --screenshot-on and --keys-at need the PC (use --kernel)');
+  if (config.flat && (config.disks!.length || o.screenshots.length || o.screenshotsOn.length || o.keys.length || o.keysOn.length || o.powerButton.length || config.bootOrder || config.bootMenu)) {
+    throw new UsageError('--flat runs a bare machine: --disk, --cdrom, --boot, --boot-menu, --screenshot-at, --screenshot-on, --keys-at, --keys-on and --power-button-* need the PC (use --kernel)');
   }
   if (!config.flat) {
     config.bios = DEFAULT_BIOS;
@@ -426,8 +453,23 @@ function runMachine(m: NativeMachine, opts: BootOptions): Promise<number> {
         process.stderr.write(`vireo: screenshot ${file}: ${(e as Error).message}\n`);
       }
     };
-    // --screenshot-on: the serial text seen so far, kept as long as the longest TEXT needs across chunks.
-    const waiting = [...opts.screenshotsOn];
+    const typeKeys = (keys: string) => {
+      try {
+        sendKeys(m, keys);
+      } catch (e) {
+        process.stderr.write(`vireo: keys '${keys}': ${(e as Error).message}\n`);
+      }
+    };
+    const pressPowerButton = () => {
+      if (!m.powerButton()) process.stderr.write('vireo: the power button could not be pressed (the guest has not enabled ACPI)\n');
+    };
+    // --screenshot-on, --keys-on, --power-button-on: each fires once, the first time the serial
+    // text seen so far (kept as long as the longest TEXT needs across chunks) contains its TEXT.
+    const waiting: Array<{ text: string; fire: () => void }> = [
+      ...opts.screenshotsOn.map((w) => ({ text: w.text, fire: () => shoot(w.file) })),
+      ...opts.keysOn.map((w) => ({ text: w.text, fire: () => typeKeys(w.keys) })),
+      ...opts.powerButton.filter((p) => p.text !== undefined).map((p) => ({ text: p.text!, fire: pressPowerButton })),
+    ];
     const keep = Math.max(0, ...waiting.map((w) => w.text.length - 1));
     let tail = '';
     m.onSerial((port, data) => {
@@ -436,10 +478,11 @@ function runMachine(m: NativeMachine, opts: BootOptions): Promise<number> {
       else fs.writeSync(out, data);
       if (!waiting.length) return;
       const seen = tail + Buffer.from(data).toString('latin1');
-      for (let i = waiting.length - 1; i >= 0; i--) {
-        if (!seen.includes(waiting[i]!.text)) continue;
-        shoot(waiting[i]!.file);
+      for (let i = 0; i < waiting.length;) {
+        const w = waiting[i]!;
+        if (!seen.includes(w.text)) { i++; continue; }
         waiting.splice(i, 1);
+        w.fire();
       }
       tail = keep ? seen.slice(-keep) : '';
     });
@@ -463,15 +506,8 @@ function runMachine(m: NativeMachine, opts: BootOptions): Promise<number> {
         }
       }, atS * 1000));
     }
-    for (const k of opts.keys) {
-      timers.push(setTimeout(() => {
-        try {
-          sendKeys(m, k.keys);
-        } catch (e) {
-          process.stderr.write(`vireo: keys '${k.keys}': ${(e as Error).message}\n`);
-        }
-      }, k.atS * 1000));
-    }
+    for (const k of opts.keys) timers.push(setTimeout(() => typeKeys(k.keys), k.atS * 1000));
+    for (const p of opts.powerButton) if (p.atS !== undefined) timers.push(setTimeout(pressPowerButton, p.atS * 1000));
 
     if (tty) stdin.setRawMode(true);
     stdin.on('data', onInput);
