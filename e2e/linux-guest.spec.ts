@@ -15,13 +15,14 @@
 // Any FAIL line, or a host-side verdict that disagrees, fails the test.
 // VIREO_LINUX_LOG=DIR keeps each boot's serial log and stderr there;
 // VIREO_LINUX_APPEND adds kernel words to Vireo's direct boots (diagnosis only).
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  type BootSpec, type GuestBuild, type Media, type RunResult, ROOT, buildGuest, lastLine, parseChecks, prepareMedia, qemuArgs, startHostHttp,
-  runGuest, verifyHost, vireoArgs, which,
+  type BootSpec, type GuestBuild, type Media, type RunResult, Qmp, ROOT, buildGuest, lastLine, lifeKeysLine, parseChecks, prepareMedia, qemuArgs,
+  startHostHttp, runGuest, verifyHost, verifyLife, vireoArgs, which,
 } from '../bench/linux-boot/guest';
 import { ocr } from './harness';
 
@@ -98,6 +99,12 @@ function expectAllPass(r: RunResult, want: Parameters<typeof verifyHost>[1]): vo
   expect(r.killed, 'the VM ended by itself (poweroff)').toBe(false);
 }
 
+/** The VM's life after the checks: keys on the display console reached a shell, reboot rebooted, the power button powered off. */
+function expectLife(r: RunResult, token: string): void {
+  const bad = verifyLife(r, token).filter((v) => !v.ok).map((v) => `${v.name}: ${v.detail}`);
+  expect(bad, 'life steps (keys on the display console, reboot, ACPI power button) that failed').toEqual([]);
+}
+
 // The parser and the host's verdicts fail what they should (no VM).
 it('VIREO-CHECK parsing and host verdicts reject wrong tokens, missing writes and a wrong clock', (ctx) => {
   const m = media('verdicts');
@@ -116,6 +123,18 @@ it('VIREO-CHECK parsing and host verdicts reject wrong tokens, missing writes an
   });
 });
 
+it('the life verdicts want every step, in order, with a second kernel boot after the reboot', () => {
+  const life = (serial: string) => Object.fromEntries(verifyLife({ serial } as RunResult, 'tok1').map((x) => [x.name, x.ok]));
+  const steps = ['VIREO-KEYS ready', 'VIREO-KEYS tok1', 'VIREO-INIT rebooting', '[    0.000000] Linux version 6.1.0', 'VIREO-REBOOTED uptime=5',
+    'VIREO-BUTTON ready /dev/input/event1(LNXPWRBN/button/input0)', 'VIREO-BUTTON pressed /dev/input/event1', 'VIREO-INIT powering off'];
+  expect(Object.values(life(steps.join('\r\n')))).toEqual(Array(8).fill(true));
+  // A wrong token (keys that did not reach the shell), no second boot, the button before the reboot.
+  expect(life(steps.join('\n').replace('VIREO-KEYS tok1', 'VIREO-KEYS other'))['life-keys-typed']).toBe(false);
+  expect(life(steps.filter((l) => !l.includes('Linux version')).join('\n'))['life-second-boot']).toBe(false);
+  const early = [steps[0]!, steps[1]!, steps[5]!, steps[6]!, steps[2]!, steps[3]!, steps[4]!, steps[7]!];
+  expect(life(early.join('\n'))['life-button-pressed']).toBe(false);
+});
+
 describe.skipIf(!!noGuest)('Linux guest (reference: QEMU TCG)', () => {
   const qemu = which('qemu-system-x86_64');
   const cases: Array<[string, 'kernel' | 'iso']> = [['direct kernel boot (bzImage)', 'kernel'], ['boot ISO (SeaBIOS, GRUB)', 'iso']];
@@ -127,15 +146,24 @@ describe.skipIf(!!noGuest)('Linux guest (reference: QEMU TCG)', () => {
       if (typeof m === 'string') return ctx.skip(m);
       const epoch = Math.floor(Date.now() / 1000);
       const web = await startHostHttp();
-      const spec: BootSpec = { path: bootPath, media: m, memoryMiB: 512, cpus: CPUS, nics: true,
-        append: `console=ttyS0 vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.http=${web.port} vireo.poweroff=1` };
+      // Direct boots go on with the VM's life (vireo.life=1): keys typed on the display console, reboot, power button.
+      const life = bootPath === 'kernel' ? { token: crypto.randomBytes(4).toString('hex'), qmp: path.join(m.dir, 'qmp.sock') } : undefined;
+      const spec: BootSpec = { path: bootPath, media: m, memoryMiB: 512, cpus: CPUS, nics: true, life,
+        append: `console=ttyS0 vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.http=${web.port} ${life ? 'vireo.life=1' : 'vireo.poweroff=1'}` };
       const args = qemuArgs(spec, guest(), 'tcg');
-      const r = await runGuest(qemu, args, { limitS: TCG_S, atPrompt: 'poweroff -f\n' }).finally(() => web.close());
+      const qmp = life ? new Qmp(life.qmp) : undefined;
+      const onLine = life && qmp ? [
+        { text: 'VIREO-KEYS ready', run: () => qmp.type(`${lifeKeysLine(life.token)}\n`) },
+        { text: `VIREO-KEYS ${life.token}`, run: () => qmp.type('reboot\n') },
+        { text: 'VIREO-BUTTON ready', run: () => qmp.powerdown() },
+      ] : undefined;
+      const r = await runGuest(qemu, args, { limitS: TCG_S, atPrompt: 'poweroff -f\n', onLine }).finally(() => { qmp?.close(); return web.close(); });
       keepLog(`tcg-${bootPath}`, r, [qemu, ...args]);
       console.log(report(`QEMU TCG, ${title}`, r));
       // The boot ISO's GRUB line cannot carry vireo.http=PORT: its cards are checked on PCI only.
       expectAllPass(r, { media: m, cdToken: bootPath === 'iso' ? guest().isoCdToken : m.tokens.cd, cpus: CPUS, nics: true,
         http: bootPath === 'kernel' ? web : undefined });
+      if (life) expectLife(r, life.token);
     }, (TCG_S + 60) * 1000);
   }
 });
@@ -161,8 +189,9 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
       if (typeof m === 'string') return ctx.skip(m);
       const epoch = Math.floor(Date.now() / 1000);
       const web = await startHostHttp();
-      const spec: BootSpec = { path: bootPath, media: m, memoryMiB: 512, cpus: CPUS, kernel: useBz ? guest().vmlinuz : guest().vmlinux,
-        nics: true, append: `console=ttyS0 vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.http=${web.port} vireo.poweroff=1${EXTRA}` };
+      const life = bootPath === 'kernel' ? { token: crypto.randomBytes(4).toString('hex') } : undefined;
+      const spec: BootSpec = { path: bootPath, media: m, memoryMiB: 512, cpus: CPUS, kernel: useBz ? guest().vmlinuz : guest().vmlinux, life,
+        nics: true, append: `console=ttyS0 vireo.epoch=${epoch} vireo.cpus=${CPUS} vireo.http=${web.port} ${life ? 'vireo.life=1' : 'vireo.poweroff=1'}${EXTRA}` };
       // The init writes its summary on the framebuffer console, then says so on serial: the screenshot is taken then.
       const display = path.join(m.dir, 'display.png');
       const args = [path.join(ROOT, 'bin', 'vireo.js'), 'boot', ...vireoArgs(spec, guest(), BOOT_S), '--screenshot-on', `VIREO-SCREEN written:${display}`];
@@ -186,6 +215,7 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
       // The boot ISO's GRUB line cannot carry vireo.http=PORT: its cards are checked on PCI only.
       expectAllPass(r, { media: m, cdToken: bootPath === 'iso' ? guest().isoCdToken : m.tokens.cd, cpus: CPUS, nics: true,
         http: bootPath === 'kernel' ? web : undefined });
+      if (life) expectLife(r, life.token);
       expect(r.exitCode, 'vireo boot exits 0 on the guest power-off').toBe(0);
       if (KVM_PVM && bootPath === 'kernel') {
         // The words Vireo adds on this host: printed by the engine, and on the kernel's own command line.

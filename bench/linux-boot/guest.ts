@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..', ...(path.basename(path.resolve(__dirname, '..', '..')) === 'dist' ? ['..'] : []));
@@ -120,6 +121,12 @@ export interface BootSpec {
   cpus: number;
   /** Two network cards on user-mode NAT: virtio-net (10.0.2.0/24) and e1000 (10.0.3.0/24). */
   nics?: boolean;
+  /**
+   * The VM's life after the checks (append vireo.life=1; docs/linux-guest.md): this token is typed on the display
+   * console's keyboard, the guest reboots, and the ACPI power button powers it off. Vireo: --keys-on and
+   * --power-button-on; QEMU: the same through QMP on `qmp` (a unix socket path), and it may reboot (no -no-reboot).
+   */
+  life?: { token: string; qmp?: string };
 }
 
 /** The second card's NAT network (the first is the default 10.0.2.0/24). */
@@ -136,13 +143,125 @@ export function vireoArgs(s: BootSpec, build: GuestBuild, timeoutS: number): str
     a.push('--cdrom', build.iso!, '--boot', 'order=d');
   }
   if (s.nics) a.push('--nic', 'user,model=virtio', '--nic', `user,model=e1000,net=${E1000_NET}`);
+  if (s.life) {
+    a.push('--keys-on', `VIREO-KEYS ready:${lifeKeysLine(s.life.token)}<Enter>`, '--keys-on', `VIREO-KEYS ${s.life.token}:reboot<Enter>`,
+      '--power-button-on', 'VIREO-BUTTON ready');
+  }
   return a;
+}
+
+// ---- the VM's life (vireo.life=1): keys on the display console, reboot, the ACPI power button ----
+/** The command the host types on the guest's display console (tty1): it writes the token on the serial port. */
+export const lifeKeysLine = (token: string) => `echo VIREO-KEYS ${token} >/dev/ttyS0`;
+
+/** The serial lines of the life steps, in the order they must come. */
+export function lifeMarks(token: string): string[] {
+  return ['VIREO-KEYS ready', `VIREO-KEYS ${token}`, 'VIREO-INIT rebooting', 'VIREO-REBOOTED', 'VIREO-BUTTON ready', 'VIREO-BUTTON pressed',
+    'VIREO-INIT powering off'];
+}
+
+/** Host verdicts for the life steps: each line came, in order, a second kernel boot between reboot and REBOOTED. */
+export function verifyLife(r: RunResult, token: string): HostVerdict[] {
+  const lines = r.serial.replace(/\r/g, '').split('\n');
+  const v: HostVerdict[] = [];
+  let at = -1;
+  const names = ['life-keys-ready', 'life-keys-typed', 'life-reboot', 'life-rebooted', 'life-button-ready', 'life-button-pressed', 'life-poweroff'];
+  lifeMarks(token).forEach((mark, i) => {
+    const j = lines.findIndex((l, k) => k > at && (l === mark || l.startsWith(`${mark} `)));
+    v.push({ name: names[i]!, ok: j > at, detail: j > at ? `line ${j}: ${lines[j]!.slice(0, 100)}` : `no '${mark}' after line ${at}` });
+    if (j > at) at = j;
+  });
+  const reboot = lines.findIndex((l) => l.startsWith('VIREO-INIT rebooting'));
+  const again = lines.findIndex((l, k) => k > reboot && /Linux version \d/.test(l));
+  v.push({ name: 'life-second-boot', ok: reboot >= 0 && again > reboot, detail: again > reboot ? `kernel banner again at line ${again}` : 'no kernel banner after the reboot' });
+  return v;
+}
+
+/** A minimal QMP client (QEMU's machine protocol) for the reference runs: keys and the power button. */
+export class Qmp {
+  private sock?: net.Socket;
+  private queue: Promise<unknown> = Promise.resolve();
+  private buf = '';
+  private waiters: Array<(line: string) => void> = [];
+  constructor(readonly socketPath: string) {}
+
+  private async open(): Promise<void> {
+    if (this.sock) return;
+    for (let i = 0; ; i++) {
+      try {
+        this.sock = await new Promise<net.Socket>((res, rej) => {
+          const c = net.createConnection(this.socketPath, () => res(c));
+          c.once('error', rej);
+        });
+        break;
+      } catch (e) {
+        if (i > 100) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    this.sock.setEncoding('utf8');
+    this.sock.on('error', () => {});
+    this.sock.on('data', (d: string) => {
+      this.buf += d;
+      let nl;
+      while ((nl = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        if (line.includes('"return"') || line.includes('"error"') || line.includes('"QMP"')) this.waiters.shift()?.(line);
+      }
+    });
+    await new Promise<string>((r) => this.waiters.push(r)); // the greeting
+    await this.send({ execute: 'qmp_capabilities' });
+  }
+
+  private send(cmd: object): Promise<string> {
+    return new Promise<string>((r) => {
+      this.waiters.push(r);
+      this.sock!.write(`${JSON.stringify(cmd)}\n`);
+    });
+  }
+
+  /** Runs commands one after another (each waits for QEMU's answer). */
+  run(...cmds: object[]): Promise<unknown> {
+    this.queue = this.queue.then(async () => {
+      await this.open();
+      for (const c of cmds) {
+        const a = await this.send(c);
+        if (a.includes('"error"')) throw new Error(`QMP ${JSON.stringify(c)}: ${a}`);
+      }
+    }).catch((e) => { process.stderr.write(`${(e as Error).message}\n`); });
+    return this.queue;
+  }
+
+  /** Types text on the PS/2 keyboard ('\n' is Enter), US layout. */
+  type(text: string): Promise<unknown> {
+    return this.run(...[...text].map((ch) => ({ execute: 'send-key', arguments: { keys: qcodes(ch).map((q) => ({ type: 'qcode', data: q })) } })));
+  }
+
+  powerdown(): Promise<unknown> { return this.run({ execute: 'system_powerdown' }); }
+
+  close(): void { this.sock?.destroy(); }
+}
+
+const QCODE: Record<string, string[]> = {
+  ' ': ['spc'], '\n': ['ret'], '-': ['minus'], '_': ['shift', 'minus'], '/': ['slash'], '.': ['dot'], '>': ['shift', 'dot'],
+  '<': ['shift', 'comma'], ',': ['comma'], '=': ['equal'], ':': ['shift', 'semicolon'], ';': ['semicolon'],
+};
+function qcodes(ch: string): string[] {
+  if (/^[a-z0-9]$/.test(ch)) return [ch];
+  if (/^[A-Z]$/.test(ch)) return ['shift', ch.toLowerCase()];
+  const q = QCODE[ch];
+  if (!q) throw new Error(`no QEMU key for ${JSON.stringify(ch)}`);
+  return q;
 }
 
 /** Arguments for qemu-system-x86_64: the same board as Vireo's PC (i440FX, PIIX IDE, std-vga). */
 export function qemuArgs(s: BootSpec, build: GuestBuild, accel: 'tcg' | 'kvm'): string[] {
   const a = ['-machine', 'pc', '-m', String(s.memoryMiB), '-smp', String(s.cpus), '-display', 'none', '-vga', 'std',
-    '-serial', 'stdio', '-monitor', 'none', '-nodefaults', '-no-reboot', '-usb', '-device', 'usb-tablet'];
+    '-serial', 'stdio', '-monitor', 'none', '-nodefaults', '-usb', '-device', 'usb-tablet'];
+  // The life steps reboot the guest; every other run ends at a reset.
+  if (s.life?.qmp) a.push('-qmp', `unix:${s.life.qmp},server=on,wait=off`);
+  else a.push('-no-reboot');
   if (s.nics) a.push('-nic', 'user,model=virtio-net-pci', '-nic', `user,model=e1000,net=${E1000_NET}`);
   a.push(...(accel === 'kvm' ? ['-enable-kvm', '-cpu', 'qemu64,-cx16,-xsave'] : ['-accel', 'tcg']));
   if (s.media) {
@@ -205,6 +324,8 @@ export interface RunOptions {
   /** Stop the VMM once the prompt shows (bench). */
   killAtPrompt?: boolean;
   onData?: (chunk: string) => void;
+  /** Each runs once, the first time a serial line starts with its text (QEMU's life steps through QMP). */
+  onLine?: Array<{ text: string; run: () => unknown }>;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -234,7 +355,9 @@ export function runGuest(cmd: string, args: string[], o: RunOptions): Promise<Ru
       for (const raw of parts) {
         const line = raw.replace(/\r/g, '');
         if (line.startsWith('VIREO-INIT') && r.t.init === undefined) r.t.init = el();
-        if (/^VIREO-(GRUB|INIT|SUMMARY|SHELL|POWEROFF)/.test(line)) r.marks.push([el(), line.slice(0, 80)]);
+        if (/^VIREO-(GRUB|INIT|SUMMARY|SHELL|POWEROFF|KEYS|REBOOTED|BUTTON)/.test(line)) r.marks.push([el(), line.slice(0, 80)]);
+        const trig = o.onLine?.findIndex((w) => line.startsWith(w.text)) ?? -1;
+        if (trig >= 0) o.onLine!.splice(trig, 1)[0]!.run();
         const c = /^VIREO-CHECK (\S+) /.exec(line);
         if (c) r.arrivedAt[c[1]!] = Date.now() / 1000;
         const s = /^VIREO-SUMMARY pass=(\d+) fail=(\d+)/.exec(line);

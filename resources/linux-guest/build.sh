@@ -41,7 +41,7 @@ for t in grub-mkrescue xorriso mformat; do command -v "$t" >/dev/null || { log "
 
 # Modules the checks need (names as in modules.dep, - and _ alike). Built-in
 # ones (i8042, atkbd, serial8250, rtc_cmos, fbcon/vesafb) need nothing here.
-WANT=(ata_piix sd_mod sr_mod virtio_pci virtio_blk bochs isofs button
+WANT=(ata_piix sd_mod sr_mod virtio_pci virtio_blk bochs isofs button evdev
       crct10dif_generic crc64_rocksoft_generic
       uhci_hcd usbhid hid_generic virtio_net e1000)
 
