@@ -195,7 +195,11 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
       // The init writes its summary on the framebuffer console, then says so on serial: the screenshot is taken then.
       const display = path.join(m.dir, 'display.png');
       const args = [path.join(ROOT, 'bin', 'vireo.js'), 'boot', ...vireoArgs(spec, guest(), BOOT_S), '--screenshot-on', `VIREO-SCREEN written:${display}`];
-      const r = await runGuest(process.execPath, args, { limitS: BOOT_S + 20, atPrompt: 'poweroff -f\n' }).finally(() => web.close());
+      // With VIREO_LINUX_LOG the serial output is also appended there as it comes (a long run can be watched).
+      const live = LOGS ? path.join(LOGS, `vireo-${bootPath}.live.log`) : undefined;
+      if (live) { fs.mkdirSync(LOGS!, { recursive: true }); fs.writeFileSync(live, ''); }
+      const r = await runGuest(process.execPath, args, { limitS: BOOT_S + 20, atPrompt: 'poweroff -f\n', onData: live ? (d) => fs.appendFileSync(live, d, 'latin1') : undefined })
+        .finally(() => web.close());
       keepLog(`vireo-${bootPath}`, r, [process.execPath, ...args]);
       if (LOGS && fs.existsSync(display)) fs.copyFileSync(display, path.join(LOGS, `vireo-${bootPath}.display.png`));
       console.log(report(`Vireo, ${title}`, r));
