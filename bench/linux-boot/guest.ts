@@ -401,6 +401,16 @@ export const EXPECTED_PCI: Record<string, string> = {
 const DISK_PCI = '1af4:1001|1af4:1042';
 const NIC_PCI = new Set(['1af4:1000|1af4:1041', '8086:100e']);
 
+/** The IPv4 addresses the host's resolver gives for `name` (empty when it cannot resolve it). */
+export async function hostResolve(name: string): Promise<string[]> {
+  const dns = await import('node:dns');
+  try {
+    return (await dns.promises.lookup(name, { all: true, family: 4 })).map((a) => a.address);
+  } catch {
+    return [];
+  }
+}
+
 /** The host's end of the network checks: an HTTP server on loopback that the guest reaches at its NAT gateway. */
 export interface HostHttp {
   port: number;
@@ -453,7 +463,11 @@ export interface HostVerdict {
 }
 
 /** Host-side checks: tokens the guest read, the guest's writes in the images, qemu-img check, RTC vs the host clock, CPU count, the board's PCI functions bound. */
-export function verifyHost(r: RunResult, want: { media?: Media; cdToken?: string; cpus?: number; nics?: boolean; http?: HostHttp }): HostVerdict[] {
+export function verifyHost(r: RunResult, want: {
+  media?: Media; cdToken?: string; cpus?: number; nics?: boolean; http?: HostHttp;
+  /** The name the guest resolved (vireo.dns=) and the IPv4 addresses the host's resolver gives for it. */
+  dns?: { name: string; addrs: string[] };
+}): HostVerdict[] {
   const v: HostVerdict[] = [];
   const by = new Map(r.checks.map((c) => [c.name, c]));
   const detail = (n: string) => by.get(n)?.detail ?? '';
@@ -496,6 +510,11 @@ export function verifyHost(r: RunResult, want: { media?: Media; cdToken?: string
       const served = ['', 'blob/', 'up/'].map((p) => `${p}${drv}`);
       add(`host-net-${drv}`, d.includes(`token=${want.http.token}`) && served.every((p) => want.http!.hits.includes(p)),
         `guest: ${d || '(no check)'}; host served: ${want.http.hits.join(', ') || '(nothing)'} (needs ${served.join(', ')})`);
+      if (want.dns) {
+        const g = /name=(\S+) server=(\S+) addr=(\S+)/.exec(detail(`net-${drv}-dns`));
+        add(`host-net-${drv}-dns`, !!g && g[1] === want.dns.name && want.dns.addrs.includes(g[3]!),
+          `guest: ${detail(`net-${drv}-dns`) || '(no check)'}; host resolves ${want.dns.name} to ${want.dns.addrs.join(', ')}`);
+      }
     }
   }
   return v;
