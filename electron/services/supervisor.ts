@@ -47,12 +47,8 @@ interface Running {
   lastStop?: StopReasonMsg;
   lastError?: string;
   startWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }>;
-  screenshots: Map<number, { resolve: (b: Uint8Array) => void; reject: (e: Error) => void }>;
-  media: Map<number, { resolve: (r: { ejected?: boolean }) => void; reject: (e: Error) => void }>;
-  devices?: Map<number, { resolve: (r: PciDeviceInfo[]) => void; reject: (e: Error) => void }>;
-  nics?: Map<number, { resolve: (r: NicStats[]) => void; reject: (e: Error) => void }>;
-  saves?: Map<number, { resolve: () => void; reject: (e: Error) => void }>;
-  snapshots?: Map<number, { resolve: () => void; reject: (e: Error) => void }>;
+  /** Requests to the host waiting for their answer (screenshot, media, devices, nics, save, snapshot), by reqId. */
+  asks: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
   streams: Map<number, { data: (d: Uint8Array) => void; close: (why: string) => void }>;
   killedByUs?: boolean;
   /** Force Off / quit asked the host to stop now: the exit reason says so. */
@@ -149,7 +145,7 @@ export class Supervisor {
     const host = this.launch(uuid);
     let markExited = () => undefined as void;
     const exited = new Promise<void>((res) => (markExited = res));
-    const r: Running = { uuid, host, state: 'starting', startWaiters: [], screenshots: new Map(), media: new Map(), streams: new Map(), acpiWaiters: [], exited, markExited };
+    const r: Running = { uuid, host, state: 'starting', startWaiters: [], asks: new Map(), streams: new Map(), acpiWaiters: [], exited, markExited };
     this.running.set(uuid, r);
     this.events.state(uuid, 'starting');
     host.onMessage((raw) => this.onMessage(r, raw));
@@ -230,20 +226,8 @@ export class Supervisor {
   async save(uuid: string, file: string, written?: () => void, timeoutMs = 10 * 60_000): Promise<void> {
     const r = this.need(uuid);
     if (r.state === 'starting') throw new Error('the VM is still starting');
-    const reqId = this.nextId++;
-    const waiting: NonNullable<Running['saves']> = (r.saves ??= new Map());
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiting.delete(reqId);
-        reject(new Error('the engine did not answer the save request'));
-      }, timeoutMs);
-      timer.unref?.();
-      waiting.set(reqId, {
-        resolve: () => (clearTimeout(timer), written?.(), resolve()),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
-      r.host.send({ t: 'save', reqId, path: file });
-    });
+    await this.ask<void>(r, (reqId) => ({ t: 'save', reqId, path: file }), 'save request', timeoutMs);
+    written?.();
     await this.stopHost(r, 'save', false);
   }
 
@@ -255,20 +239,7 @@ export class Supervisor {
   async snapshot(uuid: string, op: 'create' | 'delete', name: string, statePath?: string, timeoutMs = 10 * 60_000): Promise<void> {
     const r = this.need(uuid);
     if (r.state === 'starting') throw new Error('the VM is still starting');
-    const reqId = this.nextId++;
-    const waiting: NonNullable<Running['snapshots']> = (r.snapshots ??= new Map());
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiting.delete(reqId);
-        reject(new Error('the engine did not answer the snapshot request'));
-      }, timeoutMs);
-      timer.unref?.();
-      waiting.set(reqId, {
-        resolve: () => (clearTimeout(timer), resolve()),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
-      r.host.send({ t: 'snapshot', reqId, op, name, ...(statePath ? { statePath } : {}) });
-    });
+    await this.ask<void>(r, (reqId) => ({ t: 'snapshot', reqId, op, name, ...(statePath ? { statePath } : {}) }), 'snapshot request', timeoutMs);
   }
 
   /** Kills the host process at once (SIGKILL): only for a host that does not answer. */
@@ -295,19 +266,7 @@ export class Supervisor {
   }
 
   screenshot(uuid: string, timeoutMs = 10000): Promise<Uint8Array> {
-    const r = this.need(uuid);
-    const reqId = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        r.screenshots.delete(reqId);
-        reject(new Error('the engine did not answer the screenshot request'));
-      }, timeoutMs);
-      r.screenshots.set(reqId, {
-        resolve: (b) => (clearTimeout(timer), resolve(b)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
-      r.host.send({ t: 'screenshot', reqId });
-    });
+    return this.ask(this.need(uuid), (reqId) => ({ t: 'screenshot', reqId }), 'screenshot request', timeoutMs);
   }
 
   /**
@@ -315,55 +274,46 @@ export class Supervisor {
    * Resolves with `ejected` (false: the guest locked the tray); rejects with the engine's error.
    */
   changeMedia(uuid: string, path: string | null, timeoutMs = 10000): Promise<{ ejected?: boolean }> {
-    const r = this.need(uuid);
-    const reqId = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        r.media.delete(reqId);
-        reject(new Error('the engine did not answer the media change'));
-      }, timeoutMs);
-      r.media.set(reqId, {
-        resolve: (v) => (clearTimeout(timer), resolve(v)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
-      r.host.send({ t: 'media', reqId, path });
-    });
+    return this.ask(this.need(uuid), (reqId) => ({ t: 'media', reqId, path }), 'media change', timeoutMs);
   }
 
   /** The running machine's PCI functions, as the guest's config cycles see them. */
   devices(uuid: string, timeoutMs = 10000): Promise<PciDeviceInfo[]> {
-    const r = this.need(uuid);
-    const reqId = this.nextId++;
-    const waiting: NonNullable<Running['devices']> = (r.devices ??= new Map());
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiting.delete(reqId);
-        reject(new Error('the engine did not answer the device list request'));
-      }, timeoutMs);
-      waiting.set(reqId, {
-        resolve: (v) => (clearTimeout(timer), resolve(v)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
-      r.host.send({ t: 'devices', reqId });
-    });
+    return this.ask(this.need(uuid), (reqId) => ({ t: 'devices', reqId }), 'device list request', timeoutMs);
   }
 
   /** The running machine's NICs (link, counters, NAT leases); with `link`, plug or pull that NIC's cable first. */
   nics(uuid: string, link?: { index: number; up: boolean }, timeoutMs = 10000): Promise<NicStats[]> {
-    const r = this.need(uuid);
+    return this.ask(this.need(uuid), (reqId) => ({ t: 'nics', reqId, ...(link ? { link } : {}) }), 'network card request', timeoutMs);
+  }
+
+  /**
+   * One request to the host and its answer (matched by reqId): rejects with the engine's error,
+   * "the engine did not answer the <what>" after timeoutMs, or the VM's end when the host exits first.
+   */
+  private ask<T>(r: Running, msg: (reqId: number) => ToHost, what: string, timeoutMs: number): Promise<T> {
     const reqId = this.nextId++;
-    const waiting: NonNullable<Running['nics']> = (r.nics ??= new Map());
-    return new Promise((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        waiting.delete(reqId);
-        reject(new Error('the engine did not answer the network card request'));
+        r.asks.delete(reqId);
+        reject(new Error(`the engine did not answer the ${what}`));
       }, timeoutMs);
-      waiting.set(reqId, {
-        resolve: (v) => (clearTimeout(timer), resolve(v)),
+      timer.unref?.();
+      r.asks.set(reqId, {
+        resolve: (v) => (clearTimeout(timer), resolve(v as T)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       });
-      r.host.send({ t: 'nics', reqId, ...(link ? { link } : {}) });
+      r.host.send(msg(reqId));
     });
+  }
+
+  /** The host's answer to ask(): an error message, or the value. */
+  private answer(r: Running, reqId: number, error: string | undefined, value?: unknown): void {
+    const w = r.asks.get(reqId);
+    r.asks.delete(reqId);
+    if (!w) return;
+    if (error !== undefined) w.reject(new Error(error));
+    else w.resolve(value);
   }
 
   openStream(uuid: string): StreamHandle {
@@ -445,43 +395,25 @@ export class Supervisor {
       case 'stats':
         this.events.stats(r.uuid, msg.cpuPercent, msg.memoryMiB, msg.perf);
         break;
-      case 'screenshot': {
-        const w = r.screenshots.get(msg.reqId);
-        r.screenshots.delete(msg.reqId);
-        if (w) msg.png ? w.resolve(msg.png) : w.reject(new Error(msg.error ?? 'no screenshot'));
+      case 'screenshot':
+        this.answer(r, msg.reqId, msg.png ? undefined : msg.error ?? 'no screenshot', msg.png);
         break;
-      }
-      case 'media': {
-        const w = r.media.get(msg.reqId);
-        r.media.delete(msg.reqId);
-        if (w) msg.error !== undefined ? w.reject(new Error(msg.error)) : w.resolve(msg.ejected !== undefined ? { ejected: msg.ejected } : {});
+      case 'media':
+        this.answer(r, msg.reqId, msg.error, msg.ejected !== undefined ? { ejected: msg.ejected } : {});
         break;
-      }
-      case 'devices': {
-        const w = r.devices?.get(msg.reqId);
-        r.devices?.delete(msg.reqId);
-        if (w) msg.pci ? w.resolve(msg.pci) : w.reject(new Error(msg.error ?? 'no device list'));
+      case 'devices':
+        this.answer(r, msg.reqId, msg.pci ? undefined : msg.error ?? 'no device list', msg.pci);
         break;
-      }
-      case 'nics': {
-        const w = r.nics?.get(msg.reqId);
-        r.nics?.delete(msg.reqId);
-        if (w) msg.nics ? w.resolve(msg.nics) : w.reject(new Error(msg.error ?? 'no network card list'));
+      case 'nics':
+        this.answer(r, msg.reqId, msg.nics ? undefined : msg.error ?? 'no network card list', msg.nics);
         break;
-      }
-      case 'saved': {
-        const w = r.saves?.get(msg.reqId);
-        r.saves?.delete(msg.reqId);
+      case 'saved':
         if (msg.error === undefined) r.forced = 'save';
-        if (w) msg.error !== undefined ? w.reject(new Error(msg.error)) : w.resolve();
+        this.answer(r, msg.reqId, msg.error);
         break;
-      }
-      case 'snapshot': {
-        const w = r.snapshots?.get(msg.reqId);
-        r.snapshots?.delete(msg.reqId);
-        if (w) msg.error !== undefined ? w.reject(new Error(msg.error)) : w.resolve();
+      case 'snapshot':
+        this.answer(r, msg.reqId, msg.error);
         break;
-      }
       case 'error':
         r.lastError = msg.message;
         break;
@@ -503,10 +435,8 @@ export class Supervisor {
     const reason = exitReasonOf(code, signal, r.lastStop, r.lastError, r.killedByUs ?? false, r.failure, r.forced);
     const err = new Error(reason.kind === 'crashed' ? reason.reason : reason.kind === 'killed' ? `killed by ${reason.signal}` : reason.detail);
     for (const w of r.startWaiters.splice(0)) w.reject(err);
-    for (const w of r.screenshots.values()) w.reject(err);
-    for (const w of r.media.values()) w.reject(err);
-    for (const w of r.saves?.values() ?? []) w.reject(err);
-    for (const w of r.snapshots?.values() ?? []) w.reject(err);
+    for (const w of r.asks.values()) w.reject(err);
+    r.asks.clear();
     for (const s of r.streams.values()) s.close(err.message);
     r.streams.clear();
     this.events.state(r.uuid, reason.kind === 'crashed' ? 'crashed' : 'shutoff', reason);

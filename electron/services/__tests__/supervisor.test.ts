@@ -90,6 +90,43 @@ describe('supervisor exit reasons', () => {
   });
 });
 
+describe('supervisor requests to the host', () => {
+  it('each request gets its own answer by reqId; errors, timeouts and the host exiting reject the waiting ones', async () => {
+    const { host, sup } = supervised();
+    const started = sup.start(UUID, { memoryMiB: 16, cpus: 1 });
+    host.msg({ t: 'state', state: 'running' });
+    await started;
+    const shot = sup.screenshot(UUID);
+    const devs = sup.devices(UUID);
+    const nics = sup.nics(UUID, { index: 0, up: false });
+    const media = sup.changeMedia(UUID, null);
+    const reqs = host.sent.filter((m) => 'reqId' in m) as Array<ToHost & { reqId: number }>;
+    expect(reqs.map((m) => m.t)).toEqual(['screenshot', 'devices', 'nics', 'media']);
+    expect(new Set(reqs.map((m) => m.reqId)).size).toBe(4);
+    expect(reqs[2]).toMatchObject({ link: { index: 0, up: false } });
+    // Answers out of order, each to its own request.
+    host.msg({ t: 'media', reqId: reqs[3]!.reqId, ejected: false });
+    host.msg({ t: 'screenshot', reqId: reqs[0]!.reqId, png: new Uint8Array([1, 2, 3]) });
+    host.msg({ t: 'devices', reqId: reqs[1]!.reqId, error: 'no PC board' });
+    await expect(media).resolves.toEqual({ ejected: false });
+    await expect(shot).resolves.toEqual(new Uint8Array([1, 2, 3]));
+    await expect(devs).rejects.toThrow('no PC board');
+    // An answer to an unknown or already answered request changes nothing.
+    host.msg({ t: 'devices', reqId: reqs[1]!.reqId, pci: [] });
+    // A request still waiting when the host exits is rejected at once (not after its timeout).
+    const late = sup.snapshot(UUID, 'create', 's1');
+    host.exit(0, null);
+    await expect(nics).rejects.toThrow();
+    await expect(late).rejects.toThrow();
+    // No answer at all: the timeout names what was asked.
+    const b = supervised();
+    const s2 = b.sup.start(UUID, { memoryMiB: 16, cpus: 1 });
+    b.host.msg({ t: 'state', state: 'running' });
+    await s2;
+    await expect(b.sup.devices(UUID, 20)).rejects.toThrow('the engine did not answer the device list request');
+  });
+});
+
 describe('serial log', () => {
   let tmp: string;
   beforeEach(() => {
