@@ -359,41 +359,35 @@ BootResult load_bzimage(const Ctx& c, const std::vector<uint8_t>& k, const std::
 constexpr uint32_t kXenElfnotePhys32Entry = 18;
 constexpr uint32_t kHvmStartMagic = 0x336ec578;
 
-bool find_pvh_entry(const std::vector<uint8_t>& k, const std::vector<ElfSeg>& notes, uint64_t& entry) {
-  for (auto& n : notes) {
-    uint64_t o = n.offset, end = n.offset + n.filesz;
-    while (o <= end && end - o >= 12) {
-      uint32_t namesz = rd32(k, o), descsz = rd32(k, o + 4), type = rd32(k, o + 8);
-      uint64_t name_o = o + 12, desc_o = name_o + align_up(namesz, 4);
-      uint64_t next = desc_o + align_up(descsz, 4);
-      if (next > end) break;
-      if (type == kXenElfnotePhys32Entry && namesz == 4 && std::memcmp(k.data() + name_o, "Xen", 4) == 0 && descsz >= 4) {
-        entry = rd32(k, desc_o);
-        return true;
-      }
-      o = next;
-    }
-  }
-  return false;
-}
-
 constexpr uint32_t kXenElfnoteGuestOs = 6;
 
-bool guest_os_is_linux(const std::vector<uint8_t>& k, const std::vector<ElfSeg>& notes) {
+// The first "Xen" ELF note of `type` in the PT_NOTE segments with a descriptor
+// of at least `min_desc` bytes: the descriptor's file offset, or 0.
+uint64_t find_xen_note(const std::vector<uint8_t>& k, const std::vector<ElfSeg>& notes, uint32_t type, uint32_t min_desc) {
   for (auto& n : notes) {
     uint64_t o = n.offset, end = n.offset + n.filesz;
     while (o <= end && end - o >= 12) {
-      uint32_t namesz = rd32(k, o), descsz = rd32(k, o + 4), type = rd32(k, o + 8);
+      uint32_t namesz = rd32(k, o), descsz = rd32(k, o + 4), t = rd32(k, o + 8);
       uint64_t name_o = o + 12, desc_o = name_o + align_up(namesz, 4);
       uint64_t next = desc_o + align_up(descsz, 4);
       if (next > end) break;
-      if (type == kXenElfnoteGuestOs && namesz == 4 && std::memcmp(k.data() + name_o, "Xen", 4) == 0 && descsz >= 5 &&
-          std::memcmp(k.data() + desc_o, "linux", 5) == 0)
-        return true;
+      if (t == type && namesz == 4 && std::memcmp(k.data() + name_o, "Xen", 4) == 0 && descsz >= min_desc) return desc_o;
       o = next;
     }
   }
-  return false;
+  return 0;
+}
+
+bool find_pvh_entry(const std::vector<uint8_t>& k, const std::vector<ElfSeg>& notes, uint64_t& entry) {
+  uint64_t d = find_xen_note(k, notes, kXenElfnotePhys32Entry, 4);
+  if (d) entry = rd32(k, d);
+  return d != 0;
+}
+
+// XEN_ELFNOTE_GUEST_OS says "linux" (a Linux vmlinux carries it).
+bool guest_os_is_linux(const std::vector<uint8_t>& k, const std::vector<ElfSeg>& notes) {
+  uint64_t d = find_xen_note(k, notes, kXenElfnoteGuestOs, 5);
+  return d != 0 && std::memcmp(k.data() + d, "linux", 5) == 0;
 }
 
 BootResult load_pvh(const Ctx& c, const std::vector<uint8_t>& k, const std::vector<ElfSeg>& segs, uint64_t entry,
