@@ -11,11 +11,16 @@
 ; Runs in big real mode (DS has a 4 GiB limit) so the tables are reachable.
 ;
 ; The byte at offset 509 (just before the 0xaa55 signature) is the delay in
-; seconds; tests patch it. Each of the first `delay` RTC ticks ends a second,
-; so the wait is between delay-1 and delay seconds.
+; seconds (1..255): 3 as built, `nasm -DDELAY=20` builds another, and tests
+; patch the byte (e2e/acpi-shutdown.spec.ts uses 4 and 20). Each of the
+; first `delay` RTC ticks ends a second, so the wait is between delay-1 and
+; delay seconds.
 ;
 ; Failures print "acpi: <why>" and exit through isa-debug-exit (port 0xf4):
 ;   2 no RSDP   3 no FADT   4 no \_S5 in the DSDT   5 SCI_EN never came on
+%ifndef DELAY
+%define DELAY 3
+%endif
 bits 16
 org 0x7c00
 
@@ -237,5 +242,5 @@ gdt_desc:
     dd gdt
 
 times 509 - ($ - $$) db 0
-delay:  db 3
+delay:  db DELAY
     dw 0xaa55
