@@ -59,3 +59,19 @@ TEST(pvm_hides_the_pv_features_that_are_hypercalls) {
   auto h = build_cpuid(with_kvm_leaf(), {.vcpu_id = 1, .vcpu_count = 2, .pvm_host = false});
   CHECK_EQ(h[0].eax, 0x1007efbu);  // real KVM completes hypercalls: all kept
 }
+
+// Leaf 0x80000008 EAX[7:0] is the physical address width the PCI windows
+// are sized by (machine/pci_windows.h); without the leaf, the fallback.
+TEST(phys_addr_bits_come_from_leaf_0x80000008) {
+  std::vector<kvm_cpuid_entry2> t(2);
+  t[0].function = 1;
+  t[1].function = 0x80000008;
+  t[1].eax = 0x3027;  // 39 physical, 48 linear
+  CHECK_EQ(phys_addr_bits(t, 36), 39);
+  t[1].eax = 0x3030;
+  CHECK_EQ(phys_addr_bits(build_cpuid(t, {.vcpu_id = 0, .vcpu_count = 2, .pvm_host = true}), 36), 48);
+  t[1].eax = 0;  // a zero width is no answer
+  CHECK_EQ(phys_addr_bits(t, 36), 36);
+  t.pop_back();
+  CHECK_EQ(phys_addr_bits(t, 40), 40);
+}

@@ -11,7 +11,9 @@
 
 #include "kvm_helpers.h"
 #include "devices/vga/vga.h"
+#include "devices/fw_cfg.h"
 #include "machine/pc_board.h"
+#include "machine/pci_windows.h"
 #include "pc_typing.h"
 
 using namespace vireo;
@@ -554,6 +556,87 @@ TEST(an_os_starts_every_cpu_the_madt_lists) {
     std::printf("  %d vCPUs: guest result 0x%x\n", cpus, unsigned(r.info.code));
     CHECK_EQ(r.info.code, cpus << 4 | cpus);
   }
+}
+
+// The 64-bit PCI window end to end, on a 5 GiB machine (RAM 4-6 GiB): the
+// boot sector native/guests/pci64.asm reads PCI0._CRS's QWordMemory from the
+// DSDT in guest memory, moves a virtio function's 64-bit BAR4 from where
+// SeaBIOS put it (below 4 GiB) to the window's first byte, then to its last
+// 16 KiB (the top of the guest's physical address space, at most 2^46:
+// where SeaBIOS 1.16.3 puts such BARs), and reads the virtio common config
+// through it each time under PAE paging. The same image gives 0x4f under
+// QEMU 7.2 TCG (-m 5G, virtio-blk-pci), whose 64-bit window is 6-8 GiB.
+TEST(a_64bit_bar_moved_into_the_dsdt_window_still_answers) {
+  require_kvm();
+  require_file(kBios, "seabios");
+  std::string img = guest("pci64.bin");
+  char vpath[] = "/tmp/vireo-pci64-XXXXXX";
+  int fd = mkstemp(vpath);
+  CHECK(fd >= 0);
+  CHECK_EQ(ftruncate(fd, 1 << 20), 0);
+  close(fd);
+  struct Unlink {
+    const char* p;
+    ~Unlink() { unlink(p); }
+  } unlink_later{vpath};
+  MachineConfig c = pc_config(5120);
+  c.disks.push_back({img, "raw", true, false, false, false});
+  c.disks.push_back({vpath, "raw", true, false, true, false});  // virtio-blk: BAR4 is 64-bit
+  c.boot_order = "c";
+  Machine m(c);
+  auto* b = dynamic_cast<PcBoard*>(m.board());
+  CHECK(b != nullptr);
+  const PciWindows w = b->pci_windows();
+  std::printf("  windows: 32-bit 0x%llx-0x%llx, 64-bit 0x%llx-0x%llx\n", (unsigned long long)w.mem32_base,
+              (unsigned long long)(w.mem32_end - 1), (unsigned long long)w.mem64_base, (unsigned long long)(w.mem64_end - 1));
+  CHECK_EQ(w.mem64_base, 6ull << 30);  // RAM above 4 GiB ends at 6 GiB
+  CHECK(w.mem64_end > w.mem64_base);
+  // SeaBIOS reads where 64-bit BARs may start from fw_cfg.
+  const std::vector<uint8_t>* rme = b->fw_cfg().file(pciwin::kReservedMemoryEndFile);
+  CHECK(rme != nullptr);
+  CHECK_EQ(rme->size(), size_t(8));
+  uint64_t rme_v = 0;
+  std::memcpy(&rme_v, rme->data(), 8);
+  CHECK_EQ(rme_v, w.mem64_base);
+  Run r;
+  r.attach(m);
+  auto t0 = std::chrono::steady_clock::now();
+  m.start();
+  bool done = r.wait_done(m, 120);
+  if (!done) m.stop();
+  CHECK(done);
+  CHECK_EQ(r.info.kind, std::string("exit"));
+  std::printf("  guest result 0x%x after %.1f s\n", unsigned(r.info.code),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  // 0x40 | answers at the window start | gone from the old address | answers
+  // at the window top | RAM below the window start
+  CHECK_EQ(r.info.code, 0x4f);
+  // The guest's pattern went to RAM, in the page right below the window.
+  uint32_t pattern = 0;
+  CHECK(m.memory().read(w.mem64_base - (2u << 20), &pattern, 4));
+  CHECK_EQ(pattern, 0x34364943u);
+  // BAR4 now holds the window's last 16 KiB, and Vireo's MMIO bus decodes it
+  // there (device_feature with select 1: VIRTIO_F_VERSION_1).
+  auto cfg = [&](int slot, int reg) {
+    uint32_t addr = 0x80000000u | uint32_t(slot) << 11 | uint32_t(reg);
+    uint8_t a[4], v[4];
+    std::memcpy(a, &addr, 4);
+    m.pio().write(0xcf8, a);
+    m.pio().read(0xcfc, v);
+    uint32_t out;
+    std::memcpy(&out, v, 4);
+    return out;
+  };
+  int slot = -1;
+  for (int s = 0; s < 32 && slot < 0; s++)
+    if ((cfg(s, 0) & 0xffff) == 0x1af4) slot = s;
+  CHECK(slot >= 0);
+  uint64_t bar = (uint64_t(cfg(slot, 0x24)) << 32) | (cfg(slot, 0x20) & ~0xfu);
+  CHECK_EQ(bar, w.mem64_end - 0x4000);
+  uint8_t f[4];
+  CHECK(m.mmio().read(bar + 4, f));
+  CHECK_EQ(f[0] & 1, 1);
+  m.stop();
 }
 
 namespace {

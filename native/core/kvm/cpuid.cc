@@ -85,4 +85,10 @@ std::vector<kvm_cpuid_entry2> build_cpuid(std::vector<kvm_cpuid_entry2> t, const
   return t;
 }
 
+int phys_addr_bits(const std::vector<kvm_cpuid_entry2>& cpuid, int fallback) {
+  for (const auto& e : cpuid)
+    if (e.function == 0x80000008 && (e.eax & 0xff)) return int(e.eax & 0xff);
+  return fallback;
+}
+
 }  // namespace vireo::kvm

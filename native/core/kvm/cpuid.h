@@ -16,4 +16,8 @@ struct CpuidOptions {
 
 std::vector<kvm_cpuid_entry2> build_cpuid(std::vector<kvm_cpuid_entry2> supported, const CpuidOptions& o);
 
+// The guest's physical address width: leaf 0x80000008 EAX[7:0] (what SeaBIOS
+// and Linux read), or `fallback` where the table has no such leaf or it says 0.
+int phys_addr_bits(const std::vector<kvm_cpuid_entry2>& cpuid, int fallback);
+
 }  // namespace vireo::kvm

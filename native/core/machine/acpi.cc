@@ -1,5 +1,6 @@
 #include "machine/acpi.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -68,6 +69,13 @@ void put32(std::vector<uint8_t>& b, size_t off, uint32_t v) {
 void put64(std::vector<uint8_t>& b, size_t off, uint64_t v) {
   for (int i = 0; i < 8; i++) b[off + i] = uint8_t(v >> (8 * i));
 }
+void put32_at(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = uint8_t(v >> (8 * i));
+}
+void put64_at(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = uint8_t(v >> (8 * i));
+}
+uint32_t le32(const uint8_t* p) { return uint32_t(p[0]) | p[1] << 8 | p[2] << 16 | uint32_t(p[3]) << 24; }
 void append16(std::vector<uint8_t>& b, uint16_t v) {
   b.push_back(uint8_t(v));
   b.push_back(uint8_t(v >> 8));
@@ -255,9 +263,89 @@ struct Loader {
   }
 };
 
+// AML resource descriptors (ACPI 6.4 6.4.3): large ones are tag, 16-bit
+// length, body; the DWord/QWord address space descriptors' field offsets.
+constexpr uint8_t kAmlNameOp = 0x08, kAmlBufferOp = 0x11, kAmlBytePrefix = 0x0a, kAmlWordPrefix = 0x0b,
+                  kAmlDwordPrefix = 0x0c;
+constexpr uint8_t kResEndTag = 0x79, kResWordBus = 0x88, kResDwordAddr = 0x87, kResQwordAddr = 0x8a;
+constexpr uint8_t kResTypeMemory = 0;
+constexpr size_t kDwordMin = 10, kDwordMax = 14, kDwordLen = 22;
+constexpr size_t kQwordMin = 14, kQwordMax = 22, kQwordLen = 38;
+
+// PkgLength at p (ACPI 6.4 20.2.4): the package's length and the encoding's size.
+bool read_pkg_len(const uint8_t* p, const uint8_t* end, size_t& len, size_t& bytes) {
+  if (p >= end) return false;
+  bytes = size_t(p[0] >> 6) + 1;
+  if (p + bytes > end) return false;
+  if (bytes == 1) {
+    len = p[0] & 0x3f;
+  } else {
+    len = p[0] & 0x0f;
+    for (size_t i = 1; i < bytes; i++) len |= size_t(p[i]) << (4 + 8 * (i - 1));
+  }
+  return true;
+}
+
 }  // namespace
 
 std::span<const uint8_t> dsdt_aml() { return {dsdt_aml_code, sizeof dsdt_aml_code}; }
+
+std::vector<uint8_t> dsdt(const PciWindows& w) {
+  if (w.mem32_base >= w.mem32_end || w.mem32_end > (1ull << 32) || w.mem64_base >= w.mem64_end)
+    throw std::invalid_argument("acpi: a PCI window is empty or the 32-bit one passes 4 GiB");
+  auto aml = dsdt_aml();
+  std::vector<uint8_t> t(aml.begin(), aml.end());
+  // PCI0's _CRS is the first Name (_CRS, Buffer) in the table: the ISA
+  // devices' come after it (dsdt.asl).
+  const uint8_t pat[] = {kAmlNameOp, '_', 'C', 'R', 'S', kAmlBufferOp};
+  auto at = std::search(t.begin(), t.end(), std::begin(pat), std::end(pat));
+  if (at == t.end()) throw std::logic_error("acpi: the DSDT has no _CRS buffer");
+  uint8_t* p = &*at + sizeof pat;
+  uint8_t* end = t.data() + t.size();
+  size_t pkg = 0, pkg_bytes = 0;
+  if (!read_pkg_len(p, end, pkg, pkg_bytes) || p + pkg > end) throw std::logic_error("acpi: bad _CRS PkgLength");
+  uint8_t* buf_end = p + pkg;
+  p += pkg_bytes;
+  // BufferSize, then the resource template.
+  if (*p == kAmlBytePrefix) p += 2;
+  else if (*p == kAmlWordPrefix) p += 3;
+  else if (*p == kAmlDwordPrefix) p += 5;
+  else throw std::logic_error("acpi: unexpected _CRS BufferSize encoding");
+  if (p >= buf_end || *p != kResWordBus) throw std::logic_error("acpi: the first _CRS is not PCI0's (no bus range first)");
+  int dwords = 0, qwords = 0;
+  while (p < buf_end && *p != kResEndTag) {
+    size_t n;
+    if (*p & 0x80) {
+      if (p + 3 > buf_end) break;
+      n = 3 + size_t(p[1] | p[2] << 8);
+    } else {
+      n = 1 + size_t(*p & 7);
+    }
+    if (p + n > buf_end) throw std::logic_error("acpi: PCI0._CRS descriptor runs past its buffer");
+    // The 32-bit window is the DWord memory range ending below the IOAPIC
+    // (the other one is the VGA window); the QWord one is the only QWord.
+    if (*p == kResDwordAddr && n >= kDwordLen + 4 && p[3] == kResTypeMemory &&
+        le32(p + kDwordMax) == uint32_t(pciwin::kMem32End - 1)) {
+      put32_at(p + kDwordMin, uint32_t(w.mem32_base));
+      put32_at(p + kDwordMax, uint32_t(w.mem32_end - 1));
+      put32_at(p + kDwordLen, uint32_t(w.mem32_end - w.mem32_base));
+      dwords++;
+    } else if (*p == kResQwordAddr && n >= kQwordLen + 8 && p[3] == kResTypeMemory) {
+      put64_at(p + kQwordMin, w.mem64_base);
+      put64_at(p + kQwordMax, w.mem64_end - 1);
+      put64_at(p + kQwordLen, w.mem64_end - w.mem64_base);
+      qwords++;
+    }
+    p += n;
+  }
+  if (p >= buf_end || dwords != 1 || qwords != 1)
+    throw std::logic_error("acpi: PCI0._CRS lacks its 32-bit or 64-bit window (dsdt.asl)");
+  t[kChecksumOffset] = 0;
+  uint8_t s = 0;
+  for (uint8_t b : t) s = uint8_t(s + b);
+  t[kChecksumOffset] = uint8_t(-s);
+  return t;
+}
 
 Tables build(const Config& c) {
   if (c.cpus < 1 || c.cpus > 255) throw std::invalid_argument("acpi: between 1 and 255 vCPUs (8-bit APIC IDs)");
@@ -289,8 +377,7 @@ Tables build(const Config& c) {
   };
 
   uint32_t facs = place(build_facs());  // offset 0: 64-byte aligned with the blob
-  auto dsdt_bytes = dsdt_aml();
-  uint32_t dsdt = place(std::vector<uint8_t>(dsdt_bytes.begin(), dsdt_bytes.end()));
+  uint32_t dsdt = place(acpi::dsdt(c.pci));
   checksum(dsdt);
   uint32_t ssdt = place(build_ssdt(c.cpus));
   checksum(ssdt);

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "machine/pci_windows.h"
+
 namespace vireo {
 class FwCfg;
 }
@@ -51,6 +53,9 @@ constexpr uint8_t kLint1 = 1;                // LAPIC LINT1 carries NMI (PC/AT v
 
 struct Config {
   int cpus = 1;  // vCPU n has APIC ID n (KVM_CREATE_VCPU id) and ACPI processor ID n; at most 255
+  // The host bridge's memory windows, written into \_SB.PCI0._CRS
+  // (PcBoard passes pci_windows() of the machine's RAM and CPUID).
+  PciWindows pci = pci_windows(128ull << 20, 0, pciwin::kDefaultPhysBits);
 };
 
 struct Tables {
@@ -63,6 +68,12 @@ Tables build(const Config& c);
 
 // The DSDT as iasl compiled it from acpi/dsdt.asl.
 std::span<const uint8_t> dsdt_aml();
+
+// That DSDT with \_SB.PCI0._CRS's 32-bit window minimum/length and 64-bit
+// window minimum/maximum/length set to `w`, checksum updated. Throws
+// std::invalid_argument for windows a descriptor cannot hold (empty, or the
+// 32-bit one past 4 GiB).
+std::vector<uint8_t> dsdt(const PciWindows& w);
 
 // Adds the three files to fw_cfg.
 void install(FwCfg& fw, const Tables& t);

@@ -634,9 +634,26 @@ void PcBoard::configure_firmware() {
   sc.boot_menu = cfg.boot_menu;
   fwcfg::configure_seabios(*fw_, sc);
   configure_smbios();
+  // The PCI windows (machine/pci_windows.h), sized by the guest's physical
+  // address width as its CPUID reports it.
+  kvm::CpuidOptions co;
+  co.vcpu_count = cfg.cpus;
+  co.pvm_host = kvm::host_is_pvm();
+  int phys_bits = kvm::phys_addr_bits(kvm::build_cpuid(vm_.system().supported_cpuid(), co), pciwin::kDefaultPhysBits);
+  try {
+    pci_windows_ = vireo::pci_windows(ram.low_end, ram.high_size, phys_bits);
+  } catch (const std::invalid_argument& e) {
+    throw MachineError(std::string("memory: ") + e.what());
+  }
+  // Where SeaBIOS starts the 64-bit BARs it moves above 4 GiB (src/fw/pciinit.c
+  // takes the larger of this and the end of RAM): the window's start.
+  std::vector<uint8_t> reserved_end(8);
+  for (int i = 0; i < 8; i++) reserved_end[i] = uint8_t(pci_windows_.mem64_base >> (8 * i));
+  fw_->add_file(pciwin::kReservedMemoryEndFile, std::move(reserved_end));
   // Vireo's own ACPI tables (machine/acpi.h): SeaBIOS loads them and builds none.
   acpi::Config ac;
   ac.cpus = cfg.cpus;
+  ac.pci = pci_windows_;
   acpi::install(*fw_, acpi::build(ac));
 
   rtc_->set_memory(ram.low_end, ram.high_size);

@@ -26,6 +26,7 @@
 #include "devices/net/e1000.h"
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/net/device.h"
+#include "machine/pci_windows.h"
 
 namespace vireo {
 
@@ -190,6 +191,12 @@ public:
   };
   std::vector<PciInfo> pci_functions() const;
 
+  // The host bridge's memory windows (machine/pci_windows.h) as the DSDT's
+  // PCI0._CRS and fw_cfg etc/reserved-memory-end describe them.
+  const PciWindows& pci_windows() const { return pci_windows_; }
+  // The fw_cfg device's files as the firmware reads them (tests, diagnostics).
+  const FwCfg& fw_cfg() const { return *fw_; }
+
 private:
   void wire_ide();
   void watch_input();
@@ -209,6 +216,7 @@ private:
 
   Machine& m_;
   kvm::KvmVm& vm_;
+  PciWindows pci_windows_;
   std::unique_ptr<pci::PciHost> host_;
   std::shared_ptr<pci::I440fx> i440fx_;
   std::shared_ptr<pci::Piix3> piix3_;

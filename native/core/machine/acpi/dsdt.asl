@@ -32,10 +32,22 @@ DefinitionBlock ("", "DSDT", 1, "VIREO ", "VIREOPC ", 1)
                 /* layout.h kVgaWindow/kVgaWindowSize: legacy VGA memory */
                 DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite,
                     0x00000000, 0x000A0000, 0x000BFFFF, 0x00000000, 0x00020000)
-                /* layout.h kPciHoleStart .. kIoApicBase-1: the 32-bit PCI window
-                   (SeaBIOS places BARs top-down below the IOAPIC) */
+                /* The 32-bit PCI window, machine/pci_windows.h: up to
+                   kIoApicBase-1 (SeaBIOS places BARs top-down below the
+                   IOAPIC); acpi.cc writes its minimum and length for the
+                   machine's RAM (0x80000000 or 0xc0000000, where SeaBIOS's
+                   i440FX setup starts allocating). */
                 DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
                     0x00000000, 0xC0000000, 0xFEBFFFFF, 0x00000000, 0x3EC00000)
+                /* The 64-bit PCI window, machine/pci_windows.h: from the end
+                   of RAM above 4 GiB (rounded up to 1 GiB) to the top of the
+                   guest's physical address space (at most 2^46). acpi.cc
+                   writes its minimum, maximum and length; the numbers here
+                   are a machine without RAM above 4 GiB and 36-bit
+                   addresses. Cacheable, as QEMU's pc declares it. */
+                QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite,
+                    0x0000000000000000, 0x0000000100000000, 0x0000000FFFFFFFFF, 0x0000000000000000,
+                    0x0000000F00000000)
             })
 
             /*
