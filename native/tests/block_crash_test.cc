@@ -3,6 +3,8 @@
 // SIGKILLed at a random moment. The image must then pass `qemu-img check`
 // (leaks allowed, never corruption), every write before the last completed
 // flush must read back, and later writes must read back whole or as zeros.
+// Rounds cycle through 4 KiB / 64 KiB clusters, v2 / v3, a backing file and
+// (every fourth) extended L2 entries over a backing file.
 // VIREO_CRASH_ROUNDS sets the number of rounds (default 4; tests/block/crash-100.sh runs 100).
 #include <signal.h>
 #include <sys/wait.h>
@@ -47,8 +49,10 @@ TEST(crash_sigkill_mid_writes_leaves_consistent_image) {
     std::string img = d / "crash.qcow2";
     bool with_backing = round % 2;
     if (with_backing) {
+      // every other one with extended L2 entries (16 KiB clusters, 512-byte subclusters)
+      bool ext_l2 = round % 4 == 3;
       CHECK_EQ(create_raw(d / "base.raw", kSlots * kSlot, nullptr), 0);
-      CHECK_EQ(create_qcow2(img, 0, 12, "base.raw", "raw", 3, nullptr), 0);
+      CHECK_EQ(create_qcow2(img, 0, ext_l2 ? 14 : 12, "base.raw", "raw", 3, nullptr, ext_l2), 0);
     } else {
       CHECK_EQ(create_qcow2(img, kSlots * kSlot, round % 4 == 0 ? 12 : 16, "", "", round % 3 == 2 ? 2 : 3, nullptr), 0);
     }

@@ -108,34 +108,36 @@ TEST(queue_flush_is_a_barrier) {
 }
 
 TEST(queue_concurrent_qcow2_writes_match_shadow) {
-  blocktest::TmpDir d;
-  std::string p = d / "q.qcow2";
-  CHECK_EQ(create_qcow2(p, 16 << 20, 16, "", "", 3, nullptr), 0);
-  std::shared_ptr<BlockBackend> disk = open_block(p, OpenOptions{}, nullptr);
-  CHECK(disk);
-  std::vector<uint8_t> shadow(16 << 20, 0);
-  std::vector<std::vector<uint8_t>> bufs;
-  std::mt19937_64 rng(5);
-  {
-    BlockQueue q(disk, 4);
-    std::atomic<int> errors{0};
-    // non-overlapping 12 KiB writes in random order, many in flight
-    std::vector<uint64_t> slots(1300);
-    for (size_t i = 0; i < slots.size(); i++) slots[i] = i;
-    std::shuffle(slots.begin(), slots.end(), rng);
-    for (size_t i = 0; i < slots.size(); i++) bufs.push_back(blocktest::pattern(12288, uint32_t(i)));
-    for (size_t i = 0; i < slots.size(); i++) {
-      uint64_t off = slots[i] * 12288;
-      std::memcpy(&shadow[off], bufs[i].data(), 12288);
-      q.write(bufs[i].data(), 12288, off, [&](int r) { errors += r != 0; });
-      if (i % 100 == 99) q.flush([&](int r) { errors += r != 0; });
+  for (bool ext_l2 : {false, true}) {  // plain and extended L2 entries (12 KiB = 6 subclusters)
+    blocktest::TmpDir d;
+    std::string p = d / "q.qcow2";
+    CHECK_EQ(create_qcow2(p, 16 << 20, 16, "", "", 3, nullptr, ext_l2), 0);
+    std::shared_ptr<BlockBackend> disk = open_block(p, OpenOptions{}, nullptr);
+    CHECK(disk);
+    std::vector<uint8_t> shadow(16 << 20, 0);
+    std::vector<std::vector<uint8_t>> bufs;
+    std::mt19937_64 rng(5);
+    {
+      BlockQueue q(disk, 4);
+      std::atomic<int> errors{0};
+      // non-overlapping 12 KiB writes in random order, many in flight
+      std::vector<uint64_t> slots(1300);
+      for (size_t i = 0; i < slots.size(); i++) slots[i] = i;
+      std::shuffle(slots.begin(), slots.end(), rng);
+      for (size_t i = 0; i < slots.size(); i++) bufs.push_back(blocktest::pattern(12288, uint32_t(i)));
+      for (size_t i = 0; i < slots.size(); i++) {
+        uint64_t off = slots[i] * 12288;
+        std::memcpy(&shadow[off], bufs[i].data(), 12288);
+        q.write(bufs[i].data(), 12288, off, [&](int r) { errors += r != 0; });
+        if (i % 100 == 99) q.flush([&](int r) { errors += r != 0; });
+      }
+      q.drain();
+      CHECK_EQ(errors.load(), 0);
     }
-    q.drain();
-    CHECK_EQ(errors.load(), 0);
+    std::vector<uint8_t> got(shadow.size());
+    CHECK_EQ(disk->pread(got.data(), got.size(), 0), 0);
+    CHECK(got == shadow);
+    disk.reset();
+    if (blocktest::have("qemu-img")) CHECK_EQ(blocktest::sh("qemu-img check -q '" + p + "'"), 0);
   }
-  std::vector<uint8_t> got(shadow.size());
-  CHECK_EQ(disk->pread(got.data(), got.size(), 0), 0);
-  CHECK(got == shadow);
-  disk.reset();
-  if (blocktest::have("qemu-img")) CHECK_EQ(blocktest::sh("qemu-img check -q '" + p + "'"), 0);
 }

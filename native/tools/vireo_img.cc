@@ -28,10 +28,10 @@ bool g_force_share = false;
 std::atomic<bool> g_cancel{false};
 
 const char* const kUsage[][2] = {
-    {"create", "create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1] FILE [SIZE]"},
+    {"create", "create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1,extended_l2=on|off] FILE [SIZE]"},
     {"info", "info [-f FMT] [-U] [--output human|json] FILE"},
     {"check", "check [-q] [-f FMT] [-U] [-r leaks|all] [--output human|json] FILE"},
-    {"convert", "convert [-q] [-p] [-c] [-U] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...] IN OUT"},
+    {"convert", "convert [-q] [-p] [-c] [-U] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...,extended_l2=on|off] IN OUT"},
     {"snapshot", "snapshot [-q] -c|-a|-d NAME FILE | snapshot [-U] -l FILE   (-a/-d --by-name: NAME is never an ID)"},
     {"resize", "resize [-q] [-f FMT] [--shrink] FILE [+|-]SIZE"},
     {"rebase", "rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)"},
@@ -96,9 +96,9 @@ std::string json_str(const std::string& s) {
   return o + "\"";
 }
 
-// "-o a=b,c=d": cluster_size and compat (version) for qcow2.
+// "-o a=b,c=d": cluster_size, compat (version) and extended_l2 for qcow2.
 bool parse_create_opts(const std::string& o, int* cluster_bits, int* version, std::string* backing,
-                       std::string* backing_fmt) {
+                       std::string* backing_fmt, bool* extended_l2) {
   size_t p = 0;
   while (p < o.size()) {
     size_t c = o.find(',', p);
@@ -114,6 +114,14 @@ bool parse_create_opts(const std::string& o, int* cluster_bits, int* version, st
       if (v == "0.10" || v == "v2") *version = 2;
       else if (v == "1.1" || v == "v3") *version = 3;
       else return false;
+    } else if (k == "extended_l2") {
+      // qemu-img's boolean option values
+      if (v == "on" || v == "yes" || v == "true" || v == "y") *extended_l2 = true;
+      else if (v == "off" || v == "no" || v == "false" || v == "n") *extended_l2 = false;
+      else {
+        std::fprintf(stderr, "vireo-img: Parameter 'extended_l2' expects 'on' or 'off'\n");
+        return false;
+      }
     } else if (k == "backing_file") {
       *backing = v;
     } else if (k == "backing_fmt") {
@@ -186,9 +194,14 @@ int cmd_create(Args& a) {
   if (a.pos.empty() || a.pos.size() > 2) return usage("create");
   std::string fmt = a.f.empty() ? "raw" : a.f;
   int cbits = 16, version = 3;
+  bool ext_l2 = false;
   std::string backing = a.b, bfmt = a.F;
-  if (!parse_create_opts(a.o, &cbits, &version, &backing, &bfmt)) {
+  if (!parse_create_opts(a.o, &cbits, &version, &backing, &bfmt, &ext_l2)) {
     std::fprintf(stderr, "vireo-img: invalid options '%s'\n", a.o.c_str());
+    return 1;
+  }
+  if (ext_l2 && fmt != "qcow2") {
+    std::fprintf(stderr, "vireo-img: extended_l2 is a qcow2 option (-f qcow2)\n");
     return 1;
   }
   uint64_t size = 0;
@@ -210,10 +223,14 @@ int cmd_create(Args& a) {
     r = create_raw(a.pos[0], size, &err);
     if (!r && !a.q) std::printf("Formatting '%s', fmt=raw size=%" PRIu64 "\n", a.pos[0].c_str(), size);
   } else if (fmt == "qcow2") {
-    r = create_qcow2(a.pos[0], size, cbits, backing, bfmt, version, &err);
+    if (check_qcow2_options(cbits, version, ext_l2, &err)) {  // named like qemu-img's "FILE: reason"
+      std::fprintf(stderr, "vireo-img: %s: %s\n", a.pos[0].c_str(), err.c_str());
+      return 1;
+    }
+    r = create_qcow2(a.pos[0], size, cbits, backing, bfmt, version, &err, ext_l2);
     if (!r && !a.q) {
-      std::printf("Formatting '%s', fmt=qcow2 cluster_size=%llu compat=%s", a.pos[0].c_str(),
-                  1ULL << cbits, version == 2 ? "0.10" : "1.1");
+      std::printf("Formatting '%s', fmt=qcow2 cluster_size=%llu%s compat=%s", a.pos[0].c_str(),
+                  1ULL << cbits, ext_l2 ? " extended_l2=on" : "", version == 2 ? "0.10" : "1.1");
       if (!backing.empty()) std::printf(" backing_file=%s", backing.c_str());
       if (!bfmt.empty()) std::printf(" backing_fmt=%s", bfmt.c_str());
       std::printf(" size=%" PRIu64 " refcount_bits=16\n", size);
@@ -447,9 +464,14 @@ int cmd_convert(Args& a) {
   }
   std::string ofmt = a.O.empty() ? "raw" : a.O;
   int cbits = 16, version = 3;
+  bool ext_l2 = false;
   std::string ob, obf;
-  if (!parse_create_opts(a.o, &cbits, &version, &ob, &obf)) {
+  if (!parse_create_opts(a.o, &cbits, &version, &ob, &obf, &ext_l2)) {
     std::fprintf(stderr, "vireo-img: invalid options '%s'\n", a.o.c_str());
+    return 1;
+  }
+  if (ext_l2 && ofmt != "qcow2") {
+    std::fprintf(stderr, "vireo-img: extended_l2 is a qcow2 option (-O qcow2)\n");
     return 1;
   }
   int r = 0;
@@ -466,6 +488,7 @@ int cmd_convert(Args& a) {
   co.compress = a.compress;
   co.cluster_bits = cbits;
   co.version = version;
+  co.extended_l2 = ext_l2;
   co.cancel = &g_cancel;
   struct sigaction sa {};
   sa.sa_handler = [](int) { g_cancel = true; };

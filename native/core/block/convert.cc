@@ -416,6 +416,11 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
   if (o.format != "raw" && o.format != "qcow2")
     return fail(-EINVAL, "unknown format '" + o.format + "'");
   if (o.compress && o.format != "qcow2") return fail(-EINVAL, "Compression not supported for this file format");
+  if (o.format == "qcow2") {
+    std::string oerr;
+    if (int r = check_qcow2_options(o.cluster_bits, o.version, o.extended_l2, &oerr))
+      return fail(r, "'" + target + "': " + oerr);
+  }
   const std::string dir = dir_of(target), base = base_of(target);
   if (base.empty() || base == "." || base == "..") return fail(-EINVAL, "'" + target + "': not a file name");
   sweep_convert_temps(dir);
@@ -454,7 +459,7 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     sink.fd = hold;
   } else {
     std::string cerr;
-    if (int r = create_qcow2(tmp, size, o.cluster_bits, "", "", o.version, &cerr))
+    if (int r = create_qcow2(tmp, size, o.cluster_bits, "", "", o.version, &cerr, o.extended_l2))
       return abort_with(r, "could not write '" + target + "': " + cerr);
     OpenOptions oo;
     oo.format = "qcow2";
@@ -480,7 +485,11 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
   }
 
   if (start < size) {
-    const uint64_t grain = o.format == "qcow2" ? std::max<uint64_t>(64 << 10, 1ULL << o.cluster_bits) : 64 << 10;
+    // qcow2: a cluster (or, with extended L2, a subcluster: 1/32 of one) is
+    // the smallest unit left unallocated; raw: 64 KiB.
+    const uint64_t grain = o.format != "qcow2" ? 64 << 10
+                           : o.extended_l2     ? (1ULL << o.cluster_bits) / 32
+                                               : std::max<uint64_t>(64 << 10, 1ULL << o.cluster_bits);
     Pipeline pipe(in, start, o.cancel);
     for (;;) {
       Piece p = pipe.pop();

@@ -25,6 +25,9 @@ struct ConvertOptions {
   std::string format = "raw";  // target: "raw" or "qcow2"
   int cluster_bits = 16;       // qcow2 target
   int version = 3;             // qcow2 target: 2 (compat=0.10) or 3
+  // qcow2 target: extended L2 entries (32 subclusters per cluster; v3, clusters
+  // >= 16 KiB). Zero runs are then skipped per subcluster, not per cluster.
+  bool extended_l2 = false;
   // qcow2 target: compressed clusters (qemu-img convert -c). Each non-zero
   // cluster is deflated (raw deflate, windowBits -12, on up to 4 threads) and
   // stored compressed when that is smaller than a cluster, else as it is.

@@ -40,10 +40,17 @@ int create_raw(const std::string& path, uint64_t size, std::string* error);
 // version 2 (compat=0.10) or 3 (compat=1.1). `backing` may be relative: it is
 // stored as given and resolved against the new image's directory; its format
 // (`backing_fmt`, "raw" or "qcow2") must be given: it is never probed. When size
-// is 0 and there is a backing file, the backing file's size is used. 0 or -errno.
+// is 0 and there is a backing file, the backing file's size is used.
+// `extended_l2`: 128-bit L2 entries with 32 subclusters per cluster
+// (incompatible feature bit 4, qemu-img's extended_l2=on); v3 only, clusters
+// of at least 16 KiB. 0 or -errno.
 int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
                  const std::string& backing, const std::string& backing_fmt, int version,
-                 std::string* error);
+                 std::string* error, bool extended_l2 = false);
+
+// The checks create_qcow2 makes on its format options, where qemu-img refuses
+// the same combinations: 0, or -EINVAL with *error naming the option.
+int check_qcow2_options(int cluster_bits, int version, bool extended_l2, std::string* error);
 
 // Rewrites a qcow2 image's backing file name and format in its header (like
 // `qemu-img rebase -u`: no data is copied). `backing_fmt` must be "raw" or

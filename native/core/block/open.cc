@@ -235,13 +235,27 @@ int create_raw(const std::string& path, uint64_t size, std::string* error) {
   return 0;
 }
 
-int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
-                 const std::string& backing, const std::string& backing_fmt, int version,
-                 std::string* error) {
+int check_qcow2_options(int cluster_bits, int version, bool extended_l2, std::string* error) {
   std::string scratch;
   if (!error) error = &scratch;
   if (cluster_bits < 9 || cluster_bits > 21) return *error = "cluster size must be a power of two between 512 and 2M", -EINVAL;
   if (version != 2 && version != 3) return *error = "qcow2 version must be 2 (compat=0.10) or 3 (compat=1.1)", -EINVAL;
+  // The same refusals as qemu-img create -o extended_l2=on.
+  if (extended_l2 && version < 3)
+    return *error = "Extended L2 entries (extended_l2=on) are only supported with compat=1.1 (qcow2 v3), not compat=0.10", -EINVAL;
+  if (extended_l2 && cluster_bits < 14)
+    return *error = "Extended L2 entries (extended_l2=on) are only supported with cluster sizes of at least 16384 bytes (cluster_size=" +
+                    std::to_string(1ULL << cluster_bits) + ")",
+           -EINVAL;
+  return 0;
+}
+
+int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
+                 const std::string& backing, const std::string& backing_fmt, int version,
+                 std::string* error, bool extended_l2) {
+  std::string scratch;
+  if (!error) error = &scratch;
+  if (int r = check_qcow2_options(cluster_bits, version, extended_l2, error)) return r;
   std::string bfmt = backing_fmt;
   if (!backing.empty()) {
     if (backing.size() > 1023) return *error = "backing file name too long", -EINVAL;
@@ -260,7 +274,7 @@ int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
     if (size == 0) size = b->size();
   }
   const uint64_t cs = 1ULL << cluster_bits;
-  uint64_t l2_entries = cs / 8;
+  uint64_t l2_entries = cs / (extended_l2 ? 16 : 8);  // 128-bit entries with extended L2
   uint64_t l1_size = div_up(size, cs * l2_entries);
   if (l1_size * 8 > (32ULL << 20)) return *error = "image size too large for this cluster size", -EFBIG;
   uint64_t l1_cl = std::max<uint64_t>(1, div_up(l1_size * 8, cs));
@@ -286,6 +300,7 @@ int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
   st32(&h[56], uint32_t(rt_cl));
   uint64_t pos = 72;
   if (version == 3) {
+    if (extended_l2) st64(&h[72], 16);  // incompatible feature bit 4: extended L2 entries
     st32(&h[96], 4);    // refcount_order: 16-bit refcounts
     st32(&h[100], 112); // header_length, including compression_type (0 = zlib)
     pos = 112;

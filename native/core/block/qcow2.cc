@@ -39,6 +39,11 @@ constexpr uint64_t kZeroFlag = 1ULL;
 constexpr uint64_t kIncDirty = 1, kIncCorrupt = 2, kIncDataFile = 4, kIncCompression = 8,
                    kIncExtL2 = 16;
 constexpr uint64_t kCompatLazy = 1;
+// Extended L2 bitmap (the entry's second word): bit s set = subcluster s is
+// allocated (bits 0-31), bit 32 + s set = it reads as zeros.
+constexpr uint64_t kSubAlloc = 0xffffffffULL;
+// Subclusters [a, b) as allocation bits (a <= b <= 32).
+uint64_t sc_mask(uint64_t a, uint64_t b) { return ((1ULL << b) - 1) & ~((1ULL << a) - 1); }
 constexpr uint32_t kExtEnd = 0, kExtBackingFmt = 0xe2792aca, kExtFeatures = 0x6803f857;
 constexpr uint64_t kMaxL1Bytes = 32ULL << 20;
 constexpr uint64_t kMaxRefTableBytes = 8ULL << 20;
@@ -654,7 +659,6 @@ int Qcow2Backend::parse(std::string* error, const Qcow2OpenFlags& flags) {
 #endif
   ext_l2_ = incompat_ & kIncExtL2;
   if (ext_l2_ && cluster_bits_ < 14) return *error = "extended L2 entries need clusters of at least 16 KiB", -EINVAL;
-  if (ext_l2_ && !ro_) return *error = "images with extended L2 entries can only be opened read-only", -ENOTSUP;
   if ((incompat_ & kIncCorrupt) && !ro_ && !flags.allow_corrupt)
     return *error = "image is marked corrupt; open it read-only, or repair it with 'vireo-img check -r all'", -EUCLEAN;
   l2_bits_ = cluster_bits_ - 3 - (ext_l2_ ? 1 : 0);
@@ -918,11 +922,11 @@ int Qcow2Backend::read_in_cluster(uint64_t e, uint64_t bitmap, uint8_t* p, uint6
   if (host)
     if (int r = check_data_host(host, cs_, false, "data cluster")) return r;
   if (ext_l2_) {
+    if (int r = check_bitmap(e, bitmap)) return r;
     uint64_t scs = cs_ / 32;
     while (n) {
       uint64_t sc = in / scs, m = std::min(n, scs - in % scs);
       if (bitmap >> sc & 1) {
-        if (!host) return -EIO;
         if (int r = pread_full(fd_, p, m, host + in)) return r;
       } else if (bitmap >> (32 + sc) & 1) {
         std::memset(p, 0, m);
@@ -946,15 +950,16 @@ int Qcow2Backend::pread(void* buf, uint64_t len, uint64_t off) {
   std::lock_guard<std::mutex> g(mu_);
   trim_caches();
   auto* p = static_cast<uint8_t*>(buf);
-  auto plain = [&](uint64_t e) {  // a data cluster read as is
-    return !ext_l2_ && !(e & kCompressed) && !(version_ >= 3 && (e & kZeroFlag)) && (e & kOffMask);
+  auto plain = [&](uint64_t e, uint64_t bm) {  // a data cluster read as is
+    if (ext_l2_) return !(e & kCompressed) && (e & kOffMask) && bm == kSubAlloc;  // every subcluster allocated
+    return !(e & kCompressed) && !(version_ >= 3 && (e & kZeroFlag)) && (e & kOffMask);
   };
   while (len) {
     uint64_t in = off & (cs_ - 1), n = std::min(len, cs_ - in);
     uint64_t e, bm;
     if (int r = lookup(off, &e, &bm)) return r;
     uint64_t host = e & kOffMask;
-    if (n < len && plain(e) && !(host & (cs_ - 1)) && host < file_end_ + cs_) {
+    if (n < len && plain(e, bm) && !(host & (cs_ - 1)) && host < file_end_ + cs_) {
       // Data clusters that follow each other in the file: one read (convert, sequential I/O).
       if (int r = check_data_host(host, cs_, false, "data cluster")) return r;
       uint64_t total = n;
@@ -962,7 +967,7 @@ int Qcow2Backend::pread(void* buf, uint64_t len, uint64_t off) {
         uint64_t e2, bm2;
         if (int r = lookup(off + total, &e2, &bm2)) return r;
         uint64_t h2 = e2 & kOffMask;
-        if (!plain(e2) || h2 != host + in + total || h2 >= file_end_ + cs_) break;
+        if (!plain(e2, bm2) || h2 != host + in + total || h2 >= file_end_ + cs_) break;
         if (int r = check_data_host(h2, cs_, false, "data cluster")) return r;
         total += std::min(len - total, cs_);
       }
@@ -997,8 +1002,16 @@ int Qcow2Backend::block_status(uint64_t off, uint64_t len, uint64_t* n) {
       } else {
         uint64_t e, bm;
         if (int r = lookup(o, &e, &bm)) return r;
-        if (ext_l2_) k = (e & kOffMask) || bm ? kData : kUnalloc;
-        else if (e & kCompressed) k = kData;
+        if (ext_l2_ && !(e & kCompressed)) {  // per subcluster, or the whole cluster when all alike
+          if ((bm & kSubAlloc) == kSubAlloc) k = kData;
+          else if ((bm >> 32) == kSubAlloc) k = kZero;
+          else if (!bm) k = kUnalloc;
+          else {
+            uint64_t scs = cs_ / 32, s = (o & (cs_ - 1)) / scs;
+            m = std::min(len - run, scs - (o & (scs - 1)));
+            k = (bm >> s & 1) ? kData : (bm >> (32 + s) & 1) ? kZero : kUnalloc;
+          }
+        } else if (e & kCompressed) k = kData;
         else if (version_ >= 3 && (e & kZeroFlag)) k = kZero;
         else k = (e & kOffMask) ? kData : kUnalloc;
       }
@@ -1066,6 +1079,7 @@ int Qcow2Backend::l2_for_write(uint64_t off, L2Table** t, uint64_t* idx) {
 }
 
 int Qcow2Backend::write_chunk(const uint8_t* p, uint64_t n, uint64_t off) {
+  if (ext_l2_) return write_chunk_ext(p, n, off);
   uint64_t in = off & (cs_ - 1), vbase = off - in;
   L2Table* t;
   uint64_t idx;
@@ -1112,6 +1126,101 @@ int Qcow2Backend::write_chunk(const uint8_t* p, uint64_t n, uint64_t off) {
   return 0;
 }
 
+int Qcow2Backend::check_bitmap(uint64_t e, uint64_t bm) {
+  if (e & kCompressed) return 0;  // no subclusters (the bitmap is reserved)
+  if (bm & kSubAlloc & (bm >> 32))
+    return mark_corrupt("extended L2 entry " + hex(e) + " has subclusters both allocated and zero (bitmap " + hex(bm) + ")");
+  if (!(e & kOffMask) && (bm & kSubAlloc))
+    return mark_corrupt("extended L2 entry without a host cluster has allocated subclusters (bitmap " + hex(bm) + ")");
+  return 0;
+}
+
+// Extended L2: writes [in, in+n) of one guest cluster. Only the subclusters
+// written become allocated (their zero bits cleared); the others keep what
+// they were (data, zero, or unallocated: backing file). A partly written
+// subcluster that was not allocated gets its current content (backing file
+// or zeros) around the new bytes. Crash order as write_chunk: data first,
+// the L2 entry with the flush.
+int Qcow2Backend::write_chunk_ext(const uint8_t* p, uint64_t n, uint64_t off) {
+  const uint64_t in = off & (cs_ - 1), vbase = off - in, end = in + n, scs = cs_ / 32;
+  L2Table* t;
+  uint64_t idx;
+  if (int r = l2_for_write(off, &t, &idx)) return r;
+  const uint64_t e = t->e[idx * 2], bm = t->e[idx * 2 + 1], host = e & kOffMask;
+  if (int r = check_bitmap(e, bm)) return r;
+  const uint64_t first = in / scs, last = (end - 1) / scs;
+  const uint64_t touched = sc_mask(first, last + 1);
+  if ((e & kCopied) && !(e & kCompressed) && host) {
+    // Our own cluster: write in place (as write_chunk, after the same checks).
+    if (int r = check_data_host(host, cs_, true, "data cluster")) return r;
+    uint64_t rc;
+    if (int r = get_refcount(host / cs_, &rc)) return r;
+    if (rc != 1) return mark_corrupt("data cluster at " + hex(host) + " has the COPIED flag but refcount " + std::to_string(rc));
+    uint64_t a = (in % scs && !(bm >> first & 1)) ? first * scs : in;
+    uint64_t b = (end % scs && !(bm >> last & 1)) ? (last + 1) * scs : end;
+    if (a == in && b == end) {
+      if (int r = write_at(p, n, host + in)) return r;
+    } else {
+      std::vector<uint8_t> c(b - a);
+      if (a < in)
+        if (int r = read_in_cluster(e, bm, c.data(), a, in - a, vbase)) return r;
+      if (end < b)
+        if (int r = read_in_cluster(e, bm, c.data() + (end - a), end, b - end, vbase)) return r;
+      std::memcpy(c.data() + (in - a), p, n);
+      if (int r = write_at(c.data(), b - a, host + a)) return r;
+    }
+    uint64_t nbm = (bm | touched) & ~(touched << 32);
+    if (nbm != bm) t->e[idx * 2 + 1] = nbm, t->dirty = true;
+    return 0;
+  }
+  // A new cluster: this one is unallocated, compressed (no subclusters: all
+  // of it is data) or shared with a snapshot. Its allocated subclusters and
+  // the written ones are copied / written; zero bits stay where not written.
+  const uint64_t alloc = ((e & kCompressed) ? kSubAlloc : (bm & kSubAlloc)) | touched;
+  const uint64_t nbm = alloc | ((e & kCompressed) ? 0 : ((bm >> 32) & ~alloc) << 32);
+  uint64_t nc;
+  if (int r = alloc_clusters(1, &nc)) return r;
+  {  // a free cluster on metadata means the refcounts are wrong
+    int k = meta_overlap(nc, cs_);
+    if (k == -2) return -EIO;
+    if (k >= 0) return mark_corrupt("cluster " + hex(nc) + " is free in the refcounts but holds " + meta_name(k));
+  }
+  std::vector<uint8_t> c;
+  for (uint64_t sc = 0; sc < 32;) {  // one write per run of allocated subclusters
+    if (!(alloc >> sc & 1)) {
+      sc++;
+      continue;
+    }
+    uint64_t sc2 = sc;
+    while (sc2 < 32 && (alloc >> sc2 & 1)) sc2++;
+    const uint64_t ra = sc * scs, rb = sc2 * scs;
+    sc = sc2;
+    if (ra >= in && rb <= end) {
+      if (int r = write_at(p + (ra - in), rb - ra, nc + ra)) return r;
+      continue;
+    }
+    c.resize(rb - ra);
+    if (ra < in)
+      if (int r = read_in_cluster(e, bm, c.data(), ra, std::min(in, rb) - ra, vbase)) return r;
+    if (rb > end) {
+      uint64_t x = std::max(end, ra);
+      if (int r = read_in_cluster(e, bm, c.data() + (x - ra), x, rb - x, vbase)) return r;
+    }
+    uint64_t lo = std::max(in, ra), hi = std::min(end, rb);
+    if (lo < hi) std::memcpy(c.data() + (lo - ra), p + (lo - in), hi - lo);
+    if (int r = write_at(c.data(), rb - ra, nc + ra)) return r;
+  }
+  if (file_end_ < nc + cs_) {  // the cluster's unwritten tail: inside the file
+    if (::ftruncate(fd_, nc + cs_)) return -errno;
+    file_end_ = nc + cs_;
+  }
+  t->e[idx * 2] = nc | kCopied;
+  t->e[idx * 2 + 1] = nbm;
+  t->dirty = true;
+  free_entry(e);
+  return 0;
+}
+
 int Qcow2Backend::pwrite(const void* buf, uint64_t len, uint64_t off) {
   if (ro_) return -EROFS;
   if (off > size_ || len > size_ - off) return -EIO;
@@ -1123,30 +1232,39 @@ int Qcow2Backend::pwrite(const void* buf, uint64_t len, uint64_t off) {
   // mostly follow each other at the end of the file: their data goes out in one
   // write (up to 8 MiB) before this call returns. Should that write fail, their
   // L2 entries are put back (the clusters leak; nothing points at unwritten data).
+  struct Slot {
+    L2Table* t;
+    uint64_t i, old_bitmap;  // word index of the entry; extended L2: its bitmap before
+  };
   struct Pending {
     uint64_t host = 0, len = 0;
     const uint8_t* p = nullptr;
-    std::vector<std::pair<L2Table*, uint64_t>> slots;
+    std::vector<Slot> slots;
   } pend;
   auto flush_pending = [&]() -> int {
     if (!pend.len) return 0;
     int r = write_at(pend.p, pend.len, pend.host);
     if (r)
-      for (auto& sl : pend.slots) sl.first->e[sl.second] = 0;
+      for (auto& sl : pend.slots) {
+        sl.t->e[sl.i] = 0;
+        if (ext_l2_) sl.t->e[sl.i + 1] = sl.old_bitmap;
+      }
     pend.len = 0;
     pend.slots.clear();
     return r;
   };
   while (len) {
     uint64_t n = std::min(len, cs_ - (off & (cs_ - 1)));
-    if (n == cs_ && !ext_l2_) {
+    if (n == cs_) {
       L2Table* t;
       uint64_t idx;
       if (int r = l2_for_write(off, &t, &idx)) {
         flush_pending();
         return r;
       }
-      if (t->e[idx] == 0) {
+      // Unallocated (extended L2: no allocated subcluster; zero bits are overwritten).
+      const uint64_t si = ext_l2_ ? idx * 2 : idx;
+      if (t->e[si] == 0 && !(ext_l2_ && (t->e[si + 1] & kSubAlloc))) {
         uint64_t nc;
         if (int r = alloc_clusters(1, &nc)) {
           flush_pending();
@@ -1161,8 +1279,9 @@ int Qcow2Backend::pwrite(const void* buf, uint64_t len, uint64_t off) {
           if (int r = flush_pending()) return r;
         if (!pend.len) pend.host = nc, pend.p = p;
         pend.len += cs_;
-        pend.slots.emplace_back(t, idx);
-        t->e[idx] = nc | kCopied;
+        pend.slots.push_back({t, si, ext_l2_ ? t->e[si + 1] : 0});
+        t->e[si] = nc | kCopied;
+        if (ext_l2_) t->e[si + 1] = kSubAlloc;
         t->dirty = true;
         p += n, off += n, len -= n;
         continue;
@@ -1185,7 +1304,9 @@ int Qcow2Backend::flush() {
 int Qcow2Backend::zero_range(uint64_t off, uint64_t len, bool discard) {
   while (len) {
     uint64_t in = off & (cs_ - 1), n = std::min(len, cs_ - in);
-    if (n < cs_) {  // partial cluster
+    if (ext_l2_) {
+      if (int r = zero_subclusters(off, n, discard)) return r;
+    } else if (n < cs_) {  // partial cluster
       if (!discard) {
         std::vector<uint8_t> z(n, 0);
         if (int r = write_chunk(z.data(), n, off)) return r;
@@ -1216,6 +1337,62 @@ int Qcow2Backend::zero_range(uint64_t off, uint64_t len, bool discard) {
     }
     off += n, len -= n;
   }
+  return 0;
+}
+
+// Extended L2: makes [off, off+n), within one cluster, read as zeros. Whole
+// subclusters get their zero bit (allocation bit cleared); a cluster left
+// with no allocated subcluster is freed. A whole cluster becomes unallocated
+// (all zero bits over a backing file). Parts of subclusters are written as
+// zeros (write_zeroes) or left as they are (discard), as parts of clusters
+// are without subclusters. A compressed cluster (no subclusters) is first
+// rewritten as a normal one where only part of it is zeroed.
+int Qcow2Backend::zero_subclusters(uint64_t off, uint64_t n, bool discard) {
+  const uint64_t in = off & (cs_ - 1), vbase = off - in, end = in + n, scs = cs_ / 32;
+  // The image's last subcluster counts as whole: nothing past the end is read.
+  const uint64_t a = div_up(in, scs) * scs;
+  const uint64_t b = vbase + end >= size_ ? std::min(cs_, div_up(end, scs) * scs) : end / scs * scs;
+  if (a >= b) {  // no whole subcluster
+    if (discard) return 0;
+    std::vector<uint8_t> z(n, 0);
+    return write_chunk_ext(z.data(), n, off);
+  }
+  if (!discard) {
+    std::vector<uint8_t> z(std::max(a - in, end > b ? end - b : 0), 0);
+    if (a > in)
+      if (int r = write_chunk_ext(z.data(), a - in, off)) return r;
+    if (end > b)
+      if (int r = write_chunk_ext(z.data(), end - b, vbase + b)) return r;
+  }
+  const uint64_t mask = sc_mask(a / scs, b / scs);
+  uint64_t e, bm;
+  if (int r = lookup(vbase, &e, &bm)) return r;
+  if ((e & kCompressed) && mask != kSubAlloc) {
+    if (discard) return 0;
+    std::vector<uint8_t> z(b - a, 0);
+    if (int r = write_chunk_ext(z.data(), b - a, vbase + a)) return r;
+    if (int r = lookup(vbase, &e, &bm)) return r;
+  }
+  uint64_t ne, nbm;
+  if (mask == kSubAlloc) {
+    ne = 0;
+    nbm = backing_ ? kSubAlloc << 32 : 0;
+  } else {
+    if (int r = check_bitmap(e, bm)) return r;
+    uint64_t alloc = bm & kSubAlloc & ~mask;
+    nbm = alloc | ((((bm >> 32) | mask) & ~alloc) << 32);
+    ne = alloc ? e : 0;
+  }
+  if ((ne & ~kCopied) == (e & ~kCopied) && nbm == bm) return 0;
+  L2Table* t;
+  uint64_t idx;
+  if (int r = l2_for_write(vbase, &t, &idx)) return r;
+  e = t->e[idx * 2];
+  if (ne) ne = e;  // kept (its COPIED flag as the table has it)
+  t->e[idx * 2] = ne;
+  t->e[idx * 2 + 1] = nbm;
+  t->dirty = true;
+  if (!ne) free_entry(e);
   return 0;
 }
 
@@ -1280,14 +1457,17 @@ int Qcow2Backend::shrink(uint64_t new_size) {
   if (new_size % cs_) {
     uint64_t e, bm;
     if (int r = lookup(new_size, &e, &bm)) return r;
-    bool has_data = (e & kCompressed) || ((e & kOffMask) && !(version_ >= 3 && (e & kZeroFlag)));
+    bool has_data = (e & kCompressed) ||
+                    ((e & kOffMask) && (ext_l2_ ? (bm & kSubAlloc) != 0 : !(version_ >= 3 && (e & kZeroFlag))));
     uint64_t n = std::min(size_, keep * cs_) - new_size;
-    if (has_data && n) {
+    if (has_data && n && ext_l2_) {
+      if (int r = zero_subclusters(new_size, n, false)) return r;  // zero bits where whole subclusters
+    } else if (has_data && n) {
       std::vector<uint8_t> z(n, 0);
       if (int r = write_chunk(z.data(), n, new_size)) return r;
     }
   }
-  const uint64_t per_l2 = l2_entries_;
+  const uint64_t per_l2 = l2_entries_, stride = ext_l2_ ? 2 : 1;  // words per entry
   for (uint64_t l1i = 0; l1i < l1_.size(); l1i++) {
     uint64_t first = l1i * per_l2;
     uint64_t l2off = l1_[l1i] & kOffMask;
@@ -1296,7 +1476,7 @@ int Qcow2Backend::shrink(uint64_t new_size) {
       // The whole table goes: its clusters, then the table itself.
       L2Table* t;
       if (int r = get_l2(l2off, &t)) return r;
-      for (uint64_t e : t->e) free_entry(e);
+      for (size_t i = 0; i < t->e.size(); i += stride) free_entry(t->e[i]);
       free_later(l2off, cs_);
       l2_cache_.erase(l2off);
       l1_[l1i] = 0;
@@ -1306,10 +1486,11 @@ int Qcow2Backend::shrink(uint64_t new_size) {
       L2Table* t;
       uint64_t idx;
       if (int r = l2_for_write(keep * cs_, &t, &idx)) return r;
-      for (uint64_t i = idx; i < per_l2; i++)
-        if (t->e[i]) {
+      for (uint64_t i = idx * stride; i < per_l2 * stride; i += stride)
+        if (t->e[i] || (ext_l2_ && t->e[i + 1])) {
           free_entry(t->e[i]);
           t->e[i] = 0;
+          if (ext_l2_) t->e[i + 1] = 0;
           t->dirty = true;
         }
     }
@@ -1406,8 +1587,11 @@ int Qcow2Backend::write_compressed(const uint8_t* data, uint64_t n, uint64_t off
   L2Table* t;
   uint64_t idx;
   if (int r = l2_for_write(off, &t, &idx)) return r;
-  // Only into an unallocated cluster of a zlib image (zstd images get plain clusters).
-  if (z.empty() || z.size() >= cs_ || t->e[idx] || ext_l2_ || compression_type_ != 0) return write_chunk(data, n, off);
+  // Only into an unallocated cluster of a zlib image (zstd images get plain
+  // clusters); with extended L2, one with no allocated subcluster.
+  const uint64_t si = ext_l2_ ? idx * 2 : idx;
+  if (z.empty() || z.size() >= cs_ || t->e[si] || (ext_l2_ && (t->e[si + 1] & kSubAlloc)) || compression_type_ != 0)
+    return write_chunk(data, n, off);
   const uint64_t zlen = z.size();
   const uint64_t rc_max = refbits_ >= 64 ? ~0ULL : (1ULL << refbits_) - 1;
   uint64_t at = zfree_, rc = 0;
@@ -1441,7 +1625,8 @@ int Qcow2Backend::write_compressed(const uint8_t* data, uint64_t n, uint64_t off
   if (int r = write_at(zbuf_.data(), zbuf_.size(), at)) return r;
   const uint32_t shift = 62 - (cluster_bits_ - 8);
   uint64_t sectors_m1 = ((at + zlen - 1) >> 9) - (at >> 9);
-  t->e[idx] = kCompressed | (sectors_m1 << shift) | at;
+  t->e[si] = kCompressed | (sectors_m1 << shift) | at;
+  if (ext_l2_) t->e[si + 1] = 0;  // compressed clusters have no subclusters
   t->dirty = true;
   zfree_ = (at + zlen) & (cs_ - 1) ? at + zlen : 0;
   return 0;

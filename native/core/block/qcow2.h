@@ -45,7 +45,8 @@ public:
   std::string format() const override { return "qcow2"; }
   // From the L1/L2 map: data and compressed clusters are data, zero clusters
   // zero, unallocated ones what the backing file says (zero past its end or
-  // without one). Extended-L2 clusters with any bit set count as data.
+  // without one). With extended L2 the same per subcluster (allocated, zero
+  // or unallocated).
   int block_status(uint64_t off, uint64_t len, uint64_t* n) override;
 
   std::vector<SnapshotInfo> snapshots() override;
@@ -138,6 +139,13 @@ private:
   int l2_for_write(uint64_t off, L2Table** t, uint64_t* idx);
   int write_chunk(const uint8_t* p, uint64_t len, uint64_t off);
   int zero_range(uint64_t off, uint64_t len, bool discard);
+  // Extended L2 entries (32 subclusters per cluster), within one cluster.
+  int write_chunk_ext(const uint8_t* p, uint64_t len, uint64_t off);
+  int zero_subclusters(uint64_t off, uint64_t len, bool discard);
+  // -EIO (image marked corrupt) for a standard extended L2 entry QEMU calls
+  // invalid: allocated subclusters without a host cluster, or a subcluster
+  // both allocated and reading as zeros.
+  int check_bitmap(uint64_t entry, uint64_t bitmap);
   int shrink(uint64_t new_size);
   int free_empty_refblocks();
   int read_l1(uint64_t off, uint32_t n, std::vector<uint64_t>* l1);

@@ -162,6 +162,16 @@ int Qcow2Backend::count_refs(Refs* refs, CheckResult* res, bool include_refcount
     if (int r = read_l2_uncached(l2off, &e)) return r;
     for (size_t j = 0; j < e.size(); j += stride) {
       uint64_t x = e[j];
+      if (ext_l2_) {  // the subcluster bitmap, as qemu-img check judges it
+        uint64_t bm = e[j + 1];
+        if ((x & kCompressed) && bm) {
+          res->corruptions++;
+          res->messages.push_back(fmt("ERROR compressed cluster with a non-zero subcluster bitmap: l2_entry=%" PRIx64 " bitmap=%" PRIx64, x, bm));
+        } else if (!(x & kCompressed) && (bm & 0xffffffffULL & (bm >> 32))) {
+          res->corruptions++;
+          res->messages.push_back(fmt("ERROR subclusters both allocated and zero: l2_entry=%" PRIx64 " bitmap=%" PRIx64, x, bm));
+        }
+      }
       if (x & kCompressed) {
         uint64_t coff = x & ((1ULL << shift) - 1);
         uint64_t nb = ((x >> shift) & ((1ULL << (cluster_bits_ - 8)) - 1)) + 1;
