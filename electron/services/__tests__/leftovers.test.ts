@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VireoService } from '../app';
 import { DiskBatch } from '../disk-journal';
 import { cpCommand } from '../storage/copy';
+import { imgToolProblem } from '../storage/img';
 import { newVmRequest, testService } from './fake-engine';
 
 let tmp: string;
@@ -86,6 +87,40 @@ describe('the next start after a kill', () => {
     expect(fs.existsSync(disk)).toBe(false);
     expect(again.store.list()).toEqual([]);
     expect(fs.existsSync(iso)).toBe(true);
+  });
+
+  it.skipIf(!!imgToolProblem())('removes the snapshots of a VM whose delete was killed after its definition went; a definition that does not load keeps its snapshots and saved state', async () => {
+    const svc = await service();
+    const mk = async (name: string) => {
+      const vm = (await svc['vm.create'](newVmRequest(iso, { name, storage: { kind: 'create', sizeGiB: 0.01, format: 'qcow2' }, network: 'none' }))).vm!;
+      expect((await svc['snapshot.create']({ uuid: vm.uuid, name: 's1' })).errors).toEqual([]);
+      expect(fs.existsSync(svc.snapshots.dirOf(vm.uuid))).toBe(true);
+      return vm;
+    };
+    const gone = await mk('alpha');
+    const broken = await mk('beta');
+    const kept = await mk('gamma');
+    // alpha: a delete killed between the definition's removal and the snapshots' (app.ts 'vm.delete')
+    await svc.journal.record(gone.uuid, 'delete', [{ path: gone.disks[0]!.path }]);
+    await svc.store.remove(gone.uuid);
+    // beta: its definition no longer loads (damaged by hand): nothing of it is touched
+    fs.writeFileSync(svc.store.fileOf(broken.uuid), '{ not json');
+    const brokenSave = svc.saves.pathOf(broken.uuid);
+    fs.mkdirSync(path.dirname(brokenSave), { recursive: true });
+    fs.writeFileSync(brokenSave, 'state');
+    // gamma: an atomic write of its snapshot list was killed
+    const partial = path.join(svc.snapshots.dirOf(kept.uuid), '.snapshots.json.0123456789ab.tmp');
+    fs.writeFileSync(partial, '{');
+    const again = await service();
+    expect(fs.existsSync(svc.snapshots.dirOf(gone.uuid))).toBe(false);
+    expect(fs.existsSync(gone.disks[0]!.path)).toBe(false);
+    expect(again.recovered.orphans).toEqual([svc.snapshots.dirOf(gone.uuid)]);
+    expect(fs.readdirSync(svc.snapshots.dirOf(broken.uuid))).toEqual(['snapshots.json']);
+    expect(fs.existsSync(brokenSave)).toBe(true);
+    expect(fs.existsSync(broken.disks[0]!.path)).toBe(true);
+    expect(fs.existsSync(partial)).toBe(false);
+    expect(again.recovered.temporaries).toContain(partial);
+    expect((await again['snapshot.list']({ uuid: kept.uuid })).snapshots.map((x) => x.name)).toEqual(['s1']);
   });
 
   it('a journalled file replaced by someone else is never removed', async () => {
