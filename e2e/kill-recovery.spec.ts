@@ -98,7 +98,10 @@ async function startService(): Promise<Gen> {
         client.close();
       }
     }
-    if (Date.now() > deadline) throw new Error(`vireo service did not answer on ${sock}:\n${log}`);
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL'); // not left behind by a failed start
+      throw new Error(`vireo service did not answer on ${sock}:\n${log}`);
+    }
     await sleep(30); // polling the socket the new service binds
   }
 }
