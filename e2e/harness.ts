@@ -40,7 +40,7 @@ export function distReady(): string | null {
   return null;
 }
 
-/** `reuseDir`: start on the files an earlier server left there (kill-recovery.spec.ts). */
+/** `reuseDir` (startServe): start on the files an earlier server left there (cli-service.spec.ts). */
 /** A private home for one spec: HOME and the XDG config, data and runtime directories under a fresh temp dir. */
 export function isolatedEnv(prefix: string): { dir: string; env: NodeJS.ProcessEnv } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));

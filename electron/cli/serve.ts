@@ -62,6 +62,7 @@ export async function run(args: string[]): Promise<number> {
   for (const b of service.store.broken) console.error(`vireo serve: skipped ${b.file}: ${b.problem}`);
   for (const f of service.recovered.journalled) console.error(`vireo serve: removed ${f}, left by an unfinished create, clone or delete`);
   for (const f of service.recovered.temporaries) console.error(`vireo serve: removed the temporary ${f}, left by an unfinished copy or write`);
+  for (const f of service.recovered.orphans) console.error(`vireo serve: removed ${f}, the snapshots of a VM whose definition is gone (an unfinished delete)`);
   const bridge = await startBridge({ service, staticDir, port });
   console.log(`Vireo is serving on ${bridge.url}`);
   console.log('Open that address in a browser on this machine. Press Ctrl+C to stop (running VMs are stopped too).');

@@ -84,6 +84,7 @@ export async function runService(o: { idleS: number; launcher: Launcher }): Prom
   for (const b of service.store.broken) log(`vireo service: skipped ${b.file}: ${b.problem}`);
   for (const f of service.recovered.journalled) log(`vireo service: removed ${f}, left by an unfinished create, clone or delete`);
   for (const f of service.recovered.temporaries) log(`vireo service: removed the temporary ${f}, left by an unfinished copy or write`);
+  for (const f of service.recovered.orphans) log(`vireo service: removed ${f}, the snapshots of a VM whose definition is gone (an unfinished delete)`);
   let done!: (code: number) => void;
   const finished = new Promise<number>((r) => (done = r));
   let host;

@@ -96,7 +96,7 @@ export class VireoService implements VireoApi {
   /** Crash safety for disks vs. definitions (disk-journal.ts). */
   readonly journal: DiskJournal;
   /** What init() removed after an unclean stop: files of unfinished creates/clones/deletes, hidden temporaries. */
-  readonly recovered: { journalled: string[]; temporaries: string[] } = { journalled: [], temporaries: [] };
+  readonly recovered: { journalled: string[]; temporaries: string[]; orphans: string[] } = { journalled: [], temporaries: [], orphans: [] };
   private readonly listeners = new Set<Listener>();
   private readonly runtime = new Map<string, { state: VmState; lastExit?: ExitReason; notice?: string; temporary?: boolean }>();
   private readonly jobs = new Map<string, AbortController>();
@@ -218,8 +218,15 @@ export class VireoService implements VireoApi {
     await fs.mkdir(this.paths.logs, { recursive: true, mode: 0o700 });
     // What a killed service left: finish or undo journalled disk changes, then sweep
     // the hidden temporaries of unfinished copies, creates and atomic writes.
-    this.recovered.journalled = await this.journal.recover((uuid) => this.store.get(uuid) !== undefined);
-    this.recovered.temporaries = (await this.saves.init((uuid) => this.store.get(uuid) !== undefined)).concat(await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), path.join(this.paths.config, 'networks'), this.journal.dir]));
+    // A VM is known while its definition file exists: one that does not load (store.broken)
+    // keeps its disks, saved state and snapshots; nothing of it is acted on.
+    const defined = (uuid: string) => this.store.get(uuid) !== undefined || this.store.broken.some((b) => path.basename(b.file) === `${uuid}.json`);
+    this.recovered.journalled = await this.journal.recover(defined);
+    this.recovered.temporaries = (await this.saves.init(defined)).concat(await sweepTemps([...this.storage.poolDirs().map((d) => d.path), this.paths.vms, path.join(this.paths.config, 'pools'), path.join(this.paths.config, 'networks'), this.journal.dir]));
+    // The snapshot lists of VMs whose definition is gone (a delete killed after it removed the definition).
+    const snaps = await this.snapshots.init(defined);
+    this.recovered.orphans = snaps.orphans;
+    this.recovered.temporaries.push(...snaps.temporaries);
     return this;
   }
 

@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { VmDefinition } from '../common/contracts/vm';
+import { UUID_PATTERN, type VmDefinition } from '../common/contracts/vm';
 import {
   type Snapshot,
   type SnapshotFieldError,
@@ -24,6 +24,7 @@ import {
   snapshotNameProblem,
 } from '../common/contracts/snapshots';
 import { syncDir, writeFileAtomic } from './atomic';
+import { sweepTemps } from './disk-journal';
 
 /** A refusal the user should read (turned into a UserError by the app service). */
 export class SnapshotError extends Error {
@@ -89,6 +90,38 @@ export class SnapshotService {
   private readonly busy = new Set<string>();
 
   constructor(private readonly deps: SnapshotDeps) {}
+
+  /**
+   * At service start: the snapshot lists and machine states of VMs that have no
+   * definition go (a delete killed after it removed the definition and before it removed
+   * these: the journal finishes its disks, this its snapshots), and hidden temporaries
+   * of unfinished snapshots.json writes are swept. `known`: a VM whose definition file
+   * exists (one that does not load is kept, never acted on). Returns what it removed.
+   */
+  async init(known: (uuid: string) => boolean): Promise<{ orphans: string[]; temporaries: string[] }> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.deps.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { orphans: [], temporaries: [] };
+      throw e;
+    }
+    const removed: string[] = [];
+    const kept: string[] = [];
+    for (const n of names.sort()) {
+      const full = path.join(this.deps.dir, n);
+      const st = await fs.lstat(full).catch(() => null);
+      if (!st?.isDirectory() || !UUID_PATTERN.test(n)) continue; // not a VM's: left alone
+      if (known(n)) {
+        kept.push(full);
+        continue;
+      }
+      await fs.rm(full, { recursive: true, force: true });
+      removed.push(full);
+    }
+    if (removed.length) await syncDir(this.deps.dir).catch(() => undefined);
+    return { orphans: removed, temporaries: await sweepTemps(kept) };
+  }
 
   dirOf(uuid: string): string {
     return path.join(this.deps.dir, uuid);

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VireoService } from '../app';
 import { DiskBatch } from '../disk-journal';
 import { cpCommand } from '../storage/copy';
+import { imgToolProblem } from '../storage/img';
 import { newVmRequest, testService } from './fake-engine';
 
 let tmp: string;
@@ -88,6 +89,40 @@ describe('the next start after a kill', () => {
     expect(fs.existsSync(iso)).toBe(true);
   });
 
+  it.skipIf(!!imgToolProblem())('removes the snapshots of a VM whose delete was killed after its definition went; a definition that does not load keeps its snapshots and saved state', async () => {
+    const svc = await service();
+    const mk = async (name: string) => {
+      const vm = (await svc['vm.create'](newVmRequest(iso, { name, storage: { kind: 'create', sizeGiB: 0.01, format: 'qcow2' }, network: 'none' }))).vm!;
+      expect((await svc['snapshot.create']({ uuid: vm.uuid, name: 's1' })).errors).toEqual([]);
+      expect(fs.existsSync(svc.snapshots.dirOf(vm.uuid))).toBe(true);
+      return vm;
+    };
+    const gone = await mk('alpha');
+    const broken = await mk('beta');
+    const kept = await mk('gamma');
+    // alpha: a delete killed between the definition's removal and the snapshots' (app.ts 'vm.delete')
+    await svc.journal.record(gone.uuid, 'delete', [{ path: gone.disks[0]!.path }]);
+    await svc.store.remove(gone.uuid);
+    // beta: its definition no longer loads (damaged by hand): nothing of it is touched
+    fs.writeFileSync(svc.store.fileOf(broken.uuid), '{ not json');
+    const brokenSave = svc.saves.pathOf(broken.uuid);
+    fs.mkdirSync(path.dirname(brokenSave), { recursive: true });
+    fs.writeFileSync(brokenSave, 'state');
+    // gamma: an atomic write of its snapshot list was killed
+    const partial = path.join(svc.snapshots.dirOf(kept.uuid), '.snapshots.json.0123456789ab.tmp');
+    fs.writeFileSync(partial, '{');
+    const again = await service();
+    expect(fs.existsSync(svc.snapshots.dirOf(gone.uuid))).toBe(false);
+    expect(fs.existsSync(gone.disks[0]!.path)).toBe(false);
+    expect(again.recovered.orphans).toEqual([svc.snapshots.dirOf(gone.uuid)]);
+    expect(fs.readdirSync(svc.snapshots.dirOf(broken.uuid))).toEqual(['snapshots.json']);
+    expect(fs.existsSync(brokenSave)).toBe(true);
+    expect(fs.existsSync(broken.disks[0]!.path)).toBe(true);
+    expect(fs.existsSync(partial)).toBe(false);
+    expect(again.recovered.temporaries).toContain(partial);
+    expect((await again['snapshot.list']({ uuid: kept.uuid })).snapshots.map((x) => x.name)).toEqual(['s1']);
+  });
+
   it('a journalled file replaced by someone else is never removed', async () => {
     const svc = await service();
     const batch = new DiskBatch(svc.journal, svc.store.newUuid());
@@ -128,26 +163,48 @@ describe('a failed final link', () => {
 });
 
 describe('cp and its parent', () => {
-  it('a cp started by a process that is killed with SIGKILL dies with it', async () => {
+  /** A pid no process has (above pid_max): the parent script puts its own pid where cpCommand put this. */
+  const PARENT = 4194305;
+  const alive = (p: number) => {
+    try {
+      process.kill(p, 0);
+      return !/\) Z /.test(fs.readFileSync(`/proc/${p}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  const comm = (p: number) => {
+    try {
+      return fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  /**
+   * A Node process that starts `cp` (blocked for good opening a FIFO nobody writes: only a
+   * signal ends it) the way the service does; `prefix`: a command run first, in the same
+   * process (exec). With `exitAtOnce` the parent exits as soon as it has started it.
+   */
+  async function cpUnderParent(prefix: string[], exitAtOnce: boolean): Promise<{ parent: ReturnType<typeof spawn>; pid: number }> {
     const fifo = path.join(tmp, 'fifo');
     const r = spawn('mkfifo', [fifo]);
     await new Promise((res) => r.on('exit', res));
-    // cp blocks for good opening a FIFO nobody writes: only its parent's death can end it.
-    const [cmd, args] = cpCommand(['--sparse=always', '--', fifo, path.join(tmp, 'out')]);
-    const parent = spawn(process.execPath, ['-e', `const c = require('child_process').spawn(${JSON.stringify(cmd)}, ${JSON.stringify(args)}, { stdio: 'ignore' }); console.log(c.pid); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const [cmd, args] = cpCommand(['--sparse=always', '--', fifo, path.join(tmp, 'out')], PARENT);
+    const argv = JSON.stringify([...prefix, cmd, ...args]);
+    const parent = spawn(
+      process.execPath,
+      ['-e', `const a = ${argv}.map((x) => (x === '${PARENT}' ? String(process.pid) : x)); const c = require('child_process').spawn(a[0], a.slice(1), { stdio: 'ignore' }); console.log(c.pid); ${exitAtOnce ? 'process.exit(0)' : 'setInterval(() => {}, 1000)'};`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     const pid = await new Promise<number>((resolve) => parent.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
-    const alive = (p: number) => {
-      try {
-        process.kill(p, 0);
-        const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
-        return !/\) Z /.test(st);
-      } catch {
-        return false;
-      }
-    };
-    // Wait until it is cp itself (setpriv has exec'd it), blocked on the FIFO.
-    for (let i = 0; i < 100 && !/^cp/.test(fs.readFileSync(`/proc/${pid}/comm`, 'utf8')); i++) await new Promise((r2) => setTimeout(r2, 20));
-    expect(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('cp');
+    return { parent, pid };
+  }
+
+  it('a cp started by a process that is killed with SIGKILL dies with it', async () => {
+    const { parent, pid } = await cpUnderParent([], false);
+    // Wait until it is cp itself (setpriv and the guard have exec'd it), blocked on the FIFO.
+    for (let i = 0; i < 100 && comm(pid) !== 'cp'; i++) await new Promise((r2) => setTimeout(r2, 20));
+    expect(comm(pid)).toBe('cp');
     parent.kill('SIGKILL');
     let gone = false;
     for (let i = 0; i < 100 && !gone; i++) {
@@ -156,5 +213,21 @@ describe('cp and its parent', () => {
     }
     if (!gone) process.kill(pid, 'SIGKILL'); // don't leave it behind, then fail
     expect(gone).toBe(true);
+  });
+
+  it('a cp whose parent died before it could arrange to die with it does not run (found by e2e/kill-recovery.spec.ts)', async () => {
+    // What a service killed right after forking a helper leaves: the fork runs setpriv only
+    // after its parent is gone, so PR_SET_PDEATHSIG never fires. Here the parent exits at
+    // once and the helper reaches setpriv 0.5 s later, reparented.
+    const { parent, pid } = await cpUnderParent(['sh', '-c', 'sleep 0.5; exec "$@"', 'sh'], true);
+    await new Promise((r2) => parent.once('exit', r2));
+    let gone = false;
+    for (let i = 0; i < 150 && !gone; i++) {
+      gone = !alive(pid);
+      if (!gone) await new Promise((r2) => setTimeout(r2, 20));
+    }
+    const was = comm(pid);
+    if (!gone) process.kill(pid, 'SIGKILL');
+    expect(gone, `pid ${pid} (${was}) still runs without its parent`).toBe(true);
   });
 });

@@ -9,10 +9,11 @@
 // killing it; where neither can run, the JS sparse copy in pool.ts. -U: Clone copies
 // a stopped or paused VM's disks (a paused VM still holds its write lock). The copy is made
 // under a hidden temporary name, fsynced, and only then linked to its name: a
-// failed or cancelled copy leaves nothing. `cp` runs under `setpriv --pdeathsig KILL`
-// where util-linux has it, so a copy never outlives a killed service (the hidden
-// temporary it was writing is swept at the next start: disk-journal.ts).
-import { execFile, spawn, spawnSync } from 'node:child_process';
+// failed or cancelled copy leaves nothing. `cp` and `vireo-img` run under `setpriv
+// --pdeathsig KILL` and a guard where util-linux has it (die-with-parent.ts), so a copy
+// never outlives a killed service (the hidden temporary it was writing is swept at the
+// next start: disk-journal.ts).
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -20,20 +21,13 @@ import * as path from 'node:path';
 import { imgToolPath } from '../../cli/img';
 import { syncDir } from '../atomic';
 import { type CopyProgress, CopyCancelled, copySparse } from '../pool';
+import { dieWithParent } from './die-with-parent';
 
 export type CopyMethod = 'reflink' | 'vireo-img' | 'cp-sparse' | 'sparse';
 
-let pdeathsig: boolean | undefined;
-
-/** A command made to die with this process (PR_SET_PDEATHSIG through setpriv) where it can be. */
-function withPdeathsig(cmd: string, args: string[]): [string, string[]] {
-  pdeathsig ??= spawnSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }).status === 0;
-  return pdeathsig ? ['setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
-}
-
-/** `cp …`, made to die with this process where it can be. */
-export function cpCommand(args: string[]): [string, string[]] {
-  return withPdeathsig('cp', args);
+/** `cp …`, made to die with `parent` (this process) where it can be. */
+export function cpCommand(args: string[], parent = process.pid): [string, string[]] {
+  return dieWithParent('cp', args, parent);
 }
 
 function cpReflink(src: string, dst: string): Promise<boolean> {
@@ -65,6 +59,7 @@ function cpSparse(src: string, dst: string, size: number, onProgress: CopyProgre
       end();
       if (signal?.aborted) reject(new CopyCancelled());
       else if (code === 0) resolve(true);
+      else if (code === 127 && /not found/.test(err)) resolve(false); // no cp (the guard's exec failed)
       else reject(new Error(`copying ${path.basename(src)} failed: ${err.trim() || `cp exited with ${code}`}`));
     });
   });
@@ -76,7 +71,7 @@ function imgCopy(src: string, dst: string, size: number, onProgress: CopyProgres
     if (signal?.aborted) return reject(new CopyCancelled());
     const tool = imgToolPath();
     if (process.env.VIREO_CLONE_NO_IMG === '1' || !existsSync(tool)) return resolve(false);
-    const [cmd, args] = withPdeathsig(tool, ['convert', '-U', '-p', '-f', 'raw', '-O', 'raw', src, dst]);
+    const [cmd, args] = dieWithParent(tool, ['convert', '-U', '-p', '-f', 'raw', '-O', 'raw', src, dst]);
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
     let err = '';
     let out = '';

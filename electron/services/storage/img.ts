@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { imgToolPath } from '../../cli/img';
+import { dieWithParent } from './die-with-parent';
 
 export class ImgError extends Error {
   constructor(
@@ -24,8 +25,11 @@ export function imgToolProblem(): string | null {
 
 export function runImg(args: string[]): Promise<{ stdout: string; stderr: string }> {
   const tool = imgToolPath();
+  if (!fs.existsSync(tool)) return Promise.reject(new ImgError(`${tool} is not built: run \`bash scripts/setup.sh\``, null));
+  // Dies with the service (die-with-parent.ts): a killed service leaves no image change running on.
+  const [cmd, argv] = dieWithParent(tool, args);
   return new Promise((resolve, reject) => {
-    execFile(tool, args, { maxBuffer: 4 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
+    execFile(cmd, argv, { maxBuffer: 4 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) => {
       if (!err) return resolve({ stdout, stderr });
       const code = typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : null;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new ImgError(`${tool} is not built: run \`bash scripts/setup.sh\``, null));
