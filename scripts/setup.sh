@@ -17,7 +17,7 @@ PKGS=(g++ make cmake nasm binutils acpica-tools pkg-config zlib1g-dev libzstd-de
       chromium xvfb x11-apps imagemagick tesseract-ocr netpbm
       linux-image-amd64 busybox-static grub-pc-bin cpio xz-utils   # this line: the OS lane's guest (docs/linux-guest.md)
       clang)  # the fuzz suite's libFuzzer targets (docs/fuzzing.md); its runtime package is added below
-PKGS+=(libvirt-clients libxml2-utils osinfo-db)   # libvirt XML checks (virt-xml-validate, virsh test driver) and OS detection (docs/libvirt-xml.md)
+PKGS+=(libvirt-clients libxml2-utils osinfo-db dmidecode)   # libvirt XML checks (virt-xml-validate, virsh test driver), OS detection (docs/libvirt-xml.md), dmidecode for smbios_test
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
