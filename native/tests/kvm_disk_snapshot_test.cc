@@ -49,6 +49,22 @@ void make_qcow2(const std::string& path) {
   CHECK_EQ(block::create_qcow2(path, 8 << 20, 16, "", "", 3, &err), 0);
 }
 
+// A fresh qcow2 whose first sector is the boot sector in `bin` (a test guest).
+void make_boot_qcow2(const std::string& disk, const std::string& bin) {
+  make_qcow2(disk);
+  FILE* f = std::fopen(bin.c_str(), "rb");
+  CHECK(f);
+  std::vector<uint8_t> boot(512);
+  CHECK_EQ(std::fread(boot.data(), 1, 512, f), size_t(512));
+  std::fclose(f);
+  block::OpenOptions o;
+  std::string err;
+  auto b = block::open_block(disk, o, &err);
+  CHECK(b != nullptr);
+  CHECK_EQ(b->pwrite(boot.data(), 512, 0), 0);
+  CHECK_EQ(b->flush(), 0);
+}
+
 void fill(const std::string& path, uint8_t byte) {
   block::OpenOptions o;
   std::string err;
@@ -267,20 +283,7 @@ TEST(revert_brings_back_the_disk_as_it_was_before_the_guest_wrote_more) {
   if (access(kBios, R_OK) != 0) SKIP(std::string(kBios) + " is missing (Debian package seabios)");
   std::string bin = guest("diskw.bin");
   std::string disk = tmp("diskw.qcow2");
-  make_qcow2(disk);
-  {
-    FILE* f = std::fopen(bin.c_str(), "rb");
-    CHECK(f);
-    std::vector<uint8_t> boot(512);
-    CHECK_EQ(std::fread(boot.data(), 1, 512, f), size_t(512));
-    std::fclose(f);
-    block::OpenOptions o;
-    std::string err;
-    auto b = block::open_block(disk, o, &err);
-    CHECK(b != nullptr);
-    CHECK_EQ(b->pwrite(boot.data(), 512, 0), 0);
-    CHECK_EQ(b->flush(), 0);
-  }
+  make_boot_qcow2(disk, bin);
   uint32_t snap_pass = 0, last_pass = 0;
   {
     Machine m(pc({qcow2_disk(disk, false)}));
@@ -389,20 +392,7 @@ TEST(after_a_revert_the_guest_resumes_at_the_snapshot_and_reads_the_old_marker) 
   if (access(kBios, R_OK) != 0) SKIP(std::string(kBios) + " is missing (Debian package seabios)");
   std::string bin = guest("snapmark.bin");
   std::string disk = tmp("snapmark.qcow2"), state = tmp("snapmark.vstate");
-  make_qcow2(disk);
-  {
-    FILE* f = std::fopen(bin.c_str(), "rb");
-    CHECK(f);
-    std::vector<uint8_t> boot(512);
-    CHECK_EQ(std::fread(boot.data(), 1, 512, f), size_t(512));
-    std::fclose(f);
-    block::OpenOptions o;
-    std::string err;
-    auto b = block::open_block(disk, o, &err);
-    CHECK(b != nullptr);
-    CHECK_EQ(b->pwrite(boot.data(), 512, 0), 0);
-    CHECK_EQ(b->flush(), 0);
-  }
+  make_boot_qcow2(disk, bin);
   auto cfg = pc({qcow2_disk(disk, false)});
   {
     Machine m(cfg);
