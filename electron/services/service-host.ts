@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { appRoot } from '../engine-host/addon';
 import { type VireoPaths, resolvePaths } from './paths';
-import { type Backend, type PeerCheck, RpcClient, type SocketServer, localBackend, serveSocket } from './rpc-socket';
+import { type Backend, type PeerCheck, RpcClient, RpcError, type SocketServer, localBackend, serveSocket } from './rpc-socket';
 import type { VireoService } from './app';
 
 export const DEFAULT_IDLE_S = 120;
@@ -186,6 +186,8 @@ export interface EnsureOptions {
   timeoutMs?: number;
   /** Told when a service was started (serve prints it). */
   onStarted?: (logFile: string) => void;
+  /** Told when a connection was closed before the service answered, and ensureService connects again. */
+  onRetry?: (why: string, attempt: number) => void;
 }
 
 export function serviceLogFile(paths: VireoPaths): string {
@@ -204,8 +206,38 @@ export function nodeServiceCommand(execPath = process.execPath, root = appRoot()
  */
 export async function ensureService(opts: EnsureOptions = {}): Promise<RpcClient> {
   const env = opts.env ?? process.env;
-  const loc = serviceLocation(env);
   const paths = resolvePaths(env);
+  // A connection can be reset before its first answer: a child that a service forked just
+  // before it died (kill -9) holds a copy of the old listening socket until it execs, and a
+  // connection accepted there is closed unanswered. That is a service going away, not an
+  // answer: connect again (starting one if none runs now), for as long as the start may take.
+  const deadline = Date.now() + (opts.timeoutMs ?? 15000);
+  for (let attempt = 1; ; attempt++) {
+    const client = await connectOrStart(opts, env, paths);
+    let info: { configPath: string };
+    try {
+      info = await client.request('host.info', {});
+    } catch (e) {
+      client.close();
+      if (!(e instanceof RpcError) || e.code !== 'unavailable' || Date.now() > deadline) throw e;
+      opts.onRetry?.((e as Error).message, attempt);
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    if (path.resolve(info.configPath) !== path.resolve(paths.config)) {
+      client.close();
+      throw new Error(
+        `the Vireo service on ${serviceLocation(env).socket} manages ${info.configPath}, not ${paths.config} (XDG_CONFIG_HOME differs); ` +
+          'stop it (vireo service --stop) or set XDG_RUNTIME_DIR to give this configuration its own service',
+      );
+    }
+    return client;
+  }
+}
+
+/** A connection to this user's service socket, starting the service detached when nothing answers. */
+async function connectOrStart(opts: EnsureOptions, env: NodeJS.ProcessEnv, paths: VireoPaths): Promise<RpcClient> {
+  const loc = serviceLocation(env);
   let client = await RpcClient.connect(loc.socket).catch(() => null);
   if (!client) {
     if (opts.noStart) throw new Error(`no Vireo service runs (nothing answers on ${loc.socket})`);
@@ -236,14 +268,6 @@ export async function ensureService(opts: EnsureOptions = {}): Promise<RpcClient
       await new Promise((r) => setTimeout(r, 50)); // polling the socket the starting service binds
     }
     opts.onStarted?.(logFile);
-  }
-  const info = await client.request('host.info', {});
-  if (path.resolve(info.configPath) !== path.resolve(paths.config)) {
-    client.close();
-    throw new Error(
-      `the Vireo service on ${loc.socket} manages ${info.configPath}, not ${paths.config} (XDG_CONFIG_HOME differs); ` +
-        'stop it (vireo service --stop) or set XDG_RUNTIME_DIR to give this configuration its own service',
-    );
   }
   return client;
 }

@@ -265,6 +265,39 @@ describe('service host', () => {
     await host.stop('test');
     await expect(ensureService({ env, noStart: true })).rejects.toThrow(/no Vireo service runs/);
   });
+
+  it('a connection closed before the service answered is retried, not reported (kill -9 leaves a forked child holding the old socket)', async () => {
+    const env = { XDG_RUNTIME_DIR: path.join(dir, 'run'), HOME: dir, XDG_CONFIG_HOME: path.join(dir, 'cfg') };
+    const loc = serviceLocation(env);
+    const real = await serve();
+    // On the service's socket: the first two connections are closed unanswered (as a dying
+    // service's forked child does), later ones reach the real service.
+    let seen = 0;
+    const front = net.createServer((c) => {
+      if (++seen <= 2) return c.destroy();
+      const back = net.createConnection(real);
+      c.pipe(back).pipe(c);
+      c.on('error', () => back.destroy());
+      back.on('error', () => c.destroy());
+    });
+    fs.mkdirSync(path.dirname(loc.socket), { recursive: true });
+    await new Promise<void>((r) => front.listen(loc.socket, r));
+    try {
+      const retries: string[] = [];
+      const c = await ensureService({ env, noStart: true, onRetry: (why) => retries.push(why) });
+      clients.push(c);
+      // The reset shows as EPIPE, ECONNRESET or a close, depending on when the peer's close lands.
+      expect(retries).toHaveLength(2);
+      for (const w of retries) expect(w).toMatch(/EPIPE|ECONNRESET|closed the connection/);
+      expect((await c.request('host.info', {})).configPath).toBe(path.join(dir, 'cfg', 'vireo'));
+      // A service that never answers is still an error once the time is up.
+      seen = -1e9;
+      await expect(ensureService({ env, noStart: true, timeoutMs: 500 })).rejects.toThrow(/EPIPE|ECONNRESET|closed the connection/);
+    } finally {
+      for (const c of clients.splice(0)) c.close(); // the front server's close waits for its connections
+      await new Promise((r) => front.close(r));
+    }
+  });
 });
 
 it('frames: a stream frame carries its sid', () => {
