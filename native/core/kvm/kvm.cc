@@ -20,6 +20,25 @@ void Fd::reset() {
 
 static std::string errstr(int e) { return std::strerror(e); }
 
+namespace {
+// One ioctl on a KVM fd; a failure throws KvmError naming the request ("KVM_GET_REGS failed: ...").
+// Set requests only read their argument, so a const one may be passed.
+void checked_ioctl(int fd, unsigned long req, const void* arg, const char* what) {
+  if (::ioctl(fd, req, const_cast<void*>(arg)) < 0) throw KvmError(std::string(what) + " failed: " + errstr(errno), errno);
+}
+// The get/set pairs that copy one struct out of or into KVM.
+template <typename T>
+T get_state(int fd, unsigned long req, const char* what) {
+  T v{};
+  checked_ioctl(fd, req, &v, what);
+  return v;
+}
+template <typename T>
+void set_state(int fd, unsigned long req, const char* what, const T& v) {
+  checked_ioctl(fd, req, &v, what);
+}
+}  // namespace
+
 // Linux's uapi headers declare kvm_cpuid2 and kvm_msrs with
 // __DECLARE_FLEX_ARRAY, which in C++ adds a one-byte empty struct: sizeof
 // becomes 12 instead of 8, so both the ioctl numbers (which encode the size)
@@ -140,13 +159,13 @@ void KvmVm::set_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, u
 }
 
 void KvmVm::create_irqchip() {
-  if (::ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0) < 0) throw KvmError("KVM_CREATE_IRQCHIP failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), KVM_CREATE_IRQCHIP, nullptr, "KVM_CREATE_IRQCHIP");
 }
 
 void KvmVm::create_pit() {
   kvm_pit_config cfg{};
   cfg.flags = KVM_PIT_SPEAKER_DUMMY;
-  if (::ioctl(fd_.get(), KVM_CREATE_PIT2, &cfg) < 0) throw KvmError("KVM_CREATE_PIT2 failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), KVM_CREATE_PIT2, &cfg, "KVM_CREATE_PIT2");
 }
 
 void KvmVm::irq_line(uint32_t irq, bool level) {
@@ -184,28 +203,18 @@ void KvmVm::dirty_log(uint32_t slot, uint64_t* bitmap) {
   kvm_dirty_log d{};
   d.slot = slot;
   d.dirty_bitmap = bitmap;
-  if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &d) < 0) throw KvmError("KVM_GET_DIRTY_LOG failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &d, "KVM_GET_DIRTY_LOG");
 }
 
 kvm_irqchip KvmVm::irqchip(uint32_t chip_id) const {
   kvm_irqchip c{};
   c.chip_id = chip_id;
-  if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &c) < 0) throw KvmError("KVM_GET_IRQCHIP failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), KVM_GET_IRQCHIP, &c, "KVM_GET_IRQCHIP");
   return c;
 }
-void KvmVm::set_irqchip(const kvm_irqchip& c) {
-  kvm_irqchip copy = c;
-  if (::ioctl(fd_.get(), KVM_SET_IRQCHIP, &copy) < 0) throw KvmError("KVM_SET_IRQCHIP failed: " + errstr(errno), errno);
-}
-kvm_pit_state2 KvmVm::pit() const {
-  kvm_pit_state2 p{};
-  if (::ioctl(fd_.get(), KVM_GET_PIT2, &p) < 0) throw KvmError("KVM_GET_PIT2 failed: " + errstr(errno), errno);
-  return p;
-}
-void KvmVm::set_pit(const kvm_pit_state2& p) {
-  kvm_pit_state2 copy = p;
-  if (::ioctl(fd_.get(), KVM_SET_PIT2, &copy) < 0) throw KvmError("KVM_SET_PIT2 failed: " + errstr(errno), errno);
-}
+void KvmVm::set_irqchip(const kvm_irqchip& c) { set_state(fd_.get(), KVM_SET_IRQCHIP, "KVM_SET_IRQCHIP", c); }
+kvm_pit_state2 KvmVm::pit() const { return get_state<kvm_pit_state2>(fd_.get(), KVM_GET_PIT2, "KVM_GET_PIT2"); }
+void KvmVm::set_pit(const kvm_pit_state2& p) { set_state(fd_.get(), KVM_SET_PIT2, "KVM_SET_PIT2", p); }
 
 int KvmVm::register_ioeventfd(uint64_t addr, uint32_t len, int efd, bool pio, bool has_match, uint64_t match) {
   kvm_ioeventfd io{};
@@ -284,29 +293,17 @@ uint8_t KvmVcpu::interrupt_shadow() const {
 
 int KvmVcpu::run() { return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? -errno : 0; }
 
-kvm_regs KvmVcpu::regs() const {
-  kvm_regs r{};
-  if (::ioctl(fd_.get(), KVM_GET_REGS, &r) < 0) throw KvmError("KVM_GET_REGS failed: " + errstr(errno), errno);
-  return r;
-}
-void KvmVcpu::set_regs(const kvm_regs& r) {
-  if (::ioctl(fd_.get(), KVM_SET_REGS, &r) < 0) throw KvmError("KVM_SET_REGS failed: " + errstr(errno), errno);
-}
-kvm_sregs KvmVcpu::sregs() const {
-  kvm_sregs s{};
-  if (::ioctl(fd_.get(), KVM_GET_SREGS, &s) < 0) throw KvmError("KVM_GET_SREGS failed: " + errstr(errno), errno);
-  return s;
-}
-void KvmVcpu::set_sregs(const kvm_sregs& s) {
-  if (::ioctl(fd_.get(), KVM_SET_SREGS, &s) < 0) throw KvmError("KVM_SET_SREGS failed: " + errstr(errno), errno);
-}
+kvm_regs KvmVcpu::regs() const { return get_state<kvm_regs>(fd_.get(), KVM_GET_REGS, "KVM_GET_REGS"); }
+void KvmVcpu::set_regs(const kvm_regs& r) { set_state(fd_.get(), KVM_SET_REGS, "KVM_SET_REGS", r); }
+kvm_sregs KvmVcpu::sregs() const { return get_state<kvm_sregs>(fd_.get(), KVM_GET_SREGS, "KVM_GET_SREGS"); }
+void KvmVcpu::set_sregs(const kvm_sregs& s) { set_state(fd_.get(), KVM_SET_SREGS, "KVM_SET_SREGS", s); }
 
 void KvmVcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
   std::vector<uint8_t> buf(kFlexHeader + entries.size() * sizeof(kvm_cpuid_entry2));
   uint32_t nent = uint32_t(entries.size());
   std::memcpy(buf.data(), &nent, 4);
   std::memcpy(buf.data() + kFlexHeader, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-  if (::ioctl(fd_.get(), kSetCpuid2, buf.data()) < 0) throw KvmError("KVM_SET_CPUID2 failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), kSetCpuid2, buf.data(), "KVM_SET_CPUID2");
 }
 
 void KvmVcpu::set_fpu_defaults() {
@@ -335,33 +332,12 @@ void KvmVcpu::set_mp_state_runnable() {
   ::ioctl(fd_.get(), KVM_SET_MP_STATE, &s);
 }
 
-kvm_mp_state KvmVcpu::mp_state() const {
-  kvm_mp_state s{};
-  if (::ioctl(fd_.get(), KVM_GET_MP_STATE, &s) < 0) throw KvmError("KVM_GET_MP_STATE failed: " + errstr(errno), errno);
-  return s;
-}
-void KvmVcpu::set_mp_state(const kvm_mp_state& s) {
-  kvm_mp_state copy = s;
-  if (::ioctl(fd_.get(), KVM_SET_MP_STATE, &copy) < 0) throw KvmError("KVM_SET_MP_STATE failed: " + errstr(errno), errno);
-}
-kvm_lapic_state KvmVcpu::lapic() const {
-  kvm_lapic_state l{};
-  if (::ioctl(fd_.get(), KVM_GET_LAPIC, &l) < 0) throw KvmError("KVM_GET_LAPIC failed: " + errstr(errno), errno);
-  return l;
-}
-void KvmVcpu::set_lapic(const kvm_lapic_state& l) {
-  kvm_lapic_state copy = l;
-  if (::ioctl(fd_.get(), KVM_SET_LAPIC, &copy) < 0) throw KvmError("KVM_SET_LAPIC failed: " + errstr(errno), errno);
-}
-kvm_fpu KvmVcpu::fpu() const {
-  kvm_fpu f{};
-  if (::ioctl(fd_.get(), KVM_GET_FPU, &f) < 0) throw KvmError("KVM_GET_FPU failed: " + errstr(errno), errno);
-  return f;
-}
-void KvmVcpu::set_fpu(const kvm_fpu& f) {
-  kvm_fpu copy = f;
-  if (::ioctl(fd_.get(), KVM_SET_FPU, &copy) < 0) throw KvmError("KVM_SET_FPU failed: " + errstr(errno), errno);
-}
+kvm_mp_state KvmVcpu::mp_state() const { return get_state<kvm_mp_state>(fd_.get(), KVM_GET_MP_STATE, "KVM_GET_MP_STATE"); }
+void KvmVcpu::set_mp_state(const kvm_mp_state& s) { set_state(fd_.get(), KVM_SET_MP_STATE, "KVM_SET_MP_STATE", s); }
+kvm_lapic_state KvmVcpu::lapic() const { return get_state<kvm_lapic_state>(fd_.get(), KVM_GET_LAPIC, "KVM_GET_LAPIC"); }
+void KvmVcpu::set_lapic(const kvm_lapic_state& l) { set_state(fd_.get(), KVM_SET_LAPIC, "KVM_SET_LAPIC", l); }
+kvm_fpu KvmVcpu::fpu() const { return get_state<kvm_fpu>(fd_.get(), KVM_GET_FPU, "KVM_GET_FPU"); }
+void KvmVcpu::set_fpu(const kvm_fpu& f) { set_state(fd_.get(), KVM_SET_FPU, "KVM_SET_FPU", f); }
 
 bool KvmVcpu::translate(uint64_t gva, uint64_t& gpa, bool* writeable) const {
   kvm_translation t{};
@@ -372,24 +348,17 @@ bool KvmVcpu::translate(uint64_t gva, uint64_t& gpa, bool* writeable) const {
   return true;
 }
 
-kvm_vcpu_events KvmVcpu::events() const {
-  kvm_vcpu_events e{};
-  if (::ioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &e) < 0) throw KvmError("KVM_GET_VCPU_EVENTS failed: " + errstr(errno), errno);
-  return e;
-}
-void KvmVcpu::set_events(const kvm_vcpu_events& e) {
-  kvm_vcpu_events copy = e;
-  if (::ioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &copy) < 0) throw KvmError("KVM_SET_VCPU_EVENTS failed: " + errstr(errno), errno);
-}
+kvm_vcpu_events KvmVcpu::events() const { return get_state<kvm_vcpu_events>(fd_.get(), KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS"); }
+void KvmVcpu::set_events(const kvm_vcpu_events& e) { set_state(fd_.get(), KVM_SET_VCPU_EVENTS, "KVM_SET_VCPU_EVENTS", e); }
 void KvmVcpu::xsave(uint8_t (&buf)[4096]) const {
-  if (::ioctl(fd_.get(), kGetXsave, buf) < 0) throw KvmError("KVM_GET_XSAVE failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), kGetXsave, buf, "KVM_GET_XSAVE");
 }
 void KvmVcpu::set_xsave(const uint8_t (&buf)[4096]) {
-  if (::ioctl(fd_.get(), kSetXsave, buf) < 0) throw KvmError("KVM_SET_XSAVE failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), kSetXsave, buf, "KVM_SET_XSAVE");
 }
 uint64_t KvmVcpu::xcr0() const {
   kvm_xcrs x{};
-  if (::ioctl(fd_.get(), KVM_GET_XCRS, &x) < 0) throw KvmError("KVM_GET_XCRS failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), KVM_GET_XCRS, &x, "KVM_GET_XCRS");
   for (uint32_t i = 0; i < x.nr_xcrs && i < KVM_MAX_XCRS; i++)
     if (x.xcrs[i].xcr == 0) return x.xcrs[i].value;
   return 1;
@@ -399,7 +368,7 @@ void KvmVcpu::set_xcr0(uint64_t v) {
   x.nr_xcrs = 1;
   x.xcrs[0].xcr = 0;
   x.xcrs[0].value = v;
-  if (::ioctl(fd_.get(), KVM_SET_XCRS, &x) < 0) throw KvmError("KVM_SET_XCRS failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), KVM_SET_XCRS, &x, "KVM_SET_XCRS");
 }
 bool KvmVcpu::get_msr(uint32_t index, uint64_t& value) const {
   uint8_t buf[kFlexHeader + sizeof(kvm_msr_entry)] = {};
@@ -426,15 +395,11 @@ std::vector<uint32_t> KvmSystem::msr_index_list() const {
   return {buf.begin() + 1, buf.begin() + 1 + std::min<uint32_t>(buf[0], 1024)};
 }
 
-kvm_clock_data KvmVm::clock() const {
-  kvm_clock_data c{};
-  if (::ioctl(fd_.get(), KVM_GET_CLOCK, &c) < 0) throw KvmError("KVM_GET_CLOCK failed: " + errstr(errno), errno);
-  return c;
-}
+kvm_clock_data KvmVm::clock() const { return get_state<kvm_clock_data>(fd_.get(), KVM_GET_CLOCK, "KVM_GET_CLOCK"); }
 void KvmVm::set_clock(const kvm_clock_data& c) {
   kvm_clock_data copy{};
   copy.clock = c.clock;  // no flags: KVM takes the value as of now
-  if (::ioctl(fd_.get(), KVM_SET_CLOCK, &copy) < 0) throw KvmError("KVM_SET_CLOCK failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), KVM_SET_CLOCK, &copy, "KVM_SET_CLOCK");
 }
 
 std::vector<std::pair<uint32_t, uint64_t>> KvmVcpu::get_msrs(const std::vector<uint32_t>& indices) const {
@@ -490,26 +455,11 @@ std::vector<uint8_t> KvmVcpu::xsave_state(size_t size) const {
 }
 void KvmVcpu::set_xsave_state(const std::vector<uint8_t>& buf) {
   if (buf.size() < 4096) throw KvmError("XSAVE state is shorter than 4 KiB");
-  std::vector<uint8_t> copy = buf;
-  if (::ioctl(fd_.get(), kSetXsave, copy.data()) < 0) throw KvmError("KVM_SET_XSAVE failed: " + errstr(errno), errno);
+  checked_ioctl(fd_.get(), kSetXsave, buf.data(), "KVM_SET_XSAVE");
 }
-kvm_xcrs KvmVcpu::xcrs() const {
-  kvm_xcrs x{};
-  if (::ioctl(fd_.get(), KVM_GET_XCRS, &x) < 0) throw KvmError("KVM_GET_XCRS failed: " + errstr(errno), errno);
-  return x;
-}
-void KvmVcpu::set_xcrs(const kvm_xcrs& x) {
-  kvm_xcrs copy = x;
-  if (::ioctl(fd_.get(), KVM_SET_XCRS, &copy) < 0) throw KvmError("KVM_SET_XCRS failed: " + errstr(errno), errno);
-}
-kvm_debugregs KvmVcpu::debugregs() const {
-  kvm_debugregs d{};
-  if (::ioctl(fd_.get(), KVM_GET_DEBUGREGS, &d) < 0) throw KvmError("KVM_GET_DEBUGREGS failed: " + errstr(errno), errno);
-  return d;
-}
-void KvmVcpu::set_debugregs(const kvm_debugregs& d) {
-  kvm_debugregs copy = d;
-  if (::ioctl(fd_.get(), KVM_SET_DEBUGREGS, &copy) < 0) throw KvmError("KVM_SET_DEBUGREGS failed: " + errstr(errno), errno);
-}
+kvm_xcrs KvmVcpu::xcrs() const { return get_state<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS"); }
+void KvmVcpu::set_xcrs(const kvm_xcrs& x) { set_state(fd_.get(), KVM_SET_XCRS, "KVM_SET_XCRS", x); }
+kvm_debugregs KvmVcpu::debugregs() const { return get_state<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS"); }
+void KvmVcpu::set_debugregs(const kvm_debugregs& d) { set_state(fd_.get(), KVM_SET_DEBUGREGS, "KVM_SET_DEBUGREGS", d); }
 
 }  // namespace vireo::kvm
