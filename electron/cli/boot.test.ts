@@ -292,7 +292,7 @@ describe.skipIf(!!why)('vireo boot (real engine)', () => {
       expect(r.stdout).toContain('powering off');
       expect(r.status).toBe(0);  // the guest's own power-off
       // Never pressed: the same guest waits until the time limit.
-      const idle = run(['--disk', `${disk},format=raw`, '--memory', '64M', '--timeout', '8', '--power-button-on', 'text the guest never prints']);
+      const idle = run(['--disk', `${disk},format=raw`, '--memory', '64M', '--timeout', '15', '--power-button-on', 'text the guest never prints']);
       expect(idle.stdout).toContain('acpi ready');
       expect(idle.stdout).not.toContain('power button');
       expect(idle.status).toBe(124);

@@ -8,11 +8,12 @@
 ; nothing is taken). Runs in big real mode (FS has a 4 GiB limit).
 ;
 ; Result through isa-debug-exit (port 0xf4), value = status | gsi << 4:
-;   1 the PIT reached the MADT's pin only       2 no RSDP
-;   3 no MADT / no IOAPIC in it                  4 no interrupt within the timeout
+;   1 the PIT reached the MADT's pin only       3 no RSDP, no MADT or no IOAPIC in it
+;   4 no interrupt within the timeout
 ;   5 the PIT reached pin 0 as well (routing and MADT disagree)
 bits 16
 org 0x7c00
+%include "lib16.inc"
 
 VEC_GSI     equ 0x40
 VEC_PIN0    equ 0x41
@@ -20,57 +21,15 @@ LAPIC_SVR   equ 0xf0
 LAPIC_IRR2  equ 0x220            ; IRR bits 64-95: bit 0 = vector 0x40, bit 1 = 0x41
 PIT_HZ_DIV  equ 1193             ; ~1 kHz
 
-start:
-    cli
-    jmp 0:entry
-entry:
-    xor ax, ax
-    mov ds, ax
-    mov ss, ax
-    mov sp, 0x7c00
-    lgdt [gdt_desc]
-    mov eax, cr0
-    or al, 1
-    mov cr0, eax
-    mov bx, 0x08
-    mov fs, bx
-    and al, 0xfe
-    mov cr0, eax
-    xor bx, bx
-    mov fs, bx                   ; base 0, the 4 GiB limit stays
+BOOT16_ENTRY
+    call big_real_mode
 
     mov al, 0xff                 ; mask both 8259s: only the IOAPIC path counts
     out 0x21, al
     out 0xa1, al
 
-    mov esi, 0xe0000             ; the RSDP: 16-byte aligned in 0xe0000-0xfffff
-.scan:
-    cmp dword [fs:esi], 'RSD '
-    jne .next
-    cmp dword [fs:esi + 4], 'PTR '
-    je .found
-.next:
-    add esi, 16
-    cmp esi, 0x100000
-    jb .scan
-    mov al, 2
-    jmp exit
-
-.found:
-    mov ebx, [fs:esi + 16]       ; RSDT
-    mov edx, [fs:ebx + 4]
-    add edx, ebx                 ; end of the RSDT
-    add ebx, 36
-.tables:
-    cmp ebx, edx
-    jae no_madt
-    mov edi, [fs:ebx]
-    cmp dword [fs:edi], 'APIC'
-    je .madt
-    add ebx, 4
-    jmp .tables
-
-.madt:
+    call find_madt
+    jc no_madt
     mov edx, [fs:edi + 4]
     add edx, edi                 ; end of the MADT
     mov ebp, [fs:edi + 36]       ; local APIC address
@@ -159,12 +118,7 @@ route:
 align 4
 gsi:    dd 0                     ; no override for IRQ 0: GSI 0
 ioapic: dd 0
-gdt:
-    dq 0
-    dq 0x00cf92000000ffff        ; 0x08: data, base 0, limit 4 GiB
-gdt_desc:
-    dw gdt_desc - gdt - 1
-    dd gdt
+LIB16_ACPI
 
 times 510 - ($ - $$) db 0
     dw 0xaa55

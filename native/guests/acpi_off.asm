@@ -23,21 +23,14 @@
 %endif
 bits 16
 org 0x7c00
+%include "lib16.inc"
 
 PWRBTN      equ 0x0100           ; PM1_STS.PWRBTN_STS / PM1_EN.PWRBTN_EN
 SCI_EN      equ 0x0001
 SLP_EN      equ 0x2000
 SLP_TYP     equ 0x1c00
 
-start:
-    cli
-    jmp 0:entry
-entry:
-    xor ax, ax
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov sp, 0x7c00
+BOOT16_ENTRY
     cld
     lgdt [gdt_desc]
     mov eax, cr0
@@ -201,28 +194,7 @@ rtc_sec:
     in al, 0x71
     ret
 
-puts:
-    lodsb
-    test al, al
-    jz .done
-    call putc
-    jmp puts
-.done:
-    ret
-
-putc:
-    push dx
-    push ax
-    mov dx, 0x3fd
-.wait:
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop ax
-    mov dx, 0x3f8
-    out dx, al
-    pop dx
-    ret
+LIB16_SERIAL
 
 msg_ready:  db 'acpi ready', 10, 0
 msg_button: db 'power button', 10, 0

@@ -5,6 +5,7 @@
 ; (machine/state.h) goes on from where it was.
 bits 16
 org 0x7c00
+%include "lib16.inc"
 start:
     cli
     xor ax, ax
@@ -78,19 +79,7 @@ print_dec:
     call putc
     ret
 
-putc:
-    push dx
-    push ax
-    mov dx, 0x3fd
-.wait:
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop ax
-    mov dx, 0x3f8
-    out dx, al
-    pop dx
-    ret
+LIB16_SERIAL
 
 ticks: db 0
 align 4

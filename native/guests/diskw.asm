@@ -10,18 +10,12 @@
 ; isa-debug-exit (port 0xf4) with 0x20.
 bits 16
 org 0x7c00
+%include "lib16.inc"
 
 NSECT   equ 64
 BUFSEG  equ 0x1000               ; 0x10000: NSECT * 512 = 32 KiB
 
-start:
-    cli
-    jmp 0:entry
-entry:
-    xor ax, ax
-    mov ds, ax
-    mov ss, ax
-    mov sp, 0x7c00
+BOOT16_ENTRY
     sti
     cld
     mov [drive], dl
@@ -96,28 +90,7 @@ puthex:
     loop .digits
     ret
 
-puts:
-    lodsb
-    test al, al
-    jz .done
-    call putc
-    jmp puts
-.done:
-    ret
-
-putc:
-    push dx
-    push ax
-    mov dx, 0x3fd
-.wait:
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop ax
-    mov dx, 0x3f8
-    out dx, al
-    pop dx
-    ret
+LIB16_SERIAL
 
 msg_pass: db 'pass ', 0
 msg_err:  db 'diskw: error ', 0

@@ -26,6 +26,7 @@
 ;   5 the BAR does not answer where SeaBIOS put it   6 int 13h failed
 bits 16
 org 0x7c00
+%include "lib16.inc"
 
 PML4        equ 0x15000
 PDPT        equ 0x10000
@@ -37,15 +38,7 @@ PATTERN     equ 0x34364943       ; "CI64"
 
 SECTORS     equ 3                ; loaded after the boot sector, at 0x7e00
 
-start:
-    cli
-    jmp 0:entry
-entry:
-    xor ax, ax
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov sp, 0x7c00
+BOOT16_ENTRY
     sti
     mov ax, 0x0200 | SECTORS     ; int 13h AH=02h: read from the boot drive (DL)
     mov cx, 0x0002               ; cylinder 0, sector 2

@@ -15,6 +15,7 @@
 ; 0x0f: no RSDP or no MADT.
 bits 16
 org 0x7c00
+%include "lib16.inc"
 
 TRAMP       equ 0x8000           ; SIPI vector 0x08
 COUNT       equ 0x9000           ; dword: APs that ran the trampoline
@@ -26,15 +27,7 @@ APIC_SVR    equ 0xf0
 APIC_ICR_LO equ 0x300
 APIC_ICR_HI equ 0x310
 
-start:
-    cli
-    jmp 0:entry
-entry:
-    xor ax, ax
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov sp, 0x7c00
+BOOT16_ENTRY
     call big_real_mode
 
     mov di, COUNT                ; COUNT, LAPIC, SEEN: cleared
@@ -46,33 +39,8 @@ entry:
     mov cx, ap_end - ap_start
     rep movsb
 
-    mov esi, 0xe0000             ; the RSDP: 16-byte aligned in 0xe0000-0xfffff
-.scan:
-    cmp dword [fs:esi], 'RSD '
-    jne .next
-    cmp dword [fs:esi + 4], 'PTR '
-    je .found
-.next:
-    add esi, 16
-    cmp esi, 0x100000
-    jb .scan
-    jmp fail
-
-.found:
-    mov ebx, [fs:esi + 16]       ; RSDT
-    mov edx, [fs:ebx + 4]
-    add edx, ebx
-    add ebx, 36
-.tables:
-    cmp ebx, edx
-    jae fail
-    mov edi, [fs:ebx]
-    cmp dword [fs:edi], 'APIC'
-    je .madt
-    add ebx, 4
-    jmp .tables
-
-.madt:
+    call find_madt
+    jc fail
     mov edx, [fs:edi + 4]
     add edx, edi                 ; end of the MADT
     mov ebp, [fs:edi + 36]       ; local APIC address
@@ -163,20 +131,6 @@ exit:
     hlt
     jmp .halt
 
-; FS gets base 0 and a 4 GiB limit, then back to real mode (DS = 0).
-big_real_mode:
-    lgdt [gdt_desc]
-    mov eax, cr0
-    or al, 1
-    mov cr0, eax
-    mov bx, 0x08
-    mov fs, bx
-    and al, 0xfe
-    mov cr0, eax
-    xor bx, bx
-    mov fs, bx
-    ret
-
 ; The AP trampoline, copied to the SIPI page: the AP starts there at
 ; 0x0800:0000 in real mode and jumps to ap_main in this sector.
 ap_start:
@@ -200,13 +154,7 @@ align 4
 ipis:   dd 0x4500, 0x4608, 0x4608   ; INIT assert; STARTUP vector 0x08 (twice)
 nids:   dw 0
 bsp:    db 0
-align 8
-gdt:
-    dq 0
-    dq 0x00cf92000000ffff        ; 0x08: data, base 0, limit 4 GiB
-gdt_desc:
-    dw gdt_desc - gdt - 1
-    dd gdt
+LIB16_ACPI
 
 times 510 - ($ - $$) db 0
     dw 0xaa55

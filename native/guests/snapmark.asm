@@ -16,18 +16,11 @@
 ; (port 0xf4) with 0x21.
 bits 16
 org 0x7c00
+%include "lib16.inc"
 
 BUF     equ 0x8000               ; one sector
 
-start:
-    cli
-    jmp 0:entry
-entry:
-    xor ax, ax
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov sp, 0x7c00
+BOOT16_ENTRY
     sti
     cld
     mov [drive], dl
@@ -156,28 +149,7 @@ puthex8:
 .out:
     jmp putc
 
-puts:
-    lodsb
-    test al, al
-    jz .done
-    call putc
-    jmp puts
-.done:
-    ret
-
-putc:
-    push dx
-    push ax
-    mov dx, 0x3fd
-.wait:
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop ax
-    mov dx, 0x3f8
-    out dx, al
-    pop dx
-    ret
+LIB16_SERIAL
 
 msg_wrote: db 'wrote ', 0
 msg_read:  db 'read ', 0
