@@ -2,6 +2,9 @@
 // through the 0x1ce/0x1cf ports and BAR2, VRAM rendering at every depth,
 // virtual width and offsets, banked window access, dirty-page tracking.
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <set>
 
 #include "check.h"
 #include "devices/vga/vga.h"
@@ -354,4 +357,70 @@ TEST(edid_block_checksum_and_preferred_timing) {
   CHECK_EQ(z[0] | z[1] | z[2] | z[3], 0);
   m->read(0x3fc, z);
   CHECK_EQ(z[0] | z[1] | z[2] | z[3], 0);
+}
+
+// The VBE mode list a guest gets (issue 14: "a VBE mode list that includes the
+// common sizes"). The list is the VGA BIOS's (Debian's SeaBIOS
+// vgabios-stdvga.bin): a table of Bochs modes, each {u16 mode; u8 memory
+// model; u16 width; u16 height; u8 depth; u8 char width; u8 char height;
+// u16 segment 0xA000} with natural alignment (14 bytes), from which the BIOS
+// offers the modes that fit the device's GETCAPS maxima and its VRAM. Without
+// a vCPU: find the table in the ROM, apply our device's caps and VRAM as read
+// through the dispi ports, check the common sizes are offered at 32 bpp, and
+// set every offered mode on the device: each shows at exactly its size.
+TEST(vbe_mode_list_offers_the_common_sizes_and_each_one_works) {
+  const char* rom_path = "/usr/share/seabios/vgabios-stdvga.bin";
+  std::ifstream f(rom_path, std::ios::binary);
+  if (!f) SKIP(std::string(rom_path) + " is missing (Debian package seabios)");
+  std::vector<uint8_t> rom((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  struct Mode {
+    uint16_t mode, w, h;
+    uint8_t depth;
+  };
+  auto u16 = [&](size_t o) { return uint16_t(rom[o] | (rom[o + 1] << 8)); };
+  auto entry = [&](size_t o, Mode& m) {
+    if (o + 14 > rom.size()) return false;
+    m = {u16(o), u16(o + 4), u16(o + 6), rom[o + 8]};
+    return m.mode >= 0x100 && m.mode <= 0x1ff && u16(o + 12) == 0xa000 && m.w && m.h &&
+           (m.depth == 4 || m.depth == 8 || m.depth == 15 || m.depth == 16 || m.depth == 24 || m.depth == 32);
+  };
+  // The longest run of such entries is the table.
+  std::vector<Mode> table;
+  for (size_t o = 0; o + 14 <= rom.size(); o++) {
+    std::vector<Mode> run;
+    Mode m;
+    for (size_t p = o; entry(p, m); p += 14) run.push_back(m);
+    if (run.size() > table.size()) table = run;
+  }
+  CHECK(table.size() >= 40);
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  dispi_out(*p, kDispiEnable, kDispiGetCaps);
+  const uint32_t max_w = dispi_in(*p, kDispiXres), max_h = dispi_in(*p, kDispiYres), max_bpp = dispi_in(*p, kDispiBpp);
+  dispi_out(*p, kDispiEnable, 0);
+  const uint64_t vram = uint64_t(dispi_in(*p, kDispiVideoMemory64k)) << 16;
+  auto line = [](const Mode& m) { return m.depth == 4 ? m.w / 2u : m.w * ((m.depth + 7u) / 8u); };
+  std::vector<Mode> offered;
+  for (auto& m : table)
+    if (m.w <= max_w && m.h <= max_h && m.depth <= max_bpp && uint64_t(line(m)) * m.h <= vram) offered.push_back(m);
+  std::set<std::pair<uint32_t, uint32_t>> at32;
+  for (auto& m : offered)
+    if (m.depth == 32) at32.insert({m.w, m.h});
+  std::printf("  %zu modes in the VGA BIOS, %zu offered with %u MiB of VRAM (caps %ux%ux%u); at 32 bpp:", table.size(),
+              offered.size(), unsigned(vram >> 20), max_w, max_h, max_bpp);
+  for (auto& [w, h] : at32) std::printf(" %ux%u", w, h);
+  std::printf("\n");
+  for (auto size : {std::pair<uint32_t, uint32_t>{640, 480}, {800, 600}, {1024, 768}, {1280, 720}, {1280, 800}, {1280, 1024},
+                    {1440, 900}, {1600, 900}, {1680, 1050}, {1920, 1080}, {1920, 1200}, {2560, 1440}, {2560, 1600}})
+    CHECK(at32.count(size));
+  bool uhd16 = false;
+  for (auto& m : offered) uhd16 = uhd16 || (m.w == 3840 && m.h == 2160 && m.depth == 16);
+  CHECK(uhd16);  // 3840x2160 fits 16 MiB at 16 bpp, as on QEMU
+  // Every offered mode, set as the BIOS sets it, is drawn at exactly its size.
+  for (auto& m : offered) {
+    set_mode(*p, m.w, m.h, m.depth);
+    auto [w, h] = d->size();
+    if (w != m.w || h != m.h) std::printf("  mode 0x%x %ux%ux%u shows as %ux%u\n", m.mode, m.w, m.h, m.depth, w, h);
+    CHECK(w == m.w && h == m.h);
+  }
 }
