@@ -177,21 +177,25 @@ describe.skipIf(!!why)('a console that stops reading', () => {
     // One phase: frames/s and bytes/s at the good console, PAINT screens/s of the guest, peak RSS.
     const phase = async (secs: number) => {
       const f0 = good.frames, b0 = good.bytes, p0 = paints(good.serial), start = Date.now();
+      // Peak RSS over the whole phase and over its first half: a queue that grows keeps
+      // raising the peak in the second half; a bounded one levels off.
       const peak = mem();
+      let firstHalf = { ...peak };
       for (let i = 0; i < secs * 4; i++) {
         await sleep(250);
         const m = mem();
         peak.serve = Math.max(peak.serve, m.serve);
         peak.service = Math.max(peak.service, m.service);
         peak.host = Math.max(peak.host, m.host);
+        if (i === secs * 2) firstHalf = { ...peak };
       }
       const dt = (Date.now() - start) / 1000;
-      return { fps: (good.frames - f0) / dt, mbps: (good.bytes - b0) / dt / 1e6, paintsPerS: (paints(good.serial) - p0) / dt, peak };
+      return { fps: (good.frames - f0) / dt, mbps: (good.bytes - b0) / dt / 1e6, paintsPerS: (paints(good.serial) - p0) / dt, peak, firstHalf };
     };
     const before = mem();
     const alone = await phase(10);
     const bad = await stalledConsole(srv, uuid);
-    const stalled = await phase(20);
+    const stalled = await phase(40);
     console.log(
       `alone: ${alone.fps.toFixed(1)} frames/s (${alone.mbps.toFixed(2)} MB/s), guest ${alone.paintsPerS.toFixed(2)} screens/s; ` +
         `peak RSS serve ${alone.peak.serve} MiB, service ${alone.peak.service} MiB, engine host ${alone.peak.host} MiB`,
@@ -200,19 +204,29 @@ describe.skipIf(!!why)('a console that stops reading', () => {
       `with a console that stopped reading (${bad.sent()} rounds of full-frame request + acks): ${stalled.fps.toFixed(1)} frames/s ` +
         `(${stalled.mbps.toFixed(2)} MB/s), guest ${stalled.paintsPerS.toFixed(2)} screens/s; peak RSS serve ${stalled.peak.serve} MiB ` +
         `(+${stalled.peak.serve - alone.peak.serve}), service ${stalled.peak.service} MiB (+${stalled.peak.service - alone.peak.service}), ` +
-        `engine host ${stalled.peak.host} MiB (+${stalled.peak.host - alone.peak.host}); at the start serve ${before.serve}, service ${before.service}, engine host ${before.host} MiB`,
+        `engine host ${stalled.peak.host} MiB (+${stalled.peak.host - alone.peak.host}); in its second 20 s serve +${stalled.peak.serve - stalled.firstHalf.serve}, ` +
+        `service +${stalled.peak.service - stalled.firstHalf.service}, engine host +${stalled.peak.host - stalled.firstHalf.host} MiB; ` +
+        `at the start serve ${before.serve}, service ${before.service}, engine host ${before.host} MiB`,
     );
     expect(bad.sent()).toBeGreaterThan(500);
-    // Bounded: over the peak of the 10 s alone (warmed up), the relay holds at most its 8 MiB
-    // mark plus a window for the stalled console. Without ack-gate.ts serve grew by ~350 MiB
-    // in these 20 s (every full frame the console asked for, queued in its WebSocket).
-    expect(stalled.peak.serve - alone.peak.serve).toBeLessThan(48);
-    expect(stalled.peak.service - alone.peak.service).toBeLessThan(48);
-    expect(stalled.peak.host - alone.peak.host).toBeLessThan(48);
-    // Neither the guest nor the good console is held up (a loose bound: this host is shared).
+    // Bounded: the relays hold at most their 8 MiB mark plus a window for the stalled console;
+    // the rest is the processes' own high-water marks (the first full frames, the V8 heap
+    // growing under the frame traffic: in a 70 s run the engine host levelled off at +86 MiB
+    // after 30 s, serve at +63), so the queues are judged by the second 20 s. Without
+    // ack-gate.ts serve grew steadily, ~18 MB/s (every full frame the console asked for,
+    // queued in its WebSocket): +352 MiB in 20 s.
+    for (const p of ['serve', 'service', 'host'] as const) {
+      expect(stalled.peak[p] - alone.peak[p], `${p}: peak over the alone phase's`).toBeLessThan(128);
+    }
+    for (const p of ['serve', 'service'] as const) {
+      expect(stalled.peak[p] - stalled.firstHalf[p], `${p}: growth in the second 20 s`).toBeLessThan(32);
+    }
+    // Neither the guest nor the good console is held up. A loose bound: on this shared 2-core
+    // host the guest's rate alone varied from 59 to 168 screens/s between runs; a guest or a
+    // console that waited on the stalled one would drop towards 0.
     expect(good.closed).toBe('');
-    expect(stalled.paintsPerS).toBeGreaterThan(alone.paintsPerS * 0.5);
-    expect(stalled.fps).toBeGreaterThan(alone.fps * 0.5);
+    expect(stalled.paintsPerS).toBeGreaterThan(alone.paintsPerS / 3);
+    expect(stalled.fps).toBeGreaterThan(alone.fps / 3);
     bad.stop();
   });
 });
