@@ -101,6 +101,11 @@ export interface PerfStats {
   disks: { path: string; cdrom: boolean; readBytes: number; readOps: number; writeBytes: number; writeOps: number; flushOps: number }[];
   /** Every NIC in MachineConfig.nics order. */
   nics: { rxBytes: number; rxPackets: number; txBytes: number; txPackets: number }[];
+  /**
+   * Input a guest that does not read it lost (PC board only): keys dropped past the 4,096
+   * waiting for the keyboard, tablet button changes merged past its 16 queued reports.
+   */
+  input?: { droppedKeys: number; mergedClicks: number };
 }
 
 /** Per-NIC counters since power-on. */

@@ -54,6 +54,11 @@ describe.skipIf(!!why)('native addon', () => {
     expect(before).toMatchObject({ vcpus: 1, cpuNs: 0, ramBytes: 64 << 20 });
     expect(before.disks).toEqual([{ path: iso, cdrom: true, readBytes: 0, readOps: 0, writeBytes: 0, writeOps: 0, flushOps: 0 }]);
     expect(before.nics).toEqual([]);
+    expect(before.input).toEqual({ droppedKeys: 0, mergedClicks: 0 });
+    // Keys typed before the machine runs wait for the guest; past 4,096 the newest are dropped, counted.
+    for (let i = 0; i < 5000; i++) m.sendKey('KeyA', i % 2 === 0);
+    expect(m.perfStats({ memory: false }).input?.droppedKeys).toBeGreaterThan(0);
+    expect(m.perfStats({ memory: false }).input?.droppedKeys).toBeLessThanOrEqual(5000 - 4096);
     m.start();
     try {
       const deadline = Date.now() + 60000;

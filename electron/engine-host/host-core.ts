@@ -63,9 +63,18 @@ interface ConsoleStream {
   frameCredits: number;
   wantFull: boolean;
   serialUnacked: number;
-  serialQueue: Uint8Array[];
+  /** Serial messages waiting for the console's acks, filled up to SERIAL_CHUNK bytes each. */
+  serialQueue: SerialPart[];
   queuedBytes: number;
 }
+
+/** A serial message being filled: header + SERIAL_CHUNK bytes of room, `len` of them used. */
+interface SerialPart {
+  msg: Uint8Array;
+  port: number;
+  len: number;
+}
+const EMPTY_CHUNK = new Uint8Array(SERIAL_CHUNK);
 
 export interface HostCounters {
   framesSent: number;
@@ -508,11 +517,31 @@ export class EngineHost {
     }
   }
 
+  // Output that waits for a console's acks is appended to the last waiting message while
+  // it has room: a guest writing a line at a time costs one queued message per
+  // SERIAL_CHUNK bytes, not one per line (which would cost far more than the bytes).
   private queueSerial(s: ConsoleStream, data: Uint8Array, port = 0): void {
-    for (let o = 0; o < data.byteLength; o += SERIAL_CHUNK) {
-      const msg = encodeSerial(port, data.subarray(o, o + SERIAL_CHUNK));
-      s.serialQueue.push(msg);
-      s.queuedBytes += msg.byteLength - 2;
+    for (let o = 0; o < data.byteLength; ) {
+      const last = s.serialQueue[s.serialQueue.length - 1];
+      if (!last || last.port !== port || last.len === SERIAL_CHUNK) {
+        // A new message of exactly these bytes (what goes straight out while acks keep up).
+        const n = Math.min(SERIAL_CHUNK, data.byteLength - o);
+        s.serialQueue.push({ msg: encodeSerial(port, data.subarray(o, o + n)), port, len: n });
+        o += n;
+        s.queuedBytes += n;
+        continue;
+      }
+      if (last.msg.byteLength < 2 + SERIAL_CHUNK) {
+        // It waits and more comes: give it a whole chunk of room, once.
+        const grown = encodeSerial(port, EMPTY_CHUNK);
+        grown.set(last.msg.subarray(2, 2 + last.len), 2);
+        last.msg = grown;
+      }
+      const n = Math.min(SERIAL_CHUNK - last.len, data.byteLength - o);
+      last.msg.set(data.subarray(o, o + n), 2 + last.len);
+      last.len += n;
+      o += n;
+      s.queuedBytes += n;
     }
     if (s.queuedBytes > SERIAL_QUEUE_LIMIT) {
       s.sink.send(encodeInfo({ state: 'error', message: 'console too slow: serial output dropped' }));
@@ -522,8 +551,9 @@ export class EngineHost {
 
   private pump(s: ConsoleStream): void {
     while (s.serialUnacked < SERIAL_HIGH_WATER && s.serialQueue.length) {
-      const msg = s.serialQueue.shift()!;
-      const n = msg.byteLength - 2;
+      const part = s.serialQueue.shift()!;
+      const n = part.len;
+      const msg = part.msg.byteLength === 2 + n ? part.msg : part.msg.slice(0, 2 + n);
       s.queuedBytes -= n;
       s.serialUnacked += n;
       this.counters.serialBytesOut += n;

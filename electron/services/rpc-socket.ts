@@ -14,6 +14,7 @@
 // atomic or journalled) and its reply is dropped; its streams are closed.
 import * as net from 'node:net';
 import { type EventName, type Method, type Params, type ReplyEnvelope, type Result, events, isEvent, parseEvent, parseResult } from '../common/contracts/api';
+import { AckGate, ownBytes } from './ack-gate';
 import type { VireoService } from './app';
 import { dispatch } from './dispatch';
 import type { StreamHandle } from './supervisor';
@@ -36,14 +37,14 @@ export function encodeFrame(kind: number, payload: Uint8Array, sid?: number): Bu
  * Writes a stream frame without copying its payload into a joined buffer: header and
  * payload go to the socket as one corked write (a console's whole screen is megabytes).
  */
-export function writeStreamFrame(sock: net.Socket, sid: number, payload: Uint8Array): void {
+export function writeStreamFrame(sock: net.Socket, sid: number, payload: Uint8Array, written?: () => void): void {
   const head = Buffer.allocUnsafe(9);
   head.writeUInt32LE(5 + payload.byteLength, 0);
   head[4] = KIND_STREAM;
   head.writeUInt32LE(sid, 5);
   sock.cork();
   sock.write(head);
-  sock.write(payload);
+  sock.write(payload, written);
   sock.uncork();
 }
 
@@ -176,7 +177,7 @@ export function serveSocket(opts: SocketServerOptions): Promise<SocketServer> {
 
 function serveConnection(sock: net.Socket, backend: Backend): void {
   const reader = new FrameReader();
-  const streams = new Map<number, StreamHandle>();
+  const streams = new Map<number, Pick<StreamHandle, 'send' | 'close'>>();
   let offEvents: (() => void) | undefined;
   let open = true;
   const send = (b: Buffer) => {
@@ -235,11 +236,15 @@ function serveConnection(sock: net.Socket, backend: Backend): void {
             } catch (e) {
               return reply({ t: 'stream.closed', sid, why: (e as Error).message });
             }
-            streams.set(sid, st);
+            // A client that acks what it has not read must not grow this socket's buffer
+            // without bound: its acks wait while the socket is backed up (ack-gate.ts).
+            const gate = new AckGate(() => sock.writableLength, (m) => st.send(m));
+            streams.set(sid, { send: (m) => gate.fromConsole(m), close: () => (gate.close(), st.close()) });
             st.onData((d) => {
-              if (open && !sock.destroyed) writeStreamFrame(sock, sid, d);
+              if (open && !sock.destroyed) writeStreamFrame(sock, sid, ownBytes(d), () => gate.drained());
             });
             st.onClose((why) => {
+              gate.close();
               if (streams.delete(sid)) reply({ t: 'stream.closed', sid, why });
             });
             return;

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { WebSocket, WebSocketServer } from 'ws';
 import { type EventName, type ReplyEnvelope, events } from '../common/contracts/api';
+import { AckGate, ownBytes } from './ack-gate';
 import type { VireoService } from './app';
 import { type Backend, localBackend } from './rpc-socket';
 
@@ -211,17 +212,23 @@ export async function startBridge(opts: BridgeOptions): Promise<Bridge> {
       return;
     }
     const st = stream;
+    // A console that acks frames it has not read (its socket stalled) must not grow
+    // bufferedAmount without bound: its acks wait while the socket is backed up (ack-gate.ts).
+    const gate = new AckGate(() => ws.bufferedAmount, (m) => st.send(m));
     ws.on('error', () => ws.terminate());
     st.onData((d) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(d, { binary: true });
+      if (ws.readyState === WebSocket.OPEN) ws.send(ownBytes(d), { binary: true }, () => gate.drained());
     });
     st.onClose((why) => ws.close(4000, why.slice(0, 120)));
     ws.on('message', (data, isBinary) => {
       if (!isBinary) return ws.close(1003, 'binary only');
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
-      st.send(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+      gate.fromConsole(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
     });
-    ws.on('close', () => st.close());
+    ws.on('close', () => {
+      gate.close();
+      st.close();
+    });
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -623,6 +623,13 @@ Napi::Value MachineWrap::PerfStats(const Napi::CallbackInfo& info) {
     na.Set(uint32_t(i), e);
   }
   o.Set("nics", na);
+  if (b) {
+    auto loss = b->input_loss();
+    auto in = Napi::Object::New(env);
+    in.Set("droppedKeys", double(loss.dropped_keys));
+    in.Set("mergedClicks", double(loss.merged_clicks));
+    o.Set("input", in);
+  }
   return o;
 }
 

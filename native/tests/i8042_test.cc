@@ -369,3 +369,60 @@ TEST(bus_adapters_route_ports) {
   d->read(0, {&v, 1});
   CHECK_EQ(v, 0x55);
 }
+
+// A guest that never reads its input (issue 14, bad input) while the host sends
+// 10,000 key events and 100,000 mouse moves: the keyboard keeps its 64-byte
+// buffer plus kHostKeyCap waiting keys and drops the newest beyond that,
+// counted, as an overrun PC keyboard does; mouse motion adds up (saturating)
+// instead of queueing packets. When the guest reads at last, the keys it gets
+// are the oldest, in order, and new input flows again.
+TEST(a_guest_that_never_reads_keeps_bounded_queues) {
+  Rig r;
+  r.cmd(0x60);
+  r.data(0x47);  // KBD_INT | AUX_INT | SYS | XLATE
+  r.aux(0xf4);   // mouse: stream mode on
+  CHECK_EQ(r.drain(), Bytes{0xfa});
+  const int kKeys = 10000, kMoves = 100000;
+  for (int i = 0; i < kKeys; i++) r.k.key("KeyA", (i & 1) == 0);
+  for (int i = 0; i < kMoves; i++) r.k.mouse(1, 1, 0, 0);
+  const size_t bound = 1 + 3 * I8042::Fifo::kCap + I8042::kHostKeyCap;
+  CHECK(r.k.backlog() <= bound);
+  CHECK(r.k.dropped_keys() > 0);
+  auto st = r.k.snapshot();
+  CHECK(st.aux_q.count <= I8042::Fifo::kCap);
+  CHECK(st.aux_dx <= 65536 && st.aux_dy <= 65536);
+  std::printf("  backlog %zu (bound %zu), %llu keys dropped, %d mouse bytes queued, %d px of motion held\n",
+              r.k.backlog(), bound, (unsigned long long)r.k.dropped_keys(), int(st.aux_q.count), int(st.aux_dx));
+  // The guest reads everything: key bytes (set 1 through the translation:
+  // make 0x1e, break 0x9e) alternate from the first key on; mouse packets carry
+  // the motion, never more than was moved.
+  int keys = 0;
+  long dx = 0;
+  bool in_order = true;
+  std::vector<uint8_t> pkt;
+  for (int i = 0; i < 100000 && (r.k.read_status() & I8042::kStOutFull); i++) {
+    bool aux = r.k.read_status() & I8042::kStAuxData;
+    uint8_t b = r.k.read_data();
+    if (aux) {
+      pkt.push_back(b);
+      if (pkt.size() == 3) {
+        dx += (pkt[0] & 0x10) ? int(pkt[1]) - 256 : int(pkt[1]);
+        pkt.clear();
+      }
+    } else {
+      in_order = in_order && b == ((keys & 1) ? 0x9e : 0x1e);
+      keys++;
+    }
+  }
+  CHECK(in_order);
+  CHECK_EQ(uint64_t(keys) + r.k.dropped_keys(), uint64_t(kKeys));
+  CHECK(size_t(keys) >= I8042::kHostKeyCap);
+  CHECK(dx > 0 && dx <= kMoves);
+  CHECK_EQ(r.k.backlog(), size_t(0));
+  // Input flows again at once.
+  r.k.key("KeyB", true);
+  CHECK_EQ(r.drain(), Bytes{0x30});
+  r.k.mouse(5, 0, 0, 0);
+  auto more = r.drain();
+  CHECK(more.size() >= 3);
+}

@@ -419,6 +419,55 @@ TEST(press_and_release_between_polls_are_separate_reports) {
   CHECK_EQ(last, (Bytes{1, 99, 0, 99, 0, 0, 0}));
 }
 
+// A guest that configured the tablet and then stops polling it (issue 14, bad
+// input) while the host sends 100,000 moves, 2,000 clicks and 100,000 wheel
+// steps: the device holds at most kQueueMax reports for button changes (later
+// ones merge, counted) and one pending state; the wheel's pending steps are
+// bounded. Polling again gives the queued clicks in order, then the latest state.
+TEST(a_guest_that_stops_polling_keeps_the_tablet_bounded) {
+  Rig r;
+  r.enumerate();
+  const int kMoves = 100000, kClicks = 2000;
+  for (int i = 0; i < kMoves; i++) r.tab->pointer(i % 32768, (i * 7) % 32768, 0, 1, -1);
+  for (int i = 0; i < kClicks; i++) r.tab->pointer(100, 200, uint8_t(i & 1 ? 0 : HidTablet::kLeft), 0);
+  r.tab->pointer(300, 400, 0, 0);
+  CHECK_EQ(r.tab->merged_clicks(), uint64_t(kClicks) - HidTablet::kQueueMax);
+  std::printf("  %llu of %d button changes merged, at most %zu reports held\n", (unsigned long long)r.tab->merged_clicks(),
+              kClicks, HidTablet::kQueueMax);
+  std::vector<Bytes> got;
+  for (int i = 0; i < 100; i++) {
+    uint32_t t = r.poll_td(i & 1);
+    r.frames(1);
+    if (r.rd32(t + 4) & Uhci::kTdActive) break;
+    got.emplace_back(r.ram.begin() + kBufs + 0x800, r.ram.begin() + kBufs + 0x807);
+  }
+  // kQueueMax queued states, then the pending state, plus the reports that carry
+  // the wheel's remaining steps (1,000 at most, 127 a report).
+  CHECK(got.size() >= HidTablet::kQueueMax + 1);
+  CHECK(got.size() <= HidTablet::kQueueMax + 1 + 1000 / 127 + 1);
+  // The first queued report ends the wheel flood: the last move, +127 steps.
+  int x0 = (kMoves - 1) % 32768;
+  CHECK_EQ(got[0][1] | (got[0][2] << 8), x0);
+  CHECK_EQ(int8_t(got[0][5]), int8_t(127));
+  CHECK_EQ(int8_t(got[0][6]), int8_t(-127));
+  // Then presses and releases alternate at (100, 200).
+  for (size_t i = 1; i < HidTablet::kQueueMax; i++) {
+    CHECK_EQ(got[i][0], uint8_t(i & 1 ? HidTablet::kLeft : 0));
+    CHECK_EQ(got[i][1] | (got[i][2] << 8), 100);
+  }
+  CHECK_EQ(got.back()[0], uint8_t(0));
+  CHECK_EQ(got.back()[1] | (got.back()[2] << 8), 300);
+  CHECK_EQ(got.back()[3] | (got.back()[4] << 8), 400);
+  int wheel = 0;
+  for (auto& g : got) wheel += int8_t(g[5]);
+  CHECK(wheel <= 1000);
+  CHECK(wheel > 127);
+  // Idle again: nothing more to report.
+  uint32_t t = r.poll_td(got.size() & 1);
+  r.frames(1);
+  CHECK(r.rd32(t + 4) & Uhci::kTdActive);
+}
+
 TEST(wheel_steps_carry_over_127) {
   Rig r;
   r.enumerate();

@@ -2,6 +2,9 @@
 // through the 0x1ce/0x1cf ports and BAR2, VRAM rendering at every depth,
 // virtual width and offsets, banked window access, dirty-page tracking.
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <set>
 
 #include "check.h"
 #include "devices/vga/vga.h"
@@ -268,4 +271,156 @@ TEST(vbe_disable_returns_to_legacy_and_mode_change_reported) {
   CHECK_EQ(up->height, 600u);
   dispi_out(*p, kDispiEnable, 0);
   CHECK(d->mode() != DisplayMode::Vbe);
+}
+
+// The EDID the guest reads at BAR2 offset 0 (issue 14): a valid EDID 1.4 base
+// block whose preferred timing (DTD 1, flagged in byte 24) is 1024x768 at 60 Hz
+// with VESA DMT timings, the established and standard timings list the common
+// sizes (640x480, 800x600, 1024x768, 1280x1024, 1920x1080, all at 60 Hz), and
+// the range limits admit them. Decoded field by field from the EDID 1.4 layout
+// (VESA E-EDID section 3), read back the way a guest does, 1, 2 and 4 bytes at a time.
+TEST(edid_block_checksum_and_preferred_timing) {
+  auto d = std::make_shared<VgaDevice>();
+  auto m = d->mmio_regs();
+  uint8_t e[128];
+  for (int i = 0; i < 128; i++) m->read(i, std::span<uint8_t>(e + i, 1));
+  for (int width : {2, 4}) {
+    uint8_t again[128];
+    for (int i = 0; i < 128; i += width) m->read(i, std::span<uint8_t>(again + i, width));
+    CHECK(std::memcmp(e, again, 128) == 0);
+  }
+  const uint8_t header[8] = {0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00};
+  CHECK(std::memcmp(e, header, 8) == 0);
+  uint8_t sum = 0;
+  for (uint8_t x : e) sum = uint8_t(sum + x);
+  CHECK_EQ(sum, uint8_t(0));
+  CHECK_EQ(e[18], uint8_t(1));  // version 1.4
+  CHECK_EQ(e[19], uint8_t(4));
+  CHECK(e[20] & 0x80);                 // digital input
+  CHECK(e[24] & 0x02);                 // DTD 1 is the preferred timing
+  CHECK_EQ(e[126], uint8_t(0));        // no extension blocks
+  // Manufacturer ID: three 5-bit letters.
+  uint16_t mfg = uint16_t(e[8] << 8 | e[9]);
+  std::string id = {char('@' + ((mfg >> 10) & 31)), char('@' + ((mfg >> 5) & 31)), char('@' + (mfg & 31))};
+  CHECK_EQ(id, std::string("VRO"));
+  // DTD 1: pixel clock in 10 kHz units, active and blanking sizes, sync.
+  const uint8_t* t = e + 54;
+  uint32_t clock_khz = uint32_t(t[0] | (t[1] << 8)) * 10;
+  uint32_t hactive = t[2] | ((t[4] >> 4) << 8), hblank = t[3] | ((t[4] & 0xf) << 8);
+  uint32_t vactive = t[5] | ((t[7] >> 4) << 8), vblank = t[6] | ((t[7] & 0xf) << 8);
+  uint32_t hso = t[8] | (((t[11] >> 6) & 3) << 8), hsw = t[9] | (((t[11] >> 4) & 3) << 8);
+  uint32_t vso = (t[10] >> 4) | (((t[11] >> 2) & 3) << 4), vsw = (t[10] & 0xf) | ((t[11] & 3) << 4);
+  CHECK_EQ(clock_khz, 65000u);
+  CHECK_EQ(hactive, 1024u);
+  CHECK_EQ(vactive, 768u);
+  CHECK_EQ(hactive + hblank, 1344u);  // VESA DMT 1024x768@60: htotal 1344, vtotal 806
+  CHECK_EQ(vactive + vblank, 806u);
+  CHECK_EQ(hso, 24u);
+  CHECK_EQ(hsw, 136u);
+  CHECK_EQ(vso, 3u);
+  CHECK_EQ(vsw, 6u);
+  double hz = clock_khz * 1000.0 / ((hactive + hblank) * (vactive + vblank));
+  std::printf("  preferred timing %ux%u at %.2f Hz, %.1f MHz\n", hactive, vactive, hz, clock_khz / 1000.0);
+  CHECK(hz > 59.9 && hz < 60.1);
+  CHECK(!(t[17] & 0x80));  // not interlaced
+  // Established timings: 640x480@60 (byte 35 bit 5), 800x600@60 (bit 0), 1024x768@60 (byte 36 bit 3).
+  CHECK(e[35] & 0x20);
+  CHECK(e[35] & 0x01);
+  CHECK(e[36] & 0x08);
+  // Standard timings: (byte + 31) * 8 wide, aspect in bits 7:6, refresh - 60 in bits 5:0.
+  std::vector<std::pair<uint32_t, uint32_t>> std_modes;
+  for (int i = 38; i < 54; i += 2) {
+    if (e[i] == 0x01 && e[i + 1] == 0x01) continue;  // unused
+    uint32_t w = (e[i] + 31u) * 8;
+    uint32_t aspect = e[i + 1] >> 6;
+    uint32_t h = aspect == 0 ? w * 10 / 16 : aspect == 1 ? w * 3 / 4 : aspect == 2 ? w * 4 / 5 : w * 9 / 16;
+    CHECK_EQ((e[i + 1] & 0x3f) + 60, 60);
+    std_modes.push_back({w, h});
+  }
+  CHECK((std_modes == std::vector<std::pair<uint32_t, uint32_t>>{{1280, 1024}, {1920, 1080}}));
+  // Display descriptors: range limits (tag 0xFD) that admit 60 Hz and 65 MHz, and the name.
+  bool range = false, name = false;
+  for (int o = 72; o < 126; o += 18) {
+    const uint8_t* dsc = e + o;
+    if (dsc[0] || dsc[1]) continue;  // a second DTD
+    if (dsc[3] == 0xfd) {
+      range = dsc[5] <= 60 && dsc[6] >= 60 && dsc[9] * 10 >= 65;
+    } else if (dsc[3] == 0xfc) {
+      name = std::memcmp(dsc + 5, "Vireo\n", 6) == 0;
+    }
+  }
+  CHECK(range);
+  CHECK(name);
+  // Past the block, up to the port mirror at 0x400, BAR2 reads zeros.
+  uint8_t z[4];
+  m->read(0x80, z);
+  CHECK_EQ(z[0] | z[1] | z[2] | z[3], 0);
+  m->read(0x3fc, z);
+  CHECK_EQ(z[0] | z[1] | z[2] | z[3], 0);
+}
+
+// The VBE mode list a guest gets (issue 14: "a VBE mode list that includes the
+// common sizes"). The list is the VGA BIOS's (Debian's SeaBIOS
+// vgabios-stdvga.bin): a table of Bochs modes, each {u16 mode; u8 memory
+// model; u16 width; u16 height; u8 depth; u8 char width; u8 char height;
+// u16 segment 0xA000} with natural alignment (14 bytes), from which the BIOS
+// offers the modes that fit the device's GETCAPS maxima and its VRAM. Without
+// a vCPU: find the table in the ROM, apply our device's caps and VRAM as read
+// through the dispi ports, check the common sizes are offered at 32 bpp, and
+// set every offered mode on the device: each shows at exactly its size.
+TEST(vbe_mode_list_offers_the_common_sizes_and_each_one_works) {
+  const char* rom_path = "/usr/share/seabios/vgabios-stdvga.bin";
+  std::ifstream f(rom_path, std::ios::binary);
+  if (!f) SKIP(std::string(rom_path) + " is missing (Debian package seabios)");
+  std::vector<uint8_t> rom((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  struct Mode {
+    uint16_t mode, w, h;
+    uint8_t depth;
+  };
+  auto u16 = [&](size_t o) { return uint16_t(rom[o] | (rom[o + 1] << 8)); };
+  auto entry = [&](size_t o, Mode& m) {
+    if (o + 14 > rom.size()) return false;
+    m = {u16(o), u16(o + 4), u16(o + 6), rom[o + 8]};
+    return m.mode >= 0x100 && m.mode <= 0x1ff && u16(o + 12) == 0xa000 && m.w && m.h &&
+           (m.depth == 4 || m.depth == 8 || m.depth == 15 || m.depth == 16 || m.depth == 24 || m.depth == 32);
+  };
+  // The longest run of such entries is the table.
+  std::vector<Mode> table;
+  for (size_t o = 0; o + 14 <= rom.size(); o++) {
+    std::vector<Mode> run;
+    Mode m;
+    for (size_t p = o; entry(p, m); p += 14) run.push_back(m);
+    if (run.size() > table.size()) table = run;
+  }
+  CHECK(table.size() >= 40);
+  auto d = std::make_shared<VgaDevice>();
+  auto p = d->dispi_ports();
+  dispi_out(*p, kDispiEnable, kDispiGetCaps);
+  const uint32_t max_w = dispi_in(*p, kDispiXres), max_h = dispi_in(*p, kDispiYres), max_bpp = dispi_in(*p, kDispiBpp);
+  dispi_out(*p, kDispiEnable, 0);
+  const uint64_t vram = uint64_t(dispi_in(*p, kDispiVideoMemory64k)) << 16;
+  auto line = [](const Mode& m) { return m.depth == 4 ? m.w / 2u : m.w * ((m.depth + 7u) / 8u); };
+  std::vector<Mode> offered;
+  for (auto& m : table)
+    if (m.w <= max_w && m.h <= max_h && m.depth <= max_bpp && uint64_t(line(m)) * m.h <= vram) offered.push_back(m);
+  std::set<std::pair<uint32_t, uint32_t>> at32;
+  for (auto& m : offered)
+    if (m.depth == 32) at32.insert({m.w, m.h});
+  std::printf("  %zu modes in the VGA BIOS, %zu offered with %u MiB of VRAM (caps %ux%ux%u); at 32 bpp:", table.size(),
+              offered.size(), unsigned(vram >> 20), max_w, max_h, max_bpp);
+  for (auto& [w, h] : at32) std::printf(" %ux%u", w, h);
+  std::printf("\n");
+  for (auto size : {std::pair<uint32_t, uint32_t>{640, 480}, {800, 600}, {1024, 768}, {1280, 720}, {1280, 800}, {1280, 1024},
+                    {1440, 900}, {1600, 900}, {1680, 1050}, {1920, 1080}, {1920, 1200}, {2560, 1440}, {2560, 1600}})
+    CHECK(at32.count(size));
+  bool uhd16 = false;
+  for (auto& m : offered) uhd16 = uhd16 || (m.w == 3840 && m.h == 2160 && m.depth == 16);
+  CHECK(uhd16);  // 3840x2160 fits 16 MiB at 16 bpp, as on QEMU
+  // Every offered mode, set as the BIOS sets it, is drawn at exactly its size.
+  for (auto& m : offered) {
+    set_mode(*p, m.w, m.h, m.depth);
+    auto [w, h] = d->size();
+    if (w != m.w || h != m.h) std::printf("  mode 0x%x %ux%ux%u shows as %ux%u\n", m.mode, m.w, m.h, m.depth, w, h);
+    CHECK(w == m.w && h == m.h);
+  }
 }

@@ -736,6 +736,13 @@ void PcBoard::configure_smbios() {
   fw_->set_item(FwCfg::kUuid, std::vector<uint8_t>(c.uuid.begin(), c.uuid.end()));
 }
 
+PcBoard::InputLoss PcBoard::input_loss() const {
+  InputLoss l;
+  if (kbd_) l.dropped_keys = kbd_->dropped_keys();
+  if (tablet_) l.merged_clicks = tablet_->merged_clicks();
+  return l;
+}
+
 bool PcBoard::key(const std::string& code, bool down) {
   bool ok = kbd_->key(code, down);
   watch_input();

@@ -119,6 +119,13 @@ public:
   // polled within the last second (Linux polls only while something has the
   // input device open, e.g. a desktop). Consoles send absolute positions then.
   bool tablet_active() const;
+  // Input a guest that does not read it lost since power-on: keys dropped past
+  // the keyboard's 4096 waiting (I8042::dropped_keys) and tablet button
+  // changes merged past its 16 queued reports (HidTablet::merged_clicks).
+  struct InputLoss {
+    uint64_t dropped_keys = 0, merged_clicks = 0;
+  };
+  InputLoss input_loss() const;
   // The tablet itself (null without MachineConfig::usb_tablet), for tests.
   usb::HidTablet* tablet() { return tablet_.get(); }
   // The UHCI (null without a tablet), for tests.

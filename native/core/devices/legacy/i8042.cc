@@ -459,6 +459,8 @@ bool I8042::key(const std::string& code, bool down) {
     for (uint8_t b : codes) s.kbd_q.push(b);
   } else if (host_keys_.size() < kHostKeyCap) {
     host_keys_.push_back({code, down});  // moves into the buffer as the guest reads (refill_keys)
+  } else {
+    dropped_keys_++;  // the guest reads nothing: the newest key is lost, as on an overrun PC keyboard
   }
   pump();
   return true;
@@ -665,6 +667,11 @@ void I8042::reset() {
   s = State{};
   host_keys_.clear();
   update_irq();
+}
+
+uint64_t I8042::dropped_keys() const {
+  std::lock_guard g(mu_);
+  return dropped_keys_;
 }
 
 size_t I8042::backlog() const {

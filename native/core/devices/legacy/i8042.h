@@ -111,8 +111,15 @@ public:
   // When the keyboard's buffer is full (a guest slower than the typist, or a
   // paste), the key waits in a host-side queue of up to kHostKeyCap keys and
   // moves into the buffer as the guest reads; nothing is dropped short of that.
+  // Past that (a guest that never reads its keyboard while the host types
+  // thousands of keys) the newest key is dropped, as a PC keyboard whose
+  // buffer overran loses the keys typed after, and counted in dropped_keys().
+  // Mouse motion never queues beyond the 64-byte buffer: it adds up
+  // (saturating at +-65536) and goes out as packets when there is room.
   bool key(const std::string& dom_code, bool down);
   static constexpr size_t kHostKeyCap = 4096;
+  // Keys dropped because kHostKeyCap keys were already waiting (since power-on).
+  uint64_t dropped_keys() const;
   // "ctrl-alt-del", "ctrl-alt-f1".."ctrl-alt-f12", "ctrl-alt-backspace" and any
   // dash-joined list of ctrl/alt/shift/meta + one key: press in order, release in reverse.
   bool combo(const std::string& name);
@@ -168,6 +175,7 @@ private:
     bool down;
   };
   std::deque<HostKey> host_keys_;  // keys waiting for room in s.kbd_q
+  uint64_t dropped_keys_ = 0;      // not saved: a diagnostic counter
   std::shared_ptr<IoDevice> data_port_, cmd_port_;
 };
 

@@ -136,7 +136,10 @@ void HidTablet::pointer(int x, int y, uint8_t buttons, int wheel, int hwheel) {
   buttons &= 0x1f;
   // The state the guest has not seen yet ends with this button change: it
   // becomes a report of its own (only for a configured device: nobody polls before).
-  if (buttons != buttons_ && changed_ && config_ != 0 && queued_.size() < kQueueMax) queued_.push_back(report_locked());
+  if (buttons != buttons_ && changed_ && config_ != 0) {
+    if (queued_.size() < kQueueMax) queued_.push_back(report_locked());
+    else merged_clicks_++;  // the guest takes nothing: states merge again, the latest wins
+  }
   if (x != x_ || y != y_ || buttons != buttons_ || wheel || hwheel) changed_ = true;
   x_ = x;
   y_ = y;
@@ -149,6 +152,11 @@ void HidTablet::pointer(int x, int y, uint8_t buttons, int wheel, int hwheel) {
 bool HidTablet::active() const {
   std::lock_guard g(mu_);
   return config_ != 0 && polled_ && clock_() - last_poll_ns_ < kActiveNs;
+}
+
+uint64_t HidTablet::merged_clicks() const {
+  std::lock_guard g(mu_);
+  return merged_clicks_;
 }
 
 bool HidTablet::configured() const {

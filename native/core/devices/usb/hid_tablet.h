@@ -64,6 +64,9 @@ public:
   // Configured by the guest, and its interrupt endpoint polled in the last kActiveNs.
   bool active() const;
   bool configured() const;
+  // Button changes merged into the state after them because kQueueMax reports
+  // were already waiting (a guest that stopped polling while the host clicks).
+  uint64_t merged_clicks() const;
 
   // Saved state (machine/state.h, docs/state.md, section `dev:tablet`): the
   // USB device state (address, configuration, halt, idle, protocol), a
@@ -121,6 +124,7 @@ private:
   bool changed_ = false;
   // Reports not yet delivered that a button change closed, oldest first.
   std::deque<std::array<uint8_t, kReportLen>> queued_;
+  uint64_t merged_clicks_ = 0;  // not saved: a diagnostic counter
 };
 
 }  // namespace vireo::usb

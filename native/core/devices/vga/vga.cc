@@ -737,6 +737,9 @@ VgaDevice::ModeGeom VgaDevice::geometry() const {
     g.mode = DisplayMode::Vbe;
     g.width = std::min<uint32_t>(s_.dispi[kDispiXres], kMaxWidth);
     g.height = std::min<uint32_t>(s_.dispi[kDispiYres], kMaxHeight);
+    // A mode bigger than VRAM (65535x65535x32 on 16 MiB) shows the rows VRAM
+    // holds: the screen, and so every buffer poll() keeps, stays within VRAM.
+    if (s_.vbe_line_offset) g.height = std::min<uint32_t>(g.height, uint32_t(vram_size_ / s_.vbe_line_offset));
     if (!g.width || !g.height) g = {DisplayMode::Blank, 640, 480};
     return g;
   }
