@@ -215,11 +215,13 @@ describe.skipIf(!!why)('a console that stops reading', () => {
     // after 30 s, serve at +63), so the queues are judged by the second 20 s. Without
     // ack-gate.ts serve grew steadily, ~18 MB/s (every full frame the console asked for,
     // queued in its WebSocket): +352 MiB in 20 s.
+    // The bounds leave room for that heap noise (serve +29 MiB in one second 20 s on a loaded
+    // host) and still fail the unbounded queue by far.
     for (const p of ['serve', 'service', 'host'] as const) {
-      expect(stalled.peak[p] - alone.peak[p], `${p}: peak over the alone phase's`).toBeLessThan(128);
+      expect(stalled.peak[p] - alone.peak[p], `${p}: peak over the alone phase's`).toBeLessThan(160);
     }
     for (const p of ['serve', 'service'] as const) {
-      expect(stalled.peak[p] - stalled.firstHalf[p], `${p}: growth in the second 20 s`).toBeLessThan(32);
+      expect(stalled.peak[p] - stalled.firstHalf[p], `${p}: growth in the second 20 s`).toBeLessThan(64);
     }
     // Neither the guest nor the good console is held up. A loose bound: on this shared 2-core
     // host the guest's rate alone varied from 59 to 168 screens/s between runs; a guest or a
