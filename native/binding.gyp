@@ -8,7 +8,7 @@
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
       "cflags_cc": ["-std=c++20", "-fexceptions"],
-      "libraries": ["<(module_root_dir)/out/core/libvireo_core.a", "-lz", "-lzstd", "-lslirp", "-lZydis", "-lpthread"]
+      "libraries": ["<(module_root_dir)/out/core/libvireo_core.a", "-lz", "-lzstd", "-luring", "-lslirp", "-lZydis", "-lpthread"]
     }
   ]
 }

@@ -11,6 +11,12 @@
 
 namespace vireo::block {
 
+// One piece of a vectored request: `len` bytes at virtual offset `off`, in `buf`.
+struct IoRange {
+  uint8_t* buf = nullptr;
+  uint64_t off = 0, len = 0;
+};
+
 class BlockBackend {
 public:
   virtual ~BlockBackend() = default;
@@ -19,6 +25,20 @@ public:
   virtual int pread(void* buf, uint64_t len, uint64_t off) = 0;
   virtual int pwrite(const void* buf, uint64_t len, uint64_t off) = 0;
   virtual int flush() = 0;
+  // Several reads / writes in one call, in order (convert's batches). Backends
+  // may merge pieces that are adjacent both in their file and in memory into
+  // one system call (qcow2: data clusters that follow each other in the file,
+  // wherever they are in the virtual disk). The defaults loop.
+  virtual int pread_ranges(const IoRange* r, size_t n) {
+    for (size_t i = 0; i < n; i++)
+      if (int e = pread(r[i].buf, r[i].len, r[i].off)) return e;
+    return 0;
+  }
+  virtual int pwrite_ranges(const IoRange* r, size_t n) {
+    for (size_t i = 0; i < n; i++)
+      if (int e = pwrite(r[i].buf, r[i].len, r[i].off)) return e;
+    return 0;
+  }
   virtual int discard(uint64_t off, uint64_t len) { return 0; }
   virtual int write_zeroes(uint64_t off, uint64_t len) {
     std::vector<uint8_t> z(64 * 1024, 0);

@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,8 +12,10 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -21,13 +25,19 @@
 #include "block/qcow2.h"
 #include "block/raw.h"
 
+#ifdef VIREO_HAVE_URING
+#include <liburing.h>
+#endif
+
 namespace vireo::block {
 
 namespace {
 
-constexpr uint64_t kBuf = 4 << 20;       // one read: 4 MiB, aligned
-constexpr int kBuffers = 4;              // in flight between reader and writer
+constexpr uint64_t kBuf = 1 << 20;       // one batch buffer
+constexpr int kBuffers = 16;             // batches in flight between reader, writer and the disk
+constexpr size_t kMaxRanges = 1024;      // extents in one batch
 constexpr uint64_t kCopyRange = 64 << 20;  // one copy_file_range call (progress, cancel)
+constexpr uint64_t kAlign = 4096;        // O_DIRECT: file offset, length and memory
 
 bool all_zero(const uint8_t* p, uint64_t n) {
   return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0);
@@ -51,41 +61,183 @@ int fsync_dir(const std::string& dir) {
   return r == -EINVAL ? 0 : r;  // some file systems can't fsync a directory
 }
 
-// Where the data goes: the temporary's fd (raw) or a qcow2 backend on it.
-// Every kKick bytes written, writeback of the file starts (sync_file_range,
-// asynchronous), so the one fdatasync at the end finds little left to do.
+// Buffered writes: every kKick bytes written, writeback of the file is started
+// (sync_file_range, asynchronous), so the one fdatasync at the end finds
+// little left. Called on the writing thread: the same call from a thread of
+// its own, racing the writes, doubled the CPU time of a raw -> qcow2 convert
+// (measured: 0.48 s against 0.23 s for 512 MiB).
 constexpr uint64_t kKick = 32 << 20;
-struct Sink {
-  int fd = -1;    // the temporary (also under a qcow2 backend: same inode)
-  BlockBackend* out = nullptr;
-  uint64_t since_kick = 0;
-  int write(const uint8_t* p, uint64_t n, uint64_t off) {
-    int r = out ? out->pwrite(p, n, off) : pwrite_full(fd, p, n, off);
-    if (!r) wrote(n);
-    return r;
-  }
+class Flusher {
+public:
+  explicit Flusher(int fd) : fd_(fd) {}
   void wrote(uint64_t n) {
-    if ((since_kick += n) >= kKick) {
-      ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-      since_kick = 0;
+    if ((since_ += n) < kKick) return;
+    since_ = 0;
+    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
+
+private:
+  const int fd_;
+  uint64_t since_ = 0;
+};
+
+#ifdef VIREO_HAVE_URING
+// Raw targets: the data goes to the disk with O_DIRECT, up to kQueue writes in
+// flight through io_uring, straight from the batch buffers (no copy into the
+// page cache, no writeback afterwards, no writeback throttling: O_DIRECT
+// writes are not throttled). Synchronous O_DIRECT writes would not do: ext4
+// holds the inode lock until a write into a hole completes, so threads would
+// write one at a time. The parts of a write that are not 4 KiB-aligned (file
+// offset, length: a raw source's odd end) go through the buffered descriptor;
+// they never share a page with the direct parts. A buffer goes back to the
+// reader when all of its writes completed.
+class DirectWriter {
+public:
+  static constexpr unsigned kQueue = 64;
+  static std::unique_ptr<DirectWriter> open(const std::string& path, int buffered_fd,
+                                            std::function<void(uint8_t*)> done) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (fd < 0) return nullptr;  // no O_DIRECT here: the buffered path
+    auto w = std::unique_ptr<DirectWriter>(new DirectWriter(fd, buffered_fd, std::move(done)));
+    if (io_uring_queue_init(kQueue, &w->ring_, 0) < 0) return nullptr;  // io_uring disabled
+    w->ring_ok_ = true;
+    for (unsigned i = 0; i < kQueue; i++) w->free_.push_back(i);
+    return w;
+  }
+  ~DirectWriter() {
+    if (ring_ok_) {
+      while (inflight_)
+        if (reap(true) == -EINTR) continue;
+      io_uring_queue_exit(&ring_);
+    }
+    ::close(fd_);
+  }
+  unsigned inflight() const { return inflight_; }
+  uint64_t direct_bytes() const { return direct_bytes_; }
+  // Queues the writes; `tag` (the batch buffer) is handed to done() once all
+  // of them completed (at once when none went to io_uring).
+  int submit(const std::vector<IoRange>& w, uint8_t* tag) {
+    pending_[tag]++;  // held until the end of this call
+    int err = 0;
+    for (const auto& r : w) {
+      uint64_t a = (r.off + kAlign - 1) / kAlign * kAlign, b = (r.off + r.len) / kAlign * kAlign;
+      if (a >= b || ((uintptr_t(r.buf) + (a - r.off)) % kAlign)) a = b = r.off + r.len;  // all buffered
+      if (a > r.off)
+        if ((err = pwrite_full(bfd_, r.buf, a - r.off, r.off))) break;
+      if (b < r.off + r.len)
+        if ((err = pwrite_full(bfd_, r.buf + (b - r.off), r.off + r.len - b, b))) break;
+      for (uint64_t o = a; o < b;) {
+        uint64_t m = std::min<uint64_t>(b - o, 4 << 20);
+        if ((err = queue(r.buf + (o - r.off), m, o, tag))) break;
+        o += m;
+      }
+      if (err) break;
+    }
+    if (!err && io_uring_sq_ready(&ring_)) {
+      int r = io_uring_submit(&ring_);
+      if (r < 0) err = r;
+    }
+    release(tag);
+    return err ? err : err_;
+  }
+  // Handles completions; waits for one first when `wait`. 0 or the first error.
+  int reap(bool wait) {
+    io_uring_cqe* cqe = nullptr;
+    if (wait && inflight_) {
+      int r = io_uring_wait_cqe(&ring_, &cqe);
+      if (r < 0 && r != -EINTR) return r;
+    }
+    while (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe) {
+      const unsigned i = unsigned(cqe->user_data);
+      const int res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      Slot& s = slots_[i];
+      if (res < 0 && !err_) err_ = res;
+      else if (res >= 0 && uint64_t(res) < s.len && !err_)  // short: the rest synchronously
+        err_ = pwrite_full(bfd_, s.buf + res, s.len - res, s.off + res);
+      if (res > 0) direct_bytes_ += uint64_t(res);
+      free_.push_back(i);
+      inflight_--;
+      release(s.tag);
+    }
+    return err_;
+  }
+  // Everything queued, completed.
+  int drain() {
+    while (inflight_) {
+      int r = reap(true);
+      if (r && r != -EINTR) return r;
+    }
+    return err_;
+  }
+
+private:
+  struct Slot {
+    uint8_t* buf = nullptr;
+    uint64_t len = 0, off = 0;
+    uint8_t* tag = nullptr;
+  };
+  DirectWriter(int fd, int bfd, std::function<void(uint8_t*)> done) : fd_(fd), bfd_(bfd), done_(std::move(done)) {}
+  int queue(uint8_t* buf, uint64_t len, uint64_t off, uint8_t* tag) {
+    while (free_.empty() || !io_uring_get_sqe_peek()) {
+      if (io_uring_sq_ready(&ring_)) {
+        int r = io_uring_submit(&ring_);
+        if (r < 0) return r;
+      }
+      if (free_.empty())
+        if (int r = reap(true); r && r != -EINTR) return r;
+    }
+    unsigned i = free_.back();
+    free_.pop_back();
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_prep_write(sqe, fd_, buf, unsigned(len), off);
+    io_uring_sqe_set_data64(sqe, i);
+    slots_[i] = Slot{buf, len, off, tag};
+    pending_[tag]++;
+    inflight_++;
+    return 0;
+  }
+  bool io_uring_get_sqe_peek() { return io_uring_sq_space_left(&ring_) > 0; }
+  void release(uint8_t* tag) {
+    auto it = pending_.find(tag);
+    if (it != pending_.end() && --it->second == 0) {
+      pending_.erase(it);
+      done_(tag);
     }
   }
+  const int fd_, bfd_;
+  std::function<void(uint8_t*)> done_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  Slot slots_[kQueue];
+  std::vector<unsigned> free_;
+  std::map<uint8_t*, int> pending_;
+  unsigned inflight_ = 0;
+  uint64_t direct_bytes_ = 0;
+  int err_ = 0;
+};
+#endif
+
+// A batch: the data extents of a stretch of the virtual disk, read into one
+// buffer (each at a memory address congruent to its offset modulo 4 KiB, so
+// aligned parts can be written with O_DIRECT straight from it).
+struct Batch {
+  uint8_t* buf = nullptr;      // null: nothing read (zeros only, or an error)
+  std::vector<IoRange> ext;    // data read, in order
+  uint64_t end = 0;            // the virtual disk is done up to here
+  int err = 0;                 // the reader failed at err_off
+  uint64_t err_off = 0;
+  bool last = false;
 };
 
-struct Piece {
-  uint64_t off = 0, len = 0;
-  uint8_t* buf = nullptr;  // null: zeros (nothing to write)
-  int err = 0;             // the reader failed here
-  bool end = false;
-};
-
-// Reader thread: walks the allocation map from `start`, reads data pieces
-// into free buffers. The caller's thread writes them.
+// Reader thread: walks the allocation map from `start`, gathers data extents
+// into batches and reads each batch with one pread_ranges (qcow2: one pread
+// per run of clusters adjacent in the file). The caller's thread writes them.
 class Pipeline {
 public:
   Pipeline(BlockBackend& in, uint64_t start, const std::atomic<bool>* cancel) : in_(in), start_(start), cancel_(cancel) {
     for (int i = 0; i < kBuffers; i++) {
-      void* p = std::aligned_alloc(4096, kBuf);
+      void* p = std::aligned_alloc(kAlign, kBuf);
       if (p) free_.push_back(static_cast<uint8_t*>(p)), all_.push_back(static_cast<uint8_t*>(p));
     }
     th_ = std::thread([this] { run(); });
@@ -99,12 +251,19 @@ public:
     th_.join();
     for (auto* p : all_) std::free(p);
   }
-  Piece pop() {
+  Batch pop() {
     std::unique_lock<std::mutex> g(mu_);
     cv_.wait(g, [&] { return !ready_.empty(); });
-    Piece p = ready_.front();
+    Batch b = std::move(ready_.front());
     ready_.pop_front();
-    return p;
+    return b;
+  }
+  bool try_pop(Batch* b) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (ready_.empty()) return false;
+    *b = std::move(ready_.front());
+    ready_.pop_front();
+    return true;
   }
   void give_back(uint8_t* b) {
     if (!b) return;
@@ -116,10 +275,10 @@ public:
   }
 
 private:
-  void push(const Piece& p) {
+  void push(Batch&& b) {
     {
       std::lock_guard<std::mutex> g(mu_);
-      ready_.push_back(p);
+      ready_.push_back(std::move(b));
     }
     cv_.notify_all();
   }
@@ -131,58 +290,50 @@ private:
     free_.pop_back();
     return b;
   }
+  void fail(uint64_t off, int err, uint8_t* buf) {
+    give_back(buf);
+    Batch f;
+    f.err = err, f.err_off = off;
+    push(std::move(f));
+  }
   void run() {
     const uint64_t size = in_.size();
     uint64_t off = start_;
-    Piece fail;
-    if (all_.size() < size_t(kBuffers)) {
-      fail.err = -ENOMEM;
-      push(fail);
-      return;
-    }
+    if (all_.size() < size_t(kBuffers)) return fail(off, -ENOMEM, nullptr);
     while (off < size) {
+      if (cancel_ && cancel_->load()) return fail(off, -ECANCELED, nullptr);
+      uint8_t* buf = take();
+      if (!buf) return;  // the writer stopped
+      Batch b;
+      b.buf = buf;
+      uint64_t pos = 0;
+      while (off < size && b.ext.size() < kMaxRanges) {
+        uint64_t n = 0;
+        int st = in_.block_status(off, size - off, &n);
+        if (st < 0 || n == 0) return fail(off, st < 0 ? st : -EIO, buf);
+        if (st == BlockBackend::kZero) {
+          off += n;
+          continue;
+        }
+        uint64_t at = (pos + kAlign - 1) / kAlign * kAlign + off % kAlign;
+        if (at >= kBuf) break;
+        uint64_t m = std::min(n, kBuf - at);
+        if (!b.ext.empty() && m < n && m < (256 << 10)) break;  // a large extent starts the next batch
+        b.ext.push_back(IoRange{buf + at, off, m});
+        pos = at + m, off += m;
+        if (pos + kAlign > kBuf) break;
+      }
       {
         std::lock_guard<std::mutex> g(mu_);
-        if (stop_) return;  // the writer gave up
+        if (stop_) return give_back(buf);  // the writer gave up
       }
-      if (cancel_ && cancel_->load()) {
-        fail.off = off, fail.err = -ECANCELED;
-        push(fail);
-        return;
-      }
-      uint64_t n = 0;
-      int st = in_.block_status(off, size - off, &n);
-      if (st < 0 || n == 0) {
-        fail.off = off, fail.err = st < 0 ? st : -EIO;
-        push(fail);
-        return;
-      }
-      if (st == BlockBackend::kZero) {
-        Piece z;
-        z.off = off, z.len = n;
-        push(z);
-        off += n;
-        continue;
-      }
-      for (uint64_t end = off + n; off < end;) {
-        uint64_t m = std::min(end - off, kBuf - (off % kBuf));  // aligned pieces
-        uint8_t* b = take();
-        if (!b) return;  // the writer stopped
-        if (int r = in_.pread(b, m, off)) {
-          give_back(b);
-          fail.off = off, fail.err = r;
-          push(fail);
-          return;
-        }
-        Piece d;
-        d.off = off, d.len = m, d.buf = b;
-        push(d);
-        off += m;
-      }
+      if (int r = in_.pread_ranges(b.ext.data(), b.ext.size())) return fail(b.ext.front().off, r, buf);
+      b.end = off;
+      push(std::move(b));
     }
-    Piece e;
-    e.end = true;
-    push(e);
+    Batch e;
+    e.last = true, e.end = size;
+    push(std::move(e));
   }
 
   BlockBackend& in_;
@@ -190,7 +341,7 @@ private:
   const std::atomic<bool>* cancel_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Piece> ready_;
+  std::deque<Batch> ready_;
   std::vector<uint8_t*> free_, all_;
   bool stop_ = false;
   std::thread th_;
@@ -199,9 +350,8 @@ private:
 // raw -> raw in the kernel. Returns the offset it got to (size when done) and
 // sets *err on a real failure; stops early, without an error, where the
 // kernel can't copy between these files (EXDEV, EOPNOTSUPP, ENOSYS, EINVAL).
-uint64_t copy_ranges(BlockBackend& in, int in_fd, Sink& sink, const ConvertOptions& o, int* err,
+uint64_t copy_ranges(BlockBackend& in, int in_fd, int out_fd, Flusher& flusher, const ConvertOptions& o, int* err,
                      ConvertStats* st) {
-  const int out_fd = sink.fd;
   const uint64_t size = in.size();
   uint64_t off = 0;
   *err = 0;
@@ -237,7 +387,7 @@ uint64_t copy_ranges(BlockBackend& in, int in_fd, Sink& sink, const ConvertOptio
         st->data_bytes += uint64_t(r);
         st->written_bytes += uint64_t(r);
         off += uint64_t(r);
-        sink.wrote(uint64_t(r));
+        flusher.wrote(uint64_t(r));
         if (o.progress) o.progress(off, size);
       }
     } else {
@@ -453,10 +603,8 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
   };
   auto werr = [&](int r) { return "could not write '" + target + "': " + std::strerror(-r); };
 
-  Sink sink;
   if (o.format == "raw") {
     if (::ftruncate(hold, off_t(size))) return abort_with(-errno, werr(-errno));
-    sink.fd = hold;
   } else {
     std::string cerr;
     if (int r = create_qcow2(tmp, size, o.cluster_bits, "", "", o.version, &cerr, o.extended_l2))
@@ -465,8 +613,6 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     oo.format = "qcow2";
     qout = open_block(tmp, oo, &cerr);
     if (!qout) return abort_with(-EIO, "could not write '" + target + "': " + cerr);
-    sink.out = qout.get();
-    sink.fd = hold;
   }
   std::unique_ptr<Compressor> zc;
   if (o.compress) {
@@ -478,10 +624,25 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
   uint64_t start = 0;
   auto* raw_in = dynamic_cast<RawBackend*>(&in);
   if (raw_in && o.format == "raw" && o.allow_copy_range) {
-    int r = 0;
-    start = copy_ranges(in, raw_in->fd(), sink, o, &r, &st);
-    if (r == -ECANCELED) return abort_with(r, "convert to '" + target + "' cancelled");
-    if (r) return abort_with(r, werr(r));
+    // raw -> raw where the file system shares extents (btrfs, XFS): one clone
+    // of the whole file, holes and all. Elsewhere (ext4: EOPNOTSUPP) the copy
+    // below, which is faster there than the kernel's copy_file_range (a page
+    // cache copy that then has to be written back).
+    if (::ioctl(hold, FICLONE, raw_in->fd()) == 0) {
+      st.reflinked = st.used_copy_range = true;
+      for (uint64_t off = 0, n = 0; off < size; off += n) {
+        int s = in.block_status(off, size - off, &n);
+        if (s < 0 || !n) break;
+        if (s == BlockBackend::kData) st.data_bytes += n, st.copy_range_bytes += n;
+      }
+      start = size;
+    } else if (o.copy_file_range) {
+      Flusher flusher(hold);
+      int r = 0;
+      start = copy_ranges(in, raw_in->fd(), hold, flusher, o, &r, &st);
+      if (r == -ECANCELED) return abort_with(r, "convert to '" + target + "' cancelled");
+      if (r) return abort_with(r, werr(r));
+    }
   }
 
   if (start < size) {
@@ -491,45 +652,92 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
                            : o.extended_l2     ? (1ULL << o.cluster_bits) / 32
                                                : std::max<uint64_t>(64 << 10, 1ULL << o.cluster_bits);
     Pipeline pipe(in, start, o.cancel);
+    std::optional<Flusher> flusher;
+#ifdef VIREO_HAVE_URING
+    std::unique_ptr<DirectWriter> dw;  // destroyed before pipe: waits for its writes first
+    if (o.format == "raw" && o.direct_io)
+      dw = DirectWriter::open(tmp, hold, [&pipe](uint8_t* b) { pipe.give_back(b); });
+    if (!dw) flusher.emplace(hold);
+#else
+    flusher.emplace(hold);
+#endif
+    std::vector<IoRange> w;
     for (;;) {
-      Piece p = pipe.pop();
-      if (p.end) break;
-      if (p.err) {
-        if (p.err == -ECANCELED) return abort_with(p.err, "convert to '" + target + "' cancelled");
-        return abort_with(p.err, "could not read the source image at offset " + std::to_string(p.off) + ": " +
-                                     std::strerror(-p.err));
-      }
-      if (p.buf && zc) {
-        st.data_bytes += p.len;
-        int r = zc->piece(p.buf, p.off, p.len);
-        pipe.give_back(p.buf);
-        if (r) return abort_with(r, werr(r));
-      } else if (p.buf) {
-        st.data_bytes += p.len;
-        // Write the non-zero runs (grain-aligned within the image): the new image reads zeros elsewhere.
-        for (uint64_t q = 0; q < p.len;) {
-          uint64_t m = std::min(grain - (p.off + q) % grain, p.len - q);
-          if (all_zero(p.buf + q, m)) {
-            q += m;
+      Batch b;
+#ifdef VIREO_HAVE_URING
+      if (dw) {
+        if (int r = dw->reap(false)) return abort_with(r, werr(r));
+        if (!pipe.try_pop(&b)) {
+          if (dw->inflight()) {
+            if (int r = dw->reap(true)) return abort_with(r, werr(r));
             continue;
           }
-          uint64_t e = q + m;
-          while (e < p.len) {
-            uint64_t mm = std::min(grain - (p.off + e) % grain, p.len - e);
-            if (all_zero(p.buf + e, mm)) break;
-            e += mm;
-          }
-          if (int r = sink.write(p.buf + q, e - q, p.off + q)) {
-            pipe.give_back(p.buf);
+          b = pipe.pop();
+        }
+      } else
+#endif
+        b = pipe.pop();
+      if (b.last) break;
+      if (b.err) {
+        if (b.err == -ECANCELED) return abort_with(b.err, "convert to '" + target + "' cancelled");
+        return abort_with(b.err, "could not read the source image at offset " + std::to_string(b.err_off) + ": " +
+                                     std::strerror(-b.err));
+      }
+      for (const auto& e : b.ext) st.data_bytes += e.len;
+      if (zc) {
+        for (const auto& e : b.ext)
+          if (int r = zc->piece(e.buf, e.off, e.len)) {
+            pipe.give_back(b.buf);
             return abort_with(r, werr(r));
           }
-          st.written_bytes += e - q;
-          q = e;
+        pipe.give_back(b.buf);
+      } else {
+        // The non-zero runs (grain-aligned within the image): the new image reads zeros elsewhere.
+        w.clear();
+        uint64_t bytes = 0;
+        for (const auto& e : b.ext)
+          for (uint64_t q = 0; q < e.len;) {
+            uint64_t m = std::min(grain - (e.off + q) % grain, e.len - q);
+            if (all_zero(e.buf + q, m)) {
+              q += m;
+              continue;
+            }
+            uint64_t end = q + m;
+            while (end < e.len) {
+              uint64_t mm = std::min(grain - (e.off + end) % grain, e.len - end);
+              if (all_zero(e.buf + end, mm)) break;
+              end += mm;
+            }
+            w.push_back(IoRange{e.buf + q, e.off + q, end - q});
+            bytes += end - q;
+            q = end;
+          }
+        st.written_bytes += bytes;
+        int r = 0;
+#ifdef VIREO_HAVE_URING
+        if (dw) {
+          r = dw->submit(w, b.buf);  // gives the buffer back once written
+          if (r) return abort_with(r, werr(r));
+        } else
+#endif
+        {
+          if (qout) r = qout->pwrite_ranges(w.data(), w.size());
+          else
+            for (const auto& x : w)
+              if ((r = pwrite_full(hold, x.buf, x.len, x.off))) break;
+          pipe.give_back(b.buf);
+          if (r) return abort_with(r, werr(r));
+          flusher->wrote(bytes);
         }
-        pipe.give_back(p.buf);
       }
-      if (o.progress) o.progress(p.off + p.len, size);
+      if (o.progress) o.progress(b.end, size);
     }
+#ifdef VIREO_HAVE_URING
+    if (dw) {
+      if (int r = dw->drain()) return abort_with(r, werr(r));
+      st.direct_bytes = dw->direct_bytes();
+    }
+#endif
   }
 
   if (zc) {

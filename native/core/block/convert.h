@@ -35,7 +35,17 @@ struct ConvertOptions {
   // Called on the writing thread with bytes of the virtual disk done (holes count).
   std::function<void(uint64_t done, uint64_t total)> progress;
   const std::atomic<bool>* cancel = nullptr;  // set -> the copy stops with -ECANCELED
-  bool allow_copy_range = true;  // tests: false forces the read/write path for raw -> raw
+  // raw -> raw: a reflink of the whole file (FICLONE) where the file system
+  // shares extents (btrfs, XFS). false: always the read/write path.
+  bool allow_copy_range = true;
+  // raw -> raw without reflinks: the kernel's copy_file_range per data extent
+  // instead of the read/write path (on ext4 a page-cache copy that must then be
+  // written back: slower than O_DIRECT writes; kept for comparison and tests).
+  bool copy_file_range = false;
+  // raw targets: O_DIRECT writes through io_uring where the file system and
+  // kernel allow (else, or false, buffered writes with writeback started as
+  // the copy goes).
+  bool direct_io = true;
 };
 
 // What the last convert did (tests and benchmarks).
@@ -46,6 +56,8 @@ struct ConvertStats {
   uint64_t compressed_clusters = 0;  // convert -c: clusters stored compressed
   uint64_t plain_clusters = 0;       // convert -c: clusters that did not compress
   bool used_copy_range = false;
+  bool reflinked = false;            // raw -> raw: one FICLONE
+  uint64_t direct_bytes = 0;         // written with O_DIRECT
 };
 
 // Copies `in` (its whole backing chain, flattened) to a new image at `target`.

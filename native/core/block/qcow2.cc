@@ -946,39 +946,56 @@ int Qcow2Backend::read_in_cluster(uint64_t e, uint64_t bitmap, uint8_t* p, uint6
 }
 
 int Qcow2Backend::pread(void* buf, uint64_t len, uint64_t off) {
-  if (off > size_ || len > size_ - off) return -EIO;
+  IoRange r{static_cast<uint8_t*>(buf), off, len};
+  return pread_ranges(&r, 1);
+}
+
+// Data clusters that follow each other in the file and whose bytes go to
+// adjacent memory are one pread (convert's batches: a qemu-img-made image
+// keeps its clusters in virtual order, holes or not between them).
+int Qcow2Backend::pread_ranges(const IoRange* rs, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (rs[i].off > size_ || rs[i].len > size_ - rs[i].off) return -EIO;
   std::lock_guard<std::mutex> g(mu_);
   trim_caches();
-  auto* p = static_cast<uint8_t*>(buf);
   auto plain = [&](uint64_t e, uint64_t bm) {  // a data cluster read as is
     if (ext_l2_) return !(e & kCompressed) && (e & kOffMask) && bm == kSubAlloc;  // every subcluster allocated
     return !(e & kCompressed) && !(version_ >= 3 && (e & kZeroFlag)) && (e & kOffMask);
   };
-  while (len) {
-    uint64_t in = off & (cs_ - 1), n = std::min(len, cs_ - in);
-    uint64_t e, bm;
-    if (int r = lookup(off, &e, &bm)) return r;
-    uint64_t host = e & kOffMask;
-    if (n < len && plain(e, bm) && !(host & (cs_ - 1)) && host < file_end_ + cs_) {
-      // Data clusters that follow each other in the file: one read (convert, sequential I/O).
-      if (int r = check_data_host(host, cs_, false, "data cluster")) return r;
-      uint64_t total = n;
-      while (total < len) {
-        uint64_t e2, bm2;
-        if (int r = lookup(off + total, &e2, &bm2)) return r;
-        uint64_t h2 = e2 & kOffMask;
-        if (!plain(e2, bm2) || h2 != host + in + total || h2 >= file_end_ + cs_) break;
-        if (int r = check_data_host(h2, cs_, false, "data cluster")) return r;
-        total += std::min(len - total, cs_);
+  struct {
+    uint64_t host = 0, len = 0;
+    uint8_t* p = nullptr;
+  } seg;  // the host read being gathered
+  auto flush_seg = [&]() -> int {
+    if (!seg.len) return 0;
+    int r = pread_full(fd_, seg.p, seg.len, seg.host);
+    seg.len = 0;
+    return r;
+  };
+  for (size_t i = 0; i < count; i++) {
+    auto* p = rs[i].buf;
+    uint64_t off = rs[i].off, len = rs[i].len;
+    while (len) {
+      uint64_t in = off & (cs_ - 1), n = std::min(len, cs_ - in);
+      uint64_t e, bm;
+      if (int r = lookup(off, &e, &bm)) return r;
+      uint64_t host = e & kOffMask;
+      if (plain(e, bm) && !(host & (cs_ - 1)) && host < file_end_ + cs_) {
+        if (int r = check_data_host(host, cs_, false, "data cluster")) return r;
+        if (seg.len && host + in == seg.host + seg.len && p == seg.p + seg.len && seg.len < (64u << 20)) {
+          seg.len += n;
+        } else {
+          if (int r = flush_seg()) return r;
+          seg.host = host + in, seg.len = n, seg.p = p;
+        }
+      } else {
+        if (int r = flush_seg()) return r;
+        if (int r = read_in_cluster(e, bm, p, in, n, off - in)) return r;
       }
-      if (int r = pread_full(fd_, p, total, host + in)) return r;
-      p += total, off += total, len -= total;
-      continue;
+      p += n, off += n, len -= n;
     }
-    if (int r = read_in_cluster(e, bm, p, in, n, off - in)) return r;
-    p += n, off += n, len -= n;
   }
-  return 0;
+  return flush_seg();
 }
 
 int Qcow2Backend::block_status(uint64_t off, uint64_t len, uint64_t* n) {
@@ -1222,16 +1239,23 @@ int Qcow2Backend::write_chunk_ext(const uint8_t* p, uint64_t n, uint64_t off) {
 }
 
 int Qcow2Backend::pwrite(const void* buf, uint64_t len, uint64_t off) {
+  IoRange r{static_cast<uint8_t*>(const_cast<void*>(buf)), off, len};
+  return pwrite_ranges(&r, 1);
+}
+
+int Qcow2Backend::pwrite_ranges(const IoRange* rs, size_t count) {
   if (ro_) return -EROFS;
-  if (off > size_ || len > size_ - off) return -EIO;
+  for (size_t i = 0; i < count; i++)
+    if (rs[i].off > size_ || rs[i].len > size_ - rs[i].off) return -EIO;
   std::lock_guard<std::mutex> g(mu_);
   if (corrupt_) return -EIO;
   trim_caches();
-  auto* p = static_cast<const uint8_t*>(buf);
   // Whole clusters written where nothing was allocated get new clusters, which
   // mostly follow each other at the end of the file: their data goes out in one
-  // write (up to 8 MiB) before this call returns. Should that write fail, their
-  // L2 entries are put back (the clusters leak; nothing points at unwritten data).
+  // write (up to 8 MiB) when their bytes are adjacent in memory too (one range,
+  // or a convert batch's ranges packed in one buffer), before this call
+  // returns. Should that write fail, their L2 entries are put back (the
+  // clusters leak; nothing points at unwritten data).
   struct Slot {
     L2Table* t;
     uint64_t i, old_bitmap;  // word index of the entry; extended L2: its bitmap before
@@ -1253,43 +1277,47 @@ int Qcow2Backend::pwrite(const void* buf, uint64_t len, uint64_t off) {
     pend.slots.clear();
     return r;
   };
-  while (len) {
-    uint64_t n = std::min(len, cs_ - (off & (cs_ - 1)));
-    if (n == cs_) {
-      L2Table* t;
-      uint64_t idx;
-      if (int r = l2_for_write(off, &t, &idx)) {
-        flush_pending();
-        return r;
-      }
-      // Unallocated (extended L2: no allocated subcluster; zero bits are overwritten).
-      const uint64_t si = ext_l2_ ? idx * 2 : idx;
-      if (t->e[si] == 0 && !(ext_l2_ && (t->e[si + 1] & kSubAlloc))) {
-        uint64_t nc;
-        if (int r = alloc_clusters(1, &nc)) {
+  for (size_t ri = 0; ri < count; ri++) {
+    const uint8_t* p = rs[ri].buf;
+    uint64_t off = rs[ri].off, len = rs[ri].len;
+    while (len) {
+      uint64_t n = std::min(len, cs_ - (off & (cs_ - 1)));
+      if (n == cs_) {
+        L2Table* t;
+        uint64_t idx;
+        if (int r = l2_for_write(off, &t, &idx)) {
           flush_pending();
           return r;
         }
-        int k = meta_overlap(nc, cs_);
-        if (k == -2 || k >= 0) {
-          flush_pending();
-          return k == -2 ? -EIO : mark_corrupt("cluster " + hex(nc) + " is free in the refcounts but holds " + meta_name(k));
+        // Unallocated (extended L2: no allocated subcluster; zero bits are overwritten).
+        const uint64_t si = ext_l2_ ? idx * 2 : idx;
+        if (t->e[si] == 0 && !(ext_l2_ && (t->e[si + 1] & kSubAlloc))) {
+          uint64_t nc;
+          if (int r = alloc_clusters(1, &nc)) {
+            flush_pending();
+            return r;
+          }
+          int k = meta_overlap(nc, cs_);
+          if (k == -2 || k >= 0) {
+            flush_pending();
+            return k == -2 ? -EIO : mark_corrupt("cluster " + hex(nc) + " is free in the refcounts but holds " + meta_name(k));
+          }
+          if (pend.len && (nc != pend.host + pend.len || p != pend.p + pend.len || pend.len >= (8u << 20)))
+            if (int r = flush_pending()) return r;
+          if (!pend.len) pend.host = nc, pend.p = p;
+          pend.len += cs_;
+          pend.slots.push_back({t, si, ext_l2_ ? t->e[si + 1] : 0});
+          t->e[si] = nc | kCopied;
+          if (ext_l2_) t->e[si + 1] = kSubAlloc;
+          t->dirty = true;
+          p += n, off += n, len -= n;
+          continue;
         }
-        if (pend.len && (nc != pend.host + pend.len || p != pend.p + pend.len || pend.len >= (8u << 20)))
-          if (int r = flush_pending()) return r;
-        if (!pend.len) pend.host = nc, pend.p = p;
-        pend.len += cs_;
-        pend.slots.push_back({t, si, ext_l2_ ? t->e[si + 1] : 0});
-        t->e[si] = nc | kCopied;
-        if (ext_l2_) t->e[si + 1] = kSubAlloc;
-        t->dirty = true;
-        p += n, off += n, len -= n;
-        continue;
       }
+      if (int r = flush_pending()) return r;
+      if (int r = write_chunk(p, n, off)) return r;
+      p += n, off += n, len -= n;
     }
-    if (int r = flush_pending()) return r;
-    if (int r = write_chunk(p, n, off)) return r;
-    p += n, off += n, len -= n;
   }
   return flush_pending();
 }

@@ -39,6 +39,8 @@ public:
   bool read_only() const override { return ro_; }
   int pread(void* buf, uint64_t len, uint64_t off) override;
   int pwrite(const void* buf, uint64_t len, uint64_t off) override;
+  int pread_ranges(const IoRange* r, size_t n) override;
+  int pwrite_ranges(const IoRange* r, size_t n) override;
   int flush() override;
   int discard(uint64_t off, uint64_t len) override;
   int write_zeroes(uint64_t off, uint64_t len) override;
