@@ -360,12 +360,32 @@ async function waitMode(page: Page, w: number, h: number): Promise<void> {
 }
 
 async function openVireo(append: string, w: number, h: number): Promise<ConsoleSide> {
-  const log = tmpLog('fbloop-vireo');
   let uuid = '';
-  const s = await serve((d) => (uuid = defFile(d, 'fbloop', { kind: 'kernel', kernel: FBLOOP, append }, 4, { nics: [], serial: { logFile: log } })));
-  await s.ctx.addInitScript({ content: INSTRUMENT });
-  await openConsole(s, uuid, 'Display');
-  await waitMode(s.page, w, h);
+  let log = '';
+  const s = await serve((d) => {
+    // A serial log must lie in Vireo's log directory ($XDG_DATA_HOME/vireo/logs).
+    const logs = path.join(d, '..', '..', '..', 'data', 'vireo', 'logs');
+    fs.mkdirSync(logs, { recursive: true });
+    log = path.join(logs, 'fbloop-serial.log');
+    uuid = defFile(d, 'fbloop', { kind: 'kernel', kernel: FBLOOP, append }, 4, { nics: [], serial: { logFile: log } });
+  });
+  try {
+    await s.ctx.addInitScript({ content: INSTRUMENT });
+    await openConsole(s, uuid, 'Display');
+    await waitMode(s.page, w, h);
+  } catch (e) {
+    const shot = path.join(os.tmpdir(), `vireo-bench-fbloop-failed-${process.pid}.png`);
+    await s.page.screenshot({ path: shot }).catch(() => undefined);
+    let svc = '';
+    try {
+      svc = fs.readFileSync(path.join(s.dir, 'data', 'vireo', 'logs', 'service.log'), 'utf8').slice(-1500);
+    } catch {
+      /* none */
+    }
+    await s.close();
+    if (svc) console.error(`service log:\n${svc}`);
+    throw new Error(`Vireo console never showed ${w}x${h} (page: ${shot}): ${(e as Error).message}`);
+  }
   const enginePid = () => {
     for (const e of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(e)) continue;
@@ -384,10 +404,7 @@ async function openVireo(append: string, w: number, h: number): Promise<ConsoleS
     chromiumDir: s.dir,
     vmmPid: enginePid,
     accel: 'kvm',
-    close: async () => {
-      await s.close();
-      fs.rmSync(log, { force: true });
-    },
+    close: () => s.close(),
   };
 }
 
@@ -401,9 +418,16 @@ async function openQemuNovnc(append: string, w: number, h: number): Promise<Cons
   const ctx = await chromium.launchPersistentContext(path.join(prof, 'chromium'), { executablePath: '/usr/bin/chromium', headless: true, args: ARGS, viewport: { width: 1280, height: 800 } });
   await ctx.addInitScript({ content: INSTRUMENT });
   const page = ctx.pages()[0] ?? (await ctx.newPage());
-  await page.goto(web.url);
-  await page.waitForFunction(() => (globalThis as any).document.documentElement.dataset.vnc === 'connected', undefined, { timeout: 30000 });
-  await waitMode(page, w, h);
+  try {
+    await page.goto(web.url);
+    await page.waitForFunction(() => (globalThis as any).document.documentElement.dataset.vnc === 'connected', undefined, { timeout: 30000 });
+    await waitMode(page, w, h);
+  } catch (e) {
+    await ctx.close();
+    await q.close();
+    await web.close();
+    throw new Error(`noVNC never showed ${w}x${h} (guest log: ${fs.readFileSync(log, 'utf8').slice(0, 200)}): ${(e as Error).message}`);
+  }
   return {
     side: 'qemu+novnc',
     page,

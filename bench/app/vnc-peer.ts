@@ -48,16 +48,19 @@ export const INSTRUMENT = `(() => {
       return r;
     };
   }
+  // A real WebSocket with a listener added (noVNC checks its channel's own prototype, so no subclass).
   const WS = globalThis.WebSocket;
-  globalThis.WebSocket = class extends WS {
-    constructor(...a) {
-      super(...a);
-      this.addEventListener('message', (e) => {
-        const d = e.data;
-        st.wsBytes += typeof d === 'string' ? d.length : d.byteLength ?? d.size ?? 0;
-      });
-    }
+  const Counted = function (...a) {
+    const ws = new WS(...a);
+    ws.addEventListener('message', (e) => {
+      const d = e.data;
+      st.wsBytes += typeof d === 'string' ? d.length : d.byteLength ?? d.size ?? 0;
+    });
+    return ws;
   };
+  Counted.prototype = WS.prototype;
+  Object.setPrototypeOf(Counted, WS);
+  globalThis.WebSocket = Counted;
   addEventListener('keydown', () => st.keys.push(performance.now()), true);
 })();`;
 
