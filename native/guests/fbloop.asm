@@ -11,7 +11,8 @@
 ;   noise      every pixel random: 4 screens of xorshift noise in turn
 ;   key        static dark screen; each key press (PS/2 make code, polled from
 ;              ring 3 through ports 0x64/0x60) toggles a 128x128 block at
-;              (0,0) between white and red (keypress -> pixel latency)
+;              (0,0) between white and red (keypress -> pixel latency), then
+;              writes "k" on COM1
 ;   1920       1920x1080x32 instead of 1024x768x32
 ; COM1: "fbloop WxH mode lfb=ADDR" at start; then from ring 3 every 256 frames
 ; "f N t T" (frames so far, TSC in units of 2^20 cycles; both hex), so a log
@@ -547,6 +548,10 @@ key_mode:
     dec edx
     jnz .row
     inc dword [frame]
+    mov al, 'k'                    ; the key is on screen
+    call putc64
+    mov al, 10
+    call putc64
     jmp .poll
 .wait:
     cmp byte [stepped], 0
