@@ -12,7 +12,7 @@
 ;   key        static dark screen; each key press (PS/2 make code, polled from
 ;              ring 3 through ports 0x64/0x60) toggles a 128x128 block at
 ;              (0,0) between white and red (keypress -> pixel latency), then
-;              writes "k" on COM1
+;              writes "k N" on COM1 (N: unasked-for #DBs so far, hex; see db_handler)
 ;   1920       1920x1080x32 instead of 1024x768x32
 ; COM1: "fbloop WxH mode lfb=ADDR" at start; then from ring 3 every 256 frames
 ; "f N t T" (frames so far, TSC in units of 2^20 cycles; both hex), so a log
@@ -325,6 +325,7 @@ fault:
 ; the emulated ring 0) and resumed.
 db_handler:
     mov byte [stepped], 1
+    inc dword [dbcount]
     iretq
 
 ; ---- ring 3 -------------------------------------------------------------------
@@ -548,8 +549,12 @@ key_mode:
     dec edx
     jnz .row
     inc dword [frame]
-    mov al, 'k'                    ; the key is on screen
+    mov al, 'k'                    ; the key is on screen: "k <#DBs so far>"
     call putc64
+    mov al, ' '
+    call putc64
+    mov eax, [dbcount]
+    call hex32_64
     mov al, 10
     call putc64
     jmp .poll
@@ -623,6 +628,8 @@ lfb:    dd 0
 frame:  dd 0
 skip_next: db 0
 stepped: db 0
+align 4
+dbcount: dd 0
 s_hello: db "fbloop ", 0
 s_lfb:   db " lfb=", 0
 s_en:    db " dispi_enable=", 0

@@ -293,7 +293,19 @@ TEST(fbloop_takes_a_key_from_ring_3) {
   CHECK_EQ(f0.bgrx[at], 0x10);
   b->key("KeyA", true);
   b->key("KeyA", false);
-  CHECK(r.wait_output("k\n", 60));
+  CHECK(r.wait_output("\nk ", 60));
+  std::string ack;
+  for (int i = 0; i < 50 && ack.empty(); i++) {
+    {
+      std::lock_guard g(r.mu);
+      size_t k = r.serial.find("\nk ");
+      size_t e = r.serial.find('\n', k + 1);
+      if (e != std::string::npos) ack = r.serial.substr(k + 1, e - k - 1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK_EQ(ack.size(), size_t(10));  // "k " + 8 hex digits
+  std::printf("        guest after the key: %s (the #DBs it was handed, hex)\n", ack.c_str());
   vga::Frame f1 = b->frame();
   CHECK_EQ(f1.bgrx[at], 0xff);
   CHECK_EQ(f1.bgrx[at + 1], 0xff);
