@@ -319,10 +319,11 @@ fault:
 
 ; A #DB from ring 3 that the guest never asked for: Vireo single-steps the vCPU
 ; (KVM_SET_GUEST_DEBUG) while host input waits in the keyboard controller (its
-; kvm_pvm input workaround, docs/architecture.md), and kvm_pvm delivers that
-; step's #DB to a guest running in ring 3 instead of exiting. Noted (the key
-; loop then polls without pausing, as every instruction now costs a trip through
-; the emulated ring 0) and resumed.
+; kvm_pvm input workaround, docs/architecture.md), and kvm_pvm delivers a step's
+; #DB to a guest running in ring 3 instead of exiting. Vireo no longer steps a
+; vCPU at CPL 3; should one come anyway it is counted (printed with each key's
+; ack; kvm_kboot_test wants 0) and resumed, and the key loop then polls without
+; pausing, as every instruction would cost a trip through the emulated ring 0.
 db_handler:
     mov byte [stepped], 1
     inc dword [dbcount]
