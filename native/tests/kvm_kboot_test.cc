@@ -237,3 +237,98 @@ TEST(linux_bzimage_on_the_pc_prints_on_the_vga_screen) {
   CHECK(m.state() == RunState::Running);
   m.stop();
 }
+
+// bench/app's display workload (guests/fbloop.asm): a multiboot kernel that sets
+// a 1024x768x32 Bochs VBE mode, maps the std-vga's BAR0 as a user page and
+// repaints the whole screen from ring 3. The screen is that mode and changes.
+TEST(fbloop_repaints_a_vbe_screen_from_ring_3) {
+  require_kvm();
+  require_seabios();
+  MachineConfig c = pc_kernel(guest("fbloop.bin"), 256);
+  c.append = "desktop";
+  Machine m(c);
+  auto* b = dynamic_cast<PcBoard*>(m.board());
+  Run r;
+  r.attach(m);
+  m.start();
+  CHECK(r.wait_output("f 00000200 t ", 120));
+  CHECK(r.serial.find("fbloop 1024x768 0 dispi_enable=00000041 lfb=") != std::string::npos);
+  b->poll(true);
+  vga::Frame f1 = b->frame();
+  CHECK_EQ(f1.width, 1024u);
+  CHECK_EQ(f1.height, 768u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  b->poll(false);
+  vga::Frame f2 = b->frame();
+  CHECK(f1.bgrx != f2.bgrx);  // repainted, scrolled
+  // The page's background (0xf4f4f4) is most of the screen.
+  size_t light = 0;
+  for (size_t i = 0; i + 3 < f2.bgrx.size(); i += 4) light += f2.bgrx[i] == 0xf4 && f2.bgrx[i + 1] == 0xf4 && f2.bgrx[i + 2] == 0xf4;
+  CHECK(light > size_t(1024) * 768 / 2);
+  CHECK(r.serial.find("\nx ") == std::string::npos);  // no exception
+  CHECK(m.state() == RunState::Running);
+  m.stop();
+}
+
+// Its key mode: ring 3 polls the i8042 (the TSS's I/O bitmap allows it) and a
+// key press paints the 128x128 block at (0,0) white, then red. Vireo single-steps
+// a vCPU while a key waits (kvm_pvm hosts); kvm_pvm would hand that step's #DB to
+// ring 3, so Vireo does not step at CPL 3: the guest counts the #DBs it gets and
+// must get none (docs/architecture.md, "Input on kvm_pvm hosts").
+TEST(fbloop_takes_a_key_from_ring_3) {
+  require_kvm();
+  require_seabios();
+  MachineConfig c = pc_kernel(guest("fbloop.bin"), 256);
+  c.append = "key";
+  Machine m(c);
+  auto* b = dynamic_cast<PcBoard*>(m.board());
+  Run r;
+  r.attach(m);
+  m.start();
+  CHECK(r.wait_output("fbloop 1024x768 2 ", 120));
+  // The dark fill, then the key loop (native speed: well within a second).
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  vga::Frame f0 = b->frame();
+  CHECK_EQ(f0.width, 1024u);
+  size_t at = (64 * size_t(1024) + 64) * 4;
+  CHECK_EQ(f0.bgrx[at], 0x10);
+  b->key("KeyA", true);
+  b->key("KeyA", false);
+  CHECK(r.wait_output("\nk ", 60));
+  std::string ack;
+  for (int i = 0; i < 50 && ack.empty(); i++) {
+    {
+      std::lock_guard g(r.mu);
+      size_t k = r.serial.find("\nk ");
+      size_t e = r.serial.find('\n', k + 1);
+      if (e != std::string::npos) ack = r.serial.substr(k + 1, e - k - 1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK_EQ(ack, std::string("k 00000000"));  // painted, and no #DB on the way
+  vga::Frame f1 = b->frame();
+  CHECK_EQ(f1.bgrx[at], 0xff);
+  CHECK_EQ(f1.bgrx[at + 1], 0xff);
+  CHECK_EQ(f1.bgrx[at + 2], 0xff);
+  CHECK_EQ(f1.bgrx[(200 * size_t(1024) + 200) * 4], 0x10);  // outside the block: still dark
+  // Two more, while the guest keeps polling: each toggles the block, still no #DB.
+  for (int n = 2; n <= 3; n++) {
+    b->key("KeyB", true);
+    b->key("KeyB", false);
+    auto acks = [&] {
+      std::lock_guard g(r.mu);
+      int c = 0;
+      for (size_t p = r.serial.find("\nk 00000000\n"); p != std::string::npos; p = r.serial.find("\nk 00000000\n", p + 1)) c++;
+      return c;
+    };
+    for (int i = 0; i < 300 && acks() < n; i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (acks() < n) std::printf("        serial:\n%s\n", r.serial.c_str());
+    CHECK_EQ(acks(), n);
+    vga::Frame f = b->frame();
+    CHECK_EQ(f.bgrx[at + 2], 0xff);                // R (BGRX)
+    CHECK_EQ(f.bgrx[at], n == 2 ? 0x00 : 0xff);    // red after the 2nd key, white after the 3rd
+  }
+  CHECK(r.serial.find("\nx ") == std::string::npos);
+  CHECK(m.state() == RunState::Running);
+  m.stop();
+}

@@ -1141,6 +1141,16 @@ bool Machine::safe_to_stop_stepping(kvm::KvmVcpu& v) {
   }
 }
 
+// CPL 3 in protected or long mode (CS's RPL is the CPL there).
+bool Machine::at_cpl3(kvm::KvmVcpu& v) {
+  try {
+    auto sr = v.sregs();
+    return (sr.cr0 & 1) && (sr.cs.selector & 3) == 3;
+  } catch (const kvm::KvmError&) {
+    return false;
+  }
+}
+
 void Machine::vcpu_loop(int id) {
   // Only this thread receives the kick signal's EINTR; keep it unblocked here.
   sigset_t set;
@@ -1189,8 +1199,14 @@ void Machine::vcpu_loop(int id) {
     }
     // Switch single-stepping only between whole instructions: never while an
     // I/O or MMIO exit waits for KVM_RUN to complete the instruction.
-    if (bool want = step_wanted_.load(std::memory_order_relaxed); want != stepping && at_boundary &&
-                                                                   (want || safe_to_stop_stepping(v))) {
+    bool want = step_wanted_.load(std::memory_order_relaxed);
+    // kvm_pvm runs ring 3 natively and hands a single step's #DB to the guest
+    // there instead of exiting (guests/fbloop.asm was given thousands a key):
+    // no stepping while the vCPU is at CPL 3. Its interrupt gets in at the next
+    // entry with IF=1 (user space runs with IF=1); a step exit that lands in
+    // ring 3 (an IRET from stepped ring-0 code) switches stepping off here.
+    if (want && pvm_ && at_boundary && at_cpl3(v)) want = false;
+    if (want != stepping && at_boundary && (want || safe_to_stop_stepping(v))) {
       try {
         v.set_single_step(want);
         stepping = want;

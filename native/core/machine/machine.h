@@ -235,6 +235,7 @@ private:
   void setup_vcpu(kvm::KvmVcpu& v, int id);
   void vcpu_loop(int id);
   static bool safe_to_stop_stepping(kvm::KvmVcpu& v);
+  static bool at_cpl3(kvm::KvmVcpu& v);
   bool handle_exit(kvm::KvmVcpu& v);
   void kick_all();
   void set_state(RunState s, const StopInfo& info);
