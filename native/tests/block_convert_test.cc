@@ -2,6 +2,8 @@
 // is read, zero clusters and holes stay unwritten, backing chains flatten, outputs
 // pass qemu-img check / compare, and a failed or killed convert leaves nothing
 // under the target's name. qemu-img cases skip (with the reason) without it.
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <dirent.h>
 #include <limits.h>
 #include <signal.h>
@@ -12,6 +14,8 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #ifdef VIREO_HAVE_URING
@@ -199,6 +203,45 @@ TEST(convert_enospc_removes_partial_and_names_target) {
   CHECK(blocktest::slurp(d / "src.raw") == before);
 }
 
+static bool direct_io_here(const std::string& dir, std::string* why);
+
+// The same on a small ext4 (loop mount), where raw targets go out with O_DIRECT
+// through io_uring: the ENOSPC comes back in a completion while other writes are
+// queued; convert must end with the error, not wait on writes it never submitted.
+TEST(convert_direct_io_enospc_on_ext4) {
+  if (geteuid() != 0) SKIP("needs root to loop-mount an ext4 image");
+  if (!blocktest::have("mkfs.ext4")) SKIP("mkfs.ext4 not installed (e2fsprogs)");
+  TmpDir d, m;
+  std::string fs_img = d / "fs.img";
+  if (std::system(("truncate -s 16M '" + fs_img + "' && mkfs.ext4 -q -F '" + fs_img + "' >/dev/null 2>&1").c_str()))
+    SKIP("mkfs.ext4 failed");
+  if (std::system(("mount -o loop '" + fs_img + "' '" + m.path + "' >/dev/null 2>&1").c_str()))
+    SKIP("cannot loop-mount an ext4 image here");
+  struct Umount {
+    std::string p;
+    ~Umount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } um{m.path};
+  std::string why;
+  if (!direct_io_here(m.path, &why)) SKIP("no direct I/O here: " + why);
+  std::vector<uint64_t> blocks;
+  for (uint64_t i = 0; i < 480; i++) blocks.push_back(i);  // 30 MiB of data
+  make_raw(d / "src.raw", 32, blocks);
+  for (int round = 0; round < 5; round++) {
+    std::string out = m / "big.raw";
+    auto in = open_ro(d / "src.raw");
+    ConvertOptions o;
+    o.format = "raw";
+    o.direct_io = true;
+    std::string err;
+    int r = convert_image(*in, out, o, &err);
+    CHECK_EQ(r, -ENOSPC);
+    CHECK(err.find("No space left on device") != std::string::npos);
+    auto left = ls(m.path);
+    left.erase(std::remove(left.begin(), left.end(), std::string("lost+found")), left.end());
+    CHECK_EQ(left.size(), size_t(0));  // neither the target nor a temporary
+  }
+}
+
 TEST(convert_refuses_a_target_in_use) {
   TmpDir d;
   make_raw(d / "src.raw", 4, {1});
@@ -317,7 +360,10 @@ static bool direct_io_here(const std::string& dir, std::string* why) {
   int fd = ::open(f.c_str(), O_CREAT | O_WRONLY | O_DIRECT, 0644);
   ::unlink(f.c_str());
   if (fd < 0) return *why = std::string("O_DIRECT: ") + std::strerror(errno), false;
+  struct statfs sf;
+  bool ram = ::fstatfs(fd, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC);
   ::close(fd);
+  if (ram) return *why = "a tmpfs/ramfs directory (convert writes buffered there)", false;
   io_uring ring;
   int r = io_uring_queue_init(4, &ring, 0);
   if (r < 0) return *why = std::string("io_uring: ") + std::strerror(-r), false;

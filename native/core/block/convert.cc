@@ -6,6 +6,8 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -98,6 +100,12 @@ public:
                                             std::function<void(uint8_t*)> done) {
     int fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
     if (fd < 0) return nullptr;  // no O_DIRECT here: the buffered path
+    // tmpfs/ramfs are the page cache itself: direct I/O gains nothing there.
+    struct statfs sf;
+    if (::fstatfs(fd, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC)) {
+      ::close(fd);
+      return nullptr;
+    }
     auto w = std::unique_ptr<DirectWriter>(new DirectWriter(fd, buffered_fd, std::move(done)));
     if (io_uring_queue_init(kQueue, &w->ring_, 0) < 0) return nullptr;  // io_uring disabled
     w->ring_ok_ = true;
@@ -106,8 +114,16 @@ public:
   }
   ~DirectWriter() {
     if (ring_ok_) {
-      while (inflight_)
-        if (reap(true) == -EINTR) continue;
+      // Every submitted write completes before its buffer goes; a ring that can no longer
+      // submit or wait is left rather than spun on.
+      while (inflight_) {
+        if (flush() < 0) break;
+        io_uring_cqe* cqe = nullptr;
+        int r = io_uring_wait_cqe(&ring_, &cqe);
+        if (r == -EINTR) continue;
+        if (r < 0) break;
+        reap(false);
+      }
       io_uring_queue_exit(&ring_);
     }
     ::close(fd_);
@@ -133,10 +149,10 @@ public:
       }
       if (err) break;
     }
-    if (!err && io_uring_sq_ready(&ring_)) {
-      int r = io_uring_submit(&ring_);
-      if (r < 0) err = r;
-    }
+    // Whatever was queued goes out even after an error: a queued write counts as in flight,
+    // and drain() and the destructor wait for it (never submitted, it would never complete:
+    // CI's sanitizer run hung that way when an earlier write's ENOSPC came back mid-batch).
+    if (int r = flush(); r < 0 && !err) err = r;
     release(tag);
     return err ? err : err_;
   }
@@ -144,6 +160,7 @@ public:
   int reap(bool wait) {
     io_uring_cqe* cqe = nullptr;
     if (wait && inflight_) {
+      if (int r = flush(); r < 0) return r;  // never wait on writes not yet submitted
       int r = io_uring_wait_cqe(&ring_, &cqe);
       if (r < 0 && r != -EINTR) return r;
     }
@@ -198,6 +215,12 @@ private:
     return 0;
   }
   bool io_uring_get_sqe_peek() { return io_uring_sq_space_left(&ring_) > 0; }
+  // Submits the prepared writes (0 when there were none).
+  int flush() {
+    if (!io_uring_sq_ready(&ring_)) return 0;
+    int r = io_uring_submit(&ring_);
+    return r < 0 ? r : 0;
+  }
   void release(uint8_t* tag) {
     auto it = pending_.find(tag);
     if (it != pending_.end() && --it->second == 0) {
