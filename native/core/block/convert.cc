@@ -347,8 +347,11 @@ private:
         if (pos + kAlign > kBuf) break;
       }
       {
+        // The writer gave up: the buffer stays in all_ (freed by the destructor). Not
+        // give_back() here: it takes mu_, held here (a self-deadlock CI's sanitizer run hit
+        // when an ENOSPC stopped the writer while this thread was between take() and here).
         std::lock_guard<std::mutex> g(mu_);
-        if (stop_) return give_back(buf);  // the writer gave up
+        if (stop_) return;
       }
       if (int r = in_.pread_ranges(b.ext.data(), b.ext.size())) return fail(b.ext.front().off, r, buf);
       b.end = off;
