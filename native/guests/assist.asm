@@ -300,20 +300,7 @@ with_err:
     mov [rsp], rax
     iretq
 
-; putc64: AL.
-putc64:
-    push rdx
-    push rax
-.wait:
-    mov dx, COM1 + 5
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop rax
-    mov dx, COM1
-    out dx, al
-    pop rdx
-    ret
+%include "lib64.inc"
 
 ; puts64: RSI = NUL-terminated string.
 puts64:

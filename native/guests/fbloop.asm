@@ -137,11 +137,11 @@ start:
     mov dx, 0x1cf
     in ax, dx
     movzx eax, ax
-    call puthex
+    call puthex32
     mov esi, s_lfb
     call puts
     mov eax, [lfb]
-    call puthex
+    call puthex32
     mov al, 10
     call putc
 
@@ -190,27 +190,6 @@ dispi:
     pop eax
     mov dx, 0x1cf
     out dx, ax
-    ret
-
-; puthex: EAX as 8 hex digits.
-puthex:
-    push ecx
-    push ebx
-    mov ebx, eax
-    mov ecx, 8
-.d:
-    rol ebx, 4
-    mov al, bl
-    and al, 0x0f
-    add al, '0'
-    cmp al, '9'
-    jbe .o
-    add al, 'a' - '0' - 10
-.o:
-    call putc
-    loop .d
-    pop ebx
-    pop ecx
     ret
 
 %include "lib.inc"
@@ -572,19 +551,7 @@ key_mode:
     jmp .poll
 
 ; ---- output (ring 0 and ring 3: IOPL 3) ---------------------------------------
-putc64:
-    push rdx
-    push rax
-.wait:
-    mov dx, COM1 + 5
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop rax
-    mov dx, COM1
-    out dx, al
-    pop rdx
-    ret
+%include "lib64.inc"
 
 hex32_64:
     push rcx

@@ -425,19 +425,7 @@ exc_common:
     jmp [resume]
 
 ; ---- output ------------------------------------------------------------------
-putc64:
-    push rdx
-    push rax
-.wait:
-    mov dx, COM1 + 5
-    in al, dx
-    test al, 0x20
-    jz .wait
-    pop rax
-    mov dx, COM1
-    out dx, al
-    pop rdx
-    ret
+%include "lib64.inc"
 
 puts64:
     push rax
