@@ -213,7 +213,7 @@ export async function ensureService(opts: EnsureOptions = {}): Promise<RpcClient
   // answer: connect again (starting one if none runs now), for as long as the start may take.
   const deadline = Date.now() + (opts.timeoutMs ?? 15000);
   for (let attempt = 1; ; attempt++) {
-    const client = await connectOrStart(opts, env, paths);
+    const client = await connectOrStart(opts, env, paths, deadline);
     let info: { configPath: string };
     try {
       info = await client.request('host.info', {});
@@ -236,7 +236,7 @@ export async function ensureService(opts: EnsureOptions = {}): Promise<RpcClient
 }
 
 /** A connection to this user's service socket, starting the service detached when nothing answers. */
-async function connectOrStart(opts: EnsureOptions, env: NodeJS.ProcessEnv, paths: VireoPaths): Promise<RpcClient> {
+async function connectOrStart(opts: EnsureOptions, env: NodeJS.ProcessEnv, paths: VireoPaths, deadline: number): Promise<RpcClient> {
   const loc = serviceLocation(env);
   let client = await RpcClient.connect(loc.socket).catch(() => null);
   if (!client) {
@@ -253,7 +253,6 @@ async function connectOrStart(opts: EnsureOptions, env: NodeJS.ProcessEnv, paths
     child.once('exit', (code, sig) => (exited = `the Vireo service exited at once (${sig ?? `code ${code}`}); see ${logFile}`));
     child.once('error', (e) => (exited = `the Vireo service could not be started: ${e.message}`));
     child.unref();
-    const deadline = Date.now() + (opts.timeoutMs ?? 15000);
     while (!client) {
       client = await RpcClient.connect(loc.socket).catch(() => null);
       if (client) break;
