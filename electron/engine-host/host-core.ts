@@ -651,6 +651,7 @@ export class EngineHost {
         ramMiB: Math.round(p.ramBytes / (1024 * 1024)),
         disks: p.disks.slice(0, 64).map((d) => ({ readBytes: d.readBytes, readOps: d.readOps, writeBytes: d.writeBytes, writeOps: d.writeOps })),
         nics: p.nics.slice(0, 64).map((n) => ({ rxBytes: n.rxBytes, rxPackets: n.rxPackets, txBytes: n.txBytes, txPackets: n.txPackets })),
+        ...(p.input ? { input: { droppedKeys: p.input.droppedKeys, mergedClicks: p.input.mergedClicks } } : {}),
       },
     });
   }

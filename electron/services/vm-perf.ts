@@ -55,6 +55,8 @@ export class VmPerf {
       netTxBytes: cur.tx,
       disks: perf?.disks.length ?? 0,
       nics: perf?.nics.length ?? 0,
+      inputDroppedKeys: perf?.input?.droppedKeys ?? 0,
+      inputMergedClicks: perf?.input?.mergedClicks ?? 0,
     };
     tr.last = cur;
     tr.points.push(point);

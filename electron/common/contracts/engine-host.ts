@@ -42,6 +42,8 @@ export const PerfSampleSchema = s.object({
     { max: 64 },
   ),
   nics: s.array(s.object({ rxBytes: s.number(), rxPackets: s.number(), txBytes: s.number(), txPackets: s.number() }), { max: 64 }),
+  /** Input the guest did not take (PC board only): keys dropped past the keyboard's queue, tablet clicks merged. */
+  input: s.optional(s.object({ droppedKeys: s.number(), mergedClicks: s.number() })),
 });
 export type PerfSample = s.Infer<typeof PerfSampleSchema>;
 

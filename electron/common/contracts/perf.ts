@@ -31,6 +31,13 @@ export const PerfPointSchema = s.object({
   /** How many disks and NICs the VM has (a graph with no NIC says so). */
   disks: s.number(),
   nics: s.number(),
+  /**
+   * Input the guest did not take, totals since power-on: keys typed while the keyboard's
+   * queue was full (a guest that stopped reading it), tablet button changes merged because
+   * the guest took no reports. Non-zero means keystrokes or clicks were lost.
+   */
+  inputDroppedKeys: s.number(),
+  inputMergedClicks: s.number(),
 });
 export type PerfPoint = s.Infer<typeof PerfPointSchema>;
 

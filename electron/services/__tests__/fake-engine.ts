@@ -171,7 +171,7 @@ export class FakeMachine implements NativeMachine {
     }));
   }
   /** Cumulative counters perfStats() reports; tests move them between samples (like a guest reading its disk). */
-  perf = { cpuNs: 0, residentBytes: 0, readBytes: 0, readOps: 0, writeBytes: 0, writeOps: 0, rxBytes: 0, txBytes: 0 };
+  perf = { cpuNs: 0, residentBytes: 0, readBytes: 0, readOps: 0, writeBytes: 0, writeOps: 0, rxBytes: 0, txBytes: 0, droppedKeys: 0, mergedClicks: 0 };
   perfStats(opts?: { memory?: boolean }): PerfStats {
     const p = this.perf;
     return {
@@ -184,6 +184,7 @@ export class FakeMachine implements NativeMachine {
         ...(i === 0 ? { readBytes: p.readBytes, readOps: p.readOps, writeBytes: p.writeBytes, writeOps: p.writeOps } : { readBytes: 0, readOps: 0, writeBytes: 0, writeOps: 0 }),
       })),
       nics: this.nicLinks.map((_, i) => (i === 0 ? { rxBytes: p.rxBytes, rxPackets: 0, txBytes: p.txBytes, txPackets: 0 } : { rxBytes: 0, rxPackets: 0, txBytes: 0, txPackets: 0 })),
+      input: { droppedKeys: p.droppedKeys, mergedClicks: p.mergedClicks },
     };
   }
   /** Like the PC board: a virtio-net (1af4:1041, Ethernet) function per NIC from slot 3. */

@@ -52,6 +52,14 @@ describe('VmPerf', () => {
     p.drop('u');
     expect(p.history('u')).toEqual([]);
   });
+
+  it('carries the input a guest did not take (totals), 0 where the engine has no such counters', () => {
+    const p = new VmPerf();
+    expect(p.ingest('u', 0, 0, sample(1000, 0)).inputDroppedKeys).toBe(0);
+    const b = p.ingest('u', 0, 0, { ...sample(2000, 0), input: { droppedKeys: 37, mergedClicks: 2 } });
+    expect([b.inputDroppedKeys, b.inputMergedClicks]).toEqual([37, 2]);
+    expect(p.ingest('u', 0, 0, undefined, 3000).inputDroppedKeys).toBe(0);
+  });
 });
 
 describe('vm.stats and vm.statsHistory', () => {
@@ -67,6 +75,7 @@ describe('vm.stats and vm.statsHistory', () => {
     await svc['vm.action']({ uuid, action: 'start' });
     const m = FakeMachine.last!;
     m.perf.residentBytes = 100 * 1024 * 1024;
+    m.perf.droppedKeys = 5; // a guest that stopped reading its keyboard
     // Each second the "guest" reads 1 MiB and its vCPU runs 0.25 s.
     const timer = setInterval(() => {
       m.perf.readBytes += 1 << 20;
@@ -86,6 +95,7 @@ describe('vm.stats and vm.statsHistory', () => {
     expect(last.memoryMiB).toBe(100); // touched guest RAM, not the host process
     expect(last.point!.ramMiB).toBe(256);
     expect(last.point!.diskReadBytes).toBeGreaterThan(0);
+    expect(last.point!.inputDroppedKeys).toBe(5);
     expect(got.some((e) => e.point!.diskReadBps > 0)).toBe(true);
     expect(got.some((e) => e.cpuPercent > 0 && e.cpuPercent <= 100)).toBe(true);
     const h = parseResult('vm.statsHistory', await svc['vm.statsHistory']({ uuid }));

@@ -27,6 +27,9 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   // The guest drives the USB tablet (the engine says so in the stream's info):
   // the pointer is sent as absolute positions, no grab needed.
   const [tablet, setTablet] = useState(false);
+  // Input the guest did not take since power-on (engine counters in vm.stats): shown
+  // next to the display, where the user notices that keys went nowhere.
+  const [lost, setLost] = useState<{ keys: number; clicks: number }>({ keys: 0, clicks: 0 });
   const canvas = useRef<HTMLCanvasElement>(null);
   const wrap = useRef<HTMLDivElement>(null);
   const serialSink = useRef<SerialSink | undefined>(undefined);
@@ -38,6 +41,15 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   useEffect(() => {
     document.title = vm ? `${vm.name} — Vireo console` : 'Vireo console';
   }, [vm]);
+
+  useEffect(() => {
+    if (!live) return setLost({ keys: 0, clicks: 0 });
+    return getClient().on('vm.stats', (e) => {
+      const p = e.point;
+      if (e.uuid !== uuid || !p) return;
+      setLost((o) => (o.keys === p.inputDroppedKeys && o.clicks === p.inputMergedClicks ? o : { keys: p.inputDroppedKeys, clicks: p.inputMergedClicks }));
+    });
+  }, [uuid, live]);
 
   // One stream per running VM: frames for the canvas, bytes for the terminal.
   useEffect(() => {
@@ -349,6 +361,11 @@ export function ConsoleView({ uuid }: { uuid: string }) {
                   ? `Keyboard and mouse captured — press ${RELEASE_HINT} to release`
                   : 'Click the display to capture keyboard and mouse'}
               {size && ` · ${size.w}×${size.h}`}
+              {(lost.keys > 0 || lost.clicks > 0) && (
+                <span className="input-lost" data-testid="input-lost">
+                  {` · the guest is not reading its input: ${lost.keys} key event${lost.keys === 1 ? '' : 's'} dropped${lost.clicks ? `, ${lost.clicks} click${lost.clicks === 1 ? '' : 's'} merged` : ''}`}
+                </span>
+              )}
             </div>
           )}
         </div>

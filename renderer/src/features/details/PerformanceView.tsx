@@ -135,6 +135,18 @@ export function PerformanceView({ uuid, running }: { uuid: string; running: bool
           )}
         </Graph>
       </div>
+      {last && (
+        <div
+          className={`details-note ${last.inputDroppedKeys || last.inputMergedClicks ? 'pending' : ''}`}
+          data-testid="perf-input"
+          data-dropped-keys={last.inputDroppedKeys}
+          data-merged-clicks={last.inputMergedClicks}
+        >
+          {last.inputDroppedKeys || last.inputMergedClicks
+            ? `Input the guest did not take since power-on: ${last.inputDroppedKeys} key event${last.inputDroppedKeys === 1 ? '' : 's'} dropped (its keyboard queue was full), ${last.inputMergedClicks} tablet click${last.inputMergedClicks === 1 ? '' : 's'} merged. The guest is not reading its input devices.`
+            : 'Input: every key and click reached the guest.'}
+        </div>
+      )}
     </>
   );
 }
