@@ -163,6 +163,8 @@ export interface MachineConfig {
   noReboot?: boolean;
   /** PC board: a USB controller (PIIX3 UHCI) with a USB tablet, the absolute pointer. On unless false. */
   usbTablet?: boolean;
+  /** PC board: the display size the std-vga's EDID offers as preferred (default 1024x768). */
+  display?: { width: number; height: number };
   /** Serial output is also delivered as 'serial' events; this only adds a file sink. */
   serialFile?: string;
   /** The serial log's size cap before it is rotated (host-core's SERIAL_LOG_MAX_BYTES by default). */
@@ -219,6 +221,11 @@ export interface NativeMachine {
   sendPointer(x: number, y: number, buttons: number, wheel: number, hwheel: number): boolean;
   /** The guest drives the tablet (configured it and polls it): consoles then send absolute positions. */
   tabletActive(): boolean;
+  /**
+   * PC board: the display size the EDID offers as preferred from now on (guests see it when
+   * they probe modes again). False when the engine refuses the size (see MachineConfig.display).
+   */
+  setDisplaySize(width: number, height: number): boolean;
   /** Polls the display; returns null when nothing changed since the last call. */
   pollFrame(full?: boolean): FrameUpdate | null;
   screenshotPng(): Buffer;

@@ -164,6 +164,18 @@ describe.skipIf(!!why)('native addon', () => {
     off.stop();
   });
 
+  it('offers a preferred display size: from the config, changed while running, bad ones refused naming the size', () => {
+    const bios = '/usr/share/seabios/bios.bin';
+    if (!fs.existsSync(bios)) return console.log('SKIP display size addon test: no SeaBIOS (Debian package seabios)');
+    const { Machine } = loadAddon();
+    const m = new Machine({ memoryMiB: 64, cpus: 1, bios, display: { width: 1920, height: 1080 } });
+    expect(m.setDisplaySize(1280, 800)).toBe(true);
+    expect(m.setDisplaySize(100, 100)).toBe(false);
+    expect(m.setDisplaySize(2560, 1700)).toBe(false); // beyond 16 MiB at 32 bpp
+    m.stop();
+    expect(() => new Machine({ memoryMiB: 64, cpus: 1, bios, display: { width: 9000, height: 1080 } })).toThrow(/display size 9000x1080 is not possible/);
+  });
+
   it('machines without a PC board say so for display calls', () => {
     const { Machine } = loadAddon();
     const m = new Machine({ memoryMiB: 32, cpus: 1, kernel: path.join(guests, 'hello.bin') });

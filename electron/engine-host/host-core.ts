@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../common/engine-api';
 import type { FromHost, ToHost } from '../common/contracts/engine-host';
+import { fitDisplaySize } from '../common/contracts/vm';
 import {
   FRAME_WINDOW,
   SERIAL_CHUNK,
@@ -190,6 +191,17 @@ export class EngineHost {
       case 'pointer':
         machine?.sendPointer(m.x, m.y, m.buttons, m.wheel, m.hwheel);
         break;
+      case 'displaySize': {
+        // "Resize guest with window": the console's area becomes the EDID's preferred size
+        // (fitted to what the display can offer); 0 x 0 goes back to the VM's own setting.
+        const want = m.width && m.height ? fitDisplaySize(m.width, m.height) : (this.config?.display ?? { width: 1024, height: 768 });
+        try {
+          machine?.setDisplaySize(want.width, want.height);
+        } catch {
+          // a machine without the PC board (a flat binary) has no display: nothing to offer
+        }
+        break;
+      }
     }
   }
 

@@ -41,6 +41,8 @@ export function toMachineConfig(
     cpus: def.cpus,
     // A USB tablet on the PC (virt-manager adds one to every VM): the console's pointer without a grab.
     usbTablet: true,
+    // The size the display's EDID offers as preferred (the engine's default is 1024x768).
+    ...(def.display ? { display: { width: def.display.width, height: def.display.height } } : {}),
     // The definition's UUID is the machine's (SMBIOS type 1, as libvirt does).
     ...(UUID_RE.test(def.uuid) ? { uuid: def.uuid } : {}),
     // A CD-ROM drive with no disc is left out (the engine has no empty drive yet).

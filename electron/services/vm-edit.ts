@@ -2,7 +2,7 @@
 // and the definition it becomes. Writes nothing (the store writes, atomically).
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { type DetailsFieldError, type Disk, MAC_PATTERN, OS_CHOICES, type VmDefinition, type VmEdit, nameProblem } from '../common/contracts/vm';
+import { type DetailsFieldError, type Disk, MAC_PATTERN, displayProblem, OS_CHOICES, type VmDefinition, type VmEdit, nameProblem } from '../common/contracts/vm';
 import { serialLogPath } from './file-access';
 import type { VmStore } from './vm-store';
 
@@ -154,6 +154,19 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
     else logFile = r.path;
   }
 
+  // Display
+  let display = def.display;
+  if (edit.display) {
+    const { width, height } = edit.display;
+    if (width === undefined && height === undefined) display = undefined;
+    else if (width === undefined || height === undefined) err('display', 'Give both the width and the height.');
+    else {
+      const why = displayProblem(width, height);
+      if (why) err('display', why);
+      else display = width === 1024 && height === 768 ? undefined : { width, height };
+    }
+  }
+
   if (errors.length) return { errors };
   const next: VmDefinition = {
     ...def,
@@ -167,6 +180,8 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
   };
   if (logFile) next.serial = { logFile };
   else delete next.serial;
+  if (display) next.display = display;
+  else delete next.display;
   const autostart = edit.autostart ?? !!def.autostart;
   if (autostart) next.autostart = true;
   else delete next.autostart;

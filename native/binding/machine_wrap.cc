@@ -80,6 +80,17 @@ MachineConfig parse_config(const Napi::Object& o) {
   c.no_reboot = o.Get("noReboot").ToBoolean();
   auto tablet = o.Get("usbTablet");
   c.usb_tablet = tablet.IsBoolean() ? tablet.As<Napi::Boolean>().Value() : true;  // on unless turned off
+  auto display = o.Get("display");
+  if (display.IsObject()) {
+    auto d = display.As<Napi::Object>();
+    auto dim = [&](const char* k) {
+      auto v = d.Get(k);
+      double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
+      return x >= 1 && x <= 65535 ? uint32_t(x) : 65535u;  // out of range: the board refuses it by name
+    };
+    c.display_width = dim("width");
+    c.display_height = dim("height");
+  }
   auto disks = o.Get("disks");
   if (disks.IsArray()) {
     auto a = disks.As<Napi::Array>();
@@ -146,6 +157,7 @@ Napi::Function MachineWrap::Init(Napi::Env env) {
                                      InstanceMethod<&MachineWrap::SendMouse>("sendMouse"),
                                      InstanceMethod<&MachineWrap::SendPointer>("sendPointer"),
                                      InstanceMethod<&MachineWrap::TabletActive>("tabletActive"),
+                                     InstanceMethod<&MachineWrap::SetDisplaySize>("setDisplaySize"),
                                      InstanceMethod<&MachineWrap::PollFrame>("pollFrame"),
                                      InstanceMethod<&MachineWrap::ScreenshotPng>("screenshotPng"),
                                      InstanceMethod<&MachineWrap::ScreenText>("screenText"),
@@ -436,6 +448,17 @@ Napi::Value MachineWrap::SendPointer(const Napi::CallbackInfo& info) {
 Napi::Value MachineWrap::TabletActive(const Napi::CallbackInfo& info) {
   PcBoard* b = m_ ? dynamic_cast<PcBoard*>(m_->board()) : nullptr;
   return Napi::Boolean::New(info.Env(), b && b->tablet_active());
+}
+
+Napi::Value MachineWrap::SetDisplaySize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PcBoard* b = pc(m_, info, "setDisplaySize");
+  if (!b) return env.Undefined();
+  auto num = [&](size_t i) {
+    double x = info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : 0;
+    return x >= 0 && x <= 65535 ? uint32_t(x) : 0u;
+  };
+  return Napi::Boolean::New(env, b->set_display_size(num(0), num(1)));
 }
 
 Napi::Value MachineWrap::PollFrame(const Napi::CallbackInfo& info) {

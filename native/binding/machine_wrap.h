@@ -36,6 +36,7 @@ private:
   Napi::Value SendMouse(const Napi::CallbackInfo& info);
   Napi::Value SendPointer(const Napi::CallbackInfo& info);
   Napi::Value TabletActive(const Napi::CallbackInfo& info);
+  Napi::Value SetDisplaySize(const Napi::CallbackInfo& info);
   Napi::Value PollFrame(const Napi::CallbackInfo& info);
   Napi::Value ScreenshotPng(const Napi::CallbackInfo& info);
   Napi::Value ScreenText(const Napi::CallbackInfo& info);

@@ -332,3 +332,43 @@ TEST(fbloop_takes_a_key_from_ring_3) {
   CHECK(m.state() == RunState::Running);
   m.stop();
 }
+
+// The display's preferred size reaches a guest that reads the EDID (issue 14,
+// "display size follows the window"): native/guests/edid.asm finds the std-vga's
+// MMIO BAR through PCI config space and prints the size in the EDID's preferred
+// timing whenever it changes. The VM's setting is there from the start; a size set
+// while it runs (the console's "Resize guest with window") at its next probe; a size
+// the display cannot offer is refused while running and, in the config, is an error
+// naming it before anything runs.
+TEST(edid_guest_sees_the_preferred_size_and_its_changes) {
+  require_kvm();
+  require_seabios();
+  MachineConfig c = pc_kernel(guest("edid.bin"), 32);
+  c.display_width = 1920;
+  c.display_height = 1080;
+  {
+    Machine m(c);
+    auto* b = dynamic_cast<PcBoard*>(m.board());
+    CHECK(b != nullptr);
+    Run r;
+    r.attach(m);
+    m.start();
+    CHECK(r.wait_output("EDID 1920x1080\n", 120));
+    CHECK(b->set_display_size(1533, 901));
+    CHECK(r.wait_output("EDID 1533x901\n", 60));
+    CHECK(!b->set_display_size(320, 200));
+    CHECK((b->display_size() == std::pair<uint32_t, uint32_t>{1533, 901}));
+    CHECK(m.state() == RunState::Running);
+    m.stop();
+    CHECK(r.serial.find("EDID 320x200") == std::string::npos);
+  }
+  c.display_width = 5000;
+  try {
+    Machine m(c);
+    CHECK(false);
+  } catch (std::exception& e) {
+    std::string w = e.what();
+    std::printf("  %s\n", w.c_str());
+    CHECK(w.find("display size 5000x1080") != std::string::npos);
+  }
+}

@@ -424,3 +424,103 @@ TEST(vbe_mode_list_offers_the_common_sizes_and_each_one_works) {
     CHECK(w == m.w && h == m.h);
   }
 }
+
+// A per-VM preferred display size (issue 14, "display size follows the window"):
+// the EDID's DTD 1 becomes that size at 60 Hz with CVT reduced-blanking timings
+// (checked against the VESA CVT 1.2 figures for 1920x1080 and 1280x800), it can
+// change while the guest runs (the next read sees it, checksum valid), and sizes
+// a guest could not set (too small, over EDID's 12 bits, beyond VRAM at 32 bpp)
+// are refused without changing anything.
+TEST(edid_preferred_size_follows_the_setting) {
+  auto d = std::make_shared<VgaDevice>();
+  auto m = d->mmio_regs();
+  auto read_edid = [&] {
+    std::array<uint8_t, 128> e{};
+    for (int i = 0; i < 128; i += 4) m->read(i, std::span<uint8_t>(e.data() + i, 4));
+    uint8_t sum = 0;
+    for (uint8_t x : e) sum = uint8_t(sum + x);
+    CHECK_EQ(sum, uint8_t(0));
+    return e;
+  };
+  struct Dtd {
+    uint32_t clock_khz, htotal, vtotal, hactive, vactive, hso, hsw, vso, vsw;
+    uint8_t flags;
+    uint32_t hmm, vmm;
+  };
+  auto dtd = [](const std::array<uint8_t, 128>& e) {
+    const uint8_t* t = e.data() + 54;
+    Dtd r{};
+    r.clock_khz = uint32_t(t[0] | (t[1] << 8)) * 10;
+    r.hactive = t[2] | ((t[4] >> 4) << 8);
+    r.htotal = r.hactive + (t[3] | ((t[4] & 0xf) << 8));
+    r.vactive = t[5] | ((t[7] >> 4) << 8);
+    r.vtotal = r.vactive + (t[6] | ((t[7] & 0xf) << 8));
+    r.hso = t[8] | (((t[11] >> 6) & 3) << 8);
+    r.hsw = t[9] | (((t[11] >> 4) & 3) << 8);
+    r.vso = (t[10] >> 4) | (((t[11] >> 2) & 3) << 4);
+    r.vsw = (t[10] & 0xf) | ((t[11] & 3) << 4);
+    r.flags = t[17];
+    r.hmm = t[12] | ((t[14] >> 4) << 8);
+    r.vmm = t[13] | ((t[14] & 0xf) << 8);
+    return r;
+  };
+  CHECK((d->preferred_size() == std::pair<uint32_t, uint32_t>{1024, 768}));
+  CHECK_EQ(dtd(read_edid()).clock_khz, 65000u);  // the DMT default
+
+  CHECK(d->set_preferred_size(1920, 1080));
+  auto e = read_edid();
+  auto t = dtd(e);
+  // VESA CVT 1.2, 1920x1080 reduced blanking: 138.50 MHz, 2080 x 1111, +hsync -vsync.
+  CHECK_EQ(t.hactive, 1920u);
+  CHECK_EQ(t.vactive, 1080u);
+  CHECK_EQ(t.clock_khz, 138500u);
+  CHECK_EQ(t.htotal, 2080u);
+  CHECK_EQ(t.vtotal, 1111u);
+  CHECK_EQ(t.hso, 48u);
+  CHECK_EQ(t.hsw, 32u);
+  CHECK_EQ(t.vso, 3u);
+  CHECK_EQ(t.vsw, 5u);  // 16:9
+  CHECK_EQ(t.flags & 0x1e, 0x1a);  // digital separate, +hsync, -vsync
+  double hz = t.clock_khz * 1000.0 / (t.htotal * t.vtotal);
+  CHECK(hz > 59.8 && hz < 60.2);
+  CHECK_EQ(t.hmm, 508u);  // 96 DPI
+  CHECK_EQ(e[21], uint8_t(51));
+  CHECK(e[24] & 0x02);
+  CHECK(e[72 + 9] * 10000u >= t.clock_khz);  // range limits admit it
+
+  CHECK(d->set_preferred_size(1280, 800));
+  t = dtd(read_edid());
+  CHECK_EQ(t.clock_khz, 71000u);  // CVT-RB 1280x800: 71.00 MHz, 1440 x 823, 16:10 sync 6
+  CHECK_EQ(t.htotal, 1440u);
+  CHECK_EQ(t.vtotal, 823u);
+  CHECK_EQ(t.vsw, 6u);
+
+  // An odd window size (a console window dragged to 1533x901): still a valid 60 Hz timing.
+  CHECK(d->set_preferred_size(1533, 901));
+  t = dtd(read_edid());
+  CHECK_EQ(t.hactive, 1533u);
+  CHECK_EQ(t.vactive, 901u);
+  CHECK_EQ(t.vsw, 10u);
+  hz = t.clock_khz * 1000.0 / (t.htotal * t.vtotal);
+  CHECK(hz > 59.8 && hz < 60.2);
+
+  // Refused: nothing changes.
+  auto before = read_edid();
+  CHECK(!d->set_preferred_size(320, 200));
+  CHECK(!d->set_preferred_size(4096, 1000));
+  CHECK(!d->set_preferred_size(0, 0));
+  CHECK(!d->set_preferred_size(2560, 1640));  // 16.8 MB at 32 bpp: over 16 MiB of VRAM
+  CHECK(d->set_preferred_size(2560, 1600));   // 16.4 MB: fits
+  CHECK(!d->set_preferred_size(65535, 65535));
+  CHECK((d->preferred_size() == std::pair<uint32_t, uint32_t>{2560, 1600}));
+  CHECK(std::memcmp(before.data(), read_edid().data(), 128) != 0);
+  // 4K at 60 Hz needs more than the default 340 MHz: the range limit grows with it.
+  auto big = std::make_shared<VgaDevice>(64u << 20);
+  CHECK(big->set_preferred_size(3840, 2160));
+  std::array<uint8_t, 128> e4{};
+  auto m4 = big->mmio_regs();
+  for (int i = 0; i < 128; i++) m4->read(i, std::span<uint8_t>(e4.data() + i, 1));
+  auto t4 = dtd(e4);
+  CHECK_EQ(t4.clock_khz, 533250u);  // CVT-RB 3840x2160: 533.25 MHz
+  CHECK(e4[72 + 9] * 10000u >= t4.clock_khz);
+}

@@ -33,6 +33,8 @@ describe('stream wire format', () => {
       { op: 'mouse', dx: -5, dy: 7, dz: 1, buttons: 1 },
       { op: 'ackSerial', bytes: 123456 },
       { op: 'subscribe', frames: true, serial: false },
+      { op: 'displaySize', width: 1920, height: 1080 },
+      { op: 'displaySize', width: 0, height: 0 },
     ] as const) {
       expect(decodeUiToHost(encodeUiToHost(m))).toEqual(m);
     }

@@ -85,6 +85,7 @@ export const MachineConfigSchema = s.object({
   bootOrder: s.optional(s.string()),
   bootMenu: s.optional(s.boolean()),
   usbTablet: s.optional(s.boolean()),
+  display: s.optional(s.object({ width: s.number(), height: s.number() })),
   uuid: s.optional(s.string({ min: 36, max: 36 })),
   serialFile: s.optional(s.string()),
   serialLogMaxBytes: s.optional(s.number({ int: true, min: 1 })),

@@ -26,6 +26,7 @@ export const enum Op {
   FullFrame = 0x87,
   Subscribe = 0x88,
   Pointer = 0x89,
+  DisplaySize = 0x8a,
 }
 
 /** A dirty rectangle as the engine gives it: BGRX pixels, w*h*4 bytes. */
@@ -69,7 +70,12 @@ export type UiToHost =
   /** Absolute pointer (USB tablet): framebuffer pixel x, y; buttons 1 left, 2 right, 4 middle, 8 back, 16 forward; wheel + up; hwheel + right. */
   | { op: 'pointer'; x: number; y: number; buttons: number; wheel: number; hwheel: number }
   | { op: 'fullFrame' }
-  | { op: 'subscribe'; frames: boolean; serial: boolean };
+  | { op: 'subscribe'; frames: boolean; serial: boolean }
+  /**
+   * The console's display area in device pixels ("resize guest with window"): the engine offers
+   * it as the EDID's preferred size, for guests that probe modes again. 0 x 0: back to the VM's setting.
+   */
+  | { op: 'displaySize'; width: number; height: number };
 
 import { ENC_RLE24, decodeRle24, encodeRle24 } from './frame-codec';
 import { StreamError } from './stream-error';
@@ -259,6 +265,14 @@ export function encodeUiToHost(m: UiToHost): Uint8Array {
       dv.setInt8(7, clamp(m.hwheel, -128, 127));
       return out;
     }
+    case 'displaySize': {
+      const out = new Uint8Array(5);
+      const dv = new DataView(out.buffer);
+      out[0] = Op.DisplaySize;
+      dv.setUint16(1, clamp(m.width, 0, 65535), true);
+      dv.setUint16(3, clamp(m.height, 0, 65535), true);
+      return out;
+    }
   }
 }
 
@@ -307,6 +321,9 @@ export function decodeUiToHost(buf: Uint8Array): UiToHost {
       need(8);
       if (buf[5]! > 31) throw new StreamError('bad pointer buttons');
       return { op: 'pointer', x: dv.getUint16(1, true), y: dv.getUint16(3, true), buttons: buf[5]!, wheel: dv.getInt8(6), hwheel: dv.getInt8(7) };
+    case Op.DisplaySize:
+      need(5);
+      return { op: 'displaySize', width: dv.getUint16(1, true), height: dv.getUint16(3, true) };
     default:
       throw new StreamError(`unknown console message 0x${buf[0]!.toString(16)}`);
   }

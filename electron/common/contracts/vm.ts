@@ -70,6 +70,62 @@ export type Boot = s.Infer<typeof BootSchema>;
 export const SerialSchema = s.object({ logFile: s.optional(s.string({ max: 4096 })) });
 export type Serial = s.Infer<typeof SerialSchema>;
 
+/**
+ * The display's preferred size: what the std-vga's EDID offers (a guest that probes modes
+ * — GRUB's gfxmode=auto, Linux's bochs-drm, Windows — picks it). libvirt:
+ * `<video><model type='vga'><resolution x= y=/></model></video>`. Absent: 1024x768.
+ * The engine also refuses a size whose 32-bit frame is bigger than video memory (16 MiB).
+ */
+export const DisplaySchema = s.object({
+  width: s.number({ int: true, min: 640, max: 4095 }),
+  height: s.number({ int: true, min: 480, max: 4095 }),
+});
+export type Display = s.Infer<typeof DisplaySchema>;
+
+/** Video memory of the std-vga (engine VgaDevice::kDefaultVramSize). */
+export const VRAM_BYTES = 16 * 1024 * 1024;
+
+/** Why a preferred display size can't be used, or null. */
+export function displayProblem(width: number, height: number): string | null {
+  if (!Number.isInteger(width) || !Number.isInteger(height)) return 'Give the width and height in whole pixels.';
+  if (width < 640 || height < 480) return 'The smallest preferred size is 640×480.';
+  if (width > 4095 || height > 4095) return 'At most 4095 pixels a side (EDID).';
+  if (width * height * 4 > VRAM_BYTES) return `${width}×${height} at 32 bits per pixel needs more than the 16 MiB of video memory.`;
+  return null;
+}
+
+/**
+ * A console window's area as a preferred display size: at least 640x480, at most 4095 a
+ * side, shrunk (aspect kept) until a 32-bit frame fits in video memory; widths even.
+ */
+export function fitDisplaySize(width: number, height: number): Display {
+  let w = Math.min(4095, Math.max(640, Math.round(width)));
+  let h = Math.min(4095, Math.max(480, Math.round(height)));
+  if (w * h * 4 > VRAM_BYTES) {
+    const k = Math.sqrt(VRAM_BYTES / (w * h * 4));
+    w = Math.max(640, Math.floor(w * k));
+    h = Math.max(480, Math.floor(h * k));
+    while (w * h * 4 > VRAM_BYTES) h--;
+  }
+  return { width: w & ~1, height: h };
+}
+
+/** The sizes Details → Display offers (the VGA BIOS lists each as a VBE mode too). */
+export const DISPLAY_SIZES: readonly Display[] = [
+  { width: 1024, height: 768 },
+  { width: 1280, height: 720 },
+  { width: 1280, height: 800 },
+  { width: 1280, height: 1024 },
+  { width: 1366, height: 768 },
+  { width: 1440, height: 900 },
+  { width: 1600, height: 900 },
+  { width: 1680, height: 1050 },
+  { width: 1920, height: 1080 },
+  { width: 1920, height: 1200 },
+  { width: 2560, height: 1440 },
+  { width: 2560, height: 1600 },
+];
+
 export const VmDefinitionSchema = s.object({
   version: s.literal(1),
   uuid: s.string({ pattern: UUID_PATTERN }),
@@ -85,6 +141,8 @@ export const VmDefinitionSchema = s.object({
   serial: s.optional(SerialSchema),
   /** Start this VM when the Vireo service starts (virsh autostart). */
   autostart: s.optional(s.boolean()),
+  /** The display's preferred size (EDID); absent: 1024x768. */
+  display: s.optional(DisplaySchema),
 });
 export type VmDefinition = s.Infer<typeof VmDefinitionSchema>;
 
@@ -261,13 +319,15 @@ export const VmEditSchema = s.object({
   serial: s.object({ logFile: s.optional(s.string({ max: 4096 })) }),
   /** Omitted: unchanged (older clients). */
   autostart: s.optional(s.boolean()),
+  /** The display's preferred size; `{}`: the default (1024x768); omitted: unchanged. */
+  display: s.optional(s.object({ width: s.optional(s.number()), height: s.optional(s.number()) })),
 });
 export type VmEdit = s.Infer<typeof VmEditSchema>;
 
 /**
  * A problem tied to one field of the details editor: 'name', 'os', 'memory', 'cpus',
  * 'boot.order', 'boot.kernel', 'boot.initrd', 'disks', 'disks.<i>.path', 'disks.<i>.format',
- * 'disks.<i>.bus', 'nics', 'nics.<i>.mac', 'nics.<i>.network', 'serial.logFile'.
+ * 'disks.<i>.bus', 'nics', 'nics.<i>.mac', 'nics.<i>.network', 'serial.logFile', 'display'.
  */
 export const DetailsFieldErrorSchema = s.object({ field: s.string({ max: 64 }), message: s.string() });
 export type DetailsFieldError = s.Infer<typeof DetailsFieldErrorSchema>;
@@ -284,5 +344,6 @@ export function editOf(def: VmDefinition): VmEdit {
     nics: def.nics,
     serial: def.serial ?? {},
     autostart: !!def.autostart,
+    display: def.display ?? {},
   };
 }

@@ -130,6 +130,12 @@ export class FakeMachine implements NativeMachine {
   sendPointer() {
     return true;
   }
+  /** What setDisplaySize last offered (the console's "resize guest with window"). */
+  displaySize: { width: number; height: number } | undefined;
+  setDisplaySize(width: number, height: number) {
+    this.displaySize = { width, height };
+    return true;
+  }
   tabletActive() {
     return false;
   }

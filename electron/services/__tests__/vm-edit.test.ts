@@ -64,6 +64,32 @@ describe('vm.update (hardware details)', () => {
     expect(fs.readdirSync(svc.paths.vms)).toEqual([`${vm.uuid}.json`]);
   });
 
+  it('saves the display\'s preferred size, refuses one the display cannot offer, and the default is no setting', async () => {
+    const { vm, edit } = await created();
+    expect(edit.display).toEqual({});
+    expect(toMachineConfig(onDisk(vm.uuid), { bios: '/b', vgaBios: '/v' }).display).toBeUndefined();
+    let r = await svc['vm.update']({ uuid: vm.uuid, edit: { ...edit, display: { width: 1920, height: 1080 } } });
+    expect(r.errors).toEqual([]);
+    expect(onDisk(vm.uuid).display).toEqual({ width: 1920, height: 1080 });
+    expect(toMachineConfig(onDisk(vm.uuid), { bios: '/b', vgaBios: '/v' }).display).toEqual({ width: 1920, height: 1080 });
+    for (const [d, msg] of [
+      [{ width: 320, height: 200 }, 'The smallest preferred size is 640×480.'],
+      [{ width: 2560, height: 1700 }, '2560×1700 at 32 bits per pixel needs more than the 16 MiB of video memory.'],
+      [{ width: 1920 }, 'Give both the width and the height.'],
+      [{ width: 1920.5, height: 1080 }, 'Give the width and height in whole pixels.'],
+    ] as const) {
+      r = await svc['vm.update']({ uuid: vm.uuid, edit: { ...edit, display: d } });
+      expect(r.errors).toEqual([{ field: 'display', message: msg }]);
+    }
+    expect(onDisk(vm.uuid).display).toEqual({ width: 1920, height: 1080 }); // nothing written
+    // Omitted (an older client): unchanged. {} or 1024x768: back to the default, no setting kept.
+    const { display: _omit, ...older } = edit;
+    expect((await svc['vm.update']({ uuid: vm.uuid, edit: { ...older, cpus: 2 } })).errors).toEqual([]);
+    expect(onDisk(vm.uuid).display).toEqual({ width: 1920, height: 1080 });
+    expect((await svc['vm.update']({ uuid: vm.uuid, edit: { ...edit, display: { width: 1024, height: 768 } } })).errors).toEqual([]);
+    expect(onDisk(vm.uuid).display).toBeUndefined();
+  });
+
   it('a direct-kernel VM runs on the PC: firmware, and its disks go to the engine', async () => {
     const { vm } = await created();
     const def = { ...onDisk(vm.uuid), boot: { kind: 'kernel' as const, kernel: '/k/vmlinuz', initrd: '/k/initrd', append: 'quiet' } };

@@ -40,6 +40,7 @@ const VM: VmDefinition = {
   ],
   createdAt: '2025-01-02T03:04:05.000Z',
   serial: { logFile: '/home/u/.local/state/vireo/logs/deb.log' },
+  display: { width: 1920, height: 1080 },
 };
 const KERNEL_VM: VmDefinition = {
   ...VM,
@@ -49,8 +50,10 @@ const KERNEL_VM: VmDefinition = {
   disks: [{ path: '/var/lib/vireo/k1.img', format: 'raw', media: 'disk', bus: 'ide' }],
   nics: [],
   serial: undefined,
+  display: undefined,
 };
 delete (KERNEL_VM as Partial<VmDefinition>).serial;
+delete (KERNEL_VM as Partial<VmDefinition>).display;
 
 function validate(xml: string): { ok: boolean; out: string } {
   const f = path.join(tmp, `v${Math.random().toString(36).slice(2)}.xml`);
@@ -80,6 +83,7 @@ describe('toDomainXml', () => {
     expect(xml).toContain("<source network='isolated'/>");
     expect(xml).toContain("<log file='/home/u/.local/state/vireo/logs/deb.log'/>");
     expect(xml).toContain("<graphics type='vnc' port='-1' autoport='yes'/>");
+    expect(xml).toMatch(/<model type='vga'>\s*<resolution x='1920' y='1080'\/>\s*<\/model>/);
     expect(xml).toContain("<libosinfo:os id='http://debian.org/debian/11'/>");
   });
 
@@ -183,6 +187,13 @@ describe('fromDomainXml', () => {
     expect(why['/domain/devices/interface/target']).toContain('libvirt-assigned');
     expect(why['/domain/devices/controller']).toBeDefined();
     expect(why['/domain/vcpu/@placement']).toBe('not used by Vireo');
+  });
+
+  it('a video resolution the display cannot offer is said, not used', () => {
+    const xml = toDomainXml(VM).replace("<resolution x='1920' y='1080'/>", "<resolution x='8192' y='8192'/>");
+    const r = fromDomainXml(xml);
+    expect(r.vm.display).toBeUndefined();
+    expect(r.ignored).toEqual(expect.arrayContaining([expect.objectContaining({ path: expect.stringContaining('resolution'), reason: expect.stringContaining('8192x8192 not used') })]));
   });
 
   it('units: b, KB, KiB, MiB, GiB, TB…; no unit is KiB', () => {

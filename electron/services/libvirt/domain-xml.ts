@@ -3,7 +3,7 @@
 // libvirt's schema with virt-xml-validate in the tests); fromDomainXml reads what
 // `virsh dumpxml` and `virt-install --print-xml` write, and lists by path every element
 // and attribute it did not use, with why: nothing is dropped silently.
-import { type Boot, type Disk, type Nic, type VmDefinition, MAC_PATTERN, UUID_PATTERN, VM_NAME_PATTERN } from '../../common/contracts/vm';
+import { type Boot, type Disk, type Nic, type VmDefinition, MAC_PATTERN, displayProblem, UUID_PATTERN, VM_NAME_PATTERN } from '../../common/contracts/vm';
 import { type XmlElement, type XmlNode, XmlSyntaxError, parseXml, unusedPaths, writeXml } from './xml';
 
 /** Vireo's own metadata namespace (the OS id and what libvirt has no element for). */
@@ -122,7 +122,10 @@ export function toDomainXml(vm: VmDefinition, opts: ToXmlOptions = {}): string {
   devices.push(serial, ['console', { type: 'pty' }, ['target', { type: 'serial', port: 0 }]]);
   // VNC: Vireo's console is a framebuffer with PS/2 input (std VGA), which is what VNC
   // carries; SPICE's gains (QXL, agent clipboard, USB redirection) need devices Vireo lacks.
-  devices.push(['graphics', { type: 'vnc', port: -1, autoport: 'yes' }], ['video', {}, ['model', { type: 'vga' }]]);
+  // The display's preferred size as libvirt writes it (7.9+): <model><resolution x= y=/></model>.
+  const model: XmlNode = ['model', { type: 'vga' }];
+  if (vm.display) model.push(['resolution', { x: String(vm.display.width), y: String(vm.display.height) }]);
+  devices.push(['graphics', { type: 'vnc', port: -1, autoport: 'yes' }], ['video', {}, model]);
   const metadata: XmlNode = ['metadata', {}, meta];
   if (opts.osinfoUrl) metadata.push(['libosinfo:libosinfo', { 'xmlns:libosinfo': LIBOSINFO_NS }, ['libosinfo:os', { id: opts.osinfoUrl }]]);
   const domain: XmlNode = [
@@ -347,6 +350,7 @@ export function fromDomainXml(xml: string, opts: FromXmlOptions = {}): ImportedD
   const disks: Disk[] = [];
   const nics: Nic[] = [];
   let serialLog: string | undefined;
+  let display: { width: number; height: number } | undefined;
   if (devs) {
     for (const d of r.kids(devs, 'disk')) disks.push(readDisk(r, d));
     for (const i of r.kids(devs, 'interface')) nics.push(readInterface(r, i));
@@ -395,6 +399,13 @@ export function fromDomainXml(xml: string, opts: FromXmlOptions = {}): ImportedD
       const t = m ? r.attr(m, 'type') : undefined;
       if (m) for (const a of ['vram', 'heads', 'primary']) r.attr(m, a);
       if (t && t !== 'vga') r.note(m!.path, `video model ${t}: Vireo emulates a standard VGA (Bochs VBE)`);
+      const res = m ? r.kid(m, 'resolution') : undefined;
+      if (res && !display) {
+        const x = Number(r.attr(res, 'x')), y = Number(r.attr(res, 'y'));
+        const why = displayProblem(x, y);
+        if (why) r.note(res.path, `resolution ${r.attr(res, 'x')}x${r.attr(res, 'y')} not used: ${why}`);
+        else if (x !== 1024 || y !== 768) display = { width: x, height: y };
+      }
       for (const a of r.kids(v, 'address')) r.ignore(a, 'libvirt-assigned PCI address');
     }
     for (const c of devs.children) {
@@ -417,6 +428,7 @@ export function fromDomainXml(xml: string, opts: FromXmlOptions = {}): ImportedD
     nics,
     createdAt: meta.created ?? opts.now?.() ?? new Date().toISOString(),
     ...(serialLog ? { serial: { logFile: serialLog } } : {}),
+    ...(display ? { display } : {}),
   };
   if (!uuidEl) r.note(root.path, 'no <uuid>: a new one is made');
   if (!meta.os) r.note(`${root.path}/metadata`, 'no OS named (Vireo or libosinfo metadata): generic');

@@ -91,6 +91,9 @@ struct MachineConfig {
   // PC board: a PIIX3 UHCI (00:01.2) with a USB tablet on port 1, the
   // absolute pointer PcBoard::pointer_abs drives (virt-manager's default).
   bool usb_tablet = true;
+  // PC board: the display size the std-vga's EDID offers as preferred
+  // (VgaDevice::set_preferred_size); 0 x 0: 1024x768.
+  uint32_t display_width = 0, display_height = 0;
 };
 
 enum class RunState { Created, Running, Paused, Stopped, Crashed };

@@ -149,6 +149,12 @@ PcBoard::PcBoard(Machine& m, kvm::KvmVm& vm) : m_(m), vm_(vm) {
   if (!cfg.vga_bios.empty()) vgabios = boot::read_file(cfg.vga_bios, "VGA BIOS");
   vga_ = std::make_shared<vga::StdVgaPci>(std::move(vgabios));
   dirty_.assign(vga_->vga()->vram_size() / 4096 / 64 + 1, 0);
+  if (cfg.display_width || cfg.display_height) {
+    if (!vga_->vga()->set_preferred_size(cfg.display_width, cfg.display_height))
+      throw MachineError("display size " + std::to_string(cfg.display_width) + "x" + std::to_string(cfg.display_height) +
+                         " is not possible: between 640x480 and 4095x4095, and at 32 bits per pixel within the " +
+                         std::to_string(vga_->vga()->vram_size() >> 20) + " MiB of video memory");
+  }
   vga_->on_lfb_mapped = [this](uint64_t gpa, bool mapped) {
     std::lock_guard g(lfb_mu_);
     if (lfb_mapped_) vm_.set_memory(kLfbSlot, lfb_gpa_, 0, nullptr);  // size 0 deletes the slot
@@ -772,6 +778,10 @@ bool PcBoard::pointer_abs(int x, int y, uint8_t buttons, int wheel, int hwheel) 
 }
 
 bool PcBoard::tablet_active() const { return tablet_ && tablet_->active(); }
+
+bool PcBoard::set_display_size(uint32_t width, uint32_t height) { return vga_->vga()->set_preferred_size(width, height); }
+
+std::pair<uint32_t, uint32_t> PcBoard::display_size() const { return vga_->vga()->preferred_size(); }
 
 std::optional<vga::FrameUpdate> PcBoard::poll(bool force_full) {
   m_.flush_coalesced_mmio();  // guest writes to the VGA window still in KVM's ring

@@ -119,6 +119,10 @@ public:
   // polled within the last second (Linux polls only while something has the
   // input device open, e.g. a desktop). Consoles send absolute positions then.
   bool tablet_active() const;
+  // The display size the EDID offers as preferred, changed while the guest runs
+  // (the console window's size): false where VgaDevice::set_preferred_size refuses it.
+  bool set_display_size(uint32_t width, uint32_t height);
+  std::pair<uint32_t, uint32_t> display_size() const;
   // Input a guest that does not read it lost since power-on: keys dropped past
   // the keyboard's 4096 waiting (I8042::dropped_keys) and tablet button
   // changes merged past its 16 queued reports (HidTablet::merged_clicks).

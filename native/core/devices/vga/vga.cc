@@ -686,7 +686,79 @@ void VgaDevice::lfb_access(uint64_t off, std::span<uint8_t> rd, std::span<const 
 
 // ---------------------------------------------------------------- EDID
 
-std::array<uint8_t, 128> VgaDevice::make_edid() {
+namespace {
+
+// One detailed timing descriptor (EDID 1.4 section 3.10.2), 60 Hz.
+struct Timing {
+  uint32_t clock_khz, hactive, hblank, hfront, hsync, vactive, vblank, vfront, vsync;
+  bool hsync_pos, vsync_pos;
+};
+
+// VESA CVT 1.2 reduced blanking (version 1) at 60 Hz: a fixed 160-pixel
+// horizontal blank (48 front porch, 32 sync), a vertical blank of at least
+// 460 us (3 lines front porch, sync width from the aspect ratio, at least 6
+// lines back porch), pixel clock rounded down to 0.25 MHz. +hsync, -vsync.
+Timing cvt_rb(uint32_t w, uint32_t h) {
+  const double frame_us = 1e6 / 60.0;
+  const uint32_t vsync = (w * 3 == h * 4) ? 4 : (w * 9 == h * 16) ? 5 : (w * 10 == h * 16) ? 6
+                       : (w * 4 == h * 5 || w * 9 == h * 15) ? 7 : 10;
+  const double hperiod_us = (frame_us - 460.0) / h;
+  uint32_t vblank = uint32_t(460.0 / hperiod_us) + 1;
+  vblank = std::max(vblank, 3 + vsync + 6);
+  const uint32_t htotal = w + 160, vtotal = h + vblank;
+  const uint32_t clock_khz = uint32_t(60.0 * htotal * vtotal / 250000.0) * 250;  // 0.25 MHz steps
+  return {clock_khz, w, 160, 48, 32, h, vblank, 3, vsync, true, false};
+}
+
+void put_dtd(uint8_t* t, const Timing& m) {
+  const uint32_t clk = m.clock_khz / 10;  // 10 kHz units
+  t[0] = uint8_t(clk);
+  t[1] = uint8_t(clk >> 8);
+  t[2] = uint8_t(m.hactive);
+  t[3] = uint8_t(m.hblank);
+  t[4] = uint8_t(((m.hactive >> 8) & 0xf) << 4 | ((m.hblank >> 8) & 0xf));
+  t[5] = uint8_t(m.vactive);
+  t[6] = uint8_t(m.vblank);
+  t[7] = uint8_t(((m.vactive >> 8) & 0xf) << 4 | ((m.vblank >> 8) & 0xf));
+  t[8] = uint8_t(m.hfront);
+  t[9] = uint8_t(m.hsync);
+  t[10] = uint8_t((m.vfront & 0xf) << 4 | (m.vsync & 0xf));
+  t[11] = uint8_t(((m.hfront >> 8) & 3) << 6 | ((m.hsync >> 8) & 3) << 4 | ((m.vfront >> 4) & 3) << 2 | ((m.vsync >> 4) & 3));
+  // Image size in mm at 96 DPI.
+  const uint32_t hmm = m.hactive * 254 / 960, vmm = m.vactive * 254 / 960;
+  t[12] = uint8_t(hmm);
+  t[13] = uint8_t(vmm);
+  t[14] = uint8_t(((hmm >> 8) & 0xf) << 4 | ((vmm >> 8) & 0xf));
+  t[15] = 0;
+  t[16] = 0;
+  t[17] = uint8_t(0x18 | (m.vsync_pos ? 0x04 : 0) | (m.hsync_pos ? 0x02 : 0));  // digital separate sync
+}
+
+}  // namespace
+
+bool VgaDevice::preferred_size_ok(uint32_t w, uint32_t h, size_t vram_size) {
+  return w >= kMinPreferredWidth && h >= kMinPreferredHeight && w <= kMaxPreferredSide && h <= kMaxPreferredSide &&
+         uint64_t(w) * h * 4 <= vram_size;
+}
+
+bool VgaDevice::set_preferred_size(uint32_t w, uint32_t h) {
+  if (!preferred_size_ok(w, h, vram_size_)) return false;
+  auto e = make_edid(w, h);
+  std::lock_guard g(mu_);
+  edid_ = e;
+  pref_w_ = w;
+  pref_h_ = h;
+  return true;
+}
+
+std::pair<uint32_t, uint32_t> VgaDevice::preferred_size() const {
+  std::lock_guard g(mu_);
+  return {pref_w_, pref_h_};
+}
+
+std::array<uint8_t, 128> VgaDevice::make_edid(uint32_t width, uint32_t height) {
+  width = std::clamp(width, kMinPreferredWidth, kMaxPreferredSide);
+  height = std::clamp(height, kMinPreferredHeight, kMaxPreferredSide);
   std::array<uint8_t, 128> e{};
   const uint8_t header[8] = {0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00};
   std::memcpy(e.data(), header, 8);
@@ -700,8 +772,9 @@ std::array<uint8_t, 128> VgaDevice::make_edid() {
   e[18] = 1;     // EDID 1.4
   e[19] = 4;
   e[20] = 0xa0;  // digital input, 8 bits per colour
-  e[21] = 32;    // cm
-  e[22] = 24;
+  // Screen size in cm at 96 DPI (1024x768: 27x20).
+  e[21] = uint8_t(std::max<uint32_t>(1, (width * 254 / 960 + 5) / 10));
+  e[22] = uint8_t(std::max<uint32_t>(1, (height * 254 / 960 + 5) / 10));
   e[23] = 120;   // gamma 2.2
   e[24] = 0x06;  // sRGB default, preferred timing in DTD 1
   const uint8_t chroma[10] = {0xee, 0x91, 0xa3, 0x54, 0x4c, 0x99, 0x26, 0x0f, 0x50, 0x54};
@@ -713,12 +786,14 @@ std::array<uint8_t, 128> VgaDevice::make_edid() {
   e[39] = 0x80;
   e[40] = 0xd1;  // 1920x1080 (16:9) @60
   e[41] = 0xc0;
-  // DTD 1: 1024x768@60, 65 MHz, VESA DMT timings.
-  const uint8_t dtd[18] = {0x64, 0x19, 0x00, 0x40, 0x41, 0x00, 0x26, 0x30, 0x18,
-                           0x88, 0x36, 0x00, 0x40, 0xf0, 0x10, 0x00, 0x00, 0x18};
-  std::memcpy(&e[54], dtd, 18);
-  // Range limits: 50-125 Hz vertical, 30-160 kHz horizontal, 340 MHz.
-  const uint8_t range[18] = {0, 0, 0, 0xfd, 0, 50, 125, 30, 160, 34, 0x00, 0x0a, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20};
+  // DTD 1, the preferred timing: VESA DMT for 1024x768@60 (65 MHz), CVT-RB otherwise.
+  const Timing t = (width == 1024 && height == 768) ? Timing{65000, 1024, 320, 24, 136, 768, 38, 3, 6, false, false}
+                                                     : cvt_rb(width, height);
+  put_dtd(&e[54], t);
+  // Range limits: 50-125 Hz vertical, 30-160 kHz horizontal, at least 340 MHz
+  // (in 10 MHz units, up to what the preferred timing needs).
+  const uint8_t max_clk = uint8_t(std::max<uint32_t>(34, (t.clock_khz + 9999) / 10000));
+  const uint8_t range[18] = {0, 0, 0, 0xfd, 0, 50, 125, 30, 160, max_clk, 0x00, 0x0a, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20};
   std::memcpy(&e[72], range, 18);
   const uint8_t name[18] = {0, 0, 0, 0xfc, 0, 'V', 'i', 'r', 'e', 'o', 0x0a, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20};
   std::memcpy(&e[90], name, 18);

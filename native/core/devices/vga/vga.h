@@ -172,8 +172,23 @@ public:
   void save(state::StateWriter& w) const override;
   void load(state::StateReader& r) override;
 
-  // 128-byte EDID 1.4 block served at BAR2 offset 0.
-  static std::array<uint8_t, 128> make_edid();
+  // 128-byte EDID 1.4 block served at BAR2 offset 0. Its preferred timing (DTD 1)
+  // is width x height at 60 Hz: the VESA DMT timing for 1024x768, CVT reduced
+  // blanking (VESA CVT 1.2) for any other size. The physical size says 96 DPI.
+  static constexpr uint32_t kDefaultPreferredWidth = 1024, kDefaultPreferredHeight = 768;
+  static constexpr uint32_t kMinPreferredWidth = 640, kMinPreferredHeight = 480;
+  static constexpr uint32_t kMaxPreferredSide = 4095;  // EDID's 12-bit fields
+  static std::array<uint8_t, 128> make_edid(uint32_t width = kDefaultPreferredWidth, uint32_t height = kDefaultPreferredHeight);
+
+  // The size the EDID offers as preferred (a VM's display setting, or the console
+  // window's size): guests read it when they probe modes (GRUB's gfxmode=auto,
+  // Linux bochs-drm on every connector probe, so `xrandr` sees a change at once).
+  // Refused (false, nothing changes) below 640x480, above 4095 a side, or when
+  // the mode at 32 bpp does not fit in VRAM.
+  bool set_preferred_size(uint32_t width, uint32_t height);
+  std::pair<uint32_t, uint32_t> preferred_size() const;
+  // Whether width x height could be a preferred size of a VRAM this big.
+  static bool preferred_size_ok(uint32_t width, uint32_t height, size_t vram_size);
 
 private:
   struct ModeGeom {
@@ -208,6 +223,7 @@ private:
   uint8_t* vram_ = nullptr;
   size_t vram_size_ = 0;
   std::array<uint8_t, 128> edid_{};
+  uint32_t pref_w_ = kDefaultPreferredWidth, pref_h_ = kDefaultPreferredHeight;
 
   // Poll state (also under mu_).
   std::vector<uint64_t> win_dirty_;  // pages written through the legacy window/LFB handler

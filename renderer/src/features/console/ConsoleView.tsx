@@ -30,6 +30,11 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   // Input the guest did not take since power-on (engine counters in vm.stats): shown
   // next to the display, where the user notices that keys went nowhere.
   const [lost, setLost] = useState<{ keys: number; clicks: number }>({ keys: 0, clicks: 0 });
+  // "Resize guest with window" (virt-manager's "Auto resize VM with window"): the display
+  // area's size in device pixels becomes the size the guest's display offers as preferred
+  // (EDID). A guest picks it up when it probes modes (Linux bochs-drm: xrandr, a new
+  // login; GRUB gfxmode=auto at its next start). Off: the VM's own setting (Details → Display).
+  const [resizeGuest, setResizeGuest] = useState(() => localStorage.getItem('vireo.resizeGuest') !== 'off');
   const canvas = useRef<HTMLCanvasElement>(null);
   const wrap = useRef<HTMLDivElement>(null);
   const serialSink = useRef<SerialSink | undefined>(undefined);
@@ -108,6 +113,38 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   useEffect(() => {
     if (canvas.current) canvas.current.dataset.streaming = stream ? 'yes' : 'no';
   }, [stream]);
+
+  useEffect(() => {
+    localStorage.setItem('vireo.resizeGuest', resizeGuest ? 'on' : 'off');
+    const el = wrap.current;
+    if (!stream || !el) return;
+    if (!resizeGuest) {
+      stream.send({ op: 'displaySize', width: 0, height: 0 });
+      return;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let sent = '';
+    const send = () => {
+      const dpr = window.devicePixelRatio || 1;
+      const w = Math.round(el.clientWidth * dpr);
+      const h = Math.round(el.clientHeight * dpr);
+      if (!w || !h || `${w}x${h}` === sent) return;
+      sent = `${w}x${h}`;
+      el.dataset.offered = sent;
+      stream.send({ op: 'displaySize', width: w, height: h });
+    };
+    send();
+    // Dragging a window edge fires many resizes: offer the size it settles at.
+    const ro = new ResizeObserver(() => {
+      clearTimeout(timer);
+      timer = setTimeout(send, 250);
+    });
+    ro.observe(el);
+    return () => {
+      clearTimeout(timer);
+      ro.disconnect();
+    };
+  }, [stream, resizeGuest]);
 
   const release = useCallback(() => {
     setCaptured(false);
@@ -257,6 +294,9 @@ export function ConsoleView({ uuid }: { uuid: string }) {
             <option value="fit">Scale to fit</option>
             <option value="1:1">1:1</option>
           </select>
+        </label>
+        <label className="inline" title="Offer the window's size to the guest as its preferred display size (it applies when the guest probes modes again)">
+          <input type="checkbox" checked={resizeGuest} onChange={(e) => setResizeGuest(e.target.checked)} /> Resize guest with window
         </label>
         <button onClick={fullscreen}>Fullscreen</button>
         <div className="menuwrap">

@@ -5,7 +5,7 @@
 // except the first CD-ROM drive: Eject and Change… apply now (vm.changeMedia).
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { DetailsFieldError, VmDefinition, VmEdit } from '../../../../electron/common/contracts/vm';
-import { OS_CHOICES, editOf, nicModelFor } from '../../../../electron/common/contracts/vm';
+import { DISPLAY_SIZES, OS_CHOICES, editOf, nicModelFor } from '../../../../electron/common/contracts/vm';
 import type { NetworkSummary } from '../../../../electron/common/contracts/network';
 import type { VmInterface } from '../../../../electron/common/contracts/interfaces';
 import { fmtBytes as bytes } from '../storage/StorageView';
@@ -27,6 +27,7 @@ function sectionOf(field: string): Section {
   if (field.startsWith('disks')) return 'Disks';
   if (field.startsWith('serial')) return 'Serial';
   if (field.startsWith('nics')) return 'NIC';
+  if (field === 'display') return 'Display';
   return 'Overview';
 }
 
@@ -469,12 +470,28 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
                 <dt>Console</dt>
                 <dd>Vireo's console window (canvas, dirty rectangles, flow-controlled)</dd>
                 <dt>Input</dt>
-                <dd>PS/2 keyboard and mouse</dd>
+                <dd>PS/2 keyboard and mouse; a USB tablet (PIIX3 UHCI) for the pointer without a grab</dd>
               </dl>
             ) : (
               <p>A flat binary runs on a bare machine without firmware: serial ports only, no display.</p>
             )}
-            <div className="details-note">The display device has no settings yet.</div>
+            <Field id="d-display-size" label="Preferred resolution" error={err('display')}
+              hint="What the display's EDID offers the guest as its preferred mode (GRUB's gfxmode=auto, Linux, Windows pick it when they probe modes). The console's “Resize guest with window” offers the window's size instead while it is on.">
+              <select id="d-display-size" aria-invalid={!!err('display')}
+                value={edit.display?.width && edit.display?.height ? `${edit.display.width}x${edit.display.height}` : ''}
+                onChange={(e) => {
+                  const [w, h] = e.target.value.split('x').map(Number);
+                  set({ display: w && h ? { width: w, height: h } : {} });
+                }}>
+                <option value="">1024×768 (default)</option>
+                {[...DISPLAY_SIZES.filter((d) => d.width !== 1024 || d.height !== 768),
+                  ...(edit.display?.width && edit.display?.height && !DISPLAY_SIZES.some((d) => d.width === edit.display!.width && d.height === edit.display!.height) ? [edit.display as { width: number; height: number }] : [])].map((d) => (
+                  <option key={`${d.width}x${d.height}`} value={`${d.width}x${d.height}`}>
+                    {d.width}×{d.height}
+                  </option>
+                ))}
+              </select>
+            </Field>
           </>
         );
       case 'Serial':

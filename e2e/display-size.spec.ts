@@ -1,0 +1,87 @@
+// The display's preferred size end to end (issue 14, "display size follows the window"),
+// checked by what the guest itself reads: the wizard makes a direct-kernel VM whose kernel
+// is native/guests/edid.asm (finds the std-vga on PCI, reads the EDID from its MMIO BAR,
+// prints `EDID <w>x<h>` on COM1 whenever the preferred timing changes). COM1 is logged to
+// a file (Details → Serial). Details → Display sets the preferred resolution, which the guest
+// sees at start; the console's "Resize guest with window" (on by default) offers the display
+// area's size in device pixels, again after the window is resized, and turning it off goes
+// back to the VM's setting. Real `vireo serve`, engine and Chromium.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fitDisplaySize } from '../electron/common/contracts/vm';
+import { type App, buildGuest, contextMenu, createViaWizard, crashReason, distReady, engineCapability, launchApp, openConsole, waitVmState } from './harness';
+
+const why = distReady() ?? engineCapability() ?? (fs.existsSync('/usr/share/seabios/bios.bin') ? null : 'SeaBIOS is missing (apt-get install seabios)');
+if (why) console.log(`SKIP display size e2e: ${why}`);
+let app: App | undefined;
+
+/** The sizes the guest reported, in order. */
+const sizes = (text: string) => [...text.matchAll(/^EDID (\d+x\d+)\r?$/gm)].map((m) => m[1]!);
+
+describe.skipIf(!!why)('the display size a guest is offered', () => {
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+  });
+
+  it('is the VM\'s preferred resolution, then the console window\'s size while "Resize guest with window" is on', { timeout: 300000 }, async (ctx) => {
+    app = await launchApp();
+    const kernel = buildGuest('edid', app.dir);
+    if (!kernel) return ctx.skip('nasm is not installed: cannot build the edid guest');
+    await createViaWizard(app.page, { media: 'kernel', path: kernel, name: 'edid', memoryMiB: 32, customize: true, keepDetails: true });
+    const details = app.page.getByRole('dialog', { name: 'Details of edid' });
+    await details.getByRole('tab', { name: 'Display' }).click();
+    const select = details.getByLabel('Preferred resolution');
+    expect(await select.inputValue()).toBe(''); // 1024x768, the default
+    await select.selectOption('1280x800');
+    await details.getByRole('tab', { name: 'Serial' }).click();
+    await details.getByLabel('Also log COM1 output to a file').fill('edid.log');
+    await details.getByRole('button', { name: 'Apply' }).click();
+    await expect.poll(() => details.getByTestId('details-status').textContent()).toBe('Saved.');
+    await details.getByRole('button', { name: 'Close', exact: true }).click();
+    await details.waitFor({ state: 'detached' });
+    const logFile = path.join(app.dir, 'data', 'vireo', 'logs', 'edid.log');
+    const com1 = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+
+    // Started without a console: the guest reads the VM's setting.
+    await contextMenu(app.page, 'edid', 'Run');
+    await waitVmState(app.page, 'edid', ['running']);
+    await expect.poll(() => sizes(com1()), { timeout: 120000, interval: 500 }).toEqual(['1280x800']);
+
+    // The console offers its display area (device pixels), fitted to what the display can show.
+    const con = await openConsole(app, 'edid');
+    const area = con.locator('.display');
+    const offered = async () => (await area.getAttribute('data-offered')) ?? '';
+    await expect.poll(offered, { timeout: 30000 }).toMatch(/^\d+x\d+$/);
+    const fitted = (s: string) => {
+      const [w, h] = s.split('x').map(Number);
+      const f = fitDisplaySize(w!, h!);
+      return `${f.width}x${f.height}`;
+    };
+    const first = fitted(await offered());
+    await expect
+      .poll(
+        async () => {
+          const crashed = await crashReason(con);
+          if (crashed) throw new Error(`the VM crashed: ${crashed}`);
+          return sizes(com1()).at(-1);
+        },
+        { timeout: 60000, interval: 500 },
+      )
+      .toBe(first);
+
+    // The window is resized: the guest sees the new size.
+    const vp = con.viewportSize()!;
+    await con.setViewportSize({ width: vp.width - 200, height: vp.height - 100 });
+    await expect.poll(async () => fitted(await offered()), { timeout: 30000 }).not.toBe(first);
+    const second = fitted(await offered());
+    await expect.poll(() => sizes(com1()).at(-1), { timeout: 60000, interval: 500 }).toBe(second);
+
+    // Turned off: back to the VM's own setting.
+    await con.getByLabel('Resize guest with window').uncheck();
+    await expect.poll(() => sizes(com1()).at(-1), { timeout: 60000, interval: 500 }).toBe('1280x800');
+    expect(sizes(com1())).toEqual(['1280x800', first, second, '1280x800']);
+    if (process.env.VIREO_E2E_ARTIFACTS) await con.screenshot({ path: `${process.env.VIREO_E2E_ARTIFACTS}/display-size.png` });
+  });
+});
