@@ -5,7 +5,8 @@
 // a file (Details → Serial). Details → Display sets the preferred resolution, which the guest
 // sees at start; the console's "Resize guest with window" (on by default) offers the display
 // area's size in device pixels, again after the window is resized, and turning it off goes
-// back to the VM's setting. Real `vireo serve`, engine and Chromium.
+// back to the VM's setting. On a HiDPI screen (device scale 2) the offer is in device pixels
+// and 1:1 shows one guest pixel per device pixel. Real `vireo serve`, engine and Chromium.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -26,7 +27,8 @@ describe.skipIf(!!why)('the display size a guest is offered', () => {
   });
 
   it('is the VM\'s preferred resolution, then the console window\'s size while "Resize guest with window" is on', { timeout: 300000 }, async (ctx) => {
-    app = await launchApp();
+    // A HiDPI screen (2 device pixels per CSS pixel): the offer is in device pixels.
+    app = await launchApp({ deviceScaleFactor: 2 });
     const kernel = buildGuest('edid', app.dir);
     if (!kernel) return ctx.skip('nasm is not installed: cannot build the edid guest');
     await createViaWizard(app.page, { media: 'kernel', path: kernel, name: 'edid', memoryMiB: 32, customize: true, keepDetails: true });
@@ -59,6 +61,9 @@ describe.skipIf(!!why)('the display size a guest is offered', () => {
       const f = fitDisplaySize(w!, h!);
       return `${f.width}x${f.height}`;
     };
+    const dims = await area.evaluate((el: HTMLElement) => ({ w: el.clientWidth, h: el.clientHeight, dpr: window.devicePixelRatio }));
+    expect(dims.dpr).toBe(2);
+    expect(await offered()).toBe(`${dims.w * 2}x${dims.h * 2}`);
     const first = fitted(await offered());
     await expect
       .poll(
@@ -77,6 +82,12 @@ describe.skipIf(!!why)('the display size a guest is offered', () => {
     await expect.poll(async () => fitted(await offered()), { timeout: 30000 }).not.toBe(first);
     const second = fitted(await offered());
     await expect.poll(() => sizes(com1()).at(-1), { timeout: 60000, interval: 500 }).toBe(second);
+
+    // 1:1 on HiDPI is one guest pixel per device pixel: the canvas is laid out at half its size.
+    await con.getByLabel('Scale').selectOption('1:1');
+    const canvas = await con.locator('canvas').evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height, cw: c.clientWidth, ch: c.clientHeight }));
+    expect(canvas.w).toBeGreaterThan(0);
+    expect([canvas.cw, canvas.ch]).toEqual([canvas.w / 2, canvas.h / 2]);
 
     // Turned off: back to the VM's own setting.
     await con.getByLabel('Resize guest with window').uncheck();

@@ -200,7 +200,7 @@ export async function startXvfb(width = 1280, height = 800): Promise<Xvfb> {
 }
 
 export async function launchApp(
-  opts: { headless?: boolean; display?: string; viewport?: { width: number; height: number }; env?: NodeJS.ProcessEnv } = {},
+  opts: { headless?: boolean; display?: string; viewport?: { width: number; height: number }; env?: NodeJS.ProcessEnv; deviceScaleFactor?: number } = {},
 ): Promise<App> {
   const srv = await startServe(opts.env);
   const userDataDir = path.join(srv.dir, 'chromium');
@@ -209,6 +209,7 @@ export async function launchApp(
     headless: opts.display ? false : (opts.headless ?? true),
     args: CHROMIUM_ARGS,
     viewport: opts.viewport ?? { width: 1200, height: 760 },
+    ...(opts.deviceScaleFactor ? { deviceScaleFactor: opts.deviceScaleFactor } : {}),
     ...(opts.display ? { env: { ...process.env, DISPLAY: opts.display } } : {}),
   });
   const page = context.pages()[0] ?? (await context.newPage());

@@ -258,7 +258,18 @@ export function ConsoleView({ uuid }: { uuid: string }) {
     void wrap.current?.requestFullscreen?.().catch(() => undefined);
   };
 
-  const style = useMemo<React.CSSProperties>(() => (scale === 'fit' ? { maxWidth: '100%', maxHeight: '100%', objectFit: 'contain', width: '100%', height: '100%' } : {}), [scale]);
+  // 1:1 is one guest pixel to one device pixel: on a HiDPI screen (devicePixelRatio 2) the
+  // canvas is laid out at half its framebuffer size in CSS pixels, so it is not upscaled.
+  const dpr = typeof window !== 'undefined' ? window.devicePixelRatio || 1 : 1;
+  const style = useMemo<React.CSSProperties>(
+    () =>
+      scale === 'fit'
+        ? { maxWidth: '100%', maxHeight: '100%', objectFit: 'contain', width: '100%', height: '100%' }
+        : size && dpr !== 1
+          ? { width: `${size.w / dpr}px`, height: `${size.h / dpr}px` }
+          : {},
+    [scale, size, dpr],
+  );
 
   if (!vm) return <div className="console-empty">Loading…</div>;
   return (
