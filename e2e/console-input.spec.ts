@@ -8,10 +8,9 @@
 // direction arrives with its sign; a line of shifted symbols typed on the captured display and
 // the console's "Type clipboard text" arrive exactly. Real `vireo serve`, engine and Chromium.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type App, buildGuest, contextMenu, createViaWizard, crashReason, distReady, engineCapability, launchApp, openConsole, waitVmState } from './harness';
+import { type App, buildGuest, contextMenu, createViaWizard, crashReason, distReady, engineCapability, launchApp, logCom1, openConsole, waitVmState } from './harness';
 
 const why = distReady() ?? engineCapability() ?? (fs.existsSync('/usr/share/seabios/bios.bin') ? null : 'SeaBIOS is missing (apt-get install seabios)');
 if (why) console.log(`SKIP console input e2e: ${why}`);
@@ -61,15 +60,7 @@ describe.skipIf(!!why)('console input reaches a test guest', () => {
     const kernel = buildGuest('input', app.dir);
     if (!kernel) return ctx.skip('nasm is not installed: cannot build the input guest');
     await createViaWizard(app.page, { media: 'kernel', path: kernel, name: 'input', memoryMiB: 64, customize: true, keepDetails: true });
-    const details = app.page.getByRole('dialog', { name: 'Details of input' });
-    await details.getByRole('tab', { name: 'Serial' }).click();
-    await details.getByLabel('Also log COM1 output to a file').fill('input.log');
-    await details.getByRole('button', { name: 'Apply' }).click();
-    await expect.poll(() => details.getByTestId('details-status').textContent()).toBe('Saved.');
-    await details.getByRole('button', { name: 'Close', exact: true }).click();
-    await details.waitFor({ state: 'detached' });
-    const logFile = path.join(app.dir, 'data', 'vireo', 'logs', 'input.log');
-    const com1 = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const com1 = await logCom1(app, app.page.getByRole('dialog', { name: 'Details of input' }), 'input.log');
 
     await contextMenu(app.page, 'input', 'Run');
     await waitVmState(app.page, 'input', ['running']);

@@ -8,10 +8,9 @@
 // back to the VM's setting. On a HiDPI screen (device scale 2) the offer is in device pixels
 // and 1:1 shows one guest pixel per device pixel. Real `vireo serve`, engine and Chromium.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fitDisplaySize } from '../electron/common/contracts/vm';
-import { type App, buildGuest, contextMenu, createViaWizard, crashReason, distReady, engineCapability, launchApp, openConsole, waitVmState } from './harness';
+import { type App, buildGuest, contextMenu, createViaWizard, crashReason, distReady, engineCapability, launchApp, logCom1, openConsole, waitVmState } from './harness';
 
 const why = distReady() ?? engineCapability() ?? (fs.existsSync('/usr/share/seabios/bios.bin') ? null : 'SeaBIOS is missing (apt-get install seabios)');
 if (why) console.log(`SKIP display size e2e: ${why}`);
@@ -37,14 +36,7 @@ describe.skipIf(!!why)('the display size a guest is offered', () => {
     const select = details.getByLabel('Preferred resolution');
     expect(await select.inputValue()).toBe(''); // 1024x768, the default
     await select.selectOption('1280x800');
-    await details.getByRole('tab', { name: 'Serial' }).click();
-    await details.getByLabel('Also log COM1 output to a file').fill('edid.log');
-    await details.getByRole('button', { name: 'Apply' }).click();
-    await expect.poll(() => details.getByTestId('details-status').textContent()).toBe('Saved.');
-    await details.getByRole('button', { name: 'Close', exact: true }).click();
-    await details.waitFor({ state: 'detached' });
-    const logFile = path.join(app.dir, 'data', 'vireo', 'logs', 'edid.log');
-    const com1 = () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
+    const com1 = await logCom1(app, details, 'edid.log'); // applies the resolution too
 
     // Started without a console: the guest reads the VM's setting.
     await contextMenu(app.page, 'edid', 'Run');

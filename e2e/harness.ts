@@ -5,7 +5,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type BrowserContext, type Page, chromium } from 'playwright-core';
+import { type BrowserContext, type Locator, type Page, chromium } from 'playwright-core';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const CHROMIUM = process.env.VIREO_CHROMIUM ?? '/usr/bin/chromium';
@@ -383,4 +383,32 @@ export function ocr(png: Buffer, dir: string): string | null {
 export async function crashReason(con: Page): Promise<string | null> {
   if ((await con.getByTestId('console-state').textContent()) !== 'crashed') return null;
   return (await con.locator('.display .off .hint').textContent().catch(() => null)) ?? 'crashed';
+}
+
+/** Details → Apply, then waits for "Saved." (throws with what the dialog said otherwise). */
+export async function applyDetails(details: Locator, timeout = 15000): Promise<void> {
+  await details.getByRole('button', { name: 'Apply' }).click();
+  const status = details.getByTestId('details-status');
+  const end = Date.now() + timeout;
+  let text = '';
+  while (Date.now() < end) {
+    text = (await status.count()) ? ((await status.textContent()) ?? '') : '';
+    if (text === 'Saved.') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`Details did not save within ${timeout} ms; it says: ${JSON.stringify(text)}`);
+}
+
+/**
+ * Details → Serial: COM1 is also logged to `file` in Vireo's log directory; applies, closes
+ * the dialog, and returns a reader of the log's text so far ('' before the VM writes).
+ */
+export async function logCom1(app: App, details: Locator, file: string): Promise<() => string> {
+  await details.getByRole('tab', { name: 'Serial' }).click();
+  await details.getByLabel('Also log COM1 output to a file').fill(file);
+  await applyDetails(details);
+  await details.getByRole('button', { name: 'Close', exact: true }).click();
+  await details.waitFor({ state: 'detached' });
+  const logFile = path.join(app.dir, 'data', 'vireo', 'logs', file);
+  return () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '');
 }

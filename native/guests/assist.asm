@@ -26,20 +26,7 @@ start:
     add eax, 0x200000
     add edi, 8
     loop .pd
-    mov eax, 0x70000
-    mov cr3, eax
-    mov eax, cr4
-    or eax, 0x20 | 0x200 | 0x400   ; PAE, OSFXSR, OSXMMEXCPT
-    mov cr4, eax
-    mov ecx, 0xc0000080
-    rdmsr
-    or eax, 0x100                   ; EFER.LME
-    wrmsr
-    mov eax, cr0
-    or eax, 0x80000000
-    mov cr0, eax
-    lgdt [gdtr]
-    jmp 0x08:long_mode
+    LONG_MODE_ENTER 0x70000, 0x08, long_mode
 
 bits 64
 long_mode:

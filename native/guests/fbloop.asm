@@ -166,20 +166,7 @@ start:
     adc edx, 0
     add edi, 8
     loop .pd
-    mov eax, PML4
-    mov cr3, eax
-    mov eax, cr4
-    or eax, 0x20 | 0x200 | 0x400   ; PAE, OSFXSR, OSXMMEXCPT
-    mov cr4, eax
-    mov ecx, 0xc0000080
-    rdmsr
-    or eax, 0x100                  ; EFER.LME
-    wrmsr
-    mov eax, cr0
-    or eax, 0x80000000
-    mov cr0, eax
-    lgdt [gdtr]
-    jmp KCODE:long_mode
+    LONG_MODE_ENTER PML4, KCODE, long_mode
 
 ; dispi: BX = index, AX = value.
 dispi:
@@ -284,14 +271,14 @@ fault:
     mov al, ' '
     call putc64
     mov eax, ebx
-    call hex32_64
+    call puthex32_64
     mov al, ' '
     call putc64
     mov rax, [rsp]
     shr rax, 32
-    call hex32_64
+    call puthex32_64
     mov rax, [rsp]
-    call hex32_64
+    call puthex32_64
     mov al, 10
     call putc64
     EXIT 0x0c
@@ -355,7 +342,7 @@ report:
     mov al, ' '
     call putc64
     mov eax, [frame]
-    call hex32_64
+    call puthex32_64
     mov al, ' '
     call putc64
     mov al, 't'
@@ -366,7 +353,7 @@ report:
     shl rdx, 32
     or rax, rdx
     shr rax, 20
-    call hex32_64
+    call puthex32_64
     mov al, 10
     call putc64
     ret
@@ -534,7 +521,7 @@ key_mode:
     mov al, ' '
     call putc64
     mov eax, [dbcount]
-    call hex32_64
+    call puthex32_64
     mov al, 10
     call putc64
     jmp .poll
@@ -553,25 +540,6 @@ key_mode:
 ; ---- output (ring 0 and ring 3: IOPL 3) ---------------------------------------
 %include "lib64.inc"
 
-hex32_64:
-    push rcx
-    push rbx
-    mov ebx, eax
-    mov ecx, 8
-.d:
-    rol ebx, 4
-    mov al, bl
-    and al, 0x0f
-    add al, '0'
-    cmp al, '9'
-    jbe .o
-    add al, 'a' - '0' - 10
-.o:
-    call putc64
-    loop .d
-    pop rbx
-    pop rcx
-    ret
 
 align 8
 gdt:

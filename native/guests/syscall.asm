@@ -47,20 +47,7 @@ start:
     add eax, 0x200000
     add edi, 8
     loop .pd
-    mov eax, 0x70000
-    mov cr3, eax
-    mov eax, cr4
-    or eax, 0x20 | 0x200 | 0x400   ; PAE, OSFXSR, OSXMMEXCPT
-    mov cr4, eax
-    mov ecx, 0xc0000080
-    rdmsr
-    or eax, 0x100                  ; EFER.LME
-    wrmsr
-    mov eax, cr0
-    or eax, 0x80000000
-    mov cr0, eax
-    lgdt [gdtr]
-    jmp KCODE:long_mode
+    LONG_MODE_ENTER 0x70000, KCODE, long_mode
 
 bits 64
 long_mode:
@@ -446,11 +433,11 @@ print_kv_msr:
     push rax
     call puts64
     mov eax, [probe_msr]
-    call hex32
+    call puthex32_64
     mov al, ' '
     call putc64
     pop rax
-    call hex64
+    call puthex64
     jmp crlf
 
 ; print_kv: "<RSI> <RAX as 16 hex digits>\r\n"; preserves all registers.
@@ -460,7 +447,7 @@ print_kv:
     mov al, ' '
     call putc64
     pop rax
-    call hex64
+    call puthex64
 crlf:
     push rax
     mov al, 13
@@ -470,35 +457,6 @@ crlf:
     pop rax
     ret
 
-hex64:
-    push rcx
-    push rbx
-    mov rbx, rax
-    mov ecx, 16
-    jmp hex_digits
-hex32:
-    push rcx
-    push rbx
-    mov rbx, rax
-    shl rbx, 32
-    mov ecx, 8
-hex_digits:
-    push rax
-.digit:
-    rol rbx, 4
-    mov al, bl
-    and al, 0x0f
-    add al, '0'
-    cmp al, '9'
-    jbe .out
-    add al, 'a' - '0' - 10
-.out:
-    call putc64
-    loop .digit
-    pop rax
-    pop rbx
-    pop rcx
-    ret
 
 align 8
 stub_table:
