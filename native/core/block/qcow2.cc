@@ -328,6 +328,9 @@ int Qcow2Backend::flush_metadata() {
     if (::fdatasync(fd_)) return -errno;
   }
   if (!pending_free_.empty()) {
+    // Clusters may become free (and be reused, or punched): no data I/O of
+    // another request may still be aimed at them.
+    DataExclusive x(this);
     std::vector<uint64_t> freed;
     for (auto [c, times] : pending_free_) {
       uint64_t rc;
@@ -956,21 +959,25 @@ int Qcow2Backend::pread(void* buf, uint64_t len, uint64_t off) {
 int Qcow2Backend::pread_ranges(const IoRange* rs, size_t count) {
   for (size_t i = 0; i < count; i++)
     if (rs[i].off > size_ || rs[i].len > size_ - rs[i].off) return -EIO;
-  std::lock_guard<std::mutex> g(mu_);
+  std::unique_lock<std::mutex> g(mu_);
   trim_caches();
   auto plain = [&](uint64_t e, uint64_t bm) {  // a data cluster read as is
     if (ext_l2_) return !(e & kCompressed) && (e & kOffMask) && bm == kSubAlloc;  // every subcluster allocated
     return !(e & kCompressed) && !(version_ >= 3 && (e & kZeroFlag)) && (e & kOffMask);
   };
-  struct {
+  struct Seg {
     uint64_t host = 0, len = 0;
     uint8_t* p = nullptr;
   } seg;  // the host read being gathered
+  // Plain data is read after mu_ is released (data_mu_ shared): several
+  // requests' reads go to the disk at once. Everything else (compressed, zero,
+  // backing, partly allocated subclusters) is read here under mu_.
+  std::vector<Seg> segs;
   auto flush_seg = [&]() -> int {
     if (!seg.len) return 0;
-    int r = pread_full(fd_, seg.p, seg.len, seg.host);
+    segs.push_back(seg);
     seg.len = 0;
-    return r;
+    return 0;
   };
   for (size_t i = 0; i < count; i++) {
     auto* p = rs[i].buf;
@@ -995,7 +1002,14 @@ int Qcow2Backend::pread_ranges(const IoRange* rs, size_t count) {
       p += n, off += n, len -= n;
     }
   }
-  return flush_seg();
+  flush_seg();
+  if (segs.empty()) return 0;
+  std::shared_lock<std::shared_mutex> d(data_mu_);
+  g.unlock();
+  if (uint32_t us = test_data_read_delay_us.load(std::memory_order_relaxed)) ::usleep(us);
+  for (const auto& sg : segs)
+    if (int r = pread_full(fd_, sg.p, sg.len, sg.host)) return r;
+  return 0;
 }
 
 int Qcow2Backend::block_status(uint64_t off, uint64_t len, uint64_t* n) {
@@ -1095,7 +1109,7 @@ int Qcow2Backend::l2_for_write(uint64_t off, L2Table** t, uint64_t* idx) {
   return get_l2(l2off, t);
 }
 
-int Qcow2Backend::write_chunk(const uint8_t* p, uint64_t n, uint64_t off) {
+int Qcow2Backend::write_chunk(const uint8_t* p, uint64_t n, uint64_t off, std::vector<DataWrite>* defer) {
   if (ext_l2_) return write_chunk_ext(p, n, off);
   uint64_t in = off & (cs_ - 1), vbase = off - in;
   L2Table* t;
@@ -1110,6 +1124,11 @@ int Qcow2Backend::write_chunk(const uint8_t* p, uint64_t n, uint64_t off) {
     uint64_t rc;
     if (int r = get_refcount(host / cs_, &rc)) return r;
     if (rc != 1) return mark_corrupt("data cluster at " + hex(host) + " has the COPIED flag but refcount " + std::to_string(rc));
+    // Inside the file as it is: the caller writes it after letting mu_ go (data_mu_ shared).
+    if (defer && host + cs_ <= file_end_) {
+      defer->push_back({p, n, host + in});
+      return 0;
+    }
     return write_at(p, n, host + in);
   }
   uint64_t nc;
@@ -1247,9 +1266,13 @@ int Qcow2Backend::pwrite_ranges(const IoRange* rs, size_t count) {
   if (ro_) return -EROFS;
   for (size_t i = 0; i < count; i++)
     if (rs[i].off > size_ || rs[i].len > size_ - rs[i].off) return -EIO;
-  std::lock_guard<std::mutex> g(mu_);
+  std::unique_lock<std::mutex> g(mu_);
   if (corrupt_) return -EIO;
   trim_caches();
+  // Writes into clusters this image owns alone (COPIED) go out after mu_ is
+  // released, beside other requests' (data_mu_ shared); allocations, copy on
+  // write and everything that changes metadata stay under mu_.
+  std::vector<DataWrite> inplace;
   // Whole clusters written where nothing was allocated get new clusters, which
   // mostly follow each other at the end of the file: their data goes out in one
   // write (up to 8 MiB) when their bytes are adjacent in memory too (one range,
@@ -1315,11 +1338,17 @@ int Qcow2Backend::pwrite_ranges(const IoRange* rs, size_t count) {
         }
       }
       if (int r = flush_pending()) return r;
-      if (int r = write_chunk(p, n, off)) return r;
+      if (int r = write_chunk(p, n, off, &inplace)) return r;
       p += n, off += n, len -= n;
     }
   }
-  return flush_pending();
+  if (int r = flush_pending()) return r;
+  if (inplace.empty()) return 0;
+  std::shared_lock<std::shared_mutex> d(data_mu_);
+  g.unlock();
+  for (const auto& w : inplace)
+    if (int r = pwrite_full(fd_, w.p, w.len, w.host)) return r;
+  return 0;
 }
 
 int Qcow2Backend::flush() {
@@ -1450,6 +1479,7 @@ int Qcow2Backend::resize(uint64_t new_size, std::string* error) {
   if (ro_) return fail(-EROFS, std::strerror(EROFS));
   if (new_size % 512) return fail(-EINVAL, "The new size must be a multiple of 512");
   std::lock_guard<std::mutex> g(mu_);
+  DataExclusive x(this);  // a shrink frees clusters (qcow2.h, data_mu_)
   if (corrupt_) return fail(-EIO, "the image is marked corrupt");
   if (!snaps_.empty())
     return fail(-ENOTSUP, version_ == 2 ? "Can't resize a v2 image which has snapshots"
@@ -1810,6 +1840,7 @@ std::vector<SnapshotInfo> Qcow2Backend::snapshots() {
 
 int Qcow2Backend::snapshot_create(const std::string& name, std::string* error) {
   std::lock_guard<std::mutex> g(mu_);
+  DataExclusive x(this);  // no data I/O in flight (qcow2.h, data_mu_)
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
   if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
   if (name.empty() || name.size() > 65535) return *error = "invalid snapshot name", -EINVAL;
@@ -1864,6 +1895,7 @@ int Qcow2Backend::snapshot_create(const std::string& name, std::string* error) {
 
 int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error, bool by_name) {
   std::lock_guard<std::mutex> g(mu_);
+  DataExclusive x(this);  // no data I/O in flight (qcow2.h, data_mu_)
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
   if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
   int i = find_snapshot(name, by_name, error);
@@ -1896,6 +1928,7 @@ int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error, bo
 
 int Qcow2Backend::snapshot_delete(const std::string& name, std::string* error, bool by_name) {
   std::lock_guard<std::mutex> g(mu_);
+  DataExclusive x(this);  // no data I/O in flight (qcow2.h, data_mu_)
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
   if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
   int i = find_snapshot(name, by_name, error);

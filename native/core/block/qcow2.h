@@ -11,7 +11,9 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <atomic>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -139,7 +141,14 @@ private:
   int read_backing(uint8_t* p, uint64_t n, uint64_t off);
   int read_compressed(uint64_t entry, uint8_t* out);
   int l2_for_write(uint64_t off, L2Table** t, uint64_t* idx);
-  int write_chunk(const uint8_t* p, uint64_t len, uint64_t off);
+  // A guest write into a cluster this image owns alone, done after mu_ is let go.
+  struct DataWrite {
+    const uint8_t* p;
+    uint64_t len, host;
+  };
+  // Within one cluster. With `defer`, a write into a cluster the image owns
+  // alone (COPIED, inside the file) is appended there instead of written.
+  int write_chunk(const uint8_t* p, uint64_t len, uint64_t off, std::vector<DataWrite>* defer = nullptr);
   int zero_range(uint64_t off, uint64_t len, bool discard);
   // Extended L2 entries (32 subclusters per cluster), within one cluster.
   int write_chunk_ext(const uint8_t* p, uint64_t len, uint64_t off);
@@ -180,6 +189,36 @@ private:
   int read_rb_uncached(uint64_t off, std::vector<uint8_t>* raw);
 
   mutable std::mutex mu_;
+  // Guest data I/O runs outside mu_ (parallel requests): a read of plain data
+  // clusters, and a write into a cluster it owns alone (COPIED, refcount 1),
+  // look the clusters up under mu_, take data_mu_ shared before letting mu_
+  // go, and do the pread/pwrite holding only data_mu_. What could make such a
+  // cluster hold something else takes data_mu_ exclusively while holding mu_
+  // (so it waits for the data I/O in flight, and no new one starts): the
+  // refcount decrements that free clusters (flush_metadata's last step,
+  // shrink), internal snapshot create/apply/delete (a cluster shared with a
+  // snapshot must not change after it was taken). Order: mu_, then data_mu_.
+  mutable std::shared_mutex data_mu_;
+public:
+  // Tests only: each data read done outside mu_ first sleeps this long, which
+  // widens the window a free must not fall into (block_qcow2_test). 0: none.
+  static inline std::atomic<uint32_t> test_data_read_delay_us{0};
+
+private:
+  bool data_excl_ = false;  // data_mu_ is held exclusively (under mu_): nested takers skip it
+  // Holds data_mu_ exclusively for a scope, unless an outer scope already does (mu_ held).
+  struct DataExclusive {
+    explicit DataExclusive(Qcow2Backend* b) : b_(b), own_(!b->data_excl_) {
+      if (own_) b_->data_mu_.lock(), b_->data_excl_ = true;
+    }
+    ~DataExclusive() {
+      if (own_) b_->data_excl_ = false, b_->data_mu_.unlock();
+    }
+    DataExclusive(const DataExclusive&) = delete;
+    DataExclusive& operator=(const DataExclusive&) = delete;
+    Qcow2Backend* b_;
+    bool own_;
+  };
   std::string path_;
   int fd_ = -1;
   bool ro_ = true;

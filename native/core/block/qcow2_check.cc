@@ -366,6 +366,7 @@ int Qcow2Backend::rebuild_dirty(std::string* why) {
 
 CheckResult Qcow2Backend::check(bool repair) {
   std::lock_guard<std::mutex> g(mu_);
+  DataExclusive x(this);  // a repair rewrites refcounts (qcow2.h, data_mu_)
   CheckResult res;
   if (!ro_ && flush_metadata()) {
     res.completed = false;
