@@ -166,7 +166,7 @@ void CmosRtc::advance(int64_t now) {
       // Every second boundary crossed since the last look is an update; the
       // alarm is checked against each of them (at most a day's worth: the
       // alarm repeats daily at the latest).
-      auto match = [this](uint8_t alarm, uint8_t cur) { return (alarm & 0xc0) == 0xc0 || alarm == cur; };
+      auto match = [](uint8_t alarm, uint8_t cur) { return (alarm & 0xc0) == 0xc0 || alarm == cur; };
       int64_t from = std::max(s.last_update_sec + 1, sec - 86400 + 1);
       for (int64_t t = from; t <= sec && !(s.cmos[kRegC] & kCAf); t++) {
         time_to_regs(t);
