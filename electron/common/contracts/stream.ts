@@ -77,7 +77,8 @@ export type UiToHost =
    */
   | { op: 'displaySize'; width: number; height: number };
 
-import { ENC_RLE24, decodeRle24, encodeRle24 } from './frame-codec';
+import { ENC_RLE24, ENC_RLE24_LZ, decodeRle24, encodeRle24, rle24Bound } from './frame-codec';
+import { lzCompress, lzDecompress } from './lz';
 import { StreamError } from './stream-error';
 
 export { StreamError };
@@ -102,11 +103,22 @@ const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
 export function encodeFrame(width: number, height: number, modeChanged: boolean, rects: PixelRect[]): Uint8Array {
   const parts: Uint8Array[] = [];
   let size = FRAME_HEADER;
+  const encs: number[] = [];
   for (const r of rects) {
     if (r.data.byteLength !== r.w * r.h * 4) throw new StreamError('rect data size does not match w*h*4');
-    // encodeRle24 reuses one scratch buffer: keep a copy of each rect's bytes but the last.
-    const p = encodeRle24(r.data, r.w * r.h);
-    parts.push(rects.length > 1 ? p.slice() : p);
+    // encodeRle24 and lzCompress reuse scratch buffers: keep a copy of each rect's bytes but the last.
+    let p = encodeRle24(r.data, r.w * r.h);
+    let enc = ENC_RLE24;
+    const lz = lzWorthTrying(p.byteLength, r.w * r.h) ? lzCompress(p) : undefined;
+    if (lz && lz.byteLength + 4 < p.byteLength * 0.875) {
+      const q = new Uint8Array(4 + lz.byteLength);
+      new DataView(q.buffer).setUint32(0, p.byteLength, true);
+      q.set(lz, 4);
+      p = q;
+      enc = ENC_RLE24_LZ;
+    } else if (rects.length > 1) p = p.slice();
+    parts.push(p);
+    encs.push(enc);
     size += RECT_HEADER + p.byteLength;
   }
   const out = new Uint8Array(size);
@@ -123,7 +135,7 @@ export function encodeFrame(width: number, height: number, modeChanged: boolean,
     dv.setUint16(o + 2, r.y, true);
     dv.setUint16(o + 4, r.w, true);
     dv.setUint16(o + 6, r.h, true);
-    out[o + 8] = ENC_RLE24;
+    out[o + 8] = encs[i]!;
     dv.setUint32(o + 9, p.byteLength, true);
     out.set(p, o + RECT_HEADER);
     o += RECT_HEADER + p.byteLength;
@@ -138,9 +150,24 @@ const RECT_HEADER = 13;
  * Paints a decoded message's rect into `dst`: RGBA pixels as 32-bit words (an ImageData's
  * buffer), `stride` pixels a row. Throws StreamError on corrupt pixel data.
  */
+/**
+ * The second stage pays where RLE24 left repeating literals (text, icons, UI chrome) and
+ * costs a pass for nothing on noise: only tried on rects of some size where RLE24 found
+ * any run at all (noise comes out at 3 bytes a pixel and more). lz.ts also crosses
+ * stretches without matches faster and faster.
+ */
+function lzWorthTrying(rleBytes: number, pixels: number): boolean {
+  return rleBytes >= 1024 && rleBytes < pixels * 3;
+}
+
 export function decodeRect(r: WireRect, dst: Uint32Array, stride: number): void {
-  if (r.enc !== ENC_RLE24) throw new StreamError(`unknown pixel encoding ${r.enc}`);
-  decodeRle24(r.data, r.w, r.h, dst, stride, r.x, r.y);
+  if (r.enc === ENC_RLE24) return decodeRle24(r.data, r.w, r.h, dst, stride, r.x, r.y);
+  if (r.enc !== ENC_RLE24_LZ) throw new StreamError(`unknown pixel encoding ${r.enc}`);
+  if (r.data.byteLength < 4) throw new StreamError('short compressed pixels');
+  const size = new DataView(r.data.buffer, r.data.byteOffset, 4).getUint32(0, true);
+  // What the encoder could have made for this rect, no more: a hostile size allocates nothing big.
+  if (size > rle24Bound(r.w * r.h)) throw new StreamError('compressed pixels claim too many bytes');
+  decodeRle24(lzDecompress(r.data.subarray(4), size), r.w, r.h, dst, stride, r.x, r.y);
 }
 
 export function encodeSerial(port: number, data: Uint8Array): Uint8Array {
@@ -180,7 +207,7 @@ export function decodeHostToUi(buf: Uint8Array): HostToUi {
         const enc = buf[o + 8]!;
         const len = dv.getUint32(o + 9, true);
         if (x + w > width || y + h > height) throw new StreamError('rect outside the screen');
-        if (enc !== ENC_RLE24) throw new StreamError(`unknown pixel encoding ${enc}`);
+        if (enc !== ENC_RLE24 && enc !== ENC_RLE24_LZ) throw new StreamError(`unknown pixel encoding ${enc}`);
         if (o + RECT_HEADER + len > buf.byteLength) throw new StreamError('short rect data');
         rects.push({ x, y, w, h, enc, data: buf.subarray(o + RECT_HEADER, o + RECT_HEADER + len) });
         o += RECT_HEADER + len;
