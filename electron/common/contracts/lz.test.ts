@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ENC_RLE24, ENC_RLE24_LZ, encodeRle24 } from './frame-codec';
 import { lzBound, lzCompress, lzDecompress } from './lz';
-import { decodeHostToUi, decodeRect, encodeFrame } from './stream';
+import { StreamError, decodeHostToUi, decodeRect, encodeFrame } from './stream';
 
 function rng(seed: number) {
   let x = seed >>> 0 || 1;
@@ -86,6 +86,25 @@ describe('lz (LZ4 block format)', () => {
       [Uint8Array.of(0x30, 1, 2, 3), 2, /overrun/],
     ];
     for (const [p, size, why] of bad) expect(() => lzDecompress(p, size), `${[...p]}`).toThrow(why);
+  });
+});
+
+describe('lz decoder under mutation', () => {
+  it('5,000 mutated blocks: each decodes or throws a StreamError, nothing else', () => {
+    const r = rng(11);
+    const src = new TextEncoder().encode('abcabcabc hello hello hello world world '.repeat(50));
+    const good = lzCompress(src).slice();
+    for (let n = 0; n < 5000; n++) {
+      const p = good.slice(0, good.byteLength - (r() % 3 === 0 ? r() % good.byteLength : 0));
+      for (let k = 1 + (r() % 4); k > 0; k--) if (p.byteLength) p[r() % p.byteLength] = r() & 255;
+      const size = r() % 4 === 0 ? r() % 4000 : src.byteLength;
+      try {
+        const out = lzDecompress(p, size);
+        expect(out.byteLength).toBe(size);
+      } catch (e) {
+        expect(e, String(e)).toBeInstanceOf(StreamError);
+      }
+    }
   });
 });
 
