@@ -617,6 +617,10 @@ export class EngineHost {
       return;
     }
     if (upd.width === 0 || upd.height === 0) return;
+    // A console out of credits misses this change (the engine's dirty state is gone once
+    // polled): it gets a whole frame when it can take one again, or its screen would keep
+    // what this update repaints (two windows on one VM, one of them slow).
+    for (const s of this.streams.values()) if (s.frames && s.frameCredits <= 0) s.wantFull = true;
     const bytes = encodeFrame(upd.width, upd.height, upd.modeChanged || full, upd.rects);
     for (const s of ready) {
       // A stream that wanted a full frame and gets a partial one waits for the next full poll.
