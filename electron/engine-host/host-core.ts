@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../common/engine-api';
 import type { FromHost, ToHost } from '../common/contracts/engine-host';
 import { fitDisplaySize } from '../common/contracts/vm';
+import { ScrollDetector } from './scroll';
 import {
   FRAME_WINDOW,
   SERIAL_CHUNK,
@@ -89,6 +90,8 @@ export class EngineHost {
   private config: MachineConfig | undefined;
   private readonly streams = new Map<number, ConsoleStream>();
   private timer: ReturnType<typeof setInterval> | undefined;
+  /** The screen the consoles show, for sending scrolled rows as copies (scroll.ts). */
+  private readonly scroll = new ScrollDetector();
   private statsTimer: ReturnType<typeof setInterval> | undefined;
   /** COM1 log file (MachineConfig.serialFile; the engine itself has no file sink). */
   private serialLog: number | undefined;
@@ -621,7 +624,8 @@ export class EngineHost {
     // polled): it gets a whole frame when it can take one again, or its screen would keep
     // what this update repaints (two windows on one VM, one of them slow).
     for (const s of this.streams.values()) if (s.frames && s.frameCredits <= 0) s.wantFull = true;
-    const bytes = encodeFrame(upd.width, upd.height, upd.modeChanged || full, upd.rects);
+    const whole = upd.modeChanged || full;
+    const bytes = encodeFrame(upd.width, upd.height, whole, this.scroll.process(upd.width, upd.height, whole, upd.rects));
     for (const s of ready) {
       // A stream that wanted a full frame and gets a partial one waits for the next full poll.
       if (s.wantFull && !full) continue;

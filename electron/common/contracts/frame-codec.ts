@@ -16,6 +16,8 @@ import { StreamError } from './stream-error';
 export const ENC_RLE24 = 1;
 /** RLE24, then lz.ts over its bytes: payload = u32 LE length of the RLE24 bytes, then the LZ block. */
 export const ENC_RLE24_LZ = 2;
+/** No pixels: payload = source x, y (u16 LE each); the rect is copied from there on the screen as it was (scrolling). */
+export const ENC_COPY = 3;
 const MAX_TOKEN = 1 << 24;
 /** Runs shorter than this go into literals (a run token is 4 bytes; 3 literal pixels are 9). */
 const MIN_RUN = 3;

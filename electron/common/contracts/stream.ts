@@ -36,6 +36,8 @@ export interface PixelRect {
   w: number;
   h: number;
   data: Uint8Array;
+  /** Instead of pixels: copy the w x h rect at (copyFrom.x, copyFrom.y) of the screen as it was before this frame (scrolling). */
+  copyFrom?: { x: number; y: number };
 }
 
 /** A dirty rectangle as it travels: `data` is its pixels in encoding `enc` (frame-codec.ts); paint with decodeRect. */
@@ -77,7 +79,7 @@ export type UiToHost =
    */
   | { op: 'displaySize'; width: number; height: number };
 
-import { ENC_RLE24, ENC_RLE24_LZ, decodeRle24, encodeRle24, rle24Bound } from './frame-codec';
+import { ENC_COPY, ENC_RLE24, ENC_RLE24_LZ, decodeRle24, encodeRle24, rle24Bound } from './frame-codec';
 import { lzCompress, lzDecompress } from './lz';
 import { StreamError } from './stream-error';
 
@@ -105,6 +107,15 @@ export function encodeFrame(width: number, height: number, modeChanged: boolean,
   let size = FRAME_HEADER;
   const encs: number[] = [];
   for (const r of rects) {
+    if (r.copyFrom) {
+      const q = new Uint8Array(4);
+      new DataView(q.buffer).setUint16(0, r.copyFrom.x, true);
+      new DataView(q.buffer).setUint16(2, r.copyFrom.y, true);
+      parts.push(q);
+      encs.push(ENC_COPY);
+      size += RECT_HEADER + 4;
+      continue;
+    }
     if (r.data.byteLength !== r.w * r.h * 4) throw new StreamError('rect data size does not match w*h*4');
     // encodeRle24 and lzCompress reuse scratch buffers: keep a copy of each rect's bytes but the last.
     let p = encodeRle24(r.data, r.w * r.h);
@@ -150,6 +161,26 @@ const RECT_HEADER = 13;
  * Paints a decoded message's rect into `dst`: RGBA pixels as 32-bit words (an ImageData's
  * buffer), `stride` pixels a row. Throws StreamError on corrupt pixel data.
  */
+/** ENC_COPY: rows of the screen move (scrolling); overlapping source and target are fine. */
+function copyRect(r: WireRect, dst: Uint32Array, stride: number): void {
+  if (r.data.byteLength !== 4) throw new StreamError('a copy rect carries 4 bytes');
+  const dv = new DataView(r.data.buffer, r.data.byteOffset, 4);
+  const sx = dv.getUint16(0, true);
+  const sy = dv.getUint16(2, true);
+  const rows = dst.length / stride;
+  if (r.x + r.w > stride || r.y + r.h > rows || sx + r.w > stride || sy + r.h > rows) throw new StreamError('copy outside the screen');
+  if (sx === 0 && r.x === 0 && r.w === stride) {
+    dst.copyWithin(r.y * stride, sy * stride, (sy + r.h) * stride); // whole rows: one move
+    return;
+  }
+  // Row by row, in the order that reads each source row before it is overwritten.
+  const down = sy < r.y;
+  for (let k = 0; k < r.h; k++) {
+    const y = down ? r.h - 1 - k : k;
+    dst.copyWithin((r.y + y) * stride + r.x, (sy + y) * stride + sx, (sy + y) * stride + sx + r.w);
+  }
+}
+
 /**
  * The second stage pays where RLE24 left repeating literals (text, icons, UI chrome) and
  * costs a pass for nothing on noise: only tried on rects of some size where RLE24 found
@@ -162,6 +193,7 @@ function lzWorthTrying(rleBytes: number, pixels: number): boolean {
 
 export function decodeRect(r: WireRect, dst: Uint32Array, stride: number): void {
   if (r.enc === ENC_RLE24) return decodeRle24(r.data, r.w, r.h, dst, stride, r.x, r.y);
+  if (r.enc === ENC_COPY) return copyRect(r, dst, stride);
   if (r.enc !== ENC_RLE24_LZ) throw new StreamError(`unknown pixel encoding ${r.enc}`);
   if (r.data.byteLength < 4) throw new StreamError('short compressed pixels');
   const size = new DataView(r.data.buffer, r.data.byteOffset, 4).getUint32(0, true);
@@ -207,7 +239,7 @@ export function decodeHostToUi(buf: Uint8Array): HostToUi {
         const enc = buf[o + 8]!;
         const len = dv.getUint32(o + 9, true);
         if (x + w > width || y + h > height) throw new StreamError('rect outside the screen');
-        if (enc !== ENC_RLE24 && enc !== ENC_RLE24_LZ) throw new StreamError(`unknown pixel encoding ${enc}`);
+        if (enc !== ENC_RLE24 && enc !== ENC_RLE24_LZ && enc !== ENC_COPY) throw new StreamError(`unknown pixel encoding ${enc}`);
         if (o + RECT_HEADER + len > buf.byteLength) throw new StreamError('short rect data');
         rects.push({ x, y, w, h, enc, data: buf.subarray(o + RECT_HEADER, o + RECT_HEADER + len) });
         o += RECT_HEADER + len;
