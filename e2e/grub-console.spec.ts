@@ -134,6 +134,18 @@ describe.skipIf(!!why)('graphical console', () => {
     await con.keyboard.up('Control');
     await con.getByText('Click the display to capture keyboard and mouse').waitFor();
     await con.waitForFunction(() => document.pointerLockElement === null, undefined, { timeout: 10000 });
+    // Another release key (the toolbar's choice, shown in the hint): Ctrl+Alt then stays with the guest.
+    await con.getByLabel('Release key').selectOption('right-ctrl');
+    await con.locator('canvas').click();
+    await con.getByText('press Right Ctrl to release').waitFor();
+    await con.keyboard.down('Control');
+    await con.keyboard.down('Alt');
+    await con.keyboard.up('Alt');
+    await con.keyboard.up('Control');
+    expect(await con.getByText('press Right Ctrl to release').count()).toBe(1);
+    await con.keyboard.press('ControlRight');
+    await con.getByText('Click the display to capture keyboard and mouse').waitFor();
+    await con.getByLabel('Release key').selectOption('ctrl-alt');
     // Send Key → Type clipboard text: the host clipboard's text reaches GRUB as keystrokes, capitals
     // (Shift) and a symbol included, without capturing the keyboard.
     await app.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(con.url()).origin });

@@ -9,11 +9,11 @@ import { type ConsoleStream, getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
 import { runAction } from '../manager/actions';
 import { ScreenPainter, canvasToFramebuffer, wheelNotches } from './paint';
+import { RELEASE_KEYS, type ReleaseKey, releaseKeyFrom, releaseMatch } from './release';
 import { type SerialSink, SerialTerminal } from './SerialTerminal';
 
 type Scale = 'fit' | '1:1';
 const COMBO_LABEL = (c: string) => c.split('-').map((p) => (p.length <= 3 && p !== 'del' ? p.toUpperCase() : p[0]!.toUpperCase() + p.slice(1))).join('+').replace('CTRL', 'Ctrl').replace('ALT', 'Alt').replace('Del', 'Del');
-export const RELEASE_HINT = 'Ctrl+Alt';
 
 export function ConsoleView({ uuid }: { uuid: string }) {
   const vm = useVms((s) => s.vms[uuid]) as VmSummary | undefined;
@@ -35,6 +35,8 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   // (EDID). A guest picks it up when it probes modes (Linux bochs-drm: xrandr, a new
   // login; GRUB gfxmode=auto at its next start). Off: the VM's own setting (Details → Display).
   const [resizeGuest, setResizeGuest] = useState(() => localStorage.getItem('vireo.resizeGuest') !== 'off');
+  const [releaseKey, setReleaseKey] = useState<ReleaseKey>(() => releaseKeyFrom(localStorage.getItem('vireo.releaseKey')));
+  const releaseHint = RELEASE_KEYS[releaseKey];
   const canvas = useRef<HTMLCanvasElement>(null);
   const wrap = useRef<HTMLDivElement>(null);
   const serialSink = useRef<SerialSink | undefined>(undefined);
@@ -155,10 +157,11 @@ export function ConsoleView({ uuid }: { uuid: string }) {
     if (!captured || !stream) return;
     e.preventDefault();
     e.stopPropagation();
-    // The release key: Ctrl+Alt pressed together (virt-manager's default).
-    if (down && e.ctrlKey && e.altKey && (e.key === 'Control' || e.key === 'Alt')) {
-      stream.send({ op: 'key', code: 'ControlLeft', down: false });
-      stream.send({ op: 'key', code: 'AltLeft', down: false });
+    // The release key (release.ts; Ctrl+Alt unless chosen otherwise): every modifier the
+    // guest may hold is released, and the key itself never reaches it.
+    const up = down ? releaseMatch(releaseKey, e) : null;
+    if (up) {
+      for (const code of up) stream.send({ op: 'key', code, down: false });
       release();
       return;
     }
@@ -306,6 +309,18 @@ export function ConsoleView({ uuid }: { uuid: string }) {
             <option value="1:1">1:1</option>
           </select>
         </label>
+        <label className="inline">
+          Release key{' '}
+          <select aria-label="Release key" value={releaseKey} onChange={(e) => {
+            const k = releaseKeyFrom(e.target.value);
+            localStorage.setItem('vireo.releaseKey', k);
+            setReleaseKey(k);
+          }}>
+            {Object.entries(RELEASE_KEYS).map(([k, label]) => (
+              <option key={k} value={k}>{label}</option>
+            ))}
+          </select>
+        </label>
         <label className="inline" title="Offer the window's size to the guest as its preferred display size (it applies when the guest probes modes again)">
           <input type="checkbox" checked={resizeGuest} onChange={(e) => setResizeGuest(e.target.checked)} /> Resize guest with window
         </label>
@@ -406,10 +421,10 @@ export function ConsoleView({ uuid }: { uuid: string }) {
             <div className={`capture-hint ${captured ? 'on' : ''}`} role="status" aria-live="polite">
               {tablet
                 ? captured
-                  ? `Keyboard captured — press ${RELEASE_HINT} to release · pointer: USB tablet`
+                  ? `Keyboard captured — press ${releaseHint} to release · pointer: USB tablet`
                   : 'Pointer: USB tablet (no grab) · click the display to type'
                 : captured
-                  ? `Keyboard and mouse captured — press ${RELEASE_HINT} to release`
+                  ? `Keyboard and mouse captured — press ${releaseHint} to release`
                   : 'Click the display to capture keyboard and mouse'}
               {size && ` · ${size.w}×${size.h}`}
               {(lost.keys > 0 || lost.clicks > 0) && (
