@@ -8,10 +8,11 @@
 // (one that missed a frame waits for a whole one, host-core.ts), and whole frames carry
 // no copies.
 //
-// Cost per frame: one pass over the changed rows to hash them (rows of one colour are
-// marked: they match anywhere and prove nothing), a lookup per sampled row, an exact
-// comparison of the rows a candidate copies (hash collisions never send wrong pixels),
-// and the shadow update (a copy of the changed pixels).
+// Cost per frame: a hash of every 4th changed row (rows of one colour are marked: they
+// match anywhere and prove nothing) looked up among the shown rows' hashes, an exact
+// comparison of the rows a candidate copies (a differing row fails at its first
+// differing pixel; hash collisions never send wrong pixels), and the shadow update (a
+// copy of the changed pixels, their rows hashed again).
 import type { PixelRect } from '../common/contracts/stream';
 
 /** At least this many rows must move together before a copy is sent instead of pixels. */
@@ -61,8 +62,6 @@ export class ScrollDetector {
   private scrolled(r: PixelRect): PixelRect[] | null {
     const w = this.w;
     const px = new Uint32Array(r.data.buffer, r.data.byteOffset, r.w * r.h);
-    const nh = new Uint32Array(r.h);
-    for (let y = 0; y < r.h; y++) nh[y] = rowHash(px, y * w, w);
     // Where do the rows come from? Old rows by hash (up to 8 places each: text repeats
     // rows), then a vote of sampled new rows for every dy = old row - new row they allow:
     // the true shift gets a vote from nearly every sample, coincidences scatter.
@@ -76,8 +75,9 @@ export class ScrollDetector {
     }
     const votes = new Map<number, number>();
     for (let y = 0; y < r.h; y += 4) {
-      if (nh[y] === FLAT) continue;
-      for (const from of where.get(nh[y]!) ?? []) {
+      const k = rowHash(px, y * w, w); // sampled rows only: the band below is checked pixel by pixel
+      if (k === FLAT) continue;
+      for (const from of where.get(k) ?? []) {
         const dy = from - (r.y + y);
         if (dy !== 0) votes.set(dy, (votes.get(dy) ?? 0) + 1);
       }
@@ -91,7 +91,7 @@ export class ScrollDetector {
     let bandLen = 0;
     for (let y = 0; y < r.h; ) {
       let e = y;
-      while (e < r.h && this.sameAsOld(px, e, nh[e]!, r.y + e + dy)) e++;
+      while (e < r.h && this.sameAsOld(px, e, r.y + e + dy)) e++;
       if (e - y > bandLen) (bandStart = y), (bandLen = e - y);
       y = e + 1;
     }
@@ -108,9 +108,9 @@ export class ScrollDetector {
     return out;
   }
 
-  /** Whether row `y` of the new pixels equals shadow row `oldY` (hashes first, then every pixel). */
-  private sameAsOld(px: Uint32Array, y: number, hash: number, oldY: number): boolean {
-    if (oldY < 0 || oldY >= this.h || hash !== this.hashes[oldY]) return false;
+  /** Whether row `y` of the new pixels equals shadow row `oldY`, pixel by pixel (a different row fails early). */
+  private sameAsOld(px: Uint32Array, y: number, oldY: number): boolean {
+    if (oldY < 0 || oldY >= this.h) return false;
     const w = this.w;
     const a = y * w;
     const b = oldY * w;
