@@ -100,15 +100,16 @@ describe('ScrollDetector', () => {
     expect(m.rects[0]!.enc).toBe(ENC_COPY);
   });
 
-  it('random screens, partial rects, flat areas and scrolls: the console always ends with the guest screen', () => {
+  it('600 random updates (scrolls, windows scrolling inside the screen, bands swapping places, flat screens, partial rects): the console always ends with the guest screen', () => {
     const r = rng(5);
     const d = new ScrollDetector();
     const con = new Console();
     let guest = textScreen(0);
     con.apply(encodeFrame(W, H, true, d.process(W, H, true, whole(guest))));
     let copies = 0;
-    for (let step = 0; step < 300; step++) {
-      const kind = r() % 5;
+    let windowCopies = 0;
+    for (let step = 0; step < 600; step++) {
+      const kind = r() % 7;
       const next = guest.slice();
       let rects: PixelRect[];
       if (kind === 0) {
@@ -137,16 +138,53 @@ describe('ScrollDetector', () => {
         next.set(guest.subarray(src * W, (src + h) * W), y0 * W);
         if (r() % 2) next[(y0 + (r() % h)) * W + (r() % W)] = 0xff000000 | r();
         rects = [{ x: 0, y: y0, w: W, h, data: new Uint8Array(next.slice(y0 * W, (y0 + h) * W).buffer) }];
+      } else if (kind === 5) {
+        // a terminal window inside the screen scrolls by a few text lines; new lines at its bottom
+        const x0 = 8 * (r() % 10), y0 = r() % 60, ww = 160 + 8 * (r() % 10), wh = 96 + (r() % 64), lines = 1 + (r() % 3);
+        const win = new Uint32Array(ww * wh);
+        for (let y = 0; y < wh; y++) {
+          const from = y + 16 * lines;
+          if (from < wh) win.set(guest.subarray((y0 + from) * W + x0, (y0 + from) * W + x0 + ww), y * ww);
+          else win.set(new Uint32Array(ww).map(() => 0xff000000 | r()), y * ww);
+        }
+        for (let y = 0; y < wh; y++) next.set(win.subarray(y * ww, (y + 1) * ww), (y0 + y) * W + x0);
+        rects = [{ x: x0, y: y0, w: ww, h: wh, data: new Uint8Array(win.buffer) }];
+      } else if (kind === 6) {
+        // two full-width bands each take rows from elsewhere; one's source may be the other's target
+        const h = 32;
+        const a = r() % (H / 2 - h), b = H / 2 + (r() % (H / 2 - h));
+        const sa = b + (r() % 8), sb = a + (r() % 8);
+        for (const [to, from] of [[a, Math.min(H - h, sa)], [b, Math.min(H - h, sb)]] as const) next.set(guest.subarray(from * W, (from + h) * W), to * W);
+        rects = [a, b].map((y) => ({ x: 0, y, w: W, h, data: new Uint8Array(next.slice(y * W, (y + h) * W).buffer) }));
       } else {
         rects = whole(next); // nothing changed but reported
       }
       const out = d.process(W, H, false, rects);
       copies += out.filter((x) => x.copyFrom).length;
+      windowCopies += out.filter((x) => x.copyFrom && x.w < W).length;
       con.apply(encodeFrame(W, H, false, out));
       guest = next;
       expect(con.same(guest), `step ${step}, kind ${kind}`).toBe(true);
     }
-    expect(copies).toBeGreaterThan(20);
+    expect(copies).toBeGreaterThan(40);
+    expect(windowCopies).toBeGreaterThan(10);
+  });
+
+  it('a copy whose source another copy of the same frame overwrote goes as pixels', () => {
+    const d = new ScrollDetector();
+    const con = new Console();
+    const guest = textScreen(0);
+    con.apply(encodeFrame(W, H, true, d.process(W, H, true, whole(guest))));
+    // Rows 32..95 take what was at 48..111; rows 128..191 take what was at 40..103 — which
+    // the first copy has just overwritten on the console.
+    const next = guest.slice();
+    next.set(guest.subarray(48 * W, 112 * W), 32 * W);
+    next.set(guest.subarray(40 * W, 104 * W), 128 * W);
+    const rects = [32, 128].map((y) => ({ x: 0, y, w: W, h: 64, data: new Uint8Array(next.slice(y * W, (y + 64) * W).buffer) }));
+    const out = d.process(W, H, false, rects);
+    expect(out.filter((x) => x.copyFrom).length).toBe(1);
+    con.apply(encodeFrame(W, H, false, out));
+    expect(con.same(next)).toBe(true);
   });
 
   it('a new mode starts from the whole frame; copies outside the screen are refused by consoles', () => {
