@@ -1893,17 +1893,23 @@ int Qcow2Backend::snapshot_create(const std::string& name, std::string* error) {
   return 0;
 }
 
-int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error, bool by_name) {
-  std::lock_guard<std::mutex> g(mu_);
-  DataExclusive x(this);  // no data I/O in flight (qcow2.h, data_mu_)
+int Qcow2Backend::snapshot_open(const std::string& name, bool by_name, std::string* error, std::vector<uint64_t>* sl1) {
   if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
   if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
   int i = find_snapshot(name, by_name, error);
   if (i < 0) return i;
   if (int r = flush_metadata()) return *error = std::strerror(-r), r;
-  Snap s = snaps_[i];
+  if (int r = read_l1(snaps_[i].l1_offset, snaps_[i].l1_size, sl1)) return *error = std::strerror(-r), r;
+  return i;
+}
+
+int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error, bool by_name) {
+  std::lock_guard<std::mutex> g(mu_);
+  DataExclusive x(this);  // no data I/O in flight (qcow2.h, data_mu_)
   std::vector<uint64_t> sl1;
-  if (int r = read_l1(s.l1_offset, s.l1_size, &sl1)) return *error = std::strerror(-r), r;
+  int i = snapshot_open(name, by_name, error, &sl1);
+  if (i < 0) return i;
+  Snap s = snaps_[i];
   uint64_t nsize = s.extra.size() >= 16 ? ld64(&s.extra[8]) : size_;
   uint64_t need = div_up(nsize, cs_ << l2_bits_);
   if (sl1.size() < need) sl1.resize(need, 0);
@@ -1929,14 +1935,10 @@ int Qcow2Backend::snapshot_apply(const std::string& name, std::string* error, bo
 int Qcow2Backend::snapshot_delete(const std::string& name, std::string* error, bool by_name) {
   std::lock_guard<std::mutex> g(mu_);
   DataExclusive x(this);  // no data I/O in flight (qcow2.h, data_mu_)
-  if (ro_) return *error = "'" + path_ + "' is read-only", -EROFS;
-  if (corrupt_) return *error = "'" + path_ + "' is corrupt: " + corrupt_why_, -EIO;
-  int i = find_snapshot(name, by_name, error);
-  if (i < 0) return i;
-  if (int r = flush_metadata()) return *error = std::strerror(-r), r;
-  Snap s = snaps_[i];
   std::vector<uint64_t> sl1;
-  if (int r = read_l1(s.l1_offset, s.l1_size, &sl1)) return *error = std::strerror(-r), r;
+  int i = snapshot_open(name, by_name, error, &sl1);
+  if (i < 0) return i;
+  Snap s = snaps_[i];
   auto ns = snaps_;
   ns.erase(ns.begin() + i);
   if (int r = write_snapshot_table(ns)) return *error = std::strerror(-r), r;

@@ -163,6 +163,10 @@ private:
   int refcount_walk(const std::vector<uint64_t>& l1, int delta, bool later);
   int fix_copied_flags();
   int write_snapshot_table(const std::vector<Snap>& snaps);
+  // What snapshot apply and delete start with (mu_ and data_mu_ held): the writable,
+  // sound image's snapshot `name` found, metadata flushed, its L1 table read into *sl1.
+  // Returns its index, or < 0 with *error set.
+  int snapshot_open(const std::string& name, bool by_name, std::string* error, std::vector<uint64_t>* sl1);
   // The snapshot `key` names (by_name) or names or numbers (see
   // SnapshotTarget): its index, -ENOENT or -EINVAL (ambiguous), *error set.
   int find_snapshot(const std::string& key, bool by_name, std::string* error) const;
