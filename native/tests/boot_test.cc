@@ -359,16 +359,19 @@ TEST(pvm_hosts_add_their_words_to_linux_command_lines_only) {
 
   CHECK_EQ(host_kernel_cmdline(bz, "console=ttyS0", false), std::string("console=ttyS0"));  // other hosts: untouched
   std::string added;
-  CHECK_EQ(host_kernel_cmdline(bz, "console=ttyS0", true, &added), std::string("console=ttyS0 cryptomgr.notests"));
-  CHECK_EQ(added, std::string("cryptomgr.notests"));
-  CHECK_EQ(host_kernel_cmdline(pvh, "", true), std::string("cryptomgr.notests"));
+  const std::string words = "cryptomgr.notests spec_rstack_overflow=off retbleed=off";
+  CHECK_EQ(host_kernel_cmdline(bz, "console=ttyS0", true, &added), "console=ttyS0 " + words);
+  CHECK_EQ(added, words);
+  CHECK_EQ(host_kernel_cmdline(pvh, "", true), words);
   CHECK_EQ(host_kernel_cmdline(mb, "x", true, &added), std::string("x"));
   CHECK_EQ(added, std::string(""));
   // The user's own setting wins, with or without a value; words after "--" are init's.
-  CHECK_EQ(host_kernel_cmdline(bz, "cryptomgr.notests=0 quiet", true), std::string("cryptomgr.notests=0 quiet"));
-  CHECK_EQ(host_kernel_cmdline(bz, "quiet -- cryptomgr.notests", true),
-           std::string("quiet cryptomgr.notests -- cryptomgr.notests"));
-  CHECK_EQ(host_kernel_cmdline(bz, "-- single", true), std::string("cryptomgr.notests -- single"));
+  CHECK_EQ(host_kernel_cmdline(bz, "cryptomgr.notests=0 quiet", true),
+           std::string("cryptomgr.notests=0 quiet spec_rstack_overflow=off retbleed=off"));
+  CHECK_EQ(host_kernel_cmdline(bz, "retbleed=auto spec_rstack_overflow", true),
+           std::string("retbleed=auto spec_rstack_overflow cryptomgr.notests"));
+  CHECK_EQ(host_kernel_cmdline(bz, "quiet -- cryptomgr.notests", true), "quiet " + words + " -- cryptomgr.notests");
+  CHECK_EQ(host_kernel_cmdline(bz, "-- single", true), words + " -- single");
   ::setenv("VIREO_PVM_KERNEL_WORDS", "none", 1);
   CHECK_EQ(host_kernel_cmdline(bz, "console=ttyS0", true), std::string("console=ttyS0"));
   ::unsetenv("VIREO_PVM_KERNEL_WORDS");

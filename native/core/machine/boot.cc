@@ -544,7 +544,7 @@ std::string pvm_linux_words(const std::vector<uint8_t>& kernel, const std::strin
   if (!pvm_host) return "";
   if (const char* e = std::getenv("VIREO_PVM_KERNEL_WORDS"); e && std::string(e) == "none") return "";
   if (!is_linux_kernel(kernel)) return "";
-  static const char* const kWords[] = {"cryptomgr.notests"};
+  static const char* const kWords[] = {"cryptomgr.notests", "spec_rstack_overflow=off", "retbleed=off"};
   std::string out;
   for (const char* w : kWords) {
     if (cmdline_sets(cmdline, word_name(w))) continue;

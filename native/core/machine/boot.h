@@ -91,8 +91,14 @@ bool is_linux_kernel(const std::vector<uint8_t>& k);
 // Kernel words Vireo adds by itself to a Linux command line on kvm_pvm hosts,
 // where guest ring-0 code is emulated instruction by instruction
 // (docs/linux-guest.md, "Words Vireo adds on kvm_pvm hosts"). Each skips
-// boot-time work that tests the kernel itself, not the machine:
+// work that tests the kernel itself or guards what emulation already rules out:
 //   cryptomgr.notests   the crypto API's self-tests (~9 min of emulated ring 0)
+//   spec_rstack_overflow=off retbleed=off
+//                       the return-thunk mitigations: every kernel `ret` goes
+//                       through a thunk so that the CPU's return predictor
+//                       cannot be trained; here no guest kernel instruction
+//                       reaches the CPU's predictors (each one is emulated), and
+//                       the thunks cost ~10-17 % of the boot
 // A word the command line already sets (by name, with or without a value) is
 // left to the user's value. None on other hosts, for other kernels, or when
 // VIREO_PVM_KERNEL_WORDS=none. Returns the words added ("" when none).

@@ -41,9 +41,9 @@ struct Scratch {
 void log_host_kernel_words(const std::string& added) {
   if (added.empty()) return;
   std::fprintf(stderr,
-               "[vireo] kvm_pvm host: added to the Linux command line: %s (boot-time self-tests that this host, which "
-               "emulates guest kernel code, would spend minutes on; VIREO_PVM_KERNEL_WORDS=none leaves the command line "
-               "as given; docs/linux-guest.md)\n",
+               "[vireo] kvm_pvm host: added to the Linux command line: %s (boot-time self-tests and return-thunk "
+               "mitigations that this host, which emulates guest kernel code, would spend minutes on; "
+               "VIREO_PVM_KERNEL_WORDS=none leaves the command line as given; docs/linux-guest.md)\n",
                added.c_str());
 }
 
