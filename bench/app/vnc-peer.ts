@@ -84,7 +84,8 @@ export async function freePort(from = 0): Promise<number> {
 export function novncDir(): string | undefined {
   if (process.env.VIREO_NOVNC_DIR) return process.env.VIREO_NOVNC_DIR;
   try {
-    return path.dirname(require.resolve('@novnc/novnc/package.json'));
+    // The package's "exports" hides package.json: its entry is core/rfb.js, one level down.
+    return path.resolve(path.dirname(require.resolve('@novnc/novnc')), '..');
   } catch {
     return undefined;
   }

@@ -14,6 +14,7 @@ import {
   StreamError,
   decodeUiToHost,
   encodeFrame,
+  frameOptions,
   encodeInfo,
   encodeSerial,
 } from '../common/contracts/stream';
@@ -49,6 +50,10 @@ export function openSerialLog(file: string): { fd: number; size: number } {
     throw e;
   }
 }
+
+/** VIREO_CONSOLE_SCROLL=0 / VIREO_CONSOLE_LZ=0 turn scrolling-as-copies and the LZ stage off (to measure them). */
+const SCROLL_COPIES = process.env.VIREO_CONSOLE_SCROLL !== '0';
+if (process.env.VIREO_CONSOLE_LZ === '0') frameOptions.lz = false;
 
 /** A console that stops acking is dropped once this much serial output waits for it. */
 export const SERIAL_QUEUE_LIMIT = 256 * 1024 * 1024;
@@ -625,7 +630,8 @@ export class EngineHost {
     // what this update repaints (two windows on one VM, one of them slow).
     for (const s of this.streams.values()) if (s.frames && s.frameCredits <= 0) s.wantFull = true;
     const whole = upd.modeChanged || full;
-    const bytes = encodeFrame(upd.width, upd.height, whole, this.scroll.process(upd.width, upd.height, whole, upd.rects));
+    const rects = SCROLL_COPIES ? this.scroll.process(upd.width, upd.height, whole, upd.rects) : upd.rects;
+    const bytes = encodeFrame(upd.width, upd.height, whole, rects);
     for (const s of ready) {
       // A stream that wanted a full frame and gets a partial one waits for the next full poll.
       if (s.wantFull && !full) continue;

@@ -102,6 +102,9 @@ const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
  * pixels are RLE24-coded here (frame-codec.ts): the one copy the engine's pixels make in
  * the host, and 3 bytes a pixel or far fewer on the way out.
  */
+/** The LZ stage on or off (the engine host turns it off with VIREO_CONSOLE_LZ=0, to measure what it costs). */
+export const frameOptions = { lz: true };
+
 export function encodeFrame(width: number, height: number, modeChanged: boolean, rects: PixelRect[]): Uint8Array {
   const parts: Uint8Array[] = [];
   let size = FRAME_HEADER;
@@ -120,7 +123,7 @@ export function encodeFrame(width: number, height: number, modeChanged: boolean,
     // encodeRle24 and lzCompress reuse scratch buffers: keep a copy of each rect's bytes but the last.
     let p = encodeRle24(r.data, r.w * r.h);
     let enc = ENC_RLE24;
-    const lz = lzWorthTrying(p.byteLength, r.w * r.h) ? lzCompress(p) : undefined;
+    const lz = frameOptions.lz && lzWorthTrying(p.byteLength, r.w * r.h) ? lzCompress(p) : undefined;
     if (lz && lz.byteLength + 4 < p.byteLength * 0.875) {
       const q = new Uint8Array(4 + lz.byteLength);
       new DataView(q.buffer).setUint32(0, p.byteLength, true);
