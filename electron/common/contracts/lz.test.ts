@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ENC_RLE24, ENC_RLE24_LZ, encodeRle24 } from './frame-codec';
 import { lzBound, lzCompress, lzDecompress } from './lz';
-import { StreamError, decodeHostToUi, decodeRect, encodeFrame } from './stream';
+import { StreamError, decodeHostToUi, decodeRect, encodeFrame, frameOptions } from './stream';
 
 function rng(seed: number) {
   let x = seed >>> 0 || 1;
@@ -109,7 +109,26 @@ describe('lz decoder under mutation', () => {
 });
 
 describe('frames use it where it pays', () => {
-  it('a text-like rect goes RLE24+LZ and decodes to the same pixels; noise stays RLE24', () => {
+  it('with the stage on (VIREO_CONSOLE_LZ=1): a text-like rect goes RLE24+LZ and decodes to the same pixels; noise stays RLE24', () => {
+    frameOptions.lz = true;
+    try {
+      textAndNoise();
+    } finally {
+      frameOptions.lz = false;
+    }
+  });
+
+  it('off by default: every rect goes RLE24', () => {
+    const w = 64, h = 64;
+    const text = new Uint32Array(w * h).map((_, i) => (((i % w) * 7 + ((i / w) | 0) * 3) % 5 < 2 ? 0xffffff : 0x202020));
+    const m = decodeHostToUi(encodeFrame(w, h, true, [{ x: 0, y: 0, w, h, data: new Uint8Array(text.buffer) }]));
+    if (m.op !== 'frame') throw new Error('not a frame');
+    expect(m.rects.map((x) => x.enc)).toEqual([ENC_RLE24]);
+  });
+});
+
+function textAndNoise() {
+  {
     const w = 256, h = 64;
     // "Text": an 8x16 glyph of two colours repeated along rows, the way a terminal looks.
     const glyph = Array.from({ length: 16 }, (_, y) => Array.from({ length: 8 }, (_, x) => ((x * 7 + y * 3) % 5 < 2 ? 0xffffff : 0x202020)));
@@ -134,5 +153,5 @@ describe('frames use it where it pays', () => {
     const forged = { ...m.rects[0]!, data: m.rects[0]!.data.slice() };
     new DataView(forged.data.buffer).setUint32(0, 0x7fffffff, true);
     expect(() => decodeRect(forged, screen, w)).toThrow(/too many bytes/);
-  });
-});
+  }
+}

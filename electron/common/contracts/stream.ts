@@ -102,8 +102,13 @@ const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
  * pixels are RLE24-coded here (frame-codec.ts): the one copy the engine's pixels make in
  * the host, and 3 bytes a pixel or far fewer on the way out.
  */
-/** The LZ stage on or off (the engine host turns it off with VIREO_CONSOLE_LZ=0, to measure what it costs). */
-export const frameOptions = { lz: true };
+/**
+ * The LZ stage (lz.ts) on or off. Off by default: measured against QEMU VNC + noVNC
+ * (docs/benchmarks.md) it cut wire bytes by a third but cost the engine host more CPU than
+ * Chromium saved on this 2-core host (1920x1080 text 7-12 fps with it, 18-19 without).
+ * The engine host turns it on with VIREO_CONSOLE_LZ=1 (a slow link); consoles always decode it.
+ */
+export const frameOptions = { lz: false };
 
 export function encodeFrame(width: number, height: number, modeChanged: boolean, rects: PixelRect[]): Uint8Array {
   const parts: Uint8Array[] = [];
