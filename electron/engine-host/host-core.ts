@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import type { FrameUpdate, MachineConfig, NativeAddon, NativeMachine, StateEvent } from '../common/engine-api';
 import type { FromHost, ToHost } from '../common/contracts/engine-host';
-import { fitDisplaySize } from '../common/contracts/vm';
+import { DEFAULT_DISPLAY, fitDisplaySize } from '../common/contracts/vm';
 import { ScrollDetector } from './scroll';
 import {
   FRAME_WINDOW,
@@ -202,7 +202,7 @@ export class EngineHost {
       case 'displaySize': {
         // "Resize guest with window": the console's area becomes the EDID's preferred size
         // (fitted to what the display can offer); 0 x 0 goes back to the VM's own setting.
-        const want = m.width && m.height ? fitDisplaySize(m.width, m.height) : (this.config?.display ?? { width: 1024, height: 768 });
+        const want = m.width && m.height ? fitDisplaySize(m.width, m.height) : (this.config?.display ?? DEFAULT_DISPLAY);
         try {
           machine?.setDisplaySize(want.width, want.height);
         } catch {

@@ -4,16 +4,16 @@
 // RDP's ScrBlt, the engine host keeps the screen its consoles show (the shadow), finds
 // the vertical shift that explains most of a changed rect's rows (a whole text screen,
 // or a terminal window scrolling inside a desktop), and sends those rows as one "copy
-// from y+dy" rect (stream.ts ENC_COPY) followed by the rows that are really new. Every console that gets a partial frame shows the shadow already
-// (one that missed a frame waits for a whole one, host-core.ts), and whole frames carry
-// no copies.
+// from y+dy" rect (stream.ts ENC_COPY) followed by the rows that are really new. Every
+// console that gets a partial frame shows the shadow already (one that missed a frame
+// waits for a whole one, host-core.ts), and whole frames carry no copies.
 //
 // Cost per frame: a hash of every 4th changed row (rows of one colour are marked: they
 // match anywhere and prove nothing) looked up among the shown rows' hashes, an exact
 // comparison of the rows a candidate copies (a differing row fails at its first
 // differing pixel; hash collisions never send wrong pixels), and the shadow update (a
 // copy of the changed pixels, their rows hashed again).
-import type { PixelRect } from '../common/contracts/stream';
+import { type PixelRect, copyPixels } from '../common/contracts/stream';
 
 /** At least this many rows must move together before a copy is sent instead of pixels. */
 const MIN_BAND = 16;
@@ -26,7 +26,7 @@ export class ScrollDetector {
   private h = 0;
   private shadow = new Uint32Array(0);
   private hashes = new Uint32Array(0); // per shadow row (full width)
-  /** Rows sent as copies, for the counters. */
+  /** Rows sent as copies so far (tests and diagnostics). */
   copiedRows = 0;
 
   /**
@@ -139,20 +139,11 @@ export class ScrollDetector {
   private apply(r: PixelRect): void {
     const w = this.w;
     if (r.copyFrom) {
-      if (r.x === 0 && r.w === w) {
-        // Whole rows move as a block: copyWithin copies as if through a temporary buffer.
-        this.shadow.copyWithin(r.y * w, r.copyFrom.y * w, (r.copyFrom.y + r.h) * w);
-        this.hashes.copyWithin(r.y, r.copyFrom.y, r.copyFrom.y + r.h);
-        return;
-      }
-      // Part of each row: row by row, in the order that reads each source row before it is written.
-      const down = r.copyFrom.y < r.y;
-      for (let k = 0; k < r.h; k++) {
-        const y = down ? r.h - 1 - k : k;
-        const from = (r.copyFrom.y + y) * w + r.copyFrom.x;
-        this.shadow.copyWithin((r.y + y) * w + r.x, from, from + r.w);
-      }
-      this.rehash(r.y, r.y + r.h);
+      // Exactly what a console does with the copy (stream.ts).
+      copyPixels(this.shadow, w, r.copyFrom.x, r.copyFrom.y, r.x, r.y, r.w, r.h);
+      // Whole rows keep their hashes; parts of rows are hashed again.
+      if (r.x === 0 && r.w === w) this.hashes.copyWithin(r.y, r.copyFrom.y, r.copyFrom.y + r.h);
+      else this.rehash(r.y, r.y + r.h);
       return;
     }
     const src = r.data.byteOffset % 4 === 0 ? new Uint32Array(r.data.buffer, r.data.byteOffset, r.w * r.h) : new Uint32Array(r.data.slice().buffer);

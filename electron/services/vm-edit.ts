@@ -2,7 +2,7 @@
 // and the definition it becomes. Writes nothing (the store writes, atomically).
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { type DetailsFieldError, type Disk, MAC_PATTERN, displayProblem, OS_CHOICES, type VmDefinition, type VmEdit, nameProblem } from '../common/contracts/vm';
+import { type DetailsFieldError, type Disk, MAC_PATTERN, displayProblem, isDefaultDisplay, OS_CHOICES, type VmDefinition, type VmEdit, nameProblem } from '../common/contracts/vm';
 import { serialLogPath } from './file-access';
 import type { VmStore } from './vm-store';
 
@@ -163,7 +163,7 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
     else {
       const why = displayProblem(width, height);
       if (why) err('display', why);
-      else display = width === 1024 && height === 768 ? undefined : { width, height };
+      else display = isDefaultDisplay({ width, height }) ? undefined : { width, height };
     }
   }
 

@@ -97,18 +97,19 @@ const COMBO_SET = new Set<string>(COMBOS);
 const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
 
 /**
- * A frame message: [op][width u16][height u16][modeChanged u8][rect count u16], then per
- * rect [x u16][y u16][w u16][h u16][enc u8][length u32][payload] (little endian). The
- * pixels are RLE24-coded here (frame-codec.ts): the one copy the engine's pixels make in
- * the host, and 3 bytes a pixel or far fewer on the way out.
- */
-/**
  * The LZ stage (lz.ts) on or off. Off by default: measured against QEMU VNC + noVNC
  * (docs/benchmarks.md) it cut wire bytes by a third but cost the engine host more CPU than
  * Chromium saved on this 2-core host (1920x1080 text 7-12 fps with it, 18-19 without).
  * The engine host turns it on with VIREO_CONSOLE_LZ=1 (a slow link); consoles always decode it.
  */
 export const frameOptions = { lz: false };
+
+/**
+ * A frame message: [op][width u16][height u16][modeChanged u8][rect count u16], then per
+ * rect [x u16][y u16][w u16][h u16][enc u8][length u32][payload] (little endian). The
+ * pixels are RLE24-coded here (frame-codec.ts): the one copy the engine's pixels make in
+ * the host, and 3 bytes a pixel or far fewer on the way out.
+ */
 
 export function encodeFrame(width: number, height: number, modeChanged: boolean, rects: PixelRect[]): Uint8Array {
   const parts: Uint8Array[] = [];
@@ -117,8 +118,9 @@ export function encodeFrame(width: number, height: number, modeChanged: boolean,
   for (const r of rects) {
     if (r.copyFrom) {
       const q = new Uint8Array(4);
-      new DataView(q.buffer).setUint16(0, r.copyFrom.x, true);
-      new DataView(q.buffer).setUint16(2, r.copyFrom.y, true);
+      const dv = new DataView(q.buffer);
+      dv.setUint16(0, r.copyFrom.x, true);
+      dv.setUint16(2, r.copyFrom.y, true);
       parts.push(q);
       encs.push(ENC_COPY);
       size += RECT_HEADER + 4;
@@ -165,10 +167,6 @@ export function encodeFrame(width: number, height: number, modeChanged: boolean,
 const FRAME_HEADER = 8;
 const RECT_HEADER = 13;
 
-/**
- * Paints a decoded message's rect into `dst`: RGBA pixels as 32-bit words (an ImageData's
- * buffer), `stride` pixels a row. Throws StreamError on corrupt pixel data.
- */
 /** ENC_COPY: rows of the screen move (scrolling); overlapping source and target are fine. */
 function copyRect(r: WireRect, dst: Uint32Array, stride: number): void {
   if (r.data.byteLength !== 4) throw new StreamError('a copy rect carries 4 bytes');
@@ -177,15 +175,25 @@ function copyRect(r: WireRect, dst: Uint32Array, stride: number): void {
   const sy = dv.getUint16(2, true);
   const rows = dst.length / stride;
   if (r.x + r.w > stride || r.y + r.h > rows || sx + r.w > stride || sy + r.h > rows) throw new StreamError('copy outside the screen');
-  if (sx === 0 && r.x === 0 && r.w === stride) {
-    dst.copyWithin(r.y * stride, sy * stride, (sy + r.h) * stride); // whole rows: one move
+  copyPixels(dst, stride, sx, sy, r.x, r.y, r.w, r.h);
+}
+
+/**
+ * Copies the w x h rect at (sx, sy) of a screen (`stride` pixels a row) to (x, y) of the same
+ * screen, as if through a temporary buffer (source and target may overlap: scrolling). The
+ * console's ENC_COPY and the engine host's picture of the consoles' screen (scroll.ts) both
+ * move pixels with it. Bounds are the caller's.
+ */
+export function copyPixels(dst: Uint32Array, stride: number, sx: number, sy: number, x: number, y: number, w: number, h: number): void {
+  if (sx === 0 && x === 0 && w === stride) {
+    dst.copyWithin(y * stride, sy * stride, (sy + h) * stride); // whole rows: one move
     return;
   }
   // Row by row, in the order that reads each source row before it is overwritten.
-  const down = sy < r.y;
-  for (let k = 0; k < r.h; k++) {
-    const y = down ? r.h - 1 - k : k;
-    dst.copyWithin((r.y + y) * stride + r.x, (sy + y) * stride + sx, (sy + y) * stride + sx + r.w);
+  const down = sy < y;
+  for (let k = 0; k < h; k++) {
+    const row = down ? h - 1 - k : k;
+    dst.copyWithin((y + row) * stride + x, (sy + row) * stride + sx, (sy + row) * stride + sx + w);
   }
 }
 
@@ -199,6 +207,10 @@ function lzWorthTrying(rleBytes: number, pixels: number): boolean {
   return rleBytes >= 1024 && rleBytes < pixels * 3;
 }
 
+/**
+ * Paints a decoded message's rect into `dst`: RGBA pixels as 32-bit words (an ImageData's
+ * buffer), `stride` pixels a row. Throws StreamError on corrupt pixel data.
+ */
 export function decodeRect(r: WireRect, dst: Uint32Array, stride: number): void {
   if (r.enc === ENC_RLE24) return decodeRle24(r.data, r.w, r.h, dst, stride, r.x, r.y);
   if (r.enc === ENC_COPY) return copyRect(r, dst, stride);

@@ -76,11 +76,17 @@ export type Serial = s.Infer<typeof SerialSchema>;
  * `<video><model type='vga'><resolution x= y=/></model></video>`. Absent: 1024x768.
  * The engine also refuses a size whose 32-bit frame is bigger than video memory (16 MiB).
  */
+const DISPLAY_MIN = { width: 640, height: 480 };
+const DISPLAY_MAX_SIDE = 4095; // EDID's 12-bit fields
 export const DisplaySchema = s.object({
-  width: s.number({ int: true, min: 640, max: 4095 }),
-  height: s.number({ int: true, min: 480, max: 4095 }),
+  width: s.number({ int: true, min: DISPLAY_MIN.width, max: DISPLAY_MAX_SIDE }),
+  height: s.number({ int: true, min: DISPLAY_MIN.height, max: DISPLAY_MAX_SIDE }),
 });
 export type Display = s.Infer<typeof DisplaySchema>;
+
+/** What the display offers without a setting (the engine's VgaDevice default): never stored. */
+export const DEFAULT_DISPLAY: Display = { width: 1024, height: 768 };
+export const isDefaultDisplay = (d: Display) => d.width === DEFAULT_DISPLAY.width && d.height === DEFAULT_DISPLAY.height;
 
 /** Video memory of the std-vga (engine VgaDevice::kDefaultVramSize). */
 export const VRAM_BYTES = 16 * 1024 * 1024;
@@ -88,8 +94,8 @@ export const VRAM_BYTES = 16 * 1024 * 1024;
 /** Why a preferred display size can't be used, or null. */
 export function displayProblem(width: number, height: number): string | null {
   if (!Number.isInteger(width) || !Number.isInteger(height)) return 'Give the width and height in whole pixels.';
-  if (width < 640 || height < 480) return 'The smallest preferred size is 640×480.';
-  if (width > 4095 || height > 4095) return 'At most 4095 pixels a side (EDID).';
+  if (width < DISPLAY_MIN.width || height < DISPLAY_MIN.height) return `The smallest preferred size is ${DISPLAY_MIN.width}×${DISPLAY_MIN.height}.`;
+  if (width > DISPLAY_MAX_SIDE || height > DISPLAY_MAX_SIDE) return `At most ${DISPLAY_MAX_SIDE} pixels a side (EDID).`;
   if (width * height * 4 > VRAM_BYTES) return `${width}×${height} at 32 bits per pixel needs more than the 16 MiB of video memory.`;
   return null;
 }
@@ -99,20 +105,19 @@ export function displayProblem(width: number, height: number): string | null {
  * side, shrunk (aspect kept) until a 32-bit frame fits in video memory; widths even.
  */
 export function fitDisplaySize(width: number, height: number): Display {
-  let w = Math.min(4095, Math.max(640, Math.round(width)));
-  let h = Math.min(4095, Math.max(480, Math.round(height)));
+  let w = Math.min(DISPLAY_MAX_SIDE, Math.max(DISPLAY_MIN.width, Math.round(width)));
+  let h = Math.min(DISPLAY_MAX_SIDE, Math.max(DISPLAY_MIN.height, Math.round(height)));
   if (w * h * 4 > VRAM_BYTES) {
     const k = Math.sqrt(VRAM_BYTES / (w * h * 4));
-    w = Math.max(640, Math.floor(w * k));
-    h = Math.max(480, Math.floor(h * k));
+    w = Math.max(DISPLAY_MIN.width, Math.floor(w * k));
+    h = Math.max(DISPLAY_MIN.height, Math.floor(h * k));
     while (w * h * 4 > VRAM_BYTES) h--;
   }
   return { width: w & ~1, height: h };
 }
 
-/** The sizes Details → Display offers (the VGA BIOS lists each as a VBE mode too). */
+/** The sizes Details → Display offers besides the default (the VGA BIOS lists each as a VBE mode too). */
 export const DISPLAY_SIZES: readonly Display[] = [
-  { width: 1024, height: 768 },
   { width: 1280, height: 720 },
   { width: 1280, height: 800 },
   { width: 1280, height: 1024 },

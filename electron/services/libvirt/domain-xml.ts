@@ -3,7 +3,7 @@
 // libvirt's schema with virt-xml-validate in the tests); fromDomainXml reads what
 // `virsh dumpxml` and `virt-install --print-xml` write, and lists by path every element
 // and attribute it did not use, with why: nothing is dropped silently.
-import { type Boot, type Disk, type Nic, type VmDefinition, MAC_PATTERN, displayProblem, UUID_PATTERN, VM_NAME_PATTERN } from '../../common/contracts/vm';
+import { type Boot, type Disk, type Nic, type VmDefinition, MAC_PATTERN, displayProblem, isDefaultDisplay, UUID_PATTERN, VM_NAME_PATTERN } from '../../common/contracts/vm';
 import { type XmlElement, type XmlNode, XmlSyntaxError, parseXml, unusedPaths, writeXml } from './xml';
 
 /** Vireo's own metadata namespace (the OS id and what libvirt has no element for). */
@@ -404,7 +404,7 @@ export function fromDomainXml(xml: string, opts: FromXmlOptions = {}): ImportedD
         const x = Number(r.attr(res, 'x')), y = Number(r.attr(res, 'y'));
         const why = displayProblem(x, y);
         if (why) r.note(res.path, `resolution ${r.attr(res, 'x')}x${r.attr(res, 'y')} not used: ${why}`);
-        else if (x !== 1024 || y !== 768) display = { width: x, height: y };
+        else if (!isDefaultDisplay({ width: x, height: y })) display = { width: x, height: y };
       }
       for (const a of r.kids(v, 'address')) r.ignore(a, 'libvirt-assigned PCI address');
     }

@@ -117,7 +117,6 @@ export function ConsoleView({ uuid }: { uuid: string }) {
   }, [stream]);
 
   useEffect(() => {
-    localStorage.setItem('vireo.resizeGuest', resizeGuest ? 'on' : 'off');
     const el = wrap.current;
     if (!stream || !el) return;
     if (!resizeGuest) {
@@ -322,7 +321,10 @@ export function ConsoleView({ uuid }: { uuid: string }) {
           </select>
         </label>
         <label className="inline" title="Offer the window's size to the guest as its preferred display size (it applies when the guest probes modes again)">
-          <input type="checkbox" checked={resizeGuest} onChange={(e) => setResizeGuest(e.target.checked)} /> Resize guest with window
+          <input type="checkbox" checked={resizeGuest} onChange={(e) => {
+            localStorage.setItem('vireo.resizeGuest', e.target.checked ? 'on' : 'off');
+            setResizeGuest(e.target.checked);
+          }} /> Resize guest with window
         </label>
         <button onClick={fullscreen}>Fullscreen</button>
         <div className="menuwrap">

@@ -5,7 +5,7 @@
 // except the first CD-ROM drive: Eject and Change… apply now (vm.changeMedia).
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { DetailsFieldError, VmDefinition, VmEdit } from '../../../../electron/common/contracts/vm';
-import { DISPLAY_SIZES, OS_CHOICES, editOf, nicModelFor } from '../../../../electron/common/contracts/vm';
+import { DEFAULT_DISPLAY, DISPLAY_SIZES, OS_CHOICES, editOf, nicModelFor } from '../../../../electron/common/contracts/vm';
 import type { NetworkSummary } from '../../../../electron/common/contracts/network';
 import type { VmInterface } from '../../../../electron/common/contracts/interfaces';
 import { fmtBytes as bytes } from '../storage/StorageView';
@@ -483,8 +483,8 @@ export function DetailsView({ uuid, onClose, customizing }: { uuid: string; onCl
                   const [w, h] = e.target.value.split('x').map(Number);
                   set({ display: w && h ? { width: w, height: h } : {} });
                 }}>
-                <option value="">1024×768 (default)</option>
-                {[...DISPLAY_SIZES.filter((d) => d.width !== 1024 || d.height !== 768),
+                <option value="">{DEFAULT_DISPLAY.width}×{DEFAULT_DISPLAY.height} (default)</option>
+                {[...DISPLAY_SIZES,
                   ...(edit.display?.width && edit.display?.height && !DISPLAY_SIZES.some((d) => d.width === edit.display!.width && d.height === edit.display!.height) ? [edit.display as { width: number; height: number }] : [])].map((d) => (
                   <option key={`${d.width}x${d.height}`} value={`${d.width}x${d.height}`}>
                     {d.width}×{d.height}
