@@ -2,7 +2,9 @@
 // (qemu-img/qemu-io are test peers only; cases needing them skip without):
 // resize refuses to shrink without --shrink and then loses nothing, [+|-]SIZE,
 // qcow2 shrink leaves `qemu-img check` clean with the same virtual size and
-// data as qemu-img's shrink, snapshots are refused with the image unchanged;
+// data as qemu-img's shrink; v3 images with internal snapshots grow as with
+// qemu-img (each snapshot keeps its size), shrinking them and any resize of a
+// v2 one is refused with the image unchanged;
 // convert -c writes compressed clusters qemu-img reads back identically;
 // --help / -h on every subcommand.
 #include <limits.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "block/blocktest_util.h"
 #include "block/convert.h"
@@ -187,7 +190,7 @@ TEST(img_resize_qcow2_regrow_reads_zeros) {
   CHECK(o.find("multiple of 512") != std::string::npos);
 }
 
-TEST(img_resize_refuses_images_with_snapshots) {
+TEST(img_resize_snapshots_refusals_leave_the_image_unchanged) {
   need_qemu();
   std::string V = vireo_img();
   TmpDir d;
@@ -198,11 +201,138 @@ TEST(img_resize_refuses_images_with_snapshots) {
     std::string before = md5(a);
     CHECK_EQ(sh(V + " resize --shrink " + q(a) + " 1M", &o), 1);
     CHECK(o.find("snapshots") != std::string::npos);
-    if (std::string(compat) == "0.10") CHECK(o.find("Can't resize a v2 image which has snapshots") != std::string::npos);
-    CHECK_EQ(sh(V + " resize " + q(a) + " 8M", &o), 1);
+    if (std::string(compat) == "0.10") {
+      // qemu-img refuses both ways on v2 (no room for each snapshot's size).
+      CHECK(o.find("Can't resize a v2 image which has snapshots") != std::string::npos);
+      CHECK_EQ(sh(V + " resize " + q(a) + " 8M", &o), 1);
+      CHECK(o.find("Can't resize a v2 image which has snapshots") != std::string::npos);
+      CHECK_EQ(sh("qemu-img resize " + q(a) + " 8M", &o), 1);
+    } else {
+      CHECK(o.find("Can't shrink an image which has internal snapshots") != std::string::npos);
+    }
     CHECK_EQ(md5(a), before);
     qemu_check_clean(a);
   }
+}
+
+static uint64_t snapshot_disk_size(const std::string& img, const std::string& name) {
+  Qcow2OpenFlags fl;
+  fl.read_only = true;
+  fl.no_backing = true;
+  std::vector<std::string> chain;
+  std::string err;
+  auto qc = Qcow2Backend::open(img, fl, &chain, &err);
+  if (!qc) throw vireo_test::Failure{"open " + img + ": " + err};
+  for (auto& s : qc->snapshots())
+    if (s.name == name) return s.disk_size;
+  throw vireo_test::Failure{"no snapshot " + name + " in " + img};
+}
+
+// qemu-io reads each (pattern, offset, length) as given.
+static void reads(const std::string& img, const std::vector<std::tuple<int, uint64_t, uint64_t>>& v) {
+  std::string cmd = "qemu-io", o;
+  for (auto [p, off, len] : v)
+    cmd += " -c 'read -P " + std::to_string(p) + " " + std::to_string(off) + " " + std::to_string(len) + "'";
+  int rc = sh(cmd + " " + q(img), &o);
+  if (rc || o.find("Pattern verification failed") != std::string::npos)
+    throw vireo_test::Failure{img + ": " + o};
+}
+
+// A v3 image with internal snapshots grows as with qemu-img: the active L1
+// table grows, each snapshot keeps its L1 table and size; snapshots taken
+// before and after the resize apply with their own data and sizes.
+TEST(img_resize_grows_v3_image_with_snapshots) {
+  need_qemu();
+  std::string V = vireo_img();
+  TmpDir d;
+  // 4 KiB clusters: 2 GiB needs a 2-cluster L1 table (the old one is moved).
+  for (const char* opts : {"cluster_size=64k", "cluster_size=4k", "extended_l2=on"}) {
+    std::string a = d / "v.qcow2", b = d / "q.qcow2", o;
+    ::unlink(a.c_str()), ::unlink(b.c_str());
+    for (const std::string& x : {a, b})
+      CHECK_EQ(sh("qemu-img create -q -f qcow2 -o " + std::string(opts) + " " + q(x) + " 4M && qemu-io -c 'write -P 7 0 4M' " +
+                  q(x) + " >/dev/null && qemu-img snapshot -c s1 " + q(x) + " && qemu-io -c 'write -P 8 1M 1M' " + q(x) +
+                  " >/dev/null", &o), 0);
+    CHECK_EQ(sh(V + " resize " + q(a) + " 2G", &o), 0);
+    CHECK(o.find("Image resized.") != std::string::npos);
+    CHECK_EQ(sh("qemu-img resize -q " + q(b) + " 2G", &o), 0);
+    qemu_check_clean(a);
+    CHECK_EQ(sh(V + " check -q " + q(a), &o), 0);
+    CHECK_EQ(qemu_vsize(a), uint64_t(2) << 30);
+    if (sh("qemu-img compare " + q(a) + " " + q(b), &o)) throw vireo_test::Failure{std::string(opts) + ": " + o};
+    CHECK_EQ(sh("qemu-img snapshot -l " + q(a) + " | grep -c ' s1 '", &o), 0);
+    CHECK_EQ(snapshot_disk_size(a, "s1"), uint64_t(4) << 20);
+    // Written past the old end, then a second snapshot at the new size.
+    for (const std::string& x : {a, b})
+      CHECK_EQ(sh("qemu-io -c 'write -P 9 1536M 1M' " + q(x) + " >/dev/null && qemu-img snapshot -c s2 " + q(x) +
+                  " && qemu-io -c 'write -P 10 0 64k' " + q(x) + " >/dev/null", &o), 0);
+    qemu_check_clean(a);
+    CHECK_EQ(snapshot_disk_size(a, "s2"), uint64_t(2) << 30);
+    // qemu-img applies them on our image as on its own (s1 not with 4 KiB
+    // clusters: qemu-img takes seconds to cut 512 L2 tables' worth).
+    for (const char* sn : {"s1", "s2"}) {
+      if (std::string(opts) == "cluster_size=4k" && std::string(sn) == "s1") continue;
+      std::string ca = d / "ca.qcow2", cb = d / "cb.qcow2";
+      CHECK_EQ(sh("cp " + q(a) + " " + q(ca) + " && cp " + q(b) + " " + q(cb) + " && qemu-img snapshot -a " + sn + " " +
+                  q(ca) + " && qemu-img snapshot -a " + sn + " " + q(cb), &o), 0);
+      CHECK_EQ(qemu_vsize(ca), qemu_vsize(cb));
+      if (sh("qemu-img compare " + q(ca) + " " + q(cb), &o)) throw vireo_test::Failure{std::string(opts) + " " + sn + ": " + o};
+      qemu_check_clean(ca);
+    }
+    // Vireo applies them: s1 back to 4 MiB and its data, s2 to 2 GiB.
+    CHECK_EQ(sh(V + " snapshot -a s1 " + q(a), &o), 0);
+    CHECK_EQ(qemu_vsize(a), uint64_t(4) << 20);
+    reads(a, {{7, 0, 4 << 20}});
+    qemu_check_clean(a);
+    CHECK_EQ(sh(V + " snapshot -a s2 " + q(a), &o), 0);
+    CHECK_EQ(qemu_vsize(a), uint64_t(2) << 30);
+    reads(a, {{7, 0, 1 << 20}, {8, 1 << 20, 1 << 20}, {7, 2 << 20, 2 << 20}, {0, 4 << 20, 60 << 20},
+              {0, 1535ULL << 20, 1 << 20}, {9, 1536ULL << 20, 1 << 20}, {0, 2047ULL << 20, 1 << 20}});
+    qemu_check_clean(a);
+    // Grow again with preallocation, snapshots still there; delete one.
+    CHECK_EQ(sh(V + " resize --preallocation=metadata " + q(a) + " +8M", &o), 0);
+    qemu_check_clean(a);
+    reads(a, {{9, 1536ULL << 20, 1 << 20}, {0, 2048ULL << 20, 8 << 20}});
+    CHECK_EQ(sh(V + " snapshot -d s1 " + q(a), &o), 0);
+    qemu_check_clean(a);
+    CHECK_EQ(sh("qemu-img snapshot -l " + q(a) + " | grep -c ' s[12] '", &o), 0);
+    CHECK_EQ(o, std::string("1\n"));
+    CHECK_EQ(snapshot_disk_size(a, "s2"), uint64_t(2) << 30);
+  }
+}
+
+// A v3 snapshot entry without its size (qemu-img check: "snapshot table entry
+// 0 is incomplete"; its size would read as the image's): growing the image
+// first records the size it had.
+TEST(img_resize_records_a_missing_snapshot_size) {
+  need_qemu();
+  std::string V = vireo_img();
+  TmpDir d;
+  std::string a = d / "a.qcow2", o;
+  CHECK_EQ(sh("qemu-img create -q -f qcow2 " + q(a) + " 4M && qemu-io -c 'write -P 7 0 4M' " + q(a) +
+              " >/dev/null && qemu-img snapshot -c s1 " + q(a), &o), 0);
+  // Rewrite the only entry without its extra data.
+  auto img = blocktest::slurp(a);
+  auto be = [&](uint64_t off, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) v = v << 8 | img[off + i];
+    return v;
+  };
+  uint64_t so = be(64, 8), extra = be(so + 36, 4), idl = be(so + 12, 2), nl = be(so + 14, 2);
+  CHECK(extra >= 16);
+  std::vector<uint8_t> e(img.begin() + so, img.begin() + so + 40);
+  e[36] = e[37] = e[38] = e[39] = 0;
+  e.insert(e.end(), img.begin() + so + 40 + extra, img.begin() + so + 40 + extra + idl + nl);
+  e.resize((e.size() + 7) / 8 * 8, 0);
+  blocktest::poke(a, so, e.data(), e.size());
+  CHECK_EQ(sh("qemu-img check " + q(a), &o), 2);
+  CHECK(o.find("incomplete") != std::string::npos);
+  CHECK_EQ(sh(V + " resize " + q(a) + " 64M", &o), 0);
+  qemu_check_clean(a);  // the entry is whole again
+  CHECK_EQ(snapshot_disk_size(a, "s1"), uint64_t(4) << 20);
+  CHECK_EQ(sh("qemu-img snapshot -a s1 " + q(a), &o), 0);
+  CHECK_EQ(qemu_vsize(a), uint64_t(4) << 20);
+  reads(a, {{7, 0, 4 << 20}});
 }
 
 // A raw source with compressible, incompressible, zero and unaligned pieces.

@@ -28,12 +28,12 @@ bool g_force_share = false;
 std::atomic<bool> g_cancel{false};
 
 const char* const kUsage[][2] = {
-    {"create", "create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1,extended_l2=on|off] FILE [SIZE]"},
+    {"create", "create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1,extended_l2=on|off,preallocation=off|metadata|falloc|full] FILE [SIZE]"},
     {"info", "info [-f FMT] [-U] [--output human|json] FILE"},
     {"check", "check [-q] [-f FMT] [-U] [-r leaks|all] [--output human|json] FILE"},
     {"convert", "convert [-q] [-p] [-c] [-U] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...,extended_l2=on|off] IN OUT"},
     {"snapshot", "snapshot [-q] -c|-a|-d NAME FILE | snapshot [-U] -l FILE   (-a/-d --by-name: NAME is never an ID)"},
-    {"resize", "resize [-q] [-f FMT] [--shrink] FILE [+|-]SIZE"},
+    {"resize", "resize [-q] [-f FMT] [--shrink] [--preallocation=off|metadata|falloc|full] FILE [+|-]SIZE"},
     {"rebase", "rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)"},
 };
 
@@ -44,7 +44,11 @@ void print_usage(FILE* f, const std::string& only) {
   std::fprintf(f,
                "SIZE takes a suffix k, M, G, T (powers of 1024).\n"
                "convert -c writes compressed qcow2 clusters (deflate, like qemu-img convert -c).\n"
-               "resize: shrinking needs --shrink; data past the new end is lost.\n"
+               "resize: shrinking needs --shrink; data past the new end is lost. A qcow2 v3 image with\n"
+               "internal snapshots can grow (each snapshot keeps its size), not shrink.\n"
+               "preallocation (create -o, resize --preallocation, like qemu-img's): off (sparse), metadata (qcow2:\n"
+               "every cluster mapped, nothing written), falloc (fallocate the data), full (write zeros); raw: off,\n"
+               "falloc, full.\n"
                "Images are locked like QEMU's: an image a VM (Vireo or QEMU) writes is not opened;\n"
                "info, check (without -r), convert and snapshot -l take -U / --force-share to read it anyway.\n");
 }
@@ -96,9 +100,10 @@ std::string json_str(const std::string& s) {
   return o + "\"";
 }
 
-// "-o a=b,c=d": cluster_size, compat (version) and extended_l2 for qcow2.
+// "-o a=b,c=d": cluster_size, compat (version) and extended_l2 for qcow2;
+// preallocation for both formats.
 bool parse_create_opts(const std::string& o, int* cluster_bits, int* version, std::string* backing,
-                       std::string* backing_fmt, bool* extended_l2) {
+                       std::string* backing_fmt, bool* extended_l2, std::string* prealloc) {
   size_t p = 0;
   while (p < o.size()) {
     size_t c = o.find(',', p);
@@ -122,6 +127,13 @@ bool parse_create_opts(const std::string& o, int* cluster_bits, int* version, st
         std::fprintf(stderr, "vireo-img: Parameter 'extended_l2' expects 'on' or 'off'\n");
         return false;
       }
+    } else if (k == "preallocation") {
+      Prealloc mode;
+      if (!parse_prealloc(v, &mode)) {
+        std::fprintf(stderr, "vireo-img: Parameter 'preallocation' does not accept value '%s'\n", v.c_str());
+        return false;
+      }
+      *prealloc = v;
     } else if (k == "backing_file") {
       *backing = v;
     } else if (k == "backing_fmt") {
@@ -138,7 +150,7 @@ bool parse_create_opts(const std::string& o, int* cluster_bits, int* version, st
 
 struct Args {
   std::vector<std::string> pos;
-  std::string f, O, b, F, o, r, output = "human", snap_name;
+  std::string f, O, b, F, o, r, output = "human", snap_name, prealloc;
   char snap_op = 0;
   bool by_name = false;  // snapshot -a/-d: NAME is a name, never an ID
   bool q = false, p = false, u = false, have_b = false, compress = false, shrink = false, help = false;
@@ -176,6 +188,8 @@ bool parse_args(const std::string& cmd, int argc, char** argv, Args* a) {
     else if (s == "-h" || s == "--help") a->help = true;
     else if (cmd == "convert" && s == "-c") a->compress = true;
     else if (cmd == "resize" && s == "--shrink") a->shrink = true;
+    else if (cmd == "resize" && s == "--preallocation") { if (!need(&a->prealloc)) return false; }
+    else if (cmd == "resize" && s.rfind("--preallocation=", 0) == 0) a->prealloc = s.substr(16);
     else if (cmd == "resize" && i == argc - 1 && s.size() > 1 && s[0] == '-') a->pos.push_back(s);  // -SIZE
     else if (s == "-c" || s == "-a" || s == "-d") {
       a->snap_op = s[1];
@@ -195,11 +209,13 @@ int cmd_create(Args& a) {
   std::string fmt = a.f.empty() ? "raw" : a.f;
   int cbits = 16, version = 3;
   bool ext_l2 = false;
-  std::string backing = a.b, bfmt = a.F;
-  if (!parse_create_opts(a.o, &cbits, &version, &backing, &bfmt, &ext_l2)) {
+  std::string backing = a.b, bfmt = a.F, pa = "off";
+  if (!parse_create_opts(a.o, &cbits, &version, &backing, &bfmt, &ext_l2, &pa)) {
     std::fprintf(stderr, "vireo-img: invalid options '%s'\n", a.o.c_str());
     return 1;
   }
+  Prealloc prealloc = Prealloc::Off;
+  parse_prealloc(pa, &prealloc);
   if (ext_l2 && fmt != "qcow2") {
     std::fprintf(stderr, "vireo-img: extended_l2 is a qcow2 option (-f qcow2)\n");
     return 1;
@@ -220,19 +236,31 @@ int cmd_create(Args& a) {
       std::fprintf(stderr, "vireo-img: raw images have no backing file\n");
       return 1;
     }
-    r = create_raw(a.pos[0], size, &err);
-    if (!r && !a.q) std::printf("Formatting '%s', fmt=raw size=%" PRIu64 "\n", a.pos[0].c_str(), size);
+    if (prealloc == Prealloc::Metadata) {  // qemu-img's words, nothing created
+      std::fprintf(stderr, "vireo-img: %s: Unsupported preallocation mode: metadata\n", a.pos[0].c_str());
+      return 1;
+    }
+    r = create_raw(a.pos[0], size, &err, prealloc);
+    if (!r && !a.q)
+      std::printf("Formatting '%s', fmt=raw size=%" PRIu64 "%s%s\n", a.pos[0].c_str(), size,
+                  prealloc == Prealloc::Off ? "" : " preallocation=", prealloc == Prealloc::Off ? "" : prealloc_name(prealloc));
   } else if (fmt == "qcow2") {
     if (check_qcow2_options(cbits, version, ext_l2, &err)) {  // named like qemu-img's "FILE: reason"
       std::fprintf(stderr, "vireo-img: %s: %s\n", a.pos[0].c_str(), err.c_str());
       return 1;
     }
-    r = create_qcow2(a.pos[0], size, cbits, backing, bfmt, version, &err, ext_l2);
+    if (!backing.empty() && prealloc != Prealloc::Off && !ext_l2) {
+      std::fprintf(stderr, "vireo-img: %s: Backing file and preallocation can only be used at the same time "
+                           "if extended_l2 is on\n", a.pos[0].c_str());
+      return 1;
+    }
+    r = create_qcow2(a.pos[0], size, cbits, backing, bfmt, version, &err, ext_l2, prealloc);
     if (!r && !a.q) {
       std::printf("Formatting '%s', fmt=qcow2 cluster_size=%llu%s compat=%s", a.pos[0].c_str(),
                   1ULL << cbits, ext_l2 ? " extended_l2=on" : "", version == 2 ? "0.10" : "1.1");
       if (!backing.empty()) std::printf(" backing_file=%s", backing.c_str());
       if (!bfmt.empty()) std::printf(" backing_fmt=%s", bfmt.c_str());
+      if (prealloc != Prealloc::Off) std::printf(" preallocation=%s", prealloc_name(prealloc));
       std::printf(" size=%" PRIu64 " refcount_bits=16\n", size);
     }
   } else {
@@ -465,9 +493,14 @@ int cmd_convert(Args& a) {
   std::string ofmt = a.O.empty() ? "raw" : a.O;
   int cbits = 16, version = 3;
   bool ext_l2 = false;
-  std::string ob, obf;
-  if (!parse_create_opts(a.o, &cbits, &version, &ob, &obf, &ext_l2)) {
+  std::string ob, obf, pa;
+  if (!parse_create_opts(a.o, &cbits, &version, &ob, &obf, &ext_l2, &pa)) {
     std::fprintf(stderr, "vireo-img: invalid options '%s'\n", a.o.c_str());
+    return 1;
+  }
+  if (!pa.empty()) {
+    std::fprintf(stderr, "vireo-img: convert does not preallocate (holes stay holes); create the image "
+                         "with 'vireo-img create -o preallocation=...' to get a preallocated one\n");
     return 1;
   }
   if (ext_l2 && ofmt != "qcow2") {
@@ -571,6 +604,11 @@ int cmd_resize(Args& a) {
     std::fprintf(stderr, "vireo-img: Invalid image size specified: '%s'\n", s.c_str());
     return 1;
   }
+  Prealloc prealloc = Prealloc::Off;
+  if (!a.prealloc.empty() && !parse_prealloc(a.prealloc, &prealloc)) {
+    std::fprintf(stderr, "vireo-img: Invalid preallocation mode '%s'\n", a.prealloc.c_str());
+    return 1;
+  }
   std::string err;
   OpenOptions o;
   o.format = a.f;
@@ -600,13 +638,15 @@ int cmd_resize(Args& a) {
                  "end. Before performing such an operation, make sure there is no important data there.\n");
     return 1;
   }
+  if (ns < cur && prealloc != Prealloc::Off) {
+    std::fprintf(stderr, "vireo-img: Preallocation can only be used for growing images\n");
+    return 1;
+  }
   int r;
   if (auto* q = dynamic_cast<Qcow2Backend*>(b.get())) {
-    r = q->resize(ns, &err);
+    r = q->resize(ns, &err, prealloc);
   } else if (auto* raw = dynamic_cast<RawBackend*>(b.get())) {
-    r = ::ftruncate(raw->fd(), off_t(ns)) ? -errno : 0;
-    if (!r && ::fdatasync(raw->fd())) r = -errno;
-    if (r) err = std::strerror(-r);
+    r = grow_raw(raw->fd(), cur, ns, prealloc, &err);  // or shrink (prealloc off); on failure the old size
   } else {
     r = -ENOTSUP;
     err = "format '" + b->format() + "' cannot be resized";

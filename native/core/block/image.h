@@ -33,8 +33,21 @@ std::unique_ptr<BlockBackend> open_block(const std::string& path, const OpenOpti
 // "qcow2" or "raw"; "" and *error set when the file cannot be read.
 std::string probe_format(const std::string& path, std::string* error);
 
-// Creates a raw image (sparse) of `size` bytes. 0 or -errno.
-int create_raw(const std::string& path, uint64_t size, std::string* error);
+// Preallocation, as qemu-img's `-o preallocation=` / `resize --preallocation=`:
+// off: sparse; metadata (qcow2 only): every guest cluster mapped to a host
+// cluster that is not written (reads zeros: a hole in the file); falloc: the
+// same, and the file's blocks reserved with fallocate; full: zeros written.
+enum class Prealloc { Off, Metadata, Falloc, Full };
+// "off", "metadata", "falloc", "full" (what qemu-img takes); false otherwise.
+bool parse_prealloc(const std::string& s, Prealloc* out);
+const char* prealloc_name(Prealloc p);
+
+// Creates a raw image of `size` bytes: sparse, or with `prealloc` falloc or
+// full (metadata is refused: -EINVAL, "Unsupported preallocation mode:
+// metadata", as qemu-img says). Should the preallocation fail (ENOSPC, no
+// fallocate on this file system), the file is removed. 0 or -errno.
+int create_raw(const std::string& path, uint64_t size, std::string* error,
+               Prealloc prealloc = Prealloc::Off);
 
 // Creates a qcow2 image. cluster_bits 9..21 (16 = 64 KiB is the usual),
 // version 2 (compat=0.10) or 3 (compat=1.1). `backing` may be relative: it is
@@ -43,10 +56,12 @@ int create_raw(const std::string& path, uint64_t size, std::string* error);
 // is 0 and there is a backing file, the backing file's size is used.
 // `extended_l2`: 128-bit L2 entries with 32 subclusters per cluster
 // (incompatible feature bit 4, qemu-img's extended_l2=on); v3 only, clusters
-// of at least 16 KiB. 0 or -errno.
+// of at least 16 KiB. `prealloc` (Qcow2Backend::preallocate): with a backing
+// file only together with extended_l2, as qemu-img; should it fail, the file
+// is removed. 0 or -errno.
 int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
                  const std::string& backing, const std::string& backing_fmt, int version,
-                 std::string* error, bool extended_l2 = false);
+                 std::string* error, bool extended_l2 = false, Prealloc prealloc = Prealloc::Off);
 
 // The checks create_qcow2 makes on its format options, where qemu-img refuses
 // the same combinations: 0, or -EINVAL with *error naming the option.

@@ -213,7 +213,11 @@ int set_backing_file(const std::string& path, const std::string& backing, const 
   return r;
 }
 
-int create_raw(const std::string& path, uint64_t size, std::string* error) {
+int create_raw(const std::string& path, uint64_t size, std::string* error, Prealloc prealloc) {
+  if (prealloc == Prealloc::Metadata) {  // refused before anything is created
+    if (error) *error = "Unsupported preallocation mode: metadata";
+    return -EINVAL;
+  }
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     int e = errno;
@@ -225,11 +229,20 @@ int create_raw(const std::string& path, uint64_t size, std::string* error) {
     ::close(fd);
     return r;
   }
-  if (::ftruncate(fd, 0) || ::ftruncate(fd, off_t(size))) {
+  if (::ftruncate(fd, 0) || (prealloc == Prealloc::Off && ::ftruncate(fd, off_t(size)))) {
     int e = errno;
     if (error) *error = "'" + path + "': cannot set size: " + std::strerror(e);
     ::close(fd);
     return -e;
+  }
+  if (prealloc != Prealloc::Off) {
+    std::string why;
+    if (int r = grow_raw(fd, 0, size, prealloc, &why)) {  // falloc reserves the whole file, full writes it
+      ::unlink(path.c_str());
+      ::close(fd);
+      if (error) *error = "'" + path + "': " + why + " (the file was removed)";
+      return r;
+    }
   }
   ::close(fd);
   return 0;
@@ -252,10 +265,13 @@ int check_qcow2_options(int cluster_bits, int version, bool extended_l2, std::st
 
 int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
                  const std::string& backing, const std::string& backing_fmt, int version,
-                 std::string* error, bool extended_l2) {
+                 std::string* error, bool extended_l2, Prealloc prealloc) {
   std::string scratch;
   if (!error) error = &scratch;
   if (int r = check_qcow2_options(cluster_bits, version, extended_l2, error)) return r;
+  // qemu-img's rule: without subclusters a preallocated cluster would hide the backing file.
+  if (!backing.empty() && prealloc != Prealloc::Off && !extended_l2)
+    return *error = "Backing file and preallocation can only be used at the same time if extended_l2 is on", -EINVAL;
   std::string bfmt = backing_fmt;
   if (!backing.empty()) {
     if (backing.size() > 1023) return *error = "backing file name too long", -EINVAL;
@@ -356,8 +372,28 @@ int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
   if (!r && ::ftruncate(fd, off_t(total * cs))) r = -errno;
   if (!r && ::fsync(fd)) r = -errno;
   ::close(fd);
-  if (r) *error = "could not write '" + path + "': " + std::strerror(-r);
-  return r;
+  if (r) {
+    *error = "could not write '" + path + "': " + std::strerror(-r);
+    return r;
+  }
+  if (prealloc != Prealloc::Off && size) {
+    // On the image as created (its backing file is never read: every cluster
+    // is new, and with extended L2 its subclusters stay unallocated).
+    Qcow2OpenFlags fl;
+    fl.no_backing = true;
+    std::vector<std::string> chain;
+    std::string why;
+    auto q = Qcow2Backend::open(path, fl, &chain, &why);
+    if (q) r = q->preallocate(0, size, prealloc, &why);
+    else r = -EIO;
+    q.reset();
+    if (r) {
+      ::unlink(path.c_str());
+      *error = "'" + path + "': preallocation=" + prealloc_name(prealloc) + ": " + why + " (the file was removed)";
+      return r;
+    }
+  }
+  return 0;
 }
 
 }  // namespace vireo::block

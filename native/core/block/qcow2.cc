@@ -192,9 +192,9 @@ int Qcow2Backend::alloc_clusters(uint64_t n, uint64_t* off) {
   }
 }
 
-int Qcow2Backend::grow_refcount_table(uint64_t min_index) {
+int Qcow2Backend::grow_refcount_table(uint64_t min_index, uint64_t at) {
   const uint64_t E = rb_entries_;
-  uint64_t start = std::max<uint64_t>(rt_.size() * E, div_up(file_end_, cs_));
+  uint64_t start = std::max<uint64_t>({rt_.size() * E, div_up(file_end_, cs_), at});
   uint64_t entries = std::max<uint64_t>(rt_.size() * 2, min_index + 1);
   uint64_t rt_cl = 0, k = 0;
   for (;;) {
@@ -1471,38 +1471,241 @@ int Qcow2Backend::write_zeroes(uint64_t off, uint64_t len) {
   return zero_range(off, len, false);
 }
 
-int Qcow2Backend::resize(uint64_t new_size, std::string* error) {
+int Qcow2Backend::resize(uint64_t new_size, std::string* error, Prealloc prealloc) {
   auto fail = [&](int r, const std::string& why) {
-    if (error) *error = why;
+    if (error) *error = why.empty() ? std::string(std::strerror(-r)) : why;
     return r;
   };
-  if (ro_) return fail(-EROFS, std::strerror(EROFS));
+  if (ro_) return fail(-EROFS, "");
   if (new_size % 512) return fail(-EINVAL, "The new size must be a multiple of 512");
   std::lock_guard<std::mutex> g(mu_);
   DataExclusive x(this);  // a shrink frees clusters (qcow2.h, data_mu_)
   if (corrupt_) return fail(-EIO, "the image is marked corrupt");
-  if (!snaps_.empty())
-    return fail(-ENOTSUP, version_ == 2 ? "Can't resize a v2 image which has snapshots"
-                                        : "Can't resize an image which has internal snapshots "
-                                          "(delete them first: vireo-img snapshot -d NAME FILE)");
+  if (!snaps_.empty() && version_ == 2) return fail(-ENOTSUP, "Can't resize a v2 image which has snapshots");
   if (new_size < size_) {
+    if (prealloc != Prealloc::Off) return fail(-EINVAL, "Preallocation can only be used for growing images");
+    if (!snaps_.empty())
+      return fail(-ENOTSUP, "Can't shrink an image which has internal snapshots (growing one works; "
+                            "delete them first to shrink: vireo-img snapshot -d NAME FILE)");
     int r = shrink(new_size);
-    return r ? fail(r, std::strerror(-r)) : 0;
+    return r ? fail(r, "") : 0;
   }
-  uint64_t old = size_;
+  const uint64_t old = size_;
+  // Each snapshot keeps its size: one whose entry lacks it (v3 requires it;
+  // without it the size read is the image's) gets the current one recorded.
+  if (!snaps_.empty()) {
+    auto ns = snaps_;
+    bool fix = false;
+    for (auto& sn : ns) {
+      if (sn.extra.size() >= 16) continue;
+      uint64_t vm = sn.extra.size() >= 8 ? ld64(&sn.extra[0]) : sn.vm_state_size;
+      sn.extra.resize(16, 0);
+      st64(&sn.extra[0], vm);
+      st64(&sn.extra[8], old);
+      fix = true;
+    }
+    if (fix)
+      if (int r = write_snapshot_table(ns)) return fail(r, "");
+  }
   uint64_t need = div_up(new_size, cs_ << l2_bits_);
   if (need > l1_.size())
-    if (int r = grow_l1(need)) return fail(r, std::strerror(-r));
-  size_ = new_size;
-  header_dirty_ = true;
+    if (int r = grow_l1(need)) return fail(r, "");
+  // Everything below happens past the old end while the header still says the
+  // old size: an error leaves the image as it was, only with a larger L1 table
+  // and entries past its end that read zeros.
+  std::string why;
+  int r = 0;
   // A backing file larger than the old size would show through the new range:
   // make it read as zeros, as qemu-img does.
-  if (backing_ && backing_->size() > old) {
-    uint64_t end = std::min(new_size, backing_->size());
-    if (int r = zero_range(old, end - old, false)) return fail(r, std::strerror(-r));
+  if (backing_ && backing_->size() > old) r = zero_range(old, std::min(new_size, backing_->size()) - old, false);
+  if (!r && (r = prealloc_range(old, new_size, prealloc, &why)))
+    why = std::string("preallocation=") + prealloc_name(prealloc) + ": " + (why.empty() ? std::strerror(-r) : why);
+  if (r) {
+    flush_metadata();  // what was done stays consistent (freed runs given back)
+    return fail(r, (why.empty() ? std::string(std::strerror(-r)) : why) + "; the image keeps its size");
   }
-  int r = flush_metadata();
-  return r ? fail(r, std::strerror(-r)) : 0;
+  size_ = new_size;
+  header_dirty_ = true;
+  r = flush_metadata();
+  return r ? fail(r, "") : 0;
+}
+
+int Qcow2Backend::preallocate(uint64_t off, uint64_t len, Prealloc prealloc, std::string* error) {
+  std::string scratch;
+  if (!error) error = &scratch;
+  if (ro_) return *error = std::strerror(EROFS), -EROFS;
+  std::lock_guard<std::mutex> g(mu_);
+  DataExclusive x(this);  // clusters of a failed run are freed
+  if (corrupt_) return *error = "the image is marked corrupt", -EIO;
+  std::string why;
+  int r = prealloc_range(off, off + len, prealloc, &why);
+  int f = flush_metadata();
+  if (!r) r = f;
+  if (r) *error = why.empty() ? std::strerror(-r) : why;
+  return r;
+}
+
+int Qcow2Backend::prealloc_range(uint64_t from, uint64_t to, Prealloc prealloc, std::string* why) {
+  if (prealloc == Prealloc::Off || from >= to) return 0;
+  const uint64_t c0 = from / cs_, c1 = div_up(to, cs_), per = l2_entries_, stride = ext_l2_ ? 2 : 1;
+  // A partly kept first cluster that shows the backing file (entries without
+  // subclusters have no way to say "this part only"): its content is copied
+  // into its new cluster, as a write there would.
+  if (!ext_l2_ && (from % cs_) && backing_ && c0 * cs_ < backing_->size()) {
+    uint64_t e, bm;
+    if (int r = lookup(c0 * cs_, &e, &bm)) return r;
+    if (!(e & kCompressed) && !(e & kOffMask) && !(version_ >= 3 && (e & kZeroFlag))) {
+      std::vector<uint8_t> head(from % cs_);
+      if (int r = read_backing(head.data(), head.size(), c0 * cs_)) return r;
+      if (int r = write_chunk(head.data(), head.size(), c0 * cs_)) return r;
+    }
+  }
+  auto needs = [&](const uint64_t* ent) { return !(ent[0] & kCompressed) && !(ent[0] & kOffMask); };
+  for (uint64_t t0 = c0 / per * per; t0 < c1; t0 += per) {
+    const uint64_t a = std::max(t0, c0), b = std::min(t0 + per, c1), l1i = t0 / per;
+    if (l1i < l1_.size() && (l1_[l1i] & kOffMask)) {  // an existing table: anything to do? (no copy of a snapshot's for nothing)
+      uint64_t l2off = l1_[l1i] & kOffMask;
+      if (!l2_cache_.count(l2off))
+        if (int r = check_l2_host(l2off)) return r;
+      L2Table* t;
+      if (int r = get_l2(l2off, &t)) return r;
+      bool any = false;
+      for (uint64_t c = a; c < b && !any; c++) any = needs(&t->e[(c - t0) * stride]);
+      if (!any) continue;
+    }
+    L2Table* t;
+    uint64_t idx;
+    if (int r = l2_for_write(a * cs_, &t, &idx)) return r;
+    for (uint64_t c = a; c < b;) {
+      if (!needs(&t->e[(c - t0) * stride])) {
+        c++;
+        continue;
+      }
+      uint64_t c2 = c;
+      for (; c2 < b && needs(&t->e[(c2 - t0) * stride]); c2++)
+        if (ext_l2_)
+          if (int r = check_bitmap(t->e[(c2 - t0) * 2], t->e[(c2 - t0) * 2 + 1])) return r;
+      const uint64_t n = c2 - c;
+      uint64_t host;
+      if (int r = alloc_run(n, &host)) return r;
+      int k = meta_overlap(host, n * cs_);
+      if (k == -2) return -EIO;
+      if (k >= 0) return mark_corrupt("cluster " + hex(host) + " is free in the refcounts but holds " + meta_name(k));
+      // The image's last cluster, when the guest sees only part of it, is
+      // laid out as qemu-img leaves it: with extended L2 the file ends after
+      // the last subcluster in use; without, the part past the guest's last
+      // sector is written (zeros).
+      uint64_t bytes = n * cs_;
+      const bool tail = prealloc == Prealloc::Metadata && c2 == c1 && (to % cs_);
+      if (tail && ext_l2_) bytes -= cs_ - div_up(to % cs_, cs_ / 32) * (cs_ / 32);
+      int r = prepare_run(host, bytes, prealloc, why);
+      if (!r && tail && !ext_l2_) {
+        const uint64_t from_b = div_up(to % cs_, 512) * 512;
+        std::vector<uint8_t> z(cs_, 0);
+        if (from_b < cs_) r = write_at(z.data(), cs_ - from_b, host + bytes - cs_ + from_b);
+      }
+      if (r) {
+        free_later(host, n * cs_);
+        return r;
+      }
+      // Extended L2: the bitmap stays (no subcluster allocated; zero bits kept).
+      for (uint64_t i = 0; i < n; i++) t->e[(c + i - t0) * stride] = (host + i * cs_) | kCopied;
+      t->dirty = true;
+      c = c2;
+    }
+    trim_caches();  // a large image's tables: written out and dropped as they fill the caches
+  }
+  return 0;
+}
+
+int Qcow2Backend::alloc_run(uint64_t n, uint64_t* off) {
+  const uint64_t E = rb_entries_, from = std::max<uint64_t>(free_hint_, 1);
+  uint64_t s = from, run = 0;
+  for (uint64_t i = from; run < n; i++) {
+    uint64_t rc;
+    if (int r = get_refcount(i, &rc)) return r;
+    if (rc == 0) {
+      if (!run) s = i;
+      run++;
+    } else {
+      run = 0;
+    }
+  }
+  // Past what the refcount table covers: the table grows first, placed right
+  // after the run (whose clusters it then covers), and the run is taken again.
+  if ((s + n - 1) / E >= rt_.size()) {
+    if (int r = grow_refcount_table((s + n - 1) / E, s + n)) return r;
+    return alloc_run(n, off);
+  }
+  // The run's missing refcount blocks: the first free clusters after it, each
+  // inside the range it describes or one whose block exists.
+  std::vector<std::pair<uint64_t, uint64_t>> place;  // (refcount table index, cluster)
+  uint64_t p = s + n;
+  for (uint64_t ti = s / E; ti <= (s + n - 1) / E; ti++) {
+    if (rt_[ti]) continue;
+    for (;; p++) {
+      uint64_t rc;
+      if (int r = get_refcount(p, &rc)) return r;
+      if (rc == 0) break;
+    }
+    uint64_t pt = p / E;
+    if (pt != ti && (pt >= rt_.size() || !rt_[pt])) return alloc_clusters(n, off);
+    place.push_back({ti, p++});
+  }
+  for (auto [ti, c] : place) {
+    rt_[ti] = c * cs_;
+    RefBlock blk;
+    blk.raw.assign(cs_, 0);
+    blk.dirty = true;
+    rb_cache_[c * cs_] = std::move(blk);
+    meta_add(c * cs_, cs_, kMetaRB);
+    rt_dirty_ = true;
+  }
+  for (auto [ti, c] : place)
+    if (int r = set_refcount(c, 1)) return r;
+  for (uint64_t c = s; c < s + n; c++)
+    if (int r = set_refcount(c, 1)) return r;
+  if (s == from) free_hint_ = s + n;  // nothing free was skipped
+  *off = s * cs_;
+  return 0;
+}
+
+int Qcow2Backend::prepare_run(uint64_t host, uint64_t len, Prealloc prealloc, std::string* why) {
+  const uint64_t end = host + len;
+  if (prealloc != Prealloc::Full && host < file_end_) {
+    // Reused clusters may hold old data: punched (reads zeros), else zeros written.
+    uint64_t e = std::min(end, file_end_);
+    if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(host), off_t(e - host))) {
+      static const std::vector<uint8_t> zeros(1 << 20, 0);
+      for (uint64_t o = host; o < e; o += zeros.size())
+        if (int r = write_at(zeros.data(), std::min<uint64_t>(zeros.size(), e - o), o)) return r;
+    }
+  }
+  switch (prealloc) {
+    case Prealloc::Off:
+      break;
+    case Prealloc::Metadata:
+      if (end > file_end_) {
+        if (::ftruncate(fd_, off_t(end))) return -errno;
+        file_end_ = end;
+      }
+      break;
+    case Prealloc::Falloc:
+      if (::fallocate(fd_, 0, off_t(host), off_t(len))) {
+        int r = -errno;
+        if (r == -EOPNOTSUPP) *why = "this file system cannot fallocate";
+        return r;
+      }
+      file_end_ = std::max(file_end_, end);
+      break;
+    case Prealloc::Full: {
+      static const std::vector<uint8_t> zeros(1 << 20, 0);
+      for (uint64_t o = host; o < end; o += zeros.size())
+        if (int r = write_at(zeros.data(), std::min<uint64_t>(zeros.size(), end - o), o)) return r;
+      break;
+    }
+  }
+  return 0;
 }
 
 // mu_ held, no snapshots. Crash-safe like every other metadata change: the

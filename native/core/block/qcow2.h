@@ -60,12 +60,30 @@ public:
 
   // Grows or shrinks the virtual disk, like qemu-img resize. Growing: the L1
   // table grows as needed (over a larger backing file, the new range reads as
-  // zeros). Shrinking: clusters past the new end are freed, L1 entries and L2
+  // zeros), the new range preallocated as `prealloc` says (preallocate), and
+  // only then the header's size changes, so a failed preallocation leaves the
+  // old size. Internal snapshots (v3) keep their own L1 tables and sizes;
+  // one without its size recorded (an incomplete entry) gets the old size
+  // written first. Shrinking: clusters past the new end are freed, L1 entries and L2
   // tables past it dropped, refcount blocks that count nothing freed and the
   // file truncated after its last used cluster; the tail of a partly kept
-  // cluster is zeroed. The size must be a multiple of 512; images with internal
-  // snapshots are refused. 0 or -errno with *error saying why.
-  int resize(uint64_t new_size, std::string* error = nullptr);
+  // cluster is zeroed. The size must be a multiple of 512. Refused: any
+  // resize of a v2 image with snapshots (as qemu-img), shrinking an image
+  // with snapshots, preallocation when shrinking. 0 or -errno with *error saying why.
+  int resize(uint64_t new_size, std::string* error = nullptr, Prealloc prealloc = Prealloc::Off);
+
+  // qemu-img's preallocation of the guest range [off, off+len) (create -o
+  // preallocation=, resize --preallocation=): every cluster there without a
+  // host cluster gets one (compressed and allocated ones are left alone). Per
+  // L2 table: the table first, then one run of clusters per stretch, the
+  // refcount blocks a run needs placed right after it, so a new image is laid
+  // out as qemu-img lays it out. Metadata: the clusters are not written (the
+  // file is extended over them; a reused cluster is punched, or zeroed), so
+  // they read zeros; falloc: fallocate'd as well; full: zeros written. With
+  // extended L2 the subclusters stay unallocated (zeros or the backing file
+  // show), as qemu-img leaves them. An entry is set only once its cluster is
+  // ready; should that fail the run is freed again. Flushed. 0 or -errno, *error saying why.
+  int preallocate(uint64_t off, uint64_t len, Prealloc prealloc, std::string* error = nullptr);
 
   // Compressed clusters (qemu-img convert -c). deflate_cluster compresses one
   // cluster (`n` <= cluster size, zero-padded to it) as raw deflate (zlib,
@@ -125,7 +143,9 @@ private:
   int get_refcount(uint64_t cidx, uint64_t* rc);
   int set_refcount(uint64_t cidx, uint64_t rc);
   int alloc_clusters(uint64_t n, uint64_t* off);
-  int grow_refcount_table(uint64_t min_index);
+  // The new table and the refcount blocks it needs go at the first cluster
+  // past what the old table covers, the file's end and `at`.
+  int grow_refcount_table(uint64_t min_index, uint64_t at = 0);
   // Writes rt_ as the refcount table at cluster `start` (rt_cl clusters), then
   // points the header at it, with a flush after each step.
   int install_refcount_table(uint64_t start, uint64_t rt_cl);
@@ -158,6 +178,16 @@ private:
   // both allocated and reading as zeros.
   int check_bitmap(uint64_t entry, uint64_t bitmap);
   int shrink(uint64_t new_size);
+  // preallocate's work (mu_ held); `why` set on errors that errno does not say.
+  int prealloc_range(uint64_t from, uint64_t to, Prealloc prealloc, std::string* why);
+  // `n` contiguous free clusters for preallocate: the first such run from
+  // free_hint_, its missing refcount blocks placed right after it (where
+  // alloc_clusters places them inside the run and looks again), a refcount
+  // table that must grow too; alloc_clusters where a block placed there would
+  // need a block of its own.
+  int alloc_run(uint64_t n, uint64_t* off);
+  // Makes new clusters [host, host+len) read zeros as `prealloc` says (see preallocate).
+  int prepare_run(uint64_t host, uint64_t len, Prealloc prealloc, std::string* why);
   int free_empty_refblocks();
   int read_l1(uint64_t off, uint32_t n, std::vector<uint64_t>* l1);
   int refcount_walk(const std::vector<uint64_t>& l1, int delta, bool later);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <vector>
 #include <linux/falloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,6 +44,55 @@ int pwrite_full(int fd, const void* buf, uint64_t len, uint64_t off) {
     len -= r;
   }
   return 0;
+}
+
+bool parse_prealloc(const std::string& s, Prealloc* out) {
+  if (s == "off") *out = Prealloc::Off;
+  else if (s == "metadata") *out = Prealloc::Metadata;
+  else if (s == "falloc") *out = Prealloc::Falloc;
+  else if (s == "full") *out = Prealloc::Full;
+  else return false;
+  return true;
+}
+
+const char* prealloc_name(Prealloc p) {
+  switch (p) {
+    case Prealloc::Metadata: return "metadata";
+    case Prealloc::Falloc: return "falloc";
+    case Prealloc::Full: return "full";
+    default: return "off";
+  }
+}
+
+int grow_raw(int fd, uint64_t from, uint64_t to, Prealloc prealloc, std::string* error) {
+  std::string scratch;
+  if (!error) error = &scratch;
+  if (prealloc == Prealloc::Metadata) return *error = "Unsupported preallocation mode: metadata", -EINVAL;
+  if (to < from && prealloc != Prealloc::Off)
+    return *error = "Preallocation can only be used for growing images", -EINVAL;
+  int r = 0;
+  if (to > from && prealloc == Prealloc::Falloc) {
+    // Mode 0: the blocks are reserved (unwritten extents read as zeros) and the size set.
+    if (::fallocate(fd, 0, off_t(from), off_t(to - from))) {
+      r = -errno;
+      *error = std::string("preallocation=falloc: ") +
+               (r == -EOPNOTSUPP ? "this file system cannot fallocate" : std::strerror(-r));
+    }
+  } else if (::ftruncate(fd, off_t(to))) {
+    r = -errno;
+    *error = std::string("cannot set the size: ") + std::strerror(-r);
+  } else if (to > from && prealloc == Prealloc::Full) {
+    static const std::vector<uint8_t> zeros(1 << 20, 0);
+    for (uint64_t o = from; o < to && !r; o += zeros.size())
+      r = pwrite_full(fd, zeros.data(), std::min<uint64_t>(zeros.size(), to - o), o);
+    if (r) *error = std::string("preallocation=full: ") + std::strerror(-r);
+  }
+  if (!r && ::fdatasync(fd)) {
+    r = -errno;
+    *error = std::strerror(-r);
+  }
+  if (r && to > from && ::ftruncate(fd, off_t(from)) == 0) ::fdatasync(fd);  // back to what it was
+  return r;
 }
 
 std::unique_ptr<RawBackend> RawBackend::open(const std::string& path, bool read_only,

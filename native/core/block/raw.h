@@ -4,6 +4,7 @@
 #include <string>
 
 #include "block/block.h"
+#include "block/image.h"
 
 namespace vireo::block {
 
@@ -30,6 +31,14 @@ private:
   uint64_t size_;
   bool ro_;
 };
+
+// Sets the raw image file `fd` from `from` to `to` bytes, then fdatasync. A
+// grown range is sparse (Off), has its blocks reserved by fallocate (Falloc)
+// or is written with zeros (Full); shrinking takes Off only ("Preallocation can
+// only be used for growing images"). Metadata is -EINVAL ("Unsupported
+// preallocation mode: metadata"). Should growing fail, the file is cut back
+// to `from` bytes. 0 or -errno, *error saying why.
+int grow_raw(int fd, uint64_t from, uint64_t to, Prealloc prealloc, std::string* error);
 
 // Whole-buffer pread/pwrite that retry on EINTR and short transfers.
 // pread_full zero-fills past end of file. Both return 0 or -errno.
