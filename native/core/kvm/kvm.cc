@@ -255,6 +255,27 @@ int KvmVm::signal_msi(uint64_t addr, uint32_t data) {
   return r < 0 ? -errno : r;
 }
 
+bool KvmVm::filter_msr_writes(const std::vector<uint32_t>& msrs) {
+  if (msrs.empty() || msrs.size() > KVM_MSR_FILTER_MAX_RANGES) return false;
+  if (sys_.check_extension(KVM_CAP_X86_USER_SPACE_MSR) <= 0 || sys_.check_extension(KVM_CAP_X86_MSR_FILTER) <= 0)
+    return false;
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_X86_USER_SPACE_MSR;
+  cap.args[0] = KVM_MSR_EXIT_REASON_FILTER;
+  if (::ioctl(fd_.get(), KVM_ENABLE_CAP, &cap) < 0) return false;
+  static const uint8_t deny = 0;  // bit 0 clear: the range's one MSR is denied to the guest (→ userspace)
+  kvm_msr_filter f{};
+  f.flags = KVM_MSR_FILTER_DEFAULT_ALLOW;
+  for (size_t i = 0; i < msrs.size(); i++) {
+    f.ranges[i].flags = KVM_MSR_FILTER_WRITE;
+    f.ranges[i].nmsrs = 1;
+    f.ranges[i].base = msrs[i];
+    f.ranges[i].bitmap = const_cast<uint8_t*>(&deny);
+  }
+  if (::ioctl(fd_.get(), KVM_X86_SET_MSR_FILTER, &f) < 0) throw KvmError("KVM_X86_SET_MSR_FILTER failed: " + errstr(errno), errno);
+  return true;
+}
+
 int KvmVm::register_irqfd(int efd, uint32_t gsi, bool deassign) {
   kvm_irqfd f{};
   f.fd = efd;
@@ -370,6 +391,11 @@ void KvmVcpu::set_xcr0(uint64_t v) {
   x.xcrs[0].value = v;
   checked_ioctl(fd_.get(), KVM_SET_XCRS, &x, "KVM_SET_XCRS");
 }
+uint32_t KvmVcpu::tsc_khz() const {
+  const int r = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  return r > 0 ? uint32_t(r) : 0;
+}
+
 bool KvmVcpu::get_msr(uint32_t index, uint64_t& value) const {
   uint8_t buf[kFlexHeader + sizeof(kvm_msr_entry)] = {};
   uint32_t n = 1;

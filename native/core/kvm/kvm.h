@@ -106,6 +106,11 @@ public:
   // kvmclock (KVM_GET_CLOCK / KVM_SET_CLOCK): the guest's clock in ns.
   kvm_clock_data clock() const;
   void set_clock(const kvm_clock_data& c);
+  // Guest WRMSRs to these MSRs exit to userspace (KVM_EXIT_X86_WRMSR) instead
+  // of reaching KVM (KVM_CAP_X86_USER_SPACE_MSR + KVM_X86_SET_MSR_FILTER);
+  // every other MSR access stays in KVM. Host-side KVM_SET_MSRS is not
+  // filtered. Returns false (nothing changed) where KVM lacks either cap.
+  bool filter_msr_writes(const std::vector<uint32_t>& msrs);
 
 private:
   KvmSystem& sys_;
@@ -153,6 +158,8 @@ public:
   uint64_t xcr0() const;
   void set_xcr0(uint64_t v);
   bool get_msr(uint32_t index, uint64_t& value) const;
+  // The guest's TSC frequency (KVM_GET_TSC_KHZ); 0 when KVM does not say.
+  uint32_t tsc_khz() const;
   // Saved state (machine/state.h): MSRs by index (only those KVM returned),
   // set back all-or-error; XSAVE through KVM_GET_XSAVE2 when KVM has it (its
   // size from KVM_CAP_XSAVE2), else KVM_GET_XSAVE's 4 KiB; every XCR; debug

@@ -286,10 +286,53 @@ Machine::Machine(MachineConfig cfg) : cfg_(std::move(cfg)) {
     vcpus_.push_back(std::make_unique<kvm::KvmVcpu>(*vm_, i));
     setup_vcpu(*vcpus_.back(), i);
   }
+  setup_tick_pacing();
   if (coalesced_page_ && !vcpus_.empty())
     coalesced_ring_ = reinterpret_cast<kvm_coalesced_mmio_ring*>(reinterpret_cast<uint8_t*>(vcpus_[0]->run_page()) +
                                                                  size_t(coalesced_page_) * size_t(sysconf(_SC_PAGESIZE)));
   if (board_) capture_power_on_state();
+}
+
+namespace {
+constexpr uint32_t kMsrTsc = 0x10;
+constexpr uint32_t kMsrTscDeadline = 0x6e0;
+}  // namespace
+
+void Machine::setup_tick_pacing() {
+  int64_t gap_us = cfg_.tick_gap_us;
+  if (gap_us < 0) {
+    gap_us = 0;
+    if (pvm_) {
+      gap_us = kPvmTickGapUs;
+      if (const char* e = std::getenv("VIREO_PVM_TICK_GAP_US")) gap_us = std::strtoll(e, nullptr, 10);
+    }
+  }
+  if (gap_us <= 0 || vcpus_.empty()) return;
+  const uint64_t khz = vcpus_[0]->tsc_khz();
+  if (!khz) return;
+  if (!vm_->filter_msr_writes({kMsrTscDeadline})) {
+    std::fprintf(stderr, "[vireo] this KVM cannot send TSC-deadline writes to userspace: the guest's timer is not paced\n");
+    return;
+  }
+  for (size_t i = 0; i < vcpus_.size(); i++) pacers_.emplace_back(uint64_t(gap_us) * khz / 1000);
+  if (cfg_.tick_gap_us < 0)
+    std::fprintf(stderr,
+                 "[vireo] kvm_pvm host: the guest's TSC-deadline timer interrupts at most every %lld us per vCPU "
+                 "(guest kernel code is emulated here; VIREO_PVM_TICK_GAP_US=0 turns this off; docs/linux-guest.md)\n",
+                 (long long)gap_us);
+}
+
+// KVM_EXIT_X86_WRMSR for the TSC-deadline MSR (the only one filtered).
+bool Machine::pace_deadline_write(kvm::KvmVcpu& v) {
+  kvm_run* run = v.run_page();
+  uint64_t tsc = 0;
+  if (run->msr.index != kMsrTscDeadline || size_t(v.id()) >= pacers_.size() || !v.get_msr(kMsrTsc, tsc)) {
+    run->msr.error = 1;  // #GP, as a CPU without the MSR
+    return true;
+  }
+  v.set_msrs({{kMsrTscDeadline, pacers_[size_t(v.id())].pace(run->msr.data, tsc)}});
+  run->msr.error = 0;
+  return true;
 }
 
 void Machine::add_coalesced_mmio(uint64_t addr, uint32_t size) {
@@ -1037,6 +1080,8 @@ bool Machine::handle_exit(kvm::KvmVcpu& v) {
         mmio_.read(run->mmio.phys_addr, {run->mmio.data, run->mmio.len});
       }
       return true;
+    case KVM_EXIT_X86_WRMSR:
+      return pace_deadline_write(v);
     case KVM_EXIT_DEBUG:  // a single step (see set_irq_window_stepping)
     case KVM_EXIT_HLT:
     case KVM_EXIT_INTR:
@@ -1244,6 +1289,9 @@ void Machine::vcpu_loop(int id) {
     if (native_followers_[size_t(id)])
       std::fprintf(stderr, "[vireo]   assist %-12s %10llu (SIMD instructions run in the same exits)\n", "+following",
                    (unsigned long long)native_followers_[size_t(id)]);
+    if (size_t(id) < pacers_.size())
+      std::fprintf(stderr, "[vireo]   timer deadlines %10llu written, %llu moved later by the pacer\n",
+                   (unsigned long long)pacers_[size_t(id)].writes(), (unsigned long long)pacers_[size_t(id)].delayed());
   }
   // The last vCPU thread out reports the final state.
   bool last;

@@ -21,6 +21,7 @@
 #include "kvm/assist.h"
 #include "machine/boot.h"
 #include "machine/guest_memory.h"
+#include "machine/tick_pacer.h"
 
 namespace vireo {
 
@@ -94,7 +95,16 @@ struct MachineConfig {
   // PC board: the display size the std-vga's EDID offers as preferred
   // (VgaDevice::set_preferred_size); 0 x 0: 1024x768.
   uint32_t display_width = 0, display_height = 0;
+  // The least time between two TSC-deadline timer interrupts of one vCPU
+  // (TickPacer; docs/linux-guest.md, "The timer pacer"), in microseconds.
+  // -1: Vireo's choice (kPvmTickGapUs on kvm_pvm hosts, or
+  // VIREO_PVM_TICK_GAP_US there; nothing on VT-x/AMD-V); 0: off.
+  int64_t tick_gap_us = -1;
 };
+
+// kvm_pvm hosts: the TickPacer's gap unless MachineConfig or
+// VIREO_PVM_TICK_GAP_US says otherwise.
+constexpr int64_t kPvmTickGapUs = 20000;
 
 enum class RunState { Created, Running, Paused, Stopped, Crashed };
 const char* run_state_name(RunState s);
@@ -143,6 +153,15 @@ public:
   void write_serial(int port, const uint8_t* data, size_t len);
   // Guest → host serial output is buffered; on_serial_ready fires (from a
   // vCPU thread) when the buffer goes from empty to non-empty, and the
+  // The timer pacer, one per vCPU (empty when the timer is not paced): its
+  // gap in guest TSC cycles, deadline writes seen and how many it moved later.
+  // Read it once the machine has stopped.
+  struct TickPacing { uint64_t gap_tsc, writes, delayed; };
+  std::vector<TickPacing> tick_pacing() const {
+    std::vector<TickPacing> out;
+    for (const auto& p : pacers_) out.push_back({p.min_gap(), p.writes(), p.delayed()});
+    return out;
+  }
   // consumer drains it with take_serial().
   std::vector<uint8_t> take_serial(int port);
 
@@ -285,6 +304,10 @@ private:
   // Assists per vCPU and kind (each row written only by its vCPU thread).
   std::vector<std::array<uint64_t, size_t(kvm::AssistKind::Count)>> assists_;
   std::vector<uint64_t> native_followers_;
+  // One per vCPU when the TSC-deadline timer is paced (each used only by its vCPU thread).
+  std::vector<TickPacer> pacers_;
+  void setup_tick_pacing();
+  bool pace_deadline_write(kvm::KvmVcpu& v);
   const bool trace_assist_ = std::getenv("VIREO_TRACE_ASSIST") != nullptr;
   std::mutex out_mu_;
   std::vector<uint8_t> out_[2];
