@@ -295,6 +295,8 @@ export interface RunResult {
   signal: string | null;
   /** Killed by the harness at the limit. */
   killed: boolean;
+  /** Stopped early because the VMM's stderr showed RunOptions.stopOnStderr. */
+  stoppedOn?: string;
   /** Seconds from spawn: first serial byte, init started, checks summary, shell prompt, process end. */
   t: { firstByte?: number; init?: number; summary?: number; prompt?: number; end: number };
   /** Host clock (s since epoch) when each check line arrived. */
@@ -327,6 +329,8 @@ export interface RunOptions {
   /** Each runs once, the first time a serial line starts with its text (QEMU's life steps through QMP). */
   onLine?: Array<{ text: string; run: () => unknown }>;
   env?: NodeJS.ProcessEnv;
+  /** Stop the VMM when its stderr shows this (QEMU keeps a VM stopped after "KVM internal error" until killed). */
+  stopOnStderr?: string;
 }
 
 export function runGuest(cmd: string, args: string[], o: RunOptions): Promise<RunResult> {
@@ -371,7 +375,10 @@ export function runGuest(cmd: string, args: string[], o: RunOptions): Promise<Ru
       }
     });
     child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => { r.stderr += d; });
+    child.stderr.on('data', (d: string) => {
+      r.stderr += d;
+      if (o.stopOnStderr && r.stderr.includes(o.stopOnStderr)) { r.stoppedOn = o.stopOnStderr; kill(); }
+    });
     child.on('close', (code, sig) => {
       clearTimeout(timer);
       kill();
