@@ -57,3 +57,14 @@ TEST(zero_disarms_and_a_zero_gap_changes_nothing) {
   CHECK_EQ(off.delayed(), 0u);
 }
 
+
+TEST(a_tsc_that_went_back_starts_the_pacing_over) {
+  TickPacer p(1000);
+  CHECK_EQ(p.pace(900000, 800000), 900000u);
+  CHECK_EQ(p.pace(900400, 900100), 901000u);  // last fire 900000
+  // A state saved at TSC 5000 is loaded: the old fire time would hold the
+  // timer back by ~900,000 cycles.
+  CHECK_EQ(p.pace(5400, 5100), 5400u);
+  CHECK_EQ(p.pace(5500, 5350), 5500u);        // 5400 not yet due at 5350: nothing fired since the load
+  CHECK_EQ(p.pace(5900, 5600), 6500u);        // it fired at 5500: the gap counts from there
+}

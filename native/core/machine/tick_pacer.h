@@ -22,6 +22,9 @@ class TickPacer {
   // returns the deadline to program into KVM.
   uint64_t pace(uint64_t deadline, uint64_t tsc_now) {
     writes_++;
+    // The TSC went back (a saved state or snapshot was loaded): what came
+    // before no longer says when the last interrupt was.
+    if (tsc_now < armed_at_) armed_ = armed_at_ = last_fire_ = 0;
     // Was the deadline armed before this write reached? It fired then, or
     // when it was written if it was already due.
     if (armed_ && armed_ <= tsc_now) last_fire_ = armed_ > armed_at_ ? armed_ : armed_at_;
