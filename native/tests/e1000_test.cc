@@ -773,6 +773,34 @@ TEST(receive_address_filtering) {
   CHECK_EQ(count(), size_t(4));
 }
 
+// libFuzzer (e1000_fuzz, 2026-12-01): with the VLAN filter on, a frame whose
+// type is the VLAN tag type but which ends there (14 or 15 bytes) had its tag
+// read from past its end. Such a frame is dropped; a whole tagged frame goes
+// through the filter table as before.
+TEST(vlan_filter_drops_a_tag_type_with_no_tag) {
+  auto be = fake();
+  Rig rig(be);
+  Driver d(rig);
+  auto count = [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    d.collect();
+    return d.frames.size();
+  };
+  rig.w(reg::RCTL, rig.r(reg::RCTL) | kRctlVfe);
+  Bytes f = frame_to_guest(10);
+  f[12] = 0x81;
+  f[13] = 0x00;
+  for (size_t n : {size_t(14), size_t(15)}) be->inject(Bytes(f.begin(), f.begin() + long(n)));
+  CHECK_EQ(count(), size_t(0));
+  f[14] = 0x00;
+  f[15] = 0x05;  // VID 5, not in the table
+  be->inject(f);
+  CHECK_EQ(count(), size_t(0));
+  rig.w(reg::VFTA, 1u << 5);
+  be->inject(f);
+  CHECK_EQ(count(), size_t(1));
+}
+
 TEST(statistics_count_and_clear_on_read) {
   auto be = fake();
   Rig rig(be);

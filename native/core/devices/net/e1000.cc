@@ -484,6 +484,7 @@ bool E1000::accept(std::span<const uint8_t> f) const {
   uint32_t rctl = regs_[reg::RCTL / 4];
   const uint8_t* d = f.data();
   if ((rctl & kRctlVfe) && be16(d + 12) == uint16_t(regs_[kVet / 4])) {  // 802.1Q tag: VLAN filter table
+    if (f.size() < 16) return false;  // a tag type with no tag after it (a 14- or 15-byte frame): malformed
     uint16_t vid = be16(d + 14) & 0xfff;
     if (!((regs_[reg::VFTA / 4 + vid / 32] >> (vid % 32)) & 1)) return false;
   }
