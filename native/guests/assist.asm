@@ -11,21 +11,7 @@ org LOAD_ADDR
     MULTIBOOT_AOUT start
 start:
     mov esp, 0x90000
-    ; Identity-map the first 1 GiB with 2 MiB pages: PML4 0x70000, PDPT 0x71000, PD 0x72000.
-    mov edi, 0x70000
-    xor eax, eax
-    mov ecx, 3 * 1024
-    rep stosd
-    mov dword [0x70000], 0x71003
-    mov dword [0x71000], 0x72003
-    mov edi, 0x72000
-    mov eax, 0x83
-    mov ecx, 512
-.pd:
-    mov [edi], eax
-    add eax, 0x200000
-    add edi, 8
-    loop .pd
+    IDENTITY_MAP_1G
     LONG_MODE_ENTER 0x70000, 0x08, long_mode
 
 bits 64
@@ -289,50 +275,6 @@ with_err:
 
 %include "lib64.inc"
 
-; puts64: RSI = NUL-terminated string.
-puts64:
-    push rax
-    push rsi
-.next:
-    lodsb
-    test al, al
-    jz .done
-    call putc64
-    jmp .next
-.done:
-    pop rsi
-    pop rax
-    ret
-
-; report32: prints "<RSI> <EAX as 8 hex digits>\r\n".
-report32:
-    push rax
-    push rbx
-    push rcx
-    call puts64
-    mov al, ' '
-    call putc64
-    mov ebx, [rsp + 16]
-    mov ecx, 8
-.digit:
-    rol ebx, 4
-    mov al, bl
-    and al, 0x0f
-    add al, '0'
-    cmp al, '9'
-    jbe .out
-    add al, 'a' - '0' - 10
-.out:
-    call putc64
-    loop .digit
-    mov al, 13
-    call putc64
-    mov al, 10
-    call putc64
-    pop rcx
-    pop rbx
-    pop rax
-    ret
 
 align 8
 gdt:

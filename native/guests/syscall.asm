@@ -414,19 +414,6 @@ exc_common:
 ; ---- output ------------------------------------------------------------------
 %include "lib64.inc"
 
-puts64:
-    push rax
-    push rsi
-.next:
-    lodsb
-    test al, al
-    jz .done
-    call putc64
-    jmp .next
-.done:
-    pop rsi
-    pop rax
-    ret
 
 ; print_kv_msr: "<RSI><[probe_msr] in hex> <RAX>"
 print_kv_msr:
