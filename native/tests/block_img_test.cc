@@ -3,8 +3,8 @@
 // resize refuses to shrink without --shrink and then loses nothing, [+|-]SIZE,
 // qcow2 shrink leaves `qemu-img check` clean with the same virtual size and
 // data as qemu-img's shrink; v3 images with internal snapshots grow as with
-// qemu-img (each snapshot keeps its size), shrinking them and any resize of a
-// v2 one is refused with the image unchanged;
+// and shrink as with qemu-img (each snapshot keeps its size and data), any
+// resize of a v2 one is refused with the image unchanged;
 // convert -c writes compressed clusters qemu-img reads back identically;
 // --help / -h on every subcommand.
 #include <limits.h>
@@ -190,29 +190,23 @@ TEST(img_resize_qcow2_regrow_reads_zeros) {
   CHECK(o.find("multiple of 512") != std::string::npos);
 }
 
-TEST(img_resize_snapshots_refusals_leave_the_image_unchanged) {
+TEST(img_resize_v2_snapshots_refusals_leave_the_image_unchanged) {
   need_qemu();
   std::string V = vireo_img();
   TmpDir d;
-  for (const char* compat : {"0.10", "1.1"}) {
-    std::string a = d / (std::string("s") + compat + ".qcow2"), o;
-    CHECK_EQ(sh("qemu-img create -q -f qcow2 -o compat=" + std::string(compat) + " " + q(a) +
-                " 4M && qemu-io -c 'write -P 7 0 4M' " + q(a) + " >/dev/null && qemu-img snapshot -c snap " + q(a), &o), 0);
-    std::string before = md5(a);
-    CHECK_EQ(sh(V + " resize --shrink " + q(a) + " 1M", &o), 1);
-    CHECK(o.find("snapshots") != std::string::npos);
-    if (std::string(compat) == "0.10") {
-      // qemu-img refuses both ways on v2 (no room for each snapshot's size).
-      CHECK(o.find("Can't resize a v2 image which has snapshots") != std::string::npos);
-      CHECK_EQ(sh(V + " resize " + q(a) + " 8M", &o), 1);
-      CHECK(o.find("Can't resize a v2 image which has snapshots") != std::string::npos);
-      CHECK_EQ(sh("qemu-img resize " + q(a) + " 8M", &o), 1);
-    } else {
-      CHECK(o.find("Can't shrink an image which has internal snapshots") != std::string::npos);
-    }
-    CHECK_EQ(md5(a), before);
-    qemu_check_clean(a);
-  }
+  std::string a = d / "s.qcow2", o;
+  CHECK_EQ(sh("qemu-img create -q -f qcow2 -o compat=0.10 " + q(a) + " 4M && qemu-io -c 'write -P 7 0 4M' " + q(a) +
+              " >/dev/null && qemu-img snapshot -c snap " + q(a), &o), 0);
+  std::string before = md5(a);
+  // qemu-img refuses both ways on v2 (no room for each snapshot's size).
+  CHECK_EQ(sh(V + " resize --shrink " + q(a) + " 1M", &o), 1);
+  CHECK(o.find("Can't resize a v2 image which has snapshots") != std::string::npos);
+  CHECK_EQ(sh(V + " resize " + q(a) + " 8M", &o), 1);
+  CHECK(o.find("Can't resize a v2 image which has snapshots") != std::string::npos);
+  CHECK_EQ(sh("qemu-img resize " + q(a) + " 8M", &o), 1);
+  CHECK_EQ(sh("qemu-img resize --shrink " + q(a) + " 1M", &o), 1);
+  CHECK_EQ(md5(a), before);
+  qemu_check_clean(a);
 }
 
 static uint64_t snapshot_disk_size(const std::string& img, const std::string& name) {
@@ -298,6 +292,64 @@ TEST(img_resize_grows_v3_image_with_snapshots) {
     CHECK_EQ(sh("qemu-img snapshot -l " + q(a) + " | grep -c ' s[12] '", &o), 0);
     CHECK_EQ(o, std::string("1\n"));
     CHECK_EQ(snapshot_disk_size(a, "s2"), uint64_t(2) << 30);
+  }
+}
+
+// A v3 image with internal snapshots shrinks as with qemu-img 7.2: only the
+// active L1's references past the new end go (a partly kept L2 table the
+// snapshot shares is copied first), the result matches qemu-img's shrink of
+// the same image, and applying a snapshot brings back its size and the data
+// past the new end; one taken after the shrink has the small size.
+TEST(img_resize_shrinks_v3_image_with_snapshots) {
+  need_qemu();
+  std::string V = vireo_img();
+  TmpDir d;
+  for (const char* opts : {"cluster_size=64k", "cluster_size=4k", "extended_l2=on"}) {
+    std::string a = d / "v.qcow2", b = d / "q.qcow2", o;
+    ::unlink(a.c_str()), ::unlink(b.c_str());
+    // 4 KiB clusters: 64 MiB spans 32 L2 tables, so whole tables and a partly
+    // kept one are both cut.
+    for (const std::string& x : {a, b})
+      CHECK_EQ(sh("qemu-img create -q -f qcow2 -o " + std::string(opts) + " " + q(x) + " 64M && qemu-io -c 'write -P 7 0 8M'" +
+                  " -c 'write -P 5 40M 1M' -c 'write -P 6 63M 1M' " + q(x) + " >/dev/null && qemu-img snapshot -c s1 " + q(x) +
+                  " && qemu-io -c 'write -P 8 1M 1M' -c 'write -P 9 41M 512k' " + q(x) + " >/dev/null", &o), 0);
+    CHECK_EQ(sh(V + " resize --shrink " + q(a) + " 41061376", &o), 0);   // 39 MiB + 164 KiB: a partly kept cluster
+    CHECK(o.find("Image resized.") != std::string::npos);
+    CHECK_EQ(sh("qemu-img resize -q --shrink " + q(b) + " 41061376", &o), 0);
+    qemu_check_clean(a);
+    CHECK_EQ(sh(V + " check -q " + q(a), &o), 0);
+    CHECK_EQ(qemu_vsize(a), uint64_t(41061376));
+    if (sh("qemu-img compare " + q(a) + " " + q(b), &o)) throw vireo_test::Failure{std::string(opts) + ": " + o};
+    CHECK_EQ(snapshot_disk_size(a, "s1"), uint64_t(64) << 20);
+    // The file keeps what s1 holds: not smaller than s1's data.
+    struct stat st{};
+    CHECK_EQ(::stat(a.c_str(), &st), 0);
+    CHECK(uint64_t(st.st_size) >= uint64_t(10) << 20);
+    // Grown again, the cut range reads zeros, then a snapshot at that size.
+    CHECK_EQ(sh(V + " resize " + q(a) + " 48M && qemu-img snapshot -c s2 " + q(a), &o), 0);
+    reads(a, {{7, 0, 1 << 20}, {8, 1 << 20, 1 << 20}, {7, 2 << 20, 6 << 20}, {0, 41061376, 48 * (1 << 20) - 41061376}});
+    qemu_check_clean(a);
+    // qemu-img applies s1 on our image as on its own shrunk one.
+    {
+      std::string ca = d / "ca.qcow2", cb = d / "cb.qcow2";
+      CHECK_EQ(sh("cp " + q(a) + " " + q(ca) + " && cp " + q(b) + " " + q(cb) + " && qemu-img snapshot -a s1 " + q(ca) +
+                  " && qemu-img snapshot -a s1 " + q(cb), &o), 0);
+      CHECK_EQ(qemu_vsize(ca), uint64_t(64) << 20);
+      if (sh("qemu-img compare " + q(ca) + " " + q(cb), &o)) throw vireo_test::Failure{std::string(opts) + " s1: " + o};
+      qemu_check_clean(ca);
+    }
+    // Vireo applies them: s1 back to 64 MiB with the data past the cut, s2 to 48 MiB.
+    CHECK_EQ(sh(V + " snapshot -a s1 " + q(a), &o), 0);
+    CHECK_EQ(qemu_vsize(a), uint64_t(64) << 20);
+    reads(a, {{7, 0, 8 << 20}, {5, 40 << 20, 1 << 20}, {6, 63 << 20, 1 << 20}, {0, 8 << 20, 32 << 20}});
+    qemu_check_clean(a);
+    CHECK_EQ(sh(V + " snapshot -a s2 " + q(a), &o), 0);
+    CHECK_EQ(qemu_vsize(a), uint64_t(48) << 20);
+    reads(a, {{8, 1 << 20, 1 << 20}, {0, 41061376, 48 * (1 << 20) - 41061376}});
+    qemu_check_clean(a);
+    // Deleting both leaves only the active image's clusters counted.
+    CHECK_EQ(sh(V + " snapshot -d s1 " + q(a) + " && " + V + " snapshot -d s2 " + q(a), &o), 0);
+    qemu_check_clean(a);
   }
 }
 

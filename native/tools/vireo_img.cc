@@ -45,7 +45,7 @@ void print_usage(FILE* f, const std::string& only) {
                "SIZE takes a suffix k, M, G, T (powers of 1024).\n"
                "convert -c writes compressed qcow2 clusters (deflate, like qemu-img convert -c).\n"
                "resize: shrinking needs --shrink; data past the new end is lost. A qcow2 v3 image with\n"
-               "internal snapshots can grow (each snapshot keeps its size), not shrink.\n"
+               "internal snapshots can grow or shrink: each snapshot keeps its size and data.\n"
                "preallocation (create -o, resize --preallocation, like qemu-img's): off (sparse), metadata (qcow2:\n"
                "every cluster mapped, nothing written), falloc (fallocate the data), full (write zeros); raw: off,\n"
                "falloc, full.\n"

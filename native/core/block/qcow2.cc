@@ -1482,17 +1482,12 @@ int Qcow2Backend::resize(uint64_t new_size, std::string* error, Prealloc preallo
   DataExclusive x(this);  // a shrink frees clusters (qcow2.h, data_mu_)
   if (corrupt_) return fail(-EIO, "the image is marked corrupt");
   if (!snaps_.empty() && version_ == 2) return fail(-ENOTSUP, "Can't resize a v2 image which has snapshots");
-  if (new_size < size_) {
-    if (prealloc != Prealloc::Off) return fail(-EINVAL, "Preallocation can only be used for growing images");
-    if (!snaps_.empty())
-      return fail(-ENOTSUP, "Can't shrink an image which has internal snapshots (growing one works; "
-                            "delete them first to shrink: vireo-img snapshot -d NAME FILE)");
-    int r = shrink(new_size);
-    return r ? fail(r, "") : 0;
-  }
+  if (new_size < size_ && prealloc != Prealloc::Off)
+    return fail(-EINVAL, "Preallocation can only be used for growing images");
   const uint64_t old = size_;
   // Each snapshot keeps its size: one whose entry lacks it (v3 requires it;
-  // without it the size read is the image's) gets the current one recorded.
+  // without it the size read is the image's) gets the current one recorded,
+  // before either a grow or a shrink changes the image's.
   if (!snaps_.empty()) {
     auto ns = snaps_;
     bool fix = false;
@@ -1506,6 +1501,13 @@ int Qcow2Backend::resize(uint64_t new_size, std::string* error, Prealloc preallo
     }
     if (fix)
       if (int r = write_snapshot_table(ns)) return fail(r, "");
+  }
+  // Shrinking (v3 with snapshots too, as qemu-img 7.2): the active L1's
+  // references past the new end are dropped; a table or cluster a snapshot
+  // shares keeps the snapshot's count, so its data stays for snapshot -a.
+  if (new_size < old) {
+    int r = shrink(new_size);
+    return r ? fail(r, "") : 0;
   }
   uint64_t need = div_up(new_size, cs_ << l2_bits_);
   if (need > l1_.size())
@@ -1708,7 +1710,7 @@ int Qcow2Backend::prepare_run(uint64_t host, uint64_t len, Prealloc prealloc, st
   return 0;
 }
 
-// mu_ held, no snapshots. Crash-safe like every other metadata change: the
+// mu_ held. Crash-safe like every other metadata change: the
 // L2 entries and L1 entries go first, then the header's size, then the
 // refcount decrements; a crash in between leaks clusters at worst.
 int Qcow2Backend::shrink(uint64_t new_size) {

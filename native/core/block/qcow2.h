@@ -67,9 +67,11 @@ public:
   // written first. Shrinking: clusters past the new end are freed, L1 entries and L2
   // tables past it dropped, refcount blocks that count nothing freed and the
   // file truncated after its last used cluster; the tail of a partly kept
-  // cluster is zeroed. The size must be a multiple of 512. Refused: any
-  // resize of a v2 image with snapshots (as qemu-img), shrinking an image
-  // with snapshots, preallocation when shrinking. 0 or -errno with *error saying why.
+  // cluster is zeroed; with v3 snapshots (as qemu-img) only the active L1's
+  // references go, so what a snapshot shares keeps its data and applying the
+  // snapshot brings its size back. The size must be a multiple of 512.
+  // Refused: any resize of a v2 image with snapshots (as qemu-img),
+  // preallocation when shrinking. 0 or -errno with *error saying why.
   int resize(uint64_t new_size, std::string* error = nullptr, Prealloc prealloc = Prealloc::Off);
 
   // qemu-img's preallocation of the guest range [off, off+len) (create -o
