@@ -5,25 +5,11 @@
 // VT-x/AMD-V the CPU runs them. The expected values are the architecture's,
 // so the same test holds on both.
 #include <map>
-#include <sstream>
 
 #include "kvm/kvm.h"
 #include "kvm_helpers.h"
 
 using namespace vireo;
-
-static std::map<std::string, uint32_t> parse(const std::string& serial) {
-  std::map<std::string, uint32_t> out;
-  std::istringstream in(serial);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    auto sp = line.find(' ');
-    if (sp == std::string::npos) continue;
-    out[line.substr(0, sp)] = uint32_t(std::stoul(line.substr(sp + 1), nullptr, 16));
-  }
-  return out;
-}
 
 TEST(ring0_instructions_the_pvm_emulator_lacks_behave_architecturally) {
   require_kvm();
@@ -41,7 +27,7 @@ TEST(ring0_instructions_the_pvm_emulator_lacks_behave_architecturally) {
   CHECK_EQ(r.info.kind, std::string("exit"));
   CHECK_EQ(r.info.code, 0x0a);
   CHECK(r.serial.find("done\r\n") != std::string::npos);
-  auto v = parse(r.serial);
+  auto v = serial_values(r.serial);
   CHECK_EQ(v["cpuid1.ebx.count"], 0x00010000u);  // Vireo's topology (one vCPU) is what the guest sees
   CHECK_EQ(v["int3.vector"], 3u);
   CHECK_EQ(v["int3.rip_delta"], 1u);

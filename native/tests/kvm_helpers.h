@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <condition_variable>
 #include <cstdlib>
+#include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -86,6 +88,24 @@ inline std::string guest(const char* name) {
     return path;
   }
   SKIP("test guest " + path + " is not built (needs nasm)");
+}
+
+// A test guest's "name HEX" lines on COM1 (puts64/report32 in guests/lib64.inc),
+// as name -> value; other lines are skipped.
+inline std::map<std::string, uint64_t> serial_values(const std::string& serial) {
+  std::map<std::string, uint64_t> out;
+  std::istringstream in(serial);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    auto sp = line.find(' ');
+    if (sp == std::string::npos) continue;
+    try {
+      out[line.substr(0, sp)] = std::stoull(line.substr(sp + 1), nullptr, 16);
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
 }
 
 // Runs a machine until it stops (or the timeout passes), collecting COM1 output.

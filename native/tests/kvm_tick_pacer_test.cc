@@ -5,24 +5,11 @@
 // hold on VT-x/AMD-V and on kvm_pvm hosts, where Vireo turns it on itself.
 #include <chrono>
 #include <map>
-#include <sstream>
 
 #include "kvm/kvm.h"
 #include "kvm_helpers.h"
 
 using namespace vireo;
-
-static std::map<std::string, uint64_t> parse(const std::string& serial) {
-  std::map<std::string, uint64_t> out;
-  std::istringstream in(serial);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    auto sp = line.find(' ');
-    if (sp != std::string::npos) out[line.substr(0, sp)] = std::stoull(line.substr(sp + 1), nullptr, 16);
-  }
-  return out;
-}
 
 struct TickRun {
   std::map<std::string, uint64_t> v;
@@ -48,7 +35,7 @@ static TickRun run_ticks(int64_t gap_us) {
   CHECK(done);
   CHECK_EQ(r.info.kind, std::string("exit"));
   CHECK_EQ(r.info.code, 0x0b);
-  out.v = parse(r.serial);
+  out.v = serial_values(r.serial);
   out.pacing = m.tick_pacing();
   return out;
 }
