@@ -23,6 +23,7 @@
 #endif
 
 #include "block/blocktest_util.h"
+#include "block/img_tool_util.h"
 #include "block/convert.h"
 #include "block/image.h"
 #include "block/lock.h"
@@ -33,20 +34,7 @@
 using namespace vireo::block;
 using blocktest::sh;
 using blocktest::TmpDir;
-
-static std::string q(const std::string& s) { return "'" + s + "'"; }
-
-static void need_qemu() {
-  if (!blocktest::have("qemu-img") || !blocktest::have("qemu-io"))
-    SKIP("qemu-img/qemu-io not installed (Debian package qemu-utils)");
-}
-
-static std::string vireo_img() {
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  std::string p(self, n > 0 ? n : 0);
-  return p.substr(0, p.rfind('/') + 1) + "vireo-img";
-}
+using namespace imgtool;
 
 static std::vector<std::string> ls(const std::string& dir) {
   std::vector<std::string> v;

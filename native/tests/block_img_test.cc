@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "block/blocktest_util.h"
+#include "block/img_tool_util.h"
 #include "block/convert.h"
 #include "block/image.h"
 #include "block/qcow2.h"
@@ -24,52 +25,7 @@
 using namespace vireo::block;
 using blocktest::sh;
 using blocktest::TmpDir;
-
-static std::string q(const std::string& s) { return "'" + s + "'"; }
-
-static std::string vireo_img() {
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  std::string p(self, n > 0 ? n : 0);
-  std::string v = p.substr(0, p.rfind('/') + 1) + "vireo-img";
-  if (access(v.c_str(), X_OK)) SKIP("vireo-img not built next to this test");
-  return v;
-}
-
-static void need_qemu() {
-  if (!blocktest::have("qemu-img") || !blocktest::have("qemu-io"))
-    SKIP("qemu-img/qemu-io not installed (Debian package qemu-utils)");
-}
-
-static uint64_t file_size(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) ? 0 : uint64_t(st.st_size);
-}
-
-static std::string md5(const std::string& p) {
-  std::string o;
-  sh("md5sum " + q(p) + " | cut -c1-32", &o);
-  return o;
-}
-
-// A number from `qemu-img info/check --output json` ("key": N).
-static uint64_t json_num(const std::string& json, const std::string& key) {
-  auto k = json.find("\"" + key + "\":");
-  if (k == std::string::npos) throw vireo_test::Failure{"no " + key + " in: " + json};
-  return std::strtoull(json.c_str() + k + key.size() + 3, nullptr, 10);
-}
-
-static uint64_t qemu_vsize(const std::string& img) {
-  std::string o;
-  CHECK_EQ(sh("qemu-img info --output json " + q(img), &o), 0);
-  return json_num(o, "virtual-size");
-}
-
-static void qemu_check_clean(const std::string& img) {
-  std::string o;
-  int rc = sh("qemu-img check " + q(img), &o);
-  if (rc != 0) throw vireo_test::Failure{"qemu-img check " + img + " -> " + std::to_string(rc) + ": " + o};
-}
+using namespace imgtool;
 
 TEST(img_help_on_every_subcommand) {
   std::string V = vireo_img();

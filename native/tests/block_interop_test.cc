@@ -8,6 +8,7 @@
 #include <random>
 
 #include "block/blocktest_util.h"
+#include "block/img_tool_util.h"
 #include "block/image.h"
 #include "block/qcow2.h"
 #include "check.h"
@@ -15,13 +16,7 @@
 using namespace vireo::block;
 using blocktest::sh;
 using blocktest::TmpDir;
-
-static void need_qemu() {
-  if (!blocktest::have("qemu-img") || !blocktest::have("qemu-io"))
-    SKIP("qemu-img/qemu-io not installed (Debian package qemu-utils)");
-}
-
-static std::string q(const std::string& s) { return "'" + s + "'"; }
+using namespace imgtool;
 
 // Our read of `img` equals qemu-img's raw conversion of it.
 static void expect_reads_like_qemu(const std::string& img, const TmpDir& d) {
@@ -247,13 +242,6 @@ TEST(interop_qemu_internal_snapshots_and_extended_l2) {
   }
   expect_qemu_check_clean(x);
   expect_reads_like_qemu(x, d);
-}
-
-static std::string vireo_img() {
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  std::string p(self, n > 0 ? n : 0);
-  return p.substr(0, p.rfind('/') + 1) + "vireo-img";
 }
 
 TEST(interop_vireo_img_commands) {

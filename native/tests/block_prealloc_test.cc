@@ -16,6 +16,7 @@
 #include <regex>
 
 #include "block/blocktest_util.h"
+#include "block/img_tool_util.h"
 #include "block/image.h"
 #include "block/qcow2.h"
 #include "check.h"
@@ -23,50 +24,13 @@
 using namespace vireo::block;
 using blocktest::sh;
 using blocktest::TmpDir;
+using namespace imgtool;
 
-static std::string q(const std::string& s) { return "'" + s + "'"; }
-
-static std::string vireo_img() {
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  std::string p(self, n > 0 ? n : 0);
-  std::string v = p.substr(0, p.rfind('/') + 1) + "vireo-img";
-  if (access(v.c_str(), X_OK)) SKIP("vireo-img not built next to this test");
-  return v;
-}
-
-static void need_qemu() {
-  if (!blocktest::have("qemu-img") || !blocktest::have("qemu-io"))
-    SKIP("qemu-img/qemu-io not installed (Debian package qemu-utils)");
-}
-
-static uint64_t file_size(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) ? 0 : uint64_t(st.st_size);
-}
 static uint64_t disk_usage(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) ? 0 : uint64_t(st.st_blocks) * 512;
 }
 static bool exists(const std::string& p) { return access(p.c_str(), F_OK) == 0; }
-
-static std::string md5(const std::string& p) {
-  std::string o;
-  sh("md5sum " + q(p) + " | cut -c1-32", &o);
-  return o;
-}
-
-static uint64_t json_num(const std::string& json, const std::string& key) {
-  auto k = json.find("\"" + key + "\":");
-  if (k == std::string::npos) throw vireo_test::Failure{"no " + key + " in: " + json};
-  return std::strtoull(json.c_str() + k + key.size() + 3, nullptr, 10);
-}
-
-static void qemu_check_clean(const std::string& img) {
-  std::string o;
-  int rc = sh("qemu-img check " + q(img), &o);
-  if (rc != 0) throw vireo_test::Failure{"qemu-img check " + img + " -> " + std::to_string(rc) + ": " + o};
-}
 
 // `qemu-img check --output json`: allocated and total clusters.
 static std::pair<uint64_t, uint64_t> qemu_alloc(const std::string& img) {
