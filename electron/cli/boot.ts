@@ -392,6 +392,13 @@ export async function run(args: string[]): Promise<number> {
     console.error(`vireo boot: ${problem}`);
     return 1;
   }
+  // Confined as an engine host is (docs/architecture.md, "Engine host confinement"):
+  // no exec, ptrace, modules or mounts, and the device threads keep only I/O on
+  // what they have open. VIREO_NO_CONFINE=1 leaves it off (debugging only).
+  if (process.env.VIREO_NO_CONFINE !== '1') {
+    const c = addon.confine?.();
+    if (c?.problems.length) console.error(`vireo boot: confinement incomplete: ${c.problems.join('; ')}`);
+  }
   let m: NativeMachine;
   try {
     m = new addon.Machine(opts.config);

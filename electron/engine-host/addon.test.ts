@@ -220,6 +220,18 @@ describe.skipIf(!!why)('native addon', () => {
       expect(status).toMatch(/^Seccomp:\s+2$/m);
       expect(fs.readFileSync(`/proc/${ready.pid}/limits`, 'utf8')).toMatch(/^Max core file size\s+0\s+0\s/m);
       expect(stderr).not.toMatch(/confinement incomplete|cannot confine/);
+      // A running guest: its two vCPU threads carry the device threads' allow list on top
+      // of the process's filter (Seccomp_filters 2), the main thread only the process's.
+      child.send({ t: 'start', config: { memoryMiB: 32, cpus: 2, kernel: path.join(guests, 'echo.bin') } });
+      const filtersOf = (tid: string | number) =>
+        Number(/^Seccomp_filters:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${ready.pid}/task/${tid}/status`, 'utf8'))?.[1] ?? -1);
+      const filters = () => fs.readdirSync(`/proc/${ready.pid}/task`).map(filtersOf);
+      const deadline = Date.now() + 20_000;
+      while (filters().filter((n) => n === 2).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const f = filters();
+      expect(f.filter((n) => n === 2).length, `filters per thread: ${f.join(',')}; stderr: ${stderr}`).toBeGreaterThanOrEqual(2);
+      expect(filtersOf(ready.pid), 'the main thread keeps only the process filter').toBe(1);
+      expect(stderr).not.toMatch(/sandbox: .* may not/);
     } finally {
       child.kill('SIGKILL');
     }

@@ -1,5 +1,7 @@
 #include "block/queue.h"
 
+#include "sandbox/confine.h"
+
 namespace vireo::block {
 
 BlockQueue::BlockQueue(std::shared_ptr<BlockBackend> backend, unsigned threads)
@@ -41,6 +43,7 @@ void BlockQueue::write_zeroes(uint64_t off, uint64_t len, Callback cb) {
 void BlockQueue::flush(Callback cb) { submit({Op::Flush, nullptr, 0, 0, std::move(cb)}); }
 
 void BlockQueue::worker() {
+  sandbox::confine_device_thread("a block I/O thread");  // runs guest requests (sandbox/confine.h)
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     // The head may start unless a barrier is running, or it is a barrier and

@@ -24,6 +24,7 @@
 #include "machine/pc_board.h"
 #include "machine/state.h"
 #include "machine/vcpu_sample.h"
+#include "sandbox/confine.h"
 
 namespace vireo {
 
@@ -1202,6 +1203,10 @@ void Machine::vcpu_loop(int id) {
   sigemptyset(&set);
   sigaddset(&set, kick_signal());
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  // In a confined engine host this thread runs guest-driven device code:
+  // it keeps only I/O on what is open (sandbox/confine.h).
+  const std::string thread_name = "vCPU " + std::to_string(id);
+  sandbox::confine_device_thread(thread_name.c_str());
   kvm::KvmVcpu& v = *vcpus_[size_t(id)];
   struct TidMark {
     std::atomic<int>& slot;

@@ -27,9 +27,31 @@ struct ConfineResult {
   std::vector<std::string> problems;  // what could not be applied, with the errno text
 };
 
+// Also asks every device thread started afterwards to confine itself
+// (device_threads_confined()).
 ConfineResult confine_engine_host();
 
 // The system call names the filter refuses (for documentation and tests).
 std::vector<std::string> refused_syscalls();
+
+// Device threads: the threads that run code a guest drives (vCPUs, virtio
+// notify threads, block I/O workers). In a confined engine host each narrows
+// itself further, for itself only, to an allow list: I/O on descriptors it
+// already has (read/write/pread/pwrite and their vector forms, lseek, fstat,
+// fcntl, ioctl, fsync/fdatasync, fallocate, ftruncate, sync_file_range,
+// io_uring_enter, send/recv on existing sockets, close), memory without
+// PROT_EXEC (mmap, mprotect, munmap, mremap, madvise, brk), futexes, polls,
+// clocks and sleeps, signals to its own process (tgkill), getrandom, exit.
+// Nothing that opens a file or socket, makes a process or thread, or
+// changes the file system. Anything else is trapped: the thread gets EPERM
+// and stderr says which call on which thread, once per call and thread.
+void set_device_thread_confinement(bool on);
+bool device_threads_confined();
+// Installs the allow list on the calling thread if device_threads_confined();
+// `what` names the thread in messages ("vCPU 0"). "" or the problem (which
+// is also printed).
+std::string confine_device_thread(const char* what);
+// The allow list's system call names (for documentation and tests).
+std::vector<std::string> device_thread_syscalls();
 
 }  // namespace vireo::sandbox

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "sandbox/confine.h"
+
 namespace vireo::virtio {
 
 NotifyThread::NotifyThread(int queues, Bind bind) : bind_(std::move(bind)), slots_(size_t(queues)) {
@@ -89,6 +91,7 @@ bool NotifyThread::bound(int q) const {
 }
 
 void NotifyThread::run() {
+  sandbox::confine_device_thread("a virtio notify thread");  // guest-driven queue work (sandbox/confine.h)
   std::vector<pollfd> fds;
   for (auto& s : slots_) fds.push_back({s.efd, POLLIN, 0});
   const size_t nq = fds.size();
