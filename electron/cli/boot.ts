@@ -72,7 +72,10 @@ key names or literal text) the first time the serial port prints TEXT; the first
 not written as '\\:' ends TEXT (--keys-on 'login\\::root<Enter>').
 --power-button-at SECONDS / --power-button-on TEXT press the ACPI power button (what
 Shut Down and virsh shutdown do; QEMU's system_powerdown) then, or the first time the
-serial port prints TEXT: the guest decides how to power off.`;
+serial port prints TEXT: the guest decides how to power off.
+The process confines itself before the guest runs, as the app's engine hosts do
+(no_new_privs and seccomp: no programs run, no tracing or mounts; the vCPU and
+device threads keep only I/O on what is open). VIREO_NO_CONFINE=1 leaves that off.`;
 
 export class UsageError extends Error {}
 

@@ -90,6 +90,29 @@ const Refused kDeviceAllowed[] = {
 };
 #undef A
 
+// A filter under construction. The prologue every filter starts with: a call
+// of another architecture or an x32 number gets `refuse` (the lists below
+// name x86-64 numbers only, so neither may get past them).
+struct Filter {
+  std::vector<sock_filter> f;
+  void stmt(uint16_t code, uint32_t k) { f.push_back(BPF_STMT(code, k)); }
+  void jump(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { f.push_back(BPF_JUMP(code, k, jt, jf)); }
+  explicit Filter(uint32_t refuse) {
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch));
+    jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+    stmt(BPF_RET | BPF_K, refuse);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
+    jump(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, 0, 1);
+    stmt(BPF_RET | BPF_K, refuse);
+  }
+  // Loaded: the call's number. Returns `action` when it is `nr`.
+  void on(long nr, uint32_t action) {
+    jump(BPF_JMP | BPF_JEQ | BPF_K, uint32_t(nr), 0, 1);
+    stmt(BPF_RET | BPF_K, action);
+  }
+  sock_fprog prog() { return sock_fprog{static_cast<unsigned short>(f.size()), f.data()}; }
+};
+
 std::atomic<bool> g_device_confine{false};
 thread_local const char* t_thread_name = nullptr;
 thread_local uint64_t t_reported[8];  // system call numbers already reported on this thread (0 = none)
@@ -164,21 +187,12 @@ std::string confine_device_thread(const char* what) {
   sigemptyset(&set);
   sigaddset(&set, SIGSYS);
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-  std::vector<sock_filter> f;
-  auto stmt = [&](uint16_t code, uint32_t k) { f.push_back(BPF_STMT(code, k)); };
-  auto jump = [&](uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { f.push_back(BPF_JUMP(code, k, jt, jf)); };
   const uint32_t trap = SECCOMP_RET_TRAP, allow = SECCOMP_RET_ALLOW;
   const uint32_t arg_lo = offsetof(seccomp_data, args), arg_hi = arg_lo + 4;  // little endian
-  stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch));
-  jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
-  stmt(BPF_RET | BPF_K, trap);
-  stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
-  jump(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, 0, 1);
-  stmt(BPF_RET | BPF_K, trap);
-  for (const auto& a : kDeviceAllowed) {
-    jump(BPF_JMP | BPF_JEQ | BPF_K, uint32_t(a.nr), 0, 1);
-    stmt(BPF_RET | BPF_K, allow);
-  }
+  Filter flt(trap);
+  auto stmt = [&](uint16_t code, uint32_t k) { flt.stmt(code, k); };
+  auto jump = [&](uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { flt.jump(code, k, jt, jf); };
+  for (const auto& a : kDeviceAllowed) flt.on(a.nr, allow);
   // mmap / mprotect: allowed without PROT_EXEC (argument 2).
   for (long nr : {long(SYS_mmap), long(SYS_mprotect)}) {
     jump(BPF_JMP | BPF_JEQ | BPF_K, uint32_t(nr), 0, 4);
@@ -196,7 +210,7 @@ std::string confine_device_thread(const char* what) {
   stmt(BPF_RET | BPF_K, trap);
   stmt(BPF_RET | BPF_K, allow);
   stmt(BPF_RET | BPF_K, trap);  // everything else
-  sock_fprog prog{static_cast<unsigned short>(f.size()), f.data()};
+  sock_fprog prog = flt.prog();
   // no_new_privs is the process's (confine_engine_host); set it again in case
   // only this thread is being confined (tests).
   ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
@@ -225,22 +239,11 @@ ConfineResult confine_engine_host() {
 
   // The filter: another architecture -> EPERM; x32 numbers -> EPERM; each
   // refused number -> EPERM; everything else allowed.
-  std::vector<sock_filter> f;
-  auto stmt = [&](uint16_t code, uint32_t k) { f.push_back(BPF_STMT(code, k)); };
-  auto jump = [&](uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { f.push_back(BPF_JUMP(code, k, jt, jf)); };
   const uint32_t deny = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
-  stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch));
-  jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
-  stmt(BPF_RET | BPF_K, deny);
-  stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
-  jump(BPF_JMP | BPF_JGE | BPF_K, kX32Bit, 0, 1);
-  stmt(BPF_RET | BPF_K, deny);
-  for (const auto& r : kRefused) {
-    jump(BPF_JMP | BPF_JEQ | BPF_K, uint32_t(r.nr), 0, 1);
-    stmt(BPF_RET | BPF_K, deny);
-  }
-  stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-  sock_fprog prog{static_cast<unsigned short>(f.size()), f.data()};
+  Filter flt(deny);
+  for (const auto& r : kRefused) flt.on(r.nr, deny);
+  flt.stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  sock_fprog prog = flt.prog();
   // TSYNC: every thread already running (libuv's pool, V8's) gets the filter too.
   if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) == 0) res.seccomp = true;
   else res.problems.push_back(std::string("seccomp filter: ") + std::strerror(errno));
