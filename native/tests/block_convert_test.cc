@@ -341,6 +341,41 @@ TEST(convert_qemu_compressed_and_extended_l2_exactly) {
   }
 }
 
+// -t unsafe (qemu-img convert's default cache mode): the same exact copies
+// (raw and qcow2 targets, qcow2 source with compressed clusters), qcow2 output
+// clean, and not one fsync/fdatasync/sync_file_range in the process (strace),
+// where the default (durable) makes at least one; a bad mode is refused by name.
+TEST(convert_cache_unsafe_writes_exact_copies_without_syncs) {
+  need_qemu();
+  std::string V = vireo_img();
+  TmpDir d;
+  std::string raw = d / "data.raw", qc = d / "data.qcow2", out;
+  CHECK_EQ(sh("qemu-img create -q -f raw " + q(raw) + " 24M && qemu-io -f raw -c 'write -P 7 0 3M' -c 'write -P 9 9M 100k'"
+              " -c 'write -P 4 20M 4M' " + q(raw) + " >/dev/null && qemu-img convert -c -O qcow2 " + q(raw) + " " + q(qc)), 0);
+  const bool strace = blocktest::have("strace");
+  if (!strace) std::printf("  (strace not installed: the no-sync part is not checked)\n");
+  for (const std::string& src : {raw, qc})
+    for (const char* fmt : {"raw", "qcow2"}) {
+      std::string dst = d / (std::string("out.") + fmt), msg;
+      std::string cmd = q(V) + " convert -t unsafe -O " + fmt + " " + q(src) + " " + q(dst);
+      if (strace) cmd = "strace -f -qq -e trace=fsync,fdatasync,sync_file_range,syncfs,sync -o " + q(d / "trace") + " " + cmd;
+      CHECK_EQ(sh(cmd, &out), 0);
+      if (sh("qemu-img compare -q " + q(src) + " " + q(dst), &msg)) throw vireo_test::Failure{src + " -> " + fmt + ": " + msg};
+      if (std::string(fmt) == "qcow2") qemu_check_clean(dst);
+      if (strace) {
+        CHECK_EQ(sh("grep -c -E 'sync' " + q(d / "trace"), &msg), 1);  // grep: no line
+        CHECK_EQ(msg, std::string("0\n"));
+        // The default is durable: the same convert syncs.
+        CHECK_EQ(sh("strace -f -qq -e trace=fdatasync,fsync -o " + q(d / "trace2") + " " + q(V) + " convert -O " + fmt + " " +
+                    q(src) + " " + q(dst) + " && grep -c sync " + q(d / "trace2"), &msg), 0);
+        CHECK(std::stoi(msg) >= 1);
+      }
+    }
+  CHECK_EQ(sh(q(V) + " convert -t sometimes " + q(raw) + " " + q(d / "x.raw"), &out), 1);
+  CHECK(out.find("Invalid cache option: sometimes") != std::string::npos);
+  CHECK_EQ(sh("ls " + q(d / "x.raw") + " 2>/dev/null"), 2);
+}
+
 // Whether this host lets convert write with O_DIRECT through io_uring in `dir`.
 static bool direct_io_here(const std::string& dir, std::string* why) {
 #ifdef VIREO_HAVE_URING

@@ -31,7 +31,7 @@ const char* const kUsage[][2] = {
     {"create", "create [-q] [-f qcow2|raw] [-b BACKING -F raw|qcow2] [-o cluster_size=N,compat=0.10|1.1,extended_l2=on|off,preallocation=off|metadata|falloc|full] FILE [SIZE]"},
     {"info", "info [-f FMT] [-U] [--output human|json] FILE"},
     {"check", "check [-q] [-f FMT] [-U] [-r leaks|all] [--output human|json] FILE"},
-    {"convert", "convert [-q] [-p] [-c] [-U] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...,extended_l2=on|off] IN OUT"},
+    {"convert", "convert [-q] [-p] [-c] [-U] [-t CACHE] [-f FMT] [-O qcow2|raw] [-o cluster_size=N,compat=...,extended_l2=on|off] IN OUT"},
     {"snapshot", "snapshot [-q] -c|-a|-d NAME FILE | snapshot [-U] -l FILE   (-a/-d --by-name: NAME is never an ID)"},
     {"resize", "resize [-q] [-f FMT] [--shrink] [--preallocation=off|metadata|falloc|full] FILE [+|-]SIZE"},
     {"rebase", "rebase -u -b BACKING -F raw|qcow2 FILE   (header only; -b \"\" removes it)"},
@@ -44,6 +44,9 @@ void print_usage(FILE* f, const std::string& only) {
   std::fprintf(f,
                "SIZE takes a suffix k, M, G, T (powers of 1024).\n"
                "convert -c writes compressed qcow2 clusters (deflate, like qemu-img convert -c).\n"
+               "convert -t CACHE: writeback (the default here), writethrough, directsync or none: the copy is\n"
+               "on stable storage before it gets its name; unsafe (qemu-img convert's default): no syncs, faster,\n"
+               "but a crash or power loss soon after can leave it partly written.\n"
                "resize: shrinking needs --shrink; data past the new end is lost. A qcow2 v3 image with\n"
                "internal snapshots can grow or shrink: each snapshot keeps its size and data.\n"
                "preallocation (create -o, resize --preallocation, like qemu-img's): off (sparse), metadata (qcow2:\n"
@@ -150,7 +153,7 @@ bool parse_create_opts(const std::string& o, int* cluster_bits, int* version, st
 
 struct Args {
   std::vector<std::string> pos;
-  std::string f, O, b, F, o, r, output = "human", snap_name, prealloc;
+  std::string f, O, b, F, o, r, output = "human", snap_name, prealloc, cache;
   char snap_op = 0;
   bool by_name = false;  // snapshot -a/-d: NAME is a name, never an ID
   bool q = false, p = false, u = false, have_b = false, compress = false, shrink = false, help = false;
@@ -187,6 +190,7 @@ bool parse_args(const std::string& cmd, int argc, char** argv, Args* a) {
     else if (s == "-U" || s == "--force-share") g_force_share = true;
     else if (s == "-h" || s == "--help") a->help = true;
     else if (cmd == "convert" && s == "-c") a->compress = true;
+    else if (cmd == "convert" && s == "-t") { if (!need(&a->cache)) return false; }
     else if (cmd == "resize" && s == "--shrink") a->shrink = true;
     else if (cmd == "resize" && s == "--preallocation") { if (!need(&a->prealloc)) return false; }
     else if (cmd == "resize" && s.rfind("--preallocation=", 0) == 0) a->prealloc = s.substr(16);
@@ -517,6 +521,12 @@ int cmd_convert(Args& a) {
     return 1;
   }
   ConvertOptions co;
+  if (a.cache == "unsafe") co.durable = false;
+  else if (!a.cache.empty() && a.cache != "writeback" && a.cache != "writethrough" && a.cache != "directsync" &&
+           a.cache != "none") {
+    std::fprintf(stderr, "vireo-img: Invalid cache option: %s\n", a.cache.c_str());
+    return 1;
+  }
   co.format = ofmt;
   co.compress = a.compress;
   co.cluster_bits = cbits;

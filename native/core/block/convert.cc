@@ -71,15 +71,16 @@ int fsync_dir(const std::string& dir) {
 constexpr uint64_t kKick = 32 << 20;
 class Flusher {
 public:
-  explicit Flusher(int fd) : fd_(fd) {}
+  explicit Flusher(int fd, bool on = true) : fd_(fd), on_(on) {}
   void wrote(uint64_t n) {
-    if ((since_ += n) < kKick) return;
+    if (!on_ || (since_ += n) < kKick) return;
     since_ = 0;
     ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
   }
 
 private:
   const int fd_;
+  const bool on_;  // false: not durable, nothing to start early
   uint64_t since_ = 0;
 };
 
@@ -633,10 +634,12 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     if (::ftruncate(hold, off_t(size))) return abort_with(-errno, werr(-errno));
   } else {
     std::string cerr;
-    if (int r = create_qcow2(tmp, size, o.cluster_bits, "", "", o.version, &cerr, o.extended_l2))
+    if (int r = create_qcow2(tmp, size, o.cluster_bits, "", "", o.version, &cerr, o.extended_l2, Prealloc::Off,
+                             o.durable))
       return abort_with(r, "could not write '" + target + "': " + cerr);
     OpenOptions oo;
     oo.format = "qcow2";
+    oo.unsafe = !o.durable;
     qout = open_block(tmp, oo, &cerr);
     if (!qout) return abort_with(-EIO, "could not write '" + target + "': " + cerr);
   }
@@ -663,7 +666,7 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
       }
       start = size;
     } else if (o.copy_file_range) {
-      Flusher flusher(hold);
+      Flusher flusher(hold, o.durable);
       int r = 0;
       start = copy_ranges(in, raw_in->fd(), hold, flusher, o, &r, &st);
       if (r == -ECANCELED) return abort_with(r, "convert to '" + target + "' cancelled");
@@ -681,11 +684,13 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     std::optional<Flusher> flusher;
 #ifdef VIREO_HAVE_URING
     std::unique_ptr<DirectWriter> dw;  // destroyed before pipe: waits for its writes first
-    if (o.format == "raw" && o.direct_io)
+    // Not durable: through the page cache, as qemu-img -t unsafe (a direct
+    // write waits for the disk; a buffered one only for the copy).
+    if (o.format == "raw" && o.direct_io && o.durable)
       dw = DirectWriter::open(tmp, hold, [&pipe](uint8_t* b) { pipe.give_back(b); });
-    if (!dw) flusher.emplace(hold);
+    if (!dw) flusher.emplace(hold, o.durable);
 #else
-    flusher.emplace(hold);
+    flusher.emplace(hold, o.durable);
 #endif
     std::vector<IoRange> w;
     for (;;) {
@@ -770,13 +775,14 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     if (int r = zc->finish()) return abort_with(r, werr(r));
     zc.reset();
   }
-  // Durable, then visible under its name.
-  int r = qout ? qout->flush() : (::fdatasync(hold) ? -errno : 0);
+  // Durable, then visible under its name (not durable: the qcow2 metadata
+  // written, no syncs).
+  int r = qout ? qout->flush() : (o.durable && ::fdatasync(hold) ? -errno : 0);
   if (r) return abort_with(r, werr(r));
   qout.reset();  // closes it (and flushes again: nothing left to write)
   if (::rename(tmp.c_str(), target.c_str())) return abort_with(-errno, werr(-errno));
   ::close(hold);
-  if ((r = fsync_dir(dir))) return fail(r, werr(r));
+  if (o.durable && (r = fsync_dir(dir))) return fail(r, werr(r));
   if (o.progress) o.progress(size, size);
   return 0;
 }

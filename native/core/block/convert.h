@@ -3,7 +3,7 @@
 // raw, the L1/L2 map on qcow2, through the backing chain), never reads holes,
 // reads 4 MiB pieces on one thread while another writes them, copy_file_range
 // for raw -> raw where the kernel allows it, and makes the target durable once
-// at the end.
+// at the end (unless ConvertOptions::durable is false: qemu-img's -t unsafe).
 //
 // The target is written under a temporary name in its own directory,
 // `.<name>.vireo-convert-<random>`, flock()ed while it is being written; only
@@ -46,6 +46,13 @@ struct ConvertOptions {
   // kernel allow (else, or false, buffered writes with writeback started as
   // the copy goes).
   bool direct_io = true;
+  // true (Vireo's default; qemu-img's -t writeback): the target is on stable
+  // storage before it gets its name (fdatasync / the qcow2 flush with its
+  // ordering syncs, then the directory fsynced). false (qemu-img convert's
+  // default, -t unsafe): written through the page cache with no syncs at all;
+  // it still gets its name only when complete, but a crash or power loss soon
+  // after can leave it partly written.
+  bool durable = true;
 };
 
 // What the last convert did (tests and benchmarks).

@@ -20,6 +20,9 @@ struct OpenOptions {
   // Take no image locks (block/lock.h), like qemu-img -U: read-only opens only,
   // for reading an image some VM may be writing (the data may be inconsistent).
   bool force_share = false;
+  // qcow2: cache=unsafe (Qcow2OpenFlags::unsafe); raw: nothing to skip (its
+  // flush is the caller's fdatasync).
+  bool unsafe = false;
 };
 
 // Opens `path` with its whole backing chain (at most 16 images). Every
@@ -58,10 +61,12 @@ int create_raw(const std::string& path, uint64_t size, std::string* error,
 // (incompatible feature bit 4, qemu-img's extended_l2=on); v3 only, clusters
 // of at least 16 KiB. `prealloc` (Qcow2Backend::preallocate): with a backing
 // file only together with extended_l2, as qemu-img; should it fail, the file
-// is removed. 0 or -errno.
+// is removed. `durable` false: no fsync at the end (a convert target with
+// -t unsafe). 0 or -errno.
 int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
                  const std::string& backing, const std::string& backing_fmt, int version,
-                 std::string* error, bool extended_l2 = false, Prealloc prealloc = Prealloc::Off);
+                 std::string* error, bool extended_l2 = false, Prealloc prealloc = Prealloc::Off,
+                 bool durable = true);
 
 // The checks create_qcow2 makes on its format options, where qemu-img refuses
 // the same combinations: 0, or -EINVAL with *error naming the option.

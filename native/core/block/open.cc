@@ -75,6 +75,7 @@ std::unique_ptr<BlockBackend> open_chain(const std::string& path, const OpenOpti
     Qcow2OpenFlags f;
     f.read_only = o.read_only;
     f.force_share = o.force_share;
+    f.unsafe = o.unsafe && chain->size() == 1;  // the image itself, not its backing files
     b = Qcow2Backend::open(path, f, chain, error);
   } else {
     *error = "'" + path + "': unknown image format '" + fmt + "'";
@@ -265,7 +266,7 @@ int check_qcow2_options(int cluster_bits, int version, bool extended_l2, std::st
 
 int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
                  const std::string& backing, const std::string& backing_fmt, int version,
-                 std::string* error, bool extended_l2, Prealloc prealloc) {
+                 std::string* error, bool extended_l2, Prealloc prealloc, bool durable) {
   std::string scratch;
   if (!error) error = &scratch;
   if (int r = check_qcow2_options(cluster_bits, version, extended_l2, error)) return r;
@@ -370,7 +371,7 @@ int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
   if (!r) r = pwrite_full(fd, rt.data(), rt.size(), rt_off);
   if (!r) r = pwrite_full(fd, rb.data(), rb.size(), rb_off);
   if (!r && ::ftruncate(fd, off_t(total * cs))) r = -errno;
-  if (!r && ::fsync(fd)) r = -errno;
+  if (!r && durable && ::fsync(fd)) r = -errno;
   ::close(fd);
   if (r) {
     *error = "could not write '" + path + "': " + std::strerror(-r);

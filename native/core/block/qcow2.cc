@@ -245,7 +245,7 @@ int Qcow2Backend::install_refcount_table(uint64_t start, uint64_t rt_cl) {
   std::vector<uint8_t> buf(rt_cl * cs_);
   for (size_t i = 0; i < rt_.size(); i++) st64(&buf[i * 8], rt_[i]);
   if (int r = write_at(buf.data(), buf.size(), start * cs_)) return r;
-  if (::fdatasync(fd_)) return -errno;
+  if (sync_fd()) return -errno;
   rt_offset_ = start * cs_;
   rt_clusters_ = uint32_t(rt_cl);
   meta_changed();
@@ -253,7 +253,7 @@ int Qcow2Backend::install_refcount_table(uint64_t start, uint64_t rt_cl) {
   st64(h, rt_offset_);
   st32(h + 8, rt_clusters_);
   if (int r = write_at(h, 12, 48)) return r;
-  if (::fdatasync(fd_)) return -errno;
+  if (sync_fd()) return -errno;
   return 0;
 }
 
@@ -290,9 +290,9 @@ int Qcow2Backend::flush_metadata() {
   bool meta = rt_dirty_ || l1_dirty_ || header_dirty_ || !pending_free_.empty();
   for (auto& [o, b] : rb_cache_) meta = meta || b.dirty;
   for (auto& [o, t] : l2_cache_) meta = meta || t.dirty;
-  if (!meta) return ::fdatasync(fd_) ? -errno : 0;
+  if (!meta) return sync_fd() ? -errno : 0;
   // 1. data, 2. refcount increments, 3. L2, 4. L1 + header, 5. decrements.
-  if (::fdatasync(fd_)) return -errno;
+  if (sync_fd()) return -errno;
   for (auto& [o, b] : rb_cache_)
     if (b.dirty) {
       if (int r = write_at(b.raw.data(), cs_, o)) return r;
@@ -304,7 +304,7 @@ int Qcow2Backend::flush_metadata() {
     if (int r = write_at(buf.data(), buf.size(), rt_offset_)) return r;
     rt_dirty_ = false;
   }
-  if (::fdatasync(fd_)) return -errno;
+  if (sync_fd()) return -errno;
   std::vector<uint8_t> buf(cs_);
   bool any_l2 = false;
   for (auto& [o, t] : l2_cache_)
@@ -314,18 +314,18 @@ int Qcow2Backend::flush_metadata() {
       t.dirty = false;
       any_l2 = true;
     }
-  if (any_l2 && ::fdatasync(fd_)) return -errno;
+  if (any_l2 && sync_fd()) return -errno;
   if (l1_dirty_ || header_dirty_) {
     if (l1_dirty_ && !l1_.empty()) {
       std::vector<uint8_t> l1b(l1_.size() * 8);
       for (size_t i = 0; i < l1_.size(); i++) st64(&l1b[i * 8], l1_[i]);
       if (int r = write_at(l1b.data(), l1b.size(), l1_offset_)) return r;
-      if (header_dirty_ && ::fdatasync(fd_)) return -errno;
+      if (header_dirty_ && sync_fd()) return -errno;
     }
     if (header_dirty_)
       if (int r = write_header_core()) return r;
     l1_dirty_ = header_dirty_ = false;
-    if (::fdatasync(fd_)) return -errno;
+    if (sync_fd()) return -errno;
   }
   if (!pending_free_.empty()) {
     // Clusters may become free (and be reused, or punched): no data I/O of
@@ -346,7 +346,7 @@ int Qcow2Backend::flush_metadata() {
         if (int r = write_at(b.raw.data(), cs_, o)) return r;
         b.dirty = false;
       }
-    if (::fdatasync(fd_)) return -errno;
+    if (sync_fd()) return -errno;
     // One hole punch per run of freed clusters (each call can cost a journal
     // commit: per cluster, shrinking 20 MiB of 4 KiB clusters took 7 s).
     std::sort(freed.begin(), freed.end());
@@ -486,7 +486,7 @@ int Qcow2Backend::mark_corrupt(const std::string& why) {
       incompat_ |= kIncCorrupt;
       uint8_t f[8];
       st64(f, incompat_);
-      if (!pwrite_full(fd_, f, 8, 72)) ::fdatasync(fd_);
+      if (!pwrite_full(fd_, f, 8, 72)) sync_fd();
     }
   }
   return -EIO;
@@ -522,6 +522,7 @@ std::unique_ptr<Qcow2Backend> Qcow2Backend::open(const std::string& path,
   std::unique_ptr<Qcow2Backend> q(new Qcow2Backend());
   q->path_ = path;
   q->ro_ = flags.read_only;
+  q->unsafe_ = flags.unsafe && !flags.read_only;
   q->fd_ = ::open(path.c_str(), (q->ro_ ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (q->fd_ < 0) {
     if (error) *error = "could not open '" + path + "': " + std::strerror(errno);
@@ -768,7 +769,7 @@ int Qcow2Backend::parse(std::string* error, const Qcow2OpenFlags& flags) {
       st64(f + 8, compat_);
       st64(f + 16, autoclear_);
       if (int r = write_at(f, 24, 72)) return *error = "cannot update header", r;
-      if (::fdatasync(fd_)) return -errno;
+      if (sync_fd()) return -errno;
     }
   }
   return 0;
@@ -1778,7 +1779,7 @@ int Qcow2Backend::shrink(uint64_t new_size) {
   if (last && len < file_end_) {
     if (::ftruncate(fd_, off_t(len))) return -errno;
     file_end_ = len;
-    if (::fdatasync(fd_)) return -errno;
+    if (sync_fd()) return -errno;
   }
   if (free_hint_ > last + 1) free_hint_ = last + 1;
   zfree_ = 0;

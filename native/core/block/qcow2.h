@@ -9,6 +9,8 @@
 // leaked clusters. Freed clusters are reused only after their decrement is on
 // disk. Writes into already-allocated, unshared clusters go straight to disk.
 #pragma once
+#include <unistd.h>
+
 #include <map>
 #include <memory>
 #include <atomic>
@@ -28,6 +30,10 @@ struct Qcow2OpenFlags {
   bool allow_corrupt = false;  // check: open images marked corrupt (read-only)
   bool no_repair = false;   // check: do not rebuild refcounts of a dirty image
   bool force_share = false; // take no locks (block/lock.h), here and on the backing chain; read-only only
+  // cache=unsafe (qemu-img convert's default -t): flush() and the syncs that
+  // order metadata writes are skipped, so a crash or power loss can leave the
+  // image inconsistent. For a convert target that gets its name only at the end.
+  bool unsafe = false;
 };
 
 class Qcow2Backend : public BlockBackend, public SnapshotTarget {
@@ -258,6 +264,9 @@ private:
   std::string path_;
   int fd_ = -1;
   bool ro_ = true;
+  bool unsafe_ = false;  // Qcow2OpenFlags::unsafe
+  // fdatasync, or nothing with cache=unsafe. 0 or -1 with errno, as fdatasync.
+  int sync_fd() const { return unsafe_ ? 0 : ::fdatasync(fd_); }
   uint32_t version_ = 3;
   uint32_t cluster_bits_ = 16;
   uint64_t cs_ = 65536;

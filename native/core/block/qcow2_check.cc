@@ -390,7 +390,7 @@ CheckResult Qcow2Backend::check(bool repair) {
       uint8_t f[8];
       st64(f, incompat_);
       write_at(f, 8, 72);
-      ::fdatasync(fd_);
+      sync_fd();
     }
     return after;
   }
