@@ -1,6 +1,6 @@
 // More `vireo` verbs against a real per-user service and the real engine: install from
 // the GRUB rescue ISO (defines and starts a VM), --print-xml checked by libvirt's schema,
-// clone --auto-clone, the net-* round trip, vol-create-as then vol-list, domblklist.
+// clone --auto-clone, the net-* round trip, vol-create-as then vol-list, vol-resize, domblklist.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -115,6 +115,15 @@ describe.skipIf(!!why)('vireo install, clone, net-*, vol-create-as on the per-us
     expect(r.out).toBe('Vol data.qcow2 created\n\n');
     r = await vireo(['vol-list', '--details', 'default']);
     expect(r.out).toMatch(new RegExp(`^ data\\.qcow2\\s+${pool}/data\\.qcow2\\s+file\\s+10\\.00 MiB`, 'm'));
+    // vol-resize: grow, a smaller size refused without --shrink, then shrunk by a delta
+    expect((await vireo(['vol-resize', 'data.qcow2', '24M'])).out).toBe("Size of volume 'data.qcow2' successfully changed to 24M\n\n");
+    r = await vireo(['vol-resize', 'data.qcow2', '1M']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/a smaller size needs --shrink/);
+    r = await vireo(['vol-resize', `${pool}/data.qcow2`, '-8M', '--delta', '--shrink']);
+    expect(r.code, r.err).toBe(0);
+    r = await vireo(['vol-list', '--details', 'default']);
+    expect(r.out).toMatch(new RegExp(`^ data\\.qcow2\\s+${pool}/data\\.qcow2\\s+file\\s+16\\.00 MiB`, 'm'));
     expect((await vireo(['vol-delete', 'data.qcow2', '--pool', 'default'])).out).toBe('Vol data.qcow2 deleted\n\n');
     expect(fs.existsSync(path.join(pool, 'data.qcow2'))).toBe(false);
   });

@@ -98,6 +98,8 @@ describe('vireo install options', () => {
       expect(await runVerb('clone', ['--original', 'x', '--name', 'y', '--file', '/f'])).toBe(2);
       expect(await runVerb('vol-create-as', ['default', 'v', '1Q'])).toBe(2);
       expect(await runVerb('pool-define-as', ['p', 'logical', '--target', '/x'])).toBe(2);
+      expect(await runVerb('vol-resize', ['v', '-1G', '--delta'])).toBe(2);
+      expect(await runVerb('vol-resize', ['v', '12Q'])).toBe(2);
     } finally {
       console.error = orig;
     }
@@ -108,6 +110,8 @@ describe('vireo install options', () => {
     expect(err[4]).toMatch(/--file: the service names the clone's disks/);
     expect(err[5]).toMatch(/capacity '1Q'/);
     expect(err[6]).toMatch(/pool type 'logical'/);
+    expect(err[7]).toMatch(/capacity '-1G': a negative size needs --shrink/);
+    expect(err[8]).toMatch(/capacity '12Q': not a size/);
   });
 });
 

@@ -1,6 +1,6 @@
 // virsh's storage verbs beyond pool-list/vol-list (cli/virsh.ts): vol-create-as,
-// vol-delete, pool-define-as (directory pools), pool-undefine, on the service's
-// storage.* calls (contracts/storage.ts).
+// vol-delete, vol-resize, pool-define-as (directory pools), pool-undefine, on the
+// service's storage.* calls (contracts/storage.ts).
 import { VerbError, registerVerb, type VerbContext } from './virsh';
 
 const UNITS: Record<string, number> = {
@@ -58,6 +58,22 @@ registerVerb({
   },
 });
 
+/** A volume named as virsh names one: a name (in --pool, else the default pool) or a full path (its pool found). */
+async function findVol(ctx: VerbContext, vol: string, poolOpt: string | undefined): Promise<{ pool: string; name: string; path: string; capacityBytes: number }> {
+  if (vol.startsWith('/')) {
+    for (const p of await ctx.call('storage.pools', {})) {
+      if (poolOpt && p.name !== poolOpt) continue;
+      const hit = (await ctx.call('storage.volumes', { pool: p.name })).find((v) => v.path === vol);
+      if (hit) return { pool: p.name, name: hit.name, path: hit.path, capacityBytes: hit.capacityBytes };
+    }
+    throw new VerbError(`failed to get vol '${vol}': no volume with this path in a pool`);
+  }
+  const poolName = await pool(ctx, poolOpt ?? 'default');
+  const hit = (await ctx.call('storage.volumes', { pool: poolName })).find((v) => v.name === vol);
+  if (!hit) throw new VerbError(`failed to get vol '${vol}': no volume with this name in pool '${poolName}'`);
+  return { pool: poolName, name: hit.name, path: hit.path, capacityBytes: hit.capacityBytes };
+}
+
 registerVerb({
   name: 'vol-delete',
   summary: 'delete a volume (refused while a VM uses it or another image is based on it)',
@@ -66,35 +82,51 @@ registerVerb({
   options: ['--pool'],
   args: { min: 1, max: 1, names: ['vol'] },
   async run(ctx, _f, [vol], opts) {
-    let poolName = opts.get('--pool')?.[0];
-    let volName = vol!;
-    let full: string | undefined;
-    if (vol!.startsWith('/')) {
-      // A path: find the pool whose directory holds it.
-      for (const p of await ctx.call('storage.pools', {})) {
-        if (poolName && p.name !== poolName) continue;
-        const hit = (await ctx.call('storage.volumes', { pool: p.name })).find((v) => v.path === vol);
-        if (hit) {
-          poolName = p.name;
-          volName = hit.name;
-          full = hit.path;
-          break;
-        }
-      }
-      if (!full) throw new VerbError(`failed to get vol '${vol}': no volume with this path in a pool`);
-    } else {
-      poolName = await pool(ctx, poolName ?? 'default');
-      const hit = (await ctx.call('storage.volumes', { pool: poolName })).find((v) => v.name === vol);
-      if (!hit) throw new VerbError(`failed to get vol '${vol}': no volume with this name in pool '${poolName}'`);
-      full = hit.path;
-    }
+    const v = await findVol(ctx, vol!, opts.get('--pool')?.[0]);
+    const poolName = v.pool, volName = v.name, full = v.path;
     try {
       // The user named this volume: that is the confirmation a volume outside Vireo's own pool needs.
-      await ctx.call('storage.volumeDelete', { pool: poolName!, name: volName, confirm: full });
+      await ctx.call('storage.volumeDelete', { pool: poolName, name: volName, confirm: full });
     } catch (e) {
       throw new VerbError(`Failed to delete vol ${volName}: ${(e as Error).message}`);
     }
     ctx.out(ctx.json ? JSON.stringify({ pool: poolName, name: volName, path: full, deleted: true }) + '\n' : `Vol ${volName} deleted\n\n`);
+    return 0;
+  },
+});
+
+registerVerb({
+  name: 'vol-resize',
+  summary: 'change a volume\'s capacity (shrinking needs --shrink)',
+  usage: '<vol> <capacity> [--pool POOL] [--delta] [--shrink]',
+  help:
+    '  <vol>        a volume name (with --pool, else the default pool) or a full path\n' +
+    '  <capacity>   the new size (K, M, G, T: 1024s; KB, MB, GB, TB: 1000s); with --delta the\n' +
+    '               change, and a leading - (with --shrink) makes it smaller\n' +
+    '  --shrink     allow a smaller size: the data past the new end is lost (qcow2 internal\n' +
+    '               snapshots keep theirs). Refused while a VM runs on it or an image is based on it\n' +
+    '  --allocate   accepted and not used: images stay sparse',
+  options: ['--pool'],
+  flags: ['--delta', '--shrink', '--allocate'],
+  args: { min: 2, max: 2, names: ['vol', 'capacity'] },
+  async run(ctx, flags, [vol, cap], opts) {
+    const delta = flags.has('--delta'), shrink = flags.has('--shrink');
+    const negative = cap!.startsWith('-');
+    if (negative && !shrink) throw new VerbError(`capacity '${cap}': a negative size needs --shrink (and --delta)`, 2);
+    const amount = parseSize(negative ? cap!.slice(1) : cap!);
+    if (amount === null) throw new VerbError(`capacity '${cap}': not a size (e.g. 1G, 512M, 1073741824)`, 2);
+    const v = await findVol(ctx, vol!, opts.get('--pool')?.[0]);
+    const capacityBytes = delta || negative ? v.capacityBytes + (negative ? -amount : amount) : amount;
+    if (capacityBytes <= 0) throw new VerbError(`Failed to change size of volume '${v.name}': the new size would be ${capacityBytes} bytes`);
+    if (capacityBytes < v.capacityBytes && !shrink)
+      throw new VerbError(`Failed to change size of volume '${v.name}': it is ${v.capacityBytes} bytes; a smaller size needs --shrink (the data past it is lost)`);
+    let out;
+    try {
+      out = await ctx.call('storage.volumeResize', { pool: v.pool, name: v.name, capacityBytes, ...(shrink ? { shrink: true } : {}), confirm: v.path });
+    } catch (e) {
+      throw new VerbError(`Failed to change size of volume '${v.name}': ${(e as Error).message}`);
+    }
+    ctx.out(ctx.json ? JSON.stringify(out, null, 2) + '\n' : `Size of volume '${v.name}' successfully changed to ${cap}\n\n`);
     return 0;
   },
 });

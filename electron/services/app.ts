@@ -1014,7 +1014,7 @@ export class VireoService implements VireoApi {
     return this.storageCall(async () => {
       const unconfirmed = await confirmProblem([path.join(this.storage.poolPath(p.pool), p.name)], this.paths.pool, p.confirm ? [p.confirm] : []);
       if (unconfirmed) throw new UserError(unconfirmed);
-      return this.storage.resizeVolume({ pool: p.pool, name: p.name, capacityBytes: p.capacityBytes });
+      return this.storage.resizeVolume({ pool: p.pool, name: p.name, capacityBytes: p.capacityBytes, ...(p.shrink ? { shrink: true } : {}) });
     });
   }
 

@@ -76,7 +76,8 @@ export const storageApi = {
   /** Grows a volume (shrinking is refused). */
   /** Outside Vireo's own pool `confirm` must be the volume's full path (a raw grow writes into the file). */
   'storage.volumeResize': {
-    params: s.object({ pool: poolName, name: s.string({ min: 1, max: 256 }), capacityBytes: s.number({ int: true, min: 1 }), confirm: s.optional(s.string({ max: 4096 })) }),
+    // shrink: a smaller capacity is allowed (virsh vol-resize --shrink); the data past it is lost.
+    params: s.object({ pool: poolName, name: s.string({ min: 1, max: 256 }), capacityBytes: s.number({ int: true, min: 1 }), shrink: s.optional(s.boolean()), confirm: s.optional(s.string({ max: 4096 })) }),
     result: VolumeSchema,
   },
   /** Outside Vireo's own pool (a user-defined pool can be any directory) `confirm` must be the volume's full path. */

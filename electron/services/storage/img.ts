@@ -70,8 +70,9 @@ export async function imgCreate(file: string, format: 'qcow2' | 'raw', sizeBytes
   await runImg(args);
 }
 
-export async function imgResize(file: string, sizeBytes: number): Promise<void> {
-  await runImg(['resize', file, String(sizeBytes)]);
+/** `vireo-img resize`; `shrink` allows a smaller size (--shrink: the data past it is lost). */
+export async function imgResize(file: string, sizeBytes: number, shrink = false): Promise<void> {
+  await runImg(['resize', ...(shrink ? ['--shrink'] : []), file, String(sizeBytes)]);
 }
 
 /** `vireo-img check`: null when clean (or raw), else what it said. */

@@ -90,6 +90,9 @@ describe.skipIf(!!why)('storage pools and volumes', () => {
     expect(list.find((v) => v.name === 'base.img')!.backs.sort()).toEqual([ov.path, ov2.path].sort());
     await expect(st.deleteVolume({ pool: 'default', name: 'base.img' })).rejects.toThrow(/base\.img is the backing file of ov\.qcow2, ov2\.qcow2/);
     await expect(st.deleteVolume({ pool: 'default', name: 'ov.qcow2' })).rejects.toThrow(/backing file of ov2\.qcow2/);
+    // nor shrunk (an overlay would read zeros past the base's new end); grown it may be
+    await expect(st.resizeVolume({ pool: 'default', name: 'base.img', capacityBytes: 16 * MiB, shrink: true })).rejects.toThrow(/base\.img is the backing file of ov\.qcow2, ov2\.qcow2: shrinking/);
+    expect(fs.statSync(base.path).size).toBe(32 * MiB);
     expect(fs.existsSync(base.path)).toBe(true);
     await st.deleteVolume({ pool: 'default', name: 'ov2.qcow2' });
     await st.deleteVolume({ pool: 'default', name: 'ov.qcow2' });
@@ -127,15 +130,19 @@ describe.skipIf(!!why)('storage pools and volumes', () => {
     expect(fs.existsSync(v.path)).toBe(true);
   });
 
-  it('resizes (grow only) qcow2 and raw', async () => {
+  it('resizes qcow2 and raw: grows, shrinks only when asked (vol-resize --shrink)', async () => {
     const q = await st.createVolume({ pool: 'default', name: 'q', format: 'qcow2', capacityBytes: GiB });
     const r = await st.createVolume({ pool: 'default', name: 'r', format: 'raw', capacityBytes: MiB });
     expect((await st.resizeVolume({ pool: 'default', name: 'q.qcow2', capacityBytes: 3 * GiB })).capacityBytes).toBe(3 * GiB);
     expect((await st.resizeVolume({ pool: 'default', name: 'r.img', capacityBytes: 8 * MiB })).capacityBytes).toBe(8 * MiB);
     await expect(st.resizeVolume({ pool: 'default', name: 'q.qcow2', capacityBytes: GiB })).rejects.toThrow(/Shrinking is not supported/);
     expect(fs.statSync(r.path).size).toBe(8 * MiB);
+    // virsh vol-resize --shrink: both formats get smaller.
+    expect((await st.resizeVolume({ pool: 'default', name: 'r.img', capacityBytes: 2 * MiB, shrink: true })).capacityBytes).toBe(2 * MiB);
+    expect(fs.statSync(r.path).size).toBe(2 * MiB);
+    expect((await st.resizeVolume({ pool: 'default', name: 'q.qcow2', capacityBytes: 2 * GiB, shrink: true })).capacityBytes).toBe(2 * GiB);
     if (qemuImg) {
-      expect(qinfo(q.path)['virtual-size']).toBe(3 * GiB);
+      expect(qinfo(q.path)['virtual-size']).toBe(2 * GiB);
       expect(spawnSync('qemu-img', ['check', q.path]).status).toBe(0);
     }
   });

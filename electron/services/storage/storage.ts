@@ -421,7 +421,8 @@ export class StorageService {
     return v;
   }
 
-  async resizeVolume(p: { pool: string; name: string; capacityBytes: number }): Promise<Volume> {
+  /** Grows a volume; with `shrink` (virsh vol-resize --shrink) also shrinks it: the data past the new end is lost. */
+  async resizeVolume(p: { pool: string; name: string; capacityBytes: number; shrink?: boolean }): Promise<Volume> {
     const v = await this.exclusive(async () => {
       const file = this.volumePath(p.pool, p.name);
       if (!(await exists(file))) throw new StorageError(`No volume named '${p.name}' in pool '${p.pool}'.`);
@@ -429,18 +430,24 @@ export class StorageService {
       if (readers.length) throw new StorageError(`${p.name} is in use by the running VM ${readers.join(', ')}: shut it down before resizing.`);
       const c = await this.info(file);
       if (!c.info) throw new StorageError(`${p.name} can't be read: ${c.problem}`);
-      if (p.capacityBytes < c.info.virtualSize) throw new StorageError(`Shrinking is not supported: ${p.name} is ${fmtBytes(c.info.virtualSize)}; enter a larger size.`);
+      const shrinking = p.capacityBytes < c.info.virtualSize;
+      if (shrinking && !p.shrink) throw new StorageError(`Shrinking is not supported: ${p.name} is ${fmtBytes(c.info.virtualSize)}; enter a larger size.`);
+      if (shrinking) {
+        // An overlay reads its base past the base's new end as zeros: its disk would change under it.
+        const backs = (await this.backingIndex()).get(path.resolve(file)) ?? [];
+        if (backs.length) throw new StorageError(`${p.name} is the backing file of ${backs.map((b) => path.basename(b)).join(', ')}: shrinking it would change what they read.`);
+      }
       if (p.capacityBytes === c.info.virtualSize) return this.volume(file);
       if (c.info.format === 'qcow2') {
         try {
-          await imgResize(file, p.capacityBytes);
+          await imgResize(file, p.capacityBytes, shrinking);
         } catch (e) {
           throw new StorageError(`Could not resize ${p.name}: ${(e as Error).message}`);
         }
       } else {
         const fh = await fs.open(file, 'r+');
         try {
-          await fh.truncate(p.capacityBytes); // grow only (checked above): new space is a hole
+          await fh.truncate(p.capacityBytes); // grown: the new space is a hole; shrunk (asked for): the tail is gone
           await fh.sync();
         } finally {
           await fh.close();
