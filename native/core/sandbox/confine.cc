@@ -201,7 +201,7 @@ std::string confine_device_thread(const char* what) {
     stmt(BPF_RET | BPF_K, trap);
     stmt(BPF_RET | BPF_K, allow);
   }
-  // tgkill: only to this process (argument 0); reload nr after.
+  // tgkill: only to this process (argument 0, all 64 bits).
   jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_tgkill, 0, 6);
   stmt(BPF_LD | BPF_W | BPF_ABS, arg_hi + 0 * 8);
   jump(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2);
