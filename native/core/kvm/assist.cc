@@ -1034,4 +1034,9 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
   return res;
 }
 
+void prepare_native_assist() {
+  trampoline();
+  install_fault_handlers();
+}
+
 }  // namespace vireo::kvm

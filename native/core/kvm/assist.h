@@ -138,4 +138,9 @@ AssistResult complete_failed_syscall(AssistState& st, const SyscallFrame& f);
 // CPUID as the guest sees it (0 if the leaf is absent).
 bool cpuid_lookup(const std::vector<kvm_cpuid_entry2>& t, uint32_t fn, uint32_t idx, kvm_cpuid_entry2& out);
 
+// Makes this thread's native-run trampoline (an executable page) and the
+// assist's fault handlers now, before the thread confines itself (a device
+// thread may not map executable memory or install signal handlers later).
+void prepare_native_assist();
+
 }  // namespace vireo::kvm

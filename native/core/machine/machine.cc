@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "devices/legacy/serial.h"
+#include "kvm/assist.h"
 #include "kvm/cpuid.h"
 #include "kvm/kvm.h"
 #include "machine/kernel_boot.h"
@@ -1206,6 +1207,7 @@ void Machine::vcpu_loop(int id) {
   // In a confined engine host this thread runs guest-driven device code:
   // it keeps only I/O on what is open (sandbox/confine.h).
   const std::string thread_name = "vCPU " + std::to_string(id);
+  if (pvm_ && sandbox::device_threads_confined()) kvm::prepare_native_assist();  // its executable page, first
   sandbox::confine_device_thread(thread_name.c_str());
   kvm::KvmVcpu& v = *vcpus_[size_t(id)];
   struct TidMark {
