@@ -188,6 +188,18 @@ static void reads(const std::string& img, const std::vector<std::tuple<int, uint
     throw vireo_test::Failure{img + ": " + o};
 }
 
+// The same qcow2 image made twice (`a` for Vireo, `b` for qemu-img): created
+// with `opts` at `size`, written by qemu-io `before`, snapshot s1, written `after`.
+static void snapshotted_pair(const std::string& a, const std::string& b, const std::string& opts, const std::string& size,
+                             const std::string& before, const std::string& after) {
+  for (const std::string& x : {a, b}) {
+    ::unlink(x.c_str());
+    std::string o;
+    CHECK_EQ(sh("qemu-img create -q -f qcow2 -o " + opts + " " + q(x) + " " + size + " && qemu-io " + before + " " + q(x) +
+                " >/dev/null && qemu-img snapshot -c s1 " + q(x) + " && qemu-io " + after + " " + q(x) + " >/dev/null", &o), 0);
+  }
+}
+
 // A v3 image with internal snapshots grows as with qemu-img: the active L1
 // table grows, each snapshot keeps its L1 table and size; snapshots taken
 // before and after the resize apply with their own data and sizes.
@@ -198,11 +210,7 @@ TEST(img_resize_grows_v3_image_with_snapshots) {
   // 4 KiB clusters: 2 GiB needs a 2-cluster L1 table (the old one is moved).
   for (const char* opts : {"cluster_size=64k", "cluster_size=4k", "extended_l2=on"}) {
     std::string a = d / "v.qcow2", b = d / "q.qcow2", o;
-    ::unlink(a.c_str()), ::unlink(b.c_str());
-    for (const std::string& x : {a, b})
-      CHECK_EQ(sh("qemu-img create -q -f qcow2 -o " + std::string(opts) + " " + q(x) + " 4M && qemu-io -c 'write -P 7 0 4M' " +
-                  q(x) + " >/dev/null && qemu-img snapshot -c s1 " + q(x) + " && qemu-io -c 'write -P 8 1M 1M' " + q(x) +
-                  " >/dev/null", &o), 0);
+    snapshotted_pair(a, b, opts, "4M", "-c 'write -P 7 0 4M'", "-c 'write -P 8 1M 1M'");
     CHECK_EQ(sh(V + " resize " + q(a) + " 2G", &o), 0);
     CHECK(o.find("Image resized.") != std::string::npos);
     CHECK_EQ(sh("qemu-img resize -q " + q(b) + " 2G", &o), 0);
@@ -262,13 +270,10 @@ TEST(img_resize_shrinks_v3_image_with_snapshots) {
   TmpDir d;
   for (const char* opts : {"cluster_size=64k", "cluster_size=4k", "extended_l2=on"}) {
     std::string a = d / "v.qcow2", b = d / "q.qcow2", o;
-    ::unlink(a.c_str()), ::unlink(b.c_str());
     // 4 KiB clusters: 64 MiB spans 32 L2 tables, so whole tables and a partly
     // kept one are both cut.
-    for (const std::string& x : {a, b})
-      CHECK_EQ(sh("qemu-img create -q -f qcow2 -o " + std::string(opts) + " " + q(x) + " 64M && qemu-io -c 'write -P 7 0 8M'" +
-                  " -c 'write -P 5 40M 1M' -c 'write -P 6 63M 1M' " + q(x) + " >/dev/null && qemu-img snapshot -c s1 " + q(x) +
-                  " && qemu-io -c 'write -P 8 1M 1M' -c 'write -P 9 41M 512k' " + q(x) + " >/dev/null", &o), 0);
+    snapshotted_pair(a, b, opts, "64M", "-c 'write -P 7 0 8M' -c 'write -P 5 40M 1M' -c 'write -P 6 63M 1M'",
+                     "-c 'write -P 8 1M 1M' -c 'write -P 9 41M 512k'");
     CHECK_EQ(sh(V + " resize --shrink " + q(a) + " 41061376", &o), 0);   // 39 MiB + 164 KiB: a partly kept cluster
     CHECK(o.find("Image resized.") != std::string::npos);
     CHECK_EQ(sh("qemu-img resize -q --shrink " + q(b) + " 41061376", &o), 0);
