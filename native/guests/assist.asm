@@ -25,16 +25,16 @@ long_mode:
     ; vector and error code and resume at [resume].
     mov rax, bp_handler
     mov edi, 3
-    call set_gate
+    call set_intr_gate
     mov rax, ud_handler
     mov edi, 6
-    call set_gate
+    call set_intr_gate
     mov rax, gp_handler
     mov edi, 13
-    call set_gate
+    call set_intr_gate
     mov rax, pf_handler
     mov edi, 14
-    call set_gate
+    call set_intr_gate
     lidt [idtr]
 
     ; CPUID leaf 1 ECX and leaf 7 EBX, as this guest sees them.
@@ -233,20 +233,6 @@ no_xsave:
     call puts64
     EXIT 0x0a
 
-; set_gate: EDI = vector, RAX = handler. 64-bit interrupt gate, CS 0x08.
-set_gate:
-    shl edi, 4
-    add rdi, idt
-    mov [rdi], ax
-    mov word [rdi + 2], 0x08
-    mov word [rdi + 4], 0x8e00
-    shr rax, 16
-    mov [rdi + 6], ax
-    shr rax, 16
-    mov [rdi + 8], eax
-    mov dword [rdi + 12], 0
-    ret
-
 ; Handlers: record vector (and error code), the frame's RIP, and return to [resume].
 bp_handler:
     mov byte [vec], 3
@@ -274,6 +260,7 @@ with_err:
     iretq
 
 %include "lib64.inc"
+%include "gate64.inc"
 
 
 align 8

@@ -331,20 +331,6 @@ syscall_entry:
     int 0x80
 
 ; ---- exceptions --------------------------------------------------------------
-; set_gate: EDI = vector, RAX = handler, DX = type/DPL word.
-set_gate:
-    shl edi, 4
-    add rdi, idt
-    mov [rdi], ax
-    mov word [rdi + 2], KCODE
-    mov [rdi + 4], dx
-    shr rax, 16
-    mov [rdi + 6], ax
-    shr rax, 16
-    mov [rdi + 8], eax
-    mov dword [rdi + 12], 0
-    ret
-
 %macro STUB 1
 stub%1:
 %if %1 == 14
@@ -412,7 +398,9 @@ exc_common:
     jmp [resume]
 
 ; ---- output ------------------------------------------------------------------
+%define GATE_CS KCODE
 %include "lib64.inc"
+%include "gate64.inc"
 
 
 ; print_kv_msr: "<RSI><[probe_msr] in hex> <RAX>"

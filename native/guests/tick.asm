@@ -32,7 +32,7 @@ long_mode:
     mov rsp, 0x90000
     mov rax, timer_handler
     mov edi, VEC_TIMER
-    call set_gate
+    call set_intr_gate
     lidt [idtr]
     mov al, 0xff                 ; both 8259s masked: only the LAPIC timer interrupts
     out 0x21, al
@@ -111,21 +111,8 @@ timer_handler:
     pop rax
     iretq
 
-; set_gate: EDI = vector, RAX = handler. 64-bit interrupt gate, CS 0x08.
-set_gate:
-    shl edi, 4
-    add rdi, idt
-    mov [rdi], ax
-    mov word [rdi + 2], 0x08
-    mov word [rdi + 4], 0x8e00
-    shr rax, 16
-    mov [rdi + 6], ax
-    shr rax, 16
-    mov [rdi + 8], eax
-    mov dword [rdi + 12], 0
-    ret
-
 %include "lib64.inc"
+%include "gate64.inc"
 
 
 
