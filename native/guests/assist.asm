@@ -262,18 +262,7 @@ with_err:
 %include "lib64.inc"
 %include "gate64.inc"
 
-
-align 8
-gdt:
-    dq 0
-    dq 0x00209a0000000000       ; 0x08: 64-bit code
-    dq 0x0000920000000000       ; 0x10: data
-gdtr:
-    dw gdtr - gdt - 1
-    dd gdt
-idtr:
-    dw 256 * 16 - 1
-    dq idt
+FLAT64_TABLES
 resume: dq 0
 frame_rip: dq 0
 err_code: dd 0
@@ -321,4 +310,3 @@ s_done: db "done", 13, 10, 0
 
 align 64
 xsave_area: times 4096 db 0
-idt: times 256 * 16 db 0

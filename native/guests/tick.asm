@@ -114,23 +114,9 @@ timer_handler:
 %include "lib64.inc"
 %include "gate64.inc"
 
-
-
-align 8
-gdt:
-    dq 0
-    dq 0x00209a0000000000       ; 0x08: 64-bit code
-    dq 0x0000920000000000       ; 0x10: data
-gdtr:
-    dw gdtr - gdt - 1
-    dd gdt
-idtr:
-    dw 256 * 16 - 1
-    dq idt
+FLAT64_TABLES
 last: dq 0
 mingap: dq 0
 ticks: dd 0
 s_ticks: db "ticks", 0
 s_mingap: db "mingap", 0
-align 16
-idt: times 256 * 16 db 0
