@@ -214,11 +214,13 @@ TEST(convert_direct_io_enospc_on_ext4) {
   std::vector<uint64_t> blocks;
   for (uint64_t i = 0; i < 480; i++) blocks.push_back(i);  // 30 MiB of data
   make_raw(d / "src.raw", 32, blocks);
-  for (int round = 0; round < 5; round++) {
-    std::string out = m / "big.raw";
+  for (int round = 0; round < 6; round++) {  // raw targets, then qcow2 ones (their new clusters go direct)
+    const bool qcow = round >= 3;
+    std::string out = m / (qcow ? "big.qcow2" : "big.raw");
     auto in = open_ro(d / "src.raw");
     ConvertOptions o;
-    o.format = "raw";
+    o.format = qcow ? "qcow2" : "raw";
+    o.cluster_bits = round == 5 ? 12 : 16;
     o.direct_io = true;
     std::string err;
     int r = convert_image(*in, out, o, &err);
@@ -399,6 +401,22 @@ static bool direct_io_here(const std::string& dir, std::string* why) {
 #endif
 }
 
+// 40 MiB + 1000 bytes: 3 MiB runs that batches split (one at +4 KiB), an
+// unaligned 9000-byte end, holes between.
+constexpr uint64_t kOddSize = (40ULL << 20) + 1000;
+static void make_odd_raw(const std::string& path) {
+  std::string err;
+  CHECK_EQ(create_raw(path, kOddSize, &err), 0);
+  auto b = RawBackend::open(path, false, &err);
+  CHECK(b != nullptr);
+  for (uint64_t off : {uint64_t(0), uint64_t(3) << 20, (uint64_t(7) << 20) + 4096, uint64_t(20) << 20}) {
+    auto p = blocktest::pattern(3 << 20, uint32_t(off >> 12) + 1);
+    CHECK_EQ(b->pwrite(p.data(), p.size(), off), 0);
+  }
+  auto tail = blocktest::pattern(9000, 77);
+  CHECK_EQ(b->pwrite(tail.data(), tail.size(), kOddSize - tail.size()), 0);
+}
+
 // Raw targets go to the disk with O_DIRECT (io_uring): a raw source with an
 // odd size (its last extent ends off any 4 KiB boundary) and a qcow2 source
 // with 512-byte clusters (extents at 512-byte offsets in the batch buffers):
@@ -409,22 +427,9 @@ TEST(convert_raw_target_direct_io_exact_at_odd_offsets) {
   std::string why;
   const bool direct = direct_io_here(d.path, &why);
   if (!direct) std::printf("note: no O_DIRECT/io_uring here (%s): only the buffered path is checked\n", why.c_str());
-  const uint64_t size = (40ULL << 20) + 1000;  // 40 MiB + 1000 bytes
+  const uint64_t size = kOddSize;
   std::string src = d / "odd.raw", err;
-  CHECK_EQ(create_raw(src, size, &err), 0);
-  {
-    auto b = RawBackend::open(src, false, &err);
-    CHECK(b != nullptr);
-    uint64_t data = 0;
-    for (uint64_t off : {uint64_t(0), uint64_t(3) << 20, (uint64_t(7) << 20) + 4096, uint64_t(20) << 20}) {
-      auto p = blocktest::pattern(3 << 20, uint32_t(off >> 12) + 1);  // 3 MiB runs: batches split them
-      CHECK_EQ(b->pwrite(p.data(), p.size(), off), 0);
-      data += p.size();
-    }
-    auto tail = blocktest::pattern(9000, 77);  // the unaligned end
-    CHECK_EQ(b->pwrite(tail.data(), tail.size(), size - tail.size()), 0);
-    (void)data;
-  }
+  make_odd_raw(src);
   auto in = open_ro(src);
   for (bool dio : {true, false}) {
     std::string out = d / (dio ? "d.raw" : "b.raw");
@@ -458,6 +463,63 @@ TEST(convert_raw_target_direct_io_exact_at_odd_offsets) {
     want.resize(qin->size(), 0);  // qcow2 sizes are whole sectors: qemu-img rounded the odd size up
     CHECK(got == want);
     if (dio && direct) CHECK(st.direct_bytes > 0);
+  }
+}
+
+// qcow2 targets: the new clusters' data goes O_DIRECT (set_new_data_sink),
+// the metadata buffered. The odd raw above (3 MiB runs split across batches,
+// one at +4 KiB, an unaligned end) converted with 4 KiB, 64 KiB, 2 MiB and
+// extended-L2 clusters: qemu-img finds each clean and equal to the source, we
+// read it back byte-exact, most of it went direct; 2 MiB clusters (larger than
+// a 1 MiB batch: every write is part of a cluster), 512-byte clusters and -t
+// unsafe stay buffered.
+TEST(convert_qcow2_target_direct_io_exact_and_clean) {
+  need_qemu();
+  TmpDir d;
+  std::string why;
+  const bool direct = direct_io_here(d.path, &why);
+  if (!direct) std::printf("note: no O_DIRECT/io_uring here (%s): only the buffered path is checked\n", why.c_str());
+  const uint64_t size = kOddSize;
+  std::string src = d / "odd.raw", err;
+  make_odd_raw(src);
+  auto in = open_ro(src);
+  auto want = blocktest::slurp(src);
+  struct Case {
+    int bits, version;
+    bool ext, dio, durable;
+    uint64_t min_direct;  // when the host has O_DIRECT and io_uring
+  };
+  const Case cases[] = {
+      {12, 3, false, true, true, uint64_t(12) << 20}, {16, 3, false, true, true, uint64_t(11) << 20},
+      {21, 3, false, true, true, 0},  {16, 3, true, true, true, uint64_t(11) << 20},
+      {16, 2, false, true, true, uint64_t(11) << 20}, {9, 2, false, true, true, 0},
+      {16, 3, false, false, true, 0},                 {16, 3, false, true, false, 0},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    std::string out = d / ("o" + std::to_string(n++) + ".qcow2");
+    ConvertOptions o;
+    o.format = "qcow2";
+    o.cluster_bits = c.bits;
+    o.version = c.version;
+    o.extended_l2 = c.ext;
+    o.direct_io = c.dio;
+    o.durable = c.durable;
+    ConvertStats st;
+    CHECK_EQ(convert_image(*in, out, o, &err, &st), 0);
+    std::printf("  %d-bit clusters%s%s%s: %llu of %llu bytes direct\n", c.bits, c.ext ? " ext-l2" : "",
+                c.dio ? "" : " no-dio", c.durable ? "" : " unsafe", (unsigned long long)st.direct_bytes,
+                (unsigned long long)st.written_bytes);
+    CHECK_EQ(sh("qemu-img check -q " + q(out)), 0);
+    CHECK_EQ(sh("qemu-img compare -q -f raw -F qcow2 " + q(src) + " " + q(out)), 0);
+    auto back = open_ro(out);
+    std::vector<uint8_t> got(back->size());
+    CHECK_EQ(back->pread(got.data(), got.size(), 0), 0);
+    got.resize(size);
+    CHECK(got == want);
+    if (direct && c.min_direct) CHECK(st.direct_bytes >= c.min_direct);
+    if (!c.min_direct) CHECK_EQ(st.direct_bytes, uint64_t(0));
+    CHECK(st.direct_bytes <= st.written_bytes);
   }
 }
 

@@ -44,6 +44,30 @@ TEST(img_help_on_every_subcommand) {
   CHECK(sh(V + " frobnicate --help", &o) != 0);
 }
 
+// Sizes that are not whole sectors: create rounds them up as qemu-img does
+// (QEMU reads a qcow2 header's size in sectors, so an odd one loses its last
+// bytes there); info prints sizes as QEMU's size_to_str does (units switch at
+// 1000, so 1000 bytes is 0.977 KiB, never "1e+03 B").
+TEST(img_create_rounds_sizes_to_sectors_like_qemu_img) {
+  need_qemu();
+  std::string V = vireo_img();
+  TmpDir d;
+  for (const char* fmt : {"raw", "qcow2"}) {
+    std::string ours = d / (std::string("v.") + fmt), theirs = d / (std::string("q.") + fmt), o, qo;
+    CHECK_EQ(sh(V + " create -f " + fmt + " " + q(ours) + " 1000", &o), 0);
+    CHECK_EQ(sh("qemu-img create -q -f " + std::string(fmt) + " " + q(theirs) + " 1000"), 0);
+    CHECK_EQ(qemu_vsize(ours), uint64_t(1024));
+    CHECK_EQ(qemu_vsize(ours), qemu_vsize(theirs));
+    CHECK_EQ(sh(V + " info " + q(ours), &o), 0);
+    CHECK(o.find("virtual size: 1 KiB (1024 bytes)") != std::string::npos);
+  }
+  // A raw file's own size is shown as it is (qemu-img shows whole sectors).
+  std::string raw = d / "odd.raw", o;
+  CHECK_EQ(sh("truncate -s 1000 " + q(raw)), 0);
+  CHECK_EQ(sh(V + " info -f raw " + q(raw), &o), 0);
+  CHECK(o.find("virtual size: 0.977 KiB (1000 bytes)") != std::string::npos);
+}
+
 TEST(img_resize_raw_like_qemu_img) {
   need_qemu();
   std::string V = vireo_img();

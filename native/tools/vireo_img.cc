@@ -84,7 +84,7 @@ std::string human(uint64_t n) {
   static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   double v = double(n);
   int i = 0;
-  while (v >= 1024 && i < 6) v /= 1024, i++;
+  while (v >= 1000 && i < 6) v /= 1024, i++;  // as qemu-img: 1000 bytes is "0.977 KiB"
   char b[64];
   std::snprintf(b, sizeof b, "%0.3g %s", v, units[i]);
   return b;
@@ -244,7 +244,7 @@ int cmd_create(Args& a) {
       std::fprintf(stderr, "vireo-img: %s: Unsupported preallocation mode: metadata\n", a.pos[0].c_str());
       return 1;
     }
-    r = create_raw(a.pos[0], size, &err, prealloc);
+    r = create_raw(a.pos[0], (size + 511) & ~511ULL, &err, prealloc);  // whole sectors, as qemu-img makes it
     if (!r && !a.q)
       std::printf("Formatting '%s', fmt=raw size=%" PRIu64 "%s%s\n", a.pos[0].c_str(), size,
                   prealloc == Prealloc::Off ? "" : " preallocation=", prealloc == Prealloc::Off ? "" : prealloc_name(prealloc));

@@ -684,10 +684,22 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     std::optional<Flusher> flusher;
 #ifdef VIREO_HAVE_URING
     std::unique_ptr<DirectWriter> dw;  // destroyed before pipe: waits for its writes first
-    // Not durable: through the page cache, as qemu-img -t unsafe (a direct
-    // write waits for the disk; a buffered one only for the copy).
-    if (o.format == "raw" && o.direct_io && o.durable)
+    // qcow2 targets: the data of the new clusters goes the same way (the
+    // backend hands it over instead of writing it, set_new_data_sink), its
+    // metadata through the page cache; clusters under 4 KiB would put direct
+    // and buffered writes in one page, so those stay buffered. Not durable:
+    // through the page cache, as qemu-img -t unsafe (a direct write waits for
+    // the disk; a buffered one only for the copy).
+    std::vector<IoRange> direct;  // qcow2: this batch's new clusters, at their host offsets
+    auto* qdirect = dynamic_cast<Qcow2Backend*>(qout.get());
+    const bool direct_ok = o.format == "raw" || (qdirect && !zc && o.cluster_bits >= 12);
+    if (direct_ok && o.direct_io && o.durable)
       dw = DirectWriter::open(tmp, hold, [&pipe](uint8_t* b) { pipe.give_back(b); });
+    if (dw && qdirect)
+      qdirect->set_new_data_sink([&direct](const uint8_t* p, uint64_t len, uint64_t host) {
+        direct.push_back(IoRange{const_cast<uint8_t*>(p), host, len});
+        return 0;
+      });
     if (!dw) flusher.emplace(hold, o.durable);
 #else
     flusher.emplace(hold, o.durable);
@@ -747,7 +759,14 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
         int r = 0;
 #ifdef VIREO_HAVE_URING
         if (dw) {
-          r = dw->submit(w, b.buf);  // gives the buffer back once written
+          if (qout) {  // metadata here, the new clusters' data to dw
+            direct.clear();
+            if ((r = qout->pwrite_ranges(w.data(), w.size()))) {
+              pipe.give_back(b.buf);
+              return abort_with(r, werr(r));
+            }
+          }
+          r = dw->submit(qout ? direct : w, b.buf);  // gives the buffer back once written
           if (r) return abort_with(r, werr(r));
         } else
 #endif
@@ -767,6 +786,7 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     if (dw) {
       if (int r = dw->drain()) return abort_with(r, werr(r));
       st.direct_bytes = dw->direct_bytes();
+      if (qdirect) qdirect->set_new_data_sink(nullptr);  // `direct` goes with this scope
     }
 #endif
   }

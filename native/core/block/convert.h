@@ -42,9 +42,11 @@ struct ConvertOptions {
   // instead of the read/write path (on ext4 a page-cache copy that must then be
   // written back: slower than O_DIRECT writes; kept for comparison and tests).
   bool copy_file_range = false;
-  // raw targets: O_DIRECT writes through io_uring where the file system and
-  // kernel allow (else, or false, buffered writes with writeback started as
-  // the copy goes).
+  // Durable copies: the data goes with O_DIRECT writes through io_uring where
+  // the file system and kernel allow (raw targets: all of it; qcow2 targets
+  // with clusters of 4 KiB or more: the new clusters' data, the metadata
+  // buffered; not with -c). Else, or false, buffered writes with writeback
+  // started as the copy goes.
   bool direct_io = true;
   // true (Vireo's default; qemu-img's -t writeback): the target is on stable
   // storage before it gets its name (fdatasync / the qcow2 flush with its

@@ -1278,7 +1278,7 @@ int Qcow2Backend::pwrite_ranges(const IoRange* rs, size_t count) {
   // mostly follow each other at the end of the file: their data goes out in one
   // write (up to 8 MiB) when their bytes are adjacent in memory too (one range,
   // or a convert batch's ranges packed in one buffer), before this call
-  // returns. Should that write fail, their L2 entries are put back (the
+  // returns (or to sink_, which writes it later: convert targets). Should that write fail, their L2 entries are put back (the
   // clusters leak; nothing points at unwritten data).
   struct Slot {
     L2Table* t;
@@ -1291,7 +1291,13 @@ int Qcow2Backend::pwrite_ranges(const IoRange* rs, size_t count) {
   } pend;
   auto flush_pending = [&]() -> int {
     if (!pend.len) return 0;
-    int r = write_at(pend.p, pend.len, pend.host);
+    int r;
+    if (sink_) {
+      r = sink_(pend.p, pend.len, pend.host);
+      if (!r && pend.host + pend.len > file_end_) file_end_ = pend.host + pend.len;
+    } else {
+      r = write_at(pend.p, pend.len, pend.host);
+    }
     if (r)
       for (auto& sl : pend.slots) {
         sl.t->e[sl.i] = 0;

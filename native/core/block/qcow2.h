@@ -11,6 +11,7 @@
 #pragma once
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <atomic>
@@ -106,6 +107,17 @@ public:
   // compressed cluster that touches it, as the qcow2 spec and QEMU do.
   int write_compressed(const uint8_t* data, uint64_t n, uint64_t off, const std::vector<uint8_t>& z);
   uint64_t cluster_size() const { return cs_; }
+
+  // Convert targets only (block/convert.cc): the data of whole clusters that
+  // pwrite_ranges allocates is handed to `sink` (bytes, length, host offset)
+  // instead of being written here, so the caller can write it with O_DIRECT
+  // straight from its buffer. The L2 entries point at it at once: the caller
+  // must have it on disk before flush(), and nobody may read the image before
+  // then (a convert target under its temporary name). Partial clusters,
+  // in-place writes and all metadata are still written here. A sink error
+  // fails the write as a failed write does. Set before the first write.
+  using NewDataSink = std::function<int(const uint8_t* data, uint64_t len, uint64_t host)>;
+  void set_new_data_sink(NewDataSink sink) { sink_ = std::move(sink); }
 
   struct Info {
     uint32_t version = 0, cluster_bits = 0, refcount_bits = 0;
@@ -291,6 +303,7 @@ private:
   std::map<uint64_t, RefBlock> rb_cache_;
   std::vector<std::pair<uint64_t, uint64_t>> pending_free_;  // (cluster, by how much) to decrement after metadata
   uint64_t free_hint_ = 0;
+  NewDataSink sink_;  // set_new_data_sink
   std::vector<Snap> snaps_;
   uint64_t snapshots_offset_ = 0;
   std::string backing_file_, backing_format_;
