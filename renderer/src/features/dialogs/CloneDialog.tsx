@@ -3,7 +3,7 @@ import type { DiskPlan } from '../../../../electron/common/contracts/api';
 import { type VmSummary, nameProblem } from '../../../../electron/common/contracts/vm';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
-import { Field, Modal } from './Modal';
+import { Field, Modal, ErrorBanner } from './Modal';
 
 export function CloneDialog({ vm, onClose }: { vm: VmSummary; onClose: () => void }) {
   const [name, setName] = useState('');
@@ -63,11 +63,7 @@ export function CloneDialog({ vm, onClose }: { vm: VmSummary; onClose: () => voi
         </>
       }
     >
-      {blocker && (
-        <p className="banner error" role="alert">
-          {blocker}
-        </p>
-      )}
+      <ErrorBanner error={blocker} />
       <form onSubmit={(e) => (e.preventDefault(), void start())}>
         <Field id="clone-name" label="Name for the clone" error={error}>
           <input id="clone-name" value={name} disabled={!!running} onChange={(e) => setName(e.target.value)} aria-invalid={!!error} spellCheck={false} />

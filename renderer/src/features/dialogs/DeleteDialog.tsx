@@ -3,7 +3,7 @@ import type { DiskPlan } from '../../../../electron/common/contracts/api';
 import type { VmSummary } from '../../../../electron/common/contracts/vm';
 import { getClient } from '../../services/client';
 import { useVms } from '../../stores/vms';
-import { Modal } from './Modal';
+import { Modal, ErrorBanner, DialogButtons } from './Modal';
 
 export function DeleteDialog({ vm, onClose }: { vm: VmSummary; onClose: () => void }) {
   const [disks, setDisks] = useState<DiskPlan[] | undefined>();
@@ -37,24 +37,12 @@ export function DeleteDialog({ vm, onClose }: { vm: VmSummary; onClose: () => vo
     <Modal
       title={`Delete ${vm.name}`}
       onClose={onClose}
-      footer={
-        <>
-          <span className="grow" />
-          <button onClick={onClose}>Cancel</button>
-          <button className="danger" disabled={busy || !disks} onClick={del}>
-            Delete
-          </button>
-        </>
-      }
+      footer={<DialogButtons onCancel={onClose} onAction={del} label="Delete" danger disabled={busy || !disks} />}
     >
       <p>
         Delete the virtual machine <strong>{vm.name}</strong>? Choose which storage to delete with it:
       </p>
-      {error && (
-        <p className="banner error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorBanner error={error} />
       <ul className="disks" aria-label="Storage to delete">
         {disks?.map((d) => (
           <li key={d.path}>

@@ -45,3 +45,50 @@ export function Field({ id, label, error, children, hint }: { id: string; label:
     </div>
   );
 }
+
+/** The error of the last action, where the user is looking (nothing when there is none). */
+export function ErrorBanner({ error }: { error?: string | null | undefined }) {
+  return error ? (
+    <p className="banner error" role="alert">
+      {error}
+    </p>
+  ) : null;
+}
+
+/** A window's footer with only Close. */
+export function CloseFooter({ onClose }: { onClose: () => void }) {
+  return (
+    <>
+      <span className="grow" />
+      <button onClick={onClose}>Close</button>
+    </>
+  );
+}
+
+/** A dialog's footer: anything on the left, then Cancel and the action (primary, or danger for what can't be undone). */
+export function DialogButtons({
+  onCancel,
+  onAction,
+  label,
+  danger,
+  disabled,
+  left,
+}: {
+  onCancel: () => void;
+  onAction: () => void;
+  label: string;
+  danger?: boolean;
+  disabled?: boolean;
+  left?: ReactNode;
+}) {
+  return (
+    <>
+      {left}
+      <span className="grow" />
+      <button onClick={onCancel}>Cancel</button>
+      <button className={danger ? 'danger' : 'primary'} disabled={disabled} onClick={onAction}>
+        {label}
+      </button>
+    </>
+  );
+}

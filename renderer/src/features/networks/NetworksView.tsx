@@ -11,7 +11,7 @@ import {
   defaultIpv4,
 } from '../../../../electron/common/contracts/network';
 import { getClient } from '../../services/client';
-import { Field, Modal } from '../dialogs/Modal';
+import { Field, Modal, ErrorBanner, CloseFooter, DialogButtons } from '../dialogs/Modal';
 import '../storage/storage.css';
 import './networks.css';
 
@@ -66,12 +66,7 @@ export function NetworksView({ onClose }: { onClose: () => void }) {
       title="Networks"
       wide
       onClose={() => (sub ? undefined : onClose())}
-      footer={
-        <>
-          <span className="grow" />
-          <button onClick={onClose}>Close</button>
-        </>
-      }
+      footer={<CloseFooter onClose={onClose} />}
     >
       <div className="networks">
         <div className="vol-toolbar" role="toolbar" aria-label="Network actions">
@@ -93,11 +88,7 @@ export function NetworksView({ onClose }: { onClose: () => void }) {
             Delete
           </button>
         </div>
-        {error && (
-          <p className="banner error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorBanner error={error} />
         <table aria-label="Networks" data-loaded={nets ? 'yes' : 'no'}>
           <thead>
             <tr>
@@ -212,30 +203,23 @@ function NetworkDialog({ nets, current, onClose, onDone }: { nets: NetworkSummar
       wide
       onClose={onClose}
       footer={
-        <>
-          {!current && (
-            <label className="check">
-              <input type="checkbox" checked={start} onChange={(e) => setStart(e.target.checked)} /> Start it now
-            </label>
-          )}
-          <span className="grow" />
-          <button onClick={onClose}>Cancel</button>
-          <button className="primary" disabled={busy} onClick={() => void save()}>
-            {current ? 'Save' : 'Create Network'}
-          </button>
-        </>
+        <DialogButtons
+          onCancel={onClose}
+          onAction={() => void save()}
+          label={current ? 'Save' : 'Create Network'}
+          disabled={busy}
+          left={
+            !current && (
+              <label className="check">
+                <input type="checkbox" checked={start} onChange={(e) => setStart(e.target.checked)} /> Start it now
+              </label>
+            )
+          }
+        />
       }
     >
-      {general && (
-        <p className="banner error" role="alert">
-          {general}
-        </p>
-      )}
-      {err('forwards') && (
-        <p className="banner error" role="alert">
-          {err('forwards')}
-        </p>
-      )}
+      <ErrorBanner error={general} />
+      <ErrorBanner error={err('forwards')} />
       <form className="net-form" onSubmit={(e) => (e.preventDefault(), void save())}>
         <div className="row2">
           <Field id="net-name" label="Name" error={err('name')}>
@@ -356,24 +340,12 @@ function DeleteNetworkDialog({ net, onClose, onDone }: { net: NetworkSummary; on
     <Modal
       title={`Delete network ${net.name}`}
       onClose={onClose}
-      footer={
-        <>
-          <span className="grow" />
-          <button onClick={onClose}>Cancel</button>
-          <button className="danger" disabled={busy || !!error} onClick={() => void go()}>
-            Delete
-          </button>
-        </>
-      }
+      footer={<DialogButtons onCancel={onClose} onAction={() => void go()} label="Delete" danger disabled={busy || !!error} />}
     >
       <p>
         Delete the network <strong>{net.name}</strong> ({net.ipv4.address}/{net.ipv4.prefix})? VMs keep their definitions; none may still have a NIC on it.
       </p>
-      {error && (
-        <p className="banner error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorBanner error={error} />
     </Modal>
   );
 }

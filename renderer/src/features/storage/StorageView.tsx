@@ -6,7 +6,7 @@ import { useCallback, useEffect, useMemo, useState } from 'react';
 import type { PoolSummary, Volume, VolumeFormat } from '../../../../electron/common/contracts/storage';
 import { volumeNameProblem } from '../../../../electron/common/contracts/storage';
 import { getClient } from '../../services/client';
-import { Field, Modal } from '../dialogs/Modal';
+import { Field, Modal, ErrorBanner, CloseFooter, DialogButtons } from '../dialogs/Modal';
 import './storage.css';
 
 const GiB = 1024 ** 3;
@@ -78,12 +78,7 @@ export function StorageView({ onClose }: { onClose: () => void }) {
       title="Storage"
       wide
       onClose={() => (sub ? undefined : onClose())}
-      footer={
-        <>
-          <span className="grow" />
-          <button onClick={onClose}>Close</button>
-        </>
-      }
+      footer={<CloseFooter onClose={onClose} />}
     >
       <div className="storage" data-generation={gen}>
         <aside className="pools">
@@ -133,11 +128,7 @@ export function StorageView({ onClose }: { onClose: () => void }) {
               ⟳
             </button>
           </div>
-          {error && (
-            <p className="banner error" role="alert">
-              {error}
-            </p>
-          )}
+          <ErrorBanner error={error} />
           <table aria-label="Volumes" data-loaded={vols ? 'yes' : 'no'}>
             <thead>
               <tr>
@@ -234,21 +225,9 @@ function NewVolumeDialog({ pool, volumes, onClose, onDone }: { pool: string; vol
     <Modal
       title="New Volume"
       onClose={onClose}
-      footer={
-        <>
-          <span className="grow" />
-          <button onClick={onClose}>Cancel</button>
-          <button className="primary" disabled={busy} onClick={create}>
-            Create Volume
-          </button>
-        </>
-      }
+      footer={<DialogButtons onCancel={onClose} onAction={create} label="Create Volume" disabled={busy} />}
     >
-      {errors.general && (
-        <p className="banner error" role="alert">
-          {errors.general}
-        </p>
-      )}
+      <ErrorBanner error={errors.general} />
       <form onSubmit={(e) => (e.preventDefault(), void create())}>
         <Field id="vol-name" label="Volume name" error={errors.name} hint={name.includes('.') ? undefined : `Saved as ${name || 'name'}.${backing || format === 'qcow2' ? 'qcow2' : 'img'}`}>
           <input id="vol-name" value={name} onChange={(e) => setName(e.target.value)} aria-invalid={!!errors.name} spellCheck={false} />
@@ -305,15 +284,7 @@ function ResizeDialog({ pool, vol, onClose, onDone }: { pool: string; vol: Volum
     <Modal
       title={`Resize ${vol.name}`}
       onClose={onClose}
-      footer={
-        <>
-          <span className="grow" />
-          <button onClick={onClose}>Cancel</button>
-          <button className="primary" disabled={busy} onClick={go}>
-            Resize
-          </button>
-        </>
-      }
+      footer={<DialogButtons onCancel={onClose} onAction={go} label="Resize" disabled={busy} />}
     >
       <form onSubmit={(e) => (e.preventDefault(), void go())}>
         <Field id="vol-new-size" label="New capacity (GiB)" error={error} hint={`${vol.path}: now ${fmtBytes(vol.capacityBytes)}. Volumes only grow; the guest must grow its partitions itself.`}>
@@ -344,25 +315,13 @@ function DeleteVolumeDialog({ pool, vol, onClose, onDone }: { pool: string; vol:
     <Modal
       title={`Delete ${vol.name}`}
       onClose={onClose}
-      footer={
-        <>
-          <span className="grow" />
-          <button onClick={onClose}>Cancel</button>
-          <button className="danger" disabled={busy || !!error} onClick={go}>
-            Delete
-          </button>
-        </>
-      }
+      footer={<DialogButtons onCancel={onClose} onAction={go} label="Delete" danger disabled={busy || !!error} />}
     >
       <p>
         Delete <code>{vol.path}</code> ({fmtBytes(vol.allocationBytes)} on disk)? This can't be undone.
       </p>
       {pool !== 'default' && <p className="banner warning">This file is outside Vireo's own storage pool: it is deleted from your file system.</p>}
-      {error && (
-        <p className="banner error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorBanner error={error} />
     </Modal>
   );
 }
@@ -382,15 +341,7 @@ function AddPoolDialog({ onClose, onDone }: { onClose: () => void; onDone: (p: P
     <Modal
       title="Add Storage Pool"
       onClose={onClose}
-      footer={
-        <>
-          <span className="grow" />
-          <button onClick={onClose}>Cancel</button>
-          <button className="primary" onClick={go}>
-            Add Pool
-          </button>
-        </>
-      }
+      footer={<DialogButtons onCancel={onClose} onAction={go} label="Add Pool" />}
     >
       <form onSubmit={(e) => (e.preventDefault(), void go())}>
         <Field id="pool-name" label="Pool name">
