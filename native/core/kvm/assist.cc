@@ -676,7 +676,7 @@ unsigned assist_needs(const uint8_t* bytes, size_t n, const kvm_sregs& s) {
     case ZYDIS_MNEMONIC_SWAPGS: case ZYDIS_MNEMONIC_SYSRET:
       return kNeedSyscallMsrs;
     default:
-      return native_eligible(d) ? kNeedXsave : 0;
+      return native_eligible(d) ? unsigned(kNeedXsave) : 0u;
   }
 }
 
