@@ -490,9 +490,11 @@ TEST(convert_qcow2_target_direct_io_exact_and_clean) {
     uint64_t min_direct;  // when the host has O_DIRECT and io_uring
   };
   const Case cases[] = {
-      {12, 3, false, true, true, uint64_t(12) << 20}, {16, 3, false, true, true, uint64_t(11) << 20},
-      {21, 3, false, true, true, 0},  {16, 3, true, true, true, uint64_t(11) << 20},
-      {16, 2, false, true, true, uint64_t(11) << 20}, {9, 2, false, true, true, 0},
+      // 64 KiB: all but the two clusters the run at +4 KiB fills in part and the odd end (a batch
+      // never ends inside a cluster: without that, 120 KiB more went buffered).
+      {12, 3, false, true, true, uint64_t(12) << 20}, {16, 3, false, true, true, (uint64_t(12) << 20) - (128 << 10)},
+      {21, 3, false, true, true, 0},  {16, 3, true, true, true, (uint64_t(12) << 20) - (128 << 10)},
+      {16, 2, false, true, true, (uint64_t(12) << 20) - (128 << 10)}, {9, 2, false, true, true, 0},
       {16, 3, false, false, true, 0},                 {16, 3, false, true, false, 0},
   };
   int n = 0;

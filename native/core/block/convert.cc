@@ -259,7 +259,10 @@ struct Batch {
 // per run of clusters adjacent in the file). The caller's thread writes them.
 class Pipeline {
 public:
-  Pipeline(BlockBackend& in, uint64_t start, const std::atomic<bool>* cancel) : in_(in), start_(start), cancel_(cancel) {
+  // `cut`: where an extent that does not fit the buffer may be split (a power of two; a
+  // qcow2 target's cluster size, so a batch never ends inside a cluster it could write whole).
+  Pipeline(BlockBackend& in, uint64_t start, const std::atomic<bool>* cancel, uint64_t cut = kAlign)
+      : in_(in), start_(start), cancel_(cancel), cut_(cut) {
     for (int i = 0; i < kBuffers; i++) {
       void* p = std::aligned_alloc(kAlign, kBuf);
       if (p) free_.push_back(static_cast<uint8_t*>(p)), all_.push_back(static_cast<uint8_t*>(p));
@@ -342,6 +345,11 @@ private:
         uint64_t at = (pos + kAlign - 1) / kAlign * kAlign + off % kAlign;
         if (at >= kBuf) break;
         uint64_t m = std::min(n, kBuf - at);
+        if (m < n) {  // split at a `cut` boundary where there is one in the buffer
+          const uint64_t cm = (off + m) / cut_ * cut_;
+          if (cm > off) m = cm - off;
+          else if (!b.ext.empty()) break;  // none: the next batch starts with it
+        }
         if (!b.ext.empty() && m < n && m < (256 << 10)) break;  // a large extent starts the next batch
         b.ext.push_back(IoRange{buf + at, off, m});
         pos = at + m, off += m;
@@ -366,6 +374,7 @@ private:
   BlockBackend& in_;
   uint64_t start_;
   const std::atomic<bool>* cancel_;
+  const uint64_t cut_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Batch> ready_;
@@ -680,7 +689,8 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
     const uint64_t grain = o.format != "qcow2" ? 64 << 10
                            : o.extended_l2     ? (1ULL << o.cluster_bits) / 32
                                                : std::max<uint64_t>(64 << 10, 1ULL << o.cluster_bits);
-    Pipeline pipe(in, start, o.cancel);
+    Pipeline pipe(in, start, o.cancel,
+                  o.format == "qcow2" ? std::max<uint64_t>(kAlign, 1ULL << o.cluster_bits) : kAlign);
     std::optional<Flusher> flusher;
 #ifdef VIREO_HAVE_URING
     std::unique_ptr<DirectWriter> dw;  // destroyed before pipe: waits for its writes first
