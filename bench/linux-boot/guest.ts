@@ -41,7 +41,7 @@ export function buildGuest(cacheDir?: string): GuestBuild | string {
   const iso = path.join(dir, 'linux-guest.iso');
   return {
     dir, kver: env.KVER!, vmlinuz: path.join(dir, 'vmlinuz'), vmlinux: path.join(dir, 'vmlinux'),
-    initramfs: path.join(dir, 'initramfs.gz'), iso: fs.existsSync(iso) ? iso : undefined, isoCdToken: env.ISO_CD_TOKEN,
+    initramfs: path.join(dir, 'initramfs.cpio'), iso: fs.existsSync(iso) ? iso : undefined, isoCdToken: env.ISO_CD_TOKEN,
   };
 }
 
