@@ -488,6 +488,7 @@ TEST(convert_qcow2_target_direct_io_exact_and_clean) {
     int bits, version;
     bool ext, dio, durable;
     uint64_t min_direct;  // when the host has O_DIRECT and io_uring
+    bool compress = false;
   };
   const Case cases[] = {
       // 64 KiB: all but the two clusters the run at +4 KiB fills in part and the odd end (a batch
@@ -496,6 +497,9 @@ TEST(convert_qcow2_target_direct_io_exact_and_clean) {
       {21, 3, false, true, true, 0},  {16, 3, true, true, true, (uint64_t(12) << 20) - (128 << 10)},
       {16, 2, false, true, true, (uint64_t(12) << 20) - (128 << 10)}, {9, 2, false, true, true, 0},
       {16, 3, false, false, true, 0},                 {16, 3, false, true, false, 0},
+      // -c: the odd end's cluster staged and padded to the target's whole sectors (it failed with
+      // EINVAL once the qcow2 size was rounded up past the source's end)
+      {16, 3, false, true, true, 0, true},            {12, 3, false, true, false, 0, true},
   };
   int n = 0;
   for (const auto& c : cases) {
@@ -507,10 +511,12 @@ TEST(convert_qcow2_target_direct_io_exact_and_clean) {
     o.extended_l2 = c.ext;
     o.direct_io = c.dio;
     o.durable = c.durable;
+    o.compress = c.compress;
     ConvertStats st;
     CHECK_EQ(convert_image(*in, out, o, &err, &st), 0);
-    std::printf("  %d-bit clusters%s%s%s: %llu of %llu bytes direct\n", c.bits, c.ext ? " ext-l2" : "",
-                c.dio ? "" : " no-dio", c.durable ? "" : " unsafe", (unsigned long long)st.direct_bytes,
+    if (c.compress) CHECK(st.compressed_clusters > 0);
+    std::printf("  %d-bit clusters%s%s%s%s: %llu of %llu bytes direct\n", c.bits, c.ext ? " ext-l2" : "",
+                c.dio ? "" : " no-dio", c.durable ? "" : " unsafe", c.compress ? " -c" : "", (unsigned long long)st.direct_bytes,
                 (unsigned long long)st.written_bytes);
     CHECK_EQ(sh("qemu-img check -q " + q(out)), 0);
     CHECK_EQ(sh("qemu-img compare -q -f raw -F qcow2 " + q(src) + " " + q(out)), 0);

@@ -656,7 +656,7 @@ int convert_image(BlockBackend& in, const std::string& target, const ConvertOpti
   if (o.compress) {
     auto* q = dynamic_cast<Qcow2Backend*>(qout.get());
     if (!q) return abort_with(-EINVAL, "could not write '" + target + "': not a qcow2 image");
-    zc = std::make_unique<Compressor>(*q, size, st);
+    zc = std::make_unique<Compressor>(*q, q->size(), st);  // the target's size: whole sectors, maybe past the source's end
   }
 
   uint64_t start = 0;
