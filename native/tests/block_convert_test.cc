@@ -404,6 +404,14 @@ static bool direct_io_here(const std::string& dir, std::string* why) {
 // 40 MiB + 1000 bytes: 3 MiB runs that batches split (one at +4 KiB), an
 // unaligned 9000-byte end, holes between.
 constexpr uint64_t kOddSize = (40ULL << 20) + 1000;
+// Whether `dir` takes O_DIRECT writes through io_uring; says so when it does not.
+static bool direct_io_or_note(const std::string& dir) {
+  std::string why;
+  if (direct_io_here(dir, &why)) return true;
+  std::printf("note: no O_DIRECT/io_uring here (%s): only the buffered path is checked\n", why.c_str());
+  return false;
+}
+
 static void make_odd_raw(const std::string& path) {
   std::string err;
   CHECK_EQ(create_raw(path, kOddSize, &err), 0);
@@ -424,9 +432,7 @@ static void make_odd_raw(const std::string& path) {
 // and without direct I/O, holes kept.
 TEST(convert_raw_target_direct_io_exact_at_odd_offsets) {
   TmpDir d;
-  std::string why;
-  const bool direct = direct_io_here(d.path, &why);
-  if (!direct) std::printf("note: no O_DIRECT/io_uring here (%s): only the buffered path is checked\n", why.c_str());
+  const bool direct = direct_io_or_note(d.path);
   const uint64_t size = kOddSize;
   std::string src = d / "odd.raw", err;
   make_odd_raw(src);
@@ -476,9 +482,7 @@ TEST(convert_raw_target_direct_io_exact_at_odd_offsets) {
 TEST(convert_qcow2_target_direct_io_exact_and_clean) {
   need_qemu();
   TmpDir d;
-  std::string why;
-  const bool direct = direct_io_here(d.path, &why);
-  if (!direct) std::printf("note: no O_DIRECT/io_uring here (%s): only the buffered path is checked\n", why.c_str());
+  const bool direct = direct_io_or_note(d.path);
   const uint64_t size = kOddSize;
   std::string src = d / "odd.raw", err;
   make_odd_raw(src);

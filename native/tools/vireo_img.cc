@@ -244,7 +244,7 @@ int cmd_create(Args& a) {
       std::fprintf(stderr, "vireo-img: %s: Unsupported preallocation mode: metadata\n", a.pos[0].c_str());
       return 1;
     }
-    r = create_raw(a.pos[0], (size + 511) & ~511ULL, &err, prealloc);  // whole sectors, as qemu-img makes it
+    r = create_raw(a.pos[0], whole_sectors(size), &err, prealloc);
     if (!r && !a.q)
       std::printf("Formatting '%s', fmt=raw size=%" PRIu64 "%s%s\n", a.pos[0].c_str(), size,
                   prealloc == Prealloc::Off ? "" : " preallocation=", prealloc == Prealloc::Off ? "" : prealloc_name(prealloc));

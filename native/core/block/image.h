@@ -45,6 +45,10 @@ enum class Prealloc { Off, Metadata, Falloc, Full };
 bool parse_prealloc(const std::string& s, Prealloc* out);
 const char* prealloc_name(Prealloc p);
 
+// `n` bytes rounded up to whole 512-byte sectors, as qemu-img sizes new images
+// (QEMU reads a qcow2 header's size in sectors).
+inline uint64_t whole_sectors(uint64_t n) { return (n + 511) & ~uint64_t(511); }
+
 // Creates a raw image of `size` bytes: sparse, or with `prealloc` falloc or
 // full (metadata is refused: -EINVAL, "Unsupported preallocation mode:
 // metadata", as qemu-img says). Should the preallocation fail (ENOSPC, no

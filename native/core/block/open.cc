@@ -290,10 +290,9 @@ int create_qcow2(const std::string& path, uint64_t size, int cluster_bits,
     }
     if (size == 0) size = b->size();
   }
-  // Whole 512-byte sectors, rounded up as qemu-img rounds them: QEMU reads a
-  // header size in sectors, so an odd size would lose its last bytes there
-  // (a 40 MiB + 1000 byte raw converted to qcow2 read back 488 bytes short).
-  size = (size + 511) & ~511ULL;
+  // An odd size would lose its last bytes in QEMU (a 40 MiB + 1000 byte raw
+  // converted to qcow2 read back 488 bytes short there).
+  size = whole_sectors(size);
   const uint64_t cs = 1ULL << cluster_bits;
   uint64_t l2_entries = cs / (extended_l2 ? 16 : 8);  // 128-bit entries with extended L2
   uint64_t l1_size = div_up(size, cs * l2_entries);

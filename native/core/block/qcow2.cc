@@ -1278,8 +1278,9 @@ int Qcow2Backend::pwrite_ranges(const IoRange* rs, size_t count) {
   // mostly follow each other at the end of the file: their data goes out in one
   // write (up to 8 MiB) when their bytes are adjacent in memory too (one range,
   // or a convert batch's ranges packed in one buffer), before this call
-  // returns (or to sink_, which writes it later: convert targets). Should that write fail, their L2 entries are put back (the
-  // clusters leak; nothing points at unwritten data).
+  // returns (or to sink_, which writes it later: convert targets). Should that
+  // write fail, their L2 entries are put back (the clusters leak; nothing points
+  // at unwritten data).
   struct Slot {
     L2Table* t;
     uint64_t i, old_bitmap;  // word index of the entry; extended L2: its bitmap before
