@@ -17,17 +17,14 @@ import { imgToolProblem } from '../../electron/services/storage/img';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-const arg = (n: string, d: number) => {
+const flag = (n: string) => {
   const i = process.argv.indexOf(n);
-  return i > 0 ? Number(process.argv[i + 1]) : d;
+  return i > 0 ? process.argv[i + 1] : undefined;
 };
-const RUNS = arg('--runs', 5);
+const RUNS = Number(flag('--runs') ?? 5);
 // --mib 512,16384: the full copy's file sizes. 512 MiB fits the page cache's dirty
 // limit (cp never waits for the disk); 16 GiB (8 GiB of data) does not (20 % of RAM here).
-const COPY_MIB = (() => {
-  const i = process.argv.indexOf('--mib');
-  return (i > 0 ? process.argv[i + 1]! : '512,16384').split(',').map(Number);
-})();
+const COPY_MIB = (flag('--mib') ?? '512,16384').split(',').map(Number);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main() {
@@ -81,17 +78,19 @@ async function main() {
     // Full copy: a file of `mib` MiB, alternating 1 MiB of data and 1 MiB of hole. Every
     // timed copy starts after a `sync`, so no copy pays for the writeback of the one before.
     const ratios: Record<string, number> = {};
+    const data = Buffer.alloc(MiB);
+    for (let i = 0; i < MiB; i += 8) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    process.env.VIREO_NO_REFLINK = '0';
     for (const mib of COPY_MIB) {
       // The source and one copy hold mib MiB of data between them; keep 2 GiB spare.
       const st = fs.statfsSync(root);
-      if (st.bavail * st.bsize < mib * MiB + 2 * GiB) {
-        console.log(`\nSKIP full copy of ${mib} MiB: ${((st.bavail * st.bsize) / GiB).toFixed(1)} GiB free in ${root}, it needs ${(mib / 1024 + 2).toFixed(1)}`);
+      const free = st.bavail * st.bsize;
+      if (free < mib * MiB + 2 * GiB) {
+        console.log(`\nSKIP full copy of ${mib} MiB: ${(free / GiB).toFixed(1)} GiB free in ${root}, it needs ${(mib / 1024 + 2).toFixed(1)}`);
         continue;
       }
       const src = path.join(root, 'half.img');
       const fd = fs.openSync(src, 'w');
-      const data = Buffer.alloc(MiB);
-      for (let i = 0; i < MiB; i += 8) data.writeUInt32LE((i * 2654435761) >>> 0, i);
       for (let off = 0; off < mib * MiB; off += 2 * MiB) fs.writeSync(fd, data, 0, MiB, off);
       fs.ftruncateSync(fd, mib * MiB);
       fs.fsyncSync(fd);
@@ -114,7 +113,6 @@ async function main() {
         execFileSync('sync', ['-f', dst]);
       });
       const ours = await run('copySparse', (dst) => copySparse(src, dst, () => undefined));
-      process.env.VIREO_NO_REFLINK = '0';
       let how = '';
       const full = await run('copyDisk', async (dst) => void (how = await copyDisk(src, dst, () => undefined)));
       fs.rmSync(src);
