@@ -16,6 +16,8 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..')
 const want = process.argv.slice(2);
 const total = { passed: 0, failed: 0, skipped: 0 };
 const broken = [];
+// Every failed case, named again at the very end, where a truncated CI log still shows it.
+const failedTests = [];
 
 function run(name, cmd, args, opts = {}) {
   if (want.length && !want.includes(name)) return null;
@@ -36,6 +38,12 @@ function ctest(name, dir, extra = [], env = {}) {
     total.failed += +m[2];
     total.skipped += +m[3];
     seen++;
+  }
+  // ctest -V prefixes each line with the test's number: "38:   FAIL  case\n38:         file:line: CHECK(...) failed".
+  const names = new Map();
+  for (const m of (r.stdout ?? '').matchAll(/^\s*\d+\/\d+ Test\s+#(\d+): (\S+)/gm)) names.set(m[1], m[2]);
+  for (const m of (r.stdout ?? '').matchAll(/^(\d+):   FAIL  (\S+)\n\1:\s+(.*)$/gm)) {
+    failedTests.push(`${name}: ${names.get(m[1]) ?? `test ${m[1]}`} > ${m[2]}: ${m[3].slice(0, 300)}`);
   }
   if (r.status !== 0) broken.push(name);
   if (seen === 0) broken.push(`${name} (no results)`);
@@ -114,7 +122,6 @@ if (!want.length || want.includes('fuzz')) {
   }
 }
 
-const failedTests = [];
 function vitest(name, extra) {
   const out = path.join(os.tmpdir(), `vireo-${name}-${process.pid}.json`);
   const r = run(name, 'npx', ['--no-install', 'vitest', 'run', ...extra, '--reporter=default', '--reporter=json', `--outputFile=${out}`]);

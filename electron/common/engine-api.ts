@@ -157,6 +157,8 @@ export interface MachineConfig {
   /** Boot order like QEMU's: 'c' disk, 'd' cdrom, 'n' network; e.g. 'dc'. */
   bootOrder?: string;
   bootMenu?: boolean;
+  /** How long SeaBIOS's "Press ESC for boot menu" waits, in ms (default 2500). */
+  bootMenuTimeout?: number;
   /** The machine's UUID (RFC 4122 text): SMBIOS type 1 and fw_cfg under firmware boot. Absent: all zeros. */
   uuid?: string;
   /** QEMU's -no-reboot: a guest reset or triple fault stops the machine instead of rebooting. */

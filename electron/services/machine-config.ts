@@ -91,6 +91,7 @@ export function toMachineConfig(
     cfg.vgaBios = fw.vgaBios;
     cfg.bootOrder = def.boot.order;
     if (def.boot.menu) cfg.bootMenu = true;
+    if (def.boot.menu && def.boot.menuTimeoutMs !== undefined) cfg.bootMenuTimeout = def.boot.menuTimeoutMs;
   } else if (def.boot.flatAddress !== undefined) {
     cfg.flat = def.boot.kernel;
     cfg.flatAddress = def.boot.flatAddress;

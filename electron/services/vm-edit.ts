@@ -115,7 +115,12 @@ export async function checkEdit(def: VmDefinition, edit: VmEdit, ctx: EditContex
     else if (![...order].some((c) => (c === 'c' ? disks.some((d) => d.media === 'disk') : c === 'd' ? disks.some((d) => d.media === 'cdrom') : false))) {
       err('boot.order', 'None of the chosen boot devices is attached: add a disk or a CD-ROM, or choose another device.');
     }
-    boot = { kind: 'firmware', order, ...(edit.boot.menu ? { menu: true } : {}) };
+    boot = {
+      kind: 'firmware',
+      order,
+      ...(edit.boot.menu ? { menu: true } : {}),
+      ...(edit.boot.menu && edit.boot.menuTimeoutMs !== undefined ? { menuTimeoutMs: edit.boot.menuTimeoutMs } : {}),
+    };
   } else {
     const b = edit.boot;
     await file('boot.kernel', b.kernel.trim(), 'a kernel');

@@ -1,5 +1,6 @@
 #include "binding/machine_wrap.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -76,6 +77,8 @@ MachineConfig parse_config(const Napi::Object& o) {
   c.boot_order = get_str(o, "bootOrder");
   if (c.boot_order.empty()) c.boot_order = "cdn";
   c.boot_menu = o.Get("bootMenu").ToBoolean();
+  auto bmt = o.Get("bootMenuTimeout");
+  if (bmt.IsNumber()) c.boot_menu_timeout_ms = uint32_t(std::clamp(bmt.As<Napi::Number>().DoubleValue(), 0.0, 65535.0));
   c.uuid = get_str(o, "uuid");
   c.no_reboot = o.Get("noReboot").ToBoolean();
   auto tablet = o.Get("usbTablet");

@@ -56,6 +56,7 @@ inline std::string show(unsigned char v) { std::ostringstream s; s << "0x" << st
 
 int main(int argc, char** argv) {
   int passed = 0, failed = 0, skipped = 0;
+  std::vector<std::string> failures;  // repeated at the end, where a log's tail shows them
   const char* only = argc > 1 ? argv[1] : nullptr;
   for (auto& c : vireo_test::registry()) {
     if (only && std::string(c.name).find(only) == std::string::npos) continue;
@@ -68,13 +69,16 @@ int main(int argc, char** argv) {
       skipped++;
     } catch (vireo_test::Failure& f) {
       std::printf("  FAIL  %s\n        %s\n", c.name, f.msg.c_str());
+      failures.push_back(std::string(c.name) + ": " + f.msg);
       failed++;
     } catch (std::exception& e) {
       std::printf("  FAIL  %s\n        exception: %s\n", c.name, e.what());
+      failures.push_back(std::string(c.name) + ": exception: " + e.what());
       failed++;
     }
     std::fflush(stdout);
   }
+  for (auto& f : failures) std::printf("failed: %s\n", f.c_str());
   std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
   if (failed) return 1;
   if (passed == 0 && skipped > 0) return 77;

@@ -84,6 +84,7 @@ export const MachineConfigSchema = s.object({
   nics: s.optional(s.array(NicConfigSchema, { max: 16 })),
   bootOrder: s.optional(s.string()),
   bootMenu: s.optional(s.boolean()),
+  bootMenuTimeout: s.optional(s.number({ int: true, min: 0, max: 65535 })),
   usbTablet: s.optional(s.boolean()),
   display: s.optional(s.object({ width: s.number(), height: s.number() })),
   uuid: s.optional(s.string({ min: 36, max: 36 })),

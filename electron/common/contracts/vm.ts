@@ -54,6 +54,8 @@ export const BootSchema = s.variant('kind', {
     order: s.string({ pattern: /^[cdn]{1,3}$/ }),
     /** SeaBIOS's boot menu (Esc at power-on). */
     menu: s.optional(s.boolean()),
+    /** How long the menu prompt waits for Esc, in ms (libvirt's <bootmenu timeout>); 2500 when absent. */
+    menuTimeoutMs: s.optional(s.number({ int: true, min: 0, max: 65535 })),
   }),
   /** Direct kernel boot: the engine loads the kernel itself (multiboot, bzImage, PVH, or a flat binary). */
   kernel: s.object({
@@ -299,7 +301,12 @@ export const VmEditSchema = s.object({
   memoryMiB: s.number(),
   cpus: s.number(),
   boot: s.variant('kind', {
-    firmware: s.object({ kind: s.literal('firmware'), order: s.string({ max: 8 }), menu: s.optional(s.boolean()) }),
+    firmware: s.object({
+      kind: s.literal('firmware'),
+      order: s.string({ max: 8 }),
+      menu: s.optional(s.boolean()),
+      menuTimeoutMs: s.optional(s.number({ int: true, min: 0, max: 65535 })),
+    }),
     kernel: s.object({
       kind: s.literal('kernel'),
       kernel: s.string({ max: 4096 }),

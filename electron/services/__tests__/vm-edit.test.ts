@@ -47,7 +47,7 @@ describe('vm.update (hardware details)', () => {
       ...edit,
       memoryMiB: 512,
       cpus: 2,
-      boot: { kind: 'firmware', order: 'cd', menu: true },
+      boot: { kind: 'firmware', order: 'cd', menu: true, menuTimeoutMs: 10000 },
       disks: edit.disks.map((d) => (d.media === 'disk' ? { ...d, bus: 'virtio' as const } : d)),
       serial: { logFile: log },
     };
@@ -55,11 +55,11 @@ describe('vm.update (hardware details)', () => {
     expect(r.errors).toEqual([]);
     expect(r.nextBoot).toBe(false);
     const def = onDisk(vm.uuid);
-    expect(def).toMatchObject({ memoryMiB: 512, cpus: 2, boot: { kind: 'firmware', order: 'cd', menu: true }, serial: { logFile: log } });
+    expect(def).toMatchObject({ memoryMiB: 512, cpus: 2, boot: { kind: 'firmware', order: 'cd', menu: true, menuTimeoutMs: 10000 }, serial: { logFile: log } });
     expect(def.disks.map((d) => `${d.media}:${d.bus}`)).toEqual(['disk:virtio', 'cdrom:ide']);
     expect(events).toEqual(['512/2']);
     const cfg = toMachineConfig(def, { bios: '/b', vgaBios: '/v' });
-    expect(cfg).toMatchObject({ memoryMiB: 512, cpus: 2, bootOrder: 'cd', bootMenu: true, serialFile: log, uuid: vm.uuid });
+    expect(cfg).toMatchObject({ memoryMiB: 512, cpus: 2, bootOrder: 'cd', bootMenu: true, bootMenuTimeout: 10000, serialFile: log, uuid: vm.uuid });
     // No temp files left next to the definition (atomic write = temp + rename).
     expect(fs.readdirSync(svc.paths.vms)).toEqual([`${vm.uuid}.json`]);
   });

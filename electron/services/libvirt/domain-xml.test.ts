@@ -189,6 +189,17 @@ describe('fromDomainXml', () => {
     expect(why['/domain/vcpu/@placement']).toBe('not used by Vireo');
   });
 
+  it("<bootmenu timeout>: kept in ms both ways, a bad value refused by name", () => {
+    const vm = { ...VM, boot: { kind: 'firmware' as const, order: 'dc', menu: true, menuTimeoutMs: 10000 } };
+    const xml = toDomainXml(vm);
+    expect(xml).toContain("<bootmenu enable='yes' timeout='10000'/>");
+    expect(fromDomainXml(xml).vm.boot).toEqual({ kind: 'firmware', order: 'dc', menu: true, menuTimeoutMs: 10000 });
+    expect(() => fromDomainXml(xml.replace("timeout='10000'", "timeout='70000'"))).toThrow(/bootmenu timeout '70000'/);
+    expect(() => fromDomainXml(xml.replace("timeout='10000'", "timeout='soon'"))).toThrow(/not a number of milliseconds/);
+    // A menu that is off has no wait to keep.
+    expect(fromDomainXml(xml.replace("enable='yes'", "enable='no'")).vm.boot).toEqual({ kind: 'firmware', order: 'dc' });
+  });
+
   it('a video resolution the display cannot offer is said, not used', () => {
     const xml = toDomainXml(VM).replace("<resolution x='1920' y='1080'/>", "<resolution x='8192' y='8192'/>");
     const r = fromDomainXml(xml);

@@ -99,7 +99,7 @@ export function toDomainXml(vm: VmDefinition, opts: ToXmlOptions = {}): string {
   const b = vm.boot;
   if (b.kind === 'firmware') {
     for (const c of b.order) os.push(['boot', { dev: BOOT_DEV[c] }]);
-    if (b.menu) os.push(['bootmenu', { enable: 'yes' }]);
+    if (b.menu) os.push(['bootmenu', { enable: 'yes', ...(b.menuTimeoutMs !== undefined ? { timeout: String(b.menuTimeoutMs) } : {}) }]);
   } else {
     os.push(['kernel', {}, b.kernel]);
     if (b.initrd) os.push(['initrd', {}, b.initrd]);
@@ -319,8 +319,14 @@ export function fromDomainXml(xml: string, opts: FromXmlOptions = {}): ImportedD
     }
     const menu = r.kid(osEl, 'bootmenu');
     const menuOn = menu ? r.attr(menu, 'enable') === 'yes' : false;
-    if (menu) r.attr(menu, 'timeout');
-    boot = { kind: 'firmware', order: order || 'c', ...(menuOn ? { menu: true } : {}) };
+    const timeoutText = menu ? r.attr(menu, 'timeout') : undefined;
+    let menuTimeoutMs: number | undefined;
+    if (timeoutText !== undefined) {
+      const t = Number(timeoutText);
+      if (!/^\d+$/.test(timeoutText.trim()) || t > 65535) throw new DomainXmlError(menu!.path, `bootmenu timeout '${timeoutText}' is not a number of milliseconds from 0 to 65535`);
+      if (menuOn) menuTimeoutMs = t;
+    }
+    boot = { kind: 'firmware', order: order || 'c', ...(menuOn ? { menu: true } : {}), ...(menuTimeoutMs !== undefined ? { menuTimeoutMs } : {}) };
     if (!order) r.note(osEl.path, 'no <boot dev>: boots from the hard disk (hd), as libvirt does');
   }
 

@@ -82,6 +82,9 @@ struct MachineConfig {
   std::vector<NicSpec> nics;
   std::string boot_order = "cdn";
   bool boot_menu = false;
+  // How long SeaBIOS waits for ESC at "Press ESC for boot menu" (libvirt's
+  // <bootmenu timeout=...>, QEMU's -boot splash-time), 0-65535 ms.
+  uint32_t boot_menu_timeout_ms = 2500;
   // The machine's UUID, "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (RFC 4122
   // text). Firmware boot shows it in SMBIOS type 1 and fw_cfg's UUID key.
   // Empty: all zeros, as QEMU without -uuid.

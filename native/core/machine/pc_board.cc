@@ -638,6 +638,7 @@ void PcBoard::configure_firmware() {
     sc.boot_order.insert(sc.boot_order.end(), paths.begin(), paths.end());
   }
   sc.boot_menu = cfg.boot_menu;
+  sc.boot_menu_wait_ms = uint16_t(std::min<uint32_t>(cfg.boot_menu_timeout_ms, 65535));
   fwcfg::configure_seabios(*fw_, sc);
   configure_smbios();
   // The PCI windows (machine/pci_windows.h), sized by the guest's physical
