@@ -789,6 +789,78 @@ TEST(verw_of_the_kernel_data_selector_sets_zf_recorded_exit) {
   CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0));
 }
 
+// Linux's paranoid_entry (NMI, #DB, #MC) without RDPID: GET_PERCPU_BASE reads
+// the CPU number as the limit of __CPUNODE_SEG (0x7b, GDT entry 15) with LSL,
+// then indexes __per_cpu_offset. The bytes where Debian's 6.1 stopped on vCPU 1
+// when `reboot` sent NMIs to the other CPU: 48 0f 03 c0 (lsl rax, eax).
+TEST(lsl_of_the_cpunode_segment_gives_the_cpu_number_recorded_exit) {
+  AssistState st = long_mode();
+  FakeMemory m;
+  uint64_t gdt[16] = {};
+  gdt[2] = 0x00af9b000000ffffull;   // 0x10 kernel code
+  gdt[3] = 0x00cf93000000ffffull;   // 0x18 kernel data (G: 4 GiB)
+  gdt[15] = 0x0040f50000000001ull;  // CPUNODE: RO data, expand-down, DPL 3, limit = cpu 1 | node 0 << 12
+  std::memcpy(m.at(0x12000), gdt, sizeof gdt);
+  st.sregs.gdt.base = 0x12000;
+  st.sregs.gdt.limit = sizeof gdt - 1;
+  const uint8_t lsl[] = {0x48, 0x0f, 0x03, 0xc0};
+  st.regs.rax = 0x7b;
+  st.regs.rip = 0x10100;
+  AssistResult r = run(lsl, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK(r.kind == AssistKind::Segment);
+  CHECK(r.regs_changed);
+  CHECK_EQ(st.regs.rax, uint64_t(1));
+  CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0x40));
+  CHECK_EQ(st.regs.rip, uint64_t(0x10104));
+  // Page-granular: the limit in bytes.
+  st.regs.rax = 0x18;
+  run(lsl, st, m);
+  CHECK_EQ(st.regs.rax, uint64_t(0xffffffff));
+  // A DPL-0 descriptor with RPL 3, the null selector and one past the GDT's
+  // limit: ZF clear and the destination untouched.
+  for (uint64_t sel : {uint64_t(0x1b), uint64_t(0), uint64_t(0x83)}) {
+    st.regs.rax = sel;
+    st.regs.rflags |= 0x40;
+    r = run(lsl, st, m);
+    CHECK(r.action == Action::Completed);
+    CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0));
+    CHECK_EQ(st.regs.rax, sel);
+  }
+  // 16-bit operand (66 0f 03 c3: lsl ax, bx): only AX changes.
+  const uint8_t lsl16[] = {0x66, 0x0f, 0x03, 0xc3};
+  st.regs.rax = 0x1234567890abcdefull;
+  st.regs.rbx = 0x7b;
+  run(lsl16, st, m);
+  CHECK_EQ(st.regs.rax, uint64_t(0x1234567890ab0001ull));
+  // LAR (48 0f 02 c0) of the kernel code selector: access bytes 9b, flags a (G L).
+  const uint8_t lar[] = {0x48, 0x0f, 0x02, 0xc0};
+  st.regs.rax = 0x10;
+  r = run(lar, st, m);
+  CHECK(r.action == Action::Completed);
+  CHECK_EQ(st.regs.rax, uint64_t(0x00a09b00));
+  CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0x40));
+  // A system descriptor of a type LSL does not take in long mode (a 16-bit TSS): ZF clear.
+  gdt[4] = 0x0000810000000067ull;
+  std::memcpy(m.at(0x12000), gdt, sizeof gdt);
+  st.regs.rax = 0x20;
+  run(lsl, st, m);
+  CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0));
+  // ...but a 64-bit TSS it does (type 9): the limit, 0x67.
+  gdt[4] = 0x0000890000000067ull;
+  std::memcpy(m.at(0x12000), gdt, sizeof gdt);
+  run(lsl, st, m);
+  CHECK_EQ(st.regs.rflags & 0x40, uint64_t(0x40));
+  CHECK_EQ(st.regs.rax, uint64_t(0x67));
+  // In real mode (0f 03 c0: lsl ax, ax): #UD.
+  AssistState rm;
+  rm.regs.rax = 0x7b;
+  const uint8_t lsl_rm[] = {0x0f, 0x03, 0xc0};
+  r = run(lsl_rm, rm, m);
+  CHECK(r.action == Action::Exception);
+  CHECK_EQ(int(r.vector), 6);
+}
+
 // ---- SWAPGS, SYSRET and the kvm_pvm SYSCALL fix-up ----
 
 namespace {

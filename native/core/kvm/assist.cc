@@ -647,6 +647,7 @@ const char* assist_kind_name(AssistKind k) {
     case AssistKind::Swapgs: return "swapgs";
     case AssistKind::Sysret: return "sysret";
     case AssistKind::Syscall: return "syscall-fixup";
+    case AssistKind::Segment: return "lar/lsl";
     case AssistKind::Count: break;
   }
   return "?";
@@ -953,13 +954,20 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
       res.sregs_changed = true;
       return res;
     }
-    case ZYDIS_MNEMONIC_VERR: case ZYDIS_MNEMONIC_VERW: {
-      // ZF = the selector names a segment readable (VERR) / writable (VERW)
-      // at the current privilege. Linux runs VERW with __KERNEL_DS on every
-      // return to user space for its side effect (MDS: clears CPU buffers).
+    case ZYDIS_MNEMONIC_VERR: case ZYDIS_MNEMONIC_VERW:
+    case ZYDIS_MNEMONIC_LAR: case ZYDIS_MNEMONIC_LSL: {
+      // The selector checks: ZF = the selector names a descriptor this
+      // instruction accepts at the current privilege (SDM "LAR", "LSL",
+      // "VERR/VERW"). Linux runs VERW with __KERNEL_DS on every return to user
+      // space for its side effect (MDS: clears CPU buffers), and LSL of
+      // __CPUNODE_SEG in paranoid_entry (GET_PERCPU_BASE without RDPID: NMI,
+      // #DB, #MC), where the segment limit is the CPU number. LAR and LSL
+      // leave their destination alone when ZF is clear; LSL gives the limit
+      // in bytes (scaled by G), LAR the access bytes.
       if (!(st.sregs.cr0 & 1)) return exception(AssistKind::Ud, kUd, name + " in real mode: #UD");
+      const bool verify = d.in.mnemonic == ZYDIS_MNEMONIC_VERR || d.in.mnemonic == ZYDIS_MNEMONIC_VERW;
+      const auto& op = d.ops[verify ? 0 : 1];
       uint64_t sel = 0;
-      const auto& op = d.ops[0];
       uint32_t pf = 0;
       if (op.type == ZYDIS_OPERAND_TYPE_MEMORY) {
         uint64_t a;
@@ -970,23 +978,52 @@ AssistResult assist_instruction(const uint8_t* bytes, size_t n, AssistState& st,
       }
       sel &= 0xffff;
       bool ok = false;
+      uint64_t desc = 0;
       const kvm_segment* ldt = &st.sregs.ldt;
       const uint64_t table = (sel & 4) ? ldt->base : st.sregs.gdt.base;
       const uint64_t limit = (sel & 4) ? ldt->limit : st.sregs.gdt.limit;
       if ((sel & ~3u) != 0 && (sel | 7) <= limit) {
-        uint64_t desc;
         if (!mem.read(table + (sel & ~7u), &desc, 8, pf)) return page_fault(table + (sel & ~7u), pf, name);
         const unsigned type = (desc >> 40) & 0xf, s_bit = (desc >> 44) & 1, dpl = (desc >> 45) & 3;
         const bool present = (desc >> 47) & 1;
-        const bool code = type & 8, conforming = code && (type & 4);
+        const bool code = type & 8, conforming = s_bit && code && (type & 4);
         const unsigned level = std::max<unsigned>(unsigned(cpl(st.sregs)), unsigned(sel & 3));
-        if (s_bit && present && (conforming || dpl >= level)) {
-          ok = d.in.mnemonic == ZYDIS_MNEMONIC_VERW ? (!code && (type & 2)) : (!code || (type & 2));
+        const bool privileged_ok = conforming || dpl >= level;
+        if (verify) {
+          if (s_bit && present && privileged_ok)
+            ok = d.in.mnemonic == ZYDIS_MNEMONIC_VERW ? (!code && (type & 2)) : (!code || (type & 2));
+        } else {
+          // System descriptors LAR/LSL take: in long mode the LDT and the
+          // 64-bit TSS (and, for LAR, the call gate); in legacy protected
+          // mode also the 16-bit TSS and, for LAR, the other gates.
+          const bool longmode = st.sregs.efer & (1u << 10);
+          const bool lar = d.in.mnemonic == ZYDIS_MNEMONIC_LAR;
+          bool type_ok = s_bit;
+          if (!s_bit) {
+            switch (type) {
+              case 0x2: case 0x9: case 0xb: type_ok = true; break;
+              case 0xc: type_ok = lar; break;
+              case 0x1: case 0x3: type_ok = !longmode; break;
+              case 0x4: case 0x5: type_ok = lar && !longmode; break;
+              default: type_ok = false;
+            }
+          }
+          ok = type_ok && privileged_ok;  // the P bit is not looked at
         }
       }
       if (ok) r.rflags |= kZf;
       else r.rflags &= ~kZf;
-      return completed(AssistKind::Hint, r, d, name);
+      if (ok && !verify) {
+        uint64_t v;
+        if (d.in.mnemonic == ZYDIS_MNEMONIC_LSL) {
+          v = (desc & 0xffff) | ((desc >> 32) & 0xf0000);
+          if (desc & (1ull << 55)) v = (v << 12) | 0xfff;
+        } else {
+          v = (desc >> 32) & 0x00f0ff00;
+        }
+        if (!write_reg(r, d.ops[0].reg.value, v, d.mode)) return {};
+      }
+      return completed(verify ? AssistKind::Hint : AssistKind::Segment, r, d, name);
     }
     case ZYDIS_MNEMONIC_LFENCE: case ZYDIS_MNEMONIC_SFENCE: case ZYDIS_MNEMONIC_MFENCE:
     case ZYDIS_MNEMONIC_CLFLUSH: case ZYDIS_MNEMONIC_CLFLUSHOPT: case ZYDIS_MNEMONIC_CLWB:

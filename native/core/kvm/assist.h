@@ -1,6 +1,6 @@
 // The userspace assist for kvm_pvm hosts. kvm_pvm runs guest ring-0 code in
 // KVM's instruction emulator, which lacks instructions that a stock kernel
-// uses (XSAVE/XRSTOR, CMPXCHG16B, POPCNT, CLAC/STAC, FWAIT...) and cannot
+// uses (XSAVE/XRSTOR, CMPXCHG16B, POPCNT, CLAC/STAC, FWAIT, LSL...) and cannot
 // deliver an exception raised by emulated code (INT3, UD2): both end in
 // KVM_EXIT_INTERNAL_ERROR (emulation failure). Vireo then decodes the
 // instruction at RIP and either completes it with the architectural result or
@@ -67,6 +67,7 @@ enum class AssistKind : uint8_t {
   Swapgs,      // SWAPGS: GS.base <-> IA32_KERNEL_GS_BASE (kvm_pvm runs it itself today; a fallback)
   Sysret,      // SYSRET back to ring 3 (likewise)
   Syscall,     // a ring-3 SYSCALL that kvm_pvm left in ring 3, completed (complete_failed_syscall)
+  Segment,     // LAR, LSL: a descriptor's access rights or limit
   Count
 };
 const char* assist_kind_name(AssistKind k);
