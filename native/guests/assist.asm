@@ -171,6 +171,40 @@ after_stac:
     movzx eax, byte [vec]
     call report32
 
+    ; Selector checks: LAR and LSL of this GDT's descriptors (Linux's
+    ; paranoid_entry reads its CPU number with LSL), and LSL of the null
+    ; selector, which clears ZF and leaves the destination alone.
+    mov eax, 0x10
+    mov ebx, 0xdeadbeef
+    lar ebx, eax
+    mov eax, ebx
+    mov rsi, s_lar
+    call report32
+    mov ecx, 0x08
+    mov edx, 0xdeadbeef
+    lsl edx, ecx
+    setz al
+    movzx eax, al
+    mov [lsl_zf], eax
+    mov eax, edx
+    mov rsi, s_lsl
+    call report32
+    mov rsi, s_lsl_zf
+    mov eax, [lsl_zf]
+    call report32
+    xor ecx, ecx
+    mov edx, 0xdeadbeef
+    lsl edx, ecx
+    setz al
+    movzx eax, al
+    mov [lsl_zf], eax
+    mov eax, edx
+    mov rsi, s_lsl_null
+    call report32
+    mov rsi, s_lsl_null_zf
+    mov eax, [lsl_zf]
+    call report32
+
     ; SSE arithmetic in ring 0 (the assist runs it on the host CPU).
     movdqu xmm1, [xmm_pattern]
     paddd xmm1, xmm1
@@ -273,6 +307,7 @@ cpuid1_ebx: dd 0
 ac_after_stac: dd 0xff
 ac_after_clac: dd 0xff
 pop_mem: dd 0x80000001
+lsl_zf: dd 0
 align 16
 cx_mem: dq 0x1111111111111111, 0x2222222222222222
 xmm_pattern: dq 0x0123456789abcdef, 0xfedcba9876543210
@@ -300,6 +335,11 @@ s_stac: db "stac.ac", 0
 s_clac: db "clac.ac", 0
 s_smap_vec: db "smap.vector", 0
 s_sse: db "sse.paddd", 0
+s_lar: db "lar.data", 0
+s_lsl: db "lsl.code", 0
+s_lsl_zf: db "lsl.code.zf", 0
+s_lsl_null: db "lsl.null", 0
+s_lsl_null_zf: db "lsl.null.zf", 0
 s_xcr0: db "xcr0", 0
 s_xcr0_set: db "xcr0.set", 0
 s_xstate_bv: db "xsave.xstate_bv", 0

@@ -43,6 +43,11 @@ TEST(ring0_instructions_the_pvm_emulator_lacks_behave_architecturally) {
   CHECK_EQ(v["cmpxchg16b.ne.zf"], 0u);
   CHECK_EQ(v["fwait"], 1u);
   CHECK_EQ(v["sse.paddd"], 0x13579bdeu);  // 0x89abcdef * 2, per dword
+  CHECK_EQ(v["lar.data"], 0x00009300u);  // access byte 93: present, DPL 0, writable data, accessed (set when DS was loaded)
+  CHECK_EQ(v["lsl.code"], 0u);            // limit 0, byte-granular
+  CHECK_EQ(v["lsl.code.zf"], 1u);
+  CHECK_EQ(v["lsl.null"], 0xdeadbeefu);   // untouched
+  CHECK_EQ(v["lsl.null.zf"], 0u);
   if (v["cpuid7.ebx"] & (1u << 20)) {  // SMAP
     CHECK_EQ(v["smap.vector"], 0xffu);
     CHECK_EQ(v["stac.ac"], 1u);
