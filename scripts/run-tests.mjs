@@ -39,10 +39,11 @@ function ctest(name, dir, extra = [], env = {}) {
     total.skipped += +m[3];
     seen++;
   }
-  // ctest -V prefixes each line with the test's number: "38:   FAIL  case\n38:         file:line: CHECK(...) failed".
+  // Each binary repeats its failures last (tests/check.h), "failed: case: why"; ctest -V prefixes
+  // the line with the test's number, which its "N/M Test #N: name" line names.
   const names = new Map();
   for (const m of (r.stdout ?? '').matchAll(/^\s*\d+\/\d+ Test\s+#(\d+): (\S+)/gm)) names.set(m[1], m[2]);
-  for (const m of (r.stdout ?? '').matchAll(/^(\d+):   FAIL  (\S+)\n\1:\s+(.*)$/gm)) {
+  for (const m of (r.stdout ?? '').matchAll(/^(\d+): failed: (\S+): (.*)$/gm)) {
     failedTests.push(`${name}: ${names.get(m[1]) ?? `test ${m[1]}`} > ${m[2]}: ${m[3].slice(0, 300)}`);
   }
   if (r.status !== 0) broken.push(name);

@@ -181,29 +181,13 @@ after_stac:
     mov rsi, s_lar
     call report32
     mov ecx, 0x08
-    mov edx, 0xdeadbeef
-    lsl edx, ecx
-    setz al
-    movzx eax, al
-    mov [lsl_zf], eax
-    mov eax, edx
     mov rsi, s_lsl
-    call report32
-    mov rsi, s_lsl_zf
-    mov eax, [lsl_zf]
-    call report32
+    mov rdi, s_lsl_zf
+    call report_lsl
     xor ecx, ecx
-    mov edx, 0xdeadbeef
-    lsl edx, ecx
-    setz al
-    movzx eax, al
-    mov [lsl_zf], eax
-    mov eax, edx
     mov rsi, s_lsl_null
-    call report32
-    mov rsi, s_lsl_null_zf
-    mov eax, [lsl_zf]
-    call report32
+    mov rdi, s_lsl_null_zf
+    call report_lsl
 
     ; SSE arithmetic in ring 0 (the assist runs it on the host CPU).
     movdqu xmm1, [xmm_pattern]
@@ -267,6 +251,21 @@ no_xsave:
     call puts64
     EXIT 0x0a
 
+; LSL of selector ECX into a destination holding 0xdeadbeef: reports the
+; destination under the name at RSI and ZF (0/1) under the name at RDI.
+; (report32 keeps every register.)
+report_lsl:
+    mov edx, 0xdeadbeef
+    lsl edx, ecx
+    setz al
+    movzx eax, al
+    xchg eax, edx               ; EAX: the destination, EDX: ZF
+    call report32
+    mov rsi, rdi
+    mov eax, edx
+    call report32
+    ret
+
 ; Handlers: record vector (and error code), the frame's RIP, and return to [resume].
 bp_handler:
     mov byte [vec], 3
@@ -307,7 +306,6 @@ cpuid1_ebx: dd 0
 ac_after_stac: dd 0xff
 ac_after_clac: dd 0xff
 pop_mem: dd 0x80000001
-lsl_zf: dd 0
 align 16
 cx_mem: dq 0x1111111111111111, 0x2222222222222222
 xmm_pattern: dq 0x0123456789abcdef, 0xfedcba9876543210
