@@ -24,6 +24,18 @@ if(NASM)
       COMMAND ${GNU_LD} --no-warn-rwx-segments -m elf_i386 -T ${GUEST_SRC}/pvhinfo.ld -o ${GUEST_OUT}/pvhinfo.elf ${GUEST_OUT}/pvhinfo.o
       DEPENDS ${GUEST_SRC}/pvhinfo.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/macros.inc ${GUEST_SRC}/pvhinfo.ld)
     list(APPEND GUEST_FILES ${GUEST_OUT}/pvhinfo.elf)
+    # netbench: its ring-3 part is C (a virtio-net driver and a TCP client),
+    # linked flat at 0x110000 and included there by netbench.asm.
+    find_program(GUEST_CC NAMES gcc cc)
+    if(GUEST_CC)
+      add_custom_command(OUTPUT ${GUEST_OUT}/netbench.bin
+        COMMAND ${GUEST_CC} -m64 -O2 -ffreestanding -fno-pic -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables
+                -mno-red-zone -fno-builtin -fcf-protection=none -Wall -Wextra -c ${GUEST_SRC}/netbench.c -o ${GUEST_OUT}/netbench_c.o
+        COMMAND ${GNU_LD} -m elf_x86_64 -T ${GUEST_SRC}/netbench.ld --oformat binary -o ${GUEST_OUT}/netbench_c.bin ${GUEST_OUT}/netbench_c.o
+        COMMAND ${NASM} -f bin -I ${GUEST_SRC}/ -I ${GUEST_OUT}/ -o ${GUEST_OUT}/netbench.bin ${GUEST_SRC}/netbench.asm
+        DEPENDS ${GUEST_SRC}/netbench.asm ${GUEST_SRC}/netbench.c ${GUEST_SRC}/netbench.ld ${GUEST_SRC}/lib64.inc ${GUEST_SRC}/macros.inc)
+      list(APPEND GUEST_FILES ${GUEST_OUT}/netbench.bin)
+    endif()
   endif()
   add_custom_target(guests ALL DEPENDS ${GUEST_FILES})
 else()

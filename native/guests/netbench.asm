@@ -1,0 +1,179 @@
+; The network benchmark guest (bench/net): a multiboot kernel whose ring-0 part
+; only builds an identity map of the low 4 GiB as user pages, enters long mode
+; and drops to ring 3 (IOPL 3, IF 0, every I/O port allowed by the TSS bitmap),
+; where netbench.c runs: a polled virtio-net driver, DHCP and a small TCP
+; client. On a kvm_pvm host ring 0 is emulated but ring 3 runs natively, so the
+; driver and its TCP run at native speed under Vireo and QEMU-KVM alike, and
+; the benchmark measures the VMMs' network paths rather than CPU emulation.
+;
+; netbench.c is linked to run at C_ADDR and sits in this file at that address
+; (see extra.cmake); it is entered with RDI = the multiboot command line (0 when
+; there is none). A fault in ring 3 prints "x VECTOR rip RIP" on COM1 and exits
+; with 0x0c through the isa-debug-exit port.
+bits 32
+%include "macros.inc"
+%define LOAD_ADDR 0x100000
+%define C_ADDR 0x110000
+%define KSTACK 0x90000
+%define USTACK 0x800000
+%define PML4 0x70000            ; PML4, PDPT at +0x1000, 4 PDs at +0x2000..+0x5fff
+%define KCODE 0x08
+%define KDATA 0x10
+%define UDATA 0x1b              ; 0x18 | RPL 3
+%define UCODE 0x23              ; 0x20 | RPL 3
+%define TSSSEL 0x28
+org LOAD_ADDR
+    MULTIBOOT_AOUT start
+start:
+    mov esp, KSTACK
+    xor eax, eax
+    test dword [ebx], 1 << 2       ; multiboot info: cmdline present
+    jz .nocmd
+    mov eax, [ebx + 16]
+.nocmd:
+    mov [cmdline], eax
+    ; Identity map 4 GiB with 2 MiB user pages (RAM, the PCI hole, the BARs).
+    mov edi, PML4
+    xor eax, eax
+    mov ecx, 6 * 1024
+    rep stosd
+    mov dword [PML4], PML4 + 0x1007
+    mov dword [PML4 + 0x1000], PML4 + 0x2007
+    mov dword [PML4 + 0x1008], PML4 + 0x3007
+    mov dword [PML4 + 0x1010], PML4 + 0x4007
+    mov dword [PML4 + 0x1018], PML4 + 0x5007
+    mov edi, PML4 + 0x2000
+    mov eax, 0x87                  ; 2 MiB, present, writable, user
+    xor edx, edx
+    mov ecx, 2048
+.pd:
+    mov [edi], eax
+    mov [edi + 4], edx
+    add eax, 0x200000
+    adc edx, 0
+    add edi, 8
+    loop .pd
+    LONG_MODE_ENTER PML4, KCODE, long_mode
+
+bits 64
+long_mode:
+    mov al, 0xff                   ; mask the PICs: nothing interrupts ring 3
+    out 0x21, al
+    out 0xa1, al
+    mov ax, KDATA
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov rsp, KSTACK
+    ; TSS: RSP0, and an I/O bitmap allowing every port (kvm_pvm checks the
+    ; bitmap for ring 3 even at IOPL 3).
+    mov qword [tss + 4], KSTACK
+    mov word [tss + 0x66], 0x68
+    mov rax, tss
+    mov rbx, rax
+    and ebx, 0xffffff              ; base 23:0 -> bits 16..39
+    shl rbx, 16
+    or rbx, tss_end - tss - 1
+    mov rcx, 0x89
+    shl rcx, 40
+    or rbx, rcx
+    mov rcx, rax
+    shr rcx, 24
+    and ecx, 0xff
+    shl rcx, 56
+    or rbx, rcx
+    mov [gdt + TSSSEL], rbx
+    mov qword [gdt + TSSSEL + 8], 0
+    mov ax, TSSSEL
+    ltr ax
+    ; IDT: vectors 0-31, each to a stub that reports the vector and RIP.
+    xor ebx, ebx
+.gates:
+    lea rax, [stubs + rbx * 8]
+    mov rdi, rbx
+    shl rdi, 4
+    add rdi, idt
+    mov [rdi], ax
+    mov word [rdi + 2], KCODE
+    mov word [rdi + 4], 0x8e00
+    shr rax, 16
+    mov [rdi + 6], ax
+    mov dword [rdi + 8], 0
+    mov dword [rdi + 12], 0
+    inc ebx
+    cmp ebx, 32
+    jb .gates
+    lidt [idtr]
+    mov edi, [cmdline]
+    push UDATA
+    push USTACK
+    push 0x3002                    ; IOPL 3, IF 0
+    push UCODE
+    push C_ADDR
+    iretq
+
+align 8
+stubs:
+%assign i 0
+%rep 32
+    align 8, nop
+    push %[i]
+    jmp near fault
+%assign i i+1
+%endrep
+fault:
+    pop rbx                        ; the vector
+    cmp ebx, 8
+    je .err
+    cmp ebx, 10
+    jb .noerr
+    cmp ebx, 14
+    jbe .err
+    cmp ebx, 17
+    jne .noerr
+.err:
+    add rsp, 8                     ; the error code
+.noerr:
+    mov al, 'x'
+    call putc64
+    mov al, ' '
+    call putc64
+    mov eax, ebx
+    call puthex32_64
+    mov al, ' '
+    call putc64
+    mov rax, [rsp]
+    call puthex64
+    mov al, 10
+    call putc64
+    EXIT 0x0c
+
+%include "lib64.inc"
+
+align 8
+gdt:
+    dq 0
+    dq 0x00209a0000000000          ; 0x08 ring-0 code, 64-bit
+    dq 0x00cf92000000ffff          ; 0x10 ring-0 data
+    dq 0x00cff2000000ffff          ; 0x18 ring-3 data
+    dq 0x0020fa0000000000          ; 0x20 ring-3 code, 64-bit
+    dq 0, 0                        ; 0x28 TSS (filled in)
+gdt_end:
+gdtr:
+    dw gdt_end - gdt - 1
+    dd gdt
+align 8
+idtr:
+    dw 32 * 16 - 1
+    dq idt
+cmdline: dd 0
+align 16
+tss:    times 0x68 db 0
+        times 8192 db 0            ; I/O bitmap: every port allowed
+        db 0xff
+tss_end:
+align 16
+idt:    times 32 * 16 db 0
+
+    times (C_ADDR - LOAD_ADDR) - ($ - $$) db 0
+    incbin "netbench_c.bin"         ; found on the include path (the build directory)
