@@ -797,6 +797,54 @@ TEST(notify_thread_kicks_through_eventfds) {
   CHECK(!std::get<2>(binds[1]));
 }
 
+// A queue handed off to another thread (virtio-net's transmit queue on
+// slirp's loop): still bound and unbound by mapped(), but its kicks are left
+// in the eventfd for that thread; the other queues' kicks come as before.
+TEST(notify_thread_leaves_a_handed_off_queue_alone) {
+  std::vector<std::pair<int, bool>> binds;
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<int> kicks;
+  {
+    NotifyThread t(2, [&](uint64_t, int efd, bool assign) {
+      binds.push_back({efd, assign});
+      return 0;
+    });
+    int efd1 = t.eventfd(1);
+    CHECK(efd1 >= 0);
+    CHECK(t.eventfd(0) >= 0 && t.eventfd(0) != efd1);
+    CHECK_EQ(t.eventfd(2), -1);
+    t.hand_off(1);
+    t.start([&](int q) {
+      std::lock_guard g(m);
+      kicks.push_back(q);
+      cv.notify_all();
+    });
+    t.mapped(0, 0xe0003000, true);
+    t.mapped(1, 0xe0003004, true);
+    CHECK(t.bound(1));
+    CHECK_EQ(binds.size(), size_t(2));
+    CHECK_EQ(binds[1].first, efd1);
+    uint64_t one = 1, v = 0;
+    CHECK_EQ(write(efd1, &one, 8), ssize_t(8));
+    CHECK_EQ(write(t.eventfd(0), &one, 8), ssize_t(8));
+    std::unique_lock g(m);
+    CHECK(cv.wait_for(g, std::chrono::seconds(5), [&] { return !kicks.empty(); }));
+    g.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    g.lock();
+    CHECK(kicks == std::vector<int>{0});
+    g.unlock();
+    // Queue 1's kick is still there for its own poller.
+    CHECK_EQ(read(efd1, &v, 8), ssize_t(8));
+    CHECK_EQ(v, 1u);
+    t.hand_off(0);  // after start(): refused, queue 0 stays with the thread
+    CHECK_EQ(write(t.eventfd(0), &one, 8), ssize_t(8));
+    g.lock();
+    CHECK(cv.wait_for(g, std::chrono::seconds(5), [&] { return kicks.size() == 2; }));
+  }
+}
+
 // Seeded random traffic at every register the guest can reach: config
 // space, both BARs at every offset, the notify region, and garbage in guest
 // RAM where the rings are. The device may refuse and go to NEEDS_RESET; the

@@ -5,6 +5,9 @@
 // virtio_net_test (slirp and fake backends) and net_switch_test (the
 // isolated network switch).
 #pragma once
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -35,9 +38,13 @@ struct Rig : PciTestBus {
   std::shared_ptr<vireo::net::NetBackend> be;
   std::shared_ptr<vireo::virtio::VirtioNet> net;
   std::shared_ptr<vireo::virtio::VirtioPci> fn;
+  // kicks_on_backend: the transmit queue's notifications go through an
+  // eventfd the backend's own thread polls (NetBackend::run_kicks, as
+  // PcBoard wires user-mode NAT), not through the notify register.
+  int kick_efd = -1;
 
   explicit Rig(std::shared_ptr<vireo::net::NetBackend> b, vireo::virtio::VirtioNet::Options o = {},
-               const vireo::virtio::MacAddr& mac = nettest::kGuestMac)
+               const vireo::virtio::MacAddr& mac = nettest::kGuestMac, bool kicks_on_backend = false)
       : PciTestBus(kRamSize, kSlot), be(std::move(b)) {
     using namespace vireo;
     o.mac = mac;
@@ -48,9 +55,19 @@ struct Rig : PciTestBus {
     cfgw(pci::kBar0 + 20, 4, 0);
     cfgw(pci::kBar0 + 4, 4, uint32_t(kBar1));
     cfgw(pci::kCommand, 2, pci::kCmdMem | pci::kCmdMaster);
+    if (kicks_on_backend) {
+      kick_efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      CHECK(kick_efd >= 0);
+      auto* t = fn.get();
+      auto* n = net.get();
+      CHECK(be->run_kicks(kick_efd, [t] { t->notify(kNetTxQ); }, [n](std::span<const uint8_t> f) { n->receive_locked(f); }));
+    }
     net->start();
   }
-  ~Rig() { net->quiesce(); }
+  ~Rig() {
+    net->quiesce();
+    if (kick_efd >= 0) ::close(kick_efd);
+  }
   uint64_t r(uint64_t off, int size) { return mmio_read(kBar4 + off, size); }
   void w(uint64_t off, int size, uint64_t v) { mmio_write(kBar4 + off, size, v); }
   uint8_t status() { return uint8_t(r(0x14, 1)); }
@@ -116,7 +133,14 @@ struct Driver {
     q.avail_idx++;
     st16(rig.ram.data() + q.avail + 2, q.avail_idx);
   }
-  void kick(int qi) { rig.w(VirtioPci::kNotifyOff + 4ull * qi, 2, uint64_t(qi)); }
+  void kick(int qi) {
+    if (qi == kNetTxQ && rig.kick_efd >= 0) {
+      uint64_t one = 1;
+      CHECK_EQ(::write(rig.kick_efd, &one, sizeof one), ssize_t(sizeof one));
+      return;
+    }
+    rig.w(VirtioPci::kNotifyOff + 4ull * qi, 2, uint64_t(qi));
+  }
   uint16_t used_idx(DQueue& q) { return ld16(rig.ram.data() + q.used + 2); }
   std::pair<uint32_t, uint32_t> used_elem(DQueue& q, uint16_t i) {
     uint32_t e[2];

@@ -167,9 +167,12 @@ TEST(dhcp_offer_over_mergeable_small_buffers) {
   CHECK_EQ(dhcp_opt(r, 53), Bytes{2});
 }
 
-TEST(tcp_exchange_with_host_loopback_server) {
+// A TCP connection to a server on the host's loopback, both ways; with
+// kicks_on_backend the transmit kicks run on slirp's thread and slirp's
+// answers (SYN-ACK, ACKs, data) reach the ring from inside that kick.
+static void tcp_exchange(bool kicks_on_backend) {
   Listener srv;
-  Rig rig(slirp());
+  Rig rig(slirp(), {}, kGuestMac, kicks_on_backend);
   Driver d(rig, kDriverFeatures);
   MacAddr gw = arp_gateway(d);
   const uint16_t sport = 40001;
@@ -213,6 +216,26 @@ TEST(tcp_exchange_with_host_loopback_server) {
   CHECK(c.tx_packets >= 4);
   CHECK(c.rx_packets >= 3);
   CHECK_EQ(c.tx_malformed, 0u);
+}
+
+TEST(tcp_exchange_with_host_loopback_server) { tcp_exchange(false); }
+
+TEST(tcp_exchange_with_transmit_kicks_on_slirps_thread) { tcp_exchange(true); }
+
+// Kicks on the backend's thread while the machine is paused: the ring is left
+// alone (a saved state must not change under the saver) and sent on resume.
+TEST(transmit_kick_on_slirps_thread_waits_while_paused) {
+  Rig rig(slirp(), {}, kGuestMac, true);
+  Driver d(rig, kDriverFeatures);
+  rig.net->set_paused(true);
+  d.send(arp_request(kGuestIp, kGwIp));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK_EQ(rig.net->counters().tx_packets, 0u);
+  CHECK_EQ(d.used_idx(d.txq), 0u);
+  rig.net->set_paused(false);
+  Bytes reply = d.wait_for([](const Bytes& f) { return f.size() >= 42 && get16(f, 12) == 0x0806 && get16(f, 20) == 2; });
+  CHECK(!reply.empty());
+  CHECK_EQ(rig.net->counters().tx_packets, 1u);
 }
 
 TEST(partial_checksum_left_unfinished_is_dropped_by_slirp) {

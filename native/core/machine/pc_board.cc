@@ -451,7 +451,9 @@ void PcBoard::wire_virtio_blk(const DiskSpec& d) {
   boot_paths_disk_.push_back(fwcfg::pci_device_path("scsi", slot) + "/disk@0,0");
 }
 
-std::shared_ptr<virtio::VirtioPci> PcBoard::attach_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, const char* kind) {
+std::shared_ptr<virtio::VirtioPci> PcBoard::attach_virtio(
+    std::shared_ptr<virtio::VirtioDevice> dev, int slot, const char* kind,
+    const std::function<void(virtio::NotifyThread&, virtio::VirtioPci&)>& before_start) {
   // Notifications: an ioeventfd per queue where KVM takes it (else the
   // notify write exits as MMIO); interrupts as MSI-X messages or INTA#.
   auto* vm = &vm_;
@@ -471,6 +473,7 @@ std::shared_ptr<virtio::VirtioPci> PcBoard::attach_virtio(std::shared_ptr<virtio
   hooks.notify_mapped = [n](int q, uint64_t gpa, bool mapped) { n->mapped(q, gpa, mapped); };
   auto fn = std::make_shared<virtio::VirtioPci>(std::move(dev), &m_.memory(), hooks);
   fn->name = std::string(kind) + "@" + std::to_string(slot);
+  if (before_start) before_start(*n, *fn);
   n->start([t = fn.get()](int q) { t->notify(q); });
   host_->attach(slot, 0, fn);
   m_.register_state(fn->name, fn);
@@ -564,7 +567,15 @@ void PcBoard::wire_nics() {
       nic_backends_.push_back(be);
     } else {
       auto dev = std::make_shared<virtio::VirtioNet>(be, o);
-      auto fn = attach_virtio(dev, slot, "virtio-net");
+      // The transmit queue's kicks go to the backend's own loop where it has
+      // one (user-mode NAT): ring -> slirp on one thread, as in QEMU.
+      auto fn = attach_virtio(dev, slot, "virtio-net", [&be, d = dev.get()](virtio::NotifyThread& n, virtio::VirtioPci& t) {
+        if (be->run_kicks(
+                n.eventfd(virtio::kNetTxQ), [&t] { t.notify(virtio::kNetTxQ); },
+                [d](std::span<const uint8_t> f) { d->receive_locked(f); })) {
+          n.hand_off(virtio::kNetTxQ);
+        }
+      });
       if (!rom.empty()) fn->set_rom(std::move(rom));
       virtio_net_.push_back(fn);
       dev->set_paused(true);  // until Machine::start()

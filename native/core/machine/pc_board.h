@@ -216,8 +216,11 @@ private:
   // free slot from 5 (QEMU's first slot for -device virtio-blk-pci).
   void wire_virtio_blk(const DiskSpec& d);
   // A virtio device as a PCI function at `slot`: its ioeventfd thread, MSI-X
-  // and INTx hooks; named "<kind>@<slot>".
-  std::shared_ptr<virtio::VirtioPci> attach_virtio(std::shared_ptr<virtio::VirtioDevice> dev, int slot, const char* kind);
+  // and INTx hooks; named "<kind>@<slot>". `before_start` may hand queues'
+  // eventfds to another thread before the notify thread starts.
+  std::shared_ptr<virtio::VirtioPci> attach_virtio(
+      std::shared_ptr<virtio::VirtioDevice> dev, int slot, const char* kind,
+      const std::function<void(virtio::NotifyThread&, virtio::VirtioPci&)>& before_start = {});
   void configure_firmware();
   void configure_smbios();
   void map_rom(int devfn, uint64_t gpa, uint8_t* host, uint64_t size, bool mapped);

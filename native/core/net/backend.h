@@ -44,6 +44,21 @@ public:
   virtual bool send(std::span<const uint8_t> frame) = 0;
   // "user", "tap"...: for messages.
   virtual std::string kind() const = 0;
+  // Optional: poll `efd` (the NIC's transmit-queue notification eventfd) on
+  // the backend's own thread and call `kick` there when it fires, so the
+  // guest's frames go from the ring into the backend on one thread with no
+  // hand-over (QEMU's main loop runs virtio-net's transmit and slirp alike).
+  // `kick` runs with the NIC's lock taken and calls send() on this thread;
+  // frames for the guest the backend makes meanwhile (an ACK for a segment)
+  // go to `locked_rx`, which expects that lock taken, so the guest sees them
+  // at once, as QEMU delivers them within its transmit loop. False: the
+  // backend has no such loop (the caller's thread keeps the kicks). Before start().
+  virtual bool run_kicks(int efd, std::function<void()> kick, Receiver locked_rx) {
+    (void)efd;
+    (void)kick;
+    (void)locked_rx;
+    return false;
+  }
   // The DHCP leases this backend's own server handed out (user-mode NAT),
   // unexpired; none for backends without one (a switch reports its own).
   virtual std::vector<DhcpLease> leases() const { return {}; }

@@ -88,7 +88,8 @@ struct SlirpBackend::Cb {
     auto* b = self(o);
     const std::span<const uint8_t> f(static_cast<const uint8_t*>(buf), len);
     b->leases_.to_guest(f);
-    if (b->rx_) b->rx_(f);
+    if (b->in_kick_) b->kick_rx_(f);  // inside the NIC's transmit: its lock is taken
+    else if (b->rx_) b->rx_(f);
     return ssize_t(len);
   }
   static void guest_error(const char* msg, void* o) {
@@ -295,19 +296,39 @@ void SlirpBackend::wake() {
   }
 }
 
+bool SlirpBackend::run_kicks(int efd, std::function<void()> kick, Receiver locked_rx) {
+  if (thread_.joinable() || efd < 0 || !kick || !locked_rx) return false;
+  kick_fd_ = efd;
+  kick_ = std::move(kick);
+  kick_rx_ = std::move(locked_rx);
+  return true;
+}
+
 bool SlirpBackend::send(std::span<const uint8_t> frame) {
   if (frame.size() < kMinFrame || frame.size() > kMaxFrame) return false;
+  if (std::this_thread::get_id() == thread_id_.load(std::memory_order_relaxed) && in_kick_) {
+    // A kick on this thread (run_kicks): straight into slirp.
+    leases_.from_guest(frame);
+    slirp_input(slirp_, frame.data(), int(frame.size()));
+    return true;
+  }
+  bool was_empty;
   {
     std::lock_guard g(tx_mu_);
     if (tx_.size() >= kTxQueueFrames || tx_bytes_ + frame.size() > kTxQueueBytes) return false;
+    was_empty = tx_.empty();
     tx_.emplace_back(frame.begin(), frame.end());
     tx_bytes_ += frame.size();
   }
-  wake();
+  // One wake per batch: a queue that already held frames has a wake pending
+  // (run() swaps the whole queue at the top of every turn, after the read
+  // that consumes wakes), so a burst of frames costs one eventfd write.
+  if (was_empty) wake();
   return true;
 }
 
 void SlirpBackend::run() {
+  thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   std::vector<pollfd> fds;
   std::vector<std::vector<uint8_t>> batch;
   while (!quit_) {
@@ -338,6 +359,7 @@ void SlirpBackend::run() {
 
     fds.clear();
     fds.push_back({wake_fd_, POLLIN, 0});
+    fds.push_back({kick_fd_, POLLIN, 0});  // -1 (skipped) without run_kicks()
     pollfds_ = &fds;
     uint32_t timeout = UINT32_MAX;
     slirp_pollfds_fill(slirp_, &timeout, Cb::add_poll, this);
@@ -354,6 +376,12 @@ void SlirpBackend::run() {
     if (fds[0].revents & POLLIN) {
       uint64_t v;
       if (::read(wake_fd_, &v, sizeof v) < 0 && errno != EAGAIN) std::perror("vireo slirp: wake eventfd read");
+    }
+    uint64_t kicks;
+    if ((fds[1].revents & POLLIN) && ::read(kick_fd_, &kicks, sizeof kicks) == sizeof kicks) {
+      in_kick_ = true;
+      kick_();
+      in_kick_ = false;
     }
   }
 }

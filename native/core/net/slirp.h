@@ -72,6 +72,7 @@ public:
   void start(Receiver rx) override;
   void stop() override;
   bool send(std::span<const uint8_t> frame) override;
+  bool run_kicks(int efd, std::function<void()> kick, Receiver locked_rx) override;
   std::string kind() const override { return "user"; }
 
   std::vector<DhcpLease> leases() const override;
@@ -92,6 +93,14 @@ private:
   std::thread thread_;
   int wake_fd_ = -1;
   std::atomic<bool> quit_{false};
+  // run_kicks(): the NIC's transmit eventfd and what a kick runs. While it
+  // runs (in_kick_, this thread only), send() feeds slirp directly and
+  // frames slirp makes for the guest go to kick_rx_ (the NIC's lock is held).
+  int kick_fd_ = -1;
+  std::function<void()> kick_;
+  Receiver kick_rx_;
+  bool in_kick_ = false;
+  std::atomic<std::thread::id> thread_id_{};
   std::mutex tx_mu_;
   std::vector<std::vector<uint8_t>> tx_;  // frames from the guest waiting for the poll thread
   size_t tx_bytes_ = 0;

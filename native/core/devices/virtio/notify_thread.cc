@@ -85,6 +85,17 @@ void NotifyThread::mapped(int q, uint64_t gpa, bool mapped) {
   }
 }
 
+int NotifyThread::eventfd(int q) const {
+  std::lock_guard g(mu_);
+  return q >= 0 && size_t(q) < slots_.size() ? slots_[size_t(q)].efd : -1;
+}
+
+void NotifyThread::hand_off(int q) {
+  std::lock_guard g(mu_);
+  if (thread_.joinable() || q < 0 || size_t(q) >= slots_.size()) return;
+  slots_[size_t(q)].handed_off = true;
+}
+
 bool NotifyThread::bound(int q) const {
   std::lock_guard g(mu_);
   return q >= 0 && size_t(q) < slots_.size() && slots_[size_t(q)].bound;
@@ -93,7 +104,8 @@ bool NotifyThread::bound(int q) const {
 void NotifyThread::run() {
   sandbox::confine_device_thread("a virtio notify thread");  // guest-driven queue work (sandbox/confine.h)
   std::vector<pollfd> fds;
-  for (auto& s : slots_) fds.push_back({s.efd, POLLIN, 0});
+  // A handed-off queue keeps its place with fd -1 (poll() skips it).
+  for (auto& s : slots_) fds.push_back({s.handed_off ? -1 : s.efd, POLLIN, 0});
   const size_t nq = fds.size();
   fds.push_back({ctl_fd_, POLLIN, 0});
   fds.push_back({stop_fd_, POLLIN, 0});
@@ -101,7 +113,7 @@ void NotifyThread::run() {
     for (size_t i = 0; i < nq; i++) {
       if (!all && !(fds[i].revents & POLLIN)) continue;
       uint64_t v;
-      if (::read(fds[i].fd, &v, sizeof v) == sizeof v) {
+      if (fds[i].fd >= 0 && ::read(fds[i].fd, &v, sizeof v) == sizeof v) {
         kicks_++;
         kick_(int(i));
       }

@@ -35,6 +35,13 @@ public:
   void resume();
   // The transport's Hooks::notify_mapped.
   void mapped(int q, uint64_t gpa, bool mapped);
+  // Queue q's notification eventfd (-1: none).
+  int eventfd(int q) const;
+  // Queue q's eventfd is polled by another thread from now on (a network
+  // backend that runs the transmit queue on its own loop, as QEMU's main
+  // loop does): this thread leaves it alone; mapped() still binds and
+  // unbinds it. Before start().
+  void hand_off(int q);
   // Is queue q's notify address bound to its eventfd now?
   bool bound(int q) const;
   // Tests: how many kicks came through eventfds.
@@ -46,6 +53,7 @@ private:
     int efd = -1;
     uint64_t gpa = 0;
     bool bound = false;
+    bool handed_off = false;
   };
   Bind bind_;
   std::function<void(int)> kick_;

@@ -118,6 +118,10 @@ void VirtioNet::set_link(bool up) {
 
 void VirtioNet::receive(std::span<const uint8_t> frame) {
   std::lock_guard g(transport_->lock());
+  receive_locked(frame);
+}
+
+void VirtioNet::receive_locked(std::span<const uint8_t> frame) {
   if (!active_ || broken_ || !link_up_ || !transport_->dma_allowed() || !transport_->queue(kNetRxQ).s.ready ||
       frame.size() < net::kMinFrame || frame.size() > net::kMaxFrame || backlog_.size() >= opt_.rx_backlog) {
     c_.rx_dropped++;
@@ -131,7 +135,11 @@ void VirtioNet::set_paused(bool paused) {
   std::lock_guard g(transport_->lock());
   if (paused_ == paused) return;
   paused_ = paused;
-  if (!paused_ && !backlog_.empty()) flush_rx();
+  if (paused_) return;
+  if (!backlog_.empty()) flush_rx();
+  // Frames the driver queued while paused (a kick held back above), or
+  // before a saved state was taken (its kick is not part of the state).
+  if (active_ && !broken_ && transport_->queue(kNetTxQ).s.ready && transport_->dma_allowed()) transmit();
 }
 
 void VirtioNet::flush_rx() {
@@ -264,6 +272,9 @@ void VirtioNet::queue_notify(int q) {
   if (q == kNetRxQ) {
     flush_rx();
   } else if (q == kNetTxQ) {
+    // A backend that runs the kicks on its own thread (run_kicks) can get
+    // one while the machine is paused: the ring stays as it is until resume.
+    if (paused_) return;
     transmit();
   }
 }

@@ -97,6 +97,9 @@ public:
 
   // A frame for the guest (the backend's receiver; public for tests).
   void receive(std::span<const uint8_t> frame);
+  // The same with the transport's lock already held (a backend delivering
+  // from inside this device's transmit: NetBackend::run_kicks).
+  void receive_locked(std::span<const uint8_t> frame);
 
 private:
   enum class Rx { Delivered, NoBuffers, Retry, Dropped };
