@@ -3,7 +3,7 @@
 # suite (npm test never calls it): it takes minutes and its figures depend on
 # the machine.
 #
-#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app,state,linux,service]
+#   bash bench/run.sh [--quick] [--skip engine,block,pc,storage,app,state,linux,service,net]
 #
 # engine  bench/engine/*.py        start -> first serial byte, memory, display frames (vs QEMU)
 # block   bench/block/bench.sh     block layer vs qemu-io, image copy vs qemu-img/cp
@@ -13,6 +13,7 @@
 # state   bench/state/save-restore.ts save/restore time and file size vs QEMU-KVM migrate-to-file
 # linux   bench/linux-boot/bench.ts start -> Linux init prompt vs QEMU-KVM and TCG (up to LINUX_LIMIT s per boot)
 # service bench/service/bench.ts   vireo list/start/destroy and the service's calls vs virsh/libvirtd (Vireo alone without one)
+# net     bench/net/net-bench.ts    TCP both ways and round trips through user-mode NAT vs QEMU-KVM -nic user
 # Each suite runs only if its files are present; a failing suite is reported
 # in the table and the others still run. Logs stay in $BENCH_OUT (a temp dir).
 set -uo pipefail
@@ -23,7 +24,7 @@ while (($#)); do
   case "$1" in
     --quick) quick=1 ;;
     --skip) skip=",$2,"; shift ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,18p "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -99,6 +100,12 @@ if want service && [ -f bench/service/bench.ts ]; then
   [ -f dist/bench/service/bench.js ] && [ dist/bench/service/bench.js -nt bench/service/bench.ts ] ||
     npx tsc -p tsconfig.json >"$OUT/service.build.log" 2>&1
   node dist/bench/service/bench.js $(((quick)) && echo --runs 3 --cycles 2 --calls 20) >"$OUT/service.txt" 2>"$OUT/service.err"; status service $?
+fi
+if want net && [ -f bench/net/net-bench.ts ]; then
+  log "net: TCP through user-mode NAT, virtio-net, vs QEMU-KVM -nic user (${NET_ROUNDS:=5} rounds)"
+  [ -f dist/bench/net/net-bench.js ] && [ dist/bench/net/net-bench.js -nt bench/net/net-bench.ts ] ||
+    npx tsc -p tsconfig.json >"$OUT/net.build.log" 2>&1
+  node dist/bench/net/net-bench.js --rounds $(((quick)) && echo 1 || echo "$NET_ROUNDS") $(((quick)) && echo --mib 64 --pings 500) >"$OUT/net.txt" 2>"$OUT/net.err"; status net $?
 fi
 
 python3 - "$OUT" <<'PY'
@@ -190,6 +197,7 @@ generic_rows("storage", "storage")
 generic_rows("state", "state")
 generic_rows("linux", "linux")
 generic_rows("service", "service")
+generic_rows("net", "net")
 if failed("app"): fail_row("app", "app")
 elif os.path.exists(os.path.join(out, "app.txt")):
     t = open(os.path.join(out, "app.txt")).read()

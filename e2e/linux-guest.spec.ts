@@ -27,6 +27,8 @@ import {
 import { ocr } from './harness';
 
 const BOOT_S = Number(process.env.VIREO_LINUX_BOOT_S ?? 150);
+// The shortest limit at which the ISO path on a kvm_pvm host gets past the bzImage's decompressor (~4,150 s).
+const ISO_PVM_MIN_S = 4500;
 const TCG_S = Number(process.env.VIREO_LINUX_TCG_S ?? 180);
 const CPUS = Number(process.env.VIREO_LINUX_CPUS ?? 2); // VIREO_LINUX_CPUS=1: the slow lane on one vCPU (docs/linux-guest.md)
 const KVM_PVM = fs.existsSync('/sys/module/kvm_pvm');
@@ -204,6 +206,15 @@ describe.skipIf(!!noGuest)('Linux guest in Vireo (vireo boot)', () => {
     it(`${title}: every check passes`, async (ctx) => {
       if (notReady) return ctx.skip(notReady);
       if (bootPath === 'iso' && !guest().iso) return ctx.skip('no boot ISO (grub-mkrescue, xorriso or grub-pc-bin missing)');
+      // On a kvm_pvm host the ISO path spends its first ~70 minutes in GRUB and the bzImage's xz
+      // decompressor (ring-0 code, emulated); a short limit would only re-run what kvm_pc_test's GRUB
+      // cases cover, so it is skipped there unless the limit can reach the kernel (the documented run:
+      // VIREO_LINUX_BOOT_S=8000, docs/linux-guest.md). The direct path still boots at the short limit.
+      if (KVM_PVM && bootPath === 'iso' && BOOT_S < ISO_PVM_MIN_S) {
+        const why = `kvm_pvm host: the ISO path needs VIREO_LINUX_BOOT_S >= ${ISO_PVM_MIN_S} to get past the decompressor (it is ${BOOT_S}; docs/linux-guest.md)`;
+        console.log(`SKIP Vireo ${title}: ${why}`);
+        return ctx.skip(why);
+      }
       const m = media(`vireo-${bootPath}`);
       if (typeof m === 'string') return ctx.skip(m);
       const epoch = Math.floor(Date.now() / 1000);

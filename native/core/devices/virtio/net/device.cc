@@ -127,6 +127,25 @@ void VirtioNet::receive_locked(std::span<const uint8_t> frame) {
     c_.rx_dropped++;
     return;
   }
+  if (backlog_.empty() && !paused_) {
+    // Nothing waiting: straight into the ring, no copy kept.
+    Rx r;
+    while ((r = deliver(frame)) == Rx::Retry) {}  // buffers arrived meanwhile (2.7.10)
+    if (broken_) return;
+    if (r == Rx::Delivered) {
+      c_.rx_packets++;
+      c_.rx_bytes += frame.size();
+      transport_->signal_used(kNetRxQ);
+      return;
+    }
+    if (r == Rx::Dropped) {
+      c_.rx_dropped++;
+      return;
+    }
+    // No buffers: it waits below; deliver() asked for a kick on the next one.
+    backlog_.emplace_back(frame.begin(), frame.end());
+    return;
+  }
   backlog_.emplace_back(frame.begin(), frame.end());
   if (!paused_) flush_rx();  // else delivered by set_paused(false)
 }
@@ -162,7 +181,7 @@ void VirtioNet::flush_rx() {
   if (any) transport_->signal_used(kNetRxQ);
 }
 
-VirtioNet::Rx VirtioNet::deliver(const std::vector<uint8_t>& frame) {
+VirtioNet::Rx VirtioNet::deliver(std::span<const uint8_t> frame) {
   const GuestMemory& mem = transport_->memory();
   SplitQueue& vq = transport_->queue(kNetRxQ);
   const bool mrg = features_ & bit(kNetFMrgRxbuf);

@@ -104,7 +104,7 @@ public:
 private:
   enum class Rx { Delivered, NoBuffers, Retry, Dropped };
   void flush_rx();                         // transport lock held
-  Rx deliver(const std::vector<uint8_t>& frame);
+  Rx deliver(std::span<const uint8_t> frame);
   void transmit();                         // transport lock held
   bool tx_one(const SplitQueue::Chain& c);  // false: malformed
 
