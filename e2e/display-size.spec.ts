@@ -72,7 +72,16 @@ describe.skipIf(!!why)('the display size a guest is offered', () => {
     const vp = con.viewportSize()!;
     await con.setViewportSize({ width: vp.width - 200, height: vp.height - 100 });
     await expect.poll(async () => fitted(await offered()), { timeout: 30000 }).not.toBe(first);
-    const second = fitted(await offered());
+    // The layout may settle in more than one step (the narrower toolbar can wrap after the first
+    // resize is offered; CI once saw 1680x1264 offered, then 1680x1056): the size it settles at.
+    let last = await offered();
+    for (let stable = 0; stable < 4; ) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = await offered();
+      stable = now === last ? stable + 1 : 0;
+      last = now;
+    }
+    const second = fitted(last);
     await expect.poll(() => sizes(com1()).at(-1), { timeout: 60000, interval: 500 }).toBe(second);
 
     // 1:1 on HiDPI is one guest pixel per device pixel: the canvas is laid out at half its size.
@@ -84,7 +93,12 @@ describe.skipIf(!!why)('the display size a guest is offered', () => {
     // Turned off: back to the VM's own setting.
     await con.getByLabel('Resize guest with window').uncheck();
     await expect.poll(() => sizes(com1()).at(-1), { timeout: 60000, interval: 500 }).toBe('1280x800');
-    expect(sizes(com1())).toEqual(['1280x800', first, second, '1280x800']);
+    // Preferred size, the window, the resized window (any step the layout took on the way to it
+    // was offered too, and the guest may have seen it), then the setting again.
+    const seen = sizes(com1());
+    expect(seen.slice(0, 2)).toEqual(['1280x800', first]);
+    expect(seen.slice(2, -1).at(-1)).toBe(second);
+    expect(seen.at(-1)).toBe('1280x800');
     if (process.env.VIREO_E2E_ARTIFACTS) await con.screenshot({ path: `${process.env.VIREO_E2E_ARTIFACTS}/display-size.png` });
   });
 });

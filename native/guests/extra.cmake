@@ -10,7 +10,7 @@ if(NASM)
   foreach(g hello echo flat16 crash vgabanner acpi_irq0 acpi_off diskw snapmark smp_up assist count pit2 syscall touch dhcp input pci64 fbloop edid tick)
     add_custom_command(OUTPUT ${GUEST_OUT}/${g}.bin
       COMMAND ${NASM} -f bin -I ${GUEST_SRC}/ -o ${GUEST_OUT}/${g}.bin ${GUEST_SRC}/${g}.asm
-      DEPENDS ${GUEST_SRC}/${g}.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/lib16.inc ${GUEST_SRC}/lib64.inc ${GUEST_SRC}/gate64.inc ${GUEST_SRC}/macros.inc)
+      DEPENDS ${GUEST_SRC}/${g}.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/lib16.inc ${GUEST_SRC}/lib64.inc ${GUEST_SRC}/gate64.inc ${GUEST_SRC}/ring3.inc ${GUEST_SRC}/macros.inc)
     list(APPEND GUEST_FILES ${GUEST_OUT}/${g}.bin)
   endforeach()
   if(GNU_LD)
@@ -33,7 +33,7 @@ if(NASM)
                 -mno-red-zone -fno-builtin -fcf-protection=none -Wall -Wextra -c ${GUEST_SRC}/netbench.c -o ${GUEST_OUT}/netbench_c.o
         COMMAND ${GNU_LD} -m elf_x86_64 -T ${GUEST_SRC}/netbench.ld --oformat binary -o ${GUEST_OUT}/netbench_c.bin ${GUEST_OUT}/netbench_c.o
         COMMAND ${NASM} -f bin -I ${GUEST_SRC}/ -I ${GUEST_OUT}/ -o ${GUEST_OUT}/netbench.bin ${GUEST_SRC}/netbench.asm
-        DEPENDS ${GUEST_SRC}/netbench.asm ${GUEST_SRC}/netbench.c ${GUEST_SRC}/netbench.ld ${GUEST_SRC}/lib64.inc ${GUEST_SRC}/macros.inc)
+        DEPENDS ${GUEST_SRC}/netbench.asm ${GUEST_SRC}/netbench.c ${GUEST_SRC}/netbench.ld ${GUEST_SRC}/lib64.inc ${GUEST_SRC}/ring3.inc ${GUEST_SRC}/macros.inc)
       list(APPEND GUEST_FILES ${GUEST_OUT}/netbench.bin)
     endif()
   endif()

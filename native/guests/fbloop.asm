@@ -19,6 +19,7 @@
 ; gives the guest's own repaint rate.
 bits 32
 %include "macros.inc"
+%include "ring3.inc"
 %define LOAD_ADDR 0x100000
 %define KSTACK 0x90000
 %define USTACK 0x800000
@@ -195,40 +196,9 @@ long_mode:
     ; allows ports 0-0x3ff: kvm_pvm checks the bitmap for ring 3 even at IOPL 3.
     mov qword [tss + 4], KSTACK
     mov word [tss + 0x66], 0x68
-    mov rax, tss
-    mov rbx, rax
-    and ebx, 0xffffff              ; base 23:0 -> bits 16..39
-    shl rbx, 16
-    or rbx, tss_end - tss - 1
-    mov rcx, 0x89
-    shl rcx, 40
-    or rbx, rcx
-    mov rcx, rax
-    shr rcx, 24
-    and ecx, 0xff
-    shl rcx, 56
-    or rbx, rcx
-    mov [gdt + TSSSEL], rbx
-    mov qword [gdt + TSSSEL + 8], 0
-    mov ax, TSSSEL
-    ltr ax
+    TSS_INSTALL TSSSEL, tss_end - tss - 1
     ; IDT: vectors 0-31, each to a stub that prints the vector and RIP and exits.
-    xor ebx, ebx
-.gates:
-    lea rax, [stubs + rbx * 8]     ; each stub is 8 bytes (2 + 5, aligned)
-    mov rdi, rbx
-    shl rdi, 4
-    add rdi, idt
-    mov [rdi], ax
-    mov word [rdi + 2], KCODE
-    mov word [rdi + 4], 0x8e00
-    shr rax, 16
-    mov [rdi + 6], ax
-    mov dword [rdi + 8], 0
-    mov dword [rdi + 12], 0
-    inc ebx
-    cmp ebx, 32
-    jb .gates
+    FAULT_GATES
     ; #DB: note it and go on (see db_handler).
     mov rax, db_handler
     mov [idt + 16], ax
@@ -243,45 +213,8 @@ long_mode:
     push user
     iretq
 
-; Exceptions: "x VV rip RRRRRRRRRRRRRRRR" on COM1, then exit 0x0c.
-align 8
-stubs:
-%assign i 0
-%rep 32
-    align 8, nop
-    push %[i]
-    jmp near fault
-%assign i i+1
-%endrep
-fault:
-    pop rbx                        ; the vector
-    cmp ebx, 8
-    je .err
-    cmp ebx, 10
-    jb .noerr
-    cmp ebx, 14
-    jbe .err
-    cmp ebx, 17
-    jne .noerr
-.err:
-    add rsp, 8                     ; the error code
-.noerr:
-    mov al, 'x'
-    call putc64
-    mov al, ' '
-    call putc64
-    mov eax, ebx
-    call puthex32_64
-    mov al, ' '
-    call putc64
-    mov rax, [rsp]
-    shr rax, 32
-    call puthex32_64
-    mov rax, [rsp]
-    call puthex32_64
-    mov al, 10
-    call putc64
-    EXIT 0x0c
+; Exceptions: "x VV RRRRRRRRRRRRRRRR" (vector, RIP) on COM1, then exit 0x0c.
+    FAULT_STUBS
 
 ; A #DB from ring 3 that the guest never asked for: Vireo single-steps the vCPU
 ; (KVM_SET_GUEST_DEBUG) while host input waits in the keyboard controller (its

@@ -12,6 +12,7 @@
 ; with 0x0c through the isa-debug-exit port.
 bits 32
 %include "macros.inc"
+%include "ring3.inc"
 %define LOAD_ADDR 0x100000
 %define C_ADDR 0x110000
 %define KSTACK 0x90000
@@ -69,40 +70,9 @@ long_mode:
     ; bitmap for ring 3 even at IOPL 3).
     mov qword [tss + 4], KSTACK
     mov word [tss + 0x66], 0x68
-    mov rax, tss
-    mov rbx, rax
-    and ebx, 0xffffff              ; base 23:0 -> bits 16..39
-    shl rbx, 16
-    or rbx, tss_end - tss - 1
-    mov rcx, 0x89
-    shl rcx, 40
-    or rbx, rcx
-    mov rcx, rax
-    shr rcx, 24
-    and ecx, 0xff
-    shl rcx, 56
-    or rbx, rcx
-    mov [gdt + TSSSEL], rbx
-    mov qword [gdt + TSSSEL + 8], 0
-    mov ax, TSSSEL
-    ltr ax
+    TSS_INSTALL TSSSEL, tss_end - tss - 1
     ; IDT: vectors 0-31, each to a stub that reports the vector and RIP.
-    xor ebx, ebx
-.gates:
-    lea rax, [stubs + rbx * 8]
-    mov rdi, rbx
-    shl rdi, 4
-    add rdi, idt
-    mov [rdi], ax
-    mov word [rdi + 2], KCODE
-    mov word [rdi + 4], 0x8e00
-    shr rax, 16
-    mov [rdi + 6], ax
-    mov dword [rdi + 8], 0
-    mov dword [rdi + 12], 0
-    inc ebx
-    cmp ebx, 32
-    jb .gates
+    FAULT_GATES
     lidt [idtr]
     mov edi, [cmdline]
     push UDATA
@@ -112,41 +82,7 @@ long_mode:
     push C_ADDR
     iretq
 
-align 8
-stubs:
-%assign i 0
-%rep 32
-    align 8, nop
-    push %[i]
-    jmp near fault
-%assign i i+1
-%endrep
-fault:
-    pop rbx                        ; the vector
-    cmp ebx, 8
-    je .err
-    cmp ebx, 10
-    jb .noerr
-    cmp ebx, 14
-    jbe .err
-    cmp ebx, 17
-    jne .noerr
-.err:
-    add rsp, 8                     ; the error code
-.noerr:
-    mov al, 'x'
-    call putc64
-    mov al, ' '
-    call putc64
-    mov eax, ebx
-    call puthex32_64
-    mov al, ' '
-    call putc64
-    mov rax, [rsp]
-    call puthex64
-    mov al, 10
-    call putc64
-    EXIT 0x0c
+    FAULT_STUBS
 
 %include "lib64.inc"
 

@@ -12,6 +12,7 @@
 ; cannot fetch from (as Linux's entry_SYSCALL_64 is).
 bits 32
 %include "macros.inc"
+%include "ring3.inc"
 %define LOAD_ADDR 0x100000
 %define ALIAS 0x40000000        ; supervisor-only alias of the first 1 GiB
 %define KSTACK 0x90000
@@ -61,28 +62,7 @@ long_mode:
     mov rsp, KSTACK
     ; TSS descriptor (base tss, limit 0x67, type 9) and RSP0.
     mov qword [tss + 4], KSTACK
-    mov rax, tss
-    mov rbx, rax
-    and ebx, 0xffff
-    shl rbx, 16
-    or rbx, 0x67
-    mov rcx, rax
-    shr rcx, 16
-    and ecx, 0xff
-    shl rcx, 32
-    or rbx, rcx
-    mov rcx, 0x89
-    shl rcx, 40
-    or rbx, rcx
-    mov rcx, rax
-    shr rcx, 24
-    and ecx, 0xff
-    shl rcx, 56
-    or rbx, rcx
-    mov [gdt + TSSSEL], rbx
-    mov qword [gdt + TSSSEL + 8], 0
-    mov ax, TSSSEL
-    ltr ax
+    TSS_INSTALL TSSSEL, 0x67
     ; IDT: vectors 0-31 (DPL 0) and 0x80 (DPL 3), each to a stub that prints the frame.
     xor ebx, ebx
 .gates:
