@@ -34,26 +34,7 @@ start:
 .nocmd:
     mov [cmdline], eax
     ; Identity map 4 GiB with 2 MiB user pages (RAM, the PCI hole, the BARs).
-    mov edi, PML4
-    xor eax, eax
-    mov ecx, 6 * 1024
-    rep stosd
-    mov dword [PML4], PML4 + 0x1007
-    mov dword [PML4 + 0x1000], PML4 + 0x2007
-    mov dword [PML4 + 0x1008], PML4 + 0x3007
-    mov dword [PML4 + 0x1010], PML4 + 0x4007
-    mov dword [PML4 + 0x1018], PML4 + 0x5007
-    mov edi, PML4 + 0x2000
-    mov eax, 0x87                  ; 2 MiB, present, writable, user
-    xor edx, edx
-    mov ecx, 2048
-.pd:
-    mov [edi], eax
-    mov [edi + 4], edx
-    add eax, 0x200000
-    adc edx, 0
-    add edi, 8
-    loop .pd
+    IDENTITY_MAP_4G_USER PML4
     LONG_MODE_ENTER PML4, KCODE, long_mode
 
 bits 64
