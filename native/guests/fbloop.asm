@@ -455,22 +455,7 @@ key_mode:
 %include "lib64.inc"
 
 
-align 8
-gdt:
-    dq 0
-    dq 0x00209a0000000000          ; 0x08 ring-0 code, 64-bit
-    dq 0x00cf92000000ffff          ; 0x10 ring-0 data
-    dq 0x00cff2000000ffff          ; 0x18 ring-3 data
-    dq 0x0020fa0000000000          ; 0x20 ring-3 code, 64-bit
-    dq 0, 0                        ; 0x28 TSS (filled in)
-gdt_end:
-gdtr:
-    dw gdt_end - gdt - 1
-    dd gdt
-align 8
-idtr:
-    dw 32 * 16 - 1
-    dq idt
+RING3_GDT
 width:  dd 1024
 height: dd 768
 mode:   dd 0                       ; 0 desktop, 1 noise, 2 key
