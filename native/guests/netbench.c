@@ -240,7 +240,6 @@ static u8 *tx_slot(void) {
   memset(b, 0, HDR);
   return b + HDR;
 }
-static int tx_pending;
 static void tx_post(u32 frame_len) {
   u16 slot = txq.next % Q;
   txq.d[slot].len = HDR + frame_len;
@@ -248,11 +247,9 @@ static void tx_post(u32 frame_len) {
   txq.next++;
   barrier();
   txq.a->idx = txq.next;
-  tx_pending = 1;
 }
-static void tx_flush(void) {
-  if (tx_pending) { kick(&txq); tx_pending = 0; }
-}
+/* kick() itself does nothing when no buffer was added since its last call. */
+static void tx_flush(void) { kick(&txq); }
 
 /* ---- Ethernet, IP ------------------------------------------------------ */
 
