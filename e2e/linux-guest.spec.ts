@@ -5,7 +5,7 @@
 // are right, independent of Vireo), then in Vireo through `vireo boot`: direct
 // kernel boot and the boot ISO (SeaBIOS → El Torito → GRUB → Linux).
 //
-// Time limits: VIREO_LINUX_BOOT_S seconds per Vireo boot (default 150; the
+// Time limits: VIREO_LINUX_BOOT_S seconds per Vireo boot (default 150, 100 on kvm_pvm hosts; the
 // documented long runs on kvm_pvm hosts: 4800 direct, 8000 ISO; docs/linux-guest.md), VIREO_LINUX_TCG_S per QEMU
 // TCG boot (default 180). On a kvm_pvm host a Vireo boot that runs out of time
 // (124) before the checks' summary, with no FAIL line, is skipped with where the
@@ -26,12 +26,14 @@ import {
 } from '../bench/linux-boot/guest';
 import { ocr } from './harness';
 
-const BOOT_S = Number(process.env.VIREO_LINUX_BOOT_S ?? 150);
+const KVM_PVM = fs.existsSync('/sys/module/kvm_pvm');
+// On a kvm_pvm host no boot finishes in a CI limit: 100 s there still run the kernel's early boot
+// through the FPU's XSAVE setup and SMP bring-up (53-58 s on a quiet host), the assist's ground.
+const BOOT_S = Number(process.env.VIREO_LINUX_BOOT_S ?? (KVM_PVM ? 100 : 150));
 // The shortest limit at which the ISO path on a kvm_pvm host gets past the bzImage's decompressor (~4,150 s).
 const ISO_PVM_MIN_S = 4500;
 const TCG_S = Number(process.env.VIREO_LINUX_TCG_S ?? 180);
 const CPUS = Number(process.env.VIREO_LINUX_CPUS ?? 2); // VIREO_LINUX_CPUS=1: the slow lane on one vCPU (docs/linux-guest.md)
-const KVM_PVM = fs.existsSync('/sys/module/kvm_pvm');
 const LOGS = process.env.VIREO_LINUX_LOG;
 
 let build: GuestBuild | string;
