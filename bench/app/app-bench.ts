@@ -227,9 +227,10 @@ function cpuByRole(dir: string, uuid: string, servePid: number): Record<string, 
 }
 
 /** Whole-screen changes on every engine poll: frames painted into the canvas per second. */
-async function benchFrames(pattern: Pattern, w: number, h: number, seconds = 5): Promise<Record<string, number | string>> {
+async function benchFrames(pattern: Pattern, w: number, h: number, seconds = 5, tiles = '1'): Promise<Record<string, number | string>> {
   let uuid = '';
   const s = await serve((d) => (uuid = defFile(d, 'display', { kind: 'kernel', kernel: '/dev/null' }, 2)), {
+    VIREO_CONSOLE_TILES: tiles,
     VIREO_ADDON: path.join(ROOT, 'bench', 'app', 'synthetic-addon.cjs'),
     VIREO_BENCH_MODE: 'full',
     VIREO_BENCH_PATTERN: pattern,
@@ -629,7 +630,10 @@ async function main(): Promise<void> {
       ] as Array<[Pattern, number, number]>) {
         const key = `${pattern}${w}x${h}`;
         if (process.env.VIREO_BENCH_CASES && !process.env.VIREO_BENCH_CASES.split(',').includes(key)) continue;
-        (runs[key] ??= []).push(await benchFrames(pattern, w, h));
+        // VIREO_BENCH_TILES=1,0: each case with the palette tiles (default) and with plain RLE24.
+        for (const tiles of (process.env.VIREO_BENCH_TILES ?? '1').split(',')) {
+          (runs[tiles === '0' ? `${key}-rle24` : key] ??= []).push(await benchFrames(pattern, w, h, 5, tiles));
+        }
       }
     }
     results.framesFullScreen = Object.fromEntries(

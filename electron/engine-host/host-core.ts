@@ -51,9 +51,13 @@ export function openSerialLog(file: string): { fd: number; size: number } {
   }
 }
 
-/** VIREO_CONSOLE_SCROLL=0 turns scrolling-as-copies off, VIREO_CONSOLE_LZ=1 the LZ stage on (stream.ts frameOptions). */
+/**
+ * VIREO_CONSOLE_SCROLL=0 turns scrolling-as-copies off, VIREO_CONSOLE_TILES=0 the palette tiles
+ * off (plain RLE24), VIREO_CONSOLE_LZ=1 (with tiles off) the LZ stage on (stream.ts frameOptions).
+ */
 const SCROLL_COPIES = process.env.VIREO_CONSOLE_SCROLL !== '0';
 if (process.env.VIREO_CONSOLE_LZ === '1') frameOptions.lz = true;
+if (process.env.VIREO_CONSOLE_TILES === '0') frameOptions.tiles = false;
 
 /** A console that stops acking is dropped once this much serial output waits for it. */
 export const SERIAL_QUEUE_LIMIT = 256 * 1024 * 1024;

@@ -109,21 +109,29 @@ describe('lz decoder under mutation', () => {
 });
 
 describe('frames use it where it pays', () => {
+  // The stage works on RLE24, so these run with the palette tiles off (VIREO_CONSOLE_TILES=0).
   it('with the stage on (VIREO_CONSOLE_LZ=1): a text-like rect goes RLE24+LZ and decodes to the same pixels; noise stays RLE24', () => {
     frameOptions.lz = true;
+    frameOptions.tiles = false;
     try {
       textAndNoise();
     } finally {
       frameOptions.lz = false;
+      frameOptions.tiles = true;
     }
   });
 
-  it('off by default: every rect goes RLE24', () => {
+  it('off by default: with the tiles off every rect goes RLE24', () => {
     const w = 64, h = 64;
     const text = new Uint32Array(w * h).map((_, i) => (((i % w) * 7 + ((i / w) | 0) * 3) % 5 < 2 ? 0xffffff : 0x202020));
-    const m = decodeHostToUi(encodeFrame(w, h, true, [{ x: 0, y: 0, w, h, data: new Uint8Array(text.buffer) }]));
-    if (m.op !== 'frame') throw new Error('not a frame');
-    expect(m.rects.map((x) => x.enc)).toEqual([ENC_RLE24]);
+    frameOptions.tiles = false;
+    try {
+      const m = decodeHostToUi(encodeFrame(w, h, true, [{ x: 0, y: 0, w, h, data: new Uint8Array(text.buffer) }]));
+      if (m.op !== 'frame') throw new Error('not a frame');
+      expect(m.rects.map((x) => x.enc)).toEqual([ENC_RLE24]);
+    } finally {
+      frameOptions.tiles = true;
+    }
   });
 });
 

@@ -79,7 +79,7 @@ export type UiToHost =
    */
   | { op: 'displaySize'; width: number; height: number };
 
-import { ENC_COPY, ENC_RLE24, ENC_RLE24_LZ, decodeRle24, encodeRle24, rle24Bound } from './frame-codec';
+import { ENC_COPY, ENC_RLE24, ENC_RLE24_LZ, ENC_TILES, decodeRle24, decodeTiles, encodeRle24, encodeTiles, rle24Bound } from './frame-codec';
 import { lzCompress, lzDecompress } from './lz';
 import { StreamError } from './stream-error';
 
@@ -97,18 +97,21 @@ const COMBO_SET = new Set<string>(COMBOS);
 const KEY_CODE = /^[A-Za-z0-9]{1,32}$/;
 
 /**
- * The LZ stage (lz.ts) on or off. Off by default: measured against QEMU VNC + noVNC
- * (docs/benchmarks.md) it cut wire bytes by a third but cost the engine host more CPU than
- * Chromium saved on this 2-core host (1920x1080 text 7-12 fps with it, 18-19 without).
- * The engine host turns it on with VIREO_CONSOLE_LZ=1 (a slow link); consoles always decode it.
+ * tiles: ENC_TILES (frame-codec.ts: solid, palette-packed or RLE24 per 64x64 tile) instead of
+ * plain RLE24. On by default; the engine host turns it off with VIREO_CONSOLE_TILES=0.
+ * lz: the LZ stage (lz.ts) over plain RLE24 (so only with tiles off). Off by default: measured
+ * against QEMU VNC + noVNC (docs/benchmarks.md) it cut wire bytes by a third but cost the
+ * engine host more CPU than Chromium saved on this 2-core host (1920x1080 text 7-12 fps with
+ * it, 18-19 without). The engine host turns it on with VIREO_CONSOLE_LZ=1 (a slow link).
+ * Consoles always decode every encoding.
  */
-export const frameOptions = { lz: false };
+export const frameOptions = { lz: false, tiles: true };
 
 /**
  * A frame message: [op][width u16][height u16][modeChanged u8][rect count u16], then per
  * rect [x u16][y u16][w u16][h u16][enc u8][length u32][payload] (little endian). The
- * pixels are RLE24-coded here (frame-codec.ts): the one copy the engine's pixels make in
- * the host, and 3 bytes a pixel or far fewer on the way out.
+ * pixels are coded here (frame-codec.ts): the one copy the engine's pixels make in the
+ * host, and 3 bytes a pixel or far fewer on the way out.
  */
 
 export function encodeFrame(width: number, height: number, modeChanged: boolean, rects: PixelRect[]): Uint8Array {
@@ -127,7 +130,14 @@ export function encodeFrame(width: number, height: number, modeChanged: boolean,
       continue;
     }
     if (r.data.byteLength !== r.w * r.h * 4) throw new StreamError('rect data size does not match w*h*4');
-    // encodeRle24 and lzCompress reuse scratch buffers: keep a copy of each rect's bytes but the last.
+    // The encoders and lzCompress reuse scratch buffers: keep a copy of each rect's bytes but the last.
+    if (frameOptions.tiles) {
+      const p = encodeTiles(r.data, r.w, r.h);
+      parts.push(rects.length > 1 ? p.slice() : p);
+      encs.push(ENC_TILES);
+      size += RECT_HEADER + p.byteLength;
+      continue;
+    }
     let p = encodeRle24(r.data, r.w * r.h);
     let enc = ENC_RLE24;
     const lz = frameOptions.lz && lzWorthTrying(p.byteLength, r.w * r.h) ? lzCompress(p) : undefined;
@@ -212,6 +222,7 @@ function lzWorthTrying(rleBytes: number, pixels: number): boolean {
  * buffer), `stride` pixels a row. Throws StreamError on corrupt pixel data.
  */
 export function decodeRect(r: WireRect, dst: Uint32Array, stride: number): void {
+  if (r.enc === ENC_TILES) return decodeTiles(r.data, r.w, r.h, dst, stride, r.x, r.y);
   if (r.enc === ENC_RLE24) return decodeRle24(r.data, r.w, r.h, dst, stride, r.x, r.y);
   if (r.enc === ENC_COPY) return copyRect(r, dst, stride);
   if (r.enc !== ENC_RLE24_LZ) throw new StreamError(`unknown pixel encoding ${r.enc}`);
@@ -259,7 +270,7 @@ export function decodeHostToUi(buf: Uint8Array): HostToUi {
         const enc = buf[o + 8]!;
         const len = dv.getUint32(o + 9, true);
         if (x + w > width || y + h > height) throw new StreamError('rect outside the screen');
-        if (enc !== ENC_RLE24 && enc !== ENC_RLE24_LZ && enc !== ENC_COPY) throw new StreamError(`unknown pixel encoding ${enc}`);
+        if (enc !== ENC_RLE24 && enc !== ENC_RLE24_LZ && enc !== ENC_COPY && enc !== ENC_TILES) throw new StreamError(`unknown pixel encoding ${enc}`);
         if (o + RECT_HEADER + len > buf.byteLength) throw new StreamError('short rect data');
         rects.push({ x, y, w, h, enc, data: buf.subarray(o + RECT_HEADER, o + RECT_HEADER + len) });
         o += RECT_HEADER + len;
