@@ -87,6 +87,14 @@ export { StreamError };
 
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: true });
+/** UTF-8 text of a message, or a StreamError (the decoders throw nothing else on bad bytes). */
+function text(b: Uint8Array): string {
+  try {
+    return dec.decode(b);
+  } catch {
+    throw new StreamError('text that is not UTF-8');
+  }
+}
 
 export const COMBOS = [
   'ctrl-alt-del',
@@ -282,7 +290,12 @@ export function decodeHostToUi(buf: Uint8Array): HostToUi {
       if (buf.byteLength < 2) throw new StreamError('short serial message');
       return { op: 'serial', port: buf[1]!, data: buf.subarray(2) };
     case Op.Info: {
-      const v = JSON.parse(dec.decode(buf.subarray(1))) as unknown;
+      let v: unknown;
+      try {
+        v = JSON.parse(text(buf.subarray(1)));
+      } catch (e) {
+        throw e instanceof StreamError ? e : new StreamError('bad info message');
+      }
       if (typeof v !== 'object' || v === null || typeof (v as StreamInfo).state !== 'string') {
         throw new StreamError('bad info message');
       }
@@ -394,12 +407,12 @@ export function decodeUiToHost(buf: Uint8Array): UiToHost {
       return { op: 'serialIn', port: buf[1]!, data: buf.subarray(2) };
     case Op.Key: {
       if (buf.byteLength < 3 || buf[1]! > 1) throw new StreamError('bad key message');
-      const code = dec.decode(buf.subarray(2));
+      const code = text(buf.subarray(2));
       if (!KEY_CODE.test(code)) throw new StreamError('bad key code');
       return { op: 'key', down: buf[1] === 1, code };
     }
     case Op.Combo: {
-      const name = dec.decode(buf.subarray(1));
+      const name = text(buf.subarray(1));
       if (!COMBO_SET.has(name)) throw new StreamError(`unknown key combination '${name}'`);
       return { op: 'combo', name };
     }
