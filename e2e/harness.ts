@@ -300,8 +300,10 @@ export async function contextMenu(page: Page, vmName: string, item: string): Pro
 export async function waitVmState(page: Page, vmName: string, states: string[], timeout = 60000): Promise<string> {
   const row = page.getByRole('option', { name: vmName, exact: true });
   const sel = states.map((s) => `[data-state="${s}"]`).join(',');
-  await row.and(page.locator(sel)).waitFor({ timeout });
-  return (await row.getAttribute('data-state'))!;
+  // Read from the element as it matched (a second read of the row can see a later state).
+  const matched = row.and(page.locator(sel));
+  await matched.waitFor({ timeout });
+  return (await matched.getAttribute('data-state'))!;
 }
 
 /** Opens the console window of a VM from the context menu. */
