@@ -27,6 +27,8 @@ void require_file(const char* p, const char* pkg) {
   if (access(p, R_OK) != 0) SKIP(std::string(p) + " is missing (Debian package " + pkg + ")");
 }
 
+bool have_qemu() { return std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0; }
+
 // A PC booted by SeaBIOS with `mem_mib` of RAM and, when given, a CD-ROM.
 MachineConfig pc_config(uint64_t mem_mib, const char* cdrom = nullptr) {
   MachineConfig c;
@@ -349,7 +351,7 @@ TEST(grub_videoinfo_and_gfxterm_vbe_graphics_mode) {
   // qemu_compare_test types the same commands and checks everything below (the
   // mode list, the EDID, gfxterm's pixels) against QEMU's screens; this case is
   // for hosts without QEMU (~2 min of a kvm_pvm host's CI time otherwise).
-  if (std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") == 0 && !std::getenv("VIREO_TEST_ALL"))
+  if (have_qemu() && !std::getenv("VIREO_TEST_ALL"))
     SKIP("qemu_compare_test runs videoinfo and gfxterm against QEMU (VIREO_TEST_ALL=1 runs this too)");
   MachineConfig c = pc_config(256, kGrubIso);
   c.boot_order = "d";
@@ -717,7 +719,7 @@ TEST(an_acpi_guest_powers_off_after_the_power_button) {
 // powers off by itself (QEMU exits 0) after the delay -- the guest is right
 // about ACPI on a reference PC, not just on Vireo's.
 TEST(the_acpi_guest_powers_off_under_qemu_too) {
-  if (std::system("command -v qemu-system-x86_64 >/dev/null 2>&1") != 0) SKIP("qemu-system-x86_64 is not installed");
+  if (!have_qemu()) SKIP("qemu-system-x86_64 is not installed");
   std::string img = acpi_off_image(2);
   std::string log = img + ".com1";
   std::string cmd = "timeout 120 qemu-system-x86_64 -accel tcg -m 64 -display none -monitor stdio -serial file:" + log +

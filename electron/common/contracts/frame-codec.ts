@@ -31,25 +31,35 @@ export function rle24Bound(n: number): number {
   return 4 * n + 8;
 }
 
+/** The n BGRX pixels of `src` as 32-bit words (copied first when `src` is not 4-byte aligned). */
+function pixelWords(src: Uint8Array, n: number): Uint32Array {
+  if (src.byteLength < n * 4) throw new StreamError('rect data shorter than w*h*4');
+  const aligned = src.byteOffset % 4 === 0 ? src : new Uint8Array(src);
+  return new Uint32Array(aligned.buffer, aligned.byteOffset, n);
+}
+
+/** Writes v as a varint (LEB128) at out[o]; returns the offset after it. */
+function writeVarint(out: Uint8Array, o: number, v: number): number {
+  while (v >= 0x80) {
+    out[o++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[o++] = v;
+  return o;
+}
+
 /**
  * Encodes w*h BGRX pixels (4 bytes each, X ignored). Returns a view of a scratch buffer
  * that the next call overwrites: copy it out (encodeFrame does) before calling again.
  */
 export function encodeRle24(src: Uint8Array, n: number): Uint8Array {
-  if (src.byteLength < n * 4) throw new StreamError('rect data shorter than w*h*4');
-  const aligned = src.byteOffset % 4 === 0 ? src : new Uint8Array(src);
-  const s = new Uint32Array(aligned.buffer, aligned.byteOffset, n);
+  const s = pixelWords(src, n);
   const need = rle24Bound(n);
   if (scratch.byteLength < need) scratch = new Uint8Array(Math.max(need, scratch.byteLength * 2));
   const out = scratch;
   let o = 0;
   const token = (count: number, run: number) => {
-    let v = (count - 1) * 2 + run;
-    while (v >= 0x80) {
-      out[o++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    out[o++] = v;
+    o = writeVarint(out, o, (count - 1) * 2 + run);
   };
   const literal = (from: number, to: number) => {
     while (from < to) {
@@ -189,10 +199,7 @@ export function tilesBound(w: number, h: number): number {
  * scratch buffer that the next call overwrites.
  */
 export function encodeTiles(src: Uint8Array, w: number, h: number): Uint8Array {
-  const n = w * h;
-  if (src.byteLength < n * 4) throw new StreamError('rect data shorter than w*h*4');
-  const aligned = src.byteOffset % 4 === 0 ? src : new Uint8Array(src);
-  const s = new Uint32Array(aligned.buffer, aligned.byteOffset, n);
+  const s = pixelWords(src, w * h);
   const need = tilesBound(w, h);
   if (tilesScratch.byteLength < need) tilesScratch = new Uint8Array(Math.max(need, tilesScratch.byteLength * 2));
   const out = tilesScratch;
@@ -298,12 +305,7 @@ export function encodeTiles(src: Uint8Array, w: number, h: number): Uint8Array {
       for (let y = 0; y < th; y++) tilePx.set(s.subarray((ty + y) * w + tx, (ty + y) * w + tx + tw), y * tw);
       const r = encodeRle24(tilePxBytes, tw * th);
       out[o++] = 0;
-      let len = r.byteLength;
-      while (len >= 0x80) {
-        out[o++] = (len & 0x7f) | 0x80;
-        len >>>= 7;
-      }
-      out[o++] = len;
+      o = writeVarint(out, o, r.byteLength);
       out.set(r, o);
       o += r.byteLength;
     }

@@ -139,16 +139,9 @@ export function encodeFrame(width: number, height: number, modeChanged: boolean,
     }
     if (r.data.byteLength !== r.w * r.h * 4) throw new StreamError('rect data size does not match w*h*4');
     // The encoders and lzCompress reuse scratch buffers: keep a copy of each rect's bytes but the last.
-    if (frameOptions.tiles) {
-      const p = encodeTiles(r.data, r.w, r.h);
-      parts.push(rects.length > 1 ? p.slice() : p);
-      encs.push(ENC_TILES);
-      size += RECT_HEADER + p.byteLength;
-      continue;
-    }
-    let p = encodeRle24(r.data, r.w * r.h);
-    let enc = ENC_RLE24;
-    const lz = frameOptions.lz && lzWorthTrying(p.byteLength, r.w * r.h) ? lzCompress(p) : undefined;
+    let p = frameOptions.tiles ? encodeTiles(r.data, r.w, r.h) : encodeRle24(r.data, r.w * r.h);
+    let enc = frameOptions.tiles ? ENC_TILES : ENC_RLE24;
+    const lz = !frameOptions.tiles && frameOptions.lz && lzWorthTrying(p.byteLength, r.w * r.h) ? lzCompress(p) : undefined;
     if (lz && lz.byteLength + 4 < p.byteLength * 0.875) {
       const q = new Uint8Array(4 + lz.byteLength);
       new DataView(q.buffer).setUint32(0, p.byteLength, true);
