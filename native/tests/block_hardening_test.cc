@@ -238,7 +238,7 @@ void make_sparse_dirty(const std::string& p, int cluster_size, bool far_entry) {
 
 // ASan reserves terabytes of address space for its shadow and inflates RSS:
 // the memory bounds these tests assert are measured by the plain build.
-#if defined(__SANITIZE_ADDRESS__)
+#if VIREO_ASAN
 #define SKIP_UNDER_ASAN() SKIP("built with ASan: its shadow memory defeats the 1 GiB address-space limit and the RSS bound (the plain build runs this)")
 #else
 #define SKIP_UNDER_ASAN() (void)0

@@ -3,6 +3,19 @@
 // SKIP("reason") skips it with a printed reason. Exit status: 0 all passed
 // (or some skipped), 1 any failed, 77 every case skipped (ctest SKIP_RETURN_CODE).
 #pragma once
+
+// VIREO_ASAN: 1 in an AddressSanitizer build, with gcc (__SANITIZE_ADDRESS__) or clang
+// (__has_feature(address_sanitizer), which clang 14 has instead of the gcc macro).
+#if defined(__SANITIZE_ADDRESS__)
+#define VIREO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VIREO_ASAN 1
+#endif
+#endif
+#ifndef VIREO_ASAN
+#define VIREO_ASAN 0
+#endif
 #include <cstdio>
 #include <cstdlib>
 #include <functional>

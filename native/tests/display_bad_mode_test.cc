@@ -26,7 +26,7 @@ void dispi_out(IoDevice& p, uint16_t index, uint16_t v) {
 }
 
 // Under AddressSanitizer freed memory sits in its quarantine: RSS says nothing there.
-#if defined(__SANITIZE_ADDRESS__)
+#if VIREO_ASAN
 constexpr bool kRssMeaningful = false;
 #else
 constexpr bool kRssMeaningful = true;
