@@ -1,16 +1,24 @@
-// Runs the suites one after another and adds up their cases.
+// Runs the suites and adds up their cases.
 //   native: ctest over native/out/core (each test binary prints "N passed, N failed, N skipped")
-//   sanitize: the native unit and device tests (not the KVM ones) again, built with
-//           ASan + UBSan in native/out/asan (any report fails the test)
-//   fuzz:   each libFuzzer target in native/fuzz (clang, ASan + UBSan, native/out/fuzz) for a
-//           few seconds from its seeds and regression inputs (skipped when clang is missing)
+//   sanitize: the native unit and device tests (not the KVM ones) again, built with clang and
+//           ASan + UBSan in native/out/fuzz (any report fails the test; gcc in native/out/asan
+//           when clang is missing)
+//   fuzz:   each libFuzzer target in native/fuzz (the same native/out/fuzz build) for a few
+//           seconds from its seeds and regression inputs (skipped when clang is missing)
 //   unit:   vitest (electron/**, renderer/src/**)
 //   e2e:    vitest with e2e/vitest.config.mts (real `vireo serve`, real engine, Chromium)
-// `node scripts/run-tests.mjs native unit` runs a subset.
+// `node scripts/run-tests.mjs native unit` runs a subset, one suite after another.
+// The whole run (no names) puts sanitize + fuzz in a second run of this script in the
+// background, at nice 19 and one job, from the KVM tests on: the KVM tests and most of the
+// end-to-end tests keep one vCPU thread busy on one core, and the other core was mostly idle
+// (a whole run used ~1.06 of the 2 cores on average). The unit tests (two workers) then come
+// last, after it. Its output is printed at the end and its cases are added to the total.
+// VIREO_TEST_SERIAL=1 runs everything one after another.
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const want = process.argv.slice(2);
@@ -54,7 +62,7 @@ function ctest(name, dir, extra = [], env = {}) {
 // The unit and device tests two at a time; the KVM tests one at a time (on a kvm_pvm host two
 // firmware boots side by side slow each other several times over, and timing cases fail).
 const KVM_RE = /^(kvm_|qemu_compare)/;
-const JOBS = String(Math.max(1, os.cpus().length));
+const JOBS = process.env.VIREO_TEST_JOBS || String(Math.max(1, os.cpus().length));
 const has = (p) => spawnSync('sh', ['-c', `command -v ${p}`], { encoding: 'utf8' }).stdout.trim();
 const launcher = has('ccache');
 const ccache = launcher ? [`-DCMAKE_CXX_COMPILER_LAUNCHER=${launcher}`, `-DCMAKE_C_COMPILER_LAUNCHER=${launcher}`] : [];
@@ -62,10 +70,6 @@ const ccache = launcher ? [`-DCMAKE_CXX_COMPILER_LAUNCHER=${launcher}`, `-DCMAKE
 // ---- the sanitizer build: one clang build (native/out/fuzz) serves both the sanitize suite
 // and the libFuzzer smoke runs. With -DVIREO_FUZZ=ON, vireo_core and everything linked to it
 // is built with ASan + UBSan (and libFuzzer's coverage hooks, which cost the tests little).
-// It compiles in the background, at the lowest CPU priority and one job, while the KVM
-// tests run one at a time (their vCPU takes one core; the other was idle): that hides most
-// of its ~8 core-minutes. Without clang the sanitize suite builds with gcc instead
-// (native/out/asan) and the fuzz targets are skipped.
 const SAN_DIR = 'native/out/fuzz';
 const wantSan = !want.length || want.includes('sanitize');
 const wantFuzz = !want.length || want.includes('fuzz');
@@ -73,75 +77,60 @@ const clang = has('clang++');
 const fuzzCmake = fs.readFileSync(path.join(root, 'native/fuzz/extra.cmake'), 'utf8');
 const FUZZ_TARGETS = fuzzCmake.match(/set\(VIREO_FUZZ_TARGETS([^)]*)\)/)[1].trim().split(/\s+/);
 
-/**
- * Configures and builds SAN_DIR's targets. `background`: at nice 19 with one job, output to a
- * log; `wait()` then stops it (make keeps what it finished) and goes on in the foreground with
- * every core, or just collects it when it has already finished.
- */
-function startSanBuild(targets, background) {
-  const log = path.join(os.tmpdir(), `vireo-sanbuild-${process.pid}.log`);
-  const steps = (jobs) => [
-    fs.existsSync(path.join(root, SAN_DIR, 'CMakeCache.txt')) ? null
-      : ['cmake', '-S', 'native', '-B', SAN_DIR, '-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DCMAKE_C_COMPILER=clang',
-        '-DCMAKE_CXX_COMPILER=clang++', '-DVIREO_FUZZ=ON', ...ccache],
-    ['cmake', '--build', SAN_DIR, '-j', jobs, ...targets.flatMap((t) => ['--target', t])],
-  ].filter(Boolean).map((a) => a.map((w) => `'${w}'`).join(' ')).join(' && ');
-  const t0 = Date.now();
-  const report = (code) => console.log(`==== sanitizer build: exit ${code} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  if (!background) {
-    console.log(`\n==== sanitizer build: ${steps(JOBS)}`);
-    const r = spawnSync('sh', ['-c', steps(JOBS)], { cwd: root, stdio: 'inherit' });
-    report(r.status);
-    return { wait: async () => r.status === 0 };
-  }
-  console.log(`\n==== sanitizer build (background, nice 19, one job, while the KVM tests run): ${steps('1')}`);
+/** The sanitize + fuzz suites as a second run of this script, niced, one job; see the top. */
+function startBackground() {
+  const log = path.join(os.tmpdir(), `vireo-background-${process.pid}.log`);
   const fd = fs.openSync(log, 'w');
-  const child = spawn('sh', ['-c', `exec nice -n 19 sh -c ${JSON.stringify(steps('1'))}`], { cwd: root, stdio: ['ignore', fd, fd], detached: true });
+  const t0 = Date.now();
+  console.log('\n==== sanitize + fuzz: started in the background (nice 19, one job); their output comes at the end');
+  const child = spawn('nice', ['-n', '19', process.execPath, fileURLToPath(import.meta.url), 'sanitize', 'fuzz'],
+    { cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, VIREO_TEST_JOBS: '1' } });
   fs.closeSync(fd);
   const done = new Promise((resolve) => child.on('exit', (code, signal) => resolve(signal ? 128 : code)));
-  return {
-    async wait() {
-      let stopped = false;
-      // The exit may already have happened while the KVM tests held the event loop: the
-      // signal then finds no process and the promise gives the real status.
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-        stopped = true;
-      } catch {
-        /* already gone */
-      }
-      const code = await done;
-      const out = fs.readFileSync(log, 'utf8');
-      fs.rmSync(log, { force: true });
-      if (code === 0) {
-        report(code);
-        return true;
-      }
-      if (!stopped) {
-        process.stdout.write(out.split('\n').slice(-80).join('\n'));
-        report(code);
-        return false;
-      }
-      console.log(`==== sanitizer build: the background part took ${((Date.now() - t0) / 1000).toFixed(1)} s; the rest with ${JOBS} jobs: ${steps(JOBS)}`);
-      const r = spawnSync('sh', ['-c', steps(JOBS)], { cwd: root, stdio: 'inherit' });
-      report(r.status);
-      return r.status === 0;
-    },
+  return async () => {
+    const code = await done;
+    const out = fs.readFileSync(log, 'utf8');
+    fs.rmSync(log, { force: true });
+    console.log(`\n==== sanitize + fuzz (ran in the background): exit ${code} after ${((Date.now() - t0) / 1000).toFixed(1)} s; their output:`);
+    process.stdout.write(out);
+    const sum = [...out.matchAll(/^(\d+) passed, (\d+) failed, (\d+) skipped$/gm)].pop();
+    if (sum) {
+      total.passed += +sum[1];
+      total.failed += +sum[2];
+      total.skipped += +sum[3];
+    }
+    for (const m of out.matchAll(/^FAILED (.*)$/gm)) failedTests.push(m[1]);
+    const suites = out.match(/^suites that failed: (.*)$/m);
+    if (suites) broken.push(...suites[1].split(', '));
+    if (!sum) broken.push('sanitize + fuzz (no results)');
+    else if (code !== 0 && !suites && !+sum[2]) broken.push(`sanitize + fuzz (exit ${code})`);
   };
 }
 
-const sanTargets = [...(wantSan ? ['unit_tests'] : []), ...(wantFuzz ? ['fuzzers'] : [])];
-const kvmPhase = !want.length || want.includes('native');
-let sanBuild = null;
-
+const background = !want.length && process.env.VIREO_TEST_SERIAL !== '1';
 ctest('native', 'native/out/core', ['-j', JOBS, '-E', KVM_RE.source]);
-if (clang && sanTargets.length && kvmPhase) sanBuild = startSanBuild(sanTargets, true);
+const waitBackground = background ? startBackground() : null;
 ctest('native', 'native/out/core', ['-R', KVM_RE.source]);
-if (clang && sanTargets.length && !sanBuild) sanBuild = startSanBuild(sanTargets, false);
-const sanBuilt = sanBuild ? await sanBuild.wait() : false;
+let sanBuilt = false;
+if (!waitBackground && clang && (wantSan || wantFuzz)) {
+  const targets = [...(wantSan ? ['unit_tests'] : []), ...(wantFuzz ? ['fuzzers'] : [])];
+  const steps = [
+    fs.existsSync(path.join(root, SAN_DIR, 'CMakeCache.txt')) ? null
+      : ['cmake', '-S', 'native', '-B', SAN_DIR, '-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DCMAKE_C_COMPILER=clang',
+        '-DCMAKE_CXX_COMPILER=clang++', '-DVIREO_FUZZ=ON', ...ccache],
+    ['cmake', '--build', SAN_DIR, '-j', JOBS, ...targets.flatMap((t) => ['--target', t])],
+  ].filter(Boolean).map((a) => a.map((w) => `'${w}'`).join(' ')).join(' && ');
+  console.log(`\n==== sanitizer build: ${steps}`);
+  const t0 = Date.now();
+  const r = spawnSync('sh', ['-c', steps], { cwd: root, stdio: 'inherit' });
+  console.log(`==== sanitizer build: exit ${r.status} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  sanBuilt = r.status === 0;
+}
 
 // ---- the device and block tests again under ASan + UBSan ----
-if (wantSan && clang) {
+if (waitBackground) {
+  // in the background run
+} else if (wantSan && clang) {
   // The KVM tests boot firmware for minutes; they run in the native suite above.
   if (!sanBuilt) broken.push('sanitize (build)');
   else ctest('sanitize', SAN_DIR, ['-j', JOBS, '-E', KVM_RE.source], { ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1' });
@@ -158,7 +147,7 @@ if (wantSan && clang) {
 }
 
 // ---- libFuzzer smoke runs (docs/fuzzing.md; scripts/fuzz.sh runs them for hours) ----
-if (wantFuzz) {
+if (wantFuzz && !waitBackground) {
   const dir = SAN_DIR;
   const targets = FUZZ_TARGETS;
   if (!clang) {
@@ -223,8 +212,17 @@ function vitest(name, extra) {
   if (r.status !== 0) broken.push(name);
 }
 
-vitest('unit', []);
-if (fs.existsSync(path.join(root, 'e2e/vitest.config.mts'))) vitest('e2e', ['--config', 'e2e/vitest.config.mts']);
+const e2e = () => fs.existsSync(path.join(root, 'e2e/vitest.config.mts')) && vitest('e2e', ['--config', 'e2e/vitest.config.mts']);
+if (waitBackground) {
+  // The end-to-end tests leave the background most of a core; the unit tests (two workers)
+  // would leave it none, so they come once it is done.
+  e2e();
+  await waitBackground();
+  vitest('unit', []);
+} else {
+  vitest('unit', []);
+  e2e();
+}
 
 console.log('');
 for (const t of failedTests) console.log(`FAILED ${t}`);
