@@ -24,6 +24,13 @@ import {
 // got ~56 frames a second. The console's acks (one per animation frame) keep it from
 // painting faster than the display shows.
 export const FRAME_INTERVAL_MS = 14;
+/**
+ * The next poll after one that found a change: a screen that keeps changing (a scrolling page,
+ * a video) is polled this often, so the consoles' acks, not the timer, set the frame rate
+ * (at 14 ms the timer alone capped it at ~71 fps, ~56 on a busy host). An idle screen goes
+ * back to FRAME_INTERVAL_MS. VIREO_FRAME_BUSY_MS overrides it (bench/app).
+ */
+export const FRAME_BUSY_INTERVAL_MS = Math.max(1, Number(process.env.VIREO_FRAME_BUSY_MS) || 8);
 /** Serial output kept for a console that attaches late. */
 export const SERIAL_SCROLLBACK = 64 * 1024;
 /**
@@ -98,7 +105,9 @@ export class EngineHost {
   private machine: NativeMachine | undefined;
   private config: MachineConfig | undefined;
   private readonly streams = new Map<number, ConsoleStream>();
-  private timer: ReturnType<typeof setInterval> | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The last poll found a change (schedule() then polls sooner). */
+  private screenBusy = false;
   /** The screen the consoles show, for sending scrolled rows as copies (scroll.ts). */
   private readonly scroll = new ScrollDetector();
   private statsTimer: ReturnType<typeof setInterval> | undefined;
@@ -489,7 +498,7 @@ export class EngineHost {
   }
 
   private finish(code: number): void {
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     if (this.statsTimer) clearInterval(this.statsTimer);
     this.timer = this.statsTimer = undefined;
     // Let queued IPC flush before the process goes.
@@ -598,23 +607,31 @@ export class EngineHost {
     if (m) this.broadcastInfo(m.state);
   }
 
-  /** Runs the frame poll loop only while some console can take a frame. */
+  /**
+   * Runs the frame poll loop only while some console can take a frame: a chain of timeouts,
+   * FRAME_BUSY_INTERVAL_MS apart while the screen changes, FRAME_INTERVAL_MS while it is still.
+   */
   private schedule(): void {
     const wanted = [...this.streams.values()].some((s) => s.frames && s.frameCredits > 0);
     if (wanted && !this.timer && this.machine) {
-      this.timer = setInterval(() => this.pollFrames(), FRAME_INTERVAL_MS);
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.screenBusy = this.pollFrames();
+        this.schedule();
+      }, this.screenBusy ? FRAME_BUSY_INTERVAL_MS : FRAME_INTERVAL_MS);
     } else if (!wanted && this.timer) {
-      clearInterval(this.timer);
+      clearTimeout(this.timer);
       this.timer = undefined;
     }
   }
 
-  private pollFrames(): void {
+  /** Polls the display and sends what changed; true when the screen had changed. */
+  private pollFrames(): boolean {
     const m = this.machine;
-    if (!m) return;
+    if (!m) return false;
     this.checkTablet();
     const ready = [...this.streams.values()].filter((s) => s.frames && s.frameCredits > 0);
-    if (!ready.length) return this.schedule();
+    if (!ready.length) return false;
     const full = ready.some((s) => s.wantFull);
     this.counters.framePolls++;
     let upd: FrameUpdate | null;
@@ -622,13 +639,13 @@ export class EngineHost {
       upd = m.pollFrame(full);
     } catch (e) {
       this.post({ t: 'error', message: `pollFrame: ${(e as Error).message}` });
-      return;
+      return false;
     }
     if (!upd) {
       this.counters.emptyPolls++;
-      return;
+      return false;
     }
-    if (upd.width === 0 || upd.height === 0) return;
+    if (upd.width === 0 || upd.height === 0) return false;
     // A console out of credits misses this change (the engine's dirty state is gone once
     // polled): it gets a whole frame when it can take one again, or its screen would keep
     // what this update repaints (two windows on one VM, one of them slow).
@@ -644,7 +661,7 @@ export class EngineHost {
       this.counters.framesSent++;
       s.sink.send(bytes);
     }
-    this.schedule();
+    return true;
   }
 
   private stats(): void {
