@@ -100,6 +100,31 @@ export function encodeRle24(src: Uint8Array, n: number): Uint8Array {
   return out.subarray(0, o);
 }
 
+// The offset just past the varint readVarint read last: a module variable rather than a
+// returned pair, so the decoders' hot loops allocate nothing.
+let varintEnd = 0;
+
+/**
+ * Reads a varint (LEB128, at most 4 bytes: values below 2^28) at p[o] and sets varintEnd
+ * past it. Throws StreamError(`short`) when p ends inside it, StreamError(`tooLong`) past
+ * 4 bytes.
+ */
+function readVarint(p: Uint8Array, o: number, short: string, tooLong: string): number {
+  const len = p.byteLength;
+  let v = 0;
+  let shift = 0;
+  for (;;) {
+    if (o >= len) throw new StreamError(short);
+    const b = p[o++]!;
+    v |= (b & 0x7f) << shift;
+    if (!(b & 0x80)) break;
+    shift += 7;
+    if (shift > 21) throw new StreamError(tooLong);
+  }
+  varintEnd = o;
+  return v;
+}
+
 /**
  * Decodes an RLE24 payload for a w x h rect into `dst` (RGBA pixels as little-endian
  * 32-bit words, `stride` pixels a row) at (x, y). Throws StreamError on corrupt input
@@ -114,15 +139,12 @@ export function decodeRle24(p: Uint8Array, w: number, h: number, dst: Uint32Arra
   let col = 0;
   const len = p.byteLength;
   while (done < n) {
-    let v = 0;
-    let shift = 0;
-    for (;;) {
-      if (o >= len) throw new StreamError('short pixel data');
-      const b = p[o++]!;
-      v |= (b & 0x7f) << shift;
-      if (!(b & 0x80)) break;
-      shift += 7;
-      if (shift > 21) throw new StreamError('bad pixel token');
+    // Most tokens are one byte: read those here, longer ones in readVarint.
+    let v = o < len ? p[o]! : 0x80;
+    if (v < 0x80) o++;
+    else {
+      v = readVarint(p, o, 'short pixel data', 'bad pixel token');
+      o = varintEnd;
     }
     const count = (v >>> 1) + 1;
     if (count > n - done) throw new StreamError('pixel token runs past the rect');
@@ -390,16 +412,8 @@ export function decodeTiles(p: Uint8Array, w: number, h: number, dst: Uint32Arra
           o += rowBytes;
         }
       } else if (type === 0) {
-        let size = 0;
-        let shift = 0;
-        for (;;) {
-          if (o >= len) throw new StreamError('short tile data');
-          const b = p[o++]!;
-          size |= (b & 0x7f) << shift;
-          if (!(b & 0x80)) break;
-          shift += 7;
-          if (shift > 21) throw new StreamError('bad tile length');
-        }
+        const size = readVarint(p, o, 'short tile data', 'bad tile length');
+        o = varintEnd;
         if (o + size > len) throw new StreamError('short tile data');
         decodeRle24(p.subarray(o, o + size), tw, th, dst, stride, x + tx, y + ty);
         o += size;
