@@ -7,7 +7,7 @@ set(GUEST_OUT ${CMAKE_BINARY_DIR}/guests)
 file(MAKE_DIRECTORY ${GUEST_OUT})
 if(NASM)
   set(GUEST_FILES)
-  foreach(g hello echo flat16 crash vgabanner acpi_irq0 acpi_off diskw snapmark smp_up assist count pit2 syscall touch dhcp input pci64 fbloop edid tick)
+  foreach(g hello echo flat16 crash vgabanner acpi_irq0 acpi_off diskw snapmark smp_up assist count pit2 syscall touch dhcp input pci64 fbloop edid tick spin halt)
     add_custom_command(OUTPUT ${GUEST_OUT}/${g}.bin
       COMMAND ${NASM} -f bin -I ${GUEST_SRC}/ -o ${GUEST_OUT}/${g}.bin ${GUEST_SRC}/${g}.asm
       DEPENDS ${GUEST_SRC}/${g}.asm ${GUEST_SRC}/lib.inc ${GUEST_SRC}/lib16.inc ${GUEST_SRC}/lib64.inc ${GUEST_SRC}/gate64.inc ${GUEST_SRC}/ring3.inc ${GUEST_SRC}/macros.inc)

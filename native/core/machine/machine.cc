@@ -614,6 +614,7 @@ void Machine::start() {
   live_threads_ = int(vcpus_.size());
   started_ns_ = ExitProfile::now();
   for (size_t i = 0; i < vcpus_.size(); i++) threads_.emplace_back([this, i] { vcpu_loop(int(i)); });
+  if (pvm_) halt_watch_ = std::thread([this] { halt_watch_loop(); });
   if (const char* e = std::getenv("VIREO_SAMPLE_VCPUS")) {
     const double period = std::atof(e);
     if (period > 0) sampler_ = std::thread([this, period] { sampler_loop(period); });
@@ -712,6 +713,7 @@ void Machine::stop() {
     if (t.joinable()) t.join();
   }
   if (sampler_.joinable()) sampler_.join();
+  if (halt_watch_.joinable()) halt_watch_.join();
   // Every vCPU is out: finish in-flight disk requests and write back cached
   // metadata now (closing the images, when the Machine goes, flushes again).
   if (board_) board_->quiesce();
@@ -895,6 +897,67 @@ void Machine::sampler_loop(double period_s) {
       cv_.wait_for(g, std::chrono::milliseconds(50), [&] { return bool(stop_requested_); });
     }
   }
+}
+
+void Machine::halt_watch_loop() {
+  std::array<uint64_t, 64> last{};
+  std::unique_lock g(mu_);
+  while (!stop_requested_) {
+    if (cv_.wait_for(g, std::chrono::seconds(1), [&] { return bool(stop_requested_); })) break;
+    if (state_ != RunState::Running || pause_requested_) {
+      last.fill(~uint64_t(0));  // parked vCPUs do not count as a second inside KVM_RUN
+      continue;
+    }
+    for (size_t i = 0; i < vcpus_.size() && i < last.size(); i++) {
+      const uint64_t runs = run_count_[i].load(std::memory_order_relaxed);
+      const bool inside = runs == last[i];  // no KVM_RUN returned for a whole second
+      last[i] = runs;
+      if (!inside) continue;
+      halt_check_wanted_[i] = true;
+      vcpus_[i]->run_page()->immediate_exit = 1;
+      if (i < threads_.size() && threads_[i].joinable()) pthread_kill(threads_[i].native_handle(), kick_signal());
+    }
+  }
+}
+
+// kvm_pvm, now and then, and more often when the host is busy: the first
+// instruction run after single-stepping is switched off leaves the vCPU
+// halted, with interrupts off, at the next instruction, which is not HLT
+// (seen after a keyboard-controller reset: stepping off at SeaBIOS's
+// `ljmp 8:...` into 32-bit code or at the `mov ecx, 0x10` after it, then
+// halted for good at the following instruction; no event pending, DR6
+// clear). Real hardware halts only at HLT (and with IF=0 only an NMI, SMI,
+// INIT or reset ends that), so a halted vCPU whose previous byte is not HLT
+// (F4) is KVM's mistake: make it runnable again, as if it had been woken. A
+// vCPU halted after a real HLT is left alone.
+bool Machine::repair_false_halt(kvm::KvmVcpu& v, int id) {
+  try {
+    if (v.mp_state().mp_state != KVM_MP_STATE_HALTED) return false;
+    const auto r = v.regs();
+    const auto sr = v.sregs();
+    const bool paging = (sr.cr0 & 0x80000001u) == 0x80000001u;
+    const uint64_t linear = (sr.efer & 0x400) && sr.cs.l ? r.rip - 1 : uint64_t(uint32_t(sr.cs.base + r.rip - 1));
+    VcpuMemory m(v, mem_, paging, false);
+    uint8_t before = 0;
+    if (!m.peek(linear, &before, 1) || before == 0xf4) return false;
+    v.set_mp_state_runnable();
+    false_halts_.fetch_add(1, std::memory_order_relaxed);
+    std::fprintf(stderr,
+                 "[vireo] kvm_pvm left vCPU %d halted with interrupts %s at %04x:%llx, which is not after a HLT "
+                 "(this host's single-step hazard): it runs on\n",
+                 id, (r.rflags & 0x200) ? "on" : "off", sr.cs.selector, (unsigned long long)r.rip);
+    return true;
+  } catch (const kvm::KvmError&) {
+    return false;
+  }
+}
+
+void Machine::halt_vcpu_for_test(int id) {
+  std::lock_guard g(mu_);
+  if (state_ != RunState::Paused) throw MachineError("halt_vcpu_for_test needs a paused machine");
+  kvm_mp_state s{};
+  s.mp_state = KVM_MP_STATE_HALTED;
+  vcpus_.at(size_t(id))->set_mp_state(s);
 }
 
 void Machine::take_vcpu_sample(kvm::KvmVcpu& v, int id) {
@@ -1235,6 +1298,7 @@ void Machine::vcpu_loop(int id) {
   for (;;) {
     if (stop_requested_) break;
     if (sample_wanted_[size_t(id)].exchange(false)) take_vcpu_sample(v, id);
+    if (halt_check_wanted_[size_t(id)].exchange(false) && at_boundary) repair_false_halt(v, id);
     if (reset_requested_ && id == 0) {
       complete_pending_exit();
       do_reset();

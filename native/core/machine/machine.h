@@ -253,6 +253,13 @@ public:
   uint64_t ram_resident_bytes() const;
   uint64_t ram_bytes() const { return ram_size_; }
   int vcpu_count() const { return int(vcpus_.size()); }
+  // kvm_pvm hosts: how many times a vCPU that KVM had left halted at an
+  // instruction that is not after a HLT was made runnable again
+  // (repair_false_halt).
+  uint64_t false_halts_repaired() const { return false_halts_.load(); }
+  // Tests only (kvm_halt_watch_test): puts vCPU `id` of a paused machine in
+  // KVM's halted state where it stands, as kvm_pvm's single-step hazard does.
+  void halt_vcpu_for_test(int id);
 
 private:
   void setup_memory();
@@ -279,6 +286,11 @@ private:
   // kicks every vCPU each period; each vCPU prints its own sample.
   void sampler_loop(double period_s);
   void take_vcpu_sample(kvm::KvmVcpu& v, int id);
+  // kvm_pvm hosts: the halt watch kicks, once a second, each vCPU that has
+  // not left KVM_RUN for that second; the vCPU then checks itself with
+  // repair_false_halt() (docs/architecture.md, "Input on kvm_pvm hosts").
+  void halt_watch_loop();
+  bool repair_false_halt(kvm::KvmVcpu& v, int id);
 
   MachineConfig cfg_;
   GuestMemory mem_;
@@ -336,6 +348,9 @@ private:
   std::array<std::atomic<bool>, 64> sample_wanted_{};
   std::array<std::atomic<uint64_t>, 64> run_count_{};  // KVM_RUN returns per vCPU (VIREO_SAMPLE_VCPUS)
   std::array<uint64_t, 64> sample_last_exits_{}, sample_last_cpu_ns_{};  // each written by its vCPU thread
+  std::thread halt_watch_;
+  std::array<std::atomic<bool>, 64> halt_check_wanted_{};
+  std::atomic<uint64_t> false_halts_{0};
   int64_t started_ns_ = 0;
 };
 
